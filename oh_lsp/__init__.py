@@ -1,0 +1,52 @@
+"""oh-lsp: an LLM coding agent for unit tests, documentation and refactoring, whose work is checked for real.
+
+The public names of the usage guide are importable from here. They load on first use, so that importing the package
+(as the language server does at start-up) stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "OpenHandsConfig": "oh_lsp.config",
+    "ExecutionEngine": "oh_lsp.engine",
+    "QueuedTask": "oh_lsp.tasks",
+    "TaskPriority": "oh_lsp.tasks",
+    "TaskStatus": "oh_lsp.tasks",
+    "TaskCategory": "oh_lsp.tasks",
+    "TaskQueue": "oh_lsp.queue",
+    "ResultValidator": "oh_lsp.validation.validator",
+    "ValidationResult": "oh_lsp.validation.result",
+    "MetricsCollector": "oh_lsp.metrics",
+    "ExecutionMetrics": "oh_lsp.metrics",
+    "Event": "oh_lsp.events",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+if TYPE_CHECKING:
+    from oh_lsp.config import OpenHandsConfig
+    from oh_lsp.engine import ExecutionEngine
+    from oh_lsp.events import Event
+    from oh_lsp.metrics import ExecutionMetrics, MetricsCollector
+    from oh_lsp.queue import TaskQueue
+    from oh_lsp.tasks import QueuedTask, TaskCategory, TaskPriority, TaskStatus
+    from oh_lsp.validation.result import ValidationResult
+    from oh_lsp.validation.validator import ResultValidator
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'oh_lsp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,3 @@
+from oh_lsp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""The `oh-lsp` command line: the usage guide's commands, on the project's durable store.
+
+Exit codes: 0 ok, 1 a failed task or a runtime error, 2 a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from oh_lsp.errors import OhLspError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+KINDS = ("unit_test", "documentation", "refactoring")
+PRIORITIES = ("low", "normal", "high", "critical")
+
+
+def _common(top: bool) -> argparse.ArgumentParser:
+    """Options accepted before and after the command. Sub-commands don't set defaults, so that
+    `oh-lsp --json metrics` and `oh-lsp metrics --json` mean the same."""
+    common = argparse.ArgumentParser(add_help=False, argument_default=None if top else argparse.SUPPRESS)
+    common.add_argument("--project-root", metavar="DIR", help="the project (default: the current directory)")
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    common.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    if top:
+        common.set_defaults(json=False, verbose=False)
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common(top=False)
+    parser = argparse.ArgumentParser(prog="oh-lsp", parents=[_common(top=True)],
+                                     description="Generate tests, docs and refactorings with an LLM, checked for real.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("submit-task", parents=[common], help="queue a task (files as arguments: one task each)")
+    p.add_argument("--task-type", required=True, choices=KINDS)
+    p.add_argument("--description", default="")
+    p.add_argument("--target-file", metavar="PATH")
+    p.add_argument("--priority", default="normal", choices=PRIORITIES, type=str.lower)
+    p.add_argument("--complexity", choices=("simple", "moderate", "complex"))
+    p.add_argument("--quality-threshold", type=_unit_float, metavar="0..1")
+    p.add_argument("files", nargs="*", metavar="FILE", help="target files (e.g. from a pre-commit hook)")
+
+    p = sub.add_parser("get-status", parents=[common], help="show a task")
+    p.add_argument("--task-id", required=True)
+
+    p = sub.add_parser("cancel-task", parents=[common], help="cancel a pending or running task")
+    p.add_argument("--task-id", required=True)
+
+    sub.add_parser("queue-stats", parents=[common], help="counts of tasks by status and priority")
+    sub.add_parser("metrics", parents=[common], help="tokens, cost and success rates, per model")
+
+    p = sub.add_parser("list-tasks", parents=[common], help="the latest tasks")
+    p.add_argument("--status", choices=("pending", "running", "completed", "failed", "cancelled"))
+    p.add_argument("--limit", type=int, default=20)
+
+    p = sub.add_parser("run-engine", parents=[common], help="run queued tasks")
+    p.add_argument("--workers", type=_positive_int, default=5)
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--until-idle", action="store_true", help="stop when no task is pending or running")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files instead of adding to them")
+
+    p = sub.add_parser("generate-tests", parents=[common], help="generate tests for FILE now and wait for them")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--description", default="")
+    p.add_argument("--priority", default="high", choices=PRIORITIES, type=str.lower)
+    p.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+def _unit_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from oh_lsp.cli import commands
+
+    handler = getattr(commands, args.command.replace("-", "_"))
+    try:
+        return handler(args)
+    except commands.UsageError as exc:
+        print(f"oh-lsp {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OhLspError as exc:
+        print(f"oh-lsp {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,187 @@
+"""`OpenHandsConfig`: every setting oh-lsp reads, from code, from the environment, or from a `.env` file.
+
+The environment variables are those of the usage guide (`OPENROUTER_API_KEY`, `OPENHANDS_*`) plus `OPENHANDS_BASE_URL`
+for any OpenAI-compatible endpoint, and a few `OH_LSP_*` ones for oh-lsp's own knobs. A value from the process
+environment wins over the same name in `.env`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from oh_lsp.errors import ConfigError, MissingApiKeyError
+
+OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+DEFAULT_MODEL = "mistral-small"
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+# field name -> environment variable. Order is the guide's table, then the additions.
+ENV_VARS: dict[str, str] = {
+    "api_key": "OPENROUTER_API_KEY",
+    "model": "OPENHANDS_MODEL",
+    "workspace_path": "OPENHANDS_WORKSPACE_ROOT",
+    "timeout_seconds": "OPENHANDS_TIMEOUT",
+    "enable_circuit_breaker": "OPENHANDS_ENABLE_CIRCUIT_BREAKER",
+    "use_docker_runtime": "OPENHANDS_USE_DOCKER_RUNTIME",
+    "base_url": "OPENHANDS_BASE_URL",
+    "provider": "OH_LSP_PROVIDER",
+    "python": "OH_LSP_PYTHON",
+    "max_retries": "OH_LSP_MAX_RETRIES",
+    "queue_max_size": "OH_LSP_QUEUE_MAX_SIZE",
+    "lease_seconds": "OH_LSP_LEASE_SECONDS",
+    "heartbeat_seconds": "OH_LSP_HEARTBEAT_SECONDS",
+    "test_timeout_seconds": "OH_LSP_TEST_TIMEOUT",
+    "quality_threshold": "OH_LSP_QUALITY_THRESHOLD",
+    "trusted": "OH_LSP_TRUSTED",
+}
+_BOOL_TRUE = {"1", "true", "yes", "on"}
+_BOOL_FALSE = {"0", "false", "no", "off", ""}
+
+
+class OpenHandsConfig(BaseModel):
+    """Settings for the engine, the CLI and the language server.
+
+    ``OpenHandsConfig(model="mistral-small")`` works without a key: a missing key is reported when a model is first
+    called, and only if the endpoint needs one (OpenRouter does; a local Ollama or llama.cpp server does not).
+    """
+
+    model_config = ConfigDict(validate_assignment=True, extra="forbid", arbitrary_types_allowed=True)
+
+    api_key: SecretStr | None = None
+    model: str = DEFAULT_MODEL
+    base_url: str = OPENROUTER_BASE_URL
+    workspace_path: Path = Path("./openhands_workspace")
+    timeout_seconds: int = Field(default=300, gt=0)
+    enable_circuit_breaker: bool = True
+    use_docker_runtime: bool = False
+    cli_mode: bool = True
+    usage_id: str = "oh-lsp"
+    # oh-lsp's additions
+    provider: Literal["openrouter", "openai-compatible"] | None = None
+    python: Path | None = None
+    max_retries: int = Field(default=2, ge=0, le=20)
+    queue_max_size: int = Field(default=1000, ge=1)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_seconds: float = Field(default=2.0, gt=0)
+    test_timeout_seconds: float = Field(default=120.0, gt=0)
+    quality_threshold: float = Field(default=0.7, ge=0, le=1)
+    trusted: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError("must be an http(s) URL such as https://openrouter.ai/api/v1 or http://127.0.0.1:11434/v1")
+        return value.rstrip("/")
+
+    @field_validator("model", "usage_id")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @property
+    def model_was_set(self) -> bool:
+        """True when the model was chosen explicitly (code, environment or editor), not left at the guide's default."""
+        return "model" in self.model_fields_set
+
+    @property
+    def resolved_provider(self) -> str:
+        if self.provider:
+            return self.provider
+        host = urlparse(self.base_url).hostname or ""
+        return "openrouter" if host == "openrouter.ai" or host.endswith(".openrouter.ai") else "openai-compatible"
+
+    @property
+    def endpoint_is_local(self) -> bool:
+        return (urlparse(self.base_url).hostname or "") in LOCAL_HOSTS
+
+    def secrets(self) -> list[str]:
+        """Secret values that must never leave the process (used to redact logs and scrub subprocess environments)."""
+        key = self.api_key.get_secret_value() if self.api_key else ""
+        return [key] if key else []
+
+    def require_api_key(self) -> str | None:
+        """The key to send, or None for an endpoint that takes none. Raises `MissingApiKeyError` when one is needed."""
+        if self.api_key is not None and self.api_key.get_secret_value():
+            return self.api_key.get_secret_value()
+        if self.resolved_provider == "openrouter":
+            raise MissingApiKeyError(
+                f"No API key is set for {self.base_url}. Set OPENROUTER_API_KEY (export OPENROUTER_API_KEY=sk-or-...,"
+                " or put it in the project's .env), or point OPENHANDS_BASE_URL at a local OpenAI-compatible server"
+                " that needs no key: Ollama (http://127.0.0.1:11434/v1), LM Studio (http://127.0.0.1:1234/v1),"
+                " llama.cpp's llama-server or vLLM (http://127.0.0.1:8000/v1)."
+            )
+        return None
+
+    @classmethod
+    def from_env(cls, env_file: str | Path | None = ".env", environ: dict[str, str] | None = None,
+                 **overrides: Any) -> OpenHandsConfig:
+        """Read every variable of the guide's table (plus `OPENHANDS_BASE_URL` and `OH_LSP_*`) and an optional `.env`.
+
+        Variables set in the process environment win over `.env`; `overrides` win over both. An invalid value raises
+        `ConfigError` naming the variable.
+        """
+        values = _read_env(env_file, os.environ if environ is None else environ)
+        raw: dict[str, Any] = {}
+        for name, var in ENV_VARS.items():
+            if var in values:
+                raw[name] = _coerce(name, var, values[var])
+        raw.update(overrides)
+        try:
+            return cls(**raw)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc)) from None
+
+    def with_changes(self, **changes: Any) -> OpenHandsConfig:
+        """A validated copy with some settings changed; raises `ConfigError` naming the setting."""
+        data = {name: getattr(self, name) for name in self.model_fields_set}
+        data.update(changes)
+        try:
+            return type(self)(**data)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc)) from None
+
+
+def _read_env(env_file: str | Path | None, environ: Any) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        from dotenv import dotenv_values
+
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update({k: v for k, v in environ.items() if k in ENV_VARS.values()})
+    return values
+
+
+def _coerce(name: str, var: str, text: str) -> Any:
+    annotation = str(OpenHandsConfig.model_fields[name].annotation)
+    if "bool" in annotation:
+        lowered = text.strip().lower()
+        if lowered in _BOOL_TRUE:
+            return True
+        if lowered in _BOOL_FALSE:
+            return False
+        raise ConfigError(f"{var}={text!r} is not a boolean: use true or false")
+    if name == "api_key":
+        return SecretStr(text.strip()) if text.strip() else None
+    if name in ("provider", "python") and not text.strip():
+        return None
+    return text
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        var = ENV_VARS.get(field)
+        label = f"{var} (setting {field!r})" if var else f"setting {field!r}"
+        shown = "<hidden>" if field == "api_key" else repr(err.get("input"))
+        lines.append(f"{label}: {shown} is invalid: {err['msg']}")
+    return "invalid configuration: " + "; ".join(lines)

@@ -1,0 +1,285 @@
+"""`ExecutionEngine`: N worker coroutines taking tasks from the durable queue, each under a lease kept alive by a
+heartbeat, a timeout, and cancellation that reaches the running attempt.
+
+The engine knows nothing about its front ends. It publishes `Event`s; the CLI and the language server subscribe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from oh_lsp import events as ev
+from oh_lsp.config import OpenHandsConfig
+from oh_lsp.paths import project_root as resolve_root
+from oh_lsp.paths import state_dir
+from oh_lsp.pipeline import Outcome, TaskContext, retry_delay, run_model_task
+from oh_lsp.queue import TaskQueue
+from oh_lsp.store.base import Heartbeat
+from oh_lsp.tasks import QueuedTask, TaskStatus
+
+log = logging.getLogger(__name__)
+
+Executor = Callable[[QueuedTask, TaskContext], Awaitable[Outcome]]
+IDLE_HORIZON_SECONDS = 300.0  # pending tasks due later than this (waiting for a daily reset) do not keep us busy
+
+
+class ExecutionEngine:
+    """Runs queued tasks. ``ExecutionEngine(config, max_concurrent_tasks=5)``, then ``await engine.start()``.
+
+    `submitter` names the front end (``"api"``, ``"cli"``, ``"lsp:<folder>"``). With `apply_edits`, the engine
+    writes the results of that submitter's tasks to disk as the CLI does; otherwise results stay in the store.
+    """
+
+    def __init__(self, config: OpenHandsConfig | None = None, max_concurrent_tasks: int = 5, *,
+                 project_root: str | Path | None = None, queue: TaskQueue | None = None,
+                 executor: Executor | None = None, submitter: str = "api", apply_edits: bool = False,
+                 overwrite: bool = False, poll_interval: float = 0.5) -> None:
+        if max_concurrent_tasks < 1:
+            raise ValueError("max_concurrent_tasks must be at least 1")
+        self.config = config if config is not None else OpenHandsConfig.from_env()
+        self.root = queue.project_root if queue is not None else resolve_root(project_root)
+        self.queue = queue or TaskQueue(self.config.queue_max_size, project_root=self.root,
+                                        lease_seconds=self.config.lease_seconds)
+        self.max_concurrent_tasks = max_concurrent_tasks
+        self.submitter = submitter
+        self.apply_edits = apply_edits
+        self.overwrite = overwrite
+        self.poll_interval = poll_interval
+        self.events = ev.EventBus()
+        self._executor: Executor = executor or run_model_task
+        self._workers: list[asyncio.Task[None]] = []
+        self._jobs: dict[str, asyncio.Task[Outcome]] = {}
+        self._cancel_reasons: dict[str, str] = {}
+        self._wakeup: asyncio.Event | None = None
+        self._stopping = False
+        self._client: Any = None
+        self._exclude = [state_dir(self.root)]
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return bool(self._workers) and not self._stopping
+
+    async def start(self) -> None:
+        if self._workers:
+            return
+        self._stopping = False
+        self._wakeup = asyncio.Event()
+        if self.apply_edits:
+            await self._deliver_pending()
+        self._workers = [asyncio.create_task(self._worker(i), name=f"oh-lsp-worker-{i}")
+                         for i in range(self.max_concurrent_tasks)]
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let running tasks finish within `grace` seconds; give the rest back to the queue."""
+        if not self._workers:
+            return
+        self._stopping = True
+        if self._wakeup:
+            self._wakeup.set()
+        jobs = list(self._jobs.values())
+        if jobs:
+            await asyncio.wait(jobs, timeout=grace)
+        for task_id, job in list(self._jobs.items()):
+            if not job.done():
+                self._cancel_reasons[task_id] = "stop"
+                job.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def close(self) -> None:
+        self.queue.close()
+
+    def subscribe(self, subscriber: ev.Subscriber) -> Callable[[], None]:
+        return self.events.subscribe(subscriber)
+
+    # --- the guide's API ---------------------------------------------------------------------------------------
+    async def submit_task(self, task: QueuedTask) -> str:
+        """Queue `task` and return its id (the id of an equal unfinished task, if there is one)."""
+        if task.submitter == "api" and self.submitter != "api":
+            task.submitter = self.submitter
+        if task.max_retries is None:
+            task.max_retries = self.config.max_retries
+        task_id, created = await self.queue.submit(task)
+        position = await self.queue.position(task_id)
+        self.events.publish(ev.QUEUED, task_id, position=position, duplicate=not created, kind=task.task_type,
+                            target=str(task.target_file) if task.target_file else None)
+        if self._wakeup:
+            self._wakeup.set()
+        return task_id
+
+    async def get_task_status(self, task_id: str) -> QueuedTask | None:
+        return await self.queue.get_task(task_id)
+
+    async def cancel_task(self, task_id: str) -> bool:
+        """Cancel a pending task, or stop a running one (at once here, at its next heartbeat elsewhere)."""
+        before = await self.queue.cancel(task_id)
+        job = self._jobs.get(task_id)
+        if job is not None and not job.done():
+            self._cancel_reasons[task_id] = "cancel"
+            job.cancel()
+        elif before is TaskStatus.PENDING:
+            self.events.publish(ev.CANCELLED, task_id, reason="cancelled before it started")
+        return before in (TaskStatus.PENDING, TaskStatus.RUNNING)
+
+    def get_metrics_summary(self) -> dict[str, Any]:
+        return self.queue.store.metrics_summary()
+
+    async def wait_for(self, task_id: str, timeout: float | None = None) -> QueuedTask:
+        """Wait until `task_id` ends (completed, failed or cancelled), whichever process runs it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            task = await self.queue.get_task(task_id)
+            if task is None:
+                raise KeyError(f"no task {task_id}")
+            if task.status.is_final:
+                return task
+            if deadline is not None and time.monotonic() > deadline:
+                raise asyncio.TimeoutError(f"task {task_id} is still {task.status.value}")
+            await asyncio.sleep(min(self.poll_interval, 0.2))
+
+    async def run_until_idle(self, timeout: float | None = None) -> None:
+        """Return once no task is pending or running (tasks waiting hours for a rate-limit reset do not count)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if not self._jobs and await self.queue.outstanding(IDLE_HORIZON_SECONDS) == 0:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            await asyncio.sleep(min(self.poll_interval, 0.2))
+
+    # --- workers -----------------------------------------------------------------------------------------------
+    def _client_factory(self) -> Any:
+        if self._client is None:
+            from oh_lsp.llm.client import ChatClient
+
+            self._client = ChatClient(self.config)
+        return self._client
+
+    async def _worker(self, number: int) -> None:
+        assert self._wakeup is not None
+        while not self._stopping:
+            try:
+                task = await self.queue.dequeue(self.config.lease_seconds)
+            except Exception:
+                log.exception("worker %d could not read the queue; retrying", number)
+                await asyncio.sleep(self.poll_interval)
+                continue
+            if task is None:
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
+                except asyncio.TimeoutError:
+                    pass
+                self._wakeup.clear()
+                continue
+            try:
+                await self._process(task)
+            except Exception as exc:  # a bug of ours: never leave the task "running" behind
+                log.exception("worker %d failed while handling task %s", number, task.task_id)
+                try:
+                    await self.queue.retry_later(task.task_id, f"internal error: {type(exc).__name__}: {exc}",
+                                                 retry_delay(task.attempts))
+                except Exception:
+                    log.exception("could not give task %s back to the queue", task.task_id)
+
+    async def _process(self, task: QueuedTask) -> None:
+        task_id = task.task_id
+        self.events.publish(ev.STARTED, task_id, attempt=task.attempts, kind=task.task_type,
+                            target=str(task.target_file) if task.target_file else None)
+        context = TaskContext(config=self.config, root=self.root, client_factory=self._client_factory,
+                              emit=lambda kind, **data: self.events.publish(kind, task_id, **data),
+                              exclude=self._exclude)
+        job = asyncio.create_task(self._executor(task, context), name=f"oh-lsp-task-{task_id[:8]}")
+        self._jobs[task_id] = job
+        heartbeat = asyncio.create_task(self._heartbeat(task_id, job))
+        try:
+            done, _ = await asyncio.wait({job}, timeout=self.config.timeout_seconds)
+            if not done:
+                self._cancel_reasons[task_id] = "timeout"
+                job.cancel()
+                await asyncio.wait({job})
+        finally:
+            heartbeat.cancel()
+            self._jobs.pop(task_id, None)
+        reason = self._cancel_reasons.pop(task_id, None)
+        if job.cancelled():
+            await self._after_cancel(task, reason)
+            return
+        if job.exception() is not None:
+            exc = job.exception()
+            log.error("task %s crashed", task_id, exc_info=exc)
+            outcome = Outcome("failed", error=f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            outcome = job.result()
+        await self._record(task, outcome)
+
+    async def _after_cancel(self, task: QueuedTask, reason: str | None) -> None:
+        task_id = task.task_id
+        if reason == "cancel":
+            await self.queue.mark_cancelled(task_id)
+            self.events.publish(ev.CANCELLED, task_id, reason="cancelled while running")
+        elif reason == "timeout":
+            await self._record(task, Outcome("retry", error=f"timed out after {self.config.timeout_seconds}s"
+                                             " (OPENHANDS_TIMEOUT)", delay=retry_delay(task.attempts)))
+        elif reason == "lost":
+            log.warning("task %s: lease lost to another worker; dropped this attempt", task_id)
+        else:  # engine stopping
+            await self.queue.release(task_id)
+            self.events.publish(ev.PROGRESS, task_id, message="re-queued: the engine stopped")
+
+    async def _record(self, task: QueuedTask, outcome: Outcome) -> None:
+        task_id = task.task_id
+        details = {"model": outcome.model, "tokens": outcome.metrics.tokens_used if outcome.metrics else 0,
+                   "cost": outcome.metrics.cost if outcome.metrics else 0.0}
+        if outcome.status == "completed":
+            if await self.queue.mark_completed(task_id, outcome.result, metrics=outcome.metrics, model=outcome.model):
+                self.events.publish(ev.COMPLETED, task_id, result=outcome.result, **details)
+                if self.apply_edits and task.submitter == self.submitter:
+                    await self._deliver(task_id)
+        elif outcome.status == "failed":
+            if await self.queue.mark_failed(task_id, outcome.error or "failed", result=outcome.result,
+                                            metrics=outcome.metrics, model=outcome.model):
+                self.events.publish(ev.FAILED, task_id, error=outcome.error, result=outcome.result, **details)
+        else:
+            status = await self.queue.retry_later(task_id, outcome.error or "retry", outcome.delay,
+                                                  metrics=outcome.metrics, model=outcome.model, result=outcome.result)
+            if status is TaskStatus.PENDING:
+                self.events.publish(ev.RETRYING, task_id, error=outcome.error, delay=outcome.delay, **details)
+            elif status is TaskStatus.FAILED:
+                final = await self.queue.get_task(task_id)
+                self.events.publish(ev.FAILED, task_id, error=final.error if final else outcome.error, **details)
+
+    async def _heartbeat(self, task_id: str, job: asyncio.Task[Outcome]) -> None:
+        while not job.done():
+            await asyncio.sleep(self.config.heartbeat_seconds)
+            try:
+                state = await self.queue.heartbeat(task_id, self.config.lease_seconds)
+            except Exception:
+                log.exception("heartbeat for task %s failed", task_id)
+                continue
+            if state is not Heartbeat.OK and not job.done():
+                self._cancel_reasons[task_id] = "cancel" if state is Heartbeat.CANCEL else "lost"
+                job.cancel()
+
+    # --- delivery ----------------------------------------------------------------------------------------------
+    async def _deliver(self, task_id: str) -> None:
+        from oh_lsp.delivery import deliver_task
+
+        task = await self.queue.get_task(task_id)
+        if task is None:
+            return
+        report = await asyncio.to_thread(deliver_task, self.root, task, overwrite=self.overwrite)
+        await self.queue.set_delivery(task_id, report.delivery_state)
+        self.events.publish(ev.PROGRESS, task_id, message=f"delivered: {report.summary()}", delivered=report.applied)
+
+    async def _deliver_pending(self) -> None:
+        """Deliver results that finished while no front end of this submitter was there to write them."""
+        for task in await self.queue.undelivered(self.submitter):
+            await self._deliver(task.task_id)

@@ -1,0 +1,177 @@
+"""One call to an OpenAI-compatible chat endpoint, streamed, with its usage and cost.
+
+`ChatClient.chat` sends ``POST {base_url}/chat/completions`` with ``stream: true`` and reads the server-sent events
+as they arrive. It reports each piece of text to a callback (for progress), and turns every failure, including the
+quiet ones (an HTTP-200 body that carries an `error`, an error event mid-stream, a stream that stops early, JSON that
+does not parse), into a `ModelCallError`. Cancelling the coroutine closes the connection at once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import httpx
+
+from oh_lsp.config import OpenHandsConfig
+from oh_lsp.llm.errors import ErrorKind, ModelCallError, classify_body_error, classify_status
+
+DeltaCallback = Callable[[str], None]
+
+
+@dataclass
+class ChatResult:
+    content: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None  # the provider's usage.cost, when it reports one
+    finish_reason: str | None = None
+    latency_seconds: float = 0.0
+    first_token_seconds: float | None = None
+    chunks: int = 0
+    usage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class ChatClient:
+    """A small async client for ``/chat/completions``. One instance shares one connection pool."""
+
+    def __init__(self, config: OpenHandsConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.config = config
+        self._http = httpx.AsyncClient(
+            base_url=config.base_url + "/",
+            transport=transport,
+            timeout=httpx.Timeout(connect=15.0, read=float(config.timeout_seconds), write=30.0, pool=None),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        )
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream",
+                   "X-Title": self.config.usage_id, "User-Agent": "oh-lsp"}
+        key = self.config.require_api_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _body(self, model: str, messages: list[dict[str, Any]], max_tokens: int | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "messages": messages, "stream": True,
+                                "stream_options": {"include_usage": True}}
+        if max_tokens:
+            body["max_tokens"] = max_tokens
+        if self.config.resolved_provider == "openrouter":
+            body["usage"] = {"include": True}
+        return body
+
+    async def chat(self, model: str, messages: list[dict[str, Any]], *, max_tokens: int | None = None,
+                   on_delta: DeltaCallback | None = None) -> ChatResult:
+        """Stream one completion from `model`. Raises `ModelCallError` for every kind of failure."""
+        started = time.monotonic()
+        result = ChatResult(content="", model=model)
+        try:
+            request = self._http.build_request("POST", "chat/completions", headers=self._headers(),
+                                               json=self._body(model, messages, max_tokens))
+            response = await self._http.send(request, stream=True)
+            try:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise classify_status(response.status_code, response.headers, _json_or_text(response.text),
+                                          model=model)
+                if "text/event-stream" in response.headers.get("content-type", ""):
+                    await self._read_stream(response, result, on_delta, started)
+                else:  # a server that ignores `stream` answers with one JSON document
+                    await response.aread()
+                    self._read_whole(_json_or_text(response.text), result, on_delta)
+            finally:
+                await response.aclose()
+        except httpx.TimeoutException as exc:
+            raise ModelCallError(ErrorKind.TRANSIENT, f"timed out talking to the endpoint ({type(exc).__name__})",
+                                 model=model) from None
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            raise ModelCallError(ErrorKind.TRANSIENT, f"connection failed or was cut: {type(exc).__name__}: {exc}",
+                                 model=model) from None
+        result.latency_seconds = time.monotonic() - started
+        return result
+
+    async def _read_stream(self, response: httpx.Response, result: ChatResult, on_delta: DeltaCallback | None,
+                           started: float) -> None:
+        pieces: list[str] = []
+        done = False
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue  # comments (": keep-alive") and other SSE fields
+            data = line[5:].strip()
+            if data == "[DONE]":
+                done = True
+                break
+            try:
+                event = json.loads(data)
+            except json.JSONDecodeError:
+                raise ModelCallError(ErrorKind.TRANSIENT, f"malformed event in the stream: {data[:120]!r}",
+                                     model=result.model) from None
+            if not isinstance(event, dict):
+                raise ModelCallError(ErrorKind.TRANSIENT, f"unexpected event in the stream: {data[:120]!r}",
+                                     model=result.model)
+            if event.get("error"):
+                raise classify_body_error(event, model=result.model, where="stream")
+            self._take_usage(event, result)
+            for choice in event.get("choices") or []:
+                delta = choice.get("delta") or {}
+                text = delta.get("content")
+                if text:
+                    if result.first_token_seconds is None:
+                        result.first_token_seconds = time.monotonic() - started
+                    pieces.append(text)
+                    result.chunks += 1
+                    if on_delta is not None:
+                        on_delta(text)
+                if choice.get("finish_reason"):
+                    result.finish_reason = choice["finish_reason"]
+        result.content = "".join(pieces)
+        if not done and result.finish_reason is None:
+            raise ModelCallError(ErrorKind.TRANSIENT, "the stream ended before the answer was complete (truncated)",
+                                 model=result.model)
+        if result.finish_reason is None:
+            raise ModelCallError(ErrorKind.TRANSIENT, "the stream ended without a finish reason", model=result.model)
+
+    def _read_whole(self, body: Any, result: ChatResult, on_delta: DeltaCallback | None) -> None:
+        if not isinstance(body, dict):
+            raise ModelCallError(ErrorKind.TRANSIENT, f"the answer is not JSON: {str(body)[:120]!r}",
+                                 model=result.model)
+        if body.get("error"):
+            raise classify_body_error(body, model=result.model)
+        choices = body.get("choices")
+        if not choices or not isinstance(choices, list):
+            raise ModelCallError(ErrorKind.TRANSIENT, "the answer has no choices", model=result.model)
+        message = choices[0].get("message") or {}
+        result.content = message.get("content") or ""
+        result.finish_reason = choices[0].get("finish_reason")
+        result.chunks = 1
+        self._take_usage(body, result)
+        if on_delta is not None and result.content:
+            on_delta(result.content)
+
+    @staticmethod
+    def _take_usage(event: dict[str, Any], result: ChatResult) -> None:
+        usage = event.get("usage")
+        if isinstance(usage, dict):
+            result.usage = usage
+            result.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            result.completion_tokens = int(usage.get("completion_tokens") or 0)
+            if usage.get("cost") is not None:
+                result.cost = float(usage["cost"])
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        return text

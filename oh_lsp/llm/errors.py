@@ -1,0 +1,142 @@
+"""What went wrong with a model call, classified once, as the contract's error table says.
+
+Every failure of a call becomes a `ModelCallError` whose `kind` decides what happens next: retry the same model,
+cool it down and rotate, or fail the task with a message the user can act on.
+"""
+
+from __future__ import annotations
+
+import enum
+import email.utils
+import time
+from typing import Any, Mapping
+
+SOON_SECONDS = 60.0
+
+
+class ErrorKind(str, enum.Enum):
+    RATE_LIMIT = "rate_limit"  # 429 per-minute: cool down until Retry-After, rotate if another model is ready
+    DAILY_CAP = "daily_cap"  # 429 daily cap: cool down until the reset, rotate
+    CREDITS = "credits"  # 402: no retry, provider cooled down for the day
+    AUTH = "auth"  # 401/403: no retry
+    TRANSIENT = "transient"  # 408, 5xx, timeouts, truncated streams, error bodies: retry, then rotate
+    CONTEXT_LENGTH = "context_length"  # 400 context too long: shrink once, then a larger model
+    MODEL_UNAVAILABLE = "model_unavailable"  # 404 and friends: rotate
+    BAD_REQUEST = "bad_request"  # other 4xx: our request is wrong; no retry
+    BUDGET = "budget"  # our own cap would be passed: not sent
+
+
+class ModelCallError(Exception):
+    def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None, model: str | None = None,
+                 retry_after: float | None = None, reset_at: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.model = model
+        self.retry_after = retry_after
+        self.reset_at = reset_at
+
+    @property
+    def fatal(self) -> bool:
+        """No other model or later attempt can help (the user must act)."""
+        return self.kind in (ErrorKind.AUTH, ErrorKind.CREDITS, ErrorKind.BAD_REQUEST, ErrorKind.BUDGET)
+
+    def __str__(self) -> str:
+        where = f" ({self.model})" if self.model else ""
+        code = f"HTTP {self.status}: " if self.status else ""
+        return f"{code}{self.message}{where}"
+
+
+def parse_reset(value: str | None, now: float | None = None) -> float | None:
+    """An `X-RateLimit-Reset` value as an absolute epoch time.
+
+    Above 10^12 it is epoch milliseconds, above 10^9 epoch seconds, otherwise seconds from now."""
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    now = time.time() if now is None else now
+    if number > 1e12:
+        return number / 1000.0
+    if number > 1e9:
+        return number
+    return now + max(number, 0.0)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` in seconds from now (it may be a number or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(when - (time.time() if now is None else now), 0.0)
+
+
+def error_message(body: Any) -> str:
+    """The provider's own words from an error body, in any of the common shapes."""
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            message = err.get("message") or err.get("msg") or ""
+            meta = err.get("metadata")
+            if isinstance(meta, dict) and meta.get("raw"):
+                message = f"{message} ({str(meta['raw'])[:300]})"
+            return str(message or err)[:500]
+        return str(err)[:500]
+    return str(body)[:500]
+
+
+def classify_status(status: int, headers: Mapping[str, str], body: Any, *, model: str | None = None,
+                    now: float | None = None) -> ModelCallError:
+    now = time.time() if now is None else now
+    message = error_message(body) or f"HTTP {status}"
+    lowered = message.lower()
+    if status == 429:
+        retry_after = parse_retry_after(headers.get("retry-after"), now)
+        reset_at = parse_reset(headers.get("x-ratelimit-reset"), now)
+        remaining = headers.get("x-ratelimit-remaining")
+        wait = retry_after if retry_after is not None else (reset_at - now if reset_at else None)
+        per_day = any(s in lowered for s in ("per-day", "per day", "daily", "free-models-per-day"))
+        if per_day or (remaining is not None and remaining.strip() == "0" and (wait is None or wait > SOON_SECONDS)) \
+                or (wait is not None and wait > SOON_SECONDS):
+            return ModelCallError(ErrorKind.DAILY_CAP, f"daily rate limit reached: {message}", status=status,
+                                  model=model, retry_after=wait, reset_at=reset_at or (now + wait if wait else None))
+        return ModelCallError(ErrorKind.RATE_LIMIT, f"rate limited: {message}", status=status, model=model,
+                              retry_after=wait, reset_at=now + wait if wait is not None else None)
+    if status == 402:
+        return ModelCallError(ErrorKind.CREDITS, f"the account is out of credits: {message}. Add credits at your"
+                              " provider, or point OPENHANDS_BASE_URL at a local model", status=status, model=model)
+    if status in (401, 403):
+        return ModelCallError(ErrorKind.AUTH, f"the endpoint refused the key: {message}. Check OPENROUTER_API_KEY"
+                              " and OPENHANDS_BASE_URL", status=status, model=model)
+    if status == 408 or status >= 500:
+        return ModelCallError(ErrorKind.TRANSIENT, f"server error: {message}", status=status, model=model)
+    if status == 400 and any(s in lowered for s in ("context length", "context_length", "maximum context",
+                                                    "too many tokens", "context window")):
+        return ModelCallError(ErrorKind.CONTEXT_LENGTH, f"the prompt is too long for this model: {message}",
+                              status=status, model=model)
+    if status == 404 or "no endpoints found" in lowered or "model not found" in lowered:
+        return ModelCallError(ErrorKind.MODEL_UNAVAILABLE, f"model not available: {message}", status=status,
+                              model=model)
+    return ModelCallError(ErrorKind.BAD_REQUEST, f"the endpoint rejected the request: {message}", status=status,
+                          model=model)
+
+
+def classify_body_error(body: Any, *, model: str | None = None, where: str = "response") -> ModelCallError:
+    """An `error` object inside an HTTP-200 body or a stream event."""
+    err = body.get("error") if isinstance(body, dict) else None
+    code = err.get("code") if isinstance(err, dict) else None
+    status = code if isinstance(code, int) and 400 <= code < 600 else None
+    if status is not None and status not in (408,) and status < 500:
+        return classify_status(status, {}, body, model=model)
+    return ModelCallError(ErrorKind.TRANSIENT, f"error in the {where}: {error_message(body)}", status=status,
+                          model=model)

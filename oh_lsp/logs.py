@@ -1,0 +1,57 @@
+"""Logging: a log file in the project's state directory, with every secret redacted before it is written."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from pathlib import Path
+
+LOG_FILENAME = "oh-lsp.log"
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces each secret in a record's final message (and its arguments) with `***`."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+                if record.exc_text:
+                    record.exc_text = record.exc_text.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+def setup_logging(log_dir: Path, secrets: list[str], *, verbose: bool = False, stderr: bool = True) -> Path:
+    """Log INFO and above to `<log_dir>/oh-lsp.log` (rotated) and warnings to stderr. Returns the file's path."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / LOG_FILENAME
+    redact = RedactSecrets(secrets)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_oh_lsp", False):
+            root.removeHandler(handler)
+    handlers: list[logging.Handler] = [logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3,
+                                                                           encoding="utf-8")]
+    handlers[0].setLevel(logging.DEBUG if verbose else logging.INFO)
+    if stderr:
+        console = logging.StreamHandler()
+        console.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        handlers.append(console)
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(_FORMAT))
+        handler.addFilter(redact)
+        handler._oh_lsp = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    return path

@@ -1,0 +1,160 @@
+"""`TaskQueue`: the async, durable queue of the usage guide.
+
+It is a thin async face on a `TaskStore`: each call runs on one dedicated thread, so the caller's event loop never
+waits on SQLite locks. Leases handed out by `dequeue` are remembered here, so `mark_completed(task_id, result)` works
+as in the guide while still being fenced against a worker that lost its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from oh_lsp.metrics import ExecutionMetrics
+from oh_lsp.paths import project_root as resolve_root
+from oh_lsp.paths import sha256_text
+from oh_lsp.store.base import Heartbeat, TaskStore
+from oh_lsp.tasks import QueuedTask, TaskStatus
+
+T = TypeVar("T")
+DEFAULT_LEASE_SECONDS = 30.0
+
+
+class TaskQueue:
+    """Priority queue of tasks, stored in the project's state directory and shared by every process of that project.
+
+    ``TaskQueue(max_size=1000)`` uses the store of the current directory's project (or `OH_LSP_STATE_DIR`).
+    """
+
+    def __init__(self, max_size: int = 1000, *, store: TaskStore | None = None,
+                 project_root: str | Path | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        if max_size < 1:
+            raise ValueError("max_size must be at least 1")
+        self.max_size = max_size
+        self.project_root = resolve_root(project_root)
+        if store is None:
+            from oh_lsp.store import open_store
+
+            store = open_store(self.project_root)
+        self.store = store
+        self.lease_seconds = lease_seconds
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._leases: dict[str, str] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oh-lsp-store")
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    def dedupe_key(self, task: QueuedTask) -> str:
+        """Equal tasks (kind, target path and content, description) share a key while one is unfinished."""
+        if task.target_sha256 is None and task.target_file is not None:
+            path = task.target_file if task.target_file.is_absolute() else self.project_root / task.target_file
+            try:
+                task.target_sha256 = sha256_text(path.read_text(encoding="utf-8", errors="surrogateescape"))
+            except OSError:
+                task.target_sha256 = None
+        parts = (task.task_type, str(task.target_file or ""), task.target_sha256 or "", task.description.strip())
+        return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+    async def enqueue(self, task: QueuedTask) -> str:
+        """Store `task` and return its id, or the id of an equal task that is still pending or running.
+
+        Raises `QueueFullError` when `max_size` tasks are unfinished."""
+        key = self.dedupe_key(task)
+        task_id, _created = await self._run(self.store.add, task, dedupe_key=key, max_size=self.max_size)
+        return task_id
+
+    async def submit(self, task: QueuedTask) -> tuple[str, bool]:
+        """Like `enqueue`, also saying whether the task is new (False: an equal unfinished task was found)."""
+        key = self.dedupe_key(task)
+        return await self._run(self.store.add, task, dedupe_key=key, max_size=self.max_size)
+
+    async def dequeue(self, lease_seconds: float | None = None) -> QueuedTask | None:
+        """The next ready task with a lease held by this queue, or None when nothing is ready."""
+        task = await self._run(self.store.claim, self.owner, lease_seconds or self.lease_seconds)
+        if task is not None and task.lease_id:
+            self._leases[task.task_id] = task.lease_id
+        return task
+
+    def _lease(self, task_id: str) -> str:
+        lease = self._leases.get(task_id)
+        if lease is None:
+            raise KeyError(f"task {task_id} is not held by this queue (dequeue it first)")
+        return lease
+
+    async def heartbeat(self, task_id: str, lease_seconds: float | None = None) -> Heartbeat:
+        return await self._run(self.store.heartbeat, task_id, self._lease(task_id), lease_seconds or self.lease_seconds)
+
+    async def _finish(self, task_id: str, status: TaskStatus, **kwargs: Any) -> bool:
+        done = await self._run(self.store.finish, task_id, self._lease(task_id), status, **kwargs)
+        self._leases.pop(task_id, None)
+        return done
+
+    async def mark_completed(self, task_id: str, result: dict[str, Any] | None = None, *,
+                             metrics: ExecutionMetrics | None = None, model: str | None = None) -> bool:
+        return await self._finish(task_id, TaskStatus.COMPLETED, result=result, metrics=metrics, model=model)
+
+    async def mark_failed(self, task_id: str, error: str, *, result: dict[str, Any] | None = None,
+                          metrics: ExecutionMetrics | None = None, model: str | None = None) -> bool:
+        return await self._finish(task_id, TaskStatus.FAILED, error=error, result=result, metrics=metrics, model=model)
+
+    async def mark_cancelled(self, task_id: str, *, metrics: ExecutionMetrics | None = None,
+                             model: str | None = None) -> bool:
+        return await self._finish(task_id, TaskStatus.CANCELLED, error="cancelled", metrics=metrics, model=model)
+
+    async def retry_later(self, task_id: str, reason: str, delay: float, *, metrics: ExecutionMetrics | None = None,
+                          model: str | None = None, result: dict[str, Any] | None = None) -> TaskStatus | None:
+        """Back to the queue after `delay` seconds, or failed if its retries are used up. None if the lease was lost."""
+        status = await self._run(self.store.retry, task_id, self._lease(task_id), reason=reason, delay=delay,
+                                 metrics=metrics, model=model, result=result)
+        self._leases.pop(task_id, None)
+        return status
+
+    async def release(self, task_id: str) -> bool:
+        """Give a task back unfinished (without charging the attempt)."""
+        done = await self._run(self.store.release, task_id, self._lease(task_id))
+        self._leases.pop(task_id, None)
+        return done
+
+    async def cancel(self, task_id: str) -> TaskStatus | None:
+        """Cancel a pending task now, or ask the worker of a running one to stop.
+
+        Returns the status the task had before: PENDING (now cancelled), RUNNING (its worker stops it at its next
+        heartbeat), a final status (nothing changed), or None for an unknown task."""
+        return await self._run(self.store.request_cancel, task_id)
+
+    async def get_task(self, task_id: str) -> QueuedTask | None:
+        return await self._run(self.store.get, task_id)
+
+    async def list_tasks(self, status: TaskStatus | None = None, limit: int = 100) -> list[QueuedTask]:
+        return await self._run(self.store.list, status, limit)
+
+    async def position(self, task_id: str) -> int | None:
+        return await self._run(self.store.position, task_id)
+
+    async def get_stats(self) -> dict[str, Any]:
+        stats = await self._run(self.store.stats)
+        stats["max_size"] = self.max_size
+        return stats
+
+    async def undelivered(self, submitter: str) -> list[QueuedTask]:
+        """Completed tasks of `submitter` whose edit was not delivered yet."""
+        return await self._run(self.store.undelivered, submitter)
+
+    async def set_delivery(self, task_id: str, state: str) -> None:
+        await self._run(self.store.set_delivery, task_id, state)
+
+    async def outstanding(self, horizon: float) -> int:
+        return await self._run(self.store.outstanding, horizon)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.store.close()

@@ -1,0 +1,83 @@
+"""The storage interface behind the queue, the metrics and the delivery of results.
+
+One implementation (SQLite, embedded) ships today. A server-backed one (PostgreSQL) implements the same methods; the
+engine, CLI and language server only see this interface. Methods are synchronous and short; `TaskQueue` runs them
+on its own thread so the event loop never waits on the database.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from oh_lsp.metrics import ExecutionMetrics
+    from oh_lsp.tasks import QueuedTask, TaskStatus
+
+
+class Heartbeat(str, enum.Enum):
+    """What a lease renewal found."""
+
+    OK = "ok"  # lease renewed
+    CANCEL = "cancel"  # lease renewed, and a cancel was requested
+    LOST = "lost"  # the lease is gone (expired and taken by another worker, or the task ended)
+
+
+class TaskStore(Protocol):
+    location: str
+
+    # --- queue -------------------------------------------------------------------------------------------------
+    def add(self, task: QueuedTask, *, dedupe_key: str, max_size: int) -> tuple[str, bool]:
+        """Insert `task`, or return the id of an equal unfinished task. Returns (task_id, created).
+
+        Raises `QueueFullError` when `max_size` tasks are pending or running."""
+
+    def claim(self, owner: str, lease_seconds: float) -> QueuedTask | None:
+        """Hand out the next ready task (priority, then FIFO) with a fresh lease, after reclaiming expired leases."""
+
+    def heartbeat(self, task_id: str, lease_id: str, lease_seconds: float) -> Heartbeat: ...
+
+    def finish(self, task_id: str, lease_id: str, status: TaskStatus, *, result: dict[str, Any] | None = None,
+               error: str | None = None, model: str | None = None,
+               metrics: ExecutionMetrics | None = None) -> bool:
+        """End a running task (completed, failed or cancelled) if `lease_id` still holds it. Records `metrics`
+        in the same transaction. Returns False when the lease was lost (nothing is written then)."""
+
+    def retry(self, task_id: str, lease_id: str, *, reason: str, delay: float, model: str | None = None,
+              metrics: ExecutionMetrics | None = None, result: dict[str, Any] | None = None) -> TaskStatus | None:
+        """Put a running task back to pending after `delay` seconds, or fail it when its retries are used up.
+        Returns the new status, or None when the lease was lost."""
+
+    def release(self, task_id: str, lease_id: str) -> bool:
+        """Give a running task back to the queue without charging the attempt (engine shutdown)."""
+
+    def request_cancel(self, task_id: str) -> TaskStatus | None:
+        """Cancel a pending task at once; flag a running one for its worker. Returns the status it had before
+        (None for an unknown task): PENDING means cancelled now, RUNNING means its worker was asked to stop."""
+
+    def cancel_requested(self, task_id: str) -> bool: ...
+
+    def get(self, task_id: str) -> QueuedTask | None: ...
+
+    def list(self, status: TaskStatus | None = None, limit: int = 100) -> list[QueuedTask]: ...
+
+    def position(self, task_id: str) -> int | None:
+        """1-based position among ready pending tasks, or None if not pending."""
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def outstanding(self, horizon: float) -> int:
+        """Tasks pending or running, counting pending ones only if they become ready within `horizon` seconds."""
+
+    # --- results -----------------------------------------------------------------------------------------------
+    def undelivered(self, submitter: str) -> list[QueuedTask]:
+        """Finished tasks of `submitter` whose edit has not been delivered yet."""
+
+    def set_delivery(self, task_id: str, delivery: str) -> None: ...
+
+    # --- metrics -----------------------------------------------------------------------------------------------
+    def record_metrics(self, metrics: ExecutionMetrics) -> None: ...
+
+    def metrics_summary(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,154 @@
+"""Running generated code: in a throwaway copy of the project, in a subprocess with a timeout, rlimits and an
+environment built from an allowlist with every secret removed.
+
+The copy lives in the scratch directory (`OPENHANDS_WORKSPACE_ROOT`) and leaves out `.env` files, `.git`, virtual
+environments, caches, the scratch directory itself and the state directory. Subprocesses are awaited
+asynchronously; a cancel or a timeout kills the whole process group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EXCLUDED_NAMES = {".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "node_modules", "__pycache__",
+                  ".pytest_cache", ".mypy_cache", ".ruff_cache", ".coverage", "htmlcov", ".idea", ".vscode"}
+MAX_COPIED_FILE_BYTES = 20 * 1024 * 1024
+ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT", "TERM")
+OUTPUT_LIMIT = 200_000
+
+
+@dataclass
+class RunResult:
+    returncode: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    duration: float
+
+    @property
+    def output(self) -> str:
+        return (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr)[-OUTPUT_LIMIT:]
+
+
+def scrubbed_env(home: Path, secrets: list[str], extra: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment from an allowlist, with a private HOME and TMPDIR, and no value containing a secret."""
+    env = {name: os.environ[name] for name in ENV_ALLOWLIST if name in os.environ}
+    env.setdefault("LANG", "C.UTF-8")
+    env.update(HOME=str(home), TMPDIR=str(home), PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1",
+               PYTHONIOENCODING="utf-8")
+    env.update(extra or {})
+    return {k: v for k, v in env.items() if not any(s and s in v for s in secrets)}
+
+
+def _limits(cpu_seconds: int, memory_bytes: int) -> Any:
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply if sys.platform != "win32" else None
+
+
+class Sandbox:
+    """``async with Sandbox(root, scratch, secrets=...) as box:`` -> `box.root` is a private copy of the project."""
+
+    isolated = False  # a plain subprocess: the code can see the machine (the verdict says "not isolated")
+
+    def __init__(self, project_root: Path, scratch: Path, *, secrets: list[str], exclude: list[Path] | None = None,
+                 memory_bytes: int = 4 * 1024**3) -> None:
+        self.project_root = project_root.resolve()
+        self.scratch = scratch
+        self.secrets = secrets
+        self.exclude = [p.resolve() for p in (exclude or [])] + [scratch.resolve()]
+        self.memory_bytes = memory_bytes
+        self.base = scratch / "sandboxes" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.root = self.base / "project"
+        self.home = self.base / "home"
+        self.tools = self.base / "tools"
+
+    async def __aenter__(self) -> Sandbox:
+        await asyncio.to_thread(self._prepare)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(shutil.rmtree, self.base, True)
+
+    def _ignore(self, directory: str, names: list[str]) -> set[str]:
+        skipped = set()
+        for name in names:
+            path = Path(directory, name)
+            if name in EXCLUDED_NAMES or name == ".env" or name.startswith(".env.") or name.endswith(".egg-info"):
+                skipped.add(name)
+            elif any(path.resolve() == ex for ex in self.exclude):
+                skipped.add(name)
+            elif path.is_file() and not path.is_symlink() and path.stat().st_size > MAX_COPIED_FILE_BYTES:
+                skipped.add(name)
+        return skipped
+
+    def _prepare(self) -> None:
+        self.base.mkdir(parents=True)
+        self.home.mkdir()
+        self.tools.mkdir()
+        shutil.copytree(self.project_root, self.root, ignore=self._ignore, symlinks=True)
+
+    def write(self, relative: str | Path, text: str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def python_path(self) -> str:
+        entries = [self.tools, self.root]
+        if (self.root / "src").is_dir():
+            entries.append(self.root / "src")
+        return os.pathsep.join(str(e) for e in entries)
+
+    async def run(self, args: list[str], *, timeout: float, env: dict[str, str] | None = None) -> RunResult:
+        """Run `args` in the copy. Never raises for the program's own failure; a timeout kills the process group."""
+        full_env = scrubbed_env(self.home, self.secrets, {"PYTHONPATH": self.python_path(), **(env or {})})
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            *args, cwd=self.root, env=full_env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            preexec_fn=_limits(int(timeout) + 10, self.memory_bytes),
+        )
+        timed_out = False
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except asyncio.TimeoutError:
+            timed_out = True
+            _kill_group(proc)
+            out, err = await proc.communicate()
+        except asyncio.CancelledError:
+            _kill_group(proc)
+            await proc.wait()
+            raise
+        return RunResult(proc.returncode, _text(out), _text(err), timed_out, time.monotonic() - started)
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _text(data: bytes) -> str:
+    return data[-OUTPUT_LIMIT:].decode("utf-8", "replace")
+
+
+def temp_scratch() -> Path:
+    """A scratch directory outside any project (for validating results that have no project)."""
+    return Path(tempfile.mkdtemp(prefix="oh-lsp-"))

@@ -1,0 +1,110 @@
+"""Shared fixtures: an isolated state directory, a clean environment, sample projects, and the scripted model."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+SENTINEL_KEY = "sk-or-v1-SENTINEL-0123456789abcdef-never-print-me"
+OH_VARS = ("OPENROUTER_API_KEY", "OPENHANDS_MODEL", "OPENHANDS_WORKSPACE_ROOT", "OPENHANDS_TIMEOUT",
+           "OPENHANDS_ENABLE_CIRCUIT_BREAKER", "OPENHANDS_USE_DOCKER_RUNTIME", "OPENHANDS_BASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own state directory and none of the developer's oh-lsp settings."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("OH_LSP_STATE_DIR", str(state))
+    for name in list(os.environ):
+        if name in OH_VARS or name.startswith("OH_LSP_") and name != "OH_LSP_STATE_DIR":
+            monkeypatch.delenv(name, raising=False)
+    return state
+
+
+CALC = '''\
+"""A small module to test."""
+
+
+def add(a, b):
+    return a + b
+
+
+def divide(a, b):
+    if b == 0:
+        raise ZeroDivisionError("b must not be zero")
+    return a / b
+'''
+
+GOOD_TESTS = '''\
+import pytest
+
+from pkg.calc import add, divide
+
+
+def test_add():
+    assert add(2, 3) == 5
+
+
+def test_divide():
+    assert divide(6, 3) == 2
+
+
+def test_divide_by_zero():
+    with pytest.raises(ZeroDivisionError):
+        divide(1, 0)
+'''
+
+FAILING_TESTS = '''\
+from pkg.calc import add
+
+
+def test_add():
+    assert add(2, 3) == 5
+
+
+def test_add_is_wrong():
+    assert add(2, 2) == 5
+'''
+
+
+def fenced(code: str, prose: str = "Here are the tests:") -> str:
+    return f"{prose}\n\n```python\n{code}```\n\nThese cover the main paths."
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A tiny project: pkg/calc.py, no tests yet."""
+    root = tmp_path / "proj"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "calc.py").write_text(CALC)
+    (root / "pyproject.toml").write_text(textwrap.dedent("""\
+        [project]
+        name = "proj"
+        version = "0"
+    """))
+    return root
+
+
+@pytest.fixture
+def model_server():
+    from oh_lsp.testing.model_server import ScriptedModelServer
+
+    with ScriptedModelServer() as server:
+        yield server
+
+
+def cli_env(project: Path, base_url: str, **extra: str) -> dict[str, str]:
+    """Environment for a CLI subprocess: scripted endpoint, sentinel key, the test's state dir."""
+    env = {k: v for k, v in os.environ.items() if k not in OH_VARS and not k.startswith("OH_LSP_")}
+    env.update(OPENHANDS_BASE_URL=base_url, OPENROUTER_API_KEY=SENTINEL_KEY, OPENHANDS_MODEL="test-model",
+               OH_LSP_STATE_DIR=os.environ["OH_LSP_STATE_DIR"], PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+OH_LSP = [sys.executable, "-m", "oh_lsp"]

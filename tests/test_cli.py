@@ -1,0 +1,224 @@
+"""The CLI as users run it: separate processes sharing one durable store, against the scripted model server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from oh_lsp.paths import state_dir
+from oh_lsp.testing.model_server import Reply
+from tests.conftest import FAILING_TESTS, GOOD_TESTS, OH_LSP, SENTINEL_KEY, cli_env, fenced
+
+USAGE = {"prompt_tokens": 812, "completion_tokens": 164, "total_tokens": 976, "cost": 0.000913}
+
+
+def run(project: Path, env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*OH_LSP, *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        assert SENTINEL_KEY not in text
+
+
+def store_bytes(project: Path) -> bytes:
+    folder = state_dir(project)
+    return b"".join(p.read_bytes() for p in folder.iterdir() if p.is_file())
+
+
+def test_three_processes_complete_a_task_end_to_end(project: Path, model_server) -> None:
+    model_server.script(Reply.text(fenced(GOOD_TESTS), usage=USAGE))
+    env = cli_env(project, model_server.base_url)
+    a = run(project, env, "submit-task", "--task-type", "unit_test", "--target-file", "pkg/calc.py",
+            "--priority", "high", "--description", "Generate tests for calc.py", "--json")
+    assert a.returncode == 0, a.stderr
+    task_id = json.loads(a.stdout)["submitted"][0]["task_id"]
+
+    b = run(project, env, "run-engine", "--workers", "5", "--until-idle")
+    assert b.returncode == 0, b.stdout + b.stderr
+    assert "completed: tests/pkg/test_calc.py" in b.stdout
+
+    c = run(project, env, "get-status", "--task-id", task_id, "--json")
+    assert c.returncode == 0, c.stderr
+    status = json.loads(c.stdout)
+    assert status["status"] == "completed" and status["delivery"] == "applied"
+    test_file = project / "tests" / "pkg" / "test_calc.py"
+    assert test_file.read_text() == GOOD_TESTS
+    pytest_run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
+                                cwd=project, capture_output=True, text=True, timeout=120)
+    assert pytest_run.returncode == 0, pytest_run.stdout
+    assert "3 passed" in pytest_run.stdout
+
+    human = run(project, env, "get-status", "--task-id", task_id)
+    assert "status:   completed" in human.stdout and "tests/pkg/test_calc.py" in human.stdout
+
+    m = run(project, env, "metrics", "--json")
+    summary = json.loads(m.stdout)
+    assert summary["system"]["total_tokens"] == USAGE["total_tokens"]
+    assert summary["system"]["total_cost"] == pytest.approx(USAGE["cost"])
+    assert summary["models"]["test-model"]["successful"] == 1
+
+    stats = json.loads(run(project, env, "queue-stats", "--json").stdout)
+    assert stats["completed"] == 1 and stats["pending"] == 0 and stats["running"] == 0
+
+    # the key went to the model server only, and nowhere else
+    assert model_server.requests[0].headers["authorization"] == f"Bearer {SENTINEL_KEY}"
+    assert_no_secret(a.stdout, a.stderr, b.stdout, b.stderr, c.stdout, c.stderr, m.stdout, human.stdout)
+    assert SENTINEL_KEY.encode() not in store_bytes(project)
+    assert (state_dir(project) / "oh-lsp.log").exists()
+
+
+def test_failing_answer_ends_failed_and_leaves_no_file(project: Path, model_server) -> None:
+    model_server.script(Reply.text(fenced(FAILING_TESTS)))
+    env = cli_env(project, model_server.base_url)
+    a = run(project, env, "submit-task", "--task-type", "unit_test", "--target-file", "pkg/calc.py", "--json")
+    task_id = json.loads(a.stdout)["submitted"][0]["task_id"]
+    b = run(project, env, "run-engine", "--until-idle")
+    assert b.returncode == 1, "run-engine reports that a task failed"
+    status = json.loads(run(project, env, "get-status", "--task-id", task_id, "--json").stdout)
+    assert status["status"] == "failed"
+    assert "test_add_is_wrong" in status["error"]
+    assert any(e["test"] == "test_add_is_wrong" for e in status["result"]["validation"]["errors"])
+    assert not (project / "tests").exists()
+    human = run(project, env, "get-status", "--task-id", task_id).stdout
+    assert "test-failed" in human and "test_add_is_wrong" in human
+
+
+def test_kill_9_during_a_task_loses_nothing_and_completes_once(project: Path, model_server) -> None:
+    model_server.script(Reply.text(fenced(GOOD_TESTS), latency=60))  # the first attempt hangs
+    model_server.default = Reply.text(fenced(GOOD_TESTS), usage=USAGE)
+    env = cli_env(project, model_server.base_url, OH_LSP_LEASE_SECONDS="2", OH_LSP_HEARTBEAT_SECONDS="0.5")
+    a = run(project, env, "submit-task", "--task-type", "unit_test", "--target-file", "pkg/calc.py", "--json")
+    task_id = json.loads(a.stdout)["submitted"][0]["task_id"]
+    engine = subprocess.Popen([*OH_LSP, "run-engine", "--until-idle"], cwd=project, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not model_server.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert model_server.requests, "the engine never called the model"
+    running = json.loads(run(project, env, "get-status", "--task-id", task_id, "--json").stdout)
+    assert running["status"] == "running"
+    os.kill(engine.pid, signal.SIGKILL)
+    engine.communicate(timeout=10)
+
+    again = run(project, env, "run-engine", "--until-idle")  # a new engine reclaims it once the lease expires
+    assert again.returncode == 0, again.stdout + again.stderr
+    status = json.loads(run(project, env, "get-status", "--task-id", task_id, "--json").stdout)
+    assert status["status"] == "completed" and status["attempts"] == 2
+    assert (project / "tests/pkg/test_calc.py").read_text() == GOOD_TESTS
+    with sqlite3.connect(state_dir(project) / "oh-lsp.sqlite3") as db:
+        rows = db.execute("SELECT success FROM metrics WHERE task_id = ?", (task_id,)).fetchall()
+        statuses = db.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall()
+    assert rows == [(1,)], "the task ran to completion exactly once"
+    assert statuses == [("completed", 1)], "no task lost and none left running"
+    assert len(model_server.requests) == 2
+
+
+def test_usage_errors_exit_2_with_a_message(project: Path, model_server) -> None:
+    env = cli_env(project, model_server.base_url)
+    no_target = run(project, env, "submit-task", "--task-type", "unit_test")
+    assert no_target.returncode == 2 and "needs a target" in no_target.stderr
+    missing = run(project, env, "submit-task", "--task-type", "unit_test", "--target-file", "nope.py")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    outside = run(project, env, "submit-task", "--task-type", "unit_test", "--target-file", "../x.py")
+    assert outside.returncode == 2 and "outside the project root" in outside.stderr
+    not_python = run(project, env, "submit-task", "--task-type", "unit_test", "--target-file", "pyproject.toml")
+    assert not_python.returncode == 2 and "not a Python file" in not_python.stderr
+    bad_priority = run(project, env, "submit-task", "--task-type", "unit_test", "--priority", "urgent", "pkg/calc.py")
+    assert bad_priority.returncode == 2
+    bad_env = run(project, {**env, "OPENHANDS_TIMEOUT": "soon"}, "submit-task", "--task-type", "unit_test",
+                  "pkg/calc.py")
+    assert bad_env.returncode == 2 and "OPENHANDS_TIMEOUT" in bad_env.stderr
+    unknown = run(project, env, "get-status", "--task-id", "does-not-exist")
+    assert unknown.returncode == 2 and "no task does-not-exist" in unknown.stderr
+
+
+def test_full_queue_is_reported_and_nothing_is_dropped(project: Path, model_server) -> None:
+    (project / "pkg" / "other.py").write_text("def f():\n    return 1\n")
+    env = cli_env(project, model_server.base_url, OH_LSP_QUEUE_MAX_SIZE="1")
+    first = run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py")
+    assert first.returncode == 0
+    second = run(project, env, "submit-task", "--task-type", "unit_test", "pkg/other.py")
+    assert second.returncode == 1 and "the queue is full" in second.stderr
+    stats = json.loads(run(project, env, "queue-stats", "--json").stdout)
+    assert stats["pending"] == 1
+
+
+def test_submit_takes_files_as_arguments_and_staged_files(project: Path, model_server) -> None:
+    (project / "pkg" / "other.py").write_text("def f():\n    return 1\n")
+    env = cli_env(project, model_server.base_url)
+    several = run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py", "pkg/other.py", "--json")
+    assert [s["target_file"] for s in json.loads(several.stdout)["submitted"]] == ["pkg/calc.py", "pkg/other.py"]
+
+    git = {**env, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True, env=git)
+    nothing = run(project, env, "submit-task", "--task-type", "unit_test", "--description", "staged")
+    assert nothing.returncode == 0 and "no staged Python files" in nothing.stdout
+    (project / "pkg" / "test_skip_me.py").write_text("")
+    subprocess.run(["git", "add", "pkg/other.py", "pkg/test_skip_me.py"], cwd=project, check=True, env=git)
+    staged = run(project, env, "submit-task", "--task-type", "unit_test", "--description", "staged", "--json")
+    assert [s["target_file"] for s in json.loads(staged.stdout)["submitted"]] == ["pkg/other.py"]
+
+
+def test_cancel_task_command(project: Path, model_server) -> None:
+    env = cli_env(project, model_server.base_url)
+    task_id = json.loads(run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py",
+                             "--json").stdout)["submitted"][0]["task_id"]
+    out = run(project, env, "cancel-task", "--task-id", task_id)
+    assert out.returncode == 0 and "cancelled" in out.stdout
+    status = json.loads(run(project, env, "get-status", "--task-id", task_id, "--json").stdout)
+    assert status["status"] == "cancelled"
+    again = run(project, env, "cancel-task", "--task-id", task_id)
+    assert again.returncode == 1 and "already cancelled" in again.stdout
+
+
+def test_generate_tests_runs_and_waits(project: Path, model_server) -> None:
+    model_server.script(Reply.text(fenced(GOOD_TESTS)))
+    env = cli_env(project, model_server.base_url)
+    out = run(project, env, "generate-tests", "pkg/calc.py")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "status:   completed" in out.stdout and "(applied)" in out.stdout
+    assert (project / "tests/pkg/test_calc.py").exists()
+
+
+def test_python_dash_m_and_console_script_agree(project: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "oh_lsp", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "submit-task" in out.stdout
+    script = Path(sys.executable).with_name("oh-lsp")
+    assert subprocess.run([str(script), "--help"], capture_output=True, text=True).returncode == 0
+
+
+def test_run_engine_on_a_terminal_shows_live_progress(project: Path, model_server) -> None:
+    import pty
+
+    model_server.script(Reply.text(fenced(GOOD_TESTS), chunk_delay=0.01))
+    env = cli_env(project, model_server.base_url)
+    run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([*OH_LSP, "run-engine", "--until-idle"], cwd=project, env=env, stdout=follower,
+                            stderr=subprocess.PIPE, text=True)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data.decode("utf-8", "replace"))
+    proc.wait(timeout=60)
+    os.close(leader)
+    screen = "".join(chunks)
+    assert proc.returncode == 0
+    assert "\x1b[2K" in screen and "\x1b[1F" in screen, "the task's line is redrawn in place"
+    assert "streaming:" in screen and "completed: tests/pkg/test_calc.py" in screen
