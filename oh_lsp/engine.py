@@ -56,7 +56,7 @@ class ExecutionEngine:
         self._cancel_reasons: dict[str, str] = {}
         self._wakeup: asyncio.Event | None = None
         self._stopping = False
-        self._client: Any = None
+        self._gateway: Any = None
         self._exclude = [state_dir(self.root)]
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
@@ -90,9 +90,9 @@ class ExecutionEngine:
                 job.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._gateway is not None:
+            await self._gateway.aclose()
+            self._gateway = None
 
     def close(self) -> None:
         self.queue.close()
@@ -156,12 +156,12 @@ class ExecutionEngine:
             await asyncio.sleep(min(self.poll_interval, 0.2))
 
     # --- workers -----------------------------------------------------------------------------------------------
-    def _client_factory(self) -> Any:
-        if self._client is None:
-            from oh_lsp.llm.client import ChatClient
+    def _gateway_factory(self) -> Any:
+        if self._gateway is None:
+            from oh_lsp.llm.gateway import ModelGateway
 
-            self._client = ChatClient(self.config)
-        return self._client
+            self._gateway = ModelGateway(self.config, store=self.queue.store)
+        return self._gateway
 
     async def _worker(self, number: int) -> None:
         assert self._wakeup is not None
@@ -193,7 +193,7 @@ class ExecutionEngine:
         task_id = task.task_id
         self.events.publish(ev.STARTED, task_id, attempt=task.attempts, kind=task.task_type,
                             target=str(task.target_file) if task.target_file else None)
-        context = TaskContext(config=self.config, root=self.root, client_factory=self._client_factory,
+        context = TaskContext(config=self.config, root=self.root, gateway_factory=self._gateway_factory,
                               emit=lambda kind, **data: self.events.publish(kind, task_id, **data),
                               exclude=self._exclude)
         job = asyncio.create_task(self._executor(task, context), name=f"oh-lsp-task-{task_id[:8]}")

@@ -20,7 +20,7 @@ from oh_lsp.metrics import ExecutionMetrics
 from oh_lsp.tasks import QueuedTask
 
 if TYPE_CHECKING:
-    from oh_lsp.llm.client import ChatClient
+    from oh_lsp.llm.gateway import ModelGateway
 
 log = logging.getLogger(__name__)
 
@@ -37,31 +37,23 @@ class Outcome:
 
 @dataclass
 class TaskContext:
-    """What an executor gets besides the task: settings, the project, the model client and an event sink."""
+    """What an executor gets besides the task: settings, the project, the model gateway and an event sink."""
 
     config: OpenHandsConfig
     root: Path
     emit: Callable[..., None]
-    client_factory: Callable[[], ChatClient]
+    gateway_factory: Callable[[], ModelGateway]
     exclude: list[Path] = field(default_factory=list)
 
     @property
-    def client(self) -> ChatClient:
-        return self.client_factory()
+    def gateway(self) -> ModelGateway:
+        return self.gateway_factory()
 
 
 def retry_delay(attempt: int, hint: float | None = None) -> float:
     """Task-layer backoff: the server's hint if it gave one, else exponential, capped at 60 s, with jitter."""
     base = hint if hint is not None else min(60.0, 2.0 ** max(attempt, 1))
     return base * random.uniform(1.0, 1.25)
-
-
-def choose_model(task: QueuedTask, config: OpenHandsConfig) -> tuple[str, str]:
-    """(model, why). A pin in the task's metadata wins; otherwise the configured model."""
-    pinned = task.metadata.get("model")
-    if pinned:
-        return str(pinned), "pinned by the task's metadata"
-    return config.model, "the configured model" if config.model_was_set else "the default model"
 
 
 async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
@@ -75,9 +67,7 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         target = load_target(ctx.root, task)
     except TargetError as exc:
         return Outcome("failed", error=str(exc))
-    model, why = choose_model(task, ctx.config)
-    ctx.emit(ev.MODEL_CHOSEN, model=model, why=why)
-    metrics = ExecutionMetrics(task_id=task.task_id, model_id=model, task_type=task.task_type, attempt=task.attempts)
+    metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.task_type, attempt=task.attempts)
     chunks = 0
 
     def on_delta(text: str) -> None:
@@ -86,16 +76,19 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         ctx.emit(ev.TOKENS, chunks=chunks)
 
     try:
-        answer = await ctx.client.chat(model, kind.build_messages(target, task), on_delta=on_delta)
+        answer = await ctx.gateway.complete(task, kind.build_messages(target, task), emit=ctx.emit,
+                                            on_delta=on_delta)
     except MissingApiKeyError as exc:
-        return Outcome("failed", error=str(exc), model=model)
+        return Outcome("failed", error=str(exc))
     except ModelCallError as exc:
+        metrics.model_id = exc.model or ""
         metrics.error = str(exc)
         metrics.duration_seconds = time.monotonic() - started
         if exc.fatal:
-            return Outcome("failed", error=str(exc), model=model, metrics=metrics)
-        return Outcome("retry", error=str(exc), model=model, metrics=metrics,
+            return Outcome("failed", error=str(exc), model=exc.model, metrics=metrics)
+        return Outcome("retry", error=str(exc), model=exc.model, metrics=metrics,
                        delay=retry_delay(task.attempts, exc.retry_after))
+    model = metrics.model_id = answer.model
     metrics.prompt_tokens = answer.prompt_tokens
     metrics.completion_tokens = answer.completion_tokens
     metrics.tokens_used = answer.total_tokens
