@@ -38,6 +38,9 @@ ENV_VARS: dict[str, str] = {
     "test_timeout_seconds": "OH_LSP_TEST_TIMEOUT",
     "quality_threshold": "OH_LSP_QUALITY_THRESHOLD",
     "trusted": "OH_LSP_TRUSTED",
+    "sandbox": "OH_LSP_SANDBOX",
+    "test_seeds": "OH_LSP_TEST_SEEDS",
+    "max_repair_iterations": "OH_LSP_MAX_REPAIR_ITERATIONS",
 }
 _BOOL_TRUE = {"1", "true", "yes", "on"}
 _BOOL_FALSE = {"0", "false", "no", "off", ""}
@@ -71,6 +74,9 @@ class OpenHandsConfig(BaseModel):
     test_timeout_seconds: float = Field(default=120.0, gt=0)
     quality_threshold: float = Field(default=0.7, ge=0, le=1)
     trusted: bool = True
+    sandbox: Literal["auto", "bwrap", "none"] = "auto"
+    test_seeds: list[int] | None = None  # fixed seeds for the 3 runs of generated tests (reproducing a flaky one)
+    max_repair_iterations: int = Field(default=2, ge=0, le=10)
 
     @field_validator("base_url")
     @classmethod
@@ -86,6 +92,13 @@ class OpenHandsConfig(BaseModel):
         if not value.strip():
             raise ValueError("must not be empty")
         return value.strip()
+
+    @field_validator("test_seeds")
+    @classmethod
+    def _three_seeds(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(value) != 3:
+            raise ValueError("give exactly three seeds, one per run")
+        return value
 
     @property
     def model_was_set(self) -> bool:
@@ -171,8 +184,13 @@ def _coerce(name: str, var: str, text: str) -> Any:
         raise ConfigError(f"{var}={text!r} is not a boolean: use true or false")
     if name == "api_key":
         return SecretStr(text.strip()) if text.strip() else None
-    if name in ("provider", "python") and not text.strip():
+    if name in ("provider", "python", "test_seeds") and not text.strip():
         return None
+    if name == "test_seeds":
+        try:
+            return [int(part) for part in text.replace(",", " ").split()]
+        except ValueError:
+            raise ConfigError(f"{var}={text!r} is not a list of integers such as 11,22,33") from None
     return text
 
 

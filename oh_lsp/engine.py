@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable
 from oh_lsp import events as ev
 from oh_lsp.config import OpenHandsConfig
 from oh_lsp.paths import project_root as resolve_root
-from oh_lsp.paths import state_dir
+from oh_lsp.paths import state_base, state_dir
 from oh_lsp.pipeline import Outcome, TaskContext, retry_delay, run_model_task
 from oh_lsp.queue import TaskQueue
 from oh_lsp.store.base import Heartbeat
@@ -57,7 +57,7 @@ class ExecutionEngine:
         self._wakeup: asyncio.Event | None = None
         self._stopping = False
         self._gateway: Any = None
-        self._exclude = [state_dir(self.root)]
+        self._exclude = [state_dir(self.root), state_base()]  # kept out of sandbox copies, hidden from them
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     @property

@@ -25,15 +25,19 @@ def project_root(path: str | Path | None = None) -> Path:
     return root
 
 
-def state_dir(root: Path) -> Path:
-    """The state directory of one project root: `$OH_LSP_STATE_DIR/<name>-<hash>`, else the user's state dir."""
+def state_base() -> Path:
+    """Where all projects' state directories live: `$OH_LSP_STATE_DIR`, else the user's state dir for oh-lsp."""
     base = os.environ.get("OH_LSP_STATE_DIR")
     if base:
-        base_dir = Path(base).expanduser()
-    else:
-        from platformdirs import user_state_dir
+        return Path(base).expanduser()
+    from platformdirs import user_state_dir
 
-        base_dir = Path(user_state_dir("oh-lsp", appauthor=False))
+    return Path(user_state_dir("oh-lsp", appauthor=False))
+
+
+def state_dir(root: Path) -> Path:
+    """The state directory of one project root: `<state base>/projects/<name>-<hash>`."""
+    base_dir = state_base()
     resolved = str(root.resolve())
     digest = hashlib.sha256(resolved.encode()).hexdigest()[:12]
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", root.name or "root")[:40]

@@ -56,10 +56,23 @@ def retry_delay(attempt: int, hint: float | None = None) -> float:
     return base * random.uniform(1.0, 1.25)
 
 
+def _threshold(task: QueuedTask, config: OpenHandsConfig) -> float:
+    value = task.metadata.get("quality_threshold")
+    return float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else config.quality_threshold
+
+
+def _iterations(task: QueuedTask, config: OpenHandsConfig) -> int:
+    value = task.metadata.get("max_repair_iterations")
+    return 1 + (int(value) if isinstance(value, int) and 0 <= value <= 10 else config.max_repair_iterations)
+
+
 async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
+    """Ask, place, check; on a failed check send the findings back and ask again (the repair loop), up to
+    1 + `max_repair_iterations` answers, stopping as soon as the checks pass with a score at the threshold."""
     from oh_lsp.extract import ExtractionError
     from oh_lsp.kinds.base import CheckEnv, get_kind, load_target
     from oh_lsp.llm.errors import ModelCallError
+    from oh_lsp.repair import Attempt, feedback_message, no_code_verdict
 
     started = time.monotonic()
     try:
@@ -67,66 +80,101 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         target = load_target(ctx.root, task)
     except TargetError as exc:
         return Outcome("failed", error=str(exc))
+    threshold = _threshold(task, ctx.config)
+    iterations = _iterations(task, ctx.config)
     metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.task_type, attempt=task.attempts)
-    chunks = 0
-
-    def on_delta(text: str) -> None:
-        nonlocal chunks
-        chunks += 1
-        ctx.emit(ev.TOKENS, chunks=chunks)
-
-    try:
-        answer = await ctx.gateway.complete(task, kind.build_messages(target, task), emit=ctx.emit,
-                                            on_delta=on_delta)
-    except MissingApiKeyError as exc:
-        return Outcome("failed", error=str(exc))
-    except ModelCallError as exc:
-        metrics.model_id = exc.model or ""
-        metrics.error = str(exc)
-        metrics.duration_seconds = time.monotonic() - started
-        if exc.fatal:
-            return Outcome("failed", error=str(exc), model=exc.model, metrics=metrics)
-        return Outcome("retry", error=str(exc), model=exc.model, metrics=metrics,
-                       delay=retry_delay(task.attempts, exc.retry_after))
-    model = metrics.model_id = answer.model
-    metrics.prompt_tokens = answer.prompt_tokens
-    metrics.completion_tokens = answer.completion_tokens
-    metrics.tokens_used = answer.total_tokens
-    metrics.cost = answer.cost or 0.0
-    ctx.emit(ev.TOKENS, chunks=chunks, tokens=answer.total_tokens, cost=metrics.cost, final=True)
-    try:
-        candidate = kind.make_candidate(answer.content, target, task)
-    except ExtractionError as exc:
-        metrics.error = str(exc)
-        metrics.duration_seconds = time.monotonic() - started
-        return Outcome("failed", error=str(exc), model=model, metrics=metrics,
-                       result={"kind": task.task_type, "answer": answer.content[:20000]})
-    ctx.emit(ev.VALIDATING, step="checks", output_file=candidate.output_file)
     env = CheckEnv(root=ctx.root, config=ctx.config, exclude=ctx.exclude,
                    progress=lambda text: ctx.emit(ev.VALIDATING, step=text))
-    verdict = await kind.check(candidate, target, env)
+    messages = kind.build_messages(target, task)
+    history: list[Attempt] = []
+    best: Attempt | None = None
+    for iteration in range(1, iterations + 1):
+        if iteration > 1:
+            ctx.emit(ev.PROGRESS, message=f"repair iteration {iteration - 1} of {iterations - 1}: asking again with"
+                     f" the findings of attempt {iteration - 1}", iteration=iteration)
+        chunks = 0
+
+        def on_delta(text: str) -> None:
+            nonlocal chunks
+            chunks += 1
+            ctx.emit(ev.TOKENS, chunks=chunks)
+
+        try:
+            answer = await ctx.gateway.complete(task, messages, emit=ctx.emit, on_delta=on_delta)
+        except MissingApiKeyError as exc:
+            return Outcome("failed", error=str(exc), metrics=metrics if metrics.model_id else None)
+        except ModelCallError as exc:
+            metrics.model_id = metrics.model_id or exc.model or ""
+            metrics.error = str(exc)
+            metrics.duration_seconds = time.monotonic() - started
+            if best is not None:  # keep the work done: end the repair loop with the best attempt so far
+                ctx.emit(ev.PROGRESS, message=f"repair stopped: {exc}")
+                break
+            if exc.fatal:
+                return Outcome("failed", error=str(exc), model=exc.model, metrics=metrics)
+            return Outcome("retry", error=str(exc), model=exc.model, metrics=metrics,
+                           delay=retry_delay(task.attempts, exc.retry_after))
+        metrics.model_id = answer.model
+        metrics.prompt_tokens += answer.prompt_tokens
+        metrics.completion_tokens += answer.completion_tokens
+        metrics.tokens_used += answer.total_tokens
+        metrics.cost += answer.cost or 0.0
+        ctx.emit(ev.TOKENS, chunks=chunks, tokens=metrics.tokens_used, cost=metrics.cost, final=True)
+        try:
+            candidate = kind.make_candidate(answer.content, target, task)
+        except ExtractionError as exc:
+            attempt = Attempt(iteration, answer.content, None, no_code_verdict(str(exc)))
+        else:
+            ctx.emit(ev.VALIDATING, step="checks", output_file=candidate.output_file, iteration=iteration)
+            verdict, candidate = await kind.check(candidate, target, env)
+            attempt = Attempt(iteration, answer.content, candidate, verdict)
+        history.append(attempt)
+        if best is None or attempt.rank > best.rank:
+            best = attempt
+        if attempt.verdict.passed and attempt.verdict.score >= threshold:
+            break
+        if iteration < iterations:
+            messages = [*messages, {"role": "assistant", "content": answer.content},
+                        {"role": "user", "content": feedback_message(attempt, history, threshold)}]
+    assert best is not None
+    return _outcome(task, target, best, history, threshold, metrics, started)
+
+
+def _outcome(task: QueuedTask, target: Any, best: Any, history: list[Any], threshold: float,
+             metrics: ExecutionMetrics, started: float) -> Outcome:
+    from oh_lsp.repair import below_threshold
+
+    verdict = best.verdict
+    if verdict.passed and verdict.score < threshold:
+        verdict = below_threshold(verdict, threshold)
     metrics.validation_passed = verdict.passed
     metrics.success = verdict.passed
     metrics.quality_score = round(5.0 * verdict.score, 3)
     metrics.duration_seconds = time.monotonic() - started
-    result = {
+    model = metrics.model_id
+    result: dict[str, Any] = {
         "kind": task.task_type,
         "target_file": target.path.as_posix(),
         "target_sha256": target.sha256,
-        "output_file": candidate.output_file,
-        "content": candidate.content,
-        "edit": candidate.edit.to_dict(),
         "validation": verdict.to_dict(),
         "score": verdict.score,
+        "quality_threshold": threshold,
         "coverage": verdict.details.get("coverage"),
         "execution_result": verdict.details.get("execution_result"),
         "model": model,
         "tokens": metrics.tokens_used,
         "cost": metrics.cost,
-        **candidate.extra,
+        "iterations": len(history),
+        "attempts": [a.summary() for a in history],
     }
+    if best.candidate is None:
+        result["answer"] = best.answer[:20000]
+    else:
+        result.update(output_file=best.candidate.output_file, content=best.candidate.content,
+                      edit=best.candidate.edit.to_dict(), **best.candidate.extra)
     if verdict.passed:
         return Outcome("completed", result=result, model=model, metrics=metrics)
     metrics.error = verdict.summary()
-    result["rejected_edit"] = result.pop("edit")  # kept for inspection; never delivered
+    if "edit" in result:
+        result["rejected_edit"] = result.pop("edit")  # kept for inspection or "accept anyway"; never delivered
     return Outcome("failed", result=result, error=f"validation {verdict.summary()}", model=model, metrics=metrics)

@@ -77,7 +77,7 @@ def test_three_processes_complete_a_task_end_to_end(project: Path, model_server)
 
 
 def test_failing_answer_ends_failed_and_leaves_no_file(project: Path, model_server) -> None:
-    model_server.script(Reply.text(fenced(FAILING_TESTS)))
+    model_server.default = Reply.text(fenced(FAILING_TESTS))  # every repair iteration fails the same way
     env = cli_env(project, model_server.base_url)
     a = run(project, env, "submit-task", "--task-type", "unit_test", "--target-file", "pkg/calc.py", "--json")
     task_id = json.loads(a.stdout)["submitted"][0]["task_id"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from tests.conftest import FAILING_TESTS, GOOD_TESTS, SENTINEL_KEY, fenced
 
 def make_config(server, **kw) -> OpenHandsConfig:
     values = dict(api_key=SecretStr(SENTINEL_KEY), model="test-model", base_url=server.base_url,
-                  heartbeat_seconds=0.2, lease_seconds=5)
+                  heartbeat_seconds=0.2, lease_seconds=5, python=Path(os.environ["OH_LSP_PYTHON"]))
     values.update(kw)
     return OpenHandsConfig(**values)
 
@@ -77,20 +78,20 @@ async def test_apply_edits_writes_the_files_like_the_cli(project: Path, model_se
 
 
 async def test_failing_test_fails_the_task_and_names_the_test(project: Path, model_server) -> None:
-    model_server.script(Reply.text(fenced(FAILING_TESTS)))
+    model_server.default = Reply.text(fenced(FAILING_TESTS))  # and again on each repair iteration
     final, seen = await run_one(project, make_config(model_server), unit_test_task(), apply_edits=True)
     assert final.status is TaskStatus.FAILED
     assert "test_add_is_wrong" in final.error
     errors = final.result["validation"]["errors"]
     failed = [e for e in errors if e["code"] == "test-failed"]
-    assert failed and failed[0]["test"] == "test_add_is_wrong" and failed[0]["line"] == 8
+    assert failed and failed[0]["test"] == "test_add_is_wrong" and failed[0]["line"] == 4
     assert "edit" not in final.result and "rejected_edit" in final.result
     assert not (project / "tests").exists(), "nothing that looks like success is left behind"
     assert seen[-1].kind == ev.FAILED
 
 
 async def test_garbage_answer_fails_clearly(project: Path, model_server) -> None:
-    model_server.script(Reply.text("I am sorry, I cannot write tests today."))
+    model_server.default = Reply.text("I am sorry, I cannot write tests today.")
     final, _ = await run_one(project, make_config(model_server), unit_test_task())
     assert final.status is TaskStatus.FAILED
     assert "holds no Python code" in final.error

@@ -98,7 +98,8 @@ def test_environment_holds_no_key():
     assert not pathlib.Path(".env").exists()  # the sandbox copy leaves .env out
 '''
     model_server.script(Reply.text(fenced(snoop)))
-    config = OpenHandsConfig(api_key=SecretStr(SENTINEL_KEY), model="m", base_url=model_server.base_url)
+    config = OpenHandsConfig(api_key=SecretStr(SENTINEL_KEY), model="m", base_url=model_server.base_url,
+                             python=Path(os.environ["OH_LSP_PYTHON"]))
     engine = ExecutionEngine(config, 1, project_root=project, poll_interval=0.05)
     await engine.start()
     try:

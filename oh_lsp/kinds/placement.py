@@ -177,3 +177,86 @@ def apply_text_edits(text: str, edits: list[TextEdit]) -> str:
         end = offset(edit.end_line, edit.end_character)
         out = out[:start] + edit.new_text + out[end:]
     return out
+
+
+def _referenced_names(tree: ast.Module, skip: set[int]) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if id(node) in skip:
+            continue
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name):
+                names.add(sub.id)
+            elif isinstance(sub, ast.Constant) and isinstance(sub.value, str) and sub.value.isidentifier():
+                names.add(sub.value)  # e.g. names used in string annotations or pytest.mark.usefixtures("x")
+    return names
+
+
+def filter_generated(source: str, drop: set[str]) -> str:
+    """`source` without the tests named in `drop` (`test_x`, or `TestClass::test_y` for a method), and without the
+    imports only they used. A class left without tests goes too. Other text stays as the model wrote it."""
+    tree = ast.parse(source)
+    lines = source.split("\n")
+    remove: list[tuple[int, int]] = []  # 1-based inclusive line ranges
+    for node in tree.body:
+        if isinstance(node, Defs) and node.name in drop:
+            remove.append((_first_line(node), node.end_lineno or node.lineno))
+        elif isinstance(node, ast.ClassDef):
+            methods = [m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
+                       and is_test_name(m.name)]
+            gone = [m for m in methods if f"{node.name}::{m.name}" in drop]
+            if methods and len(gone) == len(methods):
+                remove.append((_first_line(node), node.end_lineno or node.lineno))
+            else:
+                remove.extend((_first_line(m), m.end_lineno or m.lineno) for m in gone)
+    kept_lines = _without(lines, remove)
+    trimmed = "\n".join(kept_lines)
+    return _drop_unused_imports(trimmed)
+
+
+def _first_line(node: ast.stmt) -> int:
+    return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+
+
+def _without(lines: list[str], ranges: list[tuple[int, int]]) -> list[str]:
+    doomed = {n for start, end in ranges for n in range(start, end + 1)}
+    kept = [line for number, line in enumerate(lines, start=1) if number not in doomed]
+    out: list[str] = []
+    for line in kept:  # collapse the blank runs left behind to at most two lines
+        if not line.strip() and len(out) >= 2 and not out[-1].strip() and not out[-2].strip():
+            continue
+        out.append(line)
+    return out
+
+
+def _drop_unused_imports(source: str) -> str:
+    tree = ast.parse(source)
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    used = _referenced_names(tree, {id(n) for n in imports})
+    lines = source.split("\n")
+    replacements: dict[int, tuple[int, str | None]] = {}
+    for node in imports:
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            continue
+        keep = [a for a in node.names if (a.asname or a.name.split(".")[0]) in used or a.name == "*"]
+        if len(keep) == len(node.names):
+            continue
+        if not keep:
+            replacements[node.lineno] = (node.end_lineno or node.lineno, None)
+            continue
+        aliases = ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in keep)
+        text = (f"import {aliases}" if isinstance(node, ast.Import)
+                else f"from {'.' * node.level}{node.module or ''} import {aliases}")
+        replacements[node.lineno] = (node.end_lineno or node.lineno, " " * node.col_offset + text)
+    out: list[str] = []
+    number = 1
+    while number <= len(lines):
+        if number in replacements:
+            end, text = replacements[number]
+            if text is not None:
+                out.append(text)
+            number = end + 1
+            continue
+        out.append(lines[number - 1])
+        number += 1
+    return "\n".join(out)

@@ -96,3 +96,31 @@ def _mirrored(root: Path, path: Path, existing: list[Path]) -> TestLocation:
         if not (root / init).exists():
             inits.append(init)
     return TestLocation(path, init_files=inits)
+
+
+def tests_importing(root: Path, module: str, limit: int = 50) -> list[Path]:
+    """Test modules of the project that import `module` (or something inside it), relative to the root."""
+    import ast
+
+    found = []
+    last = module.rsplit(".", 1)[-1]
+    for path in _test_files(root):
+        try:
+            tree = ast.parse((root / path).read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, OSError):
+            continue
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level > 0:
+                names = [module] if (node.module or "").endswith(last) or any(a.name == last for a in node.names) \
+                    else []
+            if any(n == module or n.startswith(module + ".") for n in names):
+                found.append(path)
+                break
+        if len(found) >= limit:
+            break
+    return sorted(found)

@@ -37,6 +37,14 @@ def _crash(longrepr):
     return {"path": str(crash.path), "lineno": int(crash.lineno), "message": str(crash.message)[:_MAX_TEXT]}
 
 
+def pytest_runtest_setup(item):
+    seed = os.environ.get("OH_LSP_SEED")
+    if seed:
+        import random
+
+        random.seed(int(seed))
+
+
 def pytest_collectreport(report):
     if report.failed:
         _write({"event": "collect_error", "nodeid": report.nodeid,

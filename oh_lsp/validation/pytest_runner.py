@@ -1,5 +1,6 @@
 """Running pytest on generated tests in a sandbox, with the project's interpreter, and reading what happened to
-each test (outcome, message, the line where it failed, and the frames of its traceback)."""
+each test (outcome, message, the line where it failed, and the frames of its traceback), optionally under
+coverage.py and with a given random seed."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from oh_lsp.errors import InterpreterError
 from oh_lsp.validation.sandbox import RunResult, Sandbox
 
 _PLUGIN = Path(__file__).with_name("pytest_report_plugin.py")
-_pytest_ok: dict[str, bool] = {}
+_imports_ok: dict[tuple[str, str], bool] = {}
 
 
 @dataclass
@@ -32,6 +33,21 @@ class CaseResult:
 
 
 @dataclass
+class Coverage:
+    """Line coverage of one file: its executable lines, and those that ran."""
+
+    statements: set[int] = field(default_factory=set)
+    executed: set[int] = field(default_factory=set)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * len(self.executed) / len(self.statements) if self.statements else 0.0
+
+    def union(self, other: Coverage) -> Coverage:
+        return Coverage(self.statements | other.statements, self.executed | other.executed)
+
+
+@dataclass
 class PytestRun:
     exit_code: int | None
     collected: int = 0
@@ -40,6 +56,8 @@ class PytestRun:
     timed_out: bool = False
     duration: float = 0.0
     output: str = ""
+    seed: int | None = None
+    coverage: Coverage | None = None
 
     @property
     def passed(self) -> list[CaseResult]:
@@ -66,32 +84,94 @@ def project_python(root: Path, configured: Path | None = None) -> Path:
     return Path(sys.executable)
 
 
+def interpreter_paths(python: Path) -> list[Path]:
+    """Folders an interpreter needs to run: its virtual environment and the installation it points to."""
+    paths = []
+    venv = python.parent.parent
+    if (venv / "pyvenv.cfg").exists():
+        paths.append(venv)
+    paths.append(Path(os.path.realpath(python)).parent.parent)
+    return paths
+
+
+async def _can_import(box: Sandbox, python: Path, module: str) -> bool:
+    key = (str(python), module)
+    if key not in _imports_ok:
+        result = await box.run([str(python), "-c", f"import {module}"], timeout=60,
+                               readable=interpreter_paths(python))
+        _imports_ok[key] = result.returncode == 0
+    return _imports_ok[key]
+
+
 async def ensure_pytest(box: Sandbox, python: Path) -> None:
     """Raise `InterpreterError` if `python` cannot import pytest. Never switches to another interpreter."""
-    key = str(python)
-    if _pytest_ok.get(key):
-        return
-    result = await box.run([str(python), "-c", "import pytest"], timeout=60)
-    if result.returncode != 0:
+    if not await _can_import(box, python, "pytest"):
+        _imports_ok.pop((str(python), "pytest"), None)  # ask again next time: the user may install it
         raise InterpreterError(
             f"the project's interpreter {python} cannot import pytest, so the generated tests cannot be run. Install"
-            f" it there ({python} -m pip install pytest), or choose another interpreter with"
-            f" OH_LSP_PYTHON. ({result.output.strip().splitlines()[-1] if result.output.strip() else 'no output'})"
+            f" it there ({python} -m pip install pytest), or choose another interpreter with OH_LSP_PYTHON."
         )
-    _pytest_ok[key] = True
 
 
-async def run_pytest(box: Sandbox, python: Path, targets: list[str], *, timeout: float,
-                     env: dict[str, str] | None = None, extra_args: list[str] | None = None) -> PytestRun:
-    """Run pytest on `targets` (paths or node ids inside the sandbox copy) and read the report plugin's lines."""
+async def run_pytest(box: Sandbox, python: Path, targets: list[str], *, timeout: float, seed: int | None = None,
+                     cover: str | None = None, deselect: list[str] | None = None,
+                     env: dict[str, str] | None = None) -> PytestRun:
+    """Run pytest on `targets` (paths or node ids relative to the project) and read the report plugin's lines.
+
+    `seed` seeds `random` before each test, `PYTHONHASHSEED`, and pytest-randomly when the project has it.
+    `cover` (a project-relative file) measures that file's line coverage with coverage.py; when the project's
+    interpreter lacks coverage.py, oh-lsp's own copy is made importable for the run."""
     shutil.copyfile(_PLUGIN, box.tools / "oh_lsp_report.py")
-    report = box.base / f"report-{os.urandom(4).hex()}.jsonl"
-    args = [str(python), "-m", "pytest", "-p", "oh_lsp_report", "-p", "no:cacheprovider", "-q", "--color=no",
-            "--rootdir", str(box.root), *(extra_args or []), *targets]
-    result = await box.run(args, timeout=timeout, env={"OH_LSP_REPORT": str(report), **(env or {})})
+    tag = os.urandom(4).hex()
+    report = box.base / f"report-{tag}.jsonl"
+    run_env = {"OH_LSP_REPORT": str(report), **(env or {})}
+    pytest_args = ["-p", "oh_lsp_report", "-p", "no:cacheprovider", "-q", "--color=no", "--rootdir",
+                   str(box.inside_root), *(f"--deselect={nodeid}" for nodeid in deselect or [])]
+    if seed is not None:
+        run_env.update(OH_LSP_SEED=str(seed), PYTHONHASHSEED=str(seed % 4294967296))
+        if await _can_import(box, python, "pytest_randomly"):
+            pytest_args.append(f"--randomly-seed={seed}")
+    prefix = [str(python), "-m", "pytest"]
+    data = box.base / f"coverage-{tag}"
+    if cover is not None:
+        await _provide_coverage(box, python)
+        rcfile = box.base / f"coveragerc-{tag}"
+        rcfile.write_text(f"[run]\ndata_file = {data}\ninclude = {box.inside_root / cover}\n")
+        prefix = [str(python), "-m", "coverage", "run", f"--rcfile={rcfile}", "-m", "pytest"]
+    readable = interpreter_paths(python)
+    result = await box.run([*prefix, *pytest_args, *targets], timeout=timeout, env=run_env, readable=readable)
     run = _read_report(report, result)
+    run.seed = seed
     report.unlink(missing_ok=True)
+    if cover is not None and not result.timed_out:
+        run.coverage = await _read_coverage(box, python, data, rcfile, cover, readable)
     return run
+
+
+async def _provide_coverage(box: Sandbox, python: Path) -> None:
+    if await _can_import(box, python, "coverage"):
+        return
+    import coverage  # oh-lsp's own copy (a dependency); its C tracer may not load there, the Python one will
+
+    link = box.tools / "coverage"
+    if not link.exists():
+        link.symlink_to(Path(coverage.__file__).parent, target_is_directory=True)
+
+
+async def _read_coverage(box: Sandbox, python: Path, data: Path, rcfile: Path, cover: str,
+                         readable: list[Path]) -> Coverage:
+    out = box.base / f"{data.name}.json"
+    await box.run([str(python), "-m", "coverage", "json", f"--rcfile={rcfile}", "-o", str(out)], timeout=120,
+                  readable=readable)
+    if not out.exists():
+        return Coverage()
+    files = json.loads(out.read_text(encoding="utf-8")).get("files", {})
+    wanted = str(box.inside_root / cover)
+    for name, info in files.items():
+        if name == wanted or name.endswith("/" + cover) or name == cover:
+            return Coverage(set(info.get("executed_lines", [])) | set(info.get("missing_lines", [])),
+                            set(info.get("executed_lines", [])))
+    return Coverage()
 
 
 def _read_report(report: Path, result: RunResult) -> PytestRun:

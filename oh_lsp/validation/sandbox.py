@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -61,24 +60,66 @@ def _limits(cpu_seconds: int, memory_bytes: int) -> Any:
     return apply if sys.platform != "win32" else None
 
 
-class Sandbox:
-    """``async with Sandbox(root, scratch, secrets=...) as box:`` -> `box.root` is a private copy of the project."""
+class SandboxError(RuntimeError):
+    """A sandbox was required (`sandbox = "bwrap"`) but cannot be had here."""
 
-    isolated = False  # a plain subprocess: the code can see the machine (the verdict says "not isolated")
+
+_bwrap_ok: bool | None = None
+
+
+def bwrap_available() -> bool:
+    """Whether bubblewrap is installed and can create its namespaces here (checked once per process)."""
+    global _bwrap_ok
+    if _bwrap_ok is None:
+        exe = shutil.which("bwrap")
+        if exe is None:
+            _bwrap_ok = False
+        else:
+            import subprocess
+
+            probe = subprocess.run([exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all",
+                                    "--die-with-parent", "true"], capture_output=True, timeout=30)
+            _bwrap_ok = probe.returncode == 0
+    return _bwrap_ok
+
+
+class Sandbox:
+    """``async with Sandbox(root, scratch, secrets=...) as box:`` -> `box.root` is a private copy of the project.
+
+    With bubblewrap (`mode` "auto" when it is available, or "bwrap") the code runs with a read-only view of the
+    machine, no network, its own PID namespace and `/tmp`, and the copy mounted *at the real project's path*, so the
+    real project is not visible at all. Without it (`mode` "none", or "auto" with no bwrap) the code runs as a plain
+    subprocess in the copy, and `isolated` is False: verdicts then say "not isolated".
+    """
 
     def __init__(self, project_root: Path, scratch: Path, *, secrets: list[str], exclude: list[Path] | None = None,
-                 memory_bytes: int = 4 * 1024**3) -> None:
+                 mode: str = "auto", memory_bytes: int = 4 * 1024**3) -> None:
+        if mode not in ("auto", "bwrap", "none"):
+            raise SandboxError(f"unknown sandbox mode {mode!r}: use auto, bwrap or none")
         self.project_root = project_root.resolve()
-        self.scratch = scratch
+        self.scratch = scratch.resolve()
         self.secrets = secrets
-        self.exclude = [p.resolve() for p in (exclude or [])] + [scratch.resolve()]
+        self.hidden = [p.resolve() for p in (exclude or [])]
+        self.exclude = [*self.hidden, self.scratch]
+        self.mode = mode
+        self.isolated = False
         self.memory_bytes = memory_bytes
-        self.base = scratch / "sandboxes" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.base = self.scratch / "sandboxes" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         self.root = self.base / "project"
         self.home = self.base / "home"
         self.tools = self.base / "tools"
 
+    @property
+    def inside_root(self) -> Path:
+        """Where the running code sees the copy: the real project's path when isolated, else the copy's."""
+        return self.project_root if self.isolated else self.root
+
     async def __aenter__(self) -> Sandbox:
+        if self.mode != "none":
+            self.isolated = await asyncio.to_thread(bwrap_available)
+            if self.mode == "bwrap" and not self.isolated:
+                raise SandboxError("the sandbox setting is 'bwrap' but bubblewrap is not usable here: install it"
+                                   " (apt-get install bubblewrap) or set OH_LSP_SANDBOX=auto")
         await asyncio.to_thread(self._prepare)
         return self
 
@@ -110,17 +151,39 @@ class Sandbox:
         return path
 
     def python_path(self) -> str:
-        entries = [self.tools, self.root]
+        entries = [self.tools, self.inside_root]
         if (self.root / "src").is_dir():
-            entries.append(self.root / "src")
+            entries.append(self.inside_root / "src")
         return os.pathsep.join(str(e) for e in entries)
 
-    async def run(self, args: list[str], *, timeout: float, env: dict[str, str] | None = None) -> RunResult:
-        """Run `args` in the copy. Never raises for the program's own failure; a timeout kills the process group."""
-        full_env = scrubbed_env(self.home, self.secrets, {"PYTHONPATH": self.python_path(), **(env or {})})
+    def _bwrap(self, readable: list[Path]) -> list[str]:
+        args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        tmp = Path("/tmp")
+        for hidden in (*self.hidden, self.scratch):
+            if hidden.exists() and tmp not in hidden.parents and hidden != self.project_root \
+                    and self.project_root not in hidden.parents:
+                args += ["--tmpfs", str(hidden)]
+        args += ["--bind", str(self.root), str(self.project_root), "--bind", str(self.base), str(self.base)]
+        for path in readable:
+            if path.exists() and (tmp in path.parents or self.project_root in path.parents):
+                args += ["--ro-bind", str(path), str(path)]
+        return args + ["--unshare-all", "--die-with-parent", "--new-session", "--chdir", str(self.project_root),
+                       "--"]
+
+    async def run(self, args: list[str], *, timeout: float, env: dict[str, str] | None = None,
+                  readable: list[Path] | None = None) -> RunResult:
+        """Run `args` in the copy. Never raises for the program's own failure; a timeout kills the process group.
+
+        `readable` are host paths the program needs that the sandbox would otherwise hide (an interpreter that
+        lives in /tmp or inside the project, such as the project's `.venv`)."""
+        extra = {"PYTHONPATH": self.python_path(), **(env or {})}
+        if self.isolated:
+            extra.setdefault("TMPDIR", "/tmp")
+        full_env = scrubbed_env(self.home, self.secrets, extra)
+        command = [*self._bwrap(readable or []), *args] if self.isolated else args
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
-            *args, cwd=self.root, env=full_env, stdin=asyncio.subprocess.DEVNULL,
+            *command, cwd=self.root, env=full_env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
             preexec_fn=_limits(int(timeout) + 10, self.memory_bytes),
         )
@@ -147,8 +210,3 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
 
 def _text(data: bytes) -> str:
     return data[-OUTPUT_LIMIT:].decode("utf-8", "replace")
-
-
-def temp_scratch() -> Path:
-    """A scratch directory outside any project (for validating results that have no project)."""
-    return Path(tempfile.mkdtemp(prefix="oh-lsp-"))
