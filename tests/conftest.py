@@ -138,3 +138,31 @@ def cli_env(project: Path, base_url: str, **extra: str) -> dict[str, str]:
 
 
 OH_LSP = [sys.executable, "-m", "oh_lsp"]
+
+
+async def run_task(project: Path, server, task_type: str = "unit_test", target: str = "pkg/calc.py", *,
+                   metadata: dict | None = None, apply_edits: bool = False, description: str = "",
+                   **config_kw):
+    """Run one task through the real engine against the scripted server; returns the final QueuedTask."""
+    from pydantic import SecretStr
+
+    from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask
+
+    values = dict(api_key=SecretStr(SENTINEL_KEY), model="test-model", base_url=server.base_url,
+                  python=Path(os.environ["OH_LSP_PYTHON"]), max_repair_iterations=0, quality_threshold=0.0,
+                  heartbeat_seconds=0.5)
+    values.update(config_kw)
+    engine = ExecutionEngine(OpenHandsConfig(**values), 1, project_root=project, poll_interval=0.05,
+                             apply_edits=apply_edits)
+    await engine.start()
+    try:
+        task_id = await engine.submit_task(QueuedTask(task_type=task_type, target_file=Path(target),
+                                                      description=description, metadata=metadata or {}))
+        return await engine.wait_for(task_id, timeout=180)
+    finally:
+        await engine.stop()
+        engine.close()
+
+
+def codes(task, key: str = "errors") -> list[str]:
+    return [f["code"] for f in task.result["validation"][key]]

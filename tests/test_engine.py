@@ -7,7 +7,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
 from pydantic import SecretStr
 
 from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask, TaskPriority, TaskStatus

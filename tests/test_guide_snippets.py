@@ -7,7 +7,6 @@ in the guide's own example project layout (`src/player_experience/api/routers/au
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest

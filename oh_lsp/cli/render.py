@@ -36,6 +36,9 @@ def task_report(task: QueuedTask) -> str:
                          f"{finding.get('message', '')}")
     if task.error:
         lines.append(f"  error:    {task.error}")
+    if result.get("diff"):
+        lines.append("  diff:")
+        lines.extend("    " + line for line in result["diff"].rstrip("\n").split("\n"))
     return "\n".join(lines)
 
 

@@ -24,6 +24,8 @@ from oh_lsp.tasks import QueuedTask
 
 _KINDS = {
     "unit_test": "oh_lsp.kinds.unit_test",
+    "documentation": "oh_lsp.kinds.documentation",
+    "refactoring": "oh_lsp.kinds.refactoring",
 }
 
 
