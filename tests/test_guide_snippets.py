@@ -156,6 +156,9 @@ def test_result_validation(guide_project: Path, capsys: pytest.CaptureFixture[st
     assert codes[0] == "output-missing" and "tests/test_auth.py does not exist" in validation.errors[0].message
     assert "no-tests-collected" in codes  # the content was run anyway: it holds no test
     assert {w.code for w in validation.warnings} >= {"untrusted-input"}  # the caller's claims were not believed
+    for finding in validation.errors + validation.warnings:  # codes and ranges, ready to be diagnostics
+        assert finding.code and finding.line >= 1 and finding.col >= 0 and finding.severity in ("error", "warning",
+                                                                                               "info")
 
 
 def test_metrics_collection(guide_project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -116,21 +116,24 @@ def conftest_fixtures(root: Path, near: Path) -> str:
 
 
 def fit(sections: list[tuple[int, str, str]], budget_tokens: int) -> list[tuple[str, str]]:
-    """Keep `(priority, title, text)` sections within `budget_tokens`; lowest priority (highest number) goes first."""
+    """Keep `(priority, title, text)` sections within `budget_tokens`: the least important (highest number) are cut
+    first, then dropped; the instruction (priority 1) is never cut, the source (priority 0) only as a last resort."""
     kept = {i: text for i, (_, _, text) in enumerate(sections) if text.strip()}
-    order = sorted(kept, key=lambda i: sections[i][0], reverse=True)
 
     def size() -> int:
         return sum(estimate_tokens(sections[i][1]) + estimate_tokens(kept[i]) for i in kept)
 
-    for index in order:
+    for index in sorted(kept, key=lambda i: sections[i][0], reverse=True):
+        priority = sections[index][0]
         excess = size() - budget_tokens
         if excess <= 0:
             break
+        if priority == 1:
+            continue
         text = kept[index]
-        room = max(estimate_tokens(text) - excess, 0) * CHARS_PER_TOKEN
-        if room >= 400 or sections[index][0] == 0:
-            kept[index] = text[:room].rsplit("\n", 1)[0] + TRUNCATED
+        room = (estimate_tokens(text) - excess - estimate_tokens(TRUNCATED) - 1) * CHARS_PER_TOKEN
+        if room >= 400 or priority == 0:
+            kept[index] = text[:max(room, 0)].rsplit("\n", 1)[0] + TRUNCATED
         else:
             del kept[index]
     return [(sections[i][1], kept[i]) for i in sorted(kept)]
