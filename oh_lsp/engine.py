@@ -69,10 +69,23 @@ class ExecutionEngine:
             return
         self._stopping = False
         self._wakeup = asyncio.Event()
+        await asyncio.to_thread(self._clean_scratch)
         if self.apply_edits:
             await self._deliver_pending()
         self._workers = [asyncio.create_task(self._worker(i), name=f"oh-lsp-worker-{i}")
                          for i in range(self.max_concurrent_tasks)]
+
+    def _clean_scratch(self) -> None:
+        from oh_lsp.paths import scratch_path
+        from oh_lsp.validation.sandbox import remove_stale_sandboxes
+
+        try:
+            removed = remove_stale_sandboxes(scratch_path(self.root, self.config.workspace_path))
+        except OSError as exc:
+            log.warning("could not clean the scratch directory: %s", exc)
+            return
+        if removed:
+            log.info("removed %d sandbox copies left by processes that ended", removed)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Let running tasks finish within `grace` seconds; give the rest back to the queue."""

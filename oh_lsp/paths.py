@@ -48,12 +48,17 @@ def store_path(root: Path) -> Path:
     return state_dir(root) / STORE_FILENAME
 
 
+def scratch_path(root: Path, workspace_path: Path) -> Path:
+    """Where the scratch directory is (relative settings are taken from the project root), without creating it."""
+    return workspace_path if workspace_path.is_absolute() else root / workspace_path
+
+
 def workspace_dir(root: Path, workspace_path: Path) -> Path:
     """The scratch directory (`OPENHANDS_WORKSPACE_ROOT`), relative paths taken from the project root.
 
     It gets a `.gitignore` holding `*` so that scratch files never show up in the user's git status.
     """
-    scratch = workspace_path if workspace_path.is_absolute() else root / workspace_path
+    scratch = scratch_path(root, workspace_path)
     scratch.mkdir(parents=True, exist_ok=True)
     ignore = scratch / ".gitignore"
     if not ignore.exists():

@@ -42,8 +42,17 @@ def _queue(root: Path, config: OpenHandsConfig | None = None):
     from oh_lsp.queue import TaskQueue
 
     if config is None:
-        return TaskQueue(project_root=root)
-    return TaskQueue(config.queue_max_size, project_root=root, lease_seconds=config.lease_seconds)
+        queue = TaskQueue(project_root=root)
+    else:
+        queue = TaskQueue(config.queue_max_size, project_root=root, lease_seconds=config.lease_seconds)
+    _notices(queue.store)
+    return queue
+
+
+def _notices(store: Any) -> None:
+    """Tell the user what the store had to do on opening (e.g. a corrupted file moved aside)."""
+    if getattr(store, "recovered", None):
+        print(f"oh-lsp: warning: {store.recovered}", file=sys.stderr)
 
 
 def _ask(root: Path, call: Callable[[Any], Awaitable[T]]) -> T:
@@ -169,7 +178,9 @@ def queue_stats(args: argparse.Namespace) -> int:
 def metrics(args: argparse.Namespace) -> int:
     from oh_lsp.metrics import MetricsCollector
 
-    summary = MetricsCollector(project_root=_root(args)).get_summary()
+    collector = MetricsCollector(project_root=_root(args))
+    _notices(collector.store)
+    summary = collector.get_summary()
     if args.json:
         _print_json(summary)
     else:
@@ -208,6 +219,7 @@ async def _run_engine(root: Path, config: OpenHandsConfig, args: argparse.Namesp
 
     engine = ExecutionEngine(config, args.workers, project_root=root, submitter=SUBMITTER, apply_edits=True,
                              overwrite=args.overwrite)
+    _notices(engine.queue.store)
     view = ProgressView(sys.stdout, json_lines=args.json)
     engine.subscribe(view.on_event)
     stop = asyncio.Event()

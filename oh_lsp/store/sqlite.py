@@ -8,6 +8,7 @@ lost its lease: its late completion changes nothing.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -21,6 +22,8 @@ from oh_lsp.errors import QueueFullError, StoreError
 from oh_lsp.metrics import ExecutionMetrics
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 UNFINISHED = ("pending", "running")
@@ -97,9 +100,17 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self.recovered: str | None = None  # set when a corrupted file was moved aside; front ends tell the user
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._migrate()
+            try:
+                self._migrate()
+                self._check_integrity()
+            except sqlite3.DatabaseError as exc:
+                if not _is_corruption(exc):
+                    raise
+                self._move_aside(exc)
+                self._migrate()
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(
                 f"cannot use the oh-lsp store at {self.path}: {exc}. Check that the directory is writable and has"
@@ -122,15 +133,23 @@ class SQLiteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the database's write lock from the start. A full disk, a read-only file
+        or a lock held too long becomes a `StoreError` that says so; nothing is half written."""
         db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        else:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
             db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(f"the oh-lsp store at {self.path} cannot be written: {exc}. Check the free space and"
+                             " permissions of its directory, or set OH_LSP_STATE_DIR to another one.") from exc
 
     def _migrate(self) -> None:
         with self._write() as db:
@@ -142,6 +161,24 @@ class SQLiteStore:
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _check_integrity(self) -> None:
+        row = self._conn().execute("PRAGMA quick_check(1)").fetchone()
+        if row is None or row[0] != "ok":
+            raise sqlite3.DatabaseError(f"database disk image is malformed ({row[0] if row else 'no answer'})")
+
+    def _move_aside(self, exc: sqlite3.DatabaseError) -> None:
+        """Keep a corrupted store for inspection under another name, and start a fresh one."""
+        self.close()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        moved = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(str(self.path) + suffix)
+            if part.exists():
+                part.rename(Path(str(moved) + suffix))
+        self.recovered = (f"the oh-lsp store at {self.path} was corrupted ({exc}); it was moved aside to {moved}"
+                          " and a fresh store was created. Tasks and metrics recorded before are in the old file.")
+        log.warning(self.recovered)
 
     def close(self) -> None:
         with self._lock:
@@ -437,6 +474,11 @@ def _aggregate(row: sqlite3.Row) -> dict[str, Any]:
         "avg_quality_score": row["avg_quality_score"],
         "validations_passed": row["validations_passed"],
     }
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return any(words in text for words in ("not a database", "malformed", "corrupt"))
 
 
 def _row_to_task(row: sqlite3.Row) -> QueuedTask:

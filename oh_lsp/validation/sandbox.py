@@ -46,7 +46,12 @@ def scrubbed_env(home: Path, secrets: list[str], extra: dict[str, str] | None = 
     env.update(HOME=str(home), TMPDIR=str(home), PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1",
                PYTHONIOENCODING="utf-8")
     env.update(extra or {})
-    return {k: v for k, v in env.items() if not any(s and s in v for s in secrets)}
+    return {k: v for k, v in env.items() if not any(_reveals(v, s) for s in secrets if s)}
+
+
+def _reveals(value: str, secret: str) -> bool:
+    """A value equal to a secret, or containing one long enough not to turn up by chance in a path."""
+    return value == secret or (len(secret) >= 8 and secret in value)
 
 
 def _limits(cpu_seconds: int, memory_bytes: int) -> Any:
@@ -104,7 +109,7 @@ class Sandbox:
         self.mode = mode
         self.isolated = False
         self.memory_bytes = memory_bytes
-        self.base = self.scratch / "sandboxes" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.base = self.scratch / "sandboxes" / f"{os.getpid()}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         self.root = self.base / "project"
         self.home = self.base / "home"
         self.tools = self.base / "tools"
@@ -199,6 +204,28 @@ class Sandbox:
             await proc.wait()
             raise
         return RunResult(proc.returncode, _text(out), _text(err), timed_out, time.monotonic() - started)
+
+
+def remove_stale_sandboxes(scratch: Path) -> int:
+    """Delete sandbox copies left behind by processes that died (killed mid-validation). Returns how many."""
+    removed = 0
+    folder = scratch / "sandboxes"
+    if not folder.is_dir():
+        return 0
+    for entry in folder.iterdir():
+        pid = entry.name.split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # its process is alive: in use
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
