@@ -50,6 +50,7 @@ class ChatClient:
             timeout=httpx.Timeout(connect=15.0, read=float(config.timeout_seconds), write=30.0, pool=None),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
         )
+        self._url = httpx.URL(config.base_url + "/chat/completions")  # parsed once, not per call
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream",
@@ -74,7 +75,7 @@ class ChatClient:
         started = time.monotonic()
         result = ChatResult(content="", model=model)
         try:
-            request = self._http.build_request("POST", "chat/completions", headers=self._headers(),
+            request = self._http.build_request("POST", self._url, headers=self._headers(),
                                                json=self._body(model, messages, max_tokens))
             response = await self._http.send(request, stream=True)
             try:
@@ -103,12 +104,14 @@ class ChatClient:
         pieces: list[str] = []
         done = False
         async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue  # comments (": keep-alive") and other SSE fields
+            if done or not line.startswith("data:"):
+                continue  # comments (": keep-alive"), other SSE fields, and the end of the body after [DONE]
             data = line[5:].strip()
             if data == "[DONE]":
+                # Read on to the end of the body rather than break: httpx closes a connection whose response was
+                # left unread, so breaking here cost a new TCP (and TLS) connection on every call.
                 done = True
-                break
+                continue
             try:
                 event = json.loads(data)
             except json.JSONDecodeError:
