@@ -8,6 +8,7 @@ does not parse), into a `ModelCallError`. Cancelling the coroutine closes the co
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from oh_lsp.config import OpenHandsConfig
 from oh_lsp.llm.errors import ErrorKind, ModelCallError, classify_body_error, classify_status
 
 DeltaCallback = Callable[[str], None]
+AFTER_DONE_SECONDS = 2.0  # how long to read on after [DONE] (to keep the connection), before giving up on it
 
 
 @dataclass
@@ -33,6 +35,7 @@ class ChatResult:
     first_token_seconds: float | None = None
     chunks: int = 0
     usage: dict[str, Any] = field(default_factory=dict)
+    done: bool = False  # the stream's [DONE] arrived
 
     @property
     def total_tokens(self) -> int:
@@ -50,6 +53,7 @@ class ChatClient:
             timeout=httpx.Timeout(connect=15.0, read=float(config.timeout_seconds), write=30.0, pool=None),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
         )
+        self._url = httpx.URL(config.base_url + "/chat/completions")  # parsed once, not per call
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream",
@@ -74,7 +78,7 @@ class ChatClient:
         started = time.monotonic()
         result = ChatResult(content="", model=model)
         try:
-            request = self._http.build_request("POST", "chat/completions", headers=self._headers(),
+            request = self._http.build_request("POST", self._url, headers=self._headers(),
                                                json=self._body(model, messages, max_tokens))
             response = await self._http.send(request, stream=True)
             try:
@@ -101,14 +105,33 @@ class ChatClient:
     async def _read_stream(self, response: httpx.Response, result: ChatResult, on_delta: DeltaCallback | None,
                            started: float) -> None:
         pieces: list[str] = []
-        done = False
+        try:
+            async with asyncio.timeout(None) as deadline:
+                await self._read_events(response, result, on_delta, started, pieces, deadline)
+        except TimeoutError:
+            if not result.done:
+                raise
+            # the server kept the response open after [DONE]; the answer is complete, the connection is dropped
+        done = result.done
+        result.content = "".join(pieces)
+        if not done and result.finish_reason is None:
+            raise ModelCallError(ErrorKind.TRANSIENT, "the stream ended before the answer was complete (truncated)",
+                                 model=result.model)
+        if result.finish_reason is None:
+            raise ModelCallError(ErrorKind.TRANSIENT, "the stream ended without a finish reason", model=result.model)
+
+    async def _read_events(self, response: httpx.Response, result: ChatResult, on_delta: DeltaCallback | None,
+                           started: float, pieces: list[str], deadline: asyncio.Timeout) -> None:
         async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue  # comments (": keep-alive") and other SSE fields
+            if result.done or not line.startswith("data:"):
+                continue  # comments (": keep-alive"), other SSE fields, and the end of the body after [DONE]
             data = line[5:].strip()
             if data == "[DONE]":
-                done = True
-                break
+                # Read on to the end of the body rather than break: httpx closes a connection whose response was
+                # left unread, so breaking here cost a new TCP (and TLS) connection on every call.
+                result.done = True
+                deadline.reschedule(asyncio.get_running_loop().time() + AFTER_DONE_SECONDS)
+                continue
             try:
                 event = json.loads(data)
             except json.JSONDecodeError:
@@ -132,12 +155,6 @@ class ChatClient:
                         on_delta(text)
                 if choice.get("finish_reason"):
                     result.finish_reason = choice["finish_reason"]
-        result.content = "".join(pieces)
-        if not done and result.finish_reason is None:
-            raise ModelCallError(ErrorKind.TRANSIENT, "the stream ended before the answer was complete (truncated)",
-                                 model=result.model)
-        if result.finish_reason is None:
-            raise ModelCallError(ErrorKind.TRANSIENT, "the stream ended without a finish reason", model=result.model)
 
     def _read_whole(self, body: Any, result: ChatResult, on_delta: DeltaCallback | None) -> None:
         if not isinstance(body, dict):

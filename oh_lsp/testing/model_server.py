@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import itertools
 import json
 import signal
 import threading
@@ -112,6 +113,7 @@ class RecordedRequest:
     disconnected: bool = False  # the client hung up before the reply was fully sent
     disconnected_at: float | None = None
     completed: bool = False  # the whole HTTP response was written
+    connection: int = 0  # which TCP connection it came on (1, 2, ... in accept order): shows keep-alive reuse
 
     def to_dict(self) -> dict:
         """JSON-friendly form, without ``raw_body``."""
@@ -127,8 +129,9 @@ class _Conn:
     reads meanwhile (a pipelined request) stay in the buffer for the next request.
     """
 
-    def __init__(self, reader: asyncio.StreamReader):
+    def __init__(self, reader: asyncio.StreamReader, number: int = 0):
         self.reader, self.buf, self.eof = reader, bytearray(), False
+        self.number = number
 
     async def _fill(self) -> bool:
         try:
@@ -183,6 +186,7 @@ class ScriptedModelServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._connections = itertools.count(1)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -282,7 +286,7 @@ class ScriptedModelServer:
         """Serve one connection until either side closes it."""
         task = asyncio.current_task()
         self._tasks.add(task)
-        conn = _Conn(reader)
+        conn = _Conn(reader, next(self._connections))
         try:
             while await self._one_request(conn, writer):
                 pass
@@ -354,7 +358,7 @@ class ScriptedModelServer:
         ok = isinstance(body, dict)
         rec = RecordedRequest(method, path, headers, body if ok else None, raw,
                               body.get("model") if ok else None,
-                              bool(ok and body.get("stream")), time.time())
+                              bool(ok and body.get("stream")), time.time(), connection=conn.number)
         with self._lock:
             self._requests.append(rec)
         if not ok:
