@@ -51,9 +51,10 @@ class TaskContext:
 
 
 def retry_delay(attempt: int, hint: float | None = None) -> float:
-    """Task-layer backoff: the server's hint if it gave one, else exponential, capped at 60 s, with jitter."""
+    """Task-layer backoff: the server's hint if it gave one (a daily reset may be hours away), else exponential,
+    capped at 60 s; plus up to 25% jitter, at most 30 s."""
     base = hint if hint is not None else min(60.0, 2.0 ** max(attempt, 1))
-    return base * random.uniform(1.0, 1.25)
+    return base + random.uniform(0.0, min(0.25 * base, 30.0))
 
 
 async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
