@@ -35,6 +35,13 @@ ENV_VARS: dict[str, str] = {
     "queue_max_size": "OH_LSP_QUEUE_MAX_SIZE",
     "lease_seconds": "OH_LSP_LEASE_SECONDS",
     "heartbeat_seconds": "OH_LSP_HEARTBEAT_SECONDS",
+    "budget_per_task_usd": "OH_LSP_BUDGET_PER_TASK_USD",
+    "budget_per_day_usd": "OH_LSP_BUDGET_PER_DAY_USD",
+    "max_tokens": "OH_LSP_MAX_TOKENS",
+    "model_catalog": "OH_LSP_MODEL_CATALOG",
+    "breaker_failures": "OH_LSP_BREAKER_FAILURES",
+    "breaker_window_seconds": "OH_LSP_BREAKER_WINDOW_SECONDS",
+    "breaker_open_seconds": "OH_LSP_BREAKER_OPEN_SECONDS",
     "test_timeout_seconds": "OH_LSP_TEST_TIMEOUT",
     "quality_threshold": "OH_LSP_QUALITY_THRESHOLD",
     "trusted": "OH_LSP_TRUSTED",
@@ -71,6 +78,14 @@ class OpenHandsConfig(BaseModel):
     queue_max_size: int = Field(default=1000, ge=1)
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=2.0, gt=0)
+    # model access: budgets, the catalog file, the circuit breaker (see oh_lsp/llm/)
+    budget_per_task_usd: float | None = Field(default=None, ge=0)
+    budget_per_day_usd: float | None = Field(default=None, ge=0)
+    max_tokens: int = Field(default=4096, ge=16)
+    model_catalog: Path | None = None
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_window_seconds: float = Field(default=60.0, gt=0)
+    breaker_open_seconds: float = Field(default=30.0, gt=0)
     test_timeout_seconds: float = Field(default=120.0, gt=0)
     quality_threshold: float = Field(default=0.7, ge=0, le=1)
     trusted: bool = True
@@ -182,6 +197,8 @@ def _coerce(name: str, var: str, text: str) -> Any:
         if lowered in _BOOL_FALSE:
             return False
         raise ConfigError(f"{var}={text!r} is not a boolean: use true or false")
+    if not text.strip() and OpenHandsConfig.model_fields[name].default is None:
+        return None  # an empty optional setting (a budget, a path) means "not set"
     if name == "api_key":
         return SecretStr(text.strip()) if text.strip() else None
     if name in ("provider", "python", "test_seeds") and not text.strip():

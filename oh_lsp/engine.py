@@ -143,7 +143,11 @@ class ExecutionEngine:
         return before in (TaskStatus.PENDING, TaskStatus.RUNNING)
 
     def get_metrics_summary(self) -> dict[str, Any]:
-        return self.queue.store.metrics_summary()
+        from oh_lsp.llm.budget import Budget
+
+        summary = self.queue.store.metrics_summary()
+        summary["budget"] = Budget(self.config, self.queue.store).status()
+        return summary
 
     async def wait_for(self, task_id: str, timeout: float | None = None) -> QueuedTask:
         """Wait until `task_id` ends (completed, failed or cancelled), whichever process runs it."""

@@ -44,6 +44,20 @@ def state_dir(root: Path) -> Path:
     return base_dir / "projects" / f"{name}-{digest}"
 
 
+def cache_dir() -> Path:
+    """Caches shared by every project (the models list of each endpoint): `$OH_LSP_CACHE_DIR`, else a `cache` folder
+    in `$OH_LSP_STATE_DIR` when that is set, else the user's cache dir."""
+    explicit = os.environ.get("OH_LSP_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    state = os.environ.get("OH_LSP_STATE_DIR")
+    if state:
+        return Path(state).expanduser() / "cache"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("oh-lsp", appauthor=False))
+
+
 def store_path(root: Path) -> Path:
     return state_dir(root) / STORE_FILENAME
 

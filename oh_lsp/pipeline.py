@@ -51,9 +51,10 @@ class TaskContext:
 
 
 def retry_delay(attempt: int, hint: float | None = None) -> float:
-    """Task-layer backoff: the server's hint if it gave one, else exponential, capped at 60 s, with jitter."""
+    """Task-layer backoff: the server's hint if it gave one (a daily reset may be hours away), else exponential,
+    capped at 60 s; plus up to 25% jitter, at most 30 s."""
     base = hint if hint is not None else min(60.0, 2.0 ** max(attempt, 1))
-    return base * random.uniform(1.0, 1.25)
+    return base + random.uniform(0.0, min(0.25 * base, 30.0))
 
 
 def _threshold(task: QueuedTask, config: OpenHandsConfig) -> float:
@@ -85,7 +86,7 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
     metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.task_type, attempt=task.attempts)
     env = CheckEnv(root=ctx.root, config=ctx.config, exclude=ctx.exclude,
                    progress=lambda text: ctx.emit(ev.VALIDATING, step=text))
-    messages = kind.build_messages(target, task)
+    messages = kind.build_messages(target, task, await ctx.gateway.context_tokens(task))
     history: list[Attempt] = []
     best: Attempt | None = None
     for iteration in range(1, iterations + 1):

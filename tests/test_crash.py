@@ -84,7 +84,7 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
     for i in range(TASKS):
         module = f"pkg.mod_{i:03d}"
         text = (project / "tests" / "pkg" / f"test_mod_{i:03d}.py").read_text()
-        assert text == generated_tests_for(module, 0) or text == generated_tests_for(module, 2.0), "each result written once"
+        assert text in (generated_tests_for(module, 0), generated_tests_for(module, 2.0)), "written once"
     leftovers = list((project / "openhands_workspace" / "sandboxes").glob("*"))
     assert not leftovers, "sandbox copies of the killed engine were cleaned up"
 

@@ -63,6 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until-idle", action="store_true", help="stop when no task is pending or running")
     p.add_argument("--overwrite", action="store_true", help="replace existing files instead of adding to them")
 
+    p = sub.add_parser("select-model", parents=[common], help="the model a task would use, and why")
+    p.add_argument("--task-type", required=True, choices=KINDS)
+    p.add_argument("--complexity", default="moderate", choices=("simple", "moderate", "complex"))
+    p.add_argument("--quality-threshold", type=_unit_float, default=0.0, metavar="0..1")
+    p.add_argument("--max-latency-ms", type=float, metavar="MS")
+    p.add_argument("--max-cost", type=float, metavar="USD", help="most a typical call may cost")
+
+    p = sub.add_parser("models", parents=[common], help="the model catalog: list, refresh (from the endpoint),"
+                       " reset (forget cooldowns and breakers)")
+    p.add_argument("action", nargs="?", default="list", choices=("list", "refresh", "reset"))
+    p.add_argument("--model", help="reset only this model")
+
+    p = sub.add_parser("logs", parents=[common], help="the log file's path; -n/--follow to show its lines")
+    p.add_argument("-n", "--lines", type=int, metavar="N", help="print the last N lines")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C to stop)")
+
     p = sub.add_parser("generate-tests", parents=[common], help="generate tests for FILE now and wait for them")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--description", default="")

@@ -176,11 +176,17 @@ def queue_stats(args: argparse.Namespace) -> int:
 
 
 def metrics(args: argparse.Namespace) -> int:
+    from oh_lsp.llm.budget import Budget
     from oh_lsp.metrics import MetricsCollector
 
-    collector = MetricsCollector(project_root=_root(args))
+    root = _root(args)
+    collector = MetricsCollector(project_root=root)
     _notices(collector.store)
-    summary = collector.get_summary()
+    try:
+        summary = collector.get_summary()
+        summary["budget"] = Budget(_config(root), collector.store).status()
+    finally:
+        collector.store.close()
     if args.json:
         _print_json(summary)
     else:
@@ -277,3 +283,7 @@ async def _generate_tests(root: Path, config: OpenHandsConfig, target: Path, arg
     else:
         print(task_report(task))
     return EXIT_OK if task.status is TaskStatus.COMPLETED else EXIT_FAILED
+
+
+# The model commands live in their own module; `main` finds every command here by name.
+from oh_lsp.cli.model_commands import logs, models, select_model  # noqa: E402,F401

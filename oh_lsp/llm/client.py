@@ -29,7 +29,8 @@ class ChatResult:
     model: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float | None = None  # the provider's usage.cost, when it reports one
+    cost: float | None = None  # the provider's usage.cost, when it reports one (the gateway fills in the rest)
+    cost_source: str = "none"  # provider | catalog (price x tokens) | unknown (no price known) | none
     finish_reason: str | None = None
     latency_seconds: float = 0.0
     first_token_seconds: float | None = None
@@ -182,6 +183,26 @@ class ChatClient:
             result.completion_tokens = int(usage.get("completion_tokens") or 0)
             if usage.get("cost") is not None:
                 result.cost = float(usage["cost"])
+                result.cost_source = "provider"
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        """The endpoint's ``GET {base_url}/models`` entries (``data[]``). Raises `ModelCallError` on failure."""
+        headers = {"Accept": "application/json", "User-Agent": "oh-lsp"}
+        if self.config.api_key is not None and self.config.api_key.get_secret_value():
+            headers["Authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
+        try:
+            response = await self._http.get("models", headers=headers, timeout=30.0)
+        except httpx.HTTPError as exc:
+            raise ModelCallError(ErrorKind.TRANSIENT, f"cannot list the models of {self.config.base_url}:"
+                                 f" {type(exc).__name__}") from None
+        body = _json_or_text(response.text)
+        if response.status_code != 200:
+            raise classify_status(response.status_code, response.headers, body)
+        data = body.get("data") if isinstance(body, dict) else body
+        if not isinstance(data, list):
+            raise ModelCallError(ErrorKind.TRANSIENT, f"{self.config.base_url}/models did not answer with a list of"
+                                 " models (expected {\"data\": [...]})")
+        return [entry for entry in data if isinstance(entry, dict)]
 
     async def aclose(self) -> None:
         await self._http.aclose()

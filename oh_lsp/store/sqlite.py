@@ -14,19 +14,21 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from oh_lsp.errors import QueueFullError, StoreError
+from oh_lsp.llm.state import ModelCall, ModelState, local_day
 from oh_lsp.metrics import ExecutionMetrics
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: model_state and model_calls (every statement is IF NOT EXISTS, so migrating is re-running)
 UNFINISHED = ("pending", "running")
+MODEL_FAILURE_OUTCOMES = ("transient",)  # failures of the model itself (rate limits and refusals are not)
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -82,6 +84,28 @@ CREATE TABLE IF NOT EXISTS metrics (
     day TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metrics_day ON metrics (day);
+CREATE TABLE IF NOT EXISTS model_state (
+    model TEXT PRIMARY KEY,
+    data TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS model_calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    day TEXT NOT NULL,
+    task_id TEXT,
+    task_kind TEXT,
+    model TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    latency_ms REAL NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0,
+    cost_source TEXT NOT NULL DEFAULT 'none'
+);
+CREATE INDEX IF NOT EXISTS model_calls_task ON model_calls (task_id);
+CREATE INDEX IF NOT EXISTS model_calls_day ON model_calls (day);
+CREATE INDEX IF NOT EXISTS model_calls_model ON model_calls (model, created_at);
 """
 
 _TASK_COLUMNS = (
@@ -416,7 +440,7 @@ class SQLiteStore:
             self._insert_metrics(db, metrics)
 
     def _insert_metrics(self, db: sqlite3.Connection, m: ExecutionMetrics) -> None:
-        day = datetime.fromtimestamp(m.created_at).strftime("%Y-%m-%d")
+        day = local_day(m.created_at)
         db.execute(
             "INSERT INTO metrics (task_id, attempt, model_id, task_type, success, validation_passed, tokens_used,"
             " prompt_tokens, completion_tokens, cost, quality_score, duration_seconds, error, created_at, day)"
@@ -428,7 +452,7 @@ class SQLiteStore:
 
     def metrics_summary(self) -> dict[str, Any]:
         db = self._conn()
-        today = datetime.fromtimestamp(self._clock()).strftime("%Y-%m-%d")
+        today = local_day(self._clock())
         aggregate = (
             "count(*) AS executions, coalesce(sum(success), 0) AS successful, coalesce(sum(tokens_used), 0) AS tokens,"
             " coalesce(sum(prompt_tokens), 0) AS prompt_tokens,"
@@ -451,7 +475,74 @@ class SQLiteStore:
             row["task_type"]: _aggregate(row)
             for row in db.execute(f"SELECT task_type, {aggregate} FROM metrics GROUP BY task_type ORDER BY task_type")
         }
-        return {"system": system, "models": models, "task_types": kinds}
+        states = self.model_states()
+        now = self._clock()
+        return {"system": system, "models": models, "task_types": kinds, "costs": self._costs(db),
+                "model_state": {name: state.view(now) for name, state in sorted(states.items())},
+                "rotations": sum(state.rotations_away for state in states.values())}
+
+    def _costs(self, db: sqlite3.Connection) -> dict[str, Any]:
+        sums = ("count(*) AS calls, coalesce(sum(cost), 0.0) AS cost,"
+                " coalesce(sum(prompt_tokens + completion_tokens), 0)")
+        costs: dict[str, Any] = {}
+        for key, column in (("by_model", "model"), ("by_kind", "coalesce(task_kind, '-')"), ("by_day", "day")):
+            costs[key] = {row[0]: {"calls": row["calls"], "cost": round(row["cost"], 10), "tokens": row[3]}
+                          for row in db.execute(f"SELECT {column}, {sums} FROM model_calls GROUP BY 1 ORDER BY 1")}
+        return costs
+
+    # --- model health and spending -----------------------------------------------------------------------------
+    def update_model_state(self, model: str, change: Callable[[ModelState], T]) -> T:
+        with self._write() as db:
+            row = db.execute("SELECT data FROM model_state WHERE model = ?", (model,)).fetchone()
+            before = row["data"] if row else None
+            state = ModelState.from_dict(json.loads(before)) if before else ModelState(model=model)
+            result = change(state)
+            after = json.dumps(state.to_dict())
+            if after != before:
+                db.execute("INSERT INTO model_state (model, data, updated_at) VALUES (?, ?, ?) ON CONFLICT (model)"
+                           " DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+                           (model, after, self._clock()))
+            return result
+
+    def model_states(self) -> dict[str, ModelState]:
+        rows = self._conn().execute("SELECT data FROM model_state").fetchall()
+        states = (ModelState.from_dict(json.loads(row["data"])) for row in rows)
+        return {state.model: state for state in states}
+
+    def reset_model_states(self, model: str | None = None) -> int:
+        with self._write() as db:
+            if model is None:
+                return db.execute("DELETE FROM model_state").rowcount
+            return db.execute("DELETE FROM model_state WHERE model = ?", (model,)).rowcount
+
+    def record_model_call(self, call: ModelCall) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO model_calls (created_at, day, task_id, task_kind, model, outcome, latency_ms,"
+                " prompt_tokens, completion_tokens, cost, cost_source) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (call.created_at, call.day, call.task_id, call.task_kind, call.model, call.outcome,
+                 float(call.latency_ms), int(call.prompt_tokens), int(call.completion_tokens), float(call.cost),
+                 call.cost_source),
+            )
+
+    def model_call_stats(self, since: float) -> dict[str, dict[str, Any]]:
+        marks = ",".join("?" * len(MODEL_FAILURE_OUTCOMES))
+        rows = self._conn().execute(
+            "SELECT model, count(*) AS calls, coalesce(sum(outcome = 'ok'), 0) AS ok,"
+            " avg(CASE WHEN outcome = 'ok' THEN latency_ms END) AS avg_latency_ms FROM model_calls"
+            f" WHERE created_at >= ? AND (outcome = 'ok' OR outcome IN ({marks})) GROUP BY model",
+            (since, *MODEL_FAILURE_OUTCOMES),
+        ).fetchall()
+        return {row["model"]: {"calls": row["calls"], "ok": row["ok"], "avg_latency_ms": row["avg_latency_ms"]}
+                for row in rows}
+
+    def spent(self, *, task_id: str | None = None, day: str | None = None) -> float:
+        if task_id is None and day is None:
+            raise ValueError("spent() needs a task_id or a day")
+        column, value = ("task_id", task_id) if task_id is not None else ("day", day)
+        row = self._conn().execute(f"SELECT coalesce(sum(cost), 0.0) FROM model_calls WHERE {column} = ?",
+                                   (value,)).fetchone()
+        return float(row[0])
 
     # --- rows --------------------------------------------------------------------------------------------------
     def _task(self, db: sqlite3.Connection, task_id: str) -> QueuedTask | None:

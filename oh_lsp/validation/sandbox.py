@@ -109,7 +109,8 @@ class Sandbox:
         self.mode = mode
         self.isolated = False
         self.memory_bytes = memory_bytes
-        self.base = self.scratch / "sandboxes" / f"{os.getpid()}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        name = f"{os.getpid()}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"  # pid first: see cleanup
+        self.base = self.scratch / "sandboxes" / name
         self.root = self.base / "project"
         self.home = self.base / "home"
         self.tools = self.base / "tools"
