@@ -38,6 +38,17 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
+def show(args: argparse.Namespace, value: Any, report: str, json_value: Any = None) -> int:
+    """Print `value` as JSON with --json, else through the human report `render.<report>`."""
+    if args.json:
+        _print_json(value if json_value is None else json_value)
+    else:
+        from oh_lsp.cli import render
+
+        print(getattr(render, report)(value))
+    return EXIT_OK
+
+
 def _queue(root: Path, config: OpenHandsConfig | None = None):
     from oh_lsp.queue import TaskQueue
 
@@ -142,13 +153,7 @@ def get_status(args: argparse.Namespace) -> int:
     task = _ask(root, lambda queue: queue.get_task(args.task_id))
     if task is None:
         raise TargetError(f"no task {args.task_id} in the store of {root}")
-    if args.json:
-        _print_json(task.summary())
-    else:
-        from oh_lsp.cli.render import task_report
-
-        print(task_report(task))
-    return EXIT_OK
+    return show(args, task, "task_report", task.summary())
 
 
 def cancel_task(args: argparse.Namespace) -> int:
@@ -166,13 +171,7 @@ def cancel_task(args: argparse.Namespace) -> int:
 
 def queue_stats(args: argparse.Namespace) -> int:
     stats = _ask(_root(args), lambda queue: queue.get_stats())
-    if args.json:
-        _print_json(stats)
-    else:
-        from oh_lsp.cli.render import stats_report
-
-        print(stats_report(stats))
-    return EXIT_OK
+    return show(args, stats, "stats_report")
 
 
 def metrics(args: argparse.Namespace) -> int:
@@ -187,13 +186,7 @@ def metrics(args: argparse.Namespace) -> int:
         summary["budget"] = Budget(_config(root), collector.store).status()
     finally:
         collector.store.close()
-    if args.json:
-        _print_json(summary)
-    else:
-        from oh_lsp.cli.render import metrics_report
-
-        print(metrics_report(summary))
-    return EXIT_OK
+    return show(args, summary, "metrics_report")
 
 
 def list_tasks(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from oh_lsp.cli import EXIT_FAILED, EXIT_OK
-from oh_lsp.cli.commands import _config, _print_json, _root
+from oh_lsp.cli.commands import _config, _print_json, _root, show
 from oh_lsp.errors import OhLspError
 from oh_lsp.paths import state_dir
 
@@ -71,13 +71,7 @@ def models(args: argparse.Namespace) -> int:
         rows = ModelSelector(store=store, config=config).list_models()
     finally:
         store.close()
-    if args.json:
-        _print_json(rows)
-    else:
-        from oh_lsp.cli.render import models_report
-
-        print(models_report(rows))
-    return EXIT_OK
+    return show(args, rows, "models_report")
 
 
 def logs(args: argparse.Namespace) -> int:
