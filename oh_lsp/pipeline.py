@@ -93,34 +93,15 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         if iteration > 1:
             ctx.emit(ev.PROGRESS, message=f"repair iteration {iteration - 1} of {iterations - 1}: asking again with"
                      f" the findings of attempt {iteration - 1}", iteration=iteration)
-        chunks = 0
-
-        def on_delta(text: str) -> None:
-            nonlocal chunks
-            chunks += 1
-            ctx.emit(ev.TOKENS, chunks=chunks)
-
         try:
-            answer = await ctx.gateway.complete(task, messages, emit=ctx.emit, on_delta=on_delta)
+            answer = await ask_model(task, ctx, messages, metrics)
         except MissingApiKeyError as exc:
             return Outcome("failed", error=str(exc), metrics=metrics if metrics.model_id else None)
         except ModelCallError as exc:
-            metrics.model_id = metrics.model_id or exc.model or ""
-            metrics.error = str(exc)
-            metrics.duration_seconds = time.monotonic() - started
             if best is not None:  # keep the work done: end the repair loop with the best attempt so far
                 ctx.emit(ev.PROGRESS, message=f"repair stopped: {exc}")
                 break
-            if exc.fatal:
-                return Outcome("failed", error=str(exc), model=exc.model, metrics=metrics)
-            return Outcome("retry", error=str(exc), model=exc.model, metrics=metrics,
-                           delay=retry_delay(task.attempts, exc.retry_after))
-        metrics.model_id = answer.model
-        metrics.prompt_tokens += answer.prompt_tokens
-        metrics.completion_tokens += answer.completion_tokens
-        metrics.tokens_used += answer.total_tokens
-        metrics.cost += answer.cost or 0.0
-        ctx.emit(ev.TOKENS, chunks=chunks, tokens=metrics.tokens_used, cost=metrics.cost, final=True)
+            return model_error_outcome(task, exc, metrics, started)
         try:
             candidate = kind.make_candidate(answer.content, target, task)
         except ExtractionError as exc:
@@ -139,6 +120,38 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
                         {"role": "user", "content": feedback_message(attempt, history, threshold)}]
     assert best is not None
     return _outcome(task, target, best, history, threshold, metrics, started)
+
+
+async def ask_model(task: QueuedTask, ctx: TaskContext, messages: list[dict[str, Any]],
+                    metrics: ExecutionMetrics) -> Any:
+    """One answer through the gateway, streamed as token events and added to `metrics` (tokens, cost, model).
+    Raises `ModelCallError` when no model could answer."""
+    chunks = 0
+
+    def on_delta(text: str) -> None:
+        nonlocal chunks
+        chunks += 1
+        ctx.emit(ev.TOKENS, chunks=chunks)
+
+    answer = await ctx.gateway.complete(task, messages, emit=ctx.emit, on_delta=on_delta)
+    metrics.model_id = answer.model
+    metrics.prompt_tokens += answer.prompt_tokens
+    metrics.completion_tokens += answer.completion_tokens
+    metrics.tokens_used += answer.total_tokens
+    metrics.cost += answer.cost or 0.0
+    ctx.emit(ev.TOKENS, chunks=chunks, tokens=metrics.tokens_used, cost=metrics.cost, final=True)
+    return answer
+
+
+def model_error_outcome(task: QueuedTask, exc: Any, metrics: ExecutionMetrics, started: float) -> Outcome:
+    """A model call that failed: the task fails (the user must act) or goes back to the queue to try later."""
+    metrics.model_id = metrics.model_id or exc.model or ""
+    metrics.error = str(exc)
+    metrics.duration_seconds = time.monotonic() - started
+    if exc.fatal:
+        return Outcome("failed", error=str(exc), model=exc.model, metrics=metrics)
+    return Outcome("retry", error=str(exc), model=exc.model, metrics=metrics,
+                   delay=retry_delay(task.attempts, exc.retry_after))
 
 
 def _outcome(task: QueuedTask, target: Any, best: Any, history: list[Any], threshold: float,
