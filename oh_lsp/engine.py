@@ -57,6 +57,7 @@ class ExecutionEngine:
         self._wakeup: asyncio.Event | None = None
         self._stopping = False
         self._gateway: Any = None
+        self._retired_gateways: list[Any] = []
         self._exclude = [state_dir(self.root), state_base()]  # kept out of sandbox copies, hidden from them
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
@@ -72,8 +73,26 @@ class ExecutionEngine:
         await asyncio.to_thread(self._clean_scratch)
         if self.apply_edits:
             await self._deliver_pending()
-        self._workers = [asyncio.create_task(self._worker(i), name=f"oh-lsp-worker-{i}")
-                         for i in range(self.max_concurrent_tasks)]
+        self._add_workers()
+
+    def _add_workers(self) -> None:
+        self._workers = [w for w in self._workers if not w.done()]
+        for i in range(len(self._workers), self.max_concurrent_tasks):
+            self._workers.append(asyncio.create_task(self._worker(i), name=f"oh-lsp-worker-{i}"))
+
+    def reconfigure(self, config: OpenHandsConfig, max_concurrent_tasks: int | None = None) -> None:
+        """Use `config` from the next task on (running tasks finish with theirs), and change the number of workers:
+        extra workers leave once their current task is done."""
+        if max_concurrent_tasks is not None and max_concurrent_tasks < 1:
+            raise ValueError("max_concurrent_tasks must be at least 1")
+        self.config = config
+        if self._gateway is not None:  # still used by running tasks: closed when the engine stops
+            self._retired_gateways.append(self._gateway)
+            self._gateway = None
+        if max_concurrent_tasks is not None:
+            self.max_concurrent_tasks = max_concurrent_tasks
+            if self._workers and not self._stopping:
+                self._add_workers()
 
     def _clean_scratch(self) -> None:
         from oh_lsp.paths import scratch_path
@@ -103,9 +122,10 @@ class ExecutionEngine:
                 job.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
-        if self._gateway is not None:
-            await self._gateway.aclose()
-            self._gateway = None
+        for gateway in [*self._retired_gateways, self._gateway]:
+            if gateway is not None:
+                await gateway.aclose()
+        self._gateway, self._retired_gateways = None, []
 
     def close(self) -> None:
         self.queue.close()
@@ -173,6 +193,10 @@ class ExecutionEngine:
             await asyncio.sleep(min(self.poll_interval, 0.2))
 
     # --- workers -----------------------------------------------------------------------------------------------
+    def gateway(self) -> Any:
+        """The model gateway of this engine's configuration (created on first use)."""
+        return self._gateway_factory()
+
     def _gateway_factory(self) -> Any:
         if self._gateway is None:
             from oh_lsp.llm.gateway import ModelGateway
@@ -182,7 +206,7 @@ class ExecutionEngine:
 
     async def _worker(self, number: int) -> None:
         assert self._wakeup is not None
-        while not self._stopping:
+        while not self._stopping and number < self.max_concurrent_tasks:
             try:
                 task = await self.queue.dequeue(self.config.lease_seconds)
             except Exception:

@@ -84,7 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", default="")
     p.add_argument("--priority", default="high", choices=PRIORITIES, type=str.lower)
     p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("serve", help="run the language server (stdio by default)")
+    p.add_argument("--tcp", metavar="HOST:PORT", type=_host_port, help="listen on a TCP port instead of stdio")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="log debug details (to the log file and stderr)")
     return parser
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError("give HOST:PORT, e.g. 127.0.0.1:2087")
+    return host.strip("[]"), int(port)
 
 
 def _unit_float(text: str) -> float:
@@ -104,6 +116,10 @@ def _positive_int(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "serve":  # the language server keeps its start-up lean: no CLI command imports
+        from oh_lsp.lsp.server import serve
+
+        return serve(tcp=args.tcp, verbose=args.verbose)
     from oh_lsp.cli import commands
 
     handler = getattr(commands, args.command.replace("-", "_"))

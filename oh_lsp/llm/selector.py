@@ -194,8 +194,12 @@ class ModelSelector:
         """Every catalog model with its state now (what `oh-lsp models list` and the editors' picker show)."""
         now = time.time() if now is None else now
         states = self.store.model_states()
+        models = list(self.catalog)
+        preferred = self._preferred()  # a configured model the catalog does not list is still offered
+        if preferred is not None and all(m.name != preferred.name for m in models):
+            models.insert(0, preferred)
         rows = []
-        for model in self._with_evidence(list(self.catalog)):
+        for model in self._with_evidence(models):
             state = states.get(model.name)
             rows.append({**model.to_dict(), "state": (state.why_unavailable(now) if state else None) or "ready",
                          "breaker": state.breaker_view(now) if state else "closed"})
