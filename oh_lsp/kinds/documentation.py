@@ -138,7 +138,7 @@ def make_candidate(answer: str, target: Target, task: QueuedTask | None = None) 
     path = target.path.as_posix()
     try:
         edits = docstring_edits(target.text, code, _scope(task))
-    except SyntaxError:
+    except (SyntaxError, ValueError):
         edits = []  # the checks report the syntax error of the answer
     content = apply_text_edits(target.text, edits)
     change = FileEdit(path=path, new_text=content, base_sha256=target.sha256, edits=edits)
