@@ -45,14 +45,16 @@ class ModelGateway:
         self.health = ModelHealth(store, BreakerPolicy.from_config(config), config.base_url)
         self.budget = Budget(config, store)
         self._selector = selector
+        self._selector_ready = asyncio.Lock()  # many workers ask at once; the first one builds it
 
     async def selector(self) -> ModelSelector:
         """The selector for this endpoint. For an endpoint other than OpenRouter, its ``/models`` list is read once
         (and cached) so that its own model names make up the catalog."""
-        if self._selector is None:
-            if self.config.resolved_provider != "openrouter":
-                await self._list_endpoint_models()
-            self._selector = await asyncio.to_thread(ModelSelector, None, self.store, config=self.config)
+        async with self._selector_ready:
+            if self._selector is None:
+                if self.config.resolved_provider != "openrouter":
+                    await self._list_endpoint_models()
+                self._selector = await asyncio.to_thread(ModelSelector, None, self.store, config=self.config)
         return self._selector
 
     async def _list_endpoint_models(self) -> None:
