@@ -236,11 +236,10 @@ def cache_path(base_url: str) -> Path:
 
 
 def save_cache(base_url: str, entries: list[dict[str, Any]]) -> Path:
+    from oh_lsp.edits import atomic_write  # a temporary file of its own: workers and processes save at once
+
     path = cache_path(base_url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"base_url": base_url, "fetched_at": time.time(), "models": entries}), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, json.dumps({"base_url": base_url, "fetched_at": time.time(), "models": entries}))
     return path
 
 
