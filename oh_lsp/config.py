@@ -48,6 +48,10 @@ ENV_VARS: dict[str, str] = {
     "sandbox": "OH_LSP_SANDBOX",
     "test_seeds": "OH_LSP_TEST_SEEDS",
     "max_repair_iterations": "OH_LSP_MAX_REPAIR_ITERATIONS",
+    "runtime": "OH_LSP_RUNTIME",
+    "openhands_env": "OH_LSP_OPENHANDS_ENV",
+    "openhands_python": "OH_LSP_OPENHANDS_PYTHON",
+    "openhands_max_iterations": "OH_LSP_OPENHANDS_MAX_ITERATIONS",
 }
 _BOOL_TRUE = {"1", "true", "yes", "on"}
 _BOOL_FALSE = {"0", "false", "no", "off", ""}
@@ -92,6 +96,11 @@ class OpenHandsConfig(BaseModel):
     sandbox: Literal["auto", "bwrap", "none"] = "auto"
     test_seeds: list[int] | None = None  # fixed seeds for the 3 runs of generated tests (reproducing a flaky one)
     max_repair_iterations: int = Field(default=2, ge=0, le=10)
+    # who answers a task: the direct chat call, or an OpenHands SDK agent in a subprocess (see oh_lsp/agent/)
+    runtime: Literal["direct", "openhands"] = "direct"
+    openhands_env: Path | None = None  # the agent environment (Python >= 3.12); default: made by `openhands setup`
+    openhands_python: Path | None = None  # the Python >= 3.12 that `oh-lsp openhands setup` builds it with
+    openhands_max_iterations: int = Field(default=30, ge=1, le=500)  # agent steps per conversation run
 
     @field_validator("base_url")
     @classmethod
@@ -100,6 +109,11 @@ class OpenHandsConfig(BaseModel):
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError("must be an http(s) URL such as https://openrouter.ai/api/v1 or http://127.0.0.1:11434/v1")
         return value.rstrip("/")
+
+    @field_validator("runtime", mode="before")
+    @classmethod
+    def _runtime_name(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("model", "usage_id")
     @classmethod

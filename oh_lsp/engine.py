@@ -16,7 +16,7 @@ from oh_lsp import events as ev
 from oh_lsp.config import OpenHandsConfig
 from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import state_base, state_dir
-from oh_lsp.pipeline import Outcome, TaskContext, retry_delay, run_model_task
+from oh_lsp.pipeline import Outcome, TaskContext, default_executor, retry_delay
 from oh_lsp.queue import TaskQueue
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.tasks import QueuedTask, TaskStatus
@@ -50,7 +50,7 @@ class ExecutionEngine:
         self.overwrite = overwrite
         self.poll_interval = poll_interval
         self.events = ev.EventBus()
-        self._executor: Executor = executor or run_model_task
+        self._executor: Executor = executor or default_executor(self.config)
         self._workers: list[asyncio.Task[None]] = []
         self._jobs: dict[str, asyncio.Task[Outcome]] = {}
         self._cancel_reasons: dict[str, str] = {}

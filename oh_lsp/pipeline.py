@@ -1,7 +1,8 @@
 """What one attempt at a task does: read the target, ask the model, take the code out, place it, check it.
 
-`run_model_task` is the engine's default executor. It returns an `Outcome` and never raises for the task's own
-failures; the engine writes the outcome to the queue. It writes nothing into the project.
+`run_model_task` is the engine's executor for the direct runtime (the default; `default_executor` picks the
+configured one). It returns an `Outcome` and never raises for the task's own failures; the engine writes the outcome
+to the queue. It writes nothing into the project.
 """
 
 from __future__ import annotations
@@ -57,14 +58,25 @@ def retry_delay(attempt: int, hint: float | None = None) -> float:
     return base + random.uniform(0.0, min(0.25 * base, 30.0))
 
 
-def _threshold(task: QueuedTask, config: OpenHandsConfig) -> float:
+def task_threshold(task: QueuedTask, config: OpenHandsConfig) -> float:
+    """The task's quality threshold (0-1): its metadata's, else the configured one."""
     value = task.metadata.get("quality_threshold")
     return float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else config.quality_threshold
 
 
-def _iterations(task: QueuedTask, config: OpenHandsConfig) -> int:
+def answer_limit(task: QueuedTask, config: OpenHandsConfig) -> int:
+    """How many answers a task gets: the first plus its repair iterations."""
     value = task.metadata.get("max_repair_iterations")
     return 1 + (int(value) if isinstance(value, int) and 0 <= value <= 10 else config.max_repair_iterations)
+
+
+def default_executor(config: OpenHandsConfig) -> Callable[[QueuedTask, TaskContext], Any]:
+    """The executor of the configured runtime: the direct chat call, or an OpenHands agent (``runtime``)."""
+    if config.runtime == "openhands":
+        from oh_lsp.agent.runtime import run_agent_task
+
+        return run_agent_task
+    return run_model_task
 
 
 async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
@@ -81,8 +93,8 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         target = load_target(ctx.root, task)
     except TargetError as exc:
         return Outcome("failed", error=str(exc))
-    threshold = _threshold(task, ctx.config)
-    iterations = _iterations(task, ctx.config)
+    threshold = task_threshold(task, ctx.config)
+    iterations = answer_limit(task, ctx.config)
     metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.task_type, attempt=task.attempts)
     env = CheckEnv(root=ctx.root, config=ctx.config, exclude=ctx.exclude,
                    progress=lambda text: ctx.emit(ev.VALIDATING, step=text))
@@ -119,7 +131,7 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
             messages = [*messages, {"role": "assistant", "content": answer.content},
                         {"role": "user", "content": feedback_message(attempt, history, threshold)}]
     assert best is not None
-    return _outcome(task, target, best, history, threshold, metrics, started)
+    return attempt_outcome(task, target, best, history, threshold, metrics, started)
 
 
 async def ask_model(task: QueuedTask, ctx: TaskContext, messages: list[dict[str, Any]],
@@ -154,8 +166,9 @@ def model_error_outcome(task: QueuedTask, exc: Any, metrics: ExecutionMetrics, s
                    delay=retry_delay(task.attempts, exc.retry_after))
 
 
-def _outcome(task: QueuedTask, target: Any, best: Any, history: list[Any], threshold: float,
-             metrics: ExecutionMetrics, started: float) -> Outcome:
+def attempt_outcome(task: QueuedTask, target: Any, best: Any, history: list[Any], threshold: float,
+                    metrics: ExecutionMetrics, started: float) -> Outcome:
+    """The task's outcome from its best attempt: completed when its checks passed at the threshold."""
     from oh_lsp.repair import below_threshold
 
     verdict = best.verdict

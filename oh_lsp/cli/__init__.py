@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--lines", type=int, metavar="N", help="print the last N lines")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C to stop)")
 
+    p = sub.add_parser("openhands", parents=[common], help="the OpenHands agent runtime: `setup` makes its Python"
+                       " >= 3.12 environment, `status` shows it")
+    p.add_argument("action", nargs="?", default="status", choices=("setup", "status"))
+    p.add_argument("--python", metavar="PATH", help="the Python >= 3.12 to build it with (OH_LSP_OPENHANDS_PYTHON)")
+    p.add_argument("--env", metavar="DIR", help="where it goes (OH_LSP_OPENHANDS_ENV; default: oh-lsp's cache dir)")
+    p.add_argument("--docker", action="store_true", help="also install openhands-workspace (the Docker workspace)")
+    p.add_argument("--force", action="store_true", help="make it again from scratch")
+
     p = sub.add_parser("generate-tests", parents=[common], help="generate tests for FILE now and wait for them")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--description", default="")

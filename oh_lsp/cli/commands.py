@@ -280,3 +280,4 @@ async def _generate_tests(root: Path, config: OpenHandsConfig, target: Path, arg
 
 # The model commands live in their own module; `main` finds every command here by name.
 from oh_lsp.cli.model_commands import logs, models, select_model  # noqa: E402,F401
+from oh_lsp.cli.agent_commands import openhands  # noqa: E402,F401

@@ -80,6 +80,21 @@ class Budget:
                                      f" local midnight ({midnight}). Raise OH_LSP_BUDGET_PER_DAY_USD to go on today",
                                      model=model.name)
 
+    async def remaining(self, task_id: str) -> tuple[float, str] | None:
+        """What `task_id` may still spend under the tighter cap, and which cap that is ("per-task" or "daily");
+        None when no cap is set. For runtimes that are stopped once their reported cost passes a cap."""
+        left: list[tuple[float, str]] = []
+        if self.per_task is not None:
+            spent = await asyncio.to_thread(self.store.spent, task_id=task_id)
+            left.append((self.per_task - spent, "per-task"))
+        if self.per_day is not None:
+            spent = await asyncio.to_thread(self.store.spent, day=local_day())
+            left.append((self.per_day - spent, "daily"))
+        if not left:
+            return None
+        amount, which = min(left)
+        return max(amount, 0.0), which
+
     def status(self, now: float | None = None) -> dict[str, Any]:
         """The daily budget's state (for `metrics` and the editors' status)."""
         spent = self.store.spent(day=local_day(time.time() if now is None else now))

@@ -98,7 +98,7 @@ class Sandbox:
     """
 
     def __init__(self, project_root: Path, scratch: Path, *, secrets: list[str], exclude: list[Path] | None = None,
-                 mode: str = "auto", memory_bytes: int = 4 * 1024**3) -> None:
+                 mode: str = "auto", memory_bytes: int = 4 * 1024**3, network: bool = False) -> None:
         if mode not in ("auto", "bwrap", "none"):
             raise SandboxError(f"unknown sandbox mode {mode!r}: use auto, bwrap or none")
         self.project_root = project_root.resolve()
@@ -109,6 +109,7 @@ class Sandbox:
         self.mode = mode
         self.isolated = False
         self.memory_bytes = memory_bytes
+        self.network = network  # an agent must reach its model; generated tests never get the network
         name = f"{os.getpid()}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"  # pid first: see cleanup
         self.base = self.scratch / "sandboxes" / name
         self.root = self.base / "project"
@@ -171,10 +172,14 @@ class Sandbox:
                 args += ["--tmpfs", str(hidden)]
         args += ["--bind", str(self.root), str(self.project_root), "--bind", str(self.base), str(self.base)]
         for path in readable:
-            if path.exists() and (tmp in path.parents or self.project_root in path.parents):
+            if path.exists() and any(p in path.parents for p in (tmp, self.project_root, *self.hidden)):
                 args += ["--ro-bind", str(path), str(path)]
-        return args + ["--unshare-all", "--die-with-parent", "--new-session", "--chdir", str(self.project_root),
-                       "--"]
+        return args + ["--unshare-all", *(["--share-net"] if self.network else []), "--die-with-parent",
+                       "--new-session", "--chdir", str(self.project_root), "--"]
+
+    def command(self, args: list[str], readable: list[Path] | None = None) -> list[str]:
+        """`args` as the sandbox runs them: behind bubblewrap when isolated, else as they are."""
+        return [*self._bwrap(readable or []), *args] if self.isolated else args
 
     async def run(self, args: list[str], *, timeout: float, env: dict[str, str] | None = None,
                   readable: list[Path] | None = None) -> RunResult:
@@ -186,7 +191,7 @@ class Sandbox:
         if self.isolated:
             extra.setdefault("TMPDIR", "/tmp")
         full_env = scrubbed_env(self.home, self.secrets, extra)
-        command = [*self._bwrap(readable or []), *args] if self.isolated else args
+        command = self.command(args, readable)
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *command, cwd=self.root, env=full_env, stdin=asyncio.subprocess.DEVNULL,
