@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
@@ -238,9 +240,16 @@ def cache_path(base_url: str) -> Path:
 def save_cache(base_url: str, entries: list[dict[str, Any]]) -> Path:
     path = cache_path(base_url)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"base_url": base_url, "fetched_at": time.time(), "models": entries}), encoding="utf-8")
-    tmp.replace(path)
+    # a temporary file of its own: workers and processes that refresh the same endpoint at once must not rename
+    # each other's file away (FileNotFoundError, which failed their tasks)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"base_url": base_url, "fetched_at": time.time(), "models": entries}, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
