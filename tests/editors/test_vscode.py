@@ -161,42 +161,27 @@ def logs_of(user_data: Path) -> str:
     return "\n".join(parts)
 
 
-@pytest.fixture(scope="module")
-def run(editor, vsix, model, tmp_path_factory, light_python) -> dict:
-    """Install the .vsix into a fresh code-server, open the fixture project in Chromium, and return the self-test's
-    findings (plus the folders, for the checks on what was written where)."""
+USER_SETTINGS = {"workbench.startupEditor": "none", "telemetry.telemetryLevel": "off", "extensions.autoUpdate": False,
+                 "extensions.autoCheckUpdates": False, "update.mode": "none", "workbench.enableExperiments": False}
+
+
+def selftest_in_code_server(editor: tuple[str, str], vsix: Path, base: Path, project: Path, selftest: dict,
+                            user_settings: dict, light_python: Path, trusted: bool) -> dict:
+    """Install the .vsix into a fresh code-server, open `project` in Chromium, and return what the extension's
+    self-test saw (plus the folders, for the checks on what was written where)."""
     code_server, chromium = editor
-    base = tmp_path_factory.mktemp("vscode")
-    project = make_project(base / "proj")
-    (project / "pkg" / "other.py").write_text(OTHER)
-    (project / "pkg" / "slow.py").write_text(SLOW)
-    (project / ".vscode").mkdir()
-    (project / ".vscode" / "settings.json").write_text(json.dumps({
-        "ohLsp.server.pythonPath": sys.executable,  # this checkout's environment, which has oh-lsp
-        "ohLsp.baseUrl": model.base_url,
-        "ohLsp.model": "test-model",
-        "ohLsp.maxRepairIterations": 0,
-        "ohLsp.workers": 2,
-    }, indent=1))
     user_data, extensions, browser = base / "user-data", base / "extensions", base / "chromium"
     (user_data / "User").mkdir(parents=True)
-    (user_data / "User" / "settings.json").write_text(json.dumps({
-        "workbench.startupEditor": "none", "telemetry.telemetryLevel": "off", "extensions.autoUpdate": False,
-        "extensions.autoCheckUpdates": False, "update.mode": "none", "workbench.enableExperiments": False,
-        "security.workspace.trust.enabled": False,
-    }))
+    (user_data / "User" / "settings.json").write_text(json.dumps({**USER_SETTINGS, **user_settings}))
     api_key = "sk-or-v1-vscode-secret-" + secrets.token_hex(8)
     result = base / "selftest-result.json"
-    selftest = base / "selftest-input.json"
-    selftest.write_text(json.dumps({"result": str(result), "apiKey": api_key, "passing": "pkg/calc.py",
-                                    "generated": "tests/pkg/test_calc.py", "failing": "pkg/other.py",
-                                    "slow": "pkg/slow.py", "modelPosition": 2,  # Automatic, test-model, other-model
-                                    "pythonWithoutOhLsp": str(light_python)}))
+    (base / "selftest-input.json").write_text(json.dumps({
+        **selftest, "result": str(result), "apiKey": api_key, "scenario": "trusted" if trusted else "untrusted"}))
 
     env = {k: v for k, v in os.environ.items()
            if k not in OH_VARS and not k.startswith(("OH_LSP_", "VSCODE_")) and "API_KEY" not in k}
     env.update(OH_LSP_STATE_DIR=str(base / "state"), OH_LSP_PYTHON=str(light_python),
-               OH_LSP_VSCODE_SELFTEST=str(selftest), XDG_CONFIG_HOME=str(base / "xdg-config"),
+               OH_LSP_VSCODE_SELFTEST=str(base / "selftest-input.json"), XDG_CONFIG_HOME=str(base / "xdg-config"),
                XDG_DATA_HOME=str(base / "xdg-data"), XDG_CACHE_HOME=str(base / "xdg-cache"))
     common = ["--user-data-dir", str(user_data), "--extensions-dir", str(extensions)]
     started = time.monotonic()
@@ -205,11 +190,12 @@ def run(editor, vsix, model, tmp_path_factory, light_python) -> dict:
     assert installed.returncode == 0 and "successfully installed" in installed.stdout, installed.stdout + installed.stderr
 
     server_log = base / "code-server.log"
+    trust = ["--disable-workspace-trust"] if trusted else []  # else VS Code's default: the folder is not trusted
     with server_log.open("w") as out:
         server = subprocess.Popen(
             [code_server, *common, "--bind-addr", "127.0.0.1:0", "--auth", "none", "--disable-telemetry",
-             "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override",
-             str(project)], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+             "--disable-update-check", *trust, "--disable-getting-started-override", str(project)],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     browser_process = None
     try:
         line = wait_for_line(server_log, "HTTP server listening on", server, 60)
@@ -237,6 +223,53 @@ def run(editor, vsix, model, tmp_path_factory, light_python) -> dict:
     assert "error" not in found, f"the self-test failed: {found['error']}\n{json.dumps(found, indent=1, default=str)}" \
                                  f"\n{logs_of(user_data)}"
     return found
+
+
+@pytest.fixture(scope="module")
+def run(editor, vsix, model, tmp_path_factory, light_python) -> dict:
+    """The whole flow in a trusted workspace whose own .vscode/settings.json points oh-lsp at the scripted model."""
+    base = tmp_path_factory.mktemp("vscode")
+    project = make_project(base / "proj")
+    (project / "pkg" / "other.py").write_text(OTHER)
+    (project / "pkg" / "slow.py").write_text(SLOW)
+    (project / ".vscode").mkdir()
+    (project / ".vscode" / "settings.json").write_text(json.dumps({
+        "ohLsp.server.pythonPath": sys.executable,  # this checkout's environment, which has oh-lsp
+        "ohLsp.baseUrl": model.base_url,
+        "ohLsp.model": "test-model",
+        "ohLsp.maxRepairIterations": 0,
+        "ohLsp.workers": 2,
+    }, indent=1))
+    selftest = {"passing": "pkg/calc.py", "generated": "tests/pkg/test_calc.py", "failing": "pkg/other.py",
+                "slow": "pkg/slow.py", "modelToSelect": "other-model",
+                "modelPosition": 2,  # Automatic, test-model, other-model
+                "pythonWithoutOhLsp": str(light_python)}
+    return selftest_in_code_server(editor, vsix, base, project, selftest, {}, light_python, trusted=True)
+
+
+@pytest.fixture(scope="module")
+def untrusted_model():
+    with ScriptedModelServer() as server:
+        server.responder = answer
+        yield server
+
+
+@pytest.fixture(scope="module")
+def untrusted_run(editor, vsix, untrusted_model, tmp_path_factory, light_python) -> dict:
+    """A folder VS Code does not trust (its default: no trust prompt, restricted mode). What oh-lsp needs is in the
+    user's settings; the folder's own settings try to choose a server command and an endpoint of their own."""
+    base = tmp_path_factory.mktemp("vscode-untrusted")
+    project = make_project(base / "proj")
+    (project / ".vscode").mkdir()
+    (project / ".vscode" / "settings.json").write_text(json.dumps({
+        "ohLsp.server.command": [str(base / "not-a-server")],  # would fail to start if it were used
+        "ohLsp.baseUrl": "http://127.0.0.1:9/v1",  # would fail every model call if it were used
+    }))
+    user_settings = {"security.workspace.trust.startupPrompt": "never", "ohLsp.server.pythonPath": sys.executable,
+                     "ohLsp.baseUrl": untrusted_model.base_url, "ohLsp.model": "test-model",
+                     "ohLsp.maxRepairIterations": 0}
+    selftest = {"passing": "pkg/calc.py", "generated": "tests/pkg/test_calc.py"}
+    return selftest_in_code_server(editor, vsix, base, project, selftest, user_settings, light_python, trusted=False)
 
 
 def test_the_code_actions_are_listed(run) -> None:
@@ -315,3 +348,18 @@ def test_metrics_model_selection_and_cancel_through_the_palette(run, model) -> N
     slow = [r for r in model.requests if module_of(r) == "pkg.slow"]
     assert slow and all(r.disconnected for r in slow), "cancelling must close the model's stream"
     assert {r.model for r in slow} == {"other-model"}  # the task after the selection asked the selected model
+
+
+def test_an_untrusted_workspace_runs_no_generated_code_and_the_server_is_told(untrusted_run, untrusted_model) -> None:
+    assert untrusted_run["isTrusted"] is False
+    # the extension runs in restricted mode (untrustedWorkspaces: limited) with the user's server command, not the
+    # folder's
+    assert untrusted_run["serverStarted"] is True
+    assert set(untrusted_run["paletteResult"]) >= {"taskId", "progressToken"}
+    # the model was asked (at the user's endpoint, with the key from the secret storage, handed over while the
+    # server ran), but its tests were not run: the server was told the workspace is not trusted
+    chat = [r for r in untrusted_model.requests if r.path.endswith("/chat/completions")]
+    assert chat and {r.headers.get("authorization") for r in chat} == {f"Bearer {untrusted_run['api_key']}"}
+    assert [d["code"] for d in untrusted_run["diagnostics"]] == ["not-run-untrusted"]
+    assert "workspace not trusted" in untrusted_run["diagnostics"][0]["message"]
+    assert untrusted_run["testFileWritten"] is False

@@ -47,7 +47,7 @@ export function startFailureMessage(command: ServerCommand, reason: string): str
   const line = commandLine(command);
   const advice = command.source === 'ohLsp.server.command'
     ? 'Check ohLsp.server.command.'
-    : 'Install oh-lsp into that interpreter (pip install oh-lsp), or choose another with ohLsp.server.pythonPath,'
+    : 'Install oh-lsp into that interpreter, or choose another with ohLsp.server.pythonPath,'
       + ' or set the whole command with ohLsp.server.command (for example ["uv", "run", "oh-lsp", "serve"]).';
   return `oh-lsp: the language server did not start (\`${line}\`, from ${command.source}): ${reason}. ${advice}`;
 }

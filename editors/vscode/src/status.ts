@@ -34,7 +34,7 @@ export function formatCost(usd: number): string {
   if (usd >= 1) {
     return `$${usd.toFixed(2)}`;
   }
-  return `$${usd.toFixed(4).replace(/(\.\d\d\d?)0+$/, '$1')}`;
+  return `$${usd.toFixed(4).replace(/(\.\d\d)(\d*?)0+$/, '$1$2')}`;
 }
 
 export function formatRate(rate: number): string {
