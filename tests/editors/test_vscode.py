@@ -241,7 +241,8 @@ def run(editor, vsix, model, tmp_path_factory, light_python) -> dict:
         "ohLsp.workers": 2,
     }, indent=1))
     selftest = {"passing": "pkg/calc.py", "generated": "tests/pkg/test_calc.py", "failing": "pkg/other.py",
-                "slow": "pkg/slow.py", "modelToSelect": "other-model",
+                "slow": "pkg/slow.py", "slowModule": "pkg.slow", "modelServer": model.base_url,
+                "modelToSelect": "other-model",
                 "modelPosition": 2,  # Automatic, test-model, other-model
                 "pythonWithoutOhLsp": str(light_python)}
     return selftest_in_code_server(editor, vsix, base, project, selftest, {}, light_python, trusted=True)

@@ -18,6 +18,8 @@ interface SelfTestInput {
   generated: string; // where its tests go
   failing: string; // a module the scripted model answers with a failing test
   slow: string; // a module whose answer takes long (to cancel it)
+  slowModule: string; // its dotted name
+  modelServer: string; // the scripted model server's base URL (its /__requests lists what it was asked)
   modelToSelect: string; // picked in "Select Model…"
   modelPosition: number; // where it is in the quick pick (0: "Automatic")
   pythonWithoutOhLsp: string; // an interpreter that cannot run the server
@@ -181,6 +183,10 @@ async function trusted({ input, server, statusBar, apiKeys, uri, r, step }: Cont
   r.slowResult = await vscode.commands.executeCommand('oh-lsp.generateTests');
   r.statusWhileRunning = await until('the slow task to run',
     () => (server.lastStatus?.running ?? 0) >= 1 && statusBar.text, 30);
+  await until('the slow task to wait for its answer', async () => {
+    const asked = await (await fetch(`${input.modelServer}/__requests`)).json() as { body: unknown }[];
+    return asked.some((request) => JSON.stringify(request.body).includes(`module ${input.slowModule}`));
+  }, 30);
   r.cancelAnswer = await pickInQuickPick<boolean>('oh-lsp.cancelTask', 0, (cancelled) => cancelled === true, attempts);
   r.statusAfterCancel = await until('a status counting the cancelled task',
     () => (server.lastStatus?.cancelled ?? 0) >= 1 && server.lastStatus?.running === 0 && statusBar.text, 30);
