@@ -201,7 +201,7 @@ class ExecutionEngine:
         if self._gateway is None:
             from oh_lsp.llm.gateway import ModelGateway
 
-            self._gateway = ModelGateway(self.config, store=self.queue.store)
+            self._gateway = ModelGateway(self.config, store=self.queue.store, store_thread=self.queue.store_thread)
         return self._gateway
 
     async def _worker(self, number: int) -> None:

@@ -1,29 +1,26 @@
 """`TaskQueue`: the async, durable queue of the usage guide.
 
-It is a thin async face on a `TaskStore`: each call runs on one dedicated thread, so the caller's event loop never
-waits on SQLite locks. Leases handed out by `dequeue` are remembered here, so `mark_completed(task_id, result)` works
+It is a thin async face on a `TaskStore`: each call runs on the store's thread (`StoreThread`, shared with the model
+gateway of the same engine), so the caller's event loop never waits on SQLite locks. Leases handed out by `dequeue` are remembered here, so `mark_completed(task_id, result)` works
 as in the guide while still being fenced against a worker that lost its lease.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import socket
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from oh_lsp.metrics import ExecutionMetrics
 from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import sha256_text
 from oh_lsp.store.base import Heartbeat, TaskStore
+from oh_lsp.store.thread import StoreThread
 from oh_lsp.tasks import QueuedTask, TaskStatus
 
-T = TypeVar("T")
 DEFAULT_LEASE_SECONDS = 30.0
 
 
@@ -47,11 +44,7 @@ class TaskQueue:
         self.lease_seconds = lease_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._leases: dict[str, str] = {}
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oh-lsp-store")
-
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+        self.store_thread = StoreThread()
 
     def dedupe_key(self, task: QueuedTask) -> str:
         """Equal tasks (kind, target path and content, description) share a key while one is unfinished."""
@@ -69,17 +62,17 @@ class TaskQueue:
 
         Raises `QueueFullError` when `max_size` tasks are unfinished."""
         key = self.dedupe_key(task)
-        task_id, _created = await self._run(self.store.add, task, dedupe_key=key, max_size=self.max_size)
+        task_id, _created = await self.store_thread.run(self.store.add, task, dedupe_key=key, max_size=self.max_size)
         return task_id
 
     async def submit(self, task: QueuedTask) -> tuple[str, bool]:
         """Like `enqueue`, also saying whether the task is new (False: an equal unfinished task was found)."""
         key = self.dedupe_key(task)
-        return await self._run(self.store.add, task, dedupe_key=key, max_size=self.max_size)
+        return await self.store_thread.run(self.store.add, task, dedupe_key=key, max_size=self.max_size)
 
     async def dequeue(self, lease_seconds: float | None = None) -> QueuedTask | None:
         """The next ready task with a lease held by this queue, or None when nothing is ready."""
-        task = await self._run(self.store.claim, self.owner, lease_seconds or self.lease_seconds)
+        task = await self.store_thread.run(self.store.claim, self.owner, lease_seconds or self.lease_seconds)
         if task is not None and task.lease_id:
             self._leases[task.task_id] = task.lease_id
         return task
@@ -91,10 +84,10 @@ class TaskQueue:
         return lease
 
     async def heartbeat(self, task_id: str, lease_seconds: float | None = None) -> Heartbeat:
-        return await self._run(self.store.heartbeat, task_id, self._lease(task_id), lease_seconds or self.lease_seconds)
+        return await self.store_thread.run(self.store.heartbeat, task_id, self._lease(task_id), lease_seconds or self.lease_seconds)
 
     async def _finish(self, task_id: str, status: TaskStatus, **kwargs: Any) -> bool:
-        done = await self._run(self.store.finish, task_id, self._lease(task_id), status, **kwargs)
+        done = await self.store_thread.run(self.store.finish, task_id, self._lease(task_id), status, **kwargs)
         self._leases.pop(task_id, None)
         return done
 
@@ -113,14 +106,14 @@ class TaskQueue:
     async def retry_later(self, task_id: str, reason: str, delay: float, *, metrics: ExecutionMetrics | None = None,
                           model: str | None = None, result: dict[str, Any] | None = None) -> TaskStatus | None:
         """Back to the queue after `delay` seconds, or failed if its retries are used up. None if the lease was lost."""
-        status = await self._run(self.store.retry, task_id, self._lease(task_id), reason=reason, delay=delay,
+        status = await self.store_thread.run(self.store.retry, task_id, self._lease(task_id), reason=reason, delay=delay,
                                  metrics=metrics, model=model, result=result)
         self._leases.pop(task_id, None)
         return status
 
     async def release(self, task_id: str) -> bool:
         """Give a task back unfinished (without charging the attempt)."""
-        done = await self._run(self.store.release, task_id, self._lease(task_id))
+        done = await self.store_thread.run(self.store.release, task_id, self._lease(task_id))
         self._leases.pop(task_id, None)
         return done
 
@@ -129,32 +122,32 @@ class TaskQueue:
 
         Returns the status the task had before: PENDING (now cancelled), RUNNING (its worker stops it at its next
         heartbeat), a final status (nothing changed), or None for an unknown task."""
-        return await self._run(self.store.request_cancel, task_id)
+        return await self.store_thread.run(self.store.request_cancel, task_id)
 
     async def get_task(self, task_id: str) -> QueuedTask | None:
-        return await self._run(self.store.get, task_id)
+        return await self.store_thread.run(self.store.get, task_id)
 
     async def list_tasks(self, status: TaskStatus | None = None, limit: int = 100) -> list[QueuedTask]:
-        return await self._run(self.store.list, status, limit)
+        return await self.store_thread.run(self.store.list, status, limit)
 
     async def position(self, task_id: str) -> int | None:
-        return await self._run(self.store.position, task_id)
+        return await self.store_thread.run(self.store.position, task_id)
 
     async def get_stats(self) -> dict[str, Any]:
-        stats = await self._run(self.store.stats)
+        stats = await self.store_thread.run(self.store.stats)
         stats["max_size"] = self.max_size
         return stats
 
     async def undelivered(self, submitter: str) -> list[QueuedTask]:
         """Completed tasks of `submitter` whose edit was not delivered yet."""
-        return await self._run(self.store.undelivered, submitter)
+        return await self.store_thread.run(self.store.undelivered, submitter)
 
     async def set_delivery(self, task_id: str, state: str) -> None:
-        await self._run(self.store.set_delivery, task_id, state)
+        await self.store_thread.run(self.store.set_delivery, task_id, state)
 
     async def outstanding(self, horizon: float) -> int:
-        return await self._run(self.store.outstanding, horizon)
+        return await self.store_thread.run(self.store.outstanding, horizon)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        self.store_thread.close()
         self.store.close()

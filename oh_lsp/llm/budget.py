@@ -16,6 +16,7 @@ from typing import Any
 from oh_lsp.llm.catalog import ModelInfo
 from oh_lsp.llm.errors import ErrorKind, ModelCallError
 from oh_lsp.llm.state import local_day, next_local_midnight
+from oh_lsp.store.thread import StoreThread
 
 log = logging.getLogger("oh_lsp.models")
 CHARS_PER_TOKEN = 4
@@ -51,10 +52,16 @@ def call_cost(result: Any, model: ModelInfo) -> tuple[float, str]:
 class Budget:
     """The caps of `config` (``budget_per_task_usd``, ``budget_per_day_usd``), checked against the store's totals."""
 
-    def __init__(self, config: Any, store: Any) -> None:
+    def __init__(self, config: Any, store: Any, store_thread: StoreThread | None = None) -> None:
         self.per_task = config.budget_per_task_usd
         self.per_day = config.budget_per_day_usd
         self.store = store
+        self.store_thread = store_thread  # the engine's (model calls); `status()` alone needs none
+
+    async def _spent(self, **which: Any) -> float:
+        if self.store_thread is None:
+            return await asyncio.to_thread(self.store.spent, **which)
+        return await self.store_thread.run(self.store.spent, **which)
 
     async def check(self, task_id: str, model: ModelInfo, prompt_tokens: int, max_tokens: int) -> None:
         """Raise a fatal `ModelCallError(BUDGET)` when the call's worst case could pass a cap."""
@@ -66,13 +73,13 @@ class Budget:
         call = f"the next call to {model.name} could cost up to ${worst:.6f} ({prompt_tokens} prompt + {max_tokens}" \
                " completion tokens at catalog prices)"
         if self.per_task is not None:
-            spent = await asyncio.to_thread(self.store.spent, task_id=task_id)
+            spent = await self._spent(task_id=task_id)
             if spent + worst > self.per_task:
                 raise ModelCallError(ErrorKind.BUDGET, f"per-task budget reached: this task has spent ${spent:.6f} of"
                                      f" ${self.per_task:g}, and {call}. The call was not sent. Raise"
                                      " OH_LSP_BUDGET_PER_TASK_USD, or lower OH_LSP_MAX_TOKENS", model=model.name)
         if self.per_day is not None:
-            spent = await asyncio.to_thread(self.store.spent, day=local_day())
+            spent = await self._spent(day=local_day())
             if spent + worst > self.per_day:
                 midnight = datetime.fromtimestamp(next_local_midnight()).strftime("%Y-%m-%d %H:%M")
                 raise ModelCallError(ErrorKind.BUDGET, f"daily budget reached: ${spent:.6f} of ${self.per_day:g}"
@@ -85,10 +92,10 @@ class Budget:
         None when no cap is set. For runtimes that are stopped once their reported cost passes a cap."""
         left: list[tuple[float, str]] = []
         if self.per_task is not None:
-            spent = await asyncio.to_thread(self.store.spent, task_id=task_id)
+            spent = await self._spent(task_id=task_id)
             left.append((self.per_task - spent, "per-task"))
         if self.per_day is not None:
-            spent = await asyncio.to_thread(self.store.spent, day=local_day())
+            spent = await self._spent(day=local_day())
             left.append((self.per_day - spent, "daily"))
         if not left:
             return None

@@ -25,6 +25,7 @@ from oh_lsp.llm.health import ModelHealth
 from oh_lsp.llm.rotation import Rotation
 from oh_lsp.llm.selector import ModelSelector, Selection, TaskRequirements
 from oh_lsp.llm.state import ModelCall
+from oh_lsp.store.thread import StoreThread
 from oh_lsp.tasks import QueuedTask
 
 log = logging.getLogger("oh_lsp.models")
@@ -34,16 +35,18 @@ LIST_MODELS_TIMEOUT = 5.0
 
 class ModelGateway:
     def __init__(self, config: OpenHandsConfig, *, store: Any = None, client: ChatClient | None = None,
-                 selector: ModelSelector | None = None) -> None:
+                 selector: ModelSelector | None = None, store_thread: StoreThread | None = None) -> None:
         if store is None:
             from oh_lsp.store import open_store
 
             store = open_store()
         self.config = config
         self.store = store
+        self._own_store_thread = store_thread is None
+        self.store_thread = store_thread or StoreThread()  # an engine passes its queue's: one thread per store
         self.client = client or ChatClient(config)
-        self.health = ModelHealth(store, BreakerPolicy.from_config(config), config.base_url)
-        self.budget = Budget(config, store)
+        self.health = ModelHealth(store, BreakerPolicy.from_config(config), config.base_url, self.store_thread)
+        self.budget = Budget(config, store, self.store_thread)
         self._selector = selector
         self._selector_ready = asyncio.Lock()  # many workers ask at once; the first one builds it
 
@@ -54,7 +57,7 @@ class ModelGateway:
             if self._selector is None:
                 if self.config.resolved_provider != "openrouter":
                     await self._list_endpoint_models()
-                self._selector = await asyncio.to_thread(ModelSelector, None, self.store, config=self.config)
+                self._selector = await self.store_thread.run(ModelSelector, None, self.store, config=self.config)
         return self._selector
 
     async def _list_endpoint_models(self) -> None:
@@ -72,7 +75,7 @@ class ModelGateway:
         pinned = task.metadata.get("model")
         try:
             requirements = None if pinned else TaskRequirements.for_task(task, self.config)
-            return await asyncio.to_thread(selector.explain, requirements, pinned=str(pinned) if pinned else None)
+            return await self.store_thread.run(selector.explain, requirements, pinned=str(pinned) if pinned else None)
         except ValueError as exc:  # NoModelError, or metadata that makes no sense
             raise ModelCallError(ErrorKind.NO_MODEL, str(exc)) from None
 
@@ -128,9 +131,10 @@ class ModelGateway:
         call.latency_ms = result.latency_seconds * 1000
         call.prompt_tokens, call.completion_tokens = result.prompt_tokens, result.completion_tokens
         call.cost, call.cost_source = result.cost, result.cost_source
-        await self.health.record_call(call)
-        await self.health.succeeded(model.name)
+        await self.health.succeeded(model.name, call=call)
         return result
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        if self._own_store_thread:
+            self.store_thread.close(wait=False)

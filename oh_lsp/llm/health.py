@@ -7,7 +7,6 @@ never waits on SQLite. Every rotation, cooldown and breaker change is written as
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import datetime
@@ -17,22 +16,24 @@ from oh_lsp.llm import breaker
 from oh_lsp.llm.breaker import BreakerPolicy
 from oh_lsp.llm.errors import ErrorKind, ModelCallError
 from oh_lsp.llm.state import CLOSED, HALF_OPEN, ModelCall, ModelState, provider_key
+from oh_lsp.store.thread import StoreThread
 
 log = logging.getLogger("oh_lsp.models")
 T = TypeVar("T")
 
 
 class ModelHealth:
-    def __init__(self, store: Any, policy: BreakerPolicy, base_url: str) -> None:
+    def __init__(self, store: Any, policy: BreakerPolicy, base_url: str, store_thread: StoreThread) -> None:
         self.store = store
+        self.store_thread = store_thread
         self.policy = policy
         self.provider = provider_key(base_url)
 
     async def _update(self, model: str, change: Callable[[ModelState], T]) -> T:
-        return await asyncio.to_thread(self.store.update_model_state, model, change)
+        return await self.store_thread.run(self.store.update_model_state, model, change)
 
     async def states(self) -> dict[str, ModelState]:
-        return await asyncio.to_thread(self.store.model_states)
+        return await self.store_thread.run(self.store.model_states)
 
     async def admit(self, model: str, now: float | None = None) -> tuple[bool, ModelState]:
         """Whether `model` may take a call now (not cooling down, breaker closed or a half-open probe slot free),
@@ -78,9 +79,16 @@ class ModelHealth:
         if transition:
             log.info(transition)
 
-    async def succeeded(self, model: str, now: float | None = None) -> None:
+    async def succeeded(self, model: str, now: float | None = None, call: ModelCall | None = None) -> None:
+        """Note a successful call (and record `call`, in the same trip to the store's thread)."""
         now = time.time() if now is None else now
-        transition = await self._update(model, lambda state: breaker.on_success(state, now, self.policy))
+
+        def record() -> str | None:
+            if call is not None:
+                self.store.record_model_call(call)
+            return self.store.update_model_state(model, lambda state: breaker.on_success(state, now, self.policy))
+
+        transition = await self.store_thread.run(record)
         if transition:
             log.info(transition)
 
@@ -101,4 +109,4 @@ class ModelHealth:
         log.info("rotation: %s -> %s (%s)", source, target, reason)
 
     async def record_call(self, call: ModelCall) -> None:
-        await asyncio.to_thread(self.store.record_model_call, call)
+        await self.store_thread.run(self.store.record_model_call, call)
