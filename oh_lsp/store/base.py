@@ -1,14 +1,15 @@
 """The storage interface behind the queue, the metrics and the delivery of results.
 
-One implementation (SQLite, embedded) ships today. A server-backed one (PostgreSQL) implements the same methods; the
-engine, CLI and language server only see this interface. Methods are synchronous and short; `TaskQueue` runs them
-on its own thread so the event loop never waits on the database.
+Two implementations: SQLite (embedded, one file per project root; the default) and PostgreSQL (one queue shared by
+workers on many machines, chosen by a `postgresql://` queue URL). The engine, CLI and language server only see this
+interface; `tests/test_store_contract.py` runs the same tests against both. Methods are synchronous and short;
+`TaskQueue` runs them on its own thread so the event loop never waits on the database.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 if TYPE_CHECKING:
     from oh_lsp.metrics import ExecutionMetrics
@@ -79,5 +80,10 @@ class TaskStore(Protocol):
     def record_metrics(self, metrics: ExecutionMetrics) -> None: ...
 
     def metrics_summary(self) -> dict[str, Any]: ...
+
+    # --- wakeups -----------------------------------------------------------------------------------------------
+    def watch_for_work(self, callback: Callable[[], None]) -> Callable[[], None] | None:
+        """Have `callback` called (from any thread) when another process makes a task ready. Returns a function
+        that stops the watching, or None when this store cannot tell (then idle workers just poll)."""
 
     def close(self) -> None: ...

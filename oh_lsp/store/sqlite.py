@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from oh_lsp.errors import QueueFullError, StoreError
 from oh_lsp.metrics import ExecutionMetrics
+from oh_lsp.store import records as rec
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
 
@@ -153,6 +154,10 @@ class SQLiteStore:
             self._connections.clear()
         self._local = threading.local()
 
+    def watch_for_work(self, callback: Any) -> None:
+        """SQLite has no notifications between processes: idle workers poll (cheaply, it is a local file)."""
+        return None
+
     # --- queue -------------------------------------------------------------------------------------------------
     def add(self, task: QueuedTask, *, dedupe_key: str, max_size: int) -> tuple[str, bool]:
         now = self._clock()
@@ -164,16 +169,13 @@ class SQLiteStore:
                 return row["id"], False
             unfinished = db.execute("SELECT count(*) FROM tasks WHERE status IN ('pending', 'running')").fetchone()[0]
             if unfinished >= max_size:
-                raise QueueFullError(
-                    f"the queue is full: {unfinished} tasks are pending or running (max_size={max_size}). Nothing was"
-                    " added; run the engine (oh-lsp run-engine) or cancel tasks, then submit again."
-                )
+                raise QueueFullError(rec.queue_full_message(unfinished, max_size))
             db.execute(
                 "INSERT INTO tasks (id, kind, description, target_file, target_sha256, priority, metadata, status,"
                 " submitter, dedupe_key, max_retries, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (task.task_id, task.task_type, task.description, _path_text(task.target_file), task.target_sha256,
+                (task.task_id, task.task_type, task.description, rec.path_text(task.target_file), task.target_sha256,
                  int(task.priority), json.dumps(task.metadata, default=str), TaskStatus.PENDING.value,
-                 task.submitter, dedupe_key, 2 if task.max_retries is None else task.max_retries, now),
+                 task.submitter, dedupe_key, rec.max_retries_of(task), now),
             )
             return task.task_id, True
 
@@ -183,18 +185,18 @@ class SQLiteStore:
             (now,),
         ).fetchall()
         for row in expired:
-            reason = f"its worker ({row['lease_owner']}) stopped renewing the lease (process ended or hung)"
+            reason = rec.LEASE_LOST % row["lease_owner"]
             if row["attempts"] > row["max_retries"]:
                 db.execute(
                     "UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, lease_id = NULL,"
                     " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
-                    (f"failed after {row['attempts']} attempts: {reason}", now, row["id"]),
+                    (rec.FAILED_AFTER_LEASE_LOST % (row["attempts"], reason), now, row["id"]),
                 )
             else:
                 db.execute(
                     "UPDATE tasks SET status = 'pending', not_before = ?, note = ?, lease_id = NULL,"
                     " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
-                    (now, f"re-queued: {reason}", row["id"]),
+                    (now, rec.REQUEUED % reason, row["id"]),
                 )
 
     def claim(self, owner: str, lease_seconds: float) -> QueuedTask | None:
@@ -238,7 +240,7 @@ class SQLiteStore:
                 " lease_id = NULL, lease_owner = NULL, lease_expires = NULL,"
                 " tokens = tokens + ?, cost = cost + ?"
                 " WHERE id = ? AND status = 'running' AND lease_id = ?",
-                (TaskStatus(status).value, _json(result), error, model, now,
+                (TaskStatus(status).value, rec.to_json(result), error, model, now,
                  metrics.tokens_used if metrics else 0, metrics.cost if metrics else 0.0,
                  task_id, lease_id),
             )
@@ -265,7 +267,7 @@ class SQLiteStore:
                     "UPDATE tasks SET status = 'failed', error = ?, result = coalesce(?, result),"
                     " model = coalesce(?, model), finished_at = ?, lease_id = NULL, lease_owner = NULL,"
                     " lease_expires = NULL, tokens = tokens + ?, cost = cost + ? WHERE id = ?",
-                    (f"failed after {row['attempts']} attempts; last error: {reason}", _json(result), model, now,
+                    (rec.FAILED_AFTER_RETRIES % (row["attempts"], reason), rec.to_json(result), model, now,
                      *spent, task_id),
                 )
             else:
@@ -274,7 +276,7 @@ class SQLiteStore:
                     "UPDATE tasks SET status = 'pending', not_before = ?, note = ?, error = ?,"
                     " model = coalesce(?, model), lease_id = NULL, lease_owner = NULL, lease_expires = NULL,"
                     " tokens = tokens + ?, cost = cost + ? WHERE id = ?",
-                    (now + delay, f"retrying in {delay:.1f}s: {reason}", reason, model, *spent, task_id),
+                    (now + delay, rec.RETRYING % (delay, reason), reason, model, *spent, task_id),
                 )
             if metrics is not None:
                 self._insert_metrics(db, metrics)
@@ -284,9 +286,9 @@ class SQLiteStore:
         with self._write() as db:
             cur = db.execute(
                 "UPDATE tasks SET status = 'pending', attempts = max(attempts - 1, 0), not_before = 0,"
-                " note = 're-queued: the engine stopped before it finished', lease_id = NULL, lease_owner = NULL,"
+                " note = ?, lease_id = NULL, lease_owner = NULL,"
                 " lease_expires = NULL WHERE id = ? AND status = 'running' AND lease_id = ?",
-                (task_id, lease_id),
+                (rec.RELEASED, task_id, lease_id),
             )
             return cur.rowcount == 1
 
@@ -299,9 +301,8 @@ class SQLiteStore:
             status = TaskStatus(row["status"])
             if status is TaskStatus.PENDING:
                 db.execute(
-                    "UPDATE tasks SET status = 'cancelled', finished_at = ?, error = 'cancelled before it started'"
-                    " WHERE id = ?",
-                    (now, task_id),
+                    "UPDATE tasks SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?",
+                    (now, rec.CANCELLED_BEFORE_START, task_id),
                 )
             elif status is TaskStatus.RUNNING:
                 db.execute("UPDATE tasks SET cancel_requested = 1 WHERE id = ?", (task_id,))
@@ -321,7 +322,7 @@ class SQLiteStore:
             sql += " WHERE status = ?"
             args = (TaskStatus(status).value,)
         sql += " ORDER BY seq DESC LIMIT ?"
-        return [_row_to_task(r) for r in self._conn().execute(sql, (*args, limit)).fetchall()]
+        return [rec.task_from_row(r) for r in self._conn().execute(sql, (*args, limit)).fetchall()]
 
     def position(self, task_id: str) -> int | None:
         db = self._conn()
@@ -367,7 +368,7 @@ class SQLiteStore:
             " ORDER BY seq",
             (submitter,),
         ).fetchall()
-        return [_row_to_task(r) for r in rows]
+        return [rec.task_from_row(r) for r in rows]
 
     def set_delivery(self, task_id: str, delivery: str) -> None:
         with self._write() as db:
@@ -400,18 +401,18 @@ class SQLiteStore:
             " coalesce(avg(CASE WHEN success THEN quality_score END), 0.0) AS avg_quality_score,"
             " coalesce(sum(validation_passed), 0) AS validations_passed"
         )
-        system = _aggregate(db.execute(f"SELECT {aggregate} FROM metrics").fetchone())
+        system = rec.aggregate(db.execute(f"SELECT {aggregate} FROM metrics").fetchone())
         today_row = db.execute(
             "SELECT coalesce(sum(cost), 0.0), coalesce(sum(tokens_used), 0) FROM metrics WHERE day = ?", (today,)
         ).fetchone()
         system["cost_today"] = today_row[0]
         system["tokens_today"] = today_row[1]
         models = {
-            row["model_id"]: _aggregate(row)
+            row["model_id"]: rec.aggregate(row)
             for row in db.execute(f"SELECT model_id, {aggregate} FROM metrics GROUP BY model_id ORDER BY model_id")
         }
         kinds = {
-            row["task_type"]: _aggregate(row)
+            row["task_type"]: rec.aggregate(row)
             for row in db.execute(f"SELECT task_type, {aggregate} FROM metrics GROUP BY task_type ORDER BY task_type")
         }
         return {"system": system, "models": models, "task_types": kinds}
@@ -419,57 +420,5 @@ class SQLiteStore:
     # --- rows --------------------------------------------------------------------------------------------------
     def _task(self, db: sqlite3.Connection, task_id: str) -> QueuedTask | None:
         row = db.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        return _row_to_task(row) if row else None
+        return rec.task_from_row(row) if row else None
 
-
-def _aggregate(row: sqlite3.Row) -> dict[str, Any]:
-    executions = row["executions"]
-    return {
-        "executions": executions,
-        "successful": row["successful"],
-        "failed": executions - row["successful"],
-        "success_rate": (row["successful"] / executions) if executions else 0.0,
-        "total_tokens": row["tokens"],
-        "prompt_tokens": row["prompt_tokens"],
-        "completion_tokens": row["completion_tokens"],
-        "total_cost": round(row["cost"], 10),
-        "avg_duration_seconds": row["avg_duration_seconds"],
-        "avg_quality_score": row["avg_quality_score"],
-        "validations_passed": row["validations_passed"],
-    }
-
-
-def _row_to_task(row: sqlite3.Row) -> QueuedTask:
-    return QueuedTask(
-        task_type=row["kind"],
-        description=row["description"],
-        target_file=Path(row["target_file"]) if row["target_file"] else None,
-        priority=TaskPriority(row["priority"]),
-        metadata=json.loads(row["metadata"] or "{}"),
-        task_id=row["id"],
-        status=TaskStatus(row["status"]),
-        submitter=row["submitter"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        attempts=row["attempts"],
-        max_retries=row["max_retries"],
-        result=json.loads(row["result"]) if row["result"] else None,
-        error=row["error"],
-        model=row["model"],
-        tokens=row["tokens"],
-        cost=row["cost"],
-        target_sha256=row["target_sha256"],
-        not_before=row["not_before"],
-        note=row["note"],
-        delivery=row["delivery"],
-        lease_id=row["lease_id"],
-    )
-
-
-def _json(value: dict[str, Any] | None) -> str | None:
-    return json.dumps(value, default=str) if value is not None else None
-
-
-def _path_text(path: Path | None) -> str | None:
-    return path.as_posix() if path is not None else None
