@@ -24,6 +24,8 @@ _EXPORTS = {
     "MetricsCollector": "oh_lsp.metrics",
     "ExecutionMetrics": "oh_lsp.metrics",
     "Event": "oh_lsp.events",
+    "ModelSelector": "oh_lsp.llm.selector",
+    "TaskRequirements": "oh_lsp.llm.selector",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from oh_lsp.config import OpenHandsConfig
     from oh_lsp.engine import ExecutionEngine
     from oh_lsp.events import Event
+    from oh_lsp.llm.selector import ModelSelector, TaskRequirements
     from oh_lsp.metrics import ExecutionMetrics, MetricsCollector
     from oh_lsp.queue import TaskQueue
     from oh_lsp.tasks import QueuedTask, TaskCategory, TaskPriority, TaskStatus

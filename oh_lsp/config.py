@@ -36,12 +36,23 @@ ENV_VARS: dict[str, str] = {
     "queue_max_size": "OH_LSP_QUEUE_MAX_SIZE",
     "lease_seconds": "OH_LSP_LEASE_SECONDS",
     "heartbeat_seconds": "OH_LSP_HEARTBEAT_SECONDS",
+    "budget_per_task_usd": "OH_LSP_BUDGET_PER_TASK_USD",
+    "budget_per_day_usd": "OH_LSP_BUDGET_PER_DAY_USD",
+    "max_tokens": "OH_LSP_MAX_TOKENS",
+    "model_catalog": "OH_LSP_MODEL_CATALOG",
+    "breaker_failures": "OH_LSP_BREAKER_FAILURES",
+    "breaker_window_seconds": "OH_LSP_BREAKER_WINDOW_SECONDS",
+    "breaker_open_seconds": "OH_LSP_BREAKER_OPEN_SECONDS",
     "test_timeout_seconds": "OH_LSP_TEST_TIMEOUT",
     "quality_threshold": "OH_LSP_QUALITY_THRESHOLD",
     "trusted": "OH_LSP_TRUSTED",
     "sandbox": "OH_LSP_SANDBOX",
     "test_seeds": "OH_LSP_TEST_SEEDS",
     "max_repair_iterations": "OH_LSP_MAX_REPAIR_ITERATIONS",
+    "runtime": "OH_LSP_RUNTIME",
+    "openhands_env": "OH_LSP_OPENHANDS_ENV",
+    "openhands_python": "OH_LSP_OPENHANDS_PYTHON",
+    "openhands_max_iterations": "OH_LSP_OPENHANDS_MAX_ITERATIONS",
 }
 _BOOL_TRUE = {"1", "true", "yes", "on"}
 _BOOL_FALSE = {"0", "false", "no", "off", ""}
@@ -72,6 +83,14 @@ class OpenHandsConfig(BaseModel):
     queue_max_size: int = Field(default=1000, ge=1)
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=2.0, gt=0)
+    # model access: budgets, the catalog file, the circuit breaker (see oh_lsp/llm/)
+    budget_per_task_usd: float | None = Field(default=None, ge=0)
+    budget_per_day_usd: float | None = Field(default=None, ge=0)
+    max_tokens: int = Field(default=4096, ge=16)
+    model_catalog: Path | None = None
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_window_seconds: float = Field(default=60.0, gt=0)
+    breaker_open_seconds: float = Field(default=30.0, gt=0)
     test_timeout_seconds: float = Field(default=120.0, gt=0)
     quality_threshold: float = Field(default=0.7, ge=0, le=1)
     trusted: bool = True
@@ -80,6 +99,11 @@ class OpenHandsConfig(BaseModel):
     max_repair_iterations: int = Field(default=2, ge=0, le=10)
     # a queue shared by workers on many machines (postgresql://...); None: the project's embedded SQLite store
     queue_url: str | None = Field(default=None, repr=False)
+    # who answers a task: the direct chat call, or an OpenHands SDK agent in a subprocess (see oh_lsp/agent/)
+    runtime: Literal["direct", "openhands"] = "direct"
+    openhands_env: Path | None = None  # the agent environment (Python >= 3.12); default: made by `openhands setup`
+    openhands_python: Path | None = None  # the Python >= 3.12 that `oh-lsp openhands setup` builds it with
+    openhands_max_iterations: int = Field(default=30, ge=1, le=500)  # agent steps per conversation run
 
     @field_validator("base_url")
     @classmethod
@@ -97,6 +121,11 @@ class OpenHandsConfig(BaseModel):
         from oh_lsp.store.urls import check_queue_url
 
         return check_queue_url(str(value))
+
+    @field_validator("runtime", mode="before")
+    @classmethod
+    def _runtime_name(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("model", "usage_id")
     @classmethod
@@ -196,6 +225,8 @@ def _coerce(name: str, var: str, text: str) -> Any:
         if lowered in _BOOL_FALSE:
             return False
         raise ConfigError(f"{var}={text!r} is not a boolean: use true or false")
+    if not text.strip() and OpenHandsConfig.model_fields[name].default is None:
+        return None  # an empty optional setting (a budget, a path) means "not set"
     if name == "api_key":
         return SecretStr(text.strip()) if text.strip() else None
     if name in ("provider", "python", "test_seeds") and not text.strip():

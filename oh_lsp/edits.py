@@ -96,6 +96,35 @@ class DeliveryReport:
         return "; ".join(f"{f.action} {f.path}" + (f" ({f.message})" if f.message else "") for f in self.files)
 
 
+@dataclass
+class Rebased:
+    """A file change bound to the file's current text: the change to make (None: nothing to write) and why."""
+
+    change: FileEdit | None
+    outcome: FileOutcome
+
+
+def rebase(change: FileEdit, current: str | None, *, overwrite: bool = False,
+           recompute: Recompute | None = None) -> Rebased:
+    """Bind `change` to `current`, the file's text now (None when it does not exist).
+
+    A change made against other text is recomputed by the kind, or refused; a file to create that exists now is
+    replaced only with `overwrite`. Used by every front end that delivers an edit (disk, `workspace/applyEdit`)."""
+    if current is not None and current == change.new_text:
+        return Rebased(None, FileOutcome(change.path, "unchanged", "already up to date"))
+    if current is None and not change.creates:
+        return Rebased(None, FileOutcome(change.path, "refused", "the file was deleted since the edit was made"))
+    final = change
+    if current is not None and not (overwrite and change.creates) and change.base_sha256 != sha256_text(current):
+        final = recompute(change, current) if recompute else None
+        if final is None:
+            why = "it exists" if change.creates else "it changed since the edit was made"
+            return Rebased(None, FileOutcome(change.path, "refused", why))
+    action = "created" if current is None else "updated"
+    note = "recomputed against the current file" if final is not change else ""
+    return Rebased(final, FileOutcome(change.path, action, note))
+
+
 def apply_to_disk(root: Path, edit: Edit, *, overwrite: bool = False, recompute: Recompute | None = None,
                   dry_run: bool = False) -> DeliveryReport:
     """Write `edit` under `root`. Idempotent: a file that already holds the intended text is left as is.
@@ -109,24 +138,12 @@ def apply_to_disk(root: Path, edit: Edit, *, overwrite: bool = False, recompute:
         relative = confine(root, change.path, must_exist=False, what="output file")
         path = root / relative
         current = path.read_text(encoding="utf-8") if path.is_file() else None
-        if current is not None and current == change.new_text:
-            report.files.append(FileOutcome(change.path, "unchanged", "already up to date"))
-            continue
-        final = change
-        if current is None and not change.creates:
-            report.files.append(FileOutcome(change.path, "refused", "the file was deleted since the edit was made"))
-            continue
-        if current is not None and not (overwrite and change.creates) and change.base_sha256 != sha256_text(current):
-            final = recompute(change, current) if recompute else None
-            if final is None:
-                why = "it exists" if change.creates else "it changed since the edit was made"
-                report.files.append(FileOutcome(change.path, "refused", f"{why}; use --overwrite to replace it"))
-                continue
-        if not dry_run:
-            atomic_write(path, final.new_text)
-        action = "created" if current is None else "updated"
-        note = "recomputed against the current file" if final is not change else ""
-        report.files.append(FileOutcome(change.path, action, note))
+        rebased = rebase(change, current, overwrite=overwrite, recompute=recompute)
+        if rebased.outcome.action == "refused" and current is not None:
+            rebased.outcome.message += "; use --overwrite to replace it"
+        if rebased.change is not None and not dry_run:
+            atomic_write(path, rebased.change.new_text)
+        report.files.append(rebased.outcome)
     return report
 
 

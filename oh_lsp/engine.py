@@ -17,7 +17,7 @@ from oh_lsp.config import OpenHandsConfig
 from oh_lsp.errors import StoreUnavailableError
 from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import state_base, state_dir
-from oh_lsp.pipeline import Outcome, TaskContext, retry_delay, run_model_task
+from oh_lsp.pipeline import Outcome, TaskContext, default_executor, retry_delay
 from oh_lsp.queue import TaskQueue
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.tasks import QueuedTask, TaskStatus
@@ -52,7 +52,7 @@ class ExecutionEngine:
         self.overwrite = overwrite
         self.poll_interval = poll_interval
         self.events = ev.EventBus()
-        self._executor: Executor = executor or run_model_task
+        self._executor: Executor = executor or default_executor(self.config)
         self._workers: list[asyncio.Task[None]] = []
         self._jobs: dict[str, asyncio.Task[Outcome]] = {}
         self._cancel_reasons: dict[str, str] = {}
@@ -61,6 +61,7 @@ class ExecutionEngine:
         self._idle_wait = poll_interval
         self._stopping = False
         self._gateway: Any = None
+        self._retired_gateways: list[Any] = []
         self._exclude = [state_dir(self.root), state_base()]  # kept out of sandbox copies, hidden from them
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
@@ -76,10 +77,41 @@ class ExecutionEngine:
         self._unwatch = self.queue.watch_for_work(self._wakeup.set)  # other processes' submits wake idle workers
         self._idle_wait = self.poll_interval if self._unwatch is None else max(self.poll_interval,
                                                                                NOTIFIED_POLL_SECONDS)
+        await asyncio.to_thread(self._clean_scratch)
         if self.apply_edits:
             await self._deliver_pending()
-        self._workers = [asyncio.create_task(self._worker(i), name=f"oh-lsp-worker-{i}")
-                         for i in range(self.max_concurrent_tasks)]
+        self._add_workers()
+
+    def _add_workers(self) -> None:
+        self._workers = [w for w in self._workers if not w.done()]
+        for i in range(len(self._workers), self.max_concurrent_tasks):
+            self._workers.append(asyncio.create_task(self._worker(i), name=f"oh-lsp-worker-{i}"))
+
+    def reconfigure(self, config: OpenHandsConfig, max_concurrent_tasks: int | None = None) -> None:
+        """Use `config` from the next task on (running tasks finish with theirs), and change the number of workers:
+        extra workers leave once their current task is done."""
+        if max_concurrent_tasks is not None and max_concurrent_tasks < 1:
+            raise ValueError("max_concurrent_tasks must be at least 1")
+        self.config = config
+        if self._gateway is not None:  # still used by running tasks: closed when the engine stops
+            self._retired_gateways.append(self._gateway)
+            self._gateway = None
+        if max_concurrent_tasks is not None:
+            self.max_concurrent_tasks = max_concurrent_tasks
+            if self._workers and not self._stopping:
+                self._add_workers()
+
+    def _clean_scratch(self) -> None:
+        from oh_lsp.paths import scratch_path
+        from oh_lsp.validation.sandbox import remove_stale_sandboxes
+
+        try:
+            removed = remove_stale_sandboxes(scratch_path(self.root, self.config.workspace_path))
+        except OSError as exc:
+            log.warning("could not clean the scratch directory: %s", exc)
+            return
+        if removed:
+            log.info("removed %d sandbox copies left by processes that ended", removed)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Let running tasks finish within `grace` seconds; give the rest back to the queue."""
@@ -100,9 +132,10 @@ class ExecutionEngine:
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
-        if self._gateway is not None:
-            await self._gateway.aclose()
-            self._gateway = None
+        for gateway in [*self._retired_gateways, self._gateway]:
+            if gateway is not None:
+                await gateway.aclose()
+        self._gateway, self._retired_gateways = None, []
 
     def close(self) -> None:
         self.queue.close()
@@ -140,7 +173,11 @@ class ExecutionEngine:
         return before in (TaskStatus.PENDING, TaskStatus.RUNNING)
 
     def get_metrics_summary(self) -> dict[str, Any]:
-        return self.queue.store.metrics_summary()
+        from oh_lsp.llm.budget import Budget
+
+        summary = self.queue.store.metrics_summary()
+        summary["budget"] = Budget(self.config, self.queue.store).status()
+        return summary
 
     async def wait_for(self, task_id: str, timeout: float | None = None) -> QueuedTask:
         """Wait until `task_id` ends (completed, failed or cancelled), whichever process runs it."""
@@ -169,6 +206,10 @@ class ExecutionEngine:
             await asyncio.sleep(min(self.poll_interval, 0.2))
 
     # --- workers -----------------------------------------------------------------------------------------------
+    def gateway(self) -> Any:
+        """The model gateway of this engine's configuration (created on first use)."""
+        return self._gateway_factory()
+
     def _gateway_factory(self) -> Any:
         if self._gateway is None:
             from oh_lsp.llm.gateway import ModelGateway
@@ -178,7 +219,7 @@ class ExecutionEngine:
 
     async def _worker(self, number: int) -> None:
         assert self._wakeup is not None
-        while not self._stopping:
+        while not self._stopping and number < self.max_concurrent_tasks:
             try:
                 task = await self.queue.dequeue(self.config.lease_seconds)
             except Exception:

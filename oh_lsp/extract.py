@@ -70,7 +70,8 @@ def extract_python(answer: str, *, prefer: str | None = None) -> str:
         raise ExtractionError("the model's answer is empty")
     if len(answer) > MAX_ANSWER_CHARS:
         raise ExtractionError(f"the model's answer is too large ({len(answer)} characters)")
-    answer = answer.replace("\r\n", "\n")
+    # text that is not valid Unicode (lone surrogates from undecodable bytes) cannot be parsed or written: replace it
+    answer = answer.encode("utf-8", "replace").decode("utf-8").replace("\r\n", "\n")
     blocks = [b for b in fenced_blocks(answer) if b.language in PYTHON_TAGS and b.code.strip()]
     if blocks:
         if prefer:

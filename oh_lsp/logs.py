@@ -4,30 +4,50 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import re
 from pathlib import Path
 
 LOG_FILENAME = "oh-lsp.log"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+# A key passed as a parameter (`{"apiKey": "..."}` in a logged request) is hidden even when its value is unknown.
+_KEY_PARAM = re.compile(r"""(['"]?(?:apiKey|api_key)['"]?\s*[:=]\s*)(?:'[^']*'|"[^"]*"|SecretStr\([^)]*\))""")
+
+
 class RedactSecrets(logging.Filter):
-    """Replaces each secret in a record's final message (and its arguments) with `***`."""
+    """Replaces each secret in a record's final message (and its arguments) with `***`, and the value of every
+    `apiKey` parameter too."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s]
 
+    def add(self, secret: str) -> None:
+        if secret and secret not in self.secrets:
+            self.secrets.append(secret)
+
+    def _clean(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return _KEY_PARAM.sub(r"\1'***'", text)
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            if record.exc_info and not record.exc_text:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-            for secret in self.secrets:
-                message = message.replace(secret, "***")
-                if record.exc_text:
-                    record.exc_text = record.exc_text.replace(secret, "***")
-            record.msg, record.args = message, None
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._clean(record.exc_text)
+        record.msg, record.args = self._clean(message), None
         return True
+
+
+def redact_also(secret: str) -> None:
+    """Hide `secret` from every log handler set up by `setup_logging` (a key given at run time)."""
+    for handler in logging.getLogger().handlers:
+        for log_filter in handler.filters:
+            if isinstance(log_filter, RedactSecrets):
+                log_filter.add(secret)
 
 
 def setup_logging(log_dir: Path, secrets: list[str], *, verbose: bool = False, stderr: bool = True) -> Path:

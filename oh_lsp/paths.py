@@ -44,8 +44,27 @@ def state_dir(root: Path) -> Path:
     return base_dir / "projects" / f"{name}-{digest}"
 
 
+def cache_dir() -> Path:
+    """Caches shared by every project (the models list of each endpoint): `$OH_LSP_CACHE_DIR`, else a `cache` folder
+    in `$OH_LSP_STATE_DIR` when that is set, else the user's cache dir."""
+    explicit = os.environ.get("OH_LSP_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    state = os.environ.get("OH_LSP_STATE_DIR")
+    if state:
+        return Path(state).expanduser() / "cache"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("oh-lsp", appauthor=False))
+
+
 def store_path(root: Path) -> Path:
     return state_dir(root) / STORE_FILENAME
+
+
+def scratch_path(root: Path, workspace_path: Path) -> Path:
+    """Where the scratch directory is (relative settings are taken from the project root), without creating it."""
+    return workspace_path if workspace_path.is_absolute() else root / workspace_path
 
 
 def workspace_dir(root: Path, workspace_path: Path) -> Path:
@@ -53,7 +72,7 @@ def workspace_dir(root: Path, workspace_path: Path) -> Path:
 
     It gets a `.gitignore` holding `*` so that scratch files never show up in the user's git status.
     """
-    scratch = workspace_path if workspace_path.is_absolute() else root / workspace_path
+    scratch = scratch_path(root, workspace_path)
     scratch.mkdir(parents=True, exist_ok=True)
     ignore = scratch / ".gitignore"
     if not ignore.exists():

@@ -1,7 +1,8 @@
 """What one attempt at a task does: read the target, ask the model, take the code out, place it, check it.
 
-`run_model_task` is the engine's default executor. It returns an `Outcome` and never raises for the task's own
-failures; the engine writes the outcome to the queue. It writes nothing into the project.
+`run_model_task` is the engine's executor for the direct runtime (the default; `default_executor` picks the
+configured one). It returns an `Outcome` and never raises for the task's own failures; the engine writes the outcome
+to the queue. It writes nothing into the project.
 """
 
 from __future__ import annotations
@@ -51,19 +52,31 @@ class TaskContext:
 
 
 def retry_delay(attempt: int, hint: float | None = None) -> float:
-    """Task-layer backoff: the server's hint if it gave one, else exponential, capped at 60 s, with jitter."""
+    """Task-layer backoff: the server's hint if it gave one (a daily reset may be hours away), else exponential,
+    capped at 60 s; plus up to 25% jitter, at most 30 s."""
     base = hint if hint is not None else min(60.0, 2.0 ** max(attempt, 1))
-    return base * random.uniform(1.0, 1.25)
+    return base + random.uniform(0.0, min(0.25 * base, 30.0))
 
 
-def _threshold(task: QueuedTask, config: OpenHandsConfig) -> float:
+def task_threshold(task: QueuedTask, config: OpenHandsConfig) -> float:
+    """The task's quality threshold (0-1): its metadata's, else the configured one."""
     value = task.metadata.get("quality_threshold")
     return float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else config.quality_threshold
 
 
-def _iterations(task: QueuedTask, config: OpenHandsConfig) -> int:
+def answer_limit(task: QueuedTask, config: OpenHandsConfig) -> int:
+    """How many answers a task gets: the first plus its repair iterations."""
     value = task.metadata.get("max_repair_iterations")
     return 1 + (int(value) if isinstance(value, int) and 0 <= value <= 10 else config.max_repair_iterations)
+
+
+def default_executor(config: OpenHandsConfig) -> Callable[[QueuedTask, TaskContext], Any]:
+    """The executor of the configured runtime: the direct chat call, or an OpenHands agent (``runtime``)."""
+    if config.runtime == "openhands":
+        from oh_lsp.agent.runtime import run_agent_task
+
+        return run_agent_task
+    return run_model_task
 
 
 async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
@@ -80,46 +93,27 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         target = load_target(ctx.root, task)
     except TargetError as exc:
         return Outcome("failed", error=str(exc))
-    threshold = _threshold(task, ctx.config)
-    iterations = _iterations(task, ctx.config)
+    threshold = task_threshold(task, ctx.config)
+    iterations = answer_limit(task, ctx.config)
     metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.task_type, attempt=task.attempts)
     env = CheckEnv(root=ctx.root, config=ctx.config, exclude=ctx.exclude,
                    progress=lambda text: ctx.emit(ev.VALIDATING, step=text))
-    messages = kind.build_messages(target, task)
+    messages = kind.build_messages(target, task, await ctx.gateway.context_tokens(task))
     history: list[Attempt] = []
     best: Attempt | None = None
     for iteration in range(1, iterations + 1):
         if iteration > 1:
             ctx.emit(ev.PROGRESS, message=f"repair iteration {iteration - 1} of {iterations - 1}: asking again with"
                      f" the findings of attempt {iteration - 1}", iteration=iteration)
-        chunks = 0
-
-        def on_delta(text: str) -> None:
-            nonlocal chunks
-            chunks += 1
-            ctx.emit(ev.TOKENS, chunks=chunks)
-
         try:
-            answer = await ctx.gateway.complete(task, messages, emit=ctx.emit, on_delta=on_delta)
+            answer = await ask_model(task, ctx, messages, metrics)
         except MissingApiKeyError as exc:
             return Outcome("failed", error=str(exc), metrics=metrics if metrics.model_id else None)
         except ModelCallError as exc:
-            metrics.model_id = metrics.model_id or exc.model or ""
-            metrics.error = str(exc)
-            metrics.duration_seconds = time.monotonic() - started
             if best is not None:  # keep the work done: end the repair loop with the best attempt so far
                 ctx.emit(ev.PROGRESS, message=f"repair stopped: {exc}")
                 break
-            if exc.fatal:
-                return Outcome("failed", error=str(exc), model=exc.model, metrics=metrics)
-            return Outcome("retry", error=str(exc), model=exc.model, metrics=metrics,
-                           delay=retry_delay(task.attempts, exc.retry_after))
-        metrics.model_id = answer.model
-        metrics.prompt_tokens += answer.prompt_tokens
-        metrics.completion_tokens += answer.completion_tokens
-        metrics.tokens_used += answer.total_tokens
-        metrics.cost += answer.cost or 0.0
-        ctx.emit(ev.TOKENS, chunks=chunks, tokens=metrics.tokens_used, cost=metrics.cost, final=True)
+            return model_error_outcome(task, exc, metrics, started)
         try:
             candidate = kind.make_candidate(answer.content, target, task)
         except ExtractionError as exc:
@@ -137,11 +131,44 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
             messages = [*messages, {"role": "assistant", "content": answer.content},
                         {"role": "user", "content": feedback_message(attempt, history, threshold)}]
     assert best is not None
-    return _outcome(task, target, best, history, threshold, metrics, started)
+    return attempt_outcome(task, target, best, history, threshold, metrics, started)
 
 
-def _outcome(task: QueuedTask, target: Any, best: Any, history: list[Any], threshold: float,
-             metrics: ExecutionMetrics, started: float) -> Outcome:
+async def ask_model(task: QueuedTask, ctx: TaskContext, messages: list[dict[str, Any]],
+                    metrics: ExecutionMetrics) -> Any:
+    """One answer through the gateway, streamed as token events and added to `metrics` (tokens, cost, model).
+    Raises `ModelCallError` when no model could answer."""
+    chunks = 0
+
+    def on_delta(text: str) -> None:
+        nonlocal chunks
+        chunks += 1
+        ctx.emit(ev.TOKENS, chunks=chunks)
+
+    answer = await ctx.gateway.complete(task, messages, emit=ctx.emit, on_delta=on_delta)
+    metrics.model_id = answer.model
+    metrics.prompt_tokens += answer.prompt_tokens
+    metrics.completion_tokens += answer.completion_tokens
+    metrics.tokens_used += answer.total_tokens
+    metrics.cost += answer.cost or 0.0
+    ctx.emit(ev.TOKENS, chunks=chunks, tokens=metrics.tokens_used, cost=metrics.cost, final=True)
+    return answer
+
+
+def model_error_outcome(task: QueuedTask, exc: Any, metrics: ExecutionMetrics, started: float) -> Outcome:
+    """A model call that failed: the task fails (the user must act) or goes back to the queue to try later."""
+    metrics.model_id = metrics.model_id or exc.model or ""
+    metrics.error = str(exc)
+    metrics.duration_seconds = time.monotonic() - started
+    if exc.fatal:
+        return Outcome("failed", error=str(exc), model=exc.model, metrics=metrics)
+    return Outcome("retry", error=str(exc), model=exc.model, metrics=metrics,
+                   delay=retry_delay(task.attempts, exc.retry_after))
+
+
+def attempt_outcome(task: QueuedTask, target: Any, best: Any, history: list[Any], threshold: float,
+                    metrics: ExecutionMetrics, started: float) -> Outcome:
+    """The task's outcome from its best attempt: completed when its checks passed at the threshold."""
     from oh_lsp.repair import below_threshold
 
     verdict = best.verdict

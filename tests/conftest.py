@@ -56,7 +56,34 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
         if name in OH_VARS or name.startswith("OH_LSP_") and name != "OH_LSP_STATE_DIR":
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OH_LSP_PYTHON", str(light_python))
+    monkeypatch.setenv("OPENROUTER_API_KEY", SENTINEL_KEY)  # the whole suite runs with it; see pytest_sessionfinish
     return state
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After the whole suite ran with the sentinel key: it must not be in any store, log, report or cache file
+    that oh-lsp wrote (only in the `.env` files the tests wrote on purpose)."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or session.config.option.collectonly:
+        return
+    base = factory.getbasetemp()
+    needle = SENTINEL_KEY.encode()
+    leaks = []
+    for path in base.rglob("*"):
+        if path.is_symlink() or not path.is_file() or path.name == ".env" or path.stat().st_size > 50_000_000:
+            continue
+        try:
+            if needle in path.read_bytes():
+                leaks.append(str(path))
+        except OSError:
+            continue
+    if leaks:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter:
+            reporter.write_line(f"SECRET LEAK: the sentinel API key was found in {len(leaks)} file(s):", red=True)
+            for leak in leaks[:20]:
+                reporter.write_line(f"  {leak}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 CALC = '''\

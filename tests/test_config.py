@@ -89,16 +89,3 @@ def test_key_never_appears_in_repr_or_errors() -> None:
     with pytest.raises(ConfigError) as info:
         OpenHandsConfig.from_env(env_file=None, environ={"OPENROUTER_API_KEY": SENTINEL_KEY, "OPENHANDS_TIMEOUT": "x"})
     assert SENTINEL_KEY not in str(info.value)
-
-
-def test_programmatic_configuration_of_the_guide() -> None:
-    config = OpenHandsConfig(
-        api_key=SecretStr("sk-..."),
-        model="mistral-small",
-        base_url="https://openrouter.ai/api/v1",
-        workspace_path=Path("./openhands_workspace"),
-        cli_mode=True,
-        usage_id="tta-openhands",
-    )
-    assert config.usage_id == "tta-openhands" and config.cli_mode is True
-    assert config.resolved_provider == "openrouter"

@@ -105,7 +105,9 @@ async def test_target_outside_the_project_is_refused(project: Path, model_server
 
 
 async def test_server_errors_are_retried_by_the_queue_then_succeed(project: Path, model_server) -> None:
-    model_server.script(Reply.http_error(503, "overloaded"), Reply.text(fenced(GOOD_TESTS)))
+    # the request layer tries the only model 3 times (1 + 2 retries); then the attempt goes back to the queue
+    overloaded = Reply.http_error(503, "overloaded", headers={"Retry-After": "0"})
+    model_server.script(overloaded, overloaded, overloaded, Reply.text(fenced(GOOD_TESTS)))
     config = make_config(model_server)
     engine = ExecutionEngine(config, 1, project_root=project, poll_interval=0.05)
     await engine.start()
@@ -120,7 +122,7 @@ async def test_server_errors_are_retried_by_the_queue_then_succeed(project: Path
         await engine.stop()
         engine.close()
     assert final.status is TaskStatus.COMPLETED and final.attempts == 2
-    assert len(model_server.requests) == 2
+    assert len(model_server.requests) == 4
 
 
 async def test_auth_error_fails_fast_with_an_actionable_message(project: Path, model_server) -> None:

@@ -99,7 +99,7 @@ def test_basic_usage(guide_project: Path, capsys: pytest.CaptureFixture[str]) ->
         print(f"Task submitted: {task_id}")
 
         # Wait for completion
-        await asyncio.sleep(8)
+        await asyncio.sleep(15)
 
         # Get metrics
         summary = engine.get_metrics_summary()

@@ -101,7 +101,8 @@ async def test_syntax_error_is_reported_at_its_line(project: Path, model_server)
 
 
 async def test_import_of_a_wrong_module_is_rejected(project: Path, model_server) -> None:
-    model_server.script(Reply.text(fenced("from pkg.calculator import add\n\n\ndef test_add():\n    assert add(1, 1)\n")),
+    wrong = "from pkg.calculator import add\n\n\ndef test_add():\n    assert add(1, 1)\n"
+    model_server.script(Reply.text(fenced(wrong)),
                         Reply.text(fenced("from pkg.calc import add\nfrom pkg.helpers import twice\n\n\n"
                                           "def test_add():\n    assert add(1, 1) == twice(1)\n")))
     first = await run_task(project, model_server)

@@ -70,12 +70,48 @@ def build_parser() -> argparse.ArgumentParser:
     queue_sub.required = True
     queue_sub.add_parser("migrate", parents=[common], help="create or upgrade the queue's tables (idempotent)")
 
+    p = sub.add_parser("select-model", parents=[common], help="the model a task would use, and why")
+    p.add_argument("--task-type", required=True, choices=KINDS)
+    p.add_argument("--complexity", default="moderate", choices=("simple", "moderate", "complex"))
+    p.add_argument("--quality-threshold", type=_unit_float, default=0.0, metavar="0..1")
+    p.add_argument("--max-latency-ms", type=float, metavar="MS")
+    p.add_argument("--max-cost", type=float, metavar="USD", help="most a typical call may cost")
+
+    p = sub.add_parser("models", parents=[common], help="the model catalog: list, refresh (from the endpoint),"
+                       " reset (forget cooldowns and breakers)")
+    p.add_argument("action", nargs="?", default="list", choices=("list", "refresh", "reset"))
+    p.add_argument("--model", help="reset only this model")
+
+    p = sub.add_parser("logs", parents=[common], help="the log file's path; -n/--follow to show its lines")
+    p.add_argument("-n", "--lines", type=int, metavar="N", help="print the last N lines")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C to stop)")
+
+    p = sub.add_parser("openhands", parents=[common], help="the OpenHands agent runtime: `setup` makes its Python"
+                       " >= 3.12 environment, `status` shows it")
+    p.add_argument("action", nargs="?", default="status", choices=("setup", "status"))
+    p.add_argument("--python", metavar="PATH", help="the Python >= 3.12 to build it with (OH_LSP_OPENHANDS_PYTHON)")
+    p.add_argument("--env", metavar="DIR", help="where it goes (OH_LSP_OPENHANDS_ENV; default: oh-lsp's cache dir)")
+    p.add_argument("--docker", action="store_true", help="also install openhands-workspace (the Docker workspace)")
+    p.add_argument("--force", action="store_true", help="make it again from scratch")
+
     p = sub.add_parser("generate-tests", parents=[common], help="generate tests for FILE now and wait for them")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--description", default="")
     p.add_argument("--priority", default="high", choices=PRIORITIES, type=str.lower)
     p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("serve", help="run the language server (stdio by default)")
+    p.add_argument("--tcp", metavar="HOST:PORT", type=_host_port, help="listen on a TCP port instead of stdio")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="log debug details (to the log file and stderr)")
     return parser
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError("give HOST:PORT, e.g. 127.0.0.1:2087")
+    return host.strip("[]"), int(port)
 
 
 def _unit_float(text: str) -> float:
@@ -95,6 +131,10 @@ def _positive_int(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "serve":  # the language server keeps its start-up lean: no CLI command imports
+        from oh_lsp.lsp.server import serve
+
+        return serve(tcp=args.tcp, verbose=args.verbose)
     from oh_lsp.cli import commands
 
     handler = getattr(commands, args.command.replace("-", "_"))

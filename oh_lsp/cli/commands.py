@@ -40,11 +40,30 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
+def show(args: argparse.Namespace, value: Any, report: str, json_value: Any = None) -> int:
+    """Print `value` as JSON with --json, else through the human report `render.<report>`."""
+    if args.json:
+        _print_json(value if json_value is None else json_value)
+    else:
+        from oh_lsp.cli import render
+
+        print(getattr(render, report)(value))
+    return EXIT_OK
+
+
 def _queue(root: Path, config: OpenHandsConfig):
     from oh_lsp.queue import TaskQueue
 
-    return TaskQueue(config.queue_max_size, project_root=root, lease_seconds=config.lease_seconds,
-                     queue_url=config.queue_url)
+    queue = TaskQueue(config.queue_max_size, project_root=root, lease_seconds=config.lease_seconds,
+                      queue_url=config.queue_url)
+    _notices(queue.store)
+    return queue
+
+
+def _notices(store: Any) -> None:
+    """Tell the user what the store had to do on opening (e.g. a corrupted file moved aside)."""
+    if getattr(store, "recovered", None):
+        print(f"oh-lsp: warning: {store.recovered}", file=sys.stderr)
 
 
 def _ask(args: argparse.Namespace, call: Callable[[Any], Awaitable[T]]) -> T:
@@ -135,13 +154,7 @@ def get_status(args: argparse.Namespace) -> int:
     task = _ask(args, lambda queue: queue.get_task(args.task_id))
     if task is None:
         raise TargetError(f"no task {args.task_id} in the store of {root}")
-    if args.json:
-        _print_json(task.summary())
-    else:
-        from oh_lsp.cli.render import task_report
-
-        print(task_report(task))
-    return EXIT_OK
+    return show(args, task, "task_report", task.summary())
 
 
 def cancel_task(args: argparse.Namespace) -> int:
@@ -159,33 +172,24 @@ def cancel_task(args: argparse.Namespace) -> int:
 
 def queue_stats(args: argparse.Namespace) -> int:
     stats = _ask(args, lambda queue: queue.get_stats())
-    if args.json:
-        _print_json(stats)
-    else:
-        from oh_lsp.cli.render import stats_report
-
-        print(stats_report(stats))
-    return EXIT_OK
+    return show(args, stats, "stats_report")
 
 
 def metrics(args: argparse.Namespace) -> int:
+    from oh_lsp.llm.budget import Budget
     from oh_lsp.metrics import MetricsCollector
-
     from oh_lsp.store import open_store
 
     root = _root(args)
-    store = open_store(root, _config(root, args).queue_url)
+    config = _config(root, args)
+    store = open_store(root, config.queue_url)
+    _notices(store)
     try:
         summary = MetricsCollector(store).get_summary()
+        summary["budget"] = Budget(config, store).status()
     finally:
         store.close()
-    if args.json:
-        _print_json(summary)
-    else:
-        from oh_lsp.cli.render import metrics_report
-
-        print(metrics_report(summary))
-    return EXIT_OK
+    return show(args, summary, "metrics_report")
 
 
 def list_tasks(args: argparse.Namespace) -> int:
@@ -231,6 +235,7 @@ async def _run_engine(root: Path, config: OpenHandsConfig, args: argparse.Namesp
 
     engine = ExecutionEngine(config, args.workers, project_root=root, submitter=SUBMITTER, apply_edits=True,
                              overwrite=args.overwrite)
+    _notices(engine.queue.store)
     view = ProgressView(sys.stdout, json_lines=args.json)
     engine.subscribe(view.on_event)
     try:
@@ -296,3 +301,8 @@ async def _generate_tests(root: Path, config: OpenHandsConfig, target: Path, arg
     else:
         print(task_report(task))
     return EXIT_OK if task.status is TaskStatus.COMPLETED else EXIT_FAILED
+
+
+# The model commands live in their own module; `main` finds every command here by name.
+from oh_lsp.cli.model_commands import logs, models, select_model  # noqa: E402,F401
+from oh_lsp.cli.agent_commands import openhands  # noqa: E402,F401

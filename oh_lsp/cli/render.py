@@ -47,7 +47,8 @@ def stats_report(stats: dict[str, Any]) -> str:
     return "\n".join([
         f"Queue ({stats.get('store')})",
         f"  pending {stats['pending']}  running {stats['running']}  completed {stats['completed']}  "
-        f"failed {stats['failed']}  cancelled {stats['cancelled']}  (total {stats['total']}, max {stats.get('max_size')})",
+        f"failed {stats['failed']}  cancelled {stats['cancelled']}"
+        f"  (total {stats['total']}, max {stats.get('max_size')})",
         f"  pending by priority: {by_priority}",
         f"  waiting to retry: {stats.get('waiting_for_retry', 0)}",
     ])
@@ -60,7 +61,8 @@ def metrics_report(summary: dict[str, Any]) -> str:
         f"  executions {system['executions']}  successful {system['successful']}  failed {system['failed']}  "
         f"success rate {system['success_rate']:.0%}",
         f"  tokens {system['total_tokens']}  cost {money(system['total_cost'])}  (today {money(system['cost_today'])})",
-        f"  average duration {system['avg_duration_seconds']:.1f}s  average quality {system['avg_quality_score']:.2f}/5",
+        f"  average duration {system['avg_duration_seconds']:.1f}s"
+        f"  average quality {system['avg_quality_score']:.2f}/5",
         "Models",
     ]
     for name, model in summary["models"].items():
@@ -68,4 +70,66 @@ def metrics_report(summary: dict[str, Any]) -> str:
                      f"{model['total_tokens']} tokens, {money(model['total_cost'])}")
     if not summary["models"]:
         lines.append("  (none yet)")
+    lines += _model_state_lines(summary.get("model_state", {}), summary.get("rotations", 0))
+    lines += _cost_lines(summary.get("costs", {}))
+    budget = summary.get("budget") or {}
+    if budget.get("per_task_usd") is not None or budget.get("per_day_usd") is not None:
+        per_task = "none" if budget["per_task_usd"] is None else money(budget["per_task_usd"])
+        per_day = "none" if budget["per_day_usd"] is None else money(budget["per_day_usd"])
+        left = "" if budget["left_today_usd"] is None else f", {money(budget['left_today_usd'])} left today"
+        lines.append(f"Budget: per task {per_task}, per day {per_day}{left}")
     return "\n".join(lines)
+
+
+def _model_state_lines(states: dict[str, Any], rotations: int) -> list[str]:
+    if not states:
+        return []
+    lines = [f"Model health (rotations: {rotations})"]
+    for name, state in states.items():
+        parts = [f"breaker {state['breaker']}"]
+        if state["breaker"] == "open":
+            parts[0] += f" ({state['breaker_seconds_left']:.1f}s left)"
+        if state["cooldown_seconds_left"] > 0:
+            parts.append(f"cooling down {state['cooldown_seconds_left']:.1f}s ({state['cooldown_reason']})")
+        if state["rotations_away"] or state["rotations_to"]:
+            parts.append(f"rotated away {state['rotations_away']}x, to it {state['rotations_to']}x")
+        lines.append(f"  {name}: " + ", ".join(parts))
+    return lines
+
+
+def _cost_lines(costs: dict[str, Any]) -> list[str]:
+    if not costs.get("by_model"):
+        return []
+    lines = ["Cost per call"]
+    for label, key in (("model", "by_model"), ("task kind", "by_kind"), ("day", "by_day")):
+        items = ", ".join(f"{name} {money(c['cost'])} ({c['calls']} calls)" for name, c in costs[key].items())
+        lines.append(f"  by {label}: {items}")
+    return lines
+
+
+def selection_report(selection: Any) -> str:
+    data = selection.to_dict()
+    lines = []
+    if data["model"]:
+        top = data["chain"][0]
+        quality = "unknown" if top["quality_score"] is None else f"{top['quality_score']}/5.0"
+        latency = "unknown" if top["avg_latency_ms"] is None else f"{top['avg_latency_ms']:.0f}ms"
+        lines += [f"Selected: {data['model']} ({data['id']})", f"  Latency: {latency}", f"  Quality: {quality}",
+                  f"  Success Rate: {top['success_rate'] * 100:.0f}%", f"  Why: {data['why']}"]
+        lines.append("  Chain: " + " > ".join(m["name"] for m in data["chain"]))
+    else:
+        lines.append("No model is available now.")
+    for name, reason in data["excluded"].items():
+        lines.append(f"  not {name}: {reason}")
+    return "\n".join(lines)
+
+
+def models_report(rows: list[dict[str, Any]]) -> str:
+    lines = []
+    for row in rows:
+        quality = "unknown" if row["quality_score"] is None else f"{row['quality_score']}/5"
+        price = "price unknown" if row["price_prompt"] is None else \
+            f"${row['price_prompt'] * 1e6:.2f}/${(row['price_completion'] or 0) * 1e6:.2f} per M tokens"
+        context = f"{row['context_length']} ctx" if row["context_length"] else "ctx unknown"
+        lines.append(f"{row['name']:<16} {row['id']:<44} quality {quality:<8} {price}, {context}, {row['state']}")
+    return "\n".join(lines) or "(no models: set OPENHANDS_MODEL, OH_LSP_MODEL_CATALOG, or run `oh-lsp models refresh`)"

@@ -29,6 +29,11 @@ _KINDS = {
 }
 
 
+def available_kinds() -> list[str]:
+    """The task kinds this version can run."""
+    return list(_KINDS)
+
+
 def get_kind(task_type: str) -> ModuleType:
     try:
         return importlib.import_module(_KINDS[task_type])

@@ -71,7 +71,8 @@ def _scope(task: QueuedTask | None) -> str | None:
     return symbol if isinstance(symbol, str) else None
 
 
-def build_messages(target: Target, task: QueuedTask) -> list[dict[str, str]]:
+def build_messages(target: Target, task: QueuedTask,
+                   context_tokens: int | None = None) -> list[dict[str, str]]:
     style = docstring_style(target.root, target)
     scope = _scope(task)
     what = f"`{scope}` (and its methods)" if scope else "the module, its public classes and functions"
@@ -80,7 +81,8 @@ def build_messages(target: Target, task: QueuedTask) -> list[dict[str, str]]:
               " code, name, import, comment or formatting. Document only parameters the signature has.")
     instruction = task.description.strip() or f"Add or complete the docstrings of {what}."
     return [{"role": "system", "content": system},
-            {"role": "user", "content": prompt_sections(target, task, instruction=f"{instruction} (Scope: {what}.)")}]
+            {"role": "user", "content": prompt_sections(target, task, context_tokens=context_tokens,
+                                                        instruction=f"{instruction} (Scope: {what}.)")}]
 
 
 # --- candidate -----------------------------------------------------------------------------------------------------
@@ -136,7 +138,7 @@ def make_candidate(answer: str, target: Target, task: QueuedTask | None = None) 
     path = target.path.as_posix()
     try:
         edits = docstring_edits(target.text, code, _scope(task))
-    except SyntaxError:
+    except (SyntaxError, ValueError):
         edits = []  # the checks report the syntax error of the answer
     content = apply_text_edits(target.text, edits)
     change = FileEdit(path=path, new_text=content, base_sha256=target.sha256, edits=edits)
@@ -185,7 +187,8 @@ def _section_entries(doc: str, headers: tuple[str, ...], numpy: bool) -> list[tu
             continue
         i += 2 if numpy else 1
         base: int | None = None
-        while i < len(lines) and (not lines[i].strip() or base is None or len(lines[i]) - len(lines[i].lstrip()) >= base):
+        while i < len(lines) and (not lines[i].strip() or base is None
+                                  or len(lines[i]) - len(lines[i].lstrip()) >= base):
             line = lines[i]
             if line.strip():
                 indent = len(line) - len(line.lstrip())

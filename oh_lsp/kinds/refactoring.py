@@ -44,7 +44,8 @@ def _scope(task: QueuedTask | None) -> str | None:
     return symbol if isinstance(symbol, str) and symbol else None
 
 
-def build_messages(target: Target, task: QueuedTask) -> list[dict[str, str]]:
+def build_messages(target: Target, task: QueuedTask,
+                   context_tokens: int | None = None) -> list[dict[str, str]]:
     scope = _scope(task)
     answer = f"the complete new definition of `{scope}` only" if scope else "the complete new module"
     system = ("You refactor Python code as instructed. Keep its behaviour and every public name (functions,"
@@ -54,7 +55,8 @@ def build_messages(target: Target, task: QueuedTask) -> list[dict[str, str]]:
     if scope:
         instruction += f" Refactor only `{scope}`."
     return [{"role": "system", "content": system},
-            {"role": "user", "content": prompt_sections(target, task, instruction=instruction)}]
+            {"role": "user", "content": prompt_sections(target, task, context_tokens=context_tokens,
+                                                        instruction=instruction)}]
 
 
 def _symbol_lines(tree: ast.Module, scope: str) -> tuple[int, int, int]:

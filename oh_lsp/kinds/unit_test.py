@@ -45,11 +45,12 @@ Rules:
 
 
 # --- prompt --------------------------------------------------------------------------------------------------------
-def build_messages(target: Target, task: QueuedTask) -> list[dict[str, str]]:
+def build_messages(target: Target, task: QueuedTask,
+                   context_tokens: int | None = None) -> list[dict[str, str]]:
     location = locate_tests(target.root, target.path)
     existing = (target.root / location.path).read_text(encoding="utf-8") if location.exists else ""
     instruction = task.description.strip() or f"Write unit tests for {target.module}."
-    user = prompt_sections(target, task, instruction=instruction, extra=[
+    user = prompt_sections(target, task, context_tokens=context_tokens, instruction=instruction, extra=[
         (2, f"Existing tests in {location.path.as_posix()} (do not repeat them)", existing),
     ])
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]

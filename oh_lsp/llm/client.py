@@ -8,6 +8,7 @@ does not parse), into a `ModelCallError`. Cancelling the coroutine closes the co
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from oh_lsp.config import OpenHandsConfig
 from oh_lsp.llm.errors import ErrorKind, ModelCallError, classify_body_error, classify_status
 
 DeltaCallback = Callable[[str], None]
+AFTER_DONE_SECONDS = 2.0  # how long to read on after [DONE] (to keep the connection), before giving up on it
 
 
 @dataclass
@@ -27,16 +29,31 @@ class ChatResult:
     model: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float | None = None  # the provider's usage.cost, when it reports one
+    cost: float | None = None  # the provider's usage.cost, when it reports one (the gateway fills in the rest)
+    cost_source: str = "none"  # provider | catalog (price x tokens) | unknown (no price known) | none
     finish_reason: str | None = None
     latency_seconds: float = 0.0
     first_token_seconds: float | None = None
     chunks: int = 0
     usage: dict[str, Any] = field(default_factory=dict)
+    done: bool = False  # the stream's [DONE] arrived
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+MAX_CONNECTIONS = 1024
+
+
+def concurrent_transport() -> httpx.AsyncBaseTransport:
+    """httpx's API over aiohttp's connection pool. httpcore's pool re-examines every connection for every request
+    it assigns (quadratic in the requests in flight): with 64 concurrent streams it keeps ~10 % of the ideal
+    throughput here, aiohttp's keeps close to all of it (bench/concurrency.py, P2)."""
+    from httpx_aiohttp import AiohttpTransport
+
+    return AiohttpTransport(limits=httpx.Limits(max_connections=MAX_CONNECTIONS,
+                                                max_keepalive_connections=MAX_CONNECTIONS))
 
 
 class ChatClient:
@@ -46,10 +63,10 @@ class ChatClient:
         self.config = config
         self._http = httpx.AsyncClient(
             base_url=config.base_url + "/",
-            transport=transport,
+            transport=transport or concurrent_transport(),
             timeout=httpx.Timeout(connect=15.0, read=float(config.timeout_seconds), write=30.0, pool=None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
         )
+        self._url = httpx.URL(config.base_url + "/chat/completions")  # parsed once, not per call
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream",
@@ -74,7 +91,7 @@ class ChatClient:
         started = time.monotonic()
         result = ChatResult(content="", model=model)
         try:
-            request = self._http.build_request("POST", "chat/completions", headers=self._headers(),
+            request = self._http.build_request("POST", self._url, headers=self._headers(),
                                                json=self._body(model, messages, max_tokens))
             response = await self._http.send(request, stream=True)
             try:
@@ -101,14 +118,33 @@ class ChatClient:
     async def _read_stream(self, response: httpx.Response, result: ChatResult, on_delta: DeltaCallback | None,
                            started: float) -> None:
         pieces: list[str] = []
-        done = False
+        try:
+            async with asyncio.timeout(None) as deadline:
+                await self._read_events(response, result, on_delta, started, pieces, deadline)
+        except TimeoutError:
+            if not result.done:
+                raise
+            # the server kept the response open after [DONE]; the answer is complete, the connection is dropped
+        done = result.done
+        result.content = "".join(pieces)
+        if not done and result.finish_reason is None:
+            raise ModelCallError(ErrorKind.TRANSIENT, "the stream ended before the answer was complete (truncated)",
+                                 model=result.model)
+        if result.finish_reason is None:
+            raise ModelCallError(ErrorKind.TRANSIENT, "the stream ended without a finish reason", model=result.model)
+
+    async def _read_events(self, response: httpx.Response, result: ChatResult, on_delta: DeltaCallback | None,
+                           started: float, pieces: list[str], deadline: asyncio.Timeout) -> None:
         async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue  # comments (": keep-alive") and other SSE fields
+            if result.done or not line.startswith("data:"):
+                continue  # comments (": keep-alive"), other SSE fields, and the end of the body after [DONE]
             data = line[5:].strip()
             if data == "[DONE]":
-                done = True
-                break
+                # Read on to the end of the body rather than break: httpx closes a connection whose response was
+                # left unread, so breaking here cost a new TCP (and TLS) connection on every call.
+                result.done = True
+                deadline.reschedule(asyncio.get_running_loop().time() + AFTER_DONE_SECONDS)
+                continue
             try:
                 event = json.loads(data)
             except json.JSONDecodeError:
@@ -132,12 +168,6 @@ class ChatClient:
                         on_delta(text)
                 if choice.get("finish_reason"):
                     result.finish_reason = choice["finish_reason"]
-        result.content = "".join(pieces)
-        if not done and result.finish_reason is None:
-            raise ModelCallError(ErrorKind.TRANSIENT, "the stream ended before the answer was complete (truncated)",
-                                 model=result.model)
-        if result.finish_reason is None:
-            raise ModelCallError(ErrorKind.TRANSIENT, "the stream ended without a finish reason", model=result.model)
 
     def _read_whole(self, body: Any, result: ChatResult, on_delta: DeltaCallback | None) -> None:
         if not isinstance(body, dict):
@@ -165,6 +195,26 @@ class ChatClient:
             result.completion_tokens = int(usage.get("completion_tokens") or 0)
             if usage.get("cost") is not None:
                 result.cost = float(usage["cost"])
+                result.cost_source = "provider"
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        """The endpoint's ``GET {base_url}/models`` entries (``data[]``). Raises `ModelCallError` on failure."""
+        headers = {"Accept": "application/json", "User-Agent": "oh-lsp"}
+        if self.config.api_key is not None and self.config.api_key.get_secret_value():
+            headers["Authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
+        try:
+            response = await self._http.get("models", headers=headers, timeout=30.0)
+        except httpx.HTTPError as exc:
+            raise ModelCallError(ErrorKind.TRANSIENT, f"cannot list the models of {self.config.base_url}:"
+                                 f" {type(exc).__name__}") from None
+        body = _json_or_text(response.text)
+        if response.status_code != 200:
+            raise classify_status(response.status_code, response.headers, body)
+        data = body.get("data") if isinstance(body, dict) else body
+        if not isinstance(data, list):
+            raise ModelCallError(ErrorKind.TRANSIENT, f"{self.config.base_url}/models did not answer with a list of"
+                                 " models (expected {\"data\": [...]})")
+        return [entry for entry in data if isinstance(entry, dict)]
 
     async def aclose(self) -> None:
         await self._http.aclose()

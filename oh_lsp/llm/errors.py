@@ -24,11 +24,12 @@ class ErrorKind(str, enum.Enum):
     MODEL_UNAVAILABLE = "model_unavailable"  # 404 and friends: rotate
     BAD_REQUEST = "bad_request"  # other 4xx: our request is wrong; no retry
     BUDGET = "budget"  # our own cap would be passed: not sent
+    NO_MODEL = "no_model"  # no model in the catalog meets the task's requirements
 
 
 class ModelCallError(Exception):
     def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None, model: str | None = None,
-                 retry_after: float | None = None, reset_at: float | None = None) -> None:
+                 retry_after: float | None = None, reset_at: float | None = None, fatal: bool | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -36,11 +37,15 @@ class ModelCallError(Exception):
         self.model = model
         self.retry_after = retry_after
         self.reset_at = reset_at
+        self._fatal = fatal
 
     @property
     def fatal(self) -> bool:
         """No other model or later attempt can help (the user must act)."""
-        return self.kind in (ErrorKind.AUTH, ErrorKind.CREDITS, ErrorKind.BAD_REQUEST, ErrorKind.BUDGET)
+        if self._fatal is not None:
+            return self._fatal
+        return self.kind in (ErrorKind.AUTH, ErrorKind.CREDITS, ErrorKind.BAD_REQUEST, ErrorKind.BUDGET,
+                             ErrorKind.NO_MODEL)
 
     def __str__(self) -> str:
         where = f" ({self.model})" if self.model else ""
@@ -119,7 +124,8 @@ def classify_status(status: int, headers: Mapping[str, str], body: Any, *, model
         return ModelCallError(ErrorKind.AUTH, f"the endpoint refused the key: {message}. Check OPENROUTER_API_KEY"
                               " and OPENHANDS_BASE_URL", status=status, model=model)
     if status == 408 or status >= 500:
-        return ModelCallError(ErrorKind.TRANSIENT, f"server error: {message}", status=status, model=model)
+        return ModelCallError(ErrorKind.TRANSIENT, f"server error: {message}", status=status, model=model,
+                              retry_after=parse_retry_after(headers.get("retry-after"), now))
     if status == 400 and any(s in lowered for s in ("context length", "context_length", "maximum context",
                                                     "too many tokens", "context window")):
         return ModelCallError(ErrorKind.CONTEXT_LENGTH, f"the prompt is too long for this model: {message}",

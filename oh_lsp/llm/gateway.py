@@ -1,42 +1,135 @@
-"""`ModelGateway`: the one way the engine reaches a model. It decides which model answers, makes the call, and
-accounts for it (tokens and cost in the returned `ChatResult`).
+"""`ModelGateway`: the one way the engine reaches a model.
 
-Today it uses the task's pinned model or the configured one. Model selection, rotation, retries, the circuit
-breaker and budgets belong here too, so that no other part of oh-lsp talks to a model directly.
+For each request it asks the selector for a ranked chain (a task's ``metadata["model"]`` pins one model), then runs
+the request layer's single retry loop (tenacity): each attempt takes the next model from `Rotation`, checks the
+budget, streams the call, and accounts for it (tokens, true cost, latency) in the store. The loop's wait is
+recomputed from the latest error, and it never runs past the task's timeout. A `ModelCallError` that escapes means
+no model could answer now; its `fatal` and `retry_after` tell the task layer (the queue) what to do.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from typing import Any, Callable
 
 from oh_lsp import events as ev
 from oh_lsp.config import OpenHandsConfig
+from oh_lsp.llm.breaker import BreakerPolicy
+from oh_lsp.llm.budget import Budget, call_cost, estimate_prompt_tokens
+from oh_lsp.llm.catalog import ModelInfo, save_cache
 from oh_lsp.llm.client import ChatClient, ChatResult, DeltaCallback
+from oh_lsp.llm.errors import ErrorKind, ModelCallError
+from oh_lsp.llm.health import ModelHealth
+from oh_lsp.llm.rotation import Rotation
+from oh_lsp.llm.selector import ModelSelector, Selection, TaskRequirements
+from oh_lsp.llm.state import ModelCall
 from oh_lsp.tasks import QueuedTask
 
-
-def choose_model(task: QueuedTask, config: OpenHandsConfig) -> tuple[str, str]:
-    """(model, why). A pin in the task's metadata wins; otherwise the configured model."""
-    pinned = task.metadata.get("model")
-    if pinned:
-        return str(pinned), "pinned by the task's metadata"
-    return config.model, "the configured model" if config.model_was_set else "the default model"
+log = logging.getLogger("oh_lsp.models")
+DEADLINE_SHARE = 0.8  # of the task timeout, for the request layer (the rest is for validation)
+LIST_MODELS_TIMEOUT = 5.0
 
 
 class ModelGateway:
-    def __init__(self, config: OpenHandsConfig, *, store: Any = None, client: ChatClient | None = None) -> None:
+    def __init__(self, config: OpenHandsConfig, *, store: Any = None, client: ChatClient | None = None,
+                 selector: ModelSelector | None = None) -> None:
+        if store is None:
+            from oh_lsp.store import open_store
+
+            store = open_store()
         self.config = config
         self.store = store
         self.client = client or ChatClient(config)
+        self.health = ModelHealth(store, BreakerPolicy.from_config(config), config.base_url)
+        self.budget = Budget(config, store)
+        self._selector = selector
+        self._selector_ready = asyncio.Lock()  # many workers ask at once; the first one builds it
+
+    async def selector(self) -> ModelSelector:
+        """The selector for this endpoint. For an endpoint other than OpenRouter, its ``/models`` list is read once
+        (and cached) so that its own model names make up the catalog."""
+        async with self._selector_ready:
+            if self._selector is None:
+                if self.config.resolved_provider != "openrouter":
+                    await self._list_endpoint_models()
+                self._selector = await asyncio.to_thread(ModelSelector, None, self.store, config=self.config)
+        return self._selector
+
+    async def _list_endpoint_models(self) -> None:
+        try:
+            entries = await asyncio.wait_for(self.client.list_models(), LIST_MODELS_TIMEOUT)
+        except (ModelCallError, asyncio.TimeoutError) as exc:
+            log.info("could not list the models of %s (%s); using the configured model and the catalog file",
+                     self.config.base_url, exc or "timed out")
+            return
+        await asyncio.to_thread(save_cache, self.config.base_url, entries)
+
+    async def select(self, task: QueuedTask) -> Selection:
+        """The ranked chain for `task` (also for other runtimes that need the same fallbacks)."""
+        selector = await self.selector()
+        pinned = task.metadata.get("model")
+        try:
+            requirements = None if pinned else TaskRequirements.for_task(task, self.config)
+            return await asyncio.to_thread(selector.explain, requirements, pinned=str(pinned) if pinned else None)
+        except ValueError as exc:  # NoModelError, or metadata that makes no sense
+            raise ModelCallError(ErrorKind.NO_MODEL, str(exc)) from None
+
+    async def context_tokens(self, task: QueuedTask) -> int | None:
+        """The context length of the model that would answer `task` now (None when unknown), to fit prompts."""
+        try:
+            selection = await self.select(task)
+        except ModelCallError:
+            return None  # complete() will report why no model can answer
+        head = selection.chain[0] if selection.chain else (selection.ranked[0] if selection.ranked else None)
+        return head.context_length if head else None
 
     async def complete(self, task: QueuedTask, messages: list[dict[str, Any]], *, emit: Callable[..., None],
                        on_delta: DeltaCallback | None = None) -> ChatResult:
         """One answer for `task`. Raises `ModelCallError` (with `.model` set) when no model could give one."""
-        model, why = choose_model(task, self.config)
-        emit(ev.MODEL_CHOSEN, model=model, why=why)
-        result = await self.client.chat(model, messages, on_delta=on_delta)
-        if result.cost is None:
-            result.cost = 0.0
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+        selection = await self.select(task)
+        rotation = Rotation(selection.ranked, self.health, why=selection.why,
+                            deadline=time.monotonic() + self.config.timeout_seconds * DEADLINE_SHARE)
+        prompt_tokens = estimate_prompt_tokens(messages)
+        retrying = AsyncRetrying(retry=retry_if_exception(lambda exc: isinstance(exc, ModelCallError)
+                                                          and rotation.wait is not None),
+                                 wait=lambda _state: rotation.wait or 0.0,
+                                 stop=stop_after_attempt(rotation.max_attempts), reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                pick = await rotation.next_model()
+                model = pick.model
+                if pick.rotated_from:
+                    emit(ev.PROGRESS, message=f"switching model: {pick.rotated_from} -> {model.name}"
+                         f" ({rotation.reason})", rotation={"from": pick.rotated_from, "to": model.name,
+                                                            "reason": rotation.reason})
+                emit(ev.MODEL_CHOSEN, model=model.name, id=model.id, why=pick.why)
+                max_tokens = rotation.max_tokens(model, prompt_tokens, self.config.max_tokens)
+                await self.budget.check(task.task_id, model, prompt_tokens, max_tokens or self.config.max_tokens)
+                return await self._call(task, model, messages, max_tokens, on_delta, rotation)
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _call(self, task: QueuedTask, model: ModelInfo, messages: list[dict[str, Any]],
+                    max_tokens: int | None, on_delta: DeltaCallback | None, rotation: Rotation) -> ChatResult:
+        started = time.monotonic()
+        call = ModelCall(model=model.name, outcome="ok", task_id=task.task_id, task_kind=task.task_type)
+        try:
+            result = await self.client.chat(model.id, messages, max_tokens=max_tokens, on_delta=on_delta)
+        except ModelCallError as error:
+            error.model = model.name
+            call.outcome, call.latency_ms = error.kind.value, (time.monotonic() - started) * 1000
+            await self.health.record_call(call)
+            raise await rotation.failed(model, error) from None
+        result.model = model.name
+        result.cost, result.cost_source = call_cost(result, model)
+        call.latency_ms = result.latency_seconds * 1000
+        call.prompt_tokens, call.completion_tokens = result.prompt_tokens, result.completion_tokens
+        call.cost, call.cost_source = result.cost, result.cost_source
+        await self.health.record_call(call)
+        await self.health.succeeded(model.name)
         return result
 
     async def aclose(self) -> None:

@@ -9,11 +9,14 @@ interface; `tests/test_store_contract.py` runs the same tests against both. Meth
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from oh_lsp.llm.state import ModelCall, ModelState
     from oh_lsp.metrics import ExecutionMetrics
     from oh_lsp.tasks import QueuedTask, TaskStatus
+
+T = TypeVar("T")
 
 
 class Heartbeat(str, enum.Enum):
@@ -79,7 +82,28 @@ class TaskStore(Protocol):
     # --- metrics -----------------------------------------------------------------------------------------------
     def record_metrics(self, metrics: ExecutionMetrics) -> None: ...
 
-    def metrics_summary(self) -> dict[str, Any]: ...
+    def metrics_summary(self) -> dict[str, Any]:
+        """Numbers: ``system``, ``models``, ``task_types`` (per attempt), ``costs`` (per call: by model, task kind and
+        day), ``model_state`` (cooldowns, breakers, rotations per model) and ``rotations`` (their total)."""
+
+    # --- model health and spending (shared by every process of the project) ---------------------------------------
+    def update_model_state(self, model: str, change: Callable[[ModelState], T]) -> T:
+        """Read `model`'s state, let `change` modify it, and write it back, as one atomic step. Returns what
+        `change` returns."""
+
+    def model_states(self) -> dict[str, ModelState]: ...
+
+    def reset_model_states(self, model: str | None = None) -> int:
+        """Forget cooldowns, breakers and rotation counts (of one model, or all). Returns how many were reset."""
+
+    def record_model_call(self, call: ModelCall) -> None: ...
+
+    def model_call_stats(self, since: float) -> dict[str, dict[str, Any]]:
+        """Per model since `since`: ``calls`` (successes and failures of the model itself, not rate limits or our
+        own refusals), ``ok``, and ``avg_latency_ms`` of the successful ones."""
+
+    def spent(self, *, task_id: str | None = None, day: str | None = None) -> float:
+        """Cost of the calls made for one task, or on one local day (``YYYY-MM-DD``)."""
 
     # --- wakeups -----------------------------------------------------------------------------------------------
     def watch_for_work(self, callback: Callable[[], None]) -> Callable[[], None] | None:

@@ -8,23 +8,27 @@ lost its lease: its late completion changes nothing.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from oh_lsp.errors import QueueFullError, StoreError
+from oh_lsp.llm.state import ModelCall, ModelState, local_day
 from oh_lsp.metrics import ExecutionMetrics
 from oh_lsp.store import records as rec
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2  # 2: model_state and model_calls (every statement is IF NOT EXISTS, so migrating is re-running)
 UNFINISHED = ("pending", "running")
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -80,6 +84,28 @@ CREATE TABLE IF NOT EXISTS metrics (
     day TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metrics_day ON metrics (day);
+CREATE TABLE IF NOT EXISTS model_state (
+    model TEXT PRIMARY KEY,
+    data TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS model_calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    day TEXT NOT NULL,
+    task_id TEXT,
+    task_kind TEXT,
+    model TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    latency_ms REAL NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0,
+    cost_source TEXT NOT NULL DEFAULT 'none'
+);
+CREATE INDEX IF NOT EXISTS model_calls_task ON model_calls (task_id);
+CREATE INDEX IF NOT EXISTS model_calls_day ON model_calls (day);
+CREATE INDEX IF NOT EXISTS model_calls_model ON model_calls (model, created_at);
 """
 
 _TASK_COLUMNS = (
@@ -98,9 +124,17 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self.recovered: str | None = None  # set when a corrupted file was moved aside; front ends tell the user
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._migrate()
+            try:
+                self._migrate()
+                self._check_integrity()
+            except sqlite3.DatabaseError as exc:
+                if not _is_corruption(exc):
+                    raise
+                self._move_aside(exc)
+                self._migrate()
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(
                 f"cannot use the oh-lsp store at {self.path}: {exc}. Check that the directory is writable and has"
@@ -123,15 +157,23 @@ class SQLiteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the database's write lock from the start. A full disk, a read-only file
+        or a lock held too long becomes a `StoreError` that says so; nothing is half written."""
         db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        else:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
             db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(f"the oh-lsp store at {self.path} cannot be written: {exc}. Check the free space and"
+                             " permissions of its directory, or set OH_LSP_STATE_DIR to another one.") from exc
 
     def _migrate(self) -> None:
         with self._write() as db:
@@ -143,6 +185,24 @@ class SQLiteStore:
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _check_integrity(self) -> None:
+        row = self._conn().execute("PRAGMA quick_check(1)").fetchone()
+        if row is None or row[0] != "ok":
+            raise sqlite3.DatabaseError(f"database disk image is malformed ({row[0] if row else 'no answer'})")
+
+    def _move_aside(self, exc: sqlite3.DatabaseError) -> None:
+        """Keep a corrupted store for inspection under another name, and start a fresh one."""
+        self.close()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        moved = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(str(self.path) + suffix)
+            if part.exists():
+                part.rename(Path(str(moved) + suffix))
+        self.recovered = (f"the oh-lsp store at {self.path} was corrupted ({exc}); it was moved aside to {moved}"
+                          " and a fresh store was created. Tasks and metrics recorded before are in the old file.")
+        log.warning(self.recovered)
 
     def close(self) -> None:
         with self._lock:
@@ -380,7 +440,7 @@ class SQLiteStore:
             self._insert_metrics(db, metrics)
 
     def _insert_metrics(self, db: sqlite3.Connection, m: ExecutionMetrics) -> None:
-        day = datetime.fromtimestamp(m.created_at).strftime("%Y-%m-%d")
+        day = local_day(m.created_at)
         db.execute(
             "INSERT INTO metrics (task_id, attempt, model_id, task_type, success, validation_passed, tokens_used,"
             " prompt_tokens, completion_tokens, cost, quality_score, duration_seconds, error, created_at, day)"
@@ -392,7 +452,7 @@ class SQLiteStore:
 
     def metrics_summary(self) -> dict[str, Any]:
         db = self._conn()
-        today = datetime.fromtimestamp(self._clock()).strftime("%Y-%m-%d")
+        today = local_day(self._clock())
         aggregate = (
             "count(*) AS executions, coalesce(sum(success), 0) AS successful, coalesce(sum(tokens_used), 0) AS tokens,"
             " coalesce(sum(prompt_tokens), 0) AS prompt_tokens,"
@@ -415,10 +475,71 @@ class SQLiteStore:
             row["task_type"]: rec.aggregate(row)
             for row in db.execute(f"SELECT task_type, {aggregate} FROM metrics GROUP BY task_type ORDER BY task_type")
         }
-        return {"system": system, "models": models, "task_types": kinds}
+        return {"system": system, "models": models, "task_types": kinds, "costs": self._costs(db),
+                **rec.model_state_summary(self.model_states(), self._clock())}
+
+    def _costs(self, db: sqlite3.Connection) -> dict[str, Any]:
+        sums = ("count(*) AS calls, coalesce(sum(cost), 0.0) AS cost,"
+                " coalesce(sum(prompt_tokens + completion_tokens), 0) AS tokens")
+        return {key: rec.cost_view(db.execute(f"SELECT {column} AS key, {sums} FROM model_calls GROUP BY 1 ORDER BY 1"))
+                for key, column in rec.COST_GROUPS}
+
+    # --- model health and spending -----------------------------------------------------------------------------
+    def update_model_state(self, model: str, change: Callable[[ModelState], T]) -> T:
+        with self._write() as db:
+            row = db.execute("SELECT data FROM model_state WHERE model = ?", (model,)).fetchone()
+            before = row["data"] if row else None
+            state = rec.model_state_from_json(before, model)
+            result = change(state)
+            after = rec.model_state_json(state)
+            if after != before:
+                db.execute("INSERT INTO model_state (model, data, updated_at) VALUES (?, ?, ?) ON CONFLICT (model)"
+                           " DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+                           (model, after, self._clock()))
+            return result
+
+    def model_states(self) -> dict[str, ModelState]:
+        rows = self._conn().execute("SELECT data FROM model_state").fetchall()
+        return rec.model_states_from_json(row["data"] for row in rows)
+
+    def reset_model_states(self, model: str | None = None) -> int:
+        with self._write() as db:
+            if model is None:
+                return db.execute("DELETE FROM model_state").rowcount
+            return db.execute("DELETE FROM model_state WHERE model = ?", (model,)).rowcount
+
+    def record_model_call(self, call: ModelCall) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO model_calls (created_at, day, task_id, task_kind, model, outcome, latency_ms,"
+                " prompt_tokens, completion_tokens, cost, cost_source) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (call.created_at, call.day, call.task_id, call.task_kind, call.model, call.outcome,
+                 float(call.latency_ms), int(call.prompt_tokens), int(call.completion_tokens), float(call.cost),
+                 call.cost_source),
+            )
+
+    def model_call_stats(self, since: float) -> dict[str, dict[str, Any]]:
+        marks = ",".join("?" * len(rec.MODEL_FAILURE_OUTCOMES))
+        rows = self._conn().execute(
+            "SELECT model, count(*) AS calls, coalesce(sum(outcome = 'ok'), 0) AS ok,"
+            " avg(CASE WHEN outcome = 'ok' THEN latency_ms END) AS avg_latency_ms FROM model_calls"
+            f" WHERE created_at >= ? AND (outcome = 'ok' OR outcome IN ({marks})) GROUP BY model",
+            (since, *rec.MODEL_FAILURE_OUTCOMES),
+        ).fetchall()
+        return rec.call_stats_view(rows)
+
+    def spent(self, *, task_id: str | None = None, day: str | None = None) -> float:
+        column, value = rec.spent_filter(task_id, day)
+        row = self._conn().execute(f"SELECT coalesce(sum(cost), 0.0) FROM model_calls WHERE {column} = ?",
+                                   (value,)).fetchone()
+        return float(row[0])
 
     # --- rows --------------------------------------------------------------------------------------------------
     def _task(self, db: sqlite3.Connection, task_id: str) -> QueuedTask | None:
         row = db.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
         return rec.task_from_row(row) if row else None
 
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return any(words in text for words in ("not a database", "malformed", "corrupt"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import itertools
 import json
 import signal
 import threading
@@ -50,13 +51,22 @@ class Reply:
     stream_error_after: int | None = None  # streaming: SSE error event after N content chunks
     truncate_after: int | None = None  # stream: hang up after N chunks; else after N body bytes
     malformed: bool = False  # a JSON content-type body that is not valid JSON
-    finish_reason: str = "stop"
+    finish_reason: str = "stop"  # with tool_calls and the default: "tool_calls"
     model: str | None = None  # model name echoed back (default: the request's)
+    tool_calls: list[dict] | None = None  # OpenAI function calls: [{"id", "type": "function", "function": {...}}]
 
     @classmethod
     def text(cls, content: str, **kw: Any) -> Reply:
         """A normal assistant answer."""
         return cls(content=content, **kw)
+
+    @classmethod
+    def tool_call(cls, name: str, arguments: dict, *, call_id: str | None = None, content: str = "",
+                  **kw: Any) -> Reply:
+        """An assistant turn that calls one tool (OpenAI function calling): ``arguments`` is sent as JSON text."""
+        call = {"id": call_id or "call_" + uuid.uuid4().hex[:12], "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)}}
+        return cls(content=content, tool_calls=[call], **kw)
 
     @classmethod
     def rate_limited(cls, retry_after: Any = None, daily: bool = False, reset: Any = None,
@@ -91,6 +101,10 @@ class Reply:
         return cls(**data)
 
 
+def _finish_reason(reply: Reply) -> str:
+    return "tool_calls" if reply.tool_calls and reply.finish_reason == "stop" else reply.finish_reason
+
+
 def _unscripted() -> Reply:
     return Reply.http_error(500, "no scripted reply for this request (ScriptedModelServer)")
 
@@ -112,6 +126,7 @@ class RecordedRequest:
     disconnected: bool = False  # the client hung up before the reply was fully sent
     disconnected_at: float | None = None
     completed: bool = False  # the whole HTTP response was written
+    connection: int = 0  # which TCP connection it came on (1, 2, ... in accept order): shows keep-alive reuse
 
     def to_dict(self) -> dict:
         """JSON-friendly form, without ``raw_body``."""
@@ -127,8 +142,9 @@ class _Conn:
     reads meanwhile (a pipelined request) stay in the buffer for the next request.
     """
 
-    def __init__(self, reader: asyncio.StreamReader):
+    def __init__(self, reader: asyncio.StreamReader, number: int = 0):
         self.reader, self.buf, self.eof = reader, bytearray(), False
+        self.number = number
 
     async def _fill(self) -> bool:
         try:
@@ -183,6 +199,7 @@ class ScriptedModelServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._connections = itertools.count(1)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -282,7 +299,7 @@ class ScriptedModelServer:
         """Serve one connection until either side closes it."""
         task = asyncio.current_task()
         self._tasks.add(task)
-        conn = _Conn(reader)
+        conn = _Conn(reader, next(self._connections))
         try:
             while await self._one_request(conn, writer):
                 pass
@@ -354,7 +371,7 @@ class ScriptedModelServer:
         ok = isinstance(body, dict)
         rec = RecordedRequest(method, path, headers, body if ok else None, raw,
                               body.get("model") if ok else None,
-                              bool(ok and body.get("stream")), time.time())
+                              bool(ok and body.get("stream")), time.time(), connection=conn.number)
         with self._lock:
             self._requests.append(rec)
         if not ok:
@@ -438,8 +455,11 @@ class ScriptedModelServer:
                 await event({"error": err})
                 break
             if i == len(pieces):
+                for n, call in enumerate(reply.tool_calls or []):  # each call whole, in one delta
+                    delta = {"tool_calls": [{"index": n, **call}]}
+                    await event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
                 await event({**base, "choices": [
-                    {"index": 0, "delta": {}, "finish_reason": reply.finish_reason}]})
+                    {"index": 0, "delta": {}, "finish_reason": _finish_reason(reply)}]})
                 await event({**base, "choices": [], "usage": self._usage(rec, reply)}, delay=False)
                 await event("[DONE]", delay=False)
                 break
@@ -452,10 +472,12 @@ class ScriptedModelServer:
         await flush()
 
     def _completion(self, rec: RecordedRequest, reply: Reply) -> dict:
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+        if reply.tool_calls:
+            message["tool_calls"] = reply.tool_calls
         return {"id": _new_id(), "object": "chat.completion", "created": int(time.time()),
                 "model": reply.model or rec.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.content},
-                             "finish_reason": reply.finish_reason}],
+                "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(reply)}],
                 "usage": self._usage(rec, reply)}
 
     @staticmethod
@@ -469,7 +491,8 @@ class ScriptedModelServer:
             if isinstance(content, list):  # multi-part content: count the text parts
                 content = "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
             chars += len(content) if isinstance(content, str) else 0
-        n, m = max(1, chars // 4), max(1, len(reply.content) // 4)
+        answer = len(reply.content) + sum(len(json.dumps(c)) for c in reply.tool_calls or [])
+        n, m = max(1, chars // 4), max(1, answer // 4)
         return {"prompt_tokens": n, "completion_tokens": m, "total_tokens": n + m,
                 "cost": round(0.000001 * n + 0.000002 * m, 10)}
 

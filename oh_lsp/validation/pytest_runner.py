@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -69,7 +70,15 @@ class PytestRun:
 
 
 def project_python(root: Path, configured: Path | None = None) -> Path:
-    """The interpreter that runs the project's tests: the setting, else the root's `.venv`, else oh-lsp's own."""
+    """The interpreter that runs the project's tests: the setting, else the root's `.venv`, else oh-lsp's own.
+
+    Its folder is resolved (a virtual environment's `bin/python` link itself is kept), so that a sandbox can show
+    exactly that folder."""
+    path = _find_python(root, configured)
+    return path.parent.resolve() / path.name
+
+
+def _find_python(root: Path, configured: Path | None) -> Path:
     if configured is not None:
         path = configured if configured.is_absolute() else root / configured
         if not path.exists():
@@ -131,42 +140,53 @@ async def run_pytest(box: Sandbox, python: Path, targets: list[str], *, timeout:
         run_env.update(OH_LSP_SEED=str(seed), PYTHONHASHSEED=str(seed % 4294967296))
         if await _can_import(box, python, "pytest_randomly"):
             pytest_args.append(f"--randomly-seed={seed}")
-    prefix = [str(python), "-m", "pytest"]
-    data = box.base / f"coverage-{tag}"
-    if cover is not None:
-        await _provide_coverage(box, python)
-        rcfile = box.base / f"coveragerc-{tag}"
-        rcfile.write_text(f"[run]\ndata_file = {data}\ninclude = {box.inside_root / cover}\n")
-        prefix = [str(python), "-m", "coverage", "run", f"--rcfile={rcfile}", "-m", "pytest"]
+    command = [str(python), "-m", "pytest", *pytest_args, *targets]
     readable = interpreter_paths(python)
-    result = await box.run([*prefix, *pytest_args, *targets], timeout=timeout, env=run_env, readable=readable)
+    out = box.base / f"coverage-{tag}.json"
+    if cover is not None:
+        command = await _under_coverage(box, python, command, cover, tag, out)
+    result = await box.run(command, timeout=timeout, env=run_env, readable=readable)
     run = _read_report(report, result)
     run.seed = seed
     report.unlink(missing_ok=True)
     if cover is not None and not result.timed_out:
-        run.coverage = await _read_coverage(box, python, data, rcfile, cover, readable)
+        run.coverage = _read_coverage(out, box.inside_root, cover)
     return run
 
 
-async def _provide_coverage(box: Sandbox, python: Path) -> None:
-    if await _can_import(box, python, "coverage"):
-        return
-    import coverage  # oh-lsp's own copy (a dependency); its C tracer may not load there, the Python one will
+def _fast_scratch(box: Sandbox) -> Path:
+    """Where coverage.py's data file goes: its SQLite file syncs to disk on every write, so keep it in memory
+    (the sandbox's own /tmp, or /dev/shm) when possible."""
+    if box.isolated:
+        return Path("/tmp")
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else box.base
 
-    link = box.tools / "coverage"
-    if not link.exists():
-        link.symlink_to(Path(coverage.__file__).parent, target_is_directory=True)
+
+async def _under_coverage(box: Sandbox, python: Path, command: list[str], cover: str, tag: str,
+                          out: Path) -> list[str]:
+    """`command` (a pytest run) wrapped to run under coverage.py and write the JSON report to `out`, in one
+    process of the sandbox. When the project's interpreter lacks coverage.py, oh-lsp's own copy is lent to it."""
+    if not await _can_import(box, python, "coverage"):
+        import coverage  # a dependency of oh-lsp; its C tracer may not load there, the Python one will
+
+        link = box.tools / "coverage"
+        if not link.exists():
+            link.symlink_to(Path(coverage.__file__).parent, target_is_directory=True)
+    data = _fast_scratch(box) / f"oh-lsp-coverage-{tag}"
+    rcfile = box.base / f"coveragerc-{tag}"
+    rcfile.write_text(f"[run]\ndata_file = {data}\ninclude = {box.inside_root / cover}\n")
+    run = shlex.join([str(python), "-m", "coverage", "run", f"--rcfile={rcfile}", *command[1:]])
+    report = shlex.join([str(python), "-m", "coverage", "json", "-q", f"--rcfile={rcfile}", "-o", str(out)])
+    return ["/bin/sh", "-c", f"{run}; status=$?; {report}; rm -f {shlex.quote(str(data))}; exit $status"]
 
 
-async def _read_coverage(box: Sandbox, python: Path, data: Path, rcfile: Path, cover: str,
-                         readable: list[Path]) -> Coverage:
-    out = box.base / f"{data.name}.json"
-    await box.run([str(python), "-m", "coverage", "json", f"--rcfile={rcfile}", "-o", str(out)], timeout=120,
-                  readable=readable)
+def _read_coverage(out: Path, inside_root: Path, cover: str) -> Coverage:
     if not out.exists():
         return Coverage()
     files = json.loads(out.read_text(encoding="utf-8")).get("files", {})
-    wanted = str(box.inside_root / cover)
+    out.unlink()
+    wanted = str(inside_root / cover)
     for name, info in files.items():
         if name == wanted or name.endswith("/" + cover) or name == cover:
             return Coverage(set(info.get("executed_lines", [])) | set(info.get("missing_lines", [])),

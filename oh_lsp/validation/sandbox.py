@@ -46,7 +46,12 @@ def scrubbed_env(home: Path, secrets: list[str], extra: dict[str, str] | None = 
     env.update(HOME=str(home), TMPDIR=str(home), PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1",
                PYTHONIOENCODING="utf-8")
     env.update(extra or {})
-    return {k: v for k, v in env.items() if not any(s and s in v for s in secrets)}
+    return {k: v for k, v in env.items() if not any(_reveals(v, s) for s in secrets if s)}
+
+
+def _reveals(value: str, secret: str) -> bool:
+    """A value equal to a secret, or containing one long enough not to turn up by chance in a path."""
+    return value == secret or (len(secret) >= 8 and secret in value)
 
 
 def _limits(cpu_seconds: int, memory_bytes: int) -> Any:
@@ -93,7 +98,7 @@ class Sandbox:
     """
 
     def __init__(self, project_root: Path, scratch: Path, *, secrets: list[str], exclude: list[Path] | None = None,
-                 mode: str = "auto", memory_bytes: int = 4 * 1024**3) -> None:
+                 mode: str = "auto", memory_bytes: int = 4 * 1024**3, network: bool = False) -> None:
         if mode not in ("auto", "bwrap", "none"):
             raise SandboxError(f"unknown sandbox mode {mode!r}: use auto, bwrap or none")
         self.project_root = project_root.resolve()
@@ -104,7 +109,9 @@ class Sandbox:
         self.mode = mode
         self.isolated = False
         self.memory_bytes = memory_bytes
-        self.base = self.scratch / "sandboxes" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.network = network  # an agent must reach its model; generated tests never get the network
+        name = f"{os.getpid()}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"  # pid first: see cleanup
+        self.base = self.scratch / "sandboxes" / name
         self.root = self.base / "project"
         self.home = self.base / "home"
         self.tools = self.base / "tools"
@@ -165,10 +172,14 @@ class Sandbox:
                 args += ["--tmpfs", str(hidden)]
         args += ["--bind", str(self.root), str(self.project_root), "--bind", str(self.base), str(self.base)]
         for path in readable:
-            if path.exists() and (tmp in path.parents or self.project_root in path.parents):
+            if path.exists() and any(p in path.parents for p in (tmp, self.project_root, *self.hidden)):
                 args += ["--ro-bind", str(path), str(path)]
-        return args + ["--unshare-all", "--die-with-parent", "--new-session", "--chdir", str(self.project_root),
-                       "--"]
+        return args + ["--unshare-all", *(["--share-net"] if self.network else []), "--die-with-parent",
+                       "--new-session", "--chdir", str(self.project_root), "--"]
+
+    def command(self, args: list[str], readable: list[Path] | None = None) -> list[str]:
+        """`args` as the sandbox runs them: behind bubblewrap when isolated, else as they are."""
+        return [*self._bwrap(readable or []), *args] if self.isolated else args
 
     async def run(self, args: list[str], *, timeout: float, env: dict[str, str] | None = None,
                   readable: list[Path] | None = None) -> RunResult:
@@ -180,7 +191,7 @@ class Sandbox:
         if self.isolated:
             extra.setdefault("TMPDIR", "/tmp")
         full_env = scrubbed_env(self.home, self.secrets, extra)
-        command = [*self._bwrap(readable or []), *args] if self.isolated else args
+        command = self.command(args, readable)
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *command, cwd=self.root, env=full_env, stdin=asyncio.subprocess.DEVNULL,
@@ -199,6 +210,28 @@ class Sandbox:
             await proc.wait()
             raise
         return RunResult(proc.returncode, _text(out), _text(err), timed_out, time.monotonic() - started)
+
+
+def remove_stale_sandboxes(scratch: Path) -> int:
+    """Delete sandbox copies left behind by processes that died (killed mid-validation). Returns how many."""
+    removed = 0
+    folder = scratch / "sandboxes"
+    if not folder.is_dir():
+        return 0
+    for entry in folder.iterdir():
+        pid = entry.name.split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # its process is alive: in use
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:

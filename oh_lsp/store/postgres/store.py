@@ -39,6 +39,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from oh_lsp.errors import QueueFullError, StoreError, StoreUnavailableError
+from oh_lsp.llm.state import local_day
 from oh_lsp.metrics import ExecutionMetrics
 from oh_lsp.store import records as rec
 from oh_lsp.store.base import Heartbeat
@@ -421,7 +422,7 @@ class PostgresStore:
         self._run((_METRICS_INSERT, _metrics_params(metrics)))
 
     def metrics_summary(self) -> dict[str, Any]:
-        today = rec.local_day(self._clock() if self._clock is not None else time.time())
+        today = local_day(self._clock() if self._clock is not None else time.time())
         (system,), (day,), models, kinds = self._run(
             (f"SELECT {_AGGREGATE} FROM oh_lsp_metrics", {}),
             ("SELECT coalesce(sum(cost), 0.0) AS cost, coalesce(sum(tokens_used), 0)::bigint AS tokens"
@@ -466,6 +467,6 @@ def _metrics_params(m: ExecutionMetrics | None) -> dict[str, Any]:
               "prompt_tokens", "completion_tokens", "cost", "quality_score", "duration_seconds", "error",
               "created_at")
     params = {f"m_{name}": getattr(m, name) if m is not None else None for name in fields}
-    params["m_day"] = rec.local_day(m.created_at) if m is not None else None
+    params["m_day"] = local_day(m.created_at) if m is not None else None
     params["has_metrics"] = m is not None
     return params

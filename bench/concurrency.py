@@ -1,0 +1,147 @@
+"""P2: concurrency efficiency. Real HTTP to the loopback scripted server (in its own process), every answer taking
+200 ms; N callers send their next request as soon as the last one is answered. Efficiency = achieved requests/s
+divided by the ideal N / 0.2 s. Side by side, in one run:
+
+- raw: one keep-alive asyncio connection per caller, no HTTP library (the floor of what this machine can do);
+- httpx-default: httpx's own transport (httpcore's pool), as `httpx.AsyncClient()` gives it;
+- oh-lsp client: `ChatClient` (httpx's API over aiohttp's pool, see oh_lsp/llm/client.py);
+- oh-lsp engine: `ExecutionEngine` with N workers, each task one streamed model call (validation off).
+
+Run:  uv run python bench/concurrency.py [--seconds 4] [--workers 1,8,32,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+LATENCY = 0.2
+BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+
+def start_server() -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "oh_lsp.testing.model_server", "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    base = json.loads(proc.stdout.readline())["base_url"]
+    httpx.post(base + "/__default", json={"content": "def test_ok():\n    assert True\n", "latency": LATENCY})
+    return proc, base
+
+
+async def drive(n: int, seconds: float, call) -> float:
+    done = 0
+    stop = time.monotonic() + seconds
+
+    async def caller(i: int) -> None:
+        nonlocal done
+        while time.monotonic() < stop:
+            await call(i)
+            done += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(caller(i) for i in range(n)))
+    return done / (time.monotonic() - started)
+
+
+async def raw(base: str, n: int, seconds: float) -> float:
+    url = httpx.URL(base)
+    body = json.dumps(BODY).encode()
+    request = (b"POST %s/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n%s" % (url.path.encode(), len(body), body))
+    streams = [await asyncio.open_connection(url.host, url.port) for _ in range(n)]
+
+    async def call(i: int) -> None:
+        reader, writer = streams[i]
+        writer.write(request)
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readuntil(b"0\r\n\r\n")
+
+    rate = await drive(n, seconds, call)
+    for _, writer in streams:
+        writer.close()
+    return rate
+
+
+async def httpx_default(base: str, n: int, seconds: float) -> float:
+    async with httpx.AsyncClient(timeout=30) as client:
+        async def call(_i: int) -> None:
+            async with client.stream("POST", base + "/chat/completions", json=BODY) as response:
+                async for _ in response.aiter_lines():
+                    pass
+        return await drive(n, seconds, call)
+
+
+async def ours(base: str, n: int, seconds: float) -> float:
+    from oh_lsp.config import OpenHandsConfig
+    from oh_lsp.llm.client import ChatClient
+
+    client = ChatClient(OpenHandsConfig(base_url=base, model="m"))
+    try:
+        return await drive(n, seconds, lambda _i: client.chat("m", BODY["messages"]))
+    finally:
+        await client.aclose()
+
+
+async def engine(base: str, n: int, seconds: float) -> float:
+    from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask
+    from oh_lsp.metrics import ExecutionMetrics
+    from oh_lsp.pipeline import Outcome, ask_model
+
+    async def one_call(task, ctx):
+        metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.task_type)
+        await ask_model(task, ctx, BODY["messages"], metrics)
+        metrics.success = True
+        return Outcome("completed", result={}, model=metrics.model_id, metrics=metrics)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["OH_LSP_STATE_DIR"] = str(Path(tmp, "state"))
+        total = int(n / LATENCY * seconds * 1.3) + n
+        config = OpenHandsConfig(base_url=base, model="m", queue_max_size=total + 1)
+        eng = ExecutionEngine(config, n, project_root=tmp, executor=one_call, poll_interval=0.01)
+        for i in range(total):
+            await eng.submit_task(QueuedTask(task_type="unit_test", description=f"p2 {i}"))
+        await eng.start()
+        started = time.monotonic()
+        await asyncio.sleep(seconds)
+        done = eng.get_metrics_summary()["system"]["successful"]
+        rate = done / (time.monotonic() - started)
+        await eng.stop(grace=0)
+        eng.close()
+        return rate
+
+
+CLIENTS = {"raw": raw, "httpx-default": httpx_default, "oh-lsp client": ours, "oh-lsp engine": engine}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--workers", default="1,8,32,64")
+    args = parser.parse_args()
+    counts = [int(x) for x in args.workers.split(",")]
+    proc, base = start_server()
+    try:
+        print(f"P2 concurrency efficiency: {LATENCY * 1000:.0f} ms per answer, {args.seconds:.0f} s per cell,"
+              f" load average {os.getloadavg()[0]:.2f}")
+        print(f"{'client':<16}" + "".join(f"{n:>12}" for n in counts))
+        for name, run in CLIENTS.items():
+            cells = []
+            for n in counts:
+                rate = asyncio.run(run(base, n, args.seconds))
+                cells.append(f"{100 * rate / (n / LATENCY):>11.0f}%")
+            print(f"{name:<16}" + "".join(cells), flush=True)
+        print(f"target: >= 95% at 64 workers; load average at the end {os.getloadavg()[0]:.2f}")
+    finally:
+        proc.terminate()
+
+
+if __name__ == "__main__":
+    main()

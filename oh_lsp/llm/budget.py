@@ -1,0 +1,102 @@
+"""Budgets and the true cost of a call.
+
+Cost is the provider's ``usage.cost`` when it reports one, else the catalog's price times the tokens. Before a call
+is sent, its worst case (the prompt's estimated tokens plus ``max_tokens``, times the catalog price) is checked
+against the per-task and per-day caps; a call that could pass a cap is not sent. Neither cap cools a model down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+from oh_lsp.llm.catalog import ModelInfo
+from oh_lsp.llm.errors import ErrorKind, ModelCallError
+from oh_lsp.llm.state import local_day, next_local_midnight
+
+log = logging.getLogger("oh_lsp.models")
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+_unpriced_warned: set[str] = set()
+
+
+def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """A deliberately generous count (about 4 characters a token) for budget checks and `max_tokens`."""
+    chars = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "".join(str(part.get("text") or "") for part in content if isinstance(part, dict))
+        chars += len(content) if isinstance(content, str) else 0
+    return -(-chars // CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages)
+
+
+def call_cost(result: Any, model: ModelInfo) -> tuple[float, str]:
+    """(cost, source) of a finished call: the provider's usage.cost, else price x tokens, else 0 "unknown"."""
+    if result.cost is not None:
+        return float(result.cost), "provider"
+    computed = model.cost(result.prompt_tokens, result.completion_tokens)
+    if computed is not None:
+        return computed, "catalog"
+    if model.name not in _unpriced_warned:
+        _unpriced_warned.add(model.name)
+        log.warning("no price is known for %s and the provider reported no cost; its calls are counted as $0 (add"
+                    " price_prompt/price_completion for it in OH_LSP_MODEL_CATALOG)", model.name)
+    return 0.0, "unknown"
+
+
+class Budget:
+    """The caps of `config` (``budget_per_task_usd``, ``budget_per_day_usd``), checked against the store's totals."""
+
+    def __init__(self, config: Any, store: Any) -> None:
+        self.per_task = config.budget_per_task_usd
+        self.per_day = config.budget_per_day_usd
+        self.store = store
+
+    async def check(self, task_id: str, model: ModelInfo, prompt_tokens: int, max_tokens: int) -> None:
+        """Raise a fatal `ModelCallError(BUDGET)` when the call's worst case could pass a cap."""
+        if self.per_task is None and self.per_day is None:
+            return
+        worst = model.cost(prompt_tokens, max_tokens)
+        if worst is None:
+            return  # unpriced model: nothing to estimate with (its real cost still counts toward the totals)
+        call = f"the next call to {model.name} could cost up to ${worst:.6f} ({prompt_tokens} prompt + {max_tokens}" \
+               " completion tokens at catalog prices)"
+        if self.per_task is not None:
+            spent = await asyncio.to_thread(self.store.spent, task_id=task_id)
+            if spent + worst > self.per_task:
+                raise ModelCallError(ErrorKind.BUDGET, f"per-task budget reached: this task has spent ${spent:.6f} of"
+                                     f" ${self.per_task:g}, and {call}. The call was not sent. Raise"
+                                     " OH_LSP_BUDGET_PER_TASK_USD, or lower OH_LSP_MAX_TOKENS", model=model.name)
+        if self.per_day is not None:
+            spent = await asyncio.to_thread(self.store.spent, day=local_day())
+            if spent + worst > self.per_day:
+                midnight = datetime.fromtimestamp(next_local_midnight()).strftime("%Y-%m-%d %H:%M")
+                raise ModelCallError(ErrorKind.BUDGET, f"daily budget reached: ${spent:.6f} of ${self.per_day:g}"
+                                     f" spent today, and {call}. The call was not sent; no task calls a model until"
+                                     f" local midnight ({midnight}). Raise OH_LSP_BUDGET_PER_DAY_USD to go on today",
+                                     model=model.name)
+
+    async def remaining(self, task_id: str) -> tuple[float, str] | None:
+        """What `task_id` may still spend under the tighter cap, and which cap that is ("per-task" or "daily");
+        None when no cap is set. For runtimes that are stopped once their reported cost passes a cap."""
+        left: list[tuple[float, str]] = []
+        if self.per_task is not None:
+            spent = await asyncio.to_thread(self.store.spent, task_id=task_id)
+            left.append((self.per_task - spent, "per-task"))
+        if self.per_day is not None:
+            spent = await asyncio.to_thread(self.store.spent, day=local_day())
+            left.append((self.per_day - spent, "daily"))
+        if not left:
+            return None
+        amount, which = min(left)
+        return max(amount, 0.0), which
+
+    def status(self, now: float | None = None) -> dict[str, Any]:
+        """The daily budget's state (for `metrics` and the editors' status)."""
+        spent = self.store.spent(day=local_day(time.time() if now is None else now))
+        return {"per_task_usd": self.per_task, "per_day_usd": self.per_day, "spent_today_usd": round(spent, 10),
+                "left_today_usd": None if self.per_day is None else round(max(self.per_day - spent, 0.0), 10)}

@@ -1,0 +1,278 @@
+"""The model catalog: which models exist, what they cost, and what we expect of them before we have evidence.
+
+Three layers, later ones winning:
+
+1. the built-in `catalog.json` (OpenRouter only): the guide's short names (`mistral-small`, `deepseek-chat`, ...)
+   mapped to OpenRouter ids, with priors for latency, quality (0-5), success rate, prices and context length;
+2. the endpoint's own models list, cached by `oh-lsp models refresh` (OpenRouter: fresh prices and context lengths
+   for catalog models; any other OpenAI-compatible endpoint: its models, names unchanged, quality unknown);
+3. a user file named by `OH_LSP_MODEL_CATALOG` (JSON or TOML, ``{"models": {"name": {...}}}``), which overrides
+   fields of existing entries or adds models. ``"include_builtin": false`` leaves the built-in list out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+from urllib.parse import urlparse
+
+from oh_lsp.errors import ConfigError
+from oh_lsp.tasks import TaskCategory
+
+FIELDS = ("id", "avg_latency_ms", "quality", "success_rate", "price_prompt", "price_completion", "context_length",
+          "categories")
+DEFAULT_SUCCESS_RATE = 0.95  # the prior for a model we know nothing about
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model. `quality_score` uses the guide's 0-5 scale; None means unknown (it then meets any threshold)."""
+
+    name: str
+    id: str
+    avg_latency_ms: float | None = None
+    quality_score: float | None = None
+    success_rate: float = DEFAULT_SUCCESS_RATE
+    price_prompt: float | None = None  # USD per token; None: unknown
+    price_completion: float | None = None
+    context_length: int | None = None
+    categories: tuple[str, ...] = ()  # empty: suits every category
+    source: str = "builtin"  # builtin | endpoint | config | pinned
+    observed_calls: int = 0  # > 0: latency and success rate come from the metrics store, not the priors
+
+    @property
+    def quality_known(self) -> bool:
+        return self.quality_score is not None
+
+    @property
+    def priced(self) -> bool:
+        return self.price_prompt is not None and self.price_completion is not None
+
+    def suits(self, category: str) -> bool:
+        return not self.categories or category in self.categories
+
+    def qualifies(self, threshold: float) -> bool:
+        """The contract: a model qualifies for threshold t when quality / 5 >= t; unknown quality qualifies."""
+        return self.quality_score is None or self.quality_score / 5.0 >= threshold - 1e-9
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """Catalog price x tokens, or None when the price is unknown."""
+        if not self.priced:
+            return None
+        return prompt_tokens * self.price_prompt + completion_tokens * self.price_completion  # type: ignore[operator]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["categories"] = list(self.categories)
+        data["quality_known"] = self.quality_known  # unknown quality meets any threshold
+        return data
+
+
+class Catalog:
+    """Models by name. `resolve` also accepts a provider id, and passes unknown names through unchanged."""
+
+    def __init__(self, models: Iterable[ModelInfo], *, listed: dict[str, ModelInfo] | None = None,
+                 local: bool = False) -> None:
+        self._models: dict[str, ModelInfo] = {m.name: m for m in models}
+        self._listed = listed or {}  # models the endpoint lists that are not selection candidates (OpenRouter)
+        self._local = local  # a local server: any model it runs costs nothing per token
+
+    def __iter__(self) -> Iterator[ModelInfo]:
+        return iter(self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def get(self, name: str) -> ModelInfo | None:
+        if name in self._models:
+            return self._models[name]
+        for model in self._models.values():
+            if model.id == name:
+                return model
+        return None
+
+    def resolve(self, name: str) -> ModelInfo:
+        """The catalog entry for a short name or id; otherwise the name as it is (priced if the endpoint lists it)."""
+        known = self.get(name)
+        if known is not None:
+            return known
+        if name in self._listed:
+            return replace(self._listed[name], source="pinned")
+        free = 0.0 if self._local else None
+        return ModelInfo(name=name, id=name, price_prompt=free, price_completion=free, source="pinned")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Catalog:
+        """Only the models of one catalog file (as a fixture or a curated list)."""
+        data = read_catalog_file(Path(path))
+        return cls(_entries(data.get("models", {}), "config", str(path), {}).values())
+
+
+def load_catalog(config: Any) -> Catalog:
+    """The catalog for `config`'s endpoint: built-in (OpenRouter), then the cached models list, then the user file."""
+    provider = config.resolved_provider
+    user = read_catalog_file(Path(config.model_catalog)) if config.model_catalog else {}
+    models: dict[str, ModelInfo] = {}
+    if provider == "openrouter" and user.get("include_builtin", True):
+        models.update(builtin_models())
+    listed: dict[str, ModelInfo] = {}
+    free = config.endpoint_is_local
+    for entry in load_cache(config.base_url):
+        info = _listed_model(entry, free)
+        if info is None:
+            continue
+        match = next((m for m in models.values() if m.id == info.id), None)
+        if match is not None:
+            models[match.name] = replace(match, price_prompt=_pick(info.price_prompt, match.price_prompt),
+                                         price_completion=_pick(info.price_completion, match.price_completion),
+                                         context_length=info.context_length or match.context_length)
+        elif provider == "openrouter":
+            listed[info.id] = info
+        else:
+            models[info.name] = info
+    if user:
+        models.update(_entries(user.get("models", {}), "config", str(config.model_catalog), models))
+    return Catalog(models.values(), listed=listed, local=free)
+
+
+def builtin_models() -> dict[str, ModelInfo]:
+    text = resources.files("oh_lsp.llm").joinpath("catalog.json").read_text(encoding="utf-8")
+    return _entries(json.loads(text)["models"], "builtin", "the built-in catalog", {})
+
+
+def read_catalog_file(path: Path) -> dict[str, Any]:
+    """A catalog file as a dict; a clear `ConfigError` when it is missing or malformed."""
+    where = f"model catalog {path} (OH_LSP_MODEL_CATALOG)"
+    try:
+        raw = path.expanduser().read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {where}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(raw.decode("utf-8"))
+        else:
+            data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"the {where} is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("models", {}), dict):
+        raise ConfigError(f'the {where} must hold {{"models": {{"name": {{...}}}}}}')
+    return data
+
+
+def _entries(raw: dict[str, Any], source: str, where: str, base: dict[str, ModelInfo]) -> dict[str, ModelInfo]:
+    """Parse catalog entries; an entry whose name (or id) is already in `base` overrides only the fields it gives."""
+    out: dict[str, ModelInfo] = {}
+    for name, data in raw.items():
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: model {name!r} must be a table of fields ({', '.join(FIELDS)})")
+        unknown = sorted(set(data) - set(FIELDS))
+        if unknown:
+            raise ConfigError(f"{where}: model {name!r} has unknown field(s) {unknown}; known: {', '.join(FIELDS)}")
+        values = {key: _field(where, name, key, value) for key, value in data.items()}
+        if "quality" in values:
+            values["quality_score"] = values.pop("quality")
+        previous = base.get(name) or next((m for m in base.values() if m.id == values.get("id", name)), None)
+        if previous is not None:
+            out[previous.name] = replace(previous, source=source, **values)
+        else:
+            out[name] = ModelInfo(name=name, **{"id": name, **values}, source=source)
+    return out
+
+
+def _field(where: str, name: str, key: str, value: Any) -> Any:
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{where}: model {name!r} field {key!r} = {value!r} is invalid: expected {expected}")
+
+    if key == "id":
+        if not isinstance(value, str) or not value.strip():
+            raise bad("a non-empty string")
+        return value.strip()
+    if key == "categories":
+        if not isinstance(value, list):
+            raise bad("a list of task types")
+        try:
+            return tuple(TaskCategory.parse(v).value for v in value)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
+    if key == "quality" and value is None:
+        return None
+    limits = {"avg_latency_ms": (0, math.inf), "quality": (0, 5), "success_rate": (0, 1),
+              "price_prompt": (0, math.inf), "price_completion": (0, math.inf), "context_length": (1, math.inf)}
+    number = _number(value)
+    low, high = limits[key]
+    if number is None or not low <= number <= high:
+        raise bad(f"a number from {low} to {high}" if high != math.inf else f"a number of at least {low}")
+    return int(number) if key == "context_length" else number
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _pick(new: float | None, old: float | None) -> float | None:
+    return new if new is not None else old
+
+
+# --- the endpoint's models list (cached) ---------------------------------------------------------------------------
+def cache_path(base_url: str) -> Path:
+    from oh_lsp.paths import cache_dir
+
+    host = (urlparse(base_url).hostname or "endpoint").replace(":", "_")
+    return cache_dir() / f"models-{host}-{hashlib.sha256(base_url.encode()).hexdigest()[:10]}.json"
+
+
+def save_cache(base_url: str, entries: list[dict[str, Any]]) -> Path:
+    from oh_lsp.edits import atomic_write  # a temporary file of its own, so concurrent writers never collide
+
+    path = cache_path(base_url)
+    atomic_write(path, json.dumps({"base_url": base_url, "fetched_at": time.time(), "models": entries}))
+    return path
+
+
+def load_cache(base_url: str) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(cache_path(base_url).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    models = data.get("models") if isinstance(data, dict) else None
+    return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+
+
+def _listed_model(entry: dict[str, Any], free: bool) -> ModelInfo | None:
+    """A models-list entry (OpenRouter's ``pricing``/``context_length``, vLLM's ``max_model_len``) as a ModelInfo."""
+    model_id = entry.get("id")
+    if not isinstance(model_id, str) or not model_id:
+        return None
+    pricing = entry.get("pricing") if isinstance(entry.get("pricing"), dict) else {}
+    prompt, completion = _number(pricing.get("prompt")), _number(pricing.get("completion"))
+    if free and prompt is None and completion is None:
+        prompt = completion = 0.0  # a local server costs nothing per token
+    context = _number(entry.get("context_length") or entry.get("max_model_len"))
+    return ModelInfo(name=model_id, id=model_id, price_prompt=prompt, price_completion=completion,
+                     context_length=int(context) if context else None, source="endpoint")
+
+
+async def refresh_models(config: Any) -> tuple[Path, int]:
+    """Fetch ``{base_url}/models`` into the cache. Returns the cache file and how many models it lists."""
+    from oh_lsp.llm.client import ChatClient
+
+    client = ChatClient(config)
+    try:
+        entries = await client.list_models()
+    finally:
+        await client.aclose()
+    return save_cache(config.base_url, entries), len(entries)

@@ -1,0 +1,104 @@
+"""`ModelHealth`: cooldowns, circuit breakers, rotation counts and the call log of models, kept in the store.
+
+This is the gateway's async face on the store: every read and write runs on a worker thread, so the event loop
+never waits on SQLite. Every rotation, cooldown and breaker change is written as an INFO line to the log
+(`oh-lsp logs`), as the guide says: "check logs for model switching".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+from typing import Any, Callable, TypeVar
+
+from oh_lsp.llm import breaker
+from oh_lsp.llm.breaker import BreakerPolicy
+from oh_lsp.llm.errors import ErrorKind, ModelCallError
+from oh_lsp.llm.state import CLOSED, HALF_OPEN, ModelCall, ModelState, provider_key
+
+log = logging.getLogger("oh_lsp.models")
+T = TypeVar("T")
+
+
+class ModelHealth:
+    def __init__(self, store: Any, policy: BreakerPolicy, base_url: str) -> None:
+        self.store = store
+        self.policy = policy
+        self.provider = provider_key(base_url)
+
+    async def _update(self, model: str, change: Callable[[ModelState], T]) -> T:
+        return await asyncio.to_thread(self.store.update_model_state, model, change)
+
+    async def states(self) -> dict[str, ModelState]:
+        return await asyncio.to_thread(self.store.model_states)
+
+    async def admit(self, model: str, now: float | None = None) -> tuple[bool, ModelState]:
+        """Whether `model` may take a call now (not cooling down, breaker closed or a half-open probe slot free),
+        and its state. Claiming a half-open probe slot happens here, atomically across processes."""
+        now = time.time() if now is None else now
+
+        def change(state: ModelState) -> tuple[bool, str | None, ModelState]:
+            if state.cooling(now):
+                return False, None, state
+            allowed, transition = breaker.admit(state, now, self.policy)
+            return allowed, transition, state
+
+        allowed, transition, state = await self._update(model, change)
+        if transition:
+            log.info(transition)
+        return allowed, state
+
+    async def cool_down(self, model: str, until: float, reason: str) -> None:
+        def change(state: ModelState) -> bool:
+            if until <= state.cooldown_until:
+                return False
+            state.cooldown_until, state.cooldown_reason = until, reason
+            return True
+
+        if await self._update(model, change):
+            log.info("cooldown: %s for %.1fs, until %s: %s", model, until - time.time(),
+                     datetime.fromtimestamp(until).strftime("%H:%M:%S"), reason)
+
+    async def failed(self, model: str, error: ModelCallError, now: float | None = None) -> None:
+        """Note a failed call. Failures of the model itself (transient ones) count toward its breaker; any other
+        failure of a half-open probe frees the probe slot."""
+        now = time.time() if now is None else now
+
+        def change(state: ModelState) -> str | None:
+            state.last_error = str(error)[:300]
+            if error.kind is ErrorKind.TRANSIENT:
+                return breaker.on_failure(state, now, self.policy)
+            if state.breaker == HALF_OPEN:
+                state.probe_until = 0.0
+            return None
+
+        transition = await self._update(model, change)
+        if transition:
+            log.info(transition)
+
+    async def succeeded(self, model: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        transition = await self._update(model, lambda state: breaker.on_success(state, now, self.policy))
+        if transition:
+            log.info(transition)
+
+    async def is_open(self, model: str) -> bool:
+        """True when `model`'s breaker would refuse a call now (it just opened, or a probe failed)."""
+        state = (await self.states()).get(model)
+        return bool(state and self.policy.enabled and state.breaker != CLOSED and state.ready_at(time.time()))
+
+    async def rotated(self, source: str, target: str, reason: str) -> None:
+        def away(state: ModelState) -> None:
+            state.rotations_away += 1
+
+        def to(state: ModelState) -> None:
+            state.rotations_to += 1
+
+        await self._update(source, away)
+        await self._update(target, to)
+        log.info("rotation: %s -> %s (%s)", source, target, reason)
+
+    async def record_call(self, call: ModelCall) -> None:
+        await asyncio.to_thread(self.store.record_model_call, call)

@@ -1,0 +1,72 @@
+"""Code actions: what oh-lsp offers on a Python file, at the cursor, and on its own diagnostics.
+
+Kinds are the ones editors group by: `source.*` for the whole module (VS Code's "Source Action…"), `refactor.*`
+for the function or class under the cursor, `quickfix` on a diagnostic.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from lsprotocol import types as t
+
+from oh_lsp.lsp import ids as cmd
+from oh_lsp.lsp.ids import (DIAGNOSTIC_SOURCE, MODULE_DOCS, MODULE_TESTS, QUICKFIX, SYMBOL_DOCS, SYMBOL_REFACTOR,
+                            SYMBOL_TESTS)
+from oh_lsp.lsp.symbols import Symbol
+
+
+def _action(title: str, kind: str, command: str, arguments: dict[str, Any],
+            diagnostics: list[t.Diagnostic] | None = None) -> t.CodeAction:
+    return t.CodeAction(title=title, kind=kind, diagnostics=diagnostics,
+                        command=t.Command(title=title, command=command, arguments=[arguments]))
+
+
+def _wanted(kind: str, only: Iterable[str] | None) -> bool:
+    """LSP's `only` filter: a kind matches a requested kind and its sub-kinds (`refactor` matches `refactor.x`)."""
+    if not only:
+        return True
+    return any(kind == want or kind.startswith(want + ".") for want in only)
+
+
+def code_actions(uri: str, module: str, symbol: Symbol | None, kinds: Iterable[str],
+                 diagnostics: Iterable[t.Diagnostic] = (), only: Iterable[str] | None = None) -> list[t.CodeAction]:
+    """The actions for a Python file `uri` (module `module`), with `symbol` under the cursor (or None).
+
+    `kinds` are the task kinds this version can run; actions for the others are not offered."""
+    kinds = set(kinds)
+    only = [str(k) for k in only] if only else None
+    actions: list[t.CodeAction] = []
+    if "unit_test" in kinds:
+        actions.append(_action(f"Generate tests for {module}", MODULE_TESTS, cmd.GENERATE_TESTS, {"uri": uri}))
+    if "documentation" in kinds:
+        actions.append(_action(f"Document {module}", MODULE_DOCS, cmd.DOCUMENT, {"uri": uri}))
+    if symbol is not None:
+        target = {"uri": uri, "symbol": symbol.qualname}
+        if "unit_test" in kinds:
+            actions.append(_action(f"Generate tests for {symbol.qualname}", SYMBOL_TESTS, cmd.GENERATE_TESTS, target))
+        if "documentation" in kinds:
+            actions.append(_action(f"Document {symbol.qualname}", SYMBOL_DOCS, cmd.DOCUMENT, target))
+        if "refactoring" in kinds:  # the editor asks for the instruction, then calls ohLsp.refactor
+            actions.append(_action(f"Refactor {symbol.qualname}…", SYMBOL_REFACTOR, cmd.REFACTOR_PROMPT, target))
+    actions.extend(regenerate_fixes(diagnostics))
+    return [a for a in actions if _wanted(str(a.kind), only)]
+
+
+def task_of(diagnostic: t.Diagnostic) -> str | None:
+    """The task an oh-lsp diagnostic came from (its `data.taskId`)."""
+    if diagnostic.source != DIAGNOSTIC_SOURCE or not isinstance(diagnostic.data, dict):
+        return None
+    task_id = diagnostic.data.get("taskId")
+    return task_id if isinstance(task_id, str) and task_id else None
+
+
+def regenerate_fixes(diagnostics: Iterable[t.Diagnostic]) -> list[t.CodeAction]:
+    """"Regenerate with feedback" once per task that has a diagnostic in the request's range."""
+    by_task: dict[str, list[t.Diagnostic]] = {}
+    for diagnostic in diagnostics:
+        task_id = task_of(diagnostic)
+        if task_id:
+            by_task.setdefault(task_id, []).append(diagnostic)
+    return [_action("Regenerate with feedback", QUICKFIX, cmd.RETRY_TASK, {"taskId": task_id, "withFeedback": True},
+                    diagnostics=found) for task_id, found in by_task.items()]

@@ -1,0 +1,113 @@
+"""Driving a real `oh-lsp serve` process with pytest-lsp's client, against the scripted model server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Union
+
+import pytest_lsp
+from lsprotocol import types as t
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+from tests.conftest import CALC, OH_VARS, SENTINEL_KEY
+
+SERVER = [sys.executable, "-m", "oh_lsp", "serve"]
+STATUS = "ohLsp/status"
+
+
+def make_client() -> LanguageClient:
+    """pytest-lsp's client, with the lsprotocol 2025.0.0 fix for code actions that carry a command (the test client
+    would parse them as `Command`s), and a recorder for `workspace/applyEdit` (it has no default handler)."""
+    client = pytest_lsp.make_test_lsp_client()
+    converter = client.protocol._converter
+
+    def code_action_or_command(obj: Any, _type: Any) -> Any:
+        if isinstance(obj.get("command"), str):
+            return converter.structure(obj, t.Command)
+        return converter.structure(obj, t.CodeAction)
+
+    converter.register_structure_hook(Union[t.Command, t.CodeAction], code_action_or_command)
+    client.applied_edits = []  # type: ignore[attr-defined]
+    client.apply_result = t.ApplyWorkspaceEditResult(applied=True)  # type: ignore[attr-defined]
+    client.statuses = []  # type: ignore[attr-defined]
+    client.status_times = []  # type: ignore[attr-defined]
+
+    @client.feature(t.WORKSPACE_APPLY_EDIT)
+    def apply_edit(params: t.ApplyWorkspaceEditParams) -> t.ApplyWorkspaceEditResult:
+        client.applied_edits.append(params)  # type: ignore[attr-defined]
+        return client.apply_result  # type: ignore[attr-defined]
+
+    @client.feature(STATUS)
+    def status(params: Any) -> None:
+        client.statuses.append(params)  # type: ignore[attr-defined]
+        client.status_times.append(time.monotonic())  # type: ignore[attr-defined]
+
+    return client
+
+
+def make_project(root: Path) -> Path:
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "calc.py").write_text(CALC)
+    (root / "pyproject.toml").write_text('[project]\nname = "proj"\nversion = "0"\n')
+    return root
+
+
+async def start_server(project: Path, state: Path, base_url: str, capabilities: t.ClientCapabilities,
+                       options: dict[str, Any] | None = None, **env: str) -> LanguageClient:
+    environment = {k: v for k, v in os.environ.items() if k not in OH_VARS and not k.startswith("OH_LSP_")}
+    environment.update(OPENHANDS_BASE_URL=base_url, OPENROUTER_API_KEY=SENTINEL_KEY, OPENHANDS_MODEL="test-model",
+                       OH_LSP_STATE_DIR=str(state), PYTHONUNBUFFERED="1")
+    if os.environ.get("OH_LSP_PYTHON"):  # the light test interpreter (module-scoped servers pass it in `env`)
+        environment["OH_LSP_PYTHON"] = os.environ["OH_LSP_PYTHON"]
+    environment.update(env)
+    config = ClientServerConfig(server_command=SERVER, client_factory=make_client, server_env=environment)
+    client = await config.start()
+    init = {"trusted": True, "maxRepairIterations": 0, **(options or {})}  # one answer per task unless a test asks
+    await client.initialize_session(t.InitializeParams(
+        capabilities=capabilities, root_uri=project.as_uri(), initialization_options={"ohLsp": init},
+        workspace_folders=[t.WorkspaceFolder(uri=project.as_uri(), name=project.name)]))
+    return client
+
+
+async def stop_server(client: LanguageClient) -> None:
+    try:
+        await asyncio.wait_for(client.shutdown_session(), 20)
+    finally:
+        await client.stop()
+
+
+async def until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Wait until `check()` is truthy; returns its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def run_command(client: LanguageClient, command: str, *arguments: Any) -> Any:
+    return await client.workspace_execute_command_async(t.ExecuteCommandParams(command=command,
+                                                                              arguments=list(arguments)))
+
+
+def ended(client: LanguageClient, token: str) -> t.WorkDoneProgressEnd | None:
+    reports = client.progress_reports.get(token) or []
+    return next((r for r in reports if isinstance(r, t.WorkDoneProgressEnd)), None)
+
+
+async def code_actions(client: LanguageClient, uri: str, line: int = 0, character: int = 0,
+                       diagnostics: list[t.Diagnostic] | None = None,
+                       only: list[str] | None = None) -> list[t.CodeAction]:
+    result = await client.text_document_code_action_async(t.CodeActionParams(
+        text_document=t.TextDocumentIdentifier(uri=uri),
+        range=t.Range(t.Position(line, character), t.Position(line, character)),
+        context=t.CodeActionContext(diagnostics=diagnostics or [], only=only)))
+    return list(result or [])

@@ -1,0 +1,372 @@
+"""The language server end to end with VS Code's recorded capabilities: a real `oh-lsp serve` process, the
+scripted model server, real pytest runs. One server for the module (each start costs about a second)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+import pytest_lsp
+from lsprotocol import types as t
+from pygls.exceptions import JsonRpcInvalidParams
+
+from oh_lsp.paths import state_dir
+from oh_lsp.testing.model_server import Reply, ScriptedModelServer
+from tests.conftest import GOOD_TESTS, SENTINEL_KEY, fenced
+from tests.lsp_client import (code_actions, ended, make_project, run_command, start_server, stop_server,
+                              until)
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
+
+ONLY_FAILING_TESTS = '''\
+from pkg.calc import divide
+
+
+def test_divide_by_zero_gives_zero():
+    assert divide(1, 0) == 0
+'''
+# three good tests (100% coverage) and one that fails inside the target: 3/4 kept, score 0.75 >= 0.7
+MIXED_TESTS = GOOD_TESTS + '''
+
+def test_divide_by_zero_gives_zero():
+    assert divide(1, 0) == 0
+'''
+USAGE = {"prompt_tokens": 300, "completion_tokens": 120, "total_tokens": 420, "cost": 0.00123}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("lsp-flow")
+    return make_project(base / "proj"), base / "state"
+
+
+@pytest.fixture(scope="module")
+def model():
+    with ScriptedModelServer() as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client(workspace, model, light_python):
+    project, state = workspace
+    client = await start_server(project, state, model.base_url, pytest_lsp.client_capabilities("visual-studio-code"),
+                                OH_LSP_PYTHON=str(light_python))
+    yield client
+    await stop_server(client)
+
+
+@pytest.fixture
+def calc(workspace) -> str:
+    return (workspace[0] / "pkg" / "calc.py").as_uri()
+
+
+async def finish(client, result: dict) -> t.WorkDoneProgressEnd:
+    return await until(lambda: ended(client, result["progressToken"]), 60, "the progress to end")
+
+
+async def test_code_actions_offer_the_module_and_the_symbol_under_the_cursor(client, calc, workspace) -> None:
+    actions = await code_actions(client, calc, line=4, character=4)  # inside `def add`
+    offered = {(a.title, a.kind) for a in actions}
+    assert ("Generate tests for pkg.calc", "source.ohLsp.generateTests") in offered
+    assert ("Generate tests for add", "refactor.ohLsp.generateTests") in offered
+    symbol_action = next(a for a in actions if a.title == "Generate tests for add")
+    assert list(symbol_action.command.arguments) == [{"uri": calc, "symbol": "add"}]
+    only_source = await code_actions(client, calc, line=4, only=["source"])
+    assert [a.title for a in only_source] == ["Generate tests for pkg.calc", "Document pkg.calc"]
+    readme = workspace[0] / "README.md"
+    readme.write_text("# proj\n")
+    assert await code_actions(client, readme.as_uri()) == []
+
+
+async def test_full_flow_progress_edit_and_status(client, calc, model, workspace) -> None:
+    model.script(Reply.text(fenced(GOOD_TESTS), usage=USAGE))
+    action = next(a for a in await code_actions(client, calc) if a.kind == "source.ohLsp.generateTests")
+    result = await run_command(client, action.command.command, *action.command.arguments)
+    assert set(result) == {"taskId", "progressToken"}
+    end = await finish(client, result)
+
+    reports = client.progress_reports[result["progressToken"]]
+    begin = reports[0]
+    assert isinstance(begin, t.WorkDoneProgressBegin) and begin.cancellable
+    assert begin.title == "oh-lsp: Generate tests for pkg/calc.py"
+    assert begin.message.startswith("queued (position ")
+    messages = [r.message for r in reports[1:-1]]
+    assert any(m.startswith("model test-model") for m in messages)
+    assert any(m.startswith("answer received: 420 tokens") for m in messages)
+    assert any(m.startswith("validating") for m in messages)
+    assert end.message.startswith("tests/pkg/test_calc.py (applied in the editor)")
+    assert "score 1.00" in end.message and "3 tests kept, 0 dropped" in end.message and "$0.0012" in end.message
+
+    edit = client.applied_edits[-1]
+    assert edit.label == "oh-lsp: tests for pkg.calc"
+    changes = edit.edit.document_changes
+    test_file = (workspace[0] / "tests" / "pkg" / "test_calc.py").as_uri()
+    assert [c.uri for c in changes if isinstance(c, t.CreateFile)][-1] == test_file
+    text_edit = next(c for c in changes if isinstance(c, t.TextDocumentEdit) and c.text_document.uri == test_file)
+    assert text_edit.edits[0].new_text == GOOD_TESTS
+    assert not (workspace[0] / "tests").exists(), "the editor applies the edit; the server writes nothing"
+
+    status = await until(lambda: next((s for s in reversed(client.statuses) if s.completed >= 1), None), 5,
+                         "a status counting the task")
+    assert status.tokens >= 420 and status.costSession >= 0.00123 and status.costToday >= 0.00123
+    assert status.model == "test-model" and status.cooldowns == [] and status.budgetLeftToday is None
+    tasks = await run_command(client, "ohLsp.listTasks", {"status": "completed"})
+    assert tasks[0]["taskId"] == result["taskId"] and tasks[0]["target"] == "pkg/calc.py"
+
+
+async def test_the_edit_is_rebased_on_the_open_buffer(client, calc, model, workspace) -> None:
+    """The test module is open with unsaved text (not on disk): the new tests are added to that text, by version."""
+    test_file = (workspace[0] / "tests" / "pkg" / "test_calc.py").as_uri()
+    mine = "import pytest\n\n\ndef test_mine():\n    assert True  # 🎉 unsaved\n"
+    client.text_document_did_open(t.DidOpenTextDocumentParams(text_document=t.TextDocumentItem(
+        uri=test_file, language_id="python", version=7, text=mine)))
+    model.script(Reply.text(fenced(GOOD_TESTS)))
+    try:
+        result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "into the buffer"})
+        end = await finish(client, result)
+    finally:
+        client.text_document_did_close(t.DidCloseTextDocumentParams(
+            text_document=t.TextDocumentIdentifier(uri=test_file)))
+    assert "recomputed against the current file" in end.message
+    changes = client.applied_edits[-1].edit.document_changes
+    assert not any(isinstance(c, t.CreateFile) and c.uri == test_file for c in changes)
+    (document_edit,) = [c for c in changes if isinstance(c, t.TextDocumentEdit) and c.text_document.uri == test_file]
+    assert document_edit.text_document.version == 7
+    inserted = "".join(e.new_text for e in document_edit.edits)
+    assert "def test_add" in inserted and "def test_mine" not in inserted and "import pytest" not in inserted
+    assert all(e.range.start.line >= 1 for e in document_edit.edits), "the user's text stays where it is"
+
+
+async def test_an_edit_the_editor_rejects_is_reported_not_applied(client, calc, model) -> None:
+    model.script(Reply.text(fenced(GOOD_TESTS)))
+    client.apply_result = t.ApplyWorkspaceEditResult(applied=False, failure_reason="the file is read-only")
+    try:
+        result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "rejected"})
+        end = await finish(client, result)
+    finally:
+        client.apply_result = t.ApplyWorkspaceEditResult(applied=True)
+    assert "not applied: the editor did not apply the edit: the file is read-only" in end.message
+    warning = await until(lambda: next((m for m in client.messages if "not applied" in m.message), None), 5,
+                          "a warning")
+    assert warning.type == t.MessageType.Warning
+    (row,) = [r for r in await run_command(client, "ohLsp.listTasks", {}) if r["taskId"] == result["taskId"]]
+    assert row["status"] == "completed" and row["delivery"].startswith("not applied: the editor did not apply")
+
+
+async def test_failed_task_gives_diagnostics_on_the_target_and_a_quick_fix(client, calc, model, workspace) -> None:
+    model.script(Reply.text(fenced(ONLY_FAILING_TESTS)))
+    edits_before = len(client.applied_edits)
+    result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "symbol": "divide"})
+    end = await finish(client, result)
+    assert end.message.startswith("failed: validation failed")
+    assert len(client.applied_edits) == edits_before, "nothing is delivered when nothing passes"
+
+    diagnostics = await until(lambda: client.diagnostics.get(calc), 10, "diagnostics on calc.py")
+    by_code = {d.code: d for d in diagnostics}
+    failed = by_code["test-failed"]
+    assert failed.range.start.line == 7, "anchored at `def divide`, the function the task was about"
+    assert "test_divide_by_zero_gives_zero" in failed.message and failed.source == "oh-lsp"
+    assert failed.severity == t.DiagnosticSeverity.Error
+    bug = by_code["possible-bug"]
+    assert bug.severity == t.DiagnosticSeverity.Warning and bug.range.start.line == 9  # the `raise` in divide
+    assert all(d.data == {"taskId": result["taskId"], "code": d.code} for d in diagnostics)
+
+    pulled = await client.text_document_diagnostic_async(t.DocumentDiagnosticParams(
+        text_document=t.TextDocumentIdentifier(uri=calc)))
+    assert [(d.code, d.range, d.message) for d in pulled.items] == [(d.code, d.range, d.message) for d in diagnostics]
+
+    fixes = await code_actions(client, calc, line=7, diagnostics=list(diagnostics), only=["quickfix"])
+    assert [f.title for f in fixes] == ["Regenerate with feedback"]
+    assert list(fixes[0].command.arguments) == [{"taskId": result["taskId"], "withFeedback": True}]
+
+    model.script(Reply.text(fenced(GOOD_TESTS)))
+    retry = await run_command(client, fixes[0].command.command, *fixes[0].command.arguments)
+    assert retry["taskId"] != result["taskId"]
+    end = await finish(client, retry)
+    assert "applied in the editor" in end.message
+    prompt = model.requests[-1].body["messages"][-1]["content"]
+    assert "previous attempt was rejected" in prompt and "test_divide_by_zero_gives_zero" in prompt
+    assert "Write unit tests for divide in module pkg.calc." in prompt
+    await until(lambda: len(client.diagnostics[calc]) == 0, 5, "the regenerated result to clear the diagnostics")
+
+
+async def test_mixed_result_delivers_the_kept_tests_and_reports_the_dropped_one(client, calc, model,
+                                                                                 workspace) -> None:
+    model.script(Reply.text(fenced(MIXED_TESTS)))
+    result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "mixed"})
+    end = await finish(client, result)
+    assert "3 tests kept, 1 dropped" in end.message and "score 0.75" in end.message
+    delivered = "".join(e.new_text for c in client.applied_edits[-1].edit.document_changes
+                        if isinstance(c, t.TextDocumentEdit) for e in c.edits)
+    assert "def test_divide(" in delivered and "test_divide_by_zero_gives_zero" not in delivered
+    test_file = (workspace[0] / "tests" / "pkg" / "test_calc.py").as_uri()
+    on_tests = await until(lambda: client.diagnostics.get(test_file), 10, "diagnostics on the test file")
+    dropped = next(d for d in on_tests if d.code == "test-failed")
+    assert dropped.message.startswith("dropped: test_divide_by_zero_gives_zero failed")
+    assert dropped.severity == t.DiagnosticSeverity.Warning and dropped.range.start.line == 0
+    bug = next(d for d in client.diagnostics.get(calc, []) if d.code == "possible-bug")
+    assert bug.severity == t.DiagnosticSeverity.Warning and bug.range.start.line == 9  # the `raise` in divide
+
+
+async def test_cancel_mid_stream_stops_the_model_call(client, calc, model) -> None:
+    model.script(Reply.text(fenced(GOOD_TESTS), chunk_size=4, chunk_delay=0.05))
+    result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "slow"})
+    token = result["progressToken"]
+    await until(lambda: any(getattr(r, "message", "") and r.message.startswith("streaming")
+                            for r in client.progress_reports.get(token, [])), 20, "streaming reports")
+    client.window_work_done_progress_cancel(t.WorkDoneProgressCancelParams(token=token))
+    end = await finish(client, result)
+    assert end.message == "cancelled"
+    request = model.requests[-1]
+    await until(lambda: request.disconnected, 5, "the model server to see the connection closed")
+    assert not request.completed and request.chunks_sent < len(fenced(GOOD_TESTS)) // 4
+    status = await until(lambda: next((s for s in reversed(client.statuses) if s.cancelled >= 1), None), 5,
+                         "a status counting the cancel")
+    assert status.cancelled == 1
+    tasks = await run_command(client, "ohLsp.listTasks", {"status": "cancelled"})
+    assert [row["taskId"] for row in tasks] == [result["taskId"]]
+
+
+async def test_cancel_task_command_by_progress_token(client, calc, model) -> None:
+    model.script(Reply.text(fenced(GOOD_TESTS), chunk_size=2, chunk_delay=0.05))
+    result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "slow again"})
+    assert await run_command(client, "ohLsp.cancelTask", {"progressToken": result["progressToken"]}) == \
+        {"cancelled": True}
+    assert (await finish(client, result)).message == "cancelled"
+    assert await run_command(client, "ohLsp.cancelTask", {"taskId": result["taskId"]}) == {"cancelled": False}
+
+
+async def test_configuration_change_applies_to_the_next_task(client, calc, model) -> None:
+    model.default = Reply.text("I cannot help with that.")  # fails fast: no code, no pytest run
+    try:
+        client.workspace_did_change_configuration(t.DidChangeConfigurationParams(
+            settings={"ohLsp": {"model": "other-model"}}))
+        await finish(client, await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "a"}))
+        assert model.requests[-1].body["model"] == "other-model"
+
+        shown = len(client.messages)
+        client.workspace_did_change_configuration(t.DidChangeConfigurationParams(
+            settings={"ohLsp": {"model": "third-model", "workers": "many", "qualityThreshold": 3}}))
+        message = await until(lambda: client.messages[shown:] and client.messages[-1], 5, "an error message")
+        assert message.type == t.MessageType.Error
+        assert "ohLsp.workers must be a whole number" in message.message and "ohLsp.qualityThreshold" in message.message
+        await finish(client, await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "b"}))
+        assert model.requests[-1].body["model"] == "other-model", "an invalid change keeps the old configuration"
+
+        assert (await run_command(client, "ohLsp.setModel", {"name": "session-model"}))["model"] == "session-model"
+        await finish(client, await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "c"}))
+        assert model.requests[-1].body["model"] == "session-model"
+        assert (await run_command(client, "ohLsp.setModel", {"name": None}))["model"] == "other-model"
+    finally:
+        model.default = Reply.http_error(500, "no scripted reply")
+
+
+async def test_status_is_debounced_during_a_burst_of_tasks(client, calc, model) -> None:
+    model.default = Reply.text("no code in this answer")  # each task fails at once: many events in a short time
+    try:
+        failed_before = client.statuses[-1].failed if client.statuses else 0
+        first = len(client.status_times)
+        results = [await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": f"burst {n}"})
+                   for n in range(12)]
+        for result in results:
+            await finish(client, result)
+        await until(lambda: client.statuses[-1].failed >= failed_before + 12, 5, "the status to count the burst")
+    finally:
+        model.default = Reply.http_error(500, "no scripted reply")
+    times = client.status_times[first:]  # 12 tasks x (queued, started, model chosen, failed) status changes
+    assert max(sum(1 for x in times if start <= x < start + 1.0) for start in times) <= 5
+
+
+async def test_set_api_key_is_used_and_never_logged(client, calc, model, workspace) -> None:
+    new_key = "sk-or-v1-SESSION-KEY-fedcba9876543210"
+    assert await run_command(client, "ohLsp.setApiKey", {"apiKey": new_key}) == {}
+    with pytest.raises(JsonRpcInvalidParams) as bad:
+        await run_command(client, "ohLsp.setApiKey", {"apiKey": new_key, "typo": new_key + "-x"})
+    assert new_key not in str(bad.value)
+    model.script(Reply.text("no code"))
+    await finish(client, await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "key"}))
+    assert model.requests[-1].headers["authorization"] == f"Bearer {new_key}"
+    log_file = state_dir(workspace[0]) / "oh-lsp.log"
+    text = log_file.read_text() if log_file.exists() else ""
+    assert new_key not in text and SENTINEL_KEY not in text
+    await run_command(client, "ohLsp.setApiKey", {"apiKey": SENTINEL_KEY})
+
+
+async def test_reporting_commands(client) -> None:
+    metrics = await run_command(client, "ohLsp.showMetrics", {})
+    assert metrics["system"]["executions"] >= 2 and metrics["system"]["successful"] >= 2
+    assert metrics["session"]["completed"] >= 2 and "test-model" in metrics["models"]
+    stats = await run_command(client, "ohLsp.queueStats")
+    assert stats["completed"] >= 2 and stats["cancelled"] >= 2 and "pending_by_priority" in stats
+    chosen = await run_command(client, "ohLsp.selectModel", {"category": "unit_test", "complexity": "simple"})
+    assert chosen["model"] == "other-model" and "configured model" in chosen["why"]  # set by the config test
+    assert chosen["chain"][0] == "other-model"
+    models = await run_command(client, "ohLsp.listModels", {})
+    mine = next((m for m in models if m["name"] == "other-model"), None)
+    assert mine, models
+    assert set(mine) == {"name", "id", "qualityScore", "pricePrompt", "priceCompletion", "contextLength", "state",
+                         "breaker"}
+    assert mine["state"] == "ready" and mine["breaker"] == "closed"
+
+
+BAD_CALLS = [
+    ("ohLsp.generateTests", [], "takes one object argument"),
+    ("ohLsp.generateTests", [{}], "uri is missing"),
+    ("ohLsp.generateTests", [{"uri": 5}], "uri must be a non-empty string"),
+    ("ohLsp.generateTests", [{"uri": "file:///x.py", "symbol": "1bad"}], "symbol must be a dotted name"),
+    ("ohLsp.generateTests", [{"uri": "file:///x.py", "symbol": {"line": -1, "character": 0}}], "symbol must be"),
+    ("ohLsp.generateTests", [{"uri": "file:///x.py"}, {"uri": "file:///y.py"}], "it got 2 argument(s)"),
+    ("ohLsp.documentModule", [{"uri": 1}], "uri must be"),
+    ("ohLsp.refactor", [{"uri": "file:///x.py", "symbol": "f"}], "instruction is missing"),
+    ("ohLsp.cancelTask", [{}], "give taskId or progressToken"),
+    ("ohLsp.cancelTask", [{"taskId": 3}], "taskId must be"),
+    ("ohLsp.retryTask", [{"withFeedback": True}], "taskId is missing"),
+    ("ohLsp.retryTask", [{"taskId": "x", "withFeedback": "yes"}], "withFeedback must be true or false"),
+    ("ohLsp.showMetrics", [{"verbose": True}], "unknown argument 'verbose'"),
+    ("ohLsp.queueStats", ["x"], "takes one object argument"),
+    ("ohLsp.listTasks", [{"status": "done"}], "status must be one of"),
+    ("ohLsp.selectModel", [{"category": "poetry"}], "category must be one of"),
+    ("ohLsp.selectModel", [{"category": "unit_test", "qualityThreshold": 2}], "between 0 and 1"),
+    ("ohLsp.listModels", [[]], "takes one object argument"),
+    ("ohLsp.setModel", [{}], "name is missing"),
+    ("ohLsp.setApiKey", [{"apiKey": ""}], "apiKey must be a non-empty string"),
+]
+
+
+@pytest.mark.parametrize(("command", "arguments", "message"), BAD_CALLS, ids=[f"{c}-{i}" for i, (c, *_)
+                                                                              in enumerate(BAD_CALLS)])
+async def test_bad_arguments_get_invalid_params(client, command, arguments, message) -> None:
+    with pytest.raises(JsonRpcInvalidParams) as error:
+        await run_command(client, command, *arguments)
+    assert message in str(error.value)
+
+
+async def test_every_command_has_a_bad_call() -> None:
+    from oh_lsp.lsp.commands import COMMANDS
+
+    assert {c for c, *_ in BAD_CALLS} == set(COMMANDS)
+
+
+async def test_bad_targets_get_clear_messages(client, workspace, tmp_path) -> None:
+    project = workspace[0]
+    cases = [
+        ({"uri": (project / "pkg" / "missing.py").as_uri()}, "does not exist under the project root"),
+        ({"uri": (project / "pyproject.toml").as_uri()}, "is not a Python file (.py)"),
+        ({"uri": (tmp_path / "elsewhere.py").as_uri()}, "is outside the workspace folders"),
+        ({"uri": "untitled:Untitled-1"}, "is not a file URI"),
+        ({"uri": (project / "pkg" / "calc.py").as_uri(), "symbol": "Nope.method"}, "'Nope.method' is not defined in"
+                                                                                  " pkg/calc.py; it defines: add"),
+        ({"uri": (project / "pkg" / "calc.py").as_uri(), "symbol": {"line": 1, "character": 0}},
+         "no function or class at line 2"),
+    ]
+    (tmp_path / "elsewhere.py").write_text("x = 1\n")
+    for arguments, message in cases:
+        with pytest.raises(JsonRpcInvalidParams) as error:
+            await run_command(client, "ohLsp.generateTests", arguments)
+        assert message in str(error.value)
+    with pytest.raises(JsonRpcInvalidParams, match="no task 'nope'"):
+        await run_command(client, "ohLsp.retryTask", {"taskId": "nope"})
+    assert "pending" in await run_command(client, "ohLsp.queueStats", {}), "the server is still alive"
+    await asyncio.sleep(0)

@@ -1,0 +1,344 @@
+"""The language server's plain functions, without a client: settings, command arguments, symbols, code actions,
+positions and diagnostics, delivery edits, status, progress text; and the engine's reconfiguration."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+from lsprotocol import types as t
+from pygls.workspace import PositionCodec
+
+from oh_lsp.edits import Edit, FileEdit, whole_file_edit
+from oh_lsp.lsp import actions, commands, delivery, diagnostics, progress, reports, settings, status, symbols
+from oh_lsp.paths import sha256_text
+
+UTF16 = PositionCodec(t.PositionEncodingKind.Utf16)
+UTF8 = PositionCodec(t.PositionEncodingKind.Utf8)
+
+
+# --- settings ------------------------------------------------------------------------------------------------------
+def test_settings_merge_checks_every_value_and_keeps_the_old_ones_on_error() -> None:
+    current, unknown = settings.merge_settings({}, {"model": "m", "workers": 4, "trusted": True, "color": "red"})
+    assert current == {"model": "m", "workers": 4, "trusted": True} and unknown == ["color"]
+    merged, _ = settings.merge_settings(current, {"model": None, "qualityThreshold": 0.5})
+    assert merged == {"workers": 4, "trusted": True, "qualityThreshold": 0.5}, "null resets a setting"
+    with pytest.raises(settings.SettingsError) as error:
+        settings.merge_settings(current, {"workers": 0, "trusted": "yes", "apiKey": 42, "timeoutSeconds": 1.5})
+    text = str(error.value)
+    for part in ("ohLsp.workers must be a whole number from 1 to 64", "ohLsp.trusted must be true or false",
+                 "ohLsp.apiKey must be a string, not <hidden>", "ohLsp.timeoutSeconds must be a whole number"):
+        assert part in text
+    assert "42" not in text and current == {"model": "m", "workers": 4, "trusted": True}
+    assert settings.section_of({"ohLsp": {"model": "x"}}) == {"model": "x"}
+    assert settings.section_of({"model": "x"}) == {"model": "x"} and settings.section_of(None) is None
+
+
+def test_build_config_trust_comes_from_the_editor_never_from_the_project(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / ".env").write_text("OH_LSP_TRUSTED=true\nOPENHANDS_MODEL=from-dotenv\n")
+    config = settings.build_config(tmp_path, {})
+    assert config.trusted is False and config.model == "from-dotenv"
+    assert settings.build_config(tmp_path, {"trusted": True, "model": "chosen"}).model == "chosen"
+    monkeypatch.setenv("MY_KEY", "sk-from-my-env")
+    config = settings.build_config(tmp_path, {"apiKeyEnv": "MY_KEY", "timeoutSeconds": 30})
+    assert config.api_key.get_secret_value() == "sk-from-my-env" and config.timeout_seconds == 30
+    session_key = settings.build_config(tmp_path, {"apiKeyEnv": "MY_KEY"}, settings.Overrides(api_key="sk-session"))
+    assert session_key.api_key.get_secret_value() == "sk-session"
+    with pytest.raises(settings.SettingsError, match=r"ohLsp\.baseUrl: .*http\(s\) URL"):
+        settings.build_config(tmp_path, {"baseUrl": "ftp://example"})
+    from oh_lsp.config import OpenHandsConfig
+
+    given = {"budgetPerDayUsd": 5, "maxRepairIterations": 1, "model": "m"}
+    unknown_to_the_engine = [f"ohLsp.{k}" for k in given
+                             if settings.CONFIG_FIELDS[k] not in OpenHandsConfig.model_fields]
+    assert settings.not_enforced(given) == unknown_to_the_engine and "ohLsp.model" not in unknown_to_the_engine
+
+
+# --- command arguments ---------------------------------------------------------------------------------------------
+def test_command_arguments_are_checked_field_by_field() -> None:
+    args = commands.parse(commands.TargetArgs, "c", [{"uri": "file:///a.py", "symbol": {"line": 3, "character": 1}}])
+    assert args.symbol == commands.Position(3, 1) and args.description == ""
+    assert commands.parse(commands.TargetArgs, "c", [{"uri": "u", "symbol": "A.b"}]).symbol == "A.b"
+    assert commands.parse(commands.SetModelArgs, "c", [{"name": None}]).name is None
+    assert commands.parse(commands.NoArgs, "c", []) == commands.NoArgs()
+    assert commands.parse(commands.CancelArgs, "c", [{"progressToken": "tok"}]).progress_token == "tok"
+    with pytest.raises(commands.CommandError) as error:
+        commands.parse(commands.RetryArgs, "ohLsp.retryTask", [{"taskid": "x"}])
+    assert str(error.value) == ("ohLsp.retryTask: unknown argument 'taskid'; taskId is missing. ohLsp.retryTask takes"
+                                " one object argument {taskId: string, withFeedback?: boolean}.")
+    assert commands.usage(commands.TargetArgs) == (
+        "{uri: string, symbol?: string | {line, character} | null, description?: string}")
+
+
+def test_feedback_names_the_findings_of_the_failed_attempt() -> None:
+    from oh_lsp.tasks import QueuedTask
+
+    task = QueuedTask(task_type="unit_test", result={"validation": {"errors": [
+        {"code": "test-failed", "message": "test_x failed: assert 1 == 2"}], "warnings": []}})
+    assert "- test-failed: test_x failed: assert 1 == 2" in commands.feedback_text(task)
+    assert commands.feedback_text(QueuedTask(task_type="unit_test", error="HTTP 500")) .endswith(
+        "- HTTP 500\nDo not repeat these mistakes.")
+
+
+# --- symbols and code actions --------------------------------------------------------------------------------------
+SOURCE = '''\
+import os
+
+
+class Shop:
+    """A shop."""
+
+    @property
+    def name(self):
+        return "x"
+
+    def total(self, items):
+        def helper(x):
+            return x
+        return sum(map(helper, items))
+
+
+def free():
+    pass
+'''
+
+
+def test_symbols_under_the_cursor_and_by_name() -> None:
+    assert symbols.symbol_at(SOURCE, 13).qualname == "Shop.total.helper"
+    assert symbols.symbol_at(SOURCE, 14).qualname == "Shop.total"
+    assert symbols.symbol_at(SOURCE, 5).qualname == "Shop"
+    assert symbols.symbol_at(SOURCE, 1) is None
+    assert symbols.find_symbol(SOURCE, "Shop.name").line == 8
+    assert symbols.symbols("def broken(:\n") == ()
+    assert "it defines: Shop, Shop.name, Shop.total, Shop.total.helper, free" in symbols.describe_missing(
+        SOURCE, "Nope", "shop.py")
+
+
+def test_code_actions_by_kind_and_the_only_filter() -> None:
+    symbol = symbols.find_symbol(SOURCE, "Shop.total")
+    every = actions.code_actions("file:///p/shop.py", "shop", symbol, ["unit_test", "documentation", "refactoring"])
+    assert [(a.title, a.kind) for a in every] == [
+        ("Generate tests for shop", "source.ohLsp.generateTests"), ("Document shop", "source.ohLsp.document"),
+        ("Generate tests for Shop.total", "refactor.ohLsp.generateTests"),
+        ("Document Shop.total", "refactor.ohLsp.document"), ("Refactor Shop.total…", "refactor.rewrite.ohLsp")]
+    refactor = every[-1].command
+    assert refactor.command == "ohLsp.refactorPrompt" and refactor.arguments == [
+        {"uri": "file:///p/shop.py", "symbol": "Shop.total"}]
+    assert [a.title for a in actions.code_actions("u", "shop", symbol, ["unit_test"], only=["refactor"])] == [
+        "Generate tests for Shop.total"]
+    assert actions.code_actions("u", "shop", None, ["documentation"], only=["source.ohLsp.document"])[0].title == \
+        "Document shop"
+    ours = t.Diagnostic(range=t.Range(t.Position(0, 0), t.Position(0, 1)), message="m", source="oh-lsp",
+                        data={"taskId": "abc", "code": "test-failed"})
+    other = t.Diagnostic(range=ours.range, message="m", source="pyright", data={"taskId": "zzz"})
+    fixes = actions.code_actions("u", "shop", None, [], [ours, other, ours])
+    assert [(f.title, f.kind, f.command.arguments) for f in fixes] == [
+        ("Regenerate with feedback", "quickfix", [{"taskId": "abc", "withFeedback": True}])]
+    assert fixes[0].diagnostics == [ours, ours]
+
+
+# --- positions and diagnostics -------------------------------------------------------------------------------------
+def test_finding_columns_become_utf16_or_utf8_units() -> None:
+    lines = ["s = '🎉é'; x = 1"]  # code points: 🎉=5, é=6, the closing quote=7; 🎉 is 2 UTF-16 units, 4 bytes
+    r16 = diagnostics.lsp_range(lines, UTF16, 1, 7, 1, 8)
+    assert (r16.start.character, r16.end.character) == (8, 9)
+    r8 = diagnostics.lsp_range(lines, UTF8, 1, 7, 1, 8)
+    assert (r8.start.character, r8.end.character) == (11, 12)
+    whole = diagnostics.lsp_range(lines, UTF16, 1)
+    assert (whole.start.character, whole.end.character) == (0, 16)  # 15 code points, 🎉 counts twice
+    clamped = diagnostics.lsp_range(["a", "b"], UTF16, 40)
+    assert clamped.start.line == 1
+    assert diagnostics.split_lines("a\r\nb\rc\n") == ["a", "b", "c"]
+
+
+def test_failed_task_findings_are_shown_on_the_target_and_completed_ones_where_they_are() -> None:
+    result = {"output_file": "tests/test_calc.py", "content": "def test_x():\n    assert 1 == 2\n",
+              "validation": {"errors": [
+                  {"code": "test-failed", "message": "test_x failed", "file": "tests/test_calc.py", "line": 1,
+                   "col": 0, "end_line": 2, "severity": "error", "test": "test_x"}],
+                  "warnings": [{"code": "possible-bug", "message": "test_x expected otherwise", "severity": "warning",
+                                "file": "calc.py", "line": 3}]}}
+    texts = {"calc.py": "def f():\n    x = 1\n    raise ValueError\n"}
+    failed = diagnostics.task_diagnostics("T", result, completed=False, target="calc.py", text_of=texts.get,
+                                          codec=UTF16, anchor_line=1)
+    assert list(failed) == ["calc.py"]
+    test_failed, bug = failed["calc.py"]
+    assert test_failed.message == "generated test_calc.py: test_x failed" and test_failed.range.start.line == 0
+    assert (bug.range.start.line, bug.severity) == (2, t.DiagnosticSeverity.Warning)
+    assert test_failed.data == {"taskId": "T", "code": "test-failed"} and test_failed.source == "oh-lsp"
+    done = diagnostics.task_diagnostics("T", result, completed=True, target="calc.py", text_of=texts.get,
+                                        codec=UTF16)
+    assert done["tests/test_calc.py"][0].range == t.Range(t.Position(0, 0), t.Position(1, 17))
+
+
+def test_diagnostic_store_replaces_a_slot_and_finds_tasks_without_data() -> None:
+    store = diagnostics.DiagnosticStore()
+    first = t.Diagnostic(range=t.Range(t.Position(1, 0), t.Position(1, 3)), message="a", code="x", source="oh-lsp",
+                         data={"taskId": "one", "code": "x"})
+    assert store.replace(("root", "unit_test", "a.py"), "one", {"u": [first]}) == {"u"}
+    assert store.for_uri("u") == [first]
+    bare = t.Diagnostic(range=first.range, message="a", code="x", source="oh-lsp")
+    assert store.with_task_ids("u", [bare])[0].data == {"taskId": "one", "code": "x"}
+    assert store.replace(("root", "unit_test", "a.py"), "two", {}) == {"u"}
+    assert store.for_uri("u") == [] and store.task_of("u", bare) is None
+
+
+# --- delivery ------------------------------------------------------------------------------------------------------
+def test_can_apply_follows_the_clients_capabilities() -> None:
+    def caps(apply: bool, operations=None) -> t.ClientCapabilities:
+        return t.ClientCapabilities(workspace=t.WorkspaceClientCapabilities(
+            apply_edit=apply, workspace_edit=t.WorkspaceEditClientCapabilities(resource_operations=operations)))
+
+    assert delivery.can_apply(caps(True, [t.ResourceOperationKind.Create]), creates=True)
+    assert not delivery.can_apply(caps(True), creates=True) and delivery.can_apply(caps(True), creates=False)
+    assert not delivery.can_apply(caps(False, [t.ResourceOperationKind.Create]), creates=False)
+    assert not delivery.can_apply(t.ClientCapabilities(), creates=False)
+
+
+def test_an_edit_is_rebased_on_the_open_buffer_and_sent_in_client_units() -> None:
+    from oh_lsp.kinds.unit_test import recompute
+
+    generated = "from m import f\n\n\ndef test_f():\n    assert f() == 1\n"
+    made_against = "import os\n"
+    result = {"output_file": "tests/test_m.py", "generated_source": generated}
+    change = FileEdit(path="tests/test_m.py", new_text=made_against + generated, base_sha256=sha256_text(made_against))
+    buffer = "# ünïcode 🎉\nimport os\n\n\ndef test_old():\n    pass\n"  # the user edited the open file since
+    bound, outcomes = delivery.bind(Edit("l", [change]), recompute(result), lambda _p: (buffer, 7),
+                                    lambda p: f"file:///p/{p}")
+    assert [(o.action, o.message) for o in outcomes] == [("updated", "recomputed against the current file")]
+    assert "def test_old" in bound[0].change.new_text and "def test_f" in bound[0].change.new_text
+    capabilities = t.ClientCapabilities(workspace=t.WorkspaceClientCapabilities(
+        apply_edit=True, workspace_edit=t.WorkspaceEditClientCapabilities(document_changes=True)))
+    workspace_edit = delivery.workspace_edit(bound, UTF16, capabilities)
+    (document_edit,) = workspace_edit.document_changes
+    assert document_edit.text_document.version == 7
+    from oh_lsp.kinds.placement import apply_text_edits
+    from oh_lsp.edits import TextEdit
+
+    # the client-unit ranges, applied to the buffer the way an editor would, give the recomputed text
+    lines = buffer.split("\n")
+    edits = [TextEdit(e.range.start.line, UTF16.position_from_client_units(lines, e.range.start).character,
+                      e.range.end.line, UTF16.position_from_client_units(lines, e.range.end).character, e.new_text)
+             for e in document_edit.edits]
+    assert apply_text_edits(buffer, edits) == bound[0].change.new_text
+
+    refused, outcomes = delivery.bind(Edit("l", [change]), None, lambda _p: (buffer, 7), lambda p: p)
+    assert refused == [] and outcomes[0].action == "refused"
+    created, _ = delivery.bind(Edit("l", [whole_file_edit("tests/__init__.py", None, "")]), None,
+                               lambda _p: (None, None), lambda p: f"file:///p/{p}")
+    plain = delivery.workspace_edit(created, UTF16, capabilities)
+    assert [type(c).__name__ for c in plain.document_changes] == ["CreateFile"], "an empty file needs no text edit"
+    no_document_changes = t.ClientCapabilities(workspace=t.WorkspaceClientCapabilities(apply_edit=True))
+    assert delivery.workspace_edit(bound, UTF16, no_document_changes).changes["file:///p/tests/test_m.py"]
+
+
+# --- status and progress -------------------------------------------------------------------------------------------
+def test_status_counts_events_and_adds_up_the_stores() -> None:
+    from oh_lsp import events as ev
+
+    counts = status.SessionCounts()
+    for kind, data in [(ev.MODEL_CHOSEN, {"model": "m1"}), (ev.COMPLETED, {"tokens": 100, "cost": 0.5}),
+                       (ev.FAILED, {"tokens": 10, "cost": 0.25}), (ev.CANCELLED, {}),
+                       (ev.RETRYING, {"tokens": 1, "cost": 0.0})]:
+        assert counts.on_event(ev.Event(kind, "t", data))
+    assert not counts.on_event(ev.Event(ev.TOKENS, "t", {"chunks": 3}))
+    payload = status.build_status(counts, [{"pending": 2, "running": 1}, {"pending": 1, "running": 0}],
+                                  [{"system": {"executions": 4, "successful": 3, "cost_today": 1.0}},
+                                   {"system": {"executions": 0, "successful": 0, "cost_today": 0.5}}],
+                                  "configured", status.model_layer_state([]))
+    assert payload == {"queued": 3, "running": 1, "completed": 1, "failed": 1, "cancelled": 1, "tokens": 111,
+                       "costSession": 0.75, "costToday": 1.5, "successRate": 0.75, "model": "m1",
+                       "cooldowns": [], "breakers": [], "budgetLeftToday": None}
+
+
+async def test_debouncer_sends_at_most_once_per_interval() -> None:
+    sent: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def send() -> None:
+        sent.append(loop.time())
+
+    debouncer = status.Debouncer(send, interval=0.05)
+    for _ in range(200):
+        debouncer.poke()
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.12)
+    await debouncer.aclose()
+    assert 2 <= len(sent) <= 8, sent
+    assert all(b - a >= 0.045 for a, b in zip(sent, sent[1:]))
+
+
+def test_outcome_text_names_file_score_tests_coverage_and_cost() -> None:
+    result = {"output_file": "tests/test_m.py", "score": 0.75, "tests": ["test_a", "test_b", "test_c"],
+              "coverage": {"before": 40.0, "after": 72.5},
+              "validation": {"errors": [{"code": "test-failed", "test": "test_c"}]}}
+    assert progress.outcome_text("completed", result, cost=0.0123, delivered="applied in the editor") == (
+        "tests/test_m.py (applied in the editor), score 0.75, 2 tests kept, 1 dropped,"
+        " coverage 40% → 72% (+32 pts), $0.0123")
+    assert progress.outcome_text("failed", None, error="HTTP 401") == "failed: HTTP 401, $0.000000"
+
+
+def test_summaries_of_several_stores() -> None:
+    one = {"system": {"executions": 2, "successful": 2, "total_cost": 1.0, "avg_duration_seconds": 1.0,
+                      "avg_quality_score": 5.0}, "models": {"a": {"executions": 2, "successful": 2}}, "task_types": {}}
+    two = {"system": {"executions": 2, "successful": 0, "total_cost": 0.5, "avg_duration_seconds": 3.0,
+                      "avg_quality_score": 0.0}, "models": {"a": {"executions": 2, "successful": 0}}, "task_types": {}}
+    merged = reports.merge_metrics([one, two])
+    assert merged["system"]["success_rate"] == 0.5 and merged["system"]["total_cost"] == 1.5
+    assert merged["system"]["avg_duration_seconds"] == 2.0 and merged["system"]["avg_quality_score"] == 5.0
+    assert merged["models"]["a"]["executions"] == 4
+    counts = reports.merge_counts([{"pending": 1, "next_retry_at": None, "store": "a",
+                                      "pending_by_priority": {"high": 1}},
+                                     {"pending": 2, "next_retry_at": 5.0, "store": "b",
+                                      "pending_by_priority": {"high": 2}}])
+    assert counts == {"pending": 3, "next_retry_at": 5.0, "stores": ["a", "b"], "pending_by_priority": {"high": 3}}
+
+
+def test_logs_hide_api_key_parameters_even_when_the_key_is_unknown() -> None:
+    from oh_lsp.logs import RedactSecrets
+
+    record = logging.LogRecord("pygls", logging.ERROR, "p", 1, "Failed to handle request %s %s", (
+        "7", "ExecuteCommandParams(command='ohLsp.setApiKey', arguments=[{'apiKey': 'sk-unknown-123'}])"), None)
+    RedactSecrets([]).filter(record)
+    assert "sk-unknown-123" not in record.getMessage() and "'apiKey': '***'" in record.getMessage()
+
+
+# --- the engine follows configuration changes ----------------------------------------------------------------------
+async def test_engine_reconfigure_changes_config_and_workers_for_the_next_tasks(project: Path) -> None:
+    from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask
+    from oh_lsp.pipeline import Outcome
+
+    seen: list[tuple[str, int]] = []
+    running = 0
+
+    async def executor(task, ctx):
+        nonlocal running
+        running += 1
+        seen.append((ctx.config.model, running))
+        await asyncio.sleep(0.3)
+        running -= 1
+        return Outcome("completed", result={})
+
+    engine = ExecutionEngine(OpenHandsConfig(model="first"), 1, project_root=project, executor=executor,
+                             poll_interval=0.02)
+    await engine.start()
+    try:
+        engine.reconfigure(OpenHandsConfig(model="second"), max_concurrent_tasks=2)
+        ids = [await engine.submit_task(QueuedTask(task_type="unit_test", description=str(i),
+                                                   target_file="pkg/calc.py")) for i in range(2)]
+        for task_id in ids:
+            await engine.wait_for(task_id, timeout=10)
+        assert [model for model, _ in seen] == ["second", "second"]
+        assert max(n for _, n in seen) == 2, "two workers ran at once"
+        engine.reconfigure(engine.config, max_concurrent_tasks=1)
+        seen.clear()
+        ids = [await engine.submit_task(QueuedTask(task_type="unit_test", description=f"b{i}",
+                                                   target_file="pkg/calc.py")) for i in range(2)]
+        for task_id in ids:
+            await engine.wait_for(task_id, timeout=10)
+        assert max(n for _, n in seen) == 1, "back to one worker"
+    finally:
+        await engine.stop()
+        engine.close()
