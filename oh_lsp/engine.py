@@ -266,7 +266,10 @@ class ExecutionEngine:
         if job.cancelled():
             await self._after_cancel(task, reason)
             return
-        if job.exception() is not None:
+        if isinstance(job.exception(), StoreUnavailableError):  # the model layer's state lives on the queue's server
+            log.warning("task %s: %s; the attempt goes back to the queue", task_id, job.exception())
+            outcome = Outcome("retry", error=str(job.exception()), delay=retry_delay(task.attempts))
+        elif job.exception() is not None:
             exc = job.exception()
             log.error("task %s crashed", task_id, exc_info=exc)
             outcome = Outcome("failed", error=f"internal error: {type(exc).__name__}: {exc}")

@@ -1,5 +1,6 @@
 """The contract of the store interface, run against every backend (SQLite and PostgreSQL): order, capacity,
-idempotent submit, leases, bounded retries, cancel, delivery, metrics, and sharing between processes.
+idempotent submit, leases, bounded retries, cancel, delivery, metrics, sharing between processes, and the model
+layer's state (cooldowns, breakers, rotations, model calls, costs and spending).
 
 A new backend gets a `Backend` here; a method added to `TaskStore` fails `test_store_implements_the_whole_interface`
 on every backend that lacks it.
@@ -12,6 +13,8 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +22,7 @@ import pytest
 
 from oh_lsp import QueuedTask, TaskPriority, TaskQueue, TaskStatus
 from oh_lsp.errors import QueueFullError, StoreError
+from oh_lsp.llm.state import ModelCall, ModelState, local_day
 from oh_lsp.metrics import ExecutionMetrics
 from oh_lsp.store.base import Heartbeat, TaskStore
 from oh_lsp.store.sqlite import SQLiteStore
@@ -341,3 +345,113 @@ async def test_a_task_reads_back_as_it_was_submitted(queue: TaskQueue, tmp_path:
     assert got.metadata == sent.metadata and got.status is TaskStatus.PENDING and got.attempts == 0
     assert got.target_sha256 == sent.target_sha256 and got.created_at == pytest.approx(1_000_000.0)
     assert await queue.position(tid) == 1
+
+
+# --- model health and spending (the model layer's state, shared by every process and machine) -----------------------
+def test_model_state_read_modify_write_loses_no_change_across_machines(backend: Backend) -> None:
+    machines = [backend.store(), backend.store()]
+
+    def bump(state) -> int:
+        seen = state.rotations_away
+        time.sleep(0.002)  # widen the window between read and write: without a lock, changes would be lost
+        state.rotations_away = seen + 1
+        return seen
+
+    seen: list[int] = []
+
+    def worker(store) -> None:
+        for _ in range(15):
+            seen.append(store.update_model_state("fresh-model", bump))  # the first change creates its state
+
+    threads = [threading.Thread(target=worker, args=(store,)) for store in machines for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert machines[0].model_states()["fresh-model"].rotations_away == 60
+    assert sorted(seen) == list(range(60)), "two changes read the same state"
+
+
+def test_model_state_round_trips_resets_and_rolls_back(backend: Backend, clock: Clock) -> None:
+    worker, viewer = backend.store(clock), backend.store(clock)
+
+    def open_breaker(state: ModelState) -> str:
+        state.cooldown_until, state.cooldown_reason = clock.now + 30, "429 per-minute"
+        state.breaker, state.failures, state.opened_at = "open", [clock.now - 1, clock.now], clock.now
+        state.breaker_retry_at, state.last_error = clock.now + 60, "HTTP 503 é"
+        return "opened"
+
+    assert worker.update_model_state("model-a", open_breaker) == "opened"
+    assert worker.update_model_state("model-b", lambda state: state.breaker) == "closed"  # a fresh state
+    state = viewer.model_states()["model-a"]
+    assert (state.model, state.cooldown_until, state.cooldown_reason, state.breaker, state.failures,
+            state.breaker_retry_at, state.last_error) == \
+        ("model-a", clock.now + 30, "429 per-minute", "open", [clock.now - 1, clock.now], clock.now + 60, "HTTP 503 é")
+    assert set(viewer.model_states()) == {"model-a", "model-b"}  # touched once: stored, as on every backend
+
+    def broken(state: ModelState) -> None:
+        state.rotations_away = 99
+        raise RuntimeError("a bug in the change")
+
+    with pytest.raises(RuntimeError, match="a bug in the change"):
+        worker.update_model_state("model-a", broken)
+    assert viewer.model_states()["model-a"].rotations_away == 0, "a failed change was written"
+    worker.update_model_state("model-a", lambda state: setattr(state, "rotations_away", 1))  # still usable
+    assert viewer.model_states()["model-a"].rotations_away == 1
+
+    assert viewer.reset_model_states("model-a") == 1 and set(worker.model_states()) == {"model-b"}
+    assert viewer.reset_model_states("no-such-model") == 0
+    worker.update_model_state("model-c", lambda state: None)
+    assert viewer.reset_model_states() == 2 and worker.model_states() == {}
+
+
+def test_model_calls_costs_and_spending_are_shared(backend: Backend, clock: Clock) -> None:
+    worker, viewer = backend.store(clock), backend.store(clock)
+    today, earlier = clock.now, clock.now - 2 * 86_400
+    calls = [
+        ModelCall("model-a", "ok", task_id="t1", task_kind="unit_test", latency_ms=100, prompt_tokens=10,
+                  completion_tokens=5, cost=0.25, cost_source="provider", created_at=today),
+        ModelCall("model-a", "transient", task_id="t1", task_kind="unit_test", latency_ms=900, created_at=today),
+        ModelCall("model-a", "rate_limit", task_id="t2", task_kind="documentation", latency_ms=5, created_at=today),
+        ModelCall("model-a", "ok", task_id="t2", task_kind="documentation", latency_ms=300, prompt_tokens=7,
+                  completion_tokens=3, cost=0.5, cost_source="catalog", created_at=today),
+        ModelCall("model-b", "ok", latency_ms=50, prompt_tokens=1, completion_tokens=1, cost=0.125,
+                  created_at=earlier),
+    ]
+    for call in calls:
+        worker.record_model_call(call)
+
+    assert viewer.spent(task_id="t1") == 0.25 and viewer.spent(task_id="t2") == 0.5
+    assert viewer.spent(task_id="none") == 0.0
+    assert viewer.spent(day=local_day(today)) == 0.75 and viewer.spent(day=local_day(earlier)) == 0.125
+    with pytest.raises(ValueError, match="needs a task_id or a day"):
+        viewer.spent()
+    # the model's own record: successes and its own failures (not rate limits), latency of the successes
+    assert viewer.model_call_stats(today - 1) == {
+        "model-a": {"calls": 3, "ok": 2, "avg_latency_ms": pytest.approx(200.0)}}
+    assert viewer.model_call_stats(earlier) == {
+        "model-a": {"calls": 3, "ok": 2, "avg_latency_ms": pytest.approx(200.0)},
+        "model-b": {"calls": 1, "ok": 1, "avg_latency_ms": pytest.approx(50.0)}}
+    assert viewer.model_call_stats(today + 1) == {}
+
+    worker.update_model_state("model-a", lambda state: setattr(state, "rotations_away", 2))
+    worker.update_model_state("model-b", lambda state: setattr(state, "rotations_to", 2))
+    worker.update_model_state("model-b", lambda state: setattr(state, "cooldown_until", clock.now + 30))
+    clock.now += 10
+    summary = viewer.metrics_summary()
+    assert summary["costs"] == {
+        "by_model": {"model-a": {"calls": 4, "cost": 0.75, "tokens": 25},
+                     "model-b": {"calls": 1, "cost": 0.125, "tokens": 2}},
+        "by_kind": {"-": {"calls": 1, "cost": 0.125, "tokens": 2},
+                    "documentation": {"calls": 2, "cost": 0.5, "tokens": 10},
+                    "unit_test": {"calls": 2, "cost": 0.25, "tokens": 15}},
+        "by_day": {local_day(earlier): {"calls": 1, "cost": 0.125, "tokens": 2},
+                   local_day(today): {"calls": 4, "cost": 0.75, "tokens": 25}},
+    }
+    assert list(summary["costs"]["by_kind"]) == ["-", "documentation", "unit_test"]
+    assert summary["rotations"] == 2
+    assert list(summary["model_state"]) == ["model-a", "model-b"]
+    cooling = summary["model_state"]["model-b"]
+    assert (cooling["cooldown_seconds_left"], cooling["cooldown_until"], cooling["rotations_to"]) == \
+        (20.0, clock.now + 20, 2)
+    assert summary["model_state"]["model-a"] == ModelState("model-a", rotations_away=2).view(clock.now)

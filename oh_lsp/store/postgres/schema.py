@@ -19,6 +19,7 @@ from oh_lsp.errors import StoreError
 
 VERSION_TABLE = "oh_lsp_schema_version"
 WORK_CHANNEL = "oh_lsp_work"  # NOTIFY channel; the payload is the schema whose queue got ready work
+NOW = "coalesce(to_timestamp(%(now)s::float8), now())"  # the server's clock, or a test's clock when one is given
 
 _V1 = """
 CREATE TABLE oh_lsp_tasks (
@@ -93,9 +94,39 @@ CREATE TRIGGER oh_lsp_tasks_requeued AFTER UPDATE OF status ON oh_lsp_tasks
     FOR EACH ROW WHEN (NEW.status = 'pending' AND OLD.status <> 'pending') EXECUTE FUNCTION oh_lsp_notify_work();
 """
 
+# The model layer's shared state (SQLite's schema 2): each model's cooldown, breaker and rotation counts as one JSON
+# document (`ModelState`, read-modified-written under a row lock), and one row per model call (costs, budgets,
+# observed latency and success). Their times are the workers' epoch seconds, as the model layer computes them.
+_V2 = """
+CREATE TABLE oh_lsp_model_state (
+    model text PRIMARY KEY,
+    data json NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+
+CREATE TABLE oh_lsp_model_calls (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at timestamptz NOT NULL,
+    day text NOT NULL,
+    task_id text,
+    task_kind text,
+    model text NOT NULL,
+    outcome text NOT NULL,
+    latency_ms double precision NOT NULL DEFAULT 0,
+    prompt_tokens bigint NOT NULL DEFAULT 0,
+    completion_tokens bigint NOT NULL DEFAULT 0,
+    cost double precision NOT NULL DEFAULT 0,
+    cost_source text NOT NULL DEFAULT 'none'
+);
+CREATE INDEX oh_lsp_model_calls_task ON oh_lsp_model_calls (task_id);
+CREATE INDEX oh_lsp_model_calls_day ON oh_lsp_model_calls (day);
+CREATE INDEX oh_lsp_model_calls_recent ON oh_lsp_model_calls (created_at);
+"""
+
 # (version, what it adds, DDL). Append only.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "tasks, metrics, ready-work notifications", _V1),
+    (2, "model state and model calls", _V2),
 ]
 LATEST = MIGRATIONS[-1][0]
 

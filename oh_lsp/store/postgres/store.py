@@ -19,9 +19,11 @@ nothing. What the server gives on top:
   is not thrown away by a short outage. Past that, `StoreUnavailableError` says what is unreachable; the engine logs it
   and tries again, and a task whose worker gave up is reclaimed when its lease expires.
 
-Adding a method (the model state of issue 3, for example): write its SQL, call `self._run(...)` for one round trip,
-or `with self._connection() as conn, conn.transaction():` for a read-modify-write that needs Python in between; add
-its tables as a new entry of `schema.MIGRATIONS`.
+The model layer's state and call log (cooldowns, breakers, rotations, costs) are in `model_records.py`.
+
+Adding a method: write its SQL, call `self._run(...)` for one round trip, or `self._attempt(work)` with a `work(conn)`
+that runs one transaction (`with conn.transaction():`) for a read-modify-write that needs Python in between; add its
+tables as a new entry of `schema.MIGRATIONS`.
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -44,15 +45,18 @@ from oh_lsp.metrics import ExecutionMetrics
 from oh_lsp.store import records as rec
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.store.postgres import schema
+from oh_lsp.store.postgres import model_records
 from oh_lsp.store.postgres.listener import WorkListener
+from oh_lsp.store.postgres.model_records import ModelRecords
+from oh_lsp.store.postgres.schema import NOW
 from oh_lsp.store.urls import check_queue_url, redact_url, url_password
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
 
 log = logging.getLogger(__name__)
 Statement = tuple[str, dict[str, Any]]
 Rows = list[dict[str, Any]]
+R = TypeVar("R")
 
-NOW = "coalesce(to_timestamp(%(now)s::float8), now())"  # the server's clock, or a test's clock when one is given
 _EPOCH = "extract(epoch FROM t.{0})::float8 AS {0}"
 TASK_COLUMNS = ", ".join([
     "t.id", "t.kind", "t.description", "t.target_file", "t.target_sha256", "t.priority", "t.metadata::text AS metadata",
@@ -154,9 +158,18 @@ _AGGREGATE = (
     " count(*) FILTER (WHERE validation_passed) AS validations_passed"
 )
 _LOST_CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin shutdown, crash shutdown, cannot connect now
+# What to do about the errors a misconfigured or full server gives (by SQLSTATE), added to the store's message
+_ADVICE = {
+    "42501": "the URL's user may not use oh-lsp's tables: grant it SELECT, INSERT, UPDATE and DELETE on the"
+             " oh_lsp_ tables (and USAGE on their schema), or connect as their owner",
+    "25006": "the server accepts no writes (a read-only standby, or default_transaction_read_only): point the"
+             " queue URL at the primary",
+    "53100": "the database server's disk is full: free space there; nothing was written",
+    "42P01": "oh-lsp's tables are missing from this database or schema: run `oh-lsp queue migrate` with this URL",
+}
 
 
-class PostgresStore:
+class PostgresStore(ModelRecords):
     """`TaskStore` on PostgreSQL. ``PostgresStore("postgresql://user:pw@host/db")``; safe to share between threads.
 
     `clock` (epoch seconds) replaces the server's clock; only tests that step time use it.
@@ -228,10 +241,11 @@ class PostgresStore:
         except psycopg.OperationalError as exc:
             if _lost_connection(exc):
                 raise StoreUnavailableError(self._unreachable(exc)) from exc
-            raise StoreError(f"the PostgreSQL queue at {self.location} failed: {self._explain(exc)}") from exc
+            raise StoreError(f"the PostgreSQL queue at {self.location} failed: {self._explain(exc)}"
+                             f"{_advice(exc)}") from exc
         except psycopg.Error as exc:
             raise StoreError(f"the PostgreSQL queue at {self.location} refused a request: {self._explain(exc)}"
-                             ) from exc
+                             f"{_advice(exc)}") from exc
 
     def _unreachable(self, exc: BaseException) -> str:
         return (f"the PostgreSQL queue at {self.location} cannot be reached ({self._explain(exc)}); is the server"
@@ -239,19 +253,27 @@ class PostgresStore:
 
     def _run(self, *statements: Statement, retry_for: float = 0.0) -> list[Rows]:
         """Send `statements` in one round trip and return each one's rows. Several statements go as one pipeline,
-        which the server runs as one transaction. A lost connection is tried again at once (a pooled connection may
-        predate a server restart), then for `retry_for` seconds."""
+        which the server runs as one transaction."""
+        def send(conn: psycopg.Connection[Any]) -> list[Rows]:
+            results = _send(conn, statements)
+            self.round_trips += 1
+            return results
+
+        return self._attempt(send, retry_for=retry_for)
+
+    def _attempt(self, work: Callable[[psycopg.Connection[Any]], R], *, retry_for: float = 0.0) -> R:
+        """Do `work` on a pooled connection. A lost connection is tried again at once (a pooled connection may
+        predate a server restart), then for `retry_for` seconds; `work` must be one transaction, safe to repeat."""
         deadline = time.monotonic() + retry_for
         tries = 0
         while True:
             tries += 1
             try:
                 with self._connection() as conn:
-                    results = _send(conn, statements)
-                self.round_trips += 1
+                    result = work(conn)
                 if self._down_since is not None:
                     self._mark_reachable()
-                return results
+                return result
             except StoreUnavailableError as exc:
                 self._mark_unreachable(exc)
                 self._pool.check()  # drop dead connections now, and let the pool grow again if it gave up
@@ -422,19 +444,23 @@ class PostgresStore:
         self._run((_METRICS_INSERT, _metrics_params(metrics)))
 
     def metrics_summary(self) -> dict[str, Any]:
-        today = local_day(self._clock() if self._clock is not None else time.time())
-        (system,), (day,), models, kinds = self._run(
+        now = self._clock() if self._clock is not None else time.time()
+        (system,), (day,), models, kinds, states, *costs = self._run(
             (f"SELECT {_AGGREGATE} FROM oh_lsp_metrics", {}),
             ("SELECT coalesce(sum(cost), 0.0) AS cost, coalesce(sum(tokens_used), 0)::bigint AS tokens"
-             " FROM oh_lsp_metrics WHERE day = %(day)s", {"day": today}),
+             " FROM oh_lsp_metrics WHERE day = %(day)s", {"day": local_day(now)}),
             (f"SELECT model_id, {_AGGREGATE} FROM oh_lsp_metrics GROUP BY model_id ORDER BY model_id", {}),
             (f"SELECT task_type, {_AGGREGATE} FROM oh_lsp_metrics GROUP BY task_type ORDER BY task_type", {}),
+            (model_records.STATES, {}),
+            *((sql, {}) for _, sql in model_records.COSTS),
         )
         totals = rec.aggregate(system)
         totals["cost_today"] = day["cost"]
         totals["tokens_today"] = day["tokens"]
         return {"system": totals, "models": {row["model_id"]: rec.aggregate(row) for row in models},
-                "task_types": {row["task_type"]: rec.aggregate(row) for row in kinds}}
+                "task_types": {row["task_type"]: rec.aggregate(row) for row in kinds},
+                "costs": {key: rec.cost_view(rows) for (key, _), rows in zip(model_records.COSTS, costs)},
+                **rec.model_state_summary(model_records.states_from_rows(states), now)}
 
 
 def _send(conn: psycopg.Connection[Any], statements: tuple[Statement, ...]) -> list[Rows]:
@@ -451,6 +477,11 @@ def explain(exc: BaseException, password: str | None) -> str:
     """An error's text on one line, without the password."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text.replace(password, "***") if password else text
+
+
+def _advice(exc: psycopg.Error) -> str:
+    advice = _ADVICE.get(exc.sqlstate or "")
+    return f". {advice[0].upper()}{advice[1:]}." if advice else ""
 
 
 def _lost_connection(exc: psycopg.OperationalError) -> bool:
