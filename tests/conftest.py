@@ -60,9 +60,49 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     return state
 
 
+NET_AUDIT = Path(__file__).parent / "netaudit"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Record every connection or name lookup outside the loopback, in this process and in every Python process the
+    suite starts (tests/netaudit/sitecustomize.py, found through PYTHONPATH); pytest_sessionfinish fails on any."""
+    import tempfile
+
+    if os.environ.get("TEST_NET_AUDIT_LOG"):  # a pytest run inside the suite: its parent collects
+        return
+    log = Path(tempfile.mkdtemp(prefix="oh-lsp-net-audit-")) / "outside-loopback.log"
+    log.touch()
+    os.environ["TEST_NET_AUDIT_LOG"] = str(log)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NET_AUDIT), os.environ.get("PYTHONPATH")]))
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("oh_lsp_net_audit", NET_AUDIT / "sitecustomize.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))  # installs the hook in this process too
+
+    config.stash[NET_LOG] = log
+
+
+NET_LOG = pytest.StashKey[Path]()
+
+
+def fail_session(session: pytest.Session, headline: str, lines: list[str]) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter:
+        reporter.write_line(headline, red=True)
+        for line in lines[:20]:
+            reporter.write_line(f"  {line}", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After the whole suite ran with the sentinel key: it must not be in any store, log, report or cache file
-    that oh-lsp wrote (only in the `.env` files the tests wrote on purpose)."""
+    that oh-lsp wrote (only in the `.env` files the tests wrote on purpose); and no process may have reached a host
+    outside the loopback (where the key could have gone)."""
+    log = session.config.stash.get(NET_LOG, None)
+    if log is not None and log.exists() and not session.config.option.collectonly:
+        reached = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        if reached:
+            fail_session(session, f"NETWORK: {len(reached)} connection(s) or lookup(s) outside 127.0.0.1:", reached)
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is None or session.config.option.collectonly:
         return
@@ -78,12 +118,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         except OSError:
             continue
     if leaks:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter:
-            reporter.write_line(f"SECRET LEAK: the sentinel API key was found in {len(leaks)} file(s):", red=True)
-            for leak in leaks[:20]:
-                reporter.write_line(f"  {leak}", red=True)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        fail_session(session, f"SECRET LEAK: the sentinel API key was found in {len(leaks)} file(s):", leaks)
 
 
 CALC = '''\

@@ -79,6 +79,15 @@ async def stop_server(client: LanguageClient) -> None:
         await asyncio.wait_for(client.shutdown_session(), 20)
     finally:
         await client.stop()
+    assert_no_secret_seen(client)
+
+
+def assert_no_secret_seen(client: LanguageClient) -> None:
+    """Everything the server sent (its stdout is the protocol): diagnostics, progress, status notifications,
+    messages, logs and edits. The sentinel key must be in none of them."""
+    seen = [client.diagnostics, client.progress_reports, client.statuses, client.messages, client.log_messages,
+            client.applied_edits]
+    assert SENTINEL_KEY not in repr(seen), "the API key reached the editor"
 
 
 async def until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:

@@ -130,6 +130,12 @@ def test_usage_errors_exit_2_with_a_message(project: Path, model_server) -> None
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     outside = run(project, env, "submit-task", "--task-type", "unit_test", "--target-file", "../x.py")
     assert outside.returncode == 2 and "outside the project root" in outside.stderr
+    (project.parent / "secret.py").write_text("KEY = 1\n")
+    (project / "pkg" / "link.py").symlink_to(project.parent / "secret.py")
+    via_link = run(project, env, "submit-task", "--task-type", "unit_test", "--target-file", "pkg/link.py")
+    assert via_link.returncode == 2 and "outside the project root" in via_link.stderr
+    absolute = run(project, env, "submit-task", "--task-type", "unit_test", str(project.parent / "secret.py"))
+    assert absolute.returncode == 2 and "outside the project root" in absolute.stderr
     not_python = run(project, env, "submit-task", "--task-type", "unit_test", "--target-file", "pyproject.toml")
     assert not_python.returncode == 2 and "not a Python file" in not_python.stderr
     bad_priority = run(project, env, "submit-task", "--task-type", "unit_test", "--priority", "urgent", "pkg/calc.py")

@@ -1,0 +1,21 @@
+import { strict as assert } from 'node:assert';
+import { test } from 'node:test';
+import { SERVER_SETTINGS, buildSettings, initializationOptions } from '../../src/settings';
+
+test('only what the user set is sent; the rest is null (the server\'s default) and trust comes from VS Code', () => {
+  const explicit: Record<string, unknown> = { model: 'deepseek-chat', workers: 4, budgetPerDayUsd: 1.5, baseUrl: '' };
+  const settings = buildSettings((key) => explicit[key], false);
+  assert.equal(settings.trusted, false);
+  assert.equal(settings.model, 'deepseek-chat');
+  assert.equal(settings.workers, 4);
+  assert.equal(settings.budgetPerDayUsd, 1.5);
+  assert.equal(settings.baseUrl, null); // an empty string is "unset"
+  assert.equal(settings.qualityThreshold, null);
+  assert.deepEqual(Object.keys(settings).sort(), [...SERVER_SETTINGS, 'trusted'].sort());
+  assert.ok(!('apiKey' in settings)); // the key never travels as a setting
+});
+
+test('initializationOptions carry the ohLsp section without the unset keys', () => {
+  const options = initializationOptions(buildSettings((key) => (key === 'qualityThreshold' ? 0.8 : undefined), true));
+  assert.deepEqual(options, { ohLsp: { trusted: true, qualityThreshold: 0.8 } });
+});
