@@ -6,6 +6,7 @@ in docs/benchmarks.md. This only keeps the script from rotting, and checks that 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ def test_smoke_run_prints_the_overhead_table() -> None:
     assert "no client connected to or looked up anything outside the loopback" in done.stdout
 
 
-def test_the_network_watch_records_only_what_leaves_the_loopback() -> None:
+def test_the_network_watch_records_only_what_leaves_the_loopback(tmp_path: Path) -> None:
     # In a subprocess: an audit hook cannot be removed. sys.audit raises the events without sending anything.
     code = f"""
 import sys
@@ -37,6 +38,8 @@ sys.audit("socket.connect", None, ("203.0.113.5", 443))
 sys.audit("socket.getaddrinfo", "api.openai.com", 443, 0, 0, 0)
 print(outside)
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # the suite's own network audit sees these simulated events too: give it this process's own log
+    env = {**os.environ, "TEST_NET_AUDIT_LOG": str(tmp_path / "reached.log")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['connect 203.0.113.5:443', \"lookup 'api.openai.com'\"]"
