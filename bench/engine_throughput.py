@@ -15,19 +15,7 @@ import time
 from pathlib import Path
 
 from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask
-from oh_lsp.metrics import ExecutionMetrics
-from oh_lsp.pipeline import Outcome, TaskContext
-
-
-async def stub_executor(task: QueuedTask, ctx: TaskContext) -> Outcome:
-    """Stands in for the model call and the checks: emits the usual events and returns at once."""
-    from oh_lsp import events as ev
-
-    ctx.emit(ev.MODEL_CHOSEN, model="stub", why="benchmark")
-    ctx.emit(ev.TOKENS, chunks=1, tokens=30, cost=0.0, final=True)
-    metrics = ExecutionMetrics(task_id=task.task_id, model_id="stub", task_type=task.task_type, success=True,
-                               tokens_used=30, validation_passed=True, quality_score=5.0, attempt=task.attempts)
-    return Outcome("completed", result={"kind": task.task_type}, model="stub", metrics=metrics)
+from oh_lsp.testing.fleet_worker import stub_executor  # the model call and the checks, stubbed in-process
 
 
 async def one_run(tasks: int, workers: int) -> dict[str, float]:

@@ -29,6 +29,7 @@ ENV_VARS: dict[str, str] = {
     "enable_circuit_breaker": "OPENHANDS_ENABLE_CIRCUIT_BREAKER",
     "use_docker_runtime": "OPENHANDS_USE_DOCKER_RUNTIME",
     "base_url": "OPENHANDS_BASE_URL",
+    "queue_url": "OPENHANDS_QUEUE_URL",
     "provider": "OH_LSP_PROVIDER",
     "python": "OH_LSP_PYTHON",
     "max_retries": "OH_LSP_MAX_RETRIES",
@@ -96,6 +97,8 @@ class OpenHandsConfig(BaseModel):
     sandbox: Literal["auto", "bwrap", "none"] = "auto"
     test_seeds: list[int] | None = None  # fixed seeds for the 3 runs of generated tests (reproducing a flaky one)
     max_repair_iterations: int = Field(default=2, ge=0, le=10)
+    # a queue shared by workers on many machines (postgresql://...); None: the project's embedded SQLite store
+    queue_url: str | None = Field(default=None, repr=False)
     # who answers a task: the direct chat call, or an OpenHands SDK agent in a subprocess (see oh_lsp/agent/)
     runtime: Literal["direct", "openhands"] = "direct"
     openhands_env: Path | None = None  # the agent environment (Python >= 3.12); default: made by `openhands setup`
@@ -109,6 +112,15 @@ class OpenHandsConfig(BaseModel):
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError("must be an http(s) URL such as https://openrouter.ai/api/v1 or http://127.0.0.1:11434/v1")
         return value.rstrip("/")
+
+    @field_validator("queue_url", mode="before")
+    @classmethod
+    def _check_queue_url(cls, value: Any) -> str | None:
+        if value is None or not str(value).strip():
+            return None
+        from oh_lsp.store.urls import check_queue_url
+
+        return check_queue_url(str(value))
 
     @field_validator("runtime", mode="before")
     @classmethod
@@ -148,7 +160,9 @@ class OpenHandsConfig(BaseModel):
     def secrets(self) -> list[str]:
         """Secret values that must never leave the process (used to redact logs and scrub subprocess environments)."""
         key = self.api_key.get_secret_value() if self.api_key else ""
-        return [key] if key else []
+        from oh_lsp.store.urls import url_password
+
+        return [s for s in (key, url_password(self.queue_url) if self.queue_url else None) if s]
 
     def require_api_key(self) -> str | None:
         """The key to send, or None for an endpoint that takes none. Raises `MissingApiKeyError` when one is needed."""
@@ -231,6 +245,6 @@ def _explain(exc: ValidationError) -> str:
         field = str(err["loc"][0]) if err["loc"] else "?"
         var = ENV_VARS.get(field)
         label = f"{var} (setting {field!r})" if var else f"setting {field!r}"
-        shown = "<hidden>" if field == "api_key" else repr(err.get("input"))
+        shown = "<hidden>" if field in ("api_key", "queue_url") else repr(err.get("input"))
         lines.append(f"{label}: {shown} is invalid: {err['msg']}")
     return "invalid configuration: " + "; ".join(lines)

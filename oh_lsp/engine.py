@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable
 
 from oh_lsp import events as ev
 from oh_lsp.config import OpenHandsConfig
+from oh_lsp.errors import StoreUnavailableError
 from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import state_base, state_dir
 from oh_lsp.pipeline import Outcome, TaskContext, default_executor, retry_delay
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 Executor = Callable[[QueuedTask, TaskContext], Awaitable[Outcome]]
 IDLE_HORIZON_SECONDS = 300.0  # pending tasks due later than this (waiting for a daily reset) do not keep us busy
+NOTIFIED_POLL_SECONDS = 2.0  # idle poll when the store wakes us (PostgreSQL): for work that gets ready with time only
 
 
 class ExecutionEngine:
@@ -43,7 +45,7 @@ class ExecutionEngine:
         self.config = config if config is not None else OpenHandsConfig.from_env()
         self.root = queue.project_root if queue is not None else resolve_root(project_root)
         self.queue = queue or TaskQueue(self.config.queue_max_size, project_root=self.root,
-                                        lease_seconds=self.config.lease_seconds)
+                                        lease_seconds=self.config.lease_seconds, queue_url=self.config.queue_url)
         self.max_concurrent_tasks = max_concurrent_tasks
         self.submitter = submitter
         self.apply_edits = apply_edits
@@ -55,6 +57,8 @@ class ExecutionEngine:
         self._jobs: dict[str, asyncio.Task[Outcome]] = {}
         self._cancel_reasons: dict[str, str] = {}
         self._wakeup: asyncio.Event | None = None
+        self._unwatch: Callable[[], None] | None = None
+        self._idle_wait = poll_interval
         self._stopping = False
         self._gateway: Any = None
         self._retired_gateways: list[Any] = []
@@ -70,6 +74,9 @@ class ExecutionEngine:
             return
         self._stopping = False
         self._wakeup = asyncio.Event()
+        self._unwatch = self.queue.watch_for_work(self._wakeup.set)  # other processes' submits wake idle workers
+        self._idle_wait = self.poll_interval if self._unwatch is None else max(self.poll_interval,
+                                                                               NOTIFIED_POLL_SECONDS)
         await asyncio.to_thread(self._clean_scratch)
         if self.apply_edits:
             await self._deliver_pending()
@@ -122,6 +129,9 @@ class ExecutionEngine:
                 job.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         for gateway in [*self._retired_gateways, self._gateway]:
             if gateway is not None:
                 await gateway.aclose()
@@ -186,8 +196,11 @@ class ExecutionEngine:
         """Return once no task is pending or running (tasks waiting hours for a rate-limit reset do not count)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if not self._jobs and await self.queue.outstanding(IDLE_HORIZON_SECONDS) == 0:
-                return
+            try:
+                if not self._jobs and await self.queue.outstanding(IDLE_HORIZON_SECONDS) == 0:
+                    return
+            except StoreUnavailableError as exc:  # a queue server that is down or restarting: wait for it
+                log.warning("%s", exc)
             if deadline is not None and time.monotonic() > deadline:
                 return
             await asyncio.sleep(min(self.poll_interval, 0.2))
@@ -215,7 +228,7 @@ class ExecutionEngine:
                 continue
             if task is None:
                 try:
-                    await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
+                    await asyncio.wait_for(self._wakeup.wait(), self._idle_wait)
                 except asyncio.TimeoutError:
                     pass
                 self._wakeup.clear()
@@ -253,7 +266,10 @@ class ExecutionEngine:
         if job.cancelled():
             await self._after_cancel(task, reason)
             return
-        if job.exception() is not None:
+        if isinstance(job.exception(), StoreUnavailableError):  # the model layer's state lives on the queue's server
+            log.warning("task %s: %s; the attempt goes back to the queue", task_id, job.exception())
+            outcome = Outcome("retry", error=str(job.exception()), delay=retry_delay(task.attempts))
+        elif job.exception() is not None:
             exc = job.exception()
             log.error("task %s crashed", task_id, exc_info=exc)
             outcome = Outcome("failed", error=f"internal error: {type(exc).__name__}: {exc}")

@@ -27,5 +27,9 @@ class StoreError(OhLspError):
     """The state directory or its database cannot be used."""
 
 
+class StoreUnavailableError(StoreError):
+    """The queue's database server cannot be reached right now (down, restarting, network); worth retrying."""
+
+
 class InterpreterError(OhLspError):
     """The project's interpreter cannot run the checks (missing, or lacks pytest)."""

@@ -50,10 +50,19 @@ def fenced_blocks(answer: str) -> list[CodeBlock]:
     return blocks
 
 
+def parse_python(code: str) -> ast.Module:
+    """`ast.parse` for code from a model. CPython 3.11's parser runs out of memory or recursion on some invalid code
+    (e.g. ``"A A " * 747``) instead of raising `SyntaxError`: that is a syntax error too."""
+    try:
+        return ast.parse(code)
+    except (RecursionError, MemoryError) as exc:
+        raise SyntaxError(f"the code is too deeply nested or too long to parse ({type(exc).__name__})") from None
+
+
 def _parses(code: str) -> bool:
     try:
-        ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        parse_python(code)
+    except (SyntaxError, ValueError):
         return False
     return True
 

@@ -27,11 +27,13 @@ DEFAULT_LEASE_SECONDS = 30.0
 class TaskQueue:
     """Priority queue of tasks, stored in the project's state directory and shared by every process of that project.
 
-    ``TaskQueue(max_size=1000)`` uses the store of the current directory's project (or `OH_LSP_STATE_DIR`).
+    ``TaskQueue(max_size=1000)`` uses the store of the current directory's project (or `OH_LSP_STATE_DIR`);
+    with `queue_url` (or `OPENHANDS_QUEUE_URL`) set to a ``postgresql://`` URL, the queue shared by a fleet.
     """
 
     def __init__(self, max_size: int = 1000, *, store: TaskStore | None = None,
-                 project_root: str | Path | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+                 project_root: str | Path | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                 queue_url: str | None = None) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         self.max_size = max_size
@@ -39,7 +41,7 @@ class TaskQueue:
         if store is None:
             from oh_lsp.store import open_store
 
-            store = open_store(self.project_root)
+            store = open_store(self.project_root, queue_url)
         self.store = store
         self.lease_seconds = lease_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -123,6 +125,17 @@ class TaskQueue:
         Returns the status the task had before: PENDING (now cancelled), RUNNING (its worker stops it at its next
         heartbeat), a final status (nothing changed), or None for an unknown task."""
         return await self.store_thread.run(self.store.request_cancel, task_id)
+
+    def watch_for_work(self, wakeup: Callable[[], None]) -> Callable[[], None] | None:
+        """Have `wakeup` called in the running event loop whenever another process makes a task ready (PostgreSQL's
+        LISTEN/NOTIFY). Returns a function that stops watching, or None when the store cannot notify."""
+        loop = asyncio.get_running_loop()
+
+        def from_any_thread() -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(wakeup)
+
+        return self.store.watch_for_work(from_any_thread)
 
     async def get_task(self, task_id: str) -> QueuedTask | None:
         return await self.store_thread.run(self.store.get, task_id)

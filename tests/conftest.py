@@ -11,7 +11,8 @@ import pytest
 
 SENTINEL_KEY = "sk-or-v1-SENTINEL-0123456789abcdef-never-print-me"
 OH_VARS = ("OPENROUTER_API_KEY", "OPENHANDS_MODEL", "OPENHANDS_WORKSPACE_ROOT", "OPENHANDS_TIMEOUT",
-           "OPENHANDS_ENABLE_CIRCUIT_BREAKER", "OPENHANDS_USE_DOCKER_RUNTIME", "OPENHANDS_BASE_URL")
+           "OPENHANDS_ENABLE_CIRCUIT_BREAKER", "OPENHANDS_USE_DOCKER_RUNTIME", "OPENHANDS_BASE_URL",
+           "OPENHANDS_QUEUE_URL")
 
 
 @pytest.fixture(scope="session")
@@ -228,3 +229,6 @@ async def run_task(project: Path, server, task_type: str = "unit_test", target: 
 
 def codes(task, key: str = "errors") -> list[str]:
     return [f["code"] for f in task.result["validation"][key]]
+
+
+from tests.postgres_fixtures import pg_url, postgres_server_url  # noqa: E402,F401  (PostgreSQL tests)

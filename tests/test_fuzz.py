@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from oh_lsp.cli import main
@@ -60,7 +60,12 @@ answers = st.one_of(
 )
 
 
+# Python 3.11's parser raises MemoryError, not SyntaxError, on this answer (found by hypothesis)
+PARSER_OUT_OF_MEMORY = "```python\n" + "A A " * 747 + "\n```"
+
+
 @given(answer=answers)
+@example(answer=PARSER_OUT_OF_MEMORY)
 @FUZZ
 def test_model_answers_give_a_candidate_or_a_clear_error(answer: str, project: Path) -> None:
     for kind in (unit_test, documentation, refactoring):
@@ -70,6 +75,13 @@ def test_model_answers_give_a_candidate_or_a_clear_error(answer: str, project: P
             assert str(exc)
             continue
         assert candidate.output_file and isinstance(candidate.content, str)
+
+
+def test_code_the_parser_cannot_hold_is_reported_as_a_syntax_error() -> None:
+    code = extract_python(PARSER_OUT_OF_MEMORY)
+    tree, findings = unit_test.static_findings("tests/test_x.py", code, "pkg/calc.py", trusted=True)
+    assert tree is None and [f.code for f in findings] == ["syntax-error"]
+    assert "too deeply nested or too long to parse" in findings[0].message
 
 
 def test_a_huge_answer_is_refused_quickly() -> None:

@@ -23,6 +23,8 @@ def _common(top: bool) -> argparse.ArgumentParser:
     common.add_argument("--project-root", metavar="DIR", help="the project (default: the current directory)")
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
     common.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    common.add_argument("--queue-url", metavar="URL", help="a queue shared by many machines (postgresql://...;"
+                        " default: $OPENHANDS_QUEUE_URL, else the project's SQLite store)")
     if top:
         common.set_defaults(json=False, verbose=False)
     return common
@@ -62,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--until-idle", action="store_true", help="stop when no task is pending or running")
     p.add_argument("--overwrite", action="store_true", help="replace existing files instead of adding to them")
+
+    p = sub.add_parser("queue", parents=[common], help="manage the queue's database: `queue migrate`")
+    queue_sub = p.add_subparsers(dest="queue_command", metavar="ACTION")
+    queue_sub.required = True
+    queue_sub.add_parser("migrate", parents=[common], help="create or upgrade the queue's tables (idempotent)")
 
     p = sub.add_parser("select-model", parents=[common], help="the model a task would use, and why")
     p.add_argument("--task-type", required=True, choices=KINDS)

@@ -30,8 +30,10 @@ def _root(args: argparse.Namespace) -> Path:
     return project_root(args.project_root)
 
 
-def _config(root: Path) -> OpenHandsConfig:
-    return OpenHandsConfig.from_env(env_file=root / ".env")
+def _config(root: Path, args: argparse.Namespace | None = None) -> OpenHandsConfig:
+    """Settings from the environment and the project's .env; `--queue-url` wins over OPENHANDS_QUEUE_URL."""
+    url = getattr(args, "queue_url", None)
+    return OpenHandsConfig.from_env(env_file=root / ".env", **({"queue_url": url} if url else {}))
 
 
 def _print_json(value: Any) -> None:
@@ -49,13 +51,11 @@ def show(args: argparse.Namespace, value: Any, report: str, json_value: Any = No
     return EXIT_OK
 
 
-def _queue(root: Path, config: OpenHandsConfig | None = None):
+def _queue(root: Path, config: OpenHandsConfig):
     from oh_lsp.queue import TaskQueue
 
-    if config is None:
-        queue = TaskQueue(project_root=root)
-    else:
-        queue = TaskQueue(config.queue_max_size, project_root=root, lease_seconds=config.lease_seconds)
+    queue = TaskQueue(config.queue_max_size, project_root=root, lease_seconds=config.lease_seconds,
+                      queue_url=config.queue_url)
     _notices(queue.store)
     return queue
 
@@ -66,9 +66,10 @@ def _notices(store: Any) -> None:
         print(f"oh-lsp: warning: {store.recovered}", file=sys.stderr)
 
 
-def _ask(root: Path, call: Callable[[Any], Awaitable[T]]) -> T:
+def _ask(args: argparse.Namespace, call: Callable[[Any], Awaitable[T]]) -> T:
     """Run one query against the project's queue, then close it."""
-    queue = _queue(root)
+    root = _root(args)
+    queue = _queue(root, _config(root, args))
     try:
         return asyncio.run(call(queue))
     finally:
@@ -121,7 +122,7 @@ def submit_task(args: argparse.Namespace) -> int:
             return EXIT_OK
         targets = staged
     relative = [python_target(root, t) for t in targets]  # refuse bad targets before queueing any
-    config = _config(root)
+    config = _config(root, args)
     metadata: dict[str, Any] = {"category": args.task_type}
     if args.complexity:
         metadata["complexity"] = args.complexity
@@ -150,7 +151,7 @@ def submit_task(args: argparse.Namespace) -> int:
 # --- read-only commands --------------------------------------------------------------------------------------------
 def get_status(args: argparse.Namespace) -> int:
     root = _root(args)
-    task = _ask(root, lambda queue: queue.get_task(args.task_id))
+    task = _ask(args, lambda queue: queue.get_task(args.task_id))
     if task is None:
         raise TargetError(f"no task {args.task_id} in the store of {root}")
     return show(args, task, "task_report", task.summary())
@@ -158,7 +159,7 @@ def get_status(args: argparse.Namespace) -> int:
 
 def cancel_task(args: argparse.Namespace) -> int:
     root = _root(args)
-    status = _ask(root, lambda queue: queue.cancel(args.task_id))
+    status = _ask(args, lambda queue: queue.cancel(args.task_id))
     if status is None:
         raise TargetError(f"no task {args.task_id} in the store of {root}")
     cancelled = status in (TaskStatus.PENDING, TaskStatus.RUNNING)
@@ -170,28 +171,30 @@ def cancel_task(args: argparse.Namespace) -> int:
 
 
 def queue_stats(args: argparse.Namespace) -> int:
-    stats = _ask(_root(args), lambda queue: queue.get_stats())
+    stats = _ask(args, lambda queue: queue.get_stats())
     return show(args, stats, "stats_report")
 
 
 def metrics(args: argparse.Namespace) -> int:
     from oh_lsp.llm.budget import Budget
     from oh_lsp.metrics import MetricsCollector
+    from oh_lsp.store import open_store
 
     root = _root(args)
-    collector = MetricsCollector(project_root=root)
-    _notices(collector.store)
+    config = _config(root, args)
+    store = open_store(root, config.queue_url)
+    _notices(store)
     try:
-        summary = collector.get_summary()
-        summary["budget"] = Budget(_config(root), collector.store).status()
+        summary = MetricsCollector(store).get_summary()
+        summary["budget"] = Budget(config, store).status()
     finally:
-        collector.store.close()
+        store.close()
     return show(args, summary, "metrics_report")
 
 
 def list_tasks(args: argparse.Namespace) -> int:
     status = TaskStatus(args.status) if args.status else None
-    tasks = _ask(_root(args), lambda queue: queue.list_tasks(status, args.limit))
+    tasks = _ask(args, lambda queue: queue.list_tasks(status, args.limit))
     rows = [{"task_id": t.task_id, "kind": t.task_type, "target": str(t.target_file or ""), "status": t.status.value,
              "model": t.model, "cost": t.cost} for t in tasks]
     if args.json:
@@ -202,12 +205,26 @@ def list_tasks(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def queue(args: argparse.Namespace) -> int:
+    """`queue migrate`: create or upgrade the queue's tables (SQLite stores also migrate whenever they are opened)."""
+    from oh_lsp.store import migrate_store
+
+    root = _root(args)
+    done = migrate_store(root, _config(root, args).queue_url)
+    if done["before"] == done["after"]:
+        message = f"{done['location']}: schema version {done['after']}, up to date"
+    else:
+        message = f"{done['location']}: migrated from schema version {done['before']} to {done['after']}"
+    _print_json({**done, "message": message}) if args.json else print(message)
+    return EXIT_OK
+
+
 # --- running -------------------------------------------------------------------------------------------------------
 def run_engine(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive")
     root = _root(args)
-    config = _config(root)
+    config = _config(root, args)
     _logging(root, config, args.verbose)
     return asyncio.run(_run_engine(root, config, args))
 
@@ -221,6 +238,16 @@ async def _run_engine(root: Path, config: OpenHandsConfig, args: argparse.Namesp
     _notices(engine.queue.store)
     view = ProgressView(sys.stdout, json_lines=args.json)
     engine.subscribe(view.on_event)
+    try:
+        await serve(engine, until_idle=args.until_idle, duration=args.duration)
+    finally:
+        view.close()
+    return EXIT_FAILED if view.failed else EXIT_OK
+
+
+async def serve(engine: Any, *, until_idle: bool = False, duration: float | None = None) -> None:
+    """Run `engine` until SIGINT or SIGTERM, `duration` seconds, or (with `until_idle`) an empty queue; then stop
+    it (running tasks finish or go back to the queue) and close it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -228,22 +255,20 @@ async def _run_engine(root: Path, config: OpenHandsConfig, args: argparse.Namesp
     await engine.start()
     try:
         waiters = [asyncio.create_task(stop.wait())]
-        if args.until_idle:
+        if until_idle:
             waiters.append(asyncio.create_task(engine.run_until_idle()))
-        await asyncio.wait(waiters, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
     finally:
         await engine.stop()
         engine.close()
-        view.close()
-    return EXIT_FAILED if view.failed else EXIT_OK
 
 
 def generate_tests(args: argparse.Namespace) -> int:
     root = _root(args)
     target = python_target(root, args.file)
-    config = _config(root)
+    config = _config(root, args)
     _logging(root, config, args.verbose)
     return asyncio.run(_generate_tests(root, config, target, args))
 

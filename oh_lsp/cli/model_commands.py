@@ -19,11 +19,11 @@ def select_model(args: argparse.Namespace) -> int:
     from oh_lsp.store import open_store
 
     root = _root(args)
-    config = _config(root)
+    config = _config(root, args)
     requirements = TaskRequirements(category=args.task_type, complexity=args.complexity,
                                     quality_threshold=args.quality_threshold, max_latency_ms=args.max_latency_ms,
                                     max_cost_per_call=args.max_cost)
-    store = open_store(root)
+    store = open_store(root, config.queue_url)
     try:
         selection = ModelSelector(store=store, config=config).explain(requirements)
     except NoModelError as exc:
@@ -44,7 +44,7 @@ def models(args: argparse.Namespace) -> int:
     from oh_lsp.store import open_store
 
     root = _root(args)
-    config = _config(root)
+    config = _config(root, args)
     if args.action == "refresh":
         from oh_lsp.llm.catalog import refresh_models
         from oh_lsp.llm.errors import ModelCallError
@@ -56,7 +56,7 @@ def models(args: argparse.Namespace) -> int:
         result = {"base_url": config.base_url, "models": count, "cache": str(path)}
         _print_json(result) if args.json else print(f"cached {count} models from {config.base_url}/models in {path}")
         return EXIT_OK
-    store = open_store(root)
+    store = open_store(root, config.queue_url)
     try:
         if args.action == "reset":
             import logging

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from oh_lsp.edits import Edit, FileEdit, TextEdit
-from oh_lsp.extract import extract_python
+from oh_lsp.extract import extract_python, parse_python
 from oh_lsp.kinds.base import Candidate, CheckEnv, Target
 from oh_lsp.kinds.context import prompt_sections
 from oh_lsp.kinds.placement import apply_text_edits
@@ -103,7 +103,7 @@ def _literal(answer_lines: list[str], node: ast.Expr, indent: str, *, indent_fir
 
 def docstring_edits(original: str, answer: str, scope: str | None) -> list[TextEdit]:
     """Edits that put the answer's docstrings (where they differ) into `original`, by AST positions."""
-    old_tree, new_tree = ast.parse(original), ast.parse(answer)
+    old_tree, new_tree = ast.parse(original), parse_python(answer)
     old_lines, new_lines = original.split("\n"), answer.split("\n")
     old_defs = {"": old_tree, **dict(definitions(old_tree))}
     edits: list[TextEdit] = []
@@ -151,7 +151,7 @@ def recompute(result: dict[str, Any]):  # -> Recompute
     """Redo the docstring edits against the file's current text (if its code is still the same)."""
     def redo(change: FileEdit, current: str) -> FileEdit | None:
         try:
-            if strip_docstrings(ast.parse(current)) != strip_docstrings(ast.parse(result["answer_code"])):
+            if strip_docstrings(ast.parse(current)) != strip_docstrings(parse_python(result["answer_code"])):
                 return None
             edits = docstring_edits(current, result["answer_code"], result.get("scope"))
         except SyntaxError:
@@ -228,7 +228,7 @@ async def check(candidate: Candidate, target: Target, env: CheckEnv) -> tuple[Va
     path = candidate.output_file
     scope = candidate.extra.get("scope")
     try:
-        answer_tree = ast.parse(candidate.extra["answer_code"])
+        answer_tree = parse_python(candidate.extra["answer_code"])
     except SyntaxError as exc:
         return ValidationResult.from_findings([Finding(F.SYNTAX_ERROR, f"the answer does not parse: {exc.msg}",
                                                        file=path, line=exc.lineno or 1)], 0.0), candidate

@@ -23,7 +23,7 @@ from typing import Any
 
 from oh_lsp.edits import Edit, FileEdit, TextEdit
 from oh_lsp.errors import InterpreterError
-from oh_lsp.extract import extract_python
+from oh_lsp.extract import extract_python, parse_python
 from oh_lsp.kinds.base import Candidate, CheckEnv, Target
 from oh_lsp.kinds.context import prompt_sections
 from oh_lsp.kinds.placement import apply_text_edits
@@ -98,7 +98,7 @@ def recompute(result: dict[str, Any]):  # -> Recompute
 async def check(candidate: Candidate, target: Target, env: CheckEnv) -> tuple[ValidationResult, Candidate]:
     path = candidate.output_file
     try:
-        new_tree = ast.parse(candidate.content)
+        new_tree = parse_python(candidate.content)
     except SyntaxError as exc:
         return ValidationResult.from_findings([Finding(F.SYNTAX_ERROR, f"the refactored module does not parse:"
                                                        f" {exc.msg}", file=path, line=exc.lineno or 1,

@@ -18,7 +18,7 @@ from typing import Any
 
 from oh_lsp.edits import Edit, FileEdit, whole_file_edit
 from oh_lsp.errors import InterpreterError
-from oh_lsp.extract import extract_python
+from oh_lsp.extract import extract_python, parse_python
 from oh_lsp.kinds.base import Candidate, CheckEnv, Target
 from oh_lsp.kinds.context import prompt_sections
 from oh_lsp.kinds.placement import filter_generated, merge_tests
@@ -77,7 +77,7 @@ def place(code: str, target: Target) -> Candidate:
     extra: dict[str, Any] = {"generated_source": code, "renamed": {}, "skipped": [], "tests": [],
                              "existing_source": existing}
     try:
-        tree = ast.parse(code)
+        tree = parse_python(code)
     except (SyntaxError, ValueError):
         tree = None
     if tree is None:
@@ -165,7 +165,7 @@ def imports_module(tree: ast.Module, module: str) -> bool:
 def static_findings(output_file: str, content: str, target_path: str | None,
                     trusted: bool) -> tuple[ast.Module | None, list[Finding]]:
     try:
-        tree = ast.parse(content)
+        tree = parse_python(content)
     except SyntaxError as exc:
         return None, [Finding(F.SYNTAX_ERROR, f"the test module does not parse: {exc.msg}", file=output_file,
                               line=exc.lineno or 1, col=max((exc.offset or 1) - 1, 0))]

@@ -491,7 +491,8 @@ class Session:
             from oh_lsp.llm.gateway import ModelGateway
             from oh_lsp.store import open_store
 
-            self._spare_gateway = ModelGateway(self.config(), store=open_store(Path.cwd()))
+            config = self.config()
+            self._spare_gateway = ModelGateway(config, store=open_store(Path.cwd(), config.queue_url))
         return self._spare_gateway
 
     def engines(self) -> list[ExecutionEngine]:

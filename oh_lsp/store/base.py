@@ -1,8 +1,9 @@
 """The storage interface behind the queue, the metrics and the delivery of results.
 
-One implementation (SQLite, embedded) ships today. A server-backed one (PostgreSQL) implements the same methods; the
-engine, CLI and language server only see this interface. Methods are synchronous and short; `TaskQueue` runs them
-on its own thread so the event loop never waits on the database.
+Two implementations: SQLite (embedded, one file per project root; the default) and PostgreSQL (one queue shared by
+workers on many machines, chosen by a `postgresql://` queue URL). The engine, CLI and language server only see this
+interface; `tests/test_store_contract.py` runs the same tests against both. Methods are synchronous and short;
+`TaskQueue` runs them on its own thread so the event loop never waits on the database.
 """
 
 from __future__ import annotations
@@ -103,5 +104,10 @@ class TaskStore(Protocol):
 
     def spent(self, *, task_id: str | None = None, day: str | None = None) -> float:
         """Cost of the calls made for one task, or on one local day (``YYYY-MM-DD``)."""
+
+    # --- wakeups -----------------------------------------------------------------------------------------------
+    def watch_for_work(self, callback: Callable[[], None]) -> Callable[[], None] | None:
+        """Have `callback` called (from any thread) when another process makes a task ready. Returns a function
+        that stops the watching, or None when this store cannot tell (then idle workers just poll)."""
 
     def close(self) -> None: ...

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, TypeVar
 from oh_lsp.errors import QueueFullError, StoreError
 from oh_lsp.llm.state import ModelCall, ModelState, local_day
 from oh_lsp.metrics import ExecutionMetrics
+from oh_lsp.store import records as rec
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
 
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # 2: model_state and model_calls (every statement is IF NOT EXISTS, so migrating is re-running)
 UNFINISHED = ("pending", "running")
-MODEL_FAILURE_OUTCOMES = ("transient",)  # failures of the model itself (rate limits and refusals are not)
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -214,6 +214,10 @@ class SQLiteStore:
             self._connections.clear()
         self._local = threading.local()
 
+    def watch_for_work(self, callback: Any) -> None:
+        """SQLite has no notifications between processes: idle workers poll (cheaply, it is a local file)."""
+        return None
+
     # --- queue -------------------------------------------------------------------------------------------------
     def add(self, task: QueuedTask, *, dedupe_key: str, max_size: int) -> tuple[str, bool]:
         now = self._clock()
@@ -225,16 +229,13 @@ class SQLiteStore:
                 return row["id"], False
             unfinished = db.execute("SELECT count(*) FROM tasks WHERE status IN ('pending', 'running')").fetchone()[0]
             if unfinished >= max_size:
-                raise QueueFullError(
-                    f"the queue is full: {unfinished} tasks are pending or running (max_size={max_size}). Nothing was"
-                    " added; run the engine (oh-lsp run-engine) or cancel tasks, then submit again."
-                )
+                raise QueueFullError(rec.queue_full_message(unfinished, max_size))
             db.execute(
                 "INSERT INTO tasks (id, kind, description, target_file, target_sha256, priority, metadata, status,"
                 " submitter, dedupe_key, max_retries, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (task.task_id, task.task_type, task.description, _path_text(task.target_file), task.target_sha256,
+                (task.task_id, task.task_type, task.description, rec.path_text(task.target_file), task.target_sha256,
                  int(task.priority), json.dumps(task.metadata, default=str), TaskStatus.PENDING.value,
-                 task.submitter, dedupe_key, 2 if task.max_retries is None else task.max_retries, now),
+                 task.submitter, dedupe_key, rec.max_retries_of(task), now),
             )
             return task.task_id, True
 
@@ -244,18 +245,18 @@ class SQLiteStore:
             (now,),
         ).fetchall()
         for row in expired:
-            reason = f"its worker ({row['lease_owner']}) stopped renewing the lease (process ended or hung)"
+            reason = rec.LEASE_LOST % row["lease_owner"]
             if row["attempts"] > row["max_retries"]:
                 db.execute(
                     "UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, lease_id = NULL,"
                     " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
-                    (f"failed after {row['attempts']} attempts: {reason}", now, row["id"]),
+                    (rec.FAILED_AFTER_LEASE_LOST % (row["attempts"], reason), now, row["id"]),
                 )
             else:
                 db.execute(
                     "UPDATE tasks SET status = 'pending', not_before = ?, note = ?, lease_id = NULL,"
                     " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
-                    (now, f"re-queued: {reason}", row["id"]),
+                    (now, rec.REQUEUED % reason, row["id"]),
                 )
 
     def claim(self, owner: str, lease_seconds: float) -> QueuedTask | None:
@@ -299,7 +300,7 @@ class SQLiteStore:
                 " lease_id = NULL, lease_owner = NULL, lease_expires = NULL,"
                 " tokens = tokens + ?, cost = cost + ?"
                 " WHERE id = ? AND status = 'running' AND lease_id = ?",
-                (TaskStatus(status).value, _json(result), error, model, now,
+                (TaskStatus(status).value, rec.to_json(result), error, model, now,
                  metrics.tokens_used if metrics else 0, metrics.cost if metrics else 0.0,
                  task_id, lease_id),
             )
@@ -326,7 +327,7 @@ class SQLiteStore:
                     "UPDATE tasks SET status = 'failed', error = ?, result = coalesce(?, result),"
                     " model = coalesce(?, model), finished_at = ?, lease_id = NULL, lease_owner = NULL,"
                     " lease_expires = NULL, tokens = tokens + ?, cost = cost + ? WHERE id = ?",
-                    (f"failed after {row['attempts']} attempts; last error: {reason}", _json(result), model, now,
+                    (rec.FAILED_AFTER_RETRIES % (row["attempts"], reason), rec.to_json(result), model, now,
                      *spent, task_id),
                 )
             else:
@@ -335,7 +336,7 @@ class SQLiteStore:
                     "UPDATE tasks SET status = 'pending', not_before = ?, note = ?, error = ?,"
                     " model = coalesce(?, model), lease_id = NULL, lease_owner = NULL, lease_expires = NULL,"
                     " tokens = tokens + ?, cost = cost + ? WHERE id = ?",
-                    (now + delay, f"retrying in {delay:.1f}s: {reason}", reason, model, *spent, task_id),
+                    (now + delay, rec.RETRYING % (delay, reason), reason, model, *spent, task_id),
                 )
             if metrics is not None:
                 self._insert_metrics(db, metrics)
@@ -345,9 +346,9 @@ class SQLiteStore:
         with self._write() as db:
             cur = db.execute(
                 "UPDATE tasks SET status = 'pending', attempts = max(attempts - 1, 0), not_before = 0,"
-                " note = 're-queued: the engine stopped before it finished', lease_id = NULL, lease_owner = NULL,"
+                " note = ?, lease_id = NULL, lease_owner = NULL,"
                 " lease_expires = NULL WHERE id = ? AND status = 'running' AND lease_id = ?",
-                (task_id, lease_id),
+                (rec.RELEASED, task_id, lease_id),
             )
             return cur.rowcount == 1
 
@@ -360,9 +361,8 @@ class SQLiteStore:
             status = TaskStatus(row["status"])
             if status is TaskStatus.PENDING:
                 db.execute(
-                    "UPDATE tasks SET status = 'cancelled', finished_at = ?, error = 'cancelled before it started'"
-                    " WHERE id = ?",
-                    (now, task_id),
+                    "UPDATE tasks SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?",
+                    (now, rec.CANCELLED_BEFORE_START, task_id),
                 )
             elif status is TaskStatus.RUNNING:
                 db.execute("UPDATE tasks SET cancel_requested = 1 WHERE id = ?", (task_id,))
@@ -382,7 +382,7 @@ class SQLiteStore:
             sql += " WHERE status = ?"
             args = (TaskStatus(status).value,)
         sql += " ORDER BY seq DESC LIMIT ?"
-        return [_row_to_task(r) for r in self._conn().execute(sql, (*args, limit)).fetchall()]
+        return [rec.task_from_row(r) for r in self._conn().execute(sql, (*args, limit)).fetchall()]
 
     def position(self, task_id: str) -> int | None:
         db = self._conn()
@@ -428,7 +428,7 @@ class SQLiteStore:
             " ORDER BY seq",
             (submitter,),
         ).fetchall()
-        return [_row_to_task(r) for r in rows]
+        return [rec.task_from_row(r) for r in rows]
 
     def set_delivery(self, task_id: str, delivery: str) -> None:
         with self._write() as db:
@@ -461,43 +461,37 @@ class SQLiteStore:
             " coalesce(avg(CASE WHEN success THEN quality_score END), 0.0) AS avg_quality_score,"
             " coalesce(sum(validation_passed), 0) AS validations_passed"
         )
-        system = _aggregate(db.execute(f"SELECT {aggregate} FROM metrics").fetchone())
+        system = rec.aggregate(db.execute(f"SELECT {aggregate} FROM metrics").fetchone())
         today_row = db.execute(
             "SELECT coalesce(sum(cost), 0.0), coalesce(sum(tokens_used), 0) FROM metrics WHERE day = ?", (today,)
         ).fetchone()
         system["cost_today"] = today_row[0]
         system["tokens_today"] = today_row[1]
         models = {
-            row["model_id"]: _aggregate(row)
+            row["model_id"]: rec.aggregate(row)
             for row in db.execute(f"SELECT model_id, {aggregate} FROM metrics GROUP BY model_id ORDER BY model_id")
         }
         kinds = {
-            row["task_type"]: _aggregate(row)
+            row["task_type"]: rec.aggregate(row)
             for row in db.execute(f"SELECT task_type, {aggregate} FROM metrics GROUP BY task_type ORDER BY task_type")
         }
-        states = self.model_states()
-        now = self._clock()
         return {"system": system, "models": models, "task_types": kinds, "costs": self._costs(db),
-                "model_state": {name: state.view(now) for name, state in sorted(states.items())},
-                "rotations": sum(state.rotations_away for state in states.values())}
+                **rec.model_state_summary(self.model_states(), self._clock())}
 
     def _costs(self, db: sqlite3.Connection) -> dict[str, Any]:
         sums = ("count(*) AS calls, coalesce(sum(cost), 0.0) AS cost,"
-                " coalesce(sum(prompt_tokens + completion_tokens), 0)")
-        costs: dict[str, Any] = {}
-        for key, column in (("by_model", "model"), ("by_kind", "coalesce(task_kind, '-')"), ("by_day", "day")):
-            costs[key] = {row[0]: {"calls": row["calls"], "cost": round(row["cost"], 10), "tokens": row[3]}
-                          for row in db.execute(f"SELECT {column}, {sums} FROM model_calls GROUP BY 1 ORDER BY 1")}
-        return costs
+                " coalesce(sum(prompt_tokens + completion_tokens), 0) AS tokens")
+        return {key: rec.cost_view(db.execute(f"SELECT {column} AS key, {sums} FROM model_calls GROUP BY 1 ORDER BY 1"))
+                for key, column in rec.COST_GROUPS}
 
     # --- model health and spending -----------------------------------------------------------------------------
     def update_model_state(self, model: str, change: Callable[[ModelState], T]) -> T:
         with self._write() as db:
             row = db.execute("SELECT data FROM model_state WHERE model = ?", (model,)).fetchone()
             before = row["data"] if row else None
-            state = ModelState.from_dict(json.loads(before)) if before else ModelState(model=model)
+            state = rec.model_state_from_json(before, model)
             result = change(state)
-            after = json.dumps(state.to_dict())
+            after = rec.model_state_json(state)
             if after != before:
                 db.execute("INSERT INTO model_state (model, data, updated_at) VALUES (?, ?, ?) ON CONFLICT (model)"
                            " DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
@@ -506,8 +500,7 @@ class SQLiteStore:
 
     def model_states(self) -> dict[str, ModelState]:
         rows = self._conn().execute("SELECT data FROM model_state").fetchall()
-        states = (ModelState.from_dict(json.loads(row["data"])) for row in rows)
-        return {state.model: state for state in states}
+        return rec.model_states_from_json(row["data"] for row in rows)
 
     def reset_model_states(self, model: str | None = None) -> int:
         with self._write() as db:
@@ -526,20 +519,17 @@ class SQLiteStore:
             )
 
     def model_call_stats(self, since: float) -> dict[str, dict[str, Any]]:
-        marks = ",".join("?" * len(MODEL_FAILURE_OUTCOMES))
+        marks = ",".join("?" * len(rec.MODEL_FAILURE_OUTCOMES))
         rows = self._conn().execute(
             "SELECT model, count(*) AS calls, coalesce(sum(outcome = 'ok'), 0) AS ok,"
             " avg(CASE WHEN outcome = 'ok' THEN latency_ms END) AS avg_latency_ms FROM model_calls"
             f" WHERE created_at >= ? AND (outcome = 'ok' OR outcome IN ({marks})) GROUP BY model",
-            (since, *MODEL_FAILURE_OUTCOMES),
+            (since, *rec.MODEL_FAILURE_OUTCOMES),
         ).fetchall()
-        return {row["model"]: {"calls": row["calls"], "ok": row["ok"], "avg_latency_ms": row["avg_latency_ms"]}
-                for row in rows}
+        return rec.call_stats_view(rows)
 
     def spent(self, *, task_id: str | None = None, day: str | None = None) -> float:
-        if task_id is None and day is None:
-            raise ValueError("spent() needs a task_id or a day")
-        column, value = ("task_id", task_id) if task_id is not None else ("day", day)
+        column, value = rec.spent_filter(task_id, day)
         row = self._conn().execute(f"SELECT coalesce(sum(cost), 0.0) FROM model_calls WHERE {column} = ?",
                                    (value,)).fetchone()
         return float(row[0])
@@ -547,62 +537,9 @@ class SQLiteStore:
     # --- rows --------------------------------------------------------------------------------------------------
     def _task(self, db: sqlite3.Connection, task_id: str) -> QueuedTask | None:
         row = db.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        return _row_to_task(row) if row else None
-
-
-def _aggregate(row: sqlite3.Row) -> dict[str, Any]:
-    executions = row["executions"]
-    return {
-        "executions": executions,
-        "successful": row["successful"],
-        "failed": executions - row["successful"],
-        "success_rate": (row["successful"] / executions) if executions else 0.0,
-        "total_tokens": row["tokens"],
-        "prompt_tokens": row["prompt_tokens"],
-        "completion_tokens": row["completion_tokens"],
-        "total_cost": round(row["cost"], 10),
-        "avg_duration_seconds": row["avg_duration_seconds"],
-        "avg_quality_score": row["avg_quality_score"],
-        "validations_passed": row["validations_passed"],
-    }
+        return rec.task_from_row(row) if row else None
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     text = str(exc).lower()
     return any(words in text for words in ("not a database", "malformed", "corrupt"))
-
-
-def _row_to_task(row: sqlite3.Row) -> QueuedTask:
-    return QueuedTask(
-        task_type=row["kind"],
-        description=row["description"],
-        target_file=Path(row["target_file"]) if row["target_file"] else None,
-        priority=TaskPriority(row["priority"]),
-        metadata=json.loads(row["metadata"] or "{}"),
-        task_id=row["id"],
-        status=TaskStatus(row["status"]),
-        submitter=row["submitter"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        attempts=row["attempts"],
-        max_retries=row["max_retries"],
-        result=json.loads(row["result"]) if row["result"] else None,
-        error=row["error"],
-        model=row["model"],
-        tokens=row["tokens"],
-        cost=row["cost"],
-        target_sha256=row["target_sha256"],
-        not_before=row["not_before"],
-        note=row["note"],
-        delivery=row["delivery"],
-        lease_id=row["lease_id"],
-    )
-
-
-def _json(value: dict[str, Any] | None) -> str | None:
-    return json.dumps(value, default=str) if value is not None else None
-
-
-def _path_text(path: Path | None) -> str | None:
-    return path.as_posix() if path is not None else None
