@@ -7,12 +7,13 @@ as in the guide while still being fenced against a worker that lost its lease.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import socket
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from oh_lsp.metrics import ExecutionMetrics
 from oh_lsp.paths import project_root as resolve_root
