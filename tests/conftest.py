@@ -21,9 +21,10 @@ def light_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Generated tests run with "the project's interpreter". Ours carries hypothesis, pytest-lsp and others whose import
     costs ~1.5 s per pytest run; a fixture project's own venv would not. Built offline: a venv whose one `.pth` file
-    points at a folder of links to the packages pytest needs (no plugin metadata, so nothing is auto-loaded).
+    points at a folder with copies of the packages pytest needs (no plugin metadata, so nothing is auto-loaded).
     """
     import importlib.util
+    import shutil
     import subprocess
     import sysconfig
 
@@ -37,7 +38,12 @@ def light_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if not source.exists():
             spec = importlib.util.find_spec(name.removesuffix(".py"))
             source = Path(spec.origin).parent if spec and spec.origin else source
-        (site / name).symlink_to(source)
+        # copies, not links: a link into this checkout's .venv would not resolve in the sandbox when the checkout
+        # itself lives under /tmp (the sandbox has a /tmp of its own)
+        if source.is_dir():
+            shutil.copytree(source, site / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, site / name)
     python = base / "venv" / "bin" / "python"
     venv_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip()

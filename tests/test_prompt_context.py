@@ -3,6 +3,7 @@ instruction; and how it is cut to fit the model's context."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -69,7 +70,9 @@ async def test_interpreter_without_coverage_borrows_oh_lsps(project: Path, model
     tools.mkdir()
     for entry in (light_python.parent.parent / "test-tools").iterdir():
         if entry.name != "coverage":
-            (tools / entry.name).symlink_to(entry.resolve())
+            # a copy: a link to a folder under /tmp would not resolve in the sandbox, which has a /tmp of its own
+            copy = shutil.copytree if entry.is_dir() else shutil.copy2
+            copy(entry, tools / entry.name)
     python = venv / "bin" / "python"
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()

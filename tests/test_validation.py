@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -66,6 +67,28 @@ async def test_project_venv_interpreter_is_used(project: Path, model_server) -> 
     final = await run_task(project, model_server)
     assert final.status is TaskStatus.COMPLETED, final.error
     assert final.result["validation"]["details"]["interpreter"] == str(python)
+
+
+async def test_folders_a_pth_file_adds_under_tmp_are_seen_in_the_sandbox(project: Path, model_server, light_python,
+                                                                         tmp_path: Path) -> None:
+    """A project environment that borrows its packages through `.pth` files from folders outside the project, under
+    /tmp (which the sandbox replaces with a /tmp of its own): the sandbox shows those folders, read-only."""
+    (project / "pkg" / "shouting.py").write_text(USES_VENV_DEP)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(project / ".venv")], check=True)
+    python = project / ".venv" / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    borrowed = tmp_path / "borrowed"  # under /tmp, outside the project
+    borrowed.mkdir()
+    (borrowed / "venv_only_dep.py").write_text("def LOUD(text):\n    return text.upper() + '!'\n")
+    tools = light_python.parent.parent / "test-tools"  # pytest and coverage, also under /tmp
+    Path(site, "borrowed.pth").write_text(f"{borrowed}\n{tools}\n")
+    model_server.script(Reply.text(fenced(VENV_TESTS)))
+    final = await run_task(project, model_server)
+    assert final.status is TaskStatus.COMPLETED, final.error
+    details = final.result["validation"]["details"]
+    assert details["interpreter"] == str(python)
+    assert details["isolated"] is bool(shutil.which("bwrap"))  # .ci/run installs bubblewrap: there it is isolated
 
 
 async def test_interpreter_without_pytest_is_reported_not_replaced(project: Path, model_server) -> None:

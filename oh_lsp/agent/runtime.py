@@ -150,7 +150,7 @@ async def _converse(task: QueuedTask, ctx: TaskContext, kind: Any, target: Any, 
         spec = _spec(config, run.chain, api_key, budget, workspace, agent_message(kind, target, task, messages,
                                                                                  workspace, output))
         command = box.command([str(environment.python), str(box.tools / WORKER_FILE)],
-                              readable=interpreter_paths(environment.python))
+                              readable=await interpreter_paths(environment.python, box.project_root))
         ctx.emit(ev.PROGRESS, message=f"starting the OpenHands agent ({'isolated copy' if box.isolated else 'copy'}"
                  f" of the project; model {run.chain[0].name})", runtime="openhands", isolated=box.isolated)
         history: list[Attempt] = []

@@ -4,6 +4,7 @@ coverage.py and with a given random seed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
@@ -18,6 +19,7 @@ from oh_lsp.validation.sandbox import RunResult, Sandbox
 
 _PLUGIN = Path(__file__).with_name("pytest_report_plugin.py")
 _imports_ok: dict[tuple[str, str], bool] = {}
+_sys_paths: dict[str, list[Path]] = {}
 
 
 @dataclass
@@ -93,21 +95,54 @@ def _find_python(root: Path, configured: Path | None) -> Path:
     return Path(sys.executable)
 
 
-def interpreter_paths(python: Path) -> list[Path]:
-    """Folders an interpreter needs to run: its virtual environment and the installation it points to."""
+async def interpreter_paths(python: Path, project_root: Path | None = None) -> list[Path]:
+    """Folders an interpreter needs to run: its virtual environment, the installation it points to, and the folders
+    its `.pth` files add to sys.path (an environment may borrow packages from anywhere, /tmp included). Folders inside
+    the project are left out: there the sandbox's copy of the project, with the candidate in it, stands for them."""
     paths = []
     venv = python.parent.parent
     if (venv / "pyvenv.cfg").exists():
         paths.append(venv)
     paths.append(Path(os.path.realpath(python)).parent.parent)
+    for entry in await _sys_path(python):
+        if project_root is not None and (entry == project_root or project_root in entry.parents):
+            continue
+        if not any(entry == p or p in entry.parents for p in paths):
+            paths.append(entry)
     return paths
+
+
+async def _sys_path(python: Path) -> list[Path]:
+    """The interpreter's sys.path as real paths (asked once per interpreter; [] if it cannot say)."""
+    key = str(python)
+    if key not in _sys_paths:
+        _sys_paths[key] = await _ask_sys_path(key)
+    return _sys_paths[key]
+
+
+async def _ask_sys_path(python: str) -> list[Path]:
+    try:  # -E and no variable but PATH: nothing secret reaches it
+        proc = await asyncio.create_subprocess_exec(
+            python, "-E", "-c", "import json, sys; print(json.dumps(sys.path))", stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            env={"PATH": os.environ.get("PATH", os.defpath)})
+    except OSError:
+        return []
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        return [Path(os.path.realpath(e)) for e in json.loads(out) if e and os.path.exists(e)]
+    except (ValueError, asyncio.TimeoutError):
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        return []
 
 
 async def _can_import(box: Sandbox, python: Path, module: str) -> bool:
     key = (str(python), module)
     if key not in _imports_ok:
         result = await box.run([str(python), "-c", f"import {module}"], timeout=60,
-                               readable=interpreter_paths(python))
+                               readable=await interpreter_paths(python, box.project_root))
         _imports_ok[key] = result.returncode == 0
     return _imports_ok[key]
 
@@ -116,6 +151,7 @@ async def ensure_pytest(box: Sandbox, python: Path) -> None:
     """Raise `InterpreterError` if `python` cannot import pytest. Never switches to another interpreter."""
     if not await _can_import(box, python, "pytest"):
         _imports_ok.pop((str(python), "pytest"), None)  # ask again next time: the user may install it
+        _sys_paths.pop(str(python), None)
         raise InterpreterError(
             f"the project's interpreter {python} cannot import pytest, so the generated tests cannot be run. Install"
             f" it there ({python} -m pip install pytest), or choose another interpreter with OH_LSP_PYTHON."
@@ -141,7 +177,7 @@ async def run_pytest(box: Sandbox, python: Path, targets: list[str], *, timeout:
         if await _can_import(box, python, "pytest_randomly"):
             pytest_args.append(f"--randomly-seed={seed}")
     command = [str(python), "-m", "pytest", *pytest_args, *targets]
-    readable = interpreter_paths(python)
+    readable = await interpreter_paths(python, box.project_root)
     out = box.base / f"coverage-{tag}.json"
     if cover is not None:
         command = await _under_coverage(box, python, command, cover, tag, out)
