@@ -5,7 +5,8 @@ that state a target.
     uv run --group bench python bench/run_all.py --smoke    # a quick pass that checks the plumbing
 
 P1 engine throughput, P2 concurrency efficiency, P3 LLM client overhead, P4a start-up, P4b codeAction latency,
-P5 memory (and P8, the PostgreSQL fleet, when its benchmark and a server are available).
+P5 memory, and P8, the PostgreSQL fleet (on a throwaway server: it needs PostgreSQL's server programs, see
+docs/fleet.md).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ SUITE = [
     ("P4a", "server start-up", ["lsp_startup.py"], ["lsp_startup.py", "--runs", "3"]),
     ("P4b", "codeAction latency", ["lsp_latency.py"], ["lsp_latency.py", "--tasks", "10", "--seconds", "2"]),
     ("P5", "server memory", ["lsp_memory.py"], ["lsp_memory.py", "--tasks", "100"]),
+    ("P8", "PostgreSQL fleet", ["postgres_throughput.py", "--fast"],
+     ["postgres_throughput.py", "--fast", "--tasks", "200", "--repeat", "1", "--processes", "1,2"]),
 ]
 
 
