@@ -180,7 +180,7 @@ async def run_pytest(box: Sandbox, python: Path, targets: list[str], *, timeout:
     readable = await interpreter_paths(python, box.project_root)
     out = box.base / f"coverage-{tag}.json"
     if cover is not None:
-        command = await _under_coverage(box, python, command, cover, tag, out)
+        command = await _under_coverage(box, python, command, cover, tag, out, readable)
     result = await box.run(command, timeout=timeout, env=run_env, readable=readable)
     run = _read_report(report, result)
     run.seed = seed
@@ -200,15 +200,18 @@ def _fast_scratch(box: Sandbox) -> Path:
 
 
 async def _under_coverage(box: Sandbox, python: Path, command: list[str], cover: str, tag: str,
-                          out: Path) -> list[str]:
+                          out: Path, readable: list[Path]) -> list[str]:
     """`command` (a pytest run) wrapped to run under coverage.py and write the JSON report to `out`, in one
-    process of the sandbox. When the project's interpreter lacks coverage.py, oh-lsp's own copy is lent to it."""
+    process of the sandbox. When the project's interpreter lacks coverage.py, oh-lsp's own copy is lent to it (and
+    added to the `readable` folders of the run)."""
     if not await _can_import(box, python, "coverage"):
         import coverage  # a dependency of oh-lsp; its C tracer may not load there, the Python one will
 
+        lent = Path(coverage.__file__).parent.resolve()
         link = box.tools / "coverage"
         if not link.exists():
-            link.symlink_to(Path(coverage.__file__).parent, target_is_directory=True)
+            link.symlink_to(lent, target_is_directory=True)
+        readable.append(lent)  # oh-lsp's own environment may be under /tmp, which the sandbox replaces
     data = _fast_scratch(box) / f"oh-lsp-coverage-{tag}"
     rcfile = box.base / f"coveragerc-{tag}"
     rcfile.write_text(f"[run]\ndata_file = {data}\ninclude = {box.inside_root / cover}\n")
