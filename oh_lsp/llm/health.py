@@ -1,7 +1,7 @@
 """`ModelHealth`: cooldowns, circuit breakers, rotation counts and the call log of models, kept in the store.
 
-This is the gateway's async face on the store: every read and write runs on a worker thread, so the event loop
-never waits on SQLite. Every rotation, cooldown and breaker change is written as an INFO line to the log
+This is the gateway's async face on the store: every read and write runs on the store's thread (`StoreThread`, the
+engine's queue shares it), so the event loop never waits on the database. Every rotation, cooldown and breaker change is written as an INFO line to the log
 (`oh-lsp logs`), as the guide says: "check logs for model switching".
 """
 
