@@ -23,6 +23,7 @@ from oh_lsp import events as ev
 from oh_lsp.testing.model_server import Reply, ScriptedModelServer
 from tests.conftest import FAILING_TESTS, GOOD_TESTS, SENTINEL_KEY
 from tests.models_support import MODEL_A, MODEL_B, write_catalog
+from tests.prerequisites import missing
 
 REPO = Path(__file__).resolve().parents[1]
 AGENT_ENV = Path(os.environ.get("OH_LSP_TEST_OPENHANDS_ENV") or REPO / ".cache" / "openhands-env")
@@ -42,7 +43,7 @@ def agent_env():
     try:
         python = find_python()
     except AgentEnvironmentError as exc:
-        pytest.skip(f"the OpenHands SDK needs Python >= 3.12 and there is none here: {exc}")
+        missing(f"the OpenHands SDK needs Python >= 3.12 and there is none here: {exc}")
     started = time.monotonic()
     env = setup_environment(AGENT_ENV, python.path, log=lambda _line: None)
     print(f"\nagent environment made in {time.monotonic() - started:.1f}s at {AGENT_ENV}", file=sys.stderr)
@@ -252,7 +253,7 @@ async def test_under_bubblewrap_the_agent_cannot_see_or_touch_the_real_project(p
     from oh_lsp.validation.sandbox import bwrap_available
 
     if not bwrap_available():
-        pytest.skip("bubblewrap is not usable here (apt-get install bubblewrap)")
+        missing("bubblewrap is not usable here (apt-get install bubblewrap)")
     (project / ".env").write_text("OPENROUTER_API_KEY=sk-or-v1-in-the-dotenv-0123456789\n")
     escape = f"cat {project}/.env; touch {project.parent}/escaped.txt {project}/pkg/planted.py; echo done"
     play(model_server, [("terminal", {"command": escape}), create(GOOD_TESTS), FINISH])

@@ -25,6 +25,7 @@ from oh_lsp.store.sqlite import SQLiteStore
 from oh_lsp.testing.fleet_worker import stub_executor
 from oh_lsp.testing.model_server import Reply
 from tests.conftest import GOOD_TESTS, OH_LSP, SENTINEL_KEY, cli_env, fenced
+from tests.prerequisites import missing
 
 pytest.importorskip("psycopg")
 from oh_lsp.store.postgres import PostgresStore  # noqa: E402
@@ -90,8 +91,8 @@ async def server() -> Any:
     from oh_lsp.testing.postgres_server import TemporaryPostgres, bin_dir
 
     if bin_dir() is None:
-        pytest.skip("stopping and restarting a database needs PostgreSQL's server programs (apt-get install"
-                    " postgresql)")
+        missing("stopping and restarting a database needs PostgreSQL's server programs (apt-get install"
+                " postgresql)")
     own = TemporaryPostgres()
     await asyncio.to_thread(own.start)
     yield own

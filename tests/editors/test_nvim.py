@@ -22,6 +22,7 @@ import pytest
 from oh_lsp.testing.model_server import Reply, ScriptedModelServer
 from tests.conftest import CALC, GOOD_TESTS, OH_VARS, SENTINEL_KEY, fenced
 from tests.lsp_client import make_project
+from tests.prerequisites import missing
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "editors" / "nvim"
@@ -44,8 +45,7 @@ def find_nvim() -> tuple[str | None, str]:
 
 
 NVIM, WHY_NOT = find_nvim()
-REQUIRED = os.environ.get("OH_LSP_TEST_REQUIRE_NVIM") == "1"  # .ci/run: a missing Neovim fails, never skips
-pytestmark = [pytest.mark.skipif(NVIM is None and not REQUIRED, reason=WHY_NOT), pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.timeout(240)]
 
 USAGE = {"prompt_tokens": 300, "completion_tokens": 120, "total_tokens": 420, "cost": 0.00123}
 ONLY_FAILING_TESTS = '''\
@@ -75,7 +75,7 @@ def help_tags(doc: str) -> tuple[set[str], set[str]]:
 def flow(tmp_path_factory: pytest.TempPathFactory, light_python: Path) -> dict:
     """Run the whole flow once (about 30 s); the tests below check parts of what it saw."""
     if NVIM is None:
-        pytest.fail(WHY_NOT)
+        missing(WHY_NOT)
     base = tmp_path_factory.mktemp("nvim")
     project = make_project(base / "proj")
     home = base / "xdg"

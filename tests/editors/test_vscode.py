@@ -7,7 +7,7 @@ its input file) works the editor as a user would: VS Code's code-action provider
 palette commands, the quick picks; it writes down what it saw, and the assertions are made here.
 
 `.ci/run` installs code-server (editors/vscode/scripts/install-code-server.sh, into a cache directory), Chromium and
-the extension's node modules, and sets OH_LSP_TEST_REQUIRE_VSCODE=1: there anything missing fails these tests. On a
+the extension's node modules, and sets OH_LSP_TEST_REQUIRE_ALL=1: there anything missing fails these tests. On a
 developer's machine they are skipped, saying what is missing. OH_LSP_VSIX=<file> uses a built .vsix instead of
 building one (`npm run package`, which type-checks first).
 """
@@ -30,6 +30,7 @@ import pytest
 from oh_lsp.testing.model_server import Reply, ScriptedModelServer
 from tests.conftest import GOOD_TESTS, OH_VARS, fenced
 from tests.lsp_client import make_project
+from tests.prerequisites import missing
 
 REPO = Path(__file__).resolve().parents[2]
 EXTENSION = REPO / "editors" / "vscode"
@@ -73,15 +74,6 @@ def find_code_server() -> tuple[str | None, str]:
 def find_chromium() -> tuple[str | None, str]:
     chromium = os.environ.get("OH_LSP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     return chromium, "" if chromium else "Chromium is not installed: apt-get install chromium"
-
-
-REQUIRED = os.environ.get("OH_LSP_TEST_REQUIRE_VSCODE") == "1"  # .ci/run: what is missing fails, never skips
-
-
-def missing(why: str) -> None:
-    if REQUIRED:
-        pytest.fail(f"{why} (OH_LSP_TEST_REQUIRE_VSCODE=1)")
-    pytest.skip(why)
 
 
 def test_the_extension_type_checks_and_its_unit_tests_pass() -> None:
