@@ -29,8 +29,9 @@ BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream":
 
 
 def start_server() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "oh_lsp.testing.model_server", "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oh_lsp.testing.model_server", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
     base = json.loads(proc.stdout.readline())["base_url"]
     httpx.post(base + "/__default", json={"content": "def test_ok():\n    assert True\n", "latency": LATENCY})
     return proc, base
@@ -54,8 +55,10 @@ async def drive(n: int, seconds: float, call) -> float:
 async def raw(base: str, n: int, seconds: float) -> float:
     url = httpx.URL(base)
     body = json.dumps(BODY).encode()
-    request = (b"POST %s/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\n\r\n%s" % (url.path.encode(), len(body), body))
+    request = (
+        b"POST %s/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (url.path.encode(), len(body), body)
+    )
     streams = [await asyncio.open_connection(url.host, url.port) for _ in range(n)]
 
     async def call(i: int) -> None:
@@ -72,10 +75,12 @@ async def raw(base: str, n: int, seconds: float) -> float:
 
 async def httpx_default(base: str, n: int, seconds: float) -> float:
     async with httpx.AsyncClient(timeout=30) as client:
+
         async def call(_i: int) -> None:
             async with client.stream("POST", base + "/chat/completions", json=BODY) as response:
                 async for _ in response.aiter_lines():
                     pass
+
         return await drive(n, seconds, call)
 
 
@@ -132,8 +137,10 @@ def main() -> None:
     counts = [int(x) for x in args.workers.split(",")]
     proc, base = start_server()
     try:
-        print(f"P2 concurrency efficiency: {LATENCY * 1000:.0f} ms per answer, {args.seconds:.0f} s per cell,"
-              f" load average {os.getloadavg()[0]:.2f}")
+        print(
+            f"P2 concurrency efficiency: {LATENCY * 1000:.0f} ms per answer, {args.seconds:.0f} s per cell,"
+            f" load average {os.getloadavg()[0]:.2f}"
+        )
         print(f"{'client':<16}" + "".join(f"{n:>12}" for n in counts))
         at_most: dict[str, float] = {}
         for name, run in CLIENTS.items():
@@ -145,8 +152,10 @@ def main() -> None:
             print(f"{name:<16}" + "".join(cells), flush=True)
         figures = ", ".join(f"{name} {100 * at_most[name]:.0f}%" for name in ("raw", "oh-lsp client", "oh-lsp engine"))
         verdict = "met" if min(at_most["oh-lsp client"], at_most["oh-lsp engine"]) >= 0.95 else "missed"
-        print(f"at {counts[-1]} workers: {figures}; target >= 95% at 64: {verdict}"
-              f" (load average at the end {os.getloadavg()[0]:.2f})")
+        print(
+            f"at {counts[-1]} workers: {figures}; target >= 95% at 64: {verdict}"
+            f" (load average at the end {os.getloadavg()[0]:.2f})"
+        )
     finally:
         proc.terminate()
 

@@ -42,8 +42,12 @@ async def one_run(tasks: int, workers: int) -> dict[str, float]:
         engine.close()
         assert summary["system"]["successful"] == tasks, summary["system"]
         run_seconds = finished - submitted
-        return {"submit_per_s": tasks / (submitted - started), "run_per_s": tasks / run_seconds,
-                "overhead_us": 1e6 * run_seconds / tasks, "events": events}
+        return {
+            "submit_per_s": tasks / (submitted - started),
+            "run_per_s": tasks / run_seconds,
+            "overhead_us": 1e6 * run_seconds / tasks,
+            "events": events,
+        }
 
 
 def main() -> None:

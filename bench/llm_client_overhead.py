@@ -64,8 +64,11 @@ def _watch_network(outside: list[str]) -> None:
             if isinstance(address, tuple) and not _is_loopback(address[0]):
                 outside.append(f"connect {address[0]}:{address[1]}")
         elif event in ("socket.getaddrinfo", "socket.gethostbyname"):
-            if args and args[0] is not None and not _is_loopback(args[0] if isinstance(args[0], str)
-                                                                    else args[0].decode(errors="replace")):
+            if (
+                args
+                and args[0] is not None
+                and not _is_loopback(args[0] if isinstance(args[0], str) else args[0].decode(errors="replace"))
+            ):
                 outside.append(f"lookup {args[0]!r}")
 
     sys.addaudithook(hook)
@@ -88,10 +91,13 @@ async def make_client(name: str, base_url: str) -> tuple[Any, Any]:
     """(one_request coroutine function, close coroutine function) for the client `name`."""
     if name == "raw":
         url = urlparse(base_url)
-        body = json.dumps({"model": MODEL, "messages": MESSAGES, "stream": True,
-                           "stream_options": {"include_usage": True}}).encode()
-        request = (f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: {url.netloc}\r\n"
-                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        body = json.dumps(
+            {"model": MODEL, "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+        ).encode()
+        request = (
+            f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
         reader, writer = await asyncio.open_connection(url.hostname, url.port)
 
         async def one(check: Check) -> None:
@@ -136,8 +142,9 @@ async def make_client(name: str, base_url: str) -> tuple[Any, Any]:
         client = AsyncOpenAI(base_url=base_url, api_key=API_KEY, max_retries=0)
 
         async def one(check: Check) -> None:
-            stream = await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True,
-                                                          stream_options={"include_usage": True})
+            stream = await client.chat.completions.create(
+                model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+            )
             pieces, usage = [], None
             async for chunk in stream:
                 if chunk.usage:
@@ -158,9 +165,15 @@ async def make_client(name: str, base_url: str) -> tuple[Any, Any]:
         litellm.telemetry = False
 
         async def one(check: Check) -> None:
-            stream = await litellm.acompletion(model=f"openai/{MODEL}", api_base=base_url, api_key=API_KEY,
-                                               messages=MESSAGES, stream=True, max_retries=0,
-                                               stream_options={"include_usage": True})
+            stream = await litellm.acompletion(
+                model=f"openai/{MODEL}",
+                api_base=base_url,
+                api_key=API_KEY,
+                messages=MESSAGES,
+                stream=True,
+                max_retries=0,
+                stream_options={"include_usage": True},
+            )
             pieces, usage = [], None
             async for chunk in stream:
                 if getattr(chunk, "usage", None):
@@ -231,8 +244,12 @@ def worker(name: str, base_url: str) -> None:
 class Worker:
     def __init__(self, name: str, base_url: str) -> None:
         self.name = name
-        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", name, "--base-url", base_url],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", name, "--base-url", base_url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.ready = self.read()
 
     def read(self) -> dict[str, Any]:
@@ -248,8 +265,9 @@ class Worker:
 
 
 def start_server() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "oh_lsp.testing.model_server", "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oh_lsp.testing.model_server", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
     line = proc.stdout.readline()
     if not line:
         raise SystemExit("the scripted model server did not start")
@@ -258,8 +276,9 @@ def start_server() -> tuple[subprocess.Popen, str]:
 
 def set_answer(base_url: str, content: str, chunk_chars: int) -> None:
     body = json.dumps({"content": content, "chunk_size": chunk_chars}).encode()
-    request = urllib.request.Request(base_url + "/__default", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        base_url + "/__default", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert json.load(response)["ok"]
 
@@ -283,14 +302,18 @@ def run_phase(workers: dict[str, Worker], base_url: str, chunks: int, args: argp
     walls: dict[str, list[float]] = {name: [] for name in workers}
     names = list(workers)
     for r in range(args.rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             walls[name].extend(ns / 1e6 for ns in workers[name].ask(cmd="block", n=args.block)["wall_ns"])
     stats = {}
     for name, w in workers.items():
         cpu = w.ask(cmd="cpu")["cpu_s_per_request"] * 1e3
-        stats[name] = {"median": statistics.median(walls[name]), "p90": pct(walls[name], 0.9), "cpu": cpu,
-                       "n": len(walls[name])}
+        stats[name] = {
+            "median": statistics.median(walls[name]),
+            "p90": pct(walls[name], 0.9),
+            "cpu": cpu,
+            "n": len(walls[name]),
+        }
     floor = stats.get("raw")
     for s in stats.values():
         s["over_med"] = s["median"] - floor["median"] if floor else float("nan")
@@ -304,22 +327,28 @@ def ratio(a: float, b: float) -> str:
 
 
 def report(chunks: int, args: argparse.Namespace, stats: dict[str, dict], versions: dict[str, str]) -> list[str]:
-    lines = [f"answer: {chunks} SSE chunks of {args.chunk_chars} chars; {stats['ours']['n']} measured requests per"
-             f" client ({args.rounds} rounds x {args.block}), {args.warmup} warm-up",
-             f"  {'client':<9}{'version':<10}{'wall med':>10}{'p90':>9}{'overhead med':>14}{'p90':>9}"
-             f"{'CPU/req':>10}{'CPU over raw':>14}   (ms)"]
+    lines = [
+        f"answer: {chunks} SSE chunks of {args.chunk_chars} chars; {stats['ours']['n']} measured requests per"
+        f" client ({args.rounds} rounds x {args.block}), {args.warmup} warm-up",
+        f"  {'client':<9}{'version':<10}{'wall med':>10}{'p90':>9}{'overhead med':>14}{'p90':>9}"
+        f"{'CPU/req':>10}{'CPU over raw':>14}   (ms)",
+    ]
     for name, s in stats.items():
-        lines.append(f"  {name:<9}{versions[name]:<10}{s['median']:>10.3f}{s['p90']:>9.3f}{s['over_med']:>14.3f}"
-                     f"{s['over_p90']:>9.3f}{s['cpu']:>10.3f}{s['cpu_over']:>14.3f}")
+        lines.append(
+            f"  {name:<9}{versions[name]:<10}{s['median']:>10.3f}{s['p90']:>9.3f}{s['over_med']:>14.3f}"
+            f"{s['over_p90']:>9.3f}{s['cpu']:>10.3f}{s['cpu_over']:>14.3f}"
+        )
     ours = stats["ours"]
     for other, target in (("litellm", 0.5), ("openai", 1.0)):
         if other in stats:
             theirs = stats[other]
             met = ours["over_med"] <= target * theirs["over_med"]
-            lines.append(f"  ours/{other:<8} overhead {ratio(ours['over_med'], theirs['over_med'])} (median), "
-                         f"{ratio(ours['over_p90'], theirs['over_p90'])} (p90); CPU "
-                         f"{ratio(ours['cpu_over'], theirs['cpu_over'])}   target <= {target}x: "
-                         f"{'met' if met else 'MISSED'}")
+            lines.append(
+                f"  ours/{other:<8} overhead {ratio(ours['over_med'], theirs['over_med'])} (median), "
+                f"{ratio(ours['over_p90'], theirs['over_p90'])} (p90); CPU "
+                f"{ratio(ours['cpu_over'], theirs['cpu_over'])}   target <= {target}x: "
+                f"{'met' if met else 'MISSED'}"
+            )
     return lines
 
 
@@ -356,8 +385,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--clients must include raw (the floor) and ours")
     missing = [n for n in names if n in ("openai", "litellm") and importlib.util.find_spec(n) is None]
     if missing:
-        raise SystemExit(f"{', '.join(missing)} not installed: run with `uv run --group bench ...`, or leave them"
-                         " out with --clients raw,ours")
+        raise SystemExit(
+            f"{', '.join(missing)} not installed: run with `uv run --group bench ...`, or leave them"
+            " out with --clients raw,ours"
+        )
     server, base_url = start_server()
     workers: dict[str, Worker] = {}
     failed = False
@@ -366,8 +397,10 @@ def main(argv: list[str] | None = None) -> None:
             workers[name] = Worker(name, base_url)
         versions = {name: w.ready["version"] for name, w in workers.items()}
         network = "a network namespace with only the loopback" if args.in_netns else "the host's network"
-        print(f"P3 model-client overhead per request, {sys.version.split()[0]}, {os.cpu_count()} cores, {network};"
-              f" scripted server in its own process, zero latency; load average {os.getloadavg()[0]:.2f}")
+        print(
+            f"P3 model-client overhead per request, {sys.version.split()[0]}, {os.cpu_count()} cores, {network};"
+            f" scripted server in its own process, zero latency; load average {os.getloadavg()[0]:.2f}"
+        )
         for chunks in (int(c) for c in args.chunks.split(",")):
             print("\n".join(report(chunks, args, run_phase(workers, base_url, chunks, args), versions)))
         for name, w in workers.items():

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.lsp_startup import frame, read_message  # noqa: E402
-from oh_lsp.testing.model_server import Reply, ScriptedModelServer  # noqa: E402
+from bench.lsp_startup import frame, read_message
+from oh_lsp.testing.model_server import Reply, ScriptedModelServer
 
 FUNCTION = '''
 def function_{n}(values, threshold=0.5):
@@ -78,9 +78,11 @@ class Client:
 
 
 async def measure(client: Client, uri: str, seconds: float, active=lambda: 0) -> tuple[list[float], list[int]]:
-    params = {"textDocument": {"uri": uri}, "range": {"start": {"line": 150, "character": 8},
-                                                      "end": {"line": 150, "character": 8}},
-              "context": {"diagnostics": []}}
+    params = {
+        "textDocument": {"uri": uri},
+        "range": {"start": {"line": 150, "character": 8}, "end": {"line": 150, "character": 8}},
+        "context": {"diagnostics": []},
+    }
     latencies, streams = [], []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -110,27 +112,49 @@ async def main() -> None:
         (project / "pkg").mkdir(parents=True)
         source = "".join(FUNCTION.format(n=n) for n in range(30))
         (project / "pkg" / "big.py").write_text(source)
-        env = {**os.environ, "OH_LSP_STATE_DIR": str(Path(tmp) / "state"), "OPENHANDS_BASE_URL": model.base_url,
-               "OPENHANDS_MODEL": "bench-model", "OPENROUTER_API_KEY": "sk-bench"}
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "oh_lsp", "serve", env=env,
-                                                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        env = {
+            **os.environ,
+            "OH_LSP_STATE_DIR": str(Path(tmp) / "state"),
+            "OPENHANDS_BASE_URL": model.base_url,
+            "OPENHANDS_MODEL": "bench-model",
+            "OPENROUTER_API_KEY": "sk-bench",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "oh_lsp",
+            "serve",
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
         client = Client(proc)
         uri = (project / "pkg" / "big.py").as_uri()
-        await client.request("initialize", {
-            "processId": os.getpid(), "rootUri": project.as_uri(),
-            "workspaceFolders": [{"uri": project.as_uri(), "name": "proj"}],
-            "capabilities": {"window": {"workDoneProgress": True},
-                             "workspace": {"applyEdit": True, "workspaceEdit": {"documentChanges": True}}},
-            "initializationOptions": {"ohLsp": {"workers": args.tasks, "trusted": False}}})
+        await client.request(
+            "initialize",
+            {
+                "processId": os.getpid(),
+                "rootUri": project.as_uri(),
+                "workspaceFolders": [{"uri": project.as_uri(), "name": "proj"}],
+                "capabilities": {
+                    "window": {"workDoneProgress": True},
+                    "workspace": {"applyEdit": True, "workspaceEdit": {"documentChanges": True}},
+                },
+                "initializationOptions": {"ohLsp": {"workers": args.tasks, "trusted": False}},
+            },
+        )
         client.notify("initialized", {})
-        client.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
-                                                               "text": source}})
+        client.notify(
+            "textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": source}}
+        )
         await measure(client, uri, 1.0)  # the first answer waits for the engine to start: not counted
         idle, _ = await measure(client, uri, 3.0)
 
         for n in range(args.tasks):
-            await client.request("workspace/executeCommand", {"command": "ohLsp.generateTests", "arguments": [
-                {"uri": uri, "description": f"task {n}"}]})
+            await client.request(
+                "workspace/executeCommand",
+                {"command": "ohLsp.generateTests", "arguments": [{"uri": uri, "description": f"task {n}"}]},
+            )
 
         def active() -> int:
             return sum(1 for r in model.requests if r.chunks_sent and not r.completed and not r.disconnected)
@@ -149,11 +173,15 @@ async def main() -> None:
 
     print(f"textDocument/codeAction latency, {len(source.splitlines())}-line module, sequential requests")
     for name, values in (("idle", idle), (f"{args.tasks} tasks streaming", loaded)):
-        print(f"  {name:<20} n={len(values):4d}  p50 {statistics.median(values):6.2f} ms  "
-              f"p99 {percentile(values, 0.99):6.2f} ms  max {max(values):6.2f} ms")
-    print(f"  streams open at the model server during the loaded run: min {min(streams)}, median "
-          f"{statistics.median(streams):.0f}, max {max(streams)} (of {args.tasks});"
-          f" {notifications / args.seconds:.0f} notifications/s reached the client")
+        print(
+            f"  {name:<20} n={len(values):4d}  p50 {statistics.median(values):6.2f} ms  "
+            f"p99 {percentile(values, 0.99):6.2f} ms  max {max(values):6.2f} ms"
+        )
+    print(
+        f"  streams open at the model server during the loaded run: min {min(streams)}, median "
+        f"{statistics.median(streams):.0f}, max {max(streams)} (of {args.tasks});"
+        f" {notifications / args.seconds:.0f} notifications/s reached the client"
+    )
     print("  target: p99 <= 10 ms under load")
 
 

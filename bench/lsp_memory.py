@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.lsp_latency import Client  # noqa: E402
-from oh_lsp.testing.model_server import Reply, ScriptedModelServer  # noqa: E402
+from bench.lsp_latency import Client
+from oh_lsp.testing.model_server import Reply, ScriptedModelServer
 
 
 def rss_mib(pid: int) -> float:
@@ -32,8 +32,14 @@ def rss_mib(pid: int) -> float:
 async def settle(client: Client, uri: str, seconds: float = 2.0) -> None:
     """Let the server finish what it is doing (progress, status), then one more request round trip."""
     await asyncio.sleep(seconds)
-    await client.request("textDocument/codeAction", {"textDocument": {"uri": uri}, "range": {
-        "start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}, "context": {"diagnostics": []}})
+    await client.request(
+        "textDocument/codeAction",
+        {
+            "textDocument": {"uri": uri},
+            "range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
+            "context": {"diagnostics": []},
+        },
+    )
 
 
 async def main() -> None:
@@ -49,18 +55,37 @@ async def main() -> None:
             path = project / "pkg" / f"mod_{n:04d}.py"
             path.write_text(f"def value():\n    return {n}\n")
             modules.append(path.as_uri())
-        env = {**os.environ, "OH_LSP_STATE_DIR": str(Path(tmp) / "state"), "OPENHANDS_BASE_URL": model.base_url,
-               "OPENHANDS_MODEL": "bench-model", "OPENROUTER_API_KEY": "sk-bench",
-               "OH_LSP_QUEUE_MAX_SIZE": str(args.tasks + 100)}
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "oh_lsp", "serve", env=env,
-                                                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        env = {
+            **os.environ,
+            "OH_LSP_STATE_DIR": str(Path(tmp) / "state"),
+            "OPENHANDS_BASE_URL": model.base_url,
+            "OPENHANDS_MODEL": "bench-model",
+            "OPENROUTER_API_KEY": "sk-bench",
+            "OH_LSP_QUEUE_MAX_SIZE": str(args.tasks + 100),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "oh_lsp",
+            "serve",
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
         client = Client(proc)
-        await client.request("initialize", {
-            "processId": os.getpid(), "rootUri": project.as_uri(),
-            "workspaceFolders": [{"uri": project.as_uri(), "name": "proj"}],
-            "capabilities": {"window": {"workDoneProgress": True},
-                             "workspace": {"applyEdit": True, "workspaceEdit": {"documentChanges": True}}},
-            "initializationOptions": {"ohLsp": {"workers": 2, "trusted": False}}})
+        await client.request(
+            "initialize",
+            {
+                "processId": os.getpid(),
+                "rootUri": project.as_uri(),
+                "workspaceFolders": [{"uri": project.as_uri(), "name": "proj"}],
+                "capabilities": {
+                    "window": {"workDoneProgress": True},
+                    "workspace": {"applyEdit": True, "workspaceEdit": {"documentChanges": True}},
+                },
+                "initializationOptions": {"ohLsp": {"workers": 2, "trusted": False}},
+            },
+        )
         after_initialize = rss_mib(proc.pid)
         client.notify("initialized", {})
         await settle(client, modules[0], 3.0)
@@ -69,13 +94,15 @@ async def main() -> None:
         # process, not per task
         warm = project / "pkg" / "warm_up.py"
         warm.write_text("def value():\n    return -1\n")
-        await client.request("workspace/executeCommand", {"command": "ohLsp.generateTests",
-                                                           "arguments": [{"uri": warm.as_uri()}]})
+        await client.request(
+            "workspace/executeCommand", {"command": "ohLsp.generateTests", "arguments": [{"uri": warm.as_uri()}]}
+        )
         await settle(client, modules[0], 3.0)
         warmed = rss_mib(proc.pid)
         for uri in modules:
-            await client.request("workspace/executeCommand", {"command": "ohLsp.generateTests",
-                                                               "arguments": [{"uri": uri}]})
+            await client.request(
+                "workspace/executeCommand", {"command": "ohLsp.generateTests", "arguments": [{"uri": uri}]}
+            )
         await settle(client, modules[0], 5.0)
         loaded = rss_mib(proc.pid)
         stats = await client.request("workspace/executeCommand", {"command": "ohLsp.queueStats", "arguments": [{}]})
@@ -84,11 +111,15 @@ async def main() -> None:
         await asyncio.wait_for(proc.wait(), 30)
         client.reader.cancel()
     delta = loaded - warmed
-    print(f"P5 RSS of oh-lsp serve (MiB): after initialize {after_initialize:.1f}, idle with the engine {idle:.1f},"
-          f" after its first task {warmed:.1f}, with {stats['pending']} queued + {stats['running']} running tasks"
-          f" {loaded:.1f}")
-    print(f"  {args.tasks} queued tasks add {delta:.1f} MiB ({1024 * delta / args.tasks:.1f} KiB each);"
-          f" target +<= 10 MB: {'met' if delta <= 10 * 1e6 / 2**20 else 'MISSED'}")
+    print(
+        f"P5 RSS of oh-lsp serve (MiB): after initialize {after_initialize:.1f}, idle with the engine {idle:.1f},"
+        f" after its first task {warmed:.1f}, with {stats['pending']} queued + {stats['running']} running tasks"
+        f" {loaded:.1f}"
+    )
+    print(
+        f"  {args.tasks} queued tasks add {delta:.1f} MiB ({1024 * delta / args.tasks:.1f} KiB each);"
+        f" target +<= 10 MB: {'met' if delta <= 10 * 1e6 / 2**20 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

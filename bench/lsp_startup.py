@@ -59,13 +59,21 @@ def rss_kib(pid: int) -> int:
 async def start_once(command: list[str], workspace: Path, env: dict[str, str], *, idle: float = 0.0) -> dict:
     """Spawn, initialize, measure; then shut the server down. Returns the timings and memory."""
     started = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.PIPE,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-                                                env=env)
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+    )
     assert proc.stdin and proc.stdout
-    params = {"processId": os.getpid(), "rootUri": workspace.as_uri(), "capabilities": {},
-              "workspaceFolders": [{"uri": workspace.as_uri(), "name": "ws"}],
-              "initializationOptions": {"ohLsp": {"trusted": False}}}
+    params = {
+        "processId": os.getpid(),
+        "rootUri": workspace.as_uri(),
+        "capabilities": {},
+        "workspaceFolders": [{"uri": workspace.as_uri(), "name": "ws"}],
+        "initializationOptions": {"ohLsp": {"trusted": False}},
+    }
     proc.stdin.write(frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}))
     await proc.stdin.drain()
     await read_response(proc.stdout, 1)
@@ -83,7 +91,7 @@ async def start_once(command: list[str], workspace: Path, env: dict[str, str], *
         proc.stdin.write(frame({"jsonrpc": "2.0", "method": "exit"}))
         await proc.stdin.drain()
         await asyncio.wait_for(proc.wait(), 10)
-    except (asyncio.TimeoutError, EOFError, ConnectionError):
+    except (TimeoutError, EOFError, ConnectionError):
         proc.kill()
         await proc.wait()
     return measured
@@ -91,7 +99,7 @@ async def start_once(command: list[str], workspace: Path, env: dict[str, str], *
 
 def summary(values: list[float]) -> str:
     ordered = sorted(values)
-    p90 = ordered[max(0, int(round(0.9 * len(ordered))) - 1)]
+    p90 = ordered[max(0, round(0.9 * len(ordered)) - 1)]
     return f"median {statistics.median(values):7.1f} ms   min {ordered[0]:7.1f}   p90 {p90:7.1f}"
 
 
@@ -114,7 +122,7 @@ async def main() -> None:
         (workspace / "pkg" / "mod.py").write_text("def f():\n    return 1\n")
         env = {**os.environ, "OH_LSP_STATE_DIR": str(Path(tmp) / "state")}
         times: dict[str, list[float]] = {name: [] for name in servers}
-        for name, command in servers.items():  # warm the file cache once
+        for command in servers.values():  # warm the file cache once
             await start_once(command, workspace, env)
         for _ in range(args.runs):
             for name, command in servers.items():
@@ -131,8 +139,10 @@ async def main() -> None:
         print(f"  oh-lsp / jedi-language-server = {ours / jedi_ms:.3f}x   (target <= 1.00x)")
     after_init = statistics.median(m["rss_after_initialize_kib"] for m in memory) / 1024
     idle = statistics.median(m["rss_idle_kib"] for m in memory) / 1024
-    print(f"memory (RSS of oh-lsp serve, median of 3): after initialize {after_init:.1f} MiB;"
-          f" idle with its engine started {idle:.1f} MiB")
+    print(
+        f"memory (RSS of oh-lsp serve, median of 3): after initialize {after_init:.1f} MiB;"
+        f" idle with its engine started {idle:.1f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -68,11 +68,31 @@ def one_run(server_url: str, processes: int, tasks: int, workers: int, root: str
         submit_rate, submit_trips = asyncio.run(submit(url, root, tasks))
         before = commits(server_url)
         start_at = time.time() + 6.0  # time for every process to import and connect
-        procs = [subprocess.Popen([sys.executable, "-m", "oh_lsp.testing.fleet_worker", "--queue-url", url,
-                                   "--project-root", root, "--workers", str(workers), "--until-idle",
-                                   "--poll-interval", "0.05", "--start-at", str(start_at)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-                 for _ in range(processes)]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "oh_lsp.testing.fleet_worker",
+                    "--queue-url",
+                    url,
+                    "--project-root",
+                    root,
+                    "--workers",
+                    str(workers),
+                    "--until-idle",
+                    "--poll-interval",
+                    "0.05",
+                    "--start-at",
+                    str(start_at),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            for _ in range(processes)
+        ]
         outs = []
         for proc in procs:
             out, err = proc.communicate(timeout=600)
@@ -81,16 +101,24 @@ def one_run(server_url: str, processes: int, tasks: int, workers: int, root: str
             outs.append(json.loads(out.strip().splitlines()[-1]))
         time.sleep(0.5)  # exited backends flush their statistics
         transactions = commits(server_url) - before
-        span = query(url, "SELECT count(*) AS done, extract(epoch FROM max(finished_at) - min(started_at))::float8"
-                          " AS seconds FROM oh_lsp_tasks WHERE status = 'completed'")
+        span = query(
+            url,
+            "SELECT count(*) AS done, extract(epoch FROM max(finished_at) - min(started_at))::float8"
+            " AS seconds FROM oh_lsp_tasks WHERE status = 'completed'",
+        )
         if span["done"] != tasks:
             raise SystemExit(f"only {span['done']} of {tasks} tasks completed")
         late = max(out["late_seconds"] for out in outs)
         if late > 0.1:
             print(f"  warning: a worker process started {late:.1f}s late", file=sys.stderr)
         trips = sum(out["round_trips"] for out in outs)
-        return {"per_s": tasks / span["seconds"], "trips": trips / tasks, "commits": transactions / tasks,
-                "submit_per_s": submit_rate, "submit_trips": submit_trips / tasks}
+        return {
+            "per_s": tasks / span["seconds"],
+            "trips": trips / tasks,
+            "commits": transactions / tasks,
+            "submit_per_s": submit_rate,
+            "submit_trips": submit_trips / tasks,
+        }
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
@@ -125,13 +153,16 @@ def main() -> None:
         if server is not None:
             server.stop()
     base = results[sizes[0]]["per_s"] / sizes[0]
-    print(f"P8 fleet throughput on PostgreSQL {version} (fsync={settings['f']}, synchronous_commit={settings['s']}):"
-          f" {args.tasks} tasks, {args.workers} workers per process, median of {args.repeat} interleaved runs")
+    print(
+        f"P8 fleet throughput on PostgreSQL {version} (fsync={settings['f']}, synchronous_commit={settings['s']}):"
+        f" {args.tasks} tasks, {args.workers} workers per process, median of {args.repeat} interleaved runs"
+    )
     print(f"  {'processes':>9}  {'tasks/s':>8}  {'scaling':>8}  {'round trips/task':>16}  {'commits/task':>12}")
     for n in sizes:
         r = results[n]
-        print(f"  {n:>9}  {r['per_s']:>8.0f}  {r['per_s'] / (n * base):>8.0%}  {r['trips']:>16.2f}"
-              f"  {r['commits']:>12.2f}")
+        print(
+            f"  {n:>9}  {r['per_s']:>8.0f}  {r['per_s'] / (n * base):>8.0%}  {r['trips']:>16.2f}  {r['commits']:>12.2f}"
+        )
     first = results[sizes[0]]
     print(f"  submit: {first['submit_per_s']:.0f} tasks/s, {first['submit_trips']:.2f} round trips per task")
 

@@ -26,8 +26,12 @@ SUITE = [
     ("P4a", "server start-up", ["lsp_startup.py"], ["lsp_startup.py", "--runs", "3"]),
     ("P4b", "codeAction latency", ["lsp_latency.py"], ["lsp_latency.py", "--tasks", "10", "--seconds", "2"]),
     ("P5", "server memory", ["lsp_memory.py"], ["lsp_memory.py", "--tasks", "100"]),
-    ("P8", "PostgreSQL fleet", ["postgres_throughput.py", "--fast"],
-     ["postgres_throughput.py", "--fast", "--tasks", "200", "--repeat", "1", "--processes", "1,2"]),
+    (
+        "P8",
+        "PostgreSQL fleet",
+        ["postgres_throughput.py", "--fast"],
+        ["postgres_throughput.py", "--fast", "--tasks", "200", "--repeat", "1", "--processes", "1,2"],
+    ),
 ]
 
 
@@ -40,8 +44,13 @@ def main() -> None:
         argv = smoke if args.smoke else full
         print(f"\n=== {key} {name}: python bench/{' '.join(argv)}", flush=True)
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, str(BENCH / argv[0]), *argv[1:]], capture_output=True, text=True,
-                              cwd=BENCH.parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.run(
+            [sys.executable, str(BENCH / argv[0]), *argv[1:]],
+            capture_output=True,
+            text=True,
+            cwd=BENCH.parent,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         print(proc.stdout, end="")
         if proc.returncode != 0:
             print(proc.stderr[-3000:], end="")

@@ -178,8 +178,9 @@ class OpenHandsConfig(BaseModel):
         return None
 
     @classmethod
-    def from_env(cls, env_file: str | Path | None = ".env", environ: dict[str, str] | None = None,
-                 **overrides: Any) -> OpenHandsConfig:
+    def from_env(
+        cls, env_file: str | Path | None = ".env", environ: dict[str, str] | None = None, **overrides: Any
+    ) -> OpenHandsConfig:
         """Read every variable of the guide's table (plus `OPENHANDS_BASE_URL` and `OH_LSP_*`) and an optional `.env`.
 
         Variables set in the process environment win over `.env`; `overrides` win over both. An invalid value raises

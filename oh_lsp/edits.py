@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from oh_lsp.paths import confine, sha256_text
 
@@ -52,8 +53,12 @@ class Edit:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Edit:
         files = [
-            FileEdit(path=f["path"], new_text=f["new_text"], base_sha256=f.get("base_sha256"),
-                     edits=[TextEdit(**e) for e in f.get("edits", [])])
+            FileEdit(
+                path=f["path"],
+                new_text=f["new_text"],
+                base_sha256=f.get("base_sha256"),
+                edits=[TextEdit(**e) for e in f.get("edits", [])],
+            )
             for f in data.get("files", [])
         ]
         return cls(label=data.get("label", ""), files=files)
@@ -64,8 +69,12 @@ def whole_file_edit(path: str, old_text: str | None, new_text: str) -> FileEdit:
     if old_text is None:
         return FileEdit(path=path, new_text=new_text, edits=[TextEdit(0, 0, 0, 0, new_text)])
     lines = old_text.split("\n")
-    return FileEdit(path=path, new_text=new_text, base_sha256=sha256_text(old_text),
-                    edits=[TextEdit(0, 0, len(lines) - 1, len(lines[-1]), new_text)])
+    return FileEdit(
+        path=path,
+        new_text=new_text,
+        base_sha256=sha256_text(old_text),
+        edits=[TextEdit(0, 0, len(lines) - 1, len(lines[-1]), new_text)],
+    )
 
 
 # Recomputes one file's change against the file's current text; returns None to refuse.
@@ -104,8 +113,9 @@ class Rebased:
     outcome: FileOutcome
 
 
-def rebase(change: FileEdit, current: str | None, *, overwrite: bool = False,
-           recompute: Recompute | None = None) -> Rebased:
+def rebase(
+    change: FileEdit, current: str | None, *, overwrite: bool = False, recompute: Recompute | None = None
+) -> Rebased:
     """Bind `change` to `current`, the file's text now (None when it does not exist).
 
     A change made against other text is recomputed by the kind, or refused; a file to create that exists now is
@@ -125,8 +135,9 @@ def rebase(change: FileEdit, current: str | None, *, overwrite: bool = False,
     return Rebased(final, FileOutcome(change.path, action, note))
 
 
-def apply_to_disk(root: Path, edit: Edit, *, overwrite: bool = False, recompute: Recompute | None = None,
-                  dry_run: bool = False) -> DeliveryReport:
+def apply_to_disk(
+    root: Path, edit: Edit, *, overwrite: bool = False, recompute: Recompute | None = None, dry_run: bool = False
+) -> DeliveryReport:
     """Write `edit` under `root`. Idempotent: a file that already holds the intended text is left as is.
 
     A file to create that exists now is overwritten only with `overwrite`; otherwise the change is recomputed against

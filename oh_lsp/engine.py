@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from oh_lsp import events as ev
 from oh_lsp.config import OpenHandsConfig
@@ -36,16 +37,29 @@ class ExecutionEngine:
     writes the results of that submitter's tasks to disk as the CLI does; otherwise results stay in the store.
     """
 
-    def __init__(self, config: OpenHandsConfig | None = None, max_concurrent_tasks: int = 5, *,
-                 project_root: str | Path | None = None, queue: TaskQueue | None = None,
-                 executor: Executor | None = None, submitter: str = "api", apply_edits: bool = False,
-                 overwrite: bool = False, poll_interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        config: OpenHandsConfig | None = None,
+        max_concurrent_tasks: int = 5,
+        *,
+        project_root: str | Path | None = None,
+        queue: TaskQueue | None = None,
+        executor: Executor | None = None,
+        submitter: str = "api",
+        apply_edits: bool = False,
+        overwrite: bool = False,
+        poll_interval: float = 0.5,
+    ) -> None:
         if max_concurrent_tasks < 1:
             raise ValueError("max_concurrent_tasks must be at least 1")
         self.config = config if config is not None else OpenHandsConfig.from_env()
         self.root = queue.project_root if queue is not None else resolve_root(project_root)
-        self.queue = queue or TaskQueue(self.config.queue_max_size, project_root=self.root,
-                                        lease_seconds=self.config.lease_seconds, queue_url=self.config.queue_url)
+        self.queue = queue or TaskQueue(
+            self.config.queue_max_size,
+            project_root=self.root,
+            lease_seconds=self.config.lease_seconds,
+            queue_url=self.config.queue_url,
+        )
         self.max_concurrent_tasks = max_concurrent_tasks
         self.submitter = submitter
         self.apply_edits = apply_edits
@@ -75,8 +89,9 @@ class ExecutionEngine:
         self._stopping = False
         self._wakeup = asyncio.Event()
         self._unwatch = self.queue.watch_for_work(self._wakeup.set)  # other processes' submits wake idle workers
-        self._idle_wait = self.poll_interval if self._unwatch is None else max(self.poll_interval,
-                                                                               NOTIFIED_POLL_SECONDS)
+        self._idle_wait = (
+            self.poll_interval if self._unwatch is None else max(self.poll_interval, NOTIFIED_POLL_SECONDS)
+        )
         await asyncio.to_thread(self._clean_scratch)
         if self.apply_edits:
             await self._deliver_pending()
@@ -152,8 +167,14 @@ class ExecutionEngine:
             task.max_retries = self.config.max_retries
         task_id, created = await self.queue.submit(task)
         position = await self.queue.position(task_id)
-        self.events.publish(ev.QUEUED, task_id, position=position, duplicate=not created, kind=task.task_type,
-                            target=str(task.target_file) if task.target_file else None)
+        self.events.publish(
+            ev.QUEUED,
+            task_id,
+            position=position,
+            duplicate=not created,
+            kind=task.task_type,
+            target=str(task.target_file) if task.target_file else None,
+        )
         if self._wakeup:
             self._wakeup.set()
         return task_id
@@ -189,7 +210,7 @@ class ExecutionEngine:
             if task.status.is_final:
                 return task
             if deadline is not None and time.monotonic() > deadline:
-                raise asyncio.TimeoutError(f"task {task_id} is still {task.status.value}")
+                raise TimeoutError(f"task {task_id} is still {task.status.value}")
             await asyncio.sleep(min(self.poll_interval, 0.2))
 
     async def run_until_idle(self, timeout: float | None = None) -> None:
@@ -229,7 +250,7 @@ class ExecutionEngine:
             if task is None:
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), self._idle_wait)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 self._wakeup.clear()
                 continue
@@ -238,18 +259,28 @@ class ExecutionEngine:
             except Exception as exc:  # a bug of ours: never leave the task "running" behind
                 log.exception("worker %d failed while handling task %s", number, task.task_id)
                 try:
-                    await self.queue.retry_later(task.task_id, f"internal error: {type(exc).__name__}: {exc}",
-                                                 retry_delay(task.attempts))
+                    await self.queue.retry_later(
+                        task.task_id, f"internal error: {type(exc).__name__}: {exc}", retry_delay(task.attempts)
+                    )
                 except Exception:
                     log.exception("could not give task %s back to the queue", task.task_id)
 
     async def _process(self, task: QueuedTask) -> None:
         task_id = task.task_id
-        self.events.publish(ev.STARTED, task_id, attempt=task.attempts, kind=task.task_type,
-                            target=str(task.target_file) if task.target_file else None)
-        context = TaskContext(config=self.config, root=self.root, gateway_factory=self._gateway_factory,
-                              emit=lambda kind, **data: self.events.publish(kind, task_id, **data),
-                              exclude=self._exclude)
+        self.events.publish(
+            ev.STARTED,
+            task_id,
+            attempt=task.attempts,
+            kind=task.task_type,
+            target=str(task.target_file) if task.target_file else None,
+        )
+        context = TaskContext(
+            config=self.config,
+            root=self.root,
+            gateway_factory=self._gateway_factory,
+            emit=lambda kind, **data: self.events.publish(kind, task_id, **data),
+            exclude=self._exclude,
+        )
         job = asyncio.create_task(self._executor(task, context), name=f"oh-lsp-task-{task_id[:8]}")
         self._jobs[task_id] = job
         heartbeat = asyncio.create_task(self._heartbeat(task_id, job))
@@ -283,8 +314,14 @@ class ExecutionEngine:
             await self.queue.mark_cancelled(task_id)
             self.events.publish(ev.CANCELLED, task_id, reason="cancelled while running")
         elif reason == "timeout":
-            await self._record(task, Outcome("retry", error=f"timed out after {self.config.timeout_seconds}s"
-                                             " (OPENHANDS_TIMEOUT)", delay=retry_delay(task.attempts)))
+            await self._record(
+                task,
+                Outcome(
+                    "retry",
+                    error=f"timed out after {self.config.timeout_seconds}s (OPENHANDS_TIMEOUT)",
+                    delay=retry_delay(task.attempts),
+                ),
+            )
         elif reason == "lost":
             log.warning("task %s: lease lost to another worker; dropped this attempt", task_id)
         else:  # engine stopping
@@ -293,20 +330,30 @@ class ExecutionEngine:
 
     async def _record(self, task: QueuedTask, outcome: Outcome) -> None:
         task_id = task.task_id
-        details = {"model": outcome.model, "tokens": outcome.metrics.tokens_used if outcome.metrics else 0,
-                   "cost": outcome.metrics.cost if outcome.metrics else 0.0}
+        details = {
+            "model": outcome.model,
+            "tokens": outcome.metrics.tokens_used if outcome.metrics else 0,
+            "cost": outcome.metrics.cost if outcome.metrics else 0.0,
+        }
         if outcome.status == "completed":
             if await self.queue.mark_completed(task_id, outcome.result, metrics=outcome.metrics, model=outcome.model):
                 self.events.publish(ev.COMPLETED, task_id, result=outcome.result, **details)
                 if self.apply_edits and task.submitter == self.submitter:
                     await self._deliver(task_id)
         elif outcome.status == "failed":
-            if await self.queue.mark_failed(task_id, outcome.error or "failed", result=outcome.result,
-                                            metrics=outcome.metrics, model=outcome.model):
+            if await self.queue.mark_failed(
+                task_id, outcome.error or "failed", result=outcome.result, metrics=outcome.metrics, model=outcome.model
+            ):
                 self.events.publish(ev.FAILED, task_id, error=outcome.error, result=outcome.result, **details)
         else:
-            status = await self.queue.retry_later(task_id, outcome.error or "retry", outcome.delay,
-                                                  metrics=outcome.metrics, model=outcome.model, result=outcome.result)
+            status = await self.queue.retry_later(
+                task_id,
+                outcome.error or "retry",
+                outcome.delay,
+                metrics=outcome.metrics,
+                model=outcome.model,
+                result=outcome.result,
+            )
             if status is TaskStatus.PENDING:
                 self.events.publish(ev.RETRYING, task_id, error=outcome.error, delay=outcome.delay, **details)
             elif status is TaskStatus.FAILED:

@@ -59,8 +59,9 @@ def setup_logging(log_dir: Path, secrets: list[str], *, verbose: bool = False, s
     for handler in list(root.handlers):
         if getattr(handler, "_oh_lsp", False):
             root.removeHandler(handler)
-    handlers: list[logging.Handler] = [logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3,
-                                                                           encoding="utf-8")]
+    handlers: list[logging.Handler] = [
+        logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+    ]
     handlers[0].setLevel(logging.DEBUG if verbose else logging.INFO)
     if stderr:
         console = logging.StreamHandler()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from oh_lsp import events as ev
 from oh_lsp.config import OpenHandsConfig
@@ -96,15 +97,20 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
     threshold = task_threshold(task, ctx.config)
     iterations = answer_limit(task, ctx.config)
     metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.task_type, attempt=task.attempts)
-    env = CheckEnv(root=ctx.root, config=ctx.config, exclude=ctx.exclude,
-                   progress=lambda text: ctx.emit(ev.VALIDATING, step=text))
+    env = CheckEnv(
+        root=ctx.root, config=ctx.config, exclude=ctx.exclude, progress=lambda text: ctx.emit(ev.VALIDATING, step=text)
+    )
     messages = kind.build_messages(target, task, await ctx.gateway.context_tokens(task))
     history: list[Attempt] = []
     best: Attempt | None = None
     for iteration in range(1, iterations + 1):
         if iteration > 1:
-            ctx.emit(ev.PROGRESS, message=f"repair iteration {iteration - 1} of {iterations - 1}: asking again with"
-                     f" the findings of attempt {iteration - 1}", iteration=iteration)
+            ctx.emit(
+                ev.PROGRESS,
+                message=f"repair iteration {iteration - 1} of {iterations - 1}: asking again with"
+                f" the findings of attempt {iteration - 1}",
+                iteration=iteration,
+            )
         try:
             answer = await ask_model(task, ctx, messages, metrics)
         except MissingApiKeyError as exc:
@@ -128,14 +134,18 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         if attempt.verdict.passed and attempt.verdict.score >= threshold:
             break
         if iteration < iterations:
-            messages = [*messages, {"role": "assistant", "content": answer.content},
-                        {"role": "user", "content": feedback_message(attempt, history, threshold)}]
+            messages = [
+                *messages,
+                {"role": "assistant", "content": answer.content},
+                {"role": "user", "content": feedback_message(attempt, history, threshold)},
+            ]
     assert best is not None
     return attempt_outcome(task, target, best, history, threshold, metrics, started)
 
 
-async def ask_model(task: QueuedTask, ctx: TaskContext, messages: list[dict[str, Any]],
-                    metrics: ExecutionMetrics) -> Any:
+async def ask_model(
+    task: QueuedTask, ctx: TaskContext, messages: list[dict[str, Any]], metrics: ExecutionMetrics
+) -> Any:
     """One answer through the gateway, streamed as token events and added to `metrics` (tokens, cost, model).
     Raises `ModelCallError` when no model could answer."""
     chunks = 0
@@ -162,12 +172,20 @@ def model_error_outcome(task: QueuedTask, exc: Any, metrics: ExecutionMetrics, s
     metrics.duration_seconds = time.monotonic() - started
     if exc.fatal:
         return Outcome("failed", error=str(exc), model=exc.model, metrics=metrics)
-    return Outcome("retry", error=str(exc), model=exc.model, metrics=metrics,
-                   delay=retry_delay(task.attempts, exc.retry_after))
+    return Outcome(
+        "retry", error=str(exc), model=exc.model, metrics=metrics, delay=retry_delay(task.attempts, exc.retry_after)
+    )
 
 
-def attempt_outcome(task: QueuedTask, target: Any, best: Any, history: list[Any], threshold: float,
-                    metrics: ExecutionMetrics, started: float) -> Outcome:
+def attempt_outcome(
+    task: QueuedTask,
+    target: Any,
+    best: Any,
+    history: list[Any],
+    threshold: float,
+    metrics: ExecutionMetrics,
+    started: float,
+) -> Outcome:
     """The task's outcome from its best attempt: completed when its checks passed at the threshold."""
     from oh_lsp.repair import below_threshold
 
@@ -197,8 +215,12 @@ def attempt_outcome(task: QueuedTask, target: Any, best: Any, history: list[Any]
     if best.candidate is None:
         result["answer"] = best.answer[:20000]
     else:
-        result.update(output_file=best.candidate.output_file, content=best.candidate.content,
-                      edit=best.candidate.edit.to_dict(), **best.candidate.extra)
+        result.update(
+            output_file=best.candidate.output_file,
+            content=best.candidate.content,
+            edit=best.candidate.edit.to_dict(),
+            **best.candidate.extra,
+        )
     if verdict.passed:
         return Outcome("completed", result=result, model=model, metrics=metrics)
     metrics.error = verdict.summary()

@@ -12,8 +12,9 @@ import hashlib
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from oh_lsp.metrics import ExecutionMetrics
 from oh_lsp.paths import project_root as resolve_root
@@ -32,9 +33,15 @@ class TaskQueue:
     with `queue_url` (or `OPENHANDS_QUEUE_URL`) set to a ``postgresql://`` URL, the queue shared by a fleet.
     """
 
-    def __init__(self, max_size: int = 1000, *, store: TaskStore | None = None,
-                 project_root: str | Path | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS,
-                 queue_url: str | None = None) -> None:
+    def __init__(
+        self,
+        max_size: int = 1000,
+        *,
+        store: TaskStore | None = None,
+        project_root: str | Path | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        queue_url: str | None = None,
+    ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         self.max_size = max_size
@@ -87,30 +94,62 @@ class TaskQueue:
         return lease
 
     async def heartbeat(self, task_id: str, lease_seconds: float | None = None) -> Heartbeat:
-        return await self.store_thread.run(self.store.heartbeat, task_id, self._lease(task_id), lease_seconds or self.lease_seconds)
+        return await self.store_thread.run(
+            self.store.heartbeat, task_id, self._lease(task_id), lease_seconds or self.lease_seconds
+        )
 
     async def _finish(self, task_id: str, status: TaskStatus, **kwargs: Any) -> bool:
         done = await self.store_thread.run(self.store.finish, task_id, self._lease(task_id), status, **kwargs)
         self._leases.pop(task_id, None)
         return done
 
-    async def mark_completed(self, task_id: str, result: dict[str, Any] | None = None, *,
-                             metrics: ExecutionMetrics | None = None, model: str | None = None) -> bool:
+    async def mark_completed(
+        self,
+        task_id: str,
+        result: dict[str, Any] | None = None,
+        *,
+        metrics: ExecutionMetrics | None = None,
+        model: str | None = None,
+    ) -> bool:
         return await self._finish(task_id, TaskStatus.COMPLETED, result=result, metrics=metrics, model=model)
 
-    async def mark_failed(self, task_id: str, error: str, *, result: dict[str, Any] | None = None,
-                          metrics: ExecutionMetrics | None = None, model: str | None = None) -> bool:
+    async def mark_failed(
+        self,
+        task_id: str,
+        error: str,
+        *,
+        result: dict[str, Any] | None = None,
+        metrics: ExecutionMetrics | None = None,
+        model: str | None = None,
+    ) -> bool:
         return await self._finish(task_id, TaskStatus.FAILED, error=error, result=result, metrics=metrics, model=model)
 
-    async def mark_cancelled(self, task_id: str, *, metrics: ExecutionMetrics | None = None,
-                             model: str | None = None) -> bool:
+    async def mark_cancelled(
+        self, task_id: str, *, metrics: ExecutionMetrics | None = None, model: str | None = None
+    ) -> bool:
         return await self._finish(task_id, TaskStatus.CANCELLED, error="cancelled", metrics=metrics, model=model)
 
-    async def retry_later(self, task_id: str, reason: str, delay: float, *, metrics: ExecutionMetrics | None = None,
-                          model: str | None = None, result: dict[str, Any] | None = None) -> TaskStatus | None:
+    async def retry_later(
+        self,
+        task_id: str,
+        reason: str,
+        delay: float,
+        *,
+        metrics: ExecutionMetrics | None = None,
+        model: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> TaskStatus | None:
         """Back to the queue after `delay` seconds, or failed if its retries are used up. None if the lease was lost."""
-        status = await self.store_thread.run(self.store.retry, task_id, self._lease(task_id), reason=reason, delay=delay,
-                                 metrics=metrics, model=model, result=result)
+        status = await self.store_thread.run(
+            self.store.retry,
+            task_id,
+            self._lease(task_id),
+            reason=reason,
+            delay=delay,
+            metrics=metrics,
+            model=model,
+            result=result,
+        )
         self._leases.pop(task_id, None)
         return status
 

@@ -25,8 +25,12 @@ class Attempt:
         return (self.verdict.passed, self.verdict.score)
 
     def summary(self) -> dict[str, Any]:
-        return {"iteration": self.iteration, "passed": self.verdict.passed, "score": self.verdict.score,
-                "errors": [f.to_dict() for f in self.verdict.errors[:MAX_FINDINGS]]}
+        return {
+            "iteration": self.iteration,
+            "passed": self.verdict.passed,
+            "score": self.verdict.score,
+            "errors": [f.to_dict() for f in self.verdict.errors[:MAX_FINDINGS]],
+        }
 
 
 def no_code_verdict(message: str) -> ValidationResult:
@@ -35,16 +39,27 @@ def no_code_verdict(message: str) -> ValidationResult:
 
 def below_threshold(verdict: ValidationResult, threshold: float) -> ValidationResult:
     """The verdict of checks that passed with a score under the quality threshold: a failure that says why."""
-    finding = Finding(F.BELOW_THRESHOLD, f"score {verdict.score:.2f} is below the quality threshold {threshold:.2f}"
-                      " (set by the task's quality_threshold, OH_LSP_QUALITY_THRESHOLD or the editor)")
-    return ValidationResult(passed=False, score=verdict.score, errors=[finding, *verdict.errors],
-                            warnings=verdict.warnings, details=verdict.details)
+    finding = Finding(
+        F.BELOW_THRESHOLD,
+        f"score {verdict.score:.2f} is below the quality threshold {threshold:.2f}"
+        " (set by the task's quality_threshold, OH_LSP_QUALITY_THRESHOLD or the editor)",
+    )
+    return ValidationResult(
+        passed=False,
+        score=verdict.score,
+        errors=[finding, *verdict.errors],
+        warnings=verdict.warnings,
+        details=verdict.details,
+    )
 
 
 def trim_traceback(text: str) -> str:
     """The lines of a pytest failure that matter: the failing source line, `E` lines, and file:line locations."""
-    keep = [line for line in text.splitlines()
-            if line.startswith(("E ", ">")) or (":" in line and ".py:" in line and not line.startswith(" "))]
+    keep = [
+        line
+        for line in text.splitlines()
+        if line.startswith(("E ", ">")) or (":" in line and ".py:" in line and not line.startswith(" "))
+    ]
     return "\n".join(keep[-MAX_TRACEBACK_LINES:])
 
 
@@ -53,8 +68,10 @@ def feedback_message(attempt: Attempt, history: list[Attempt], threshold: float)
     verdict = attempt.verdict
     lines = [f"Your answer (attempt {attempt.iteration}) did not pass the checks."]
     if verdict.passed and verdict.score < threshold:
-        lines.append(f"It passed, but its score {verdict.score:.2f} is below the required {threshold:.2f}:"
-                     " cover more of the module's behaviour.")
+        lines.append(
+            f"It passed, but its score {verdict.score:.2f} is below the required {threshold:.2f}:"
+            " cover more of the module's behaviour."
+        )
     failures = verdict.details.get("failures", {})
     for finding in [*verdict.errors, *verdict.warnings][:MAX_FINDINGS]:
         if finding.code in (F.NOT_ISOLATED, F.UNTRUSTED_INPUT):
@@ -66,8 +83,9 @@ def feedback_message(attempt: Attempt, history: list[Attempt], threshold: float)
             lines.append("  " + trim_traceback(trace).replace("\n", "\n  "))
     coverage = verdict.details.get("coverage")
     if coverage:
-        lines.append(f"Line coverage of the target: {coverage['before']}% before, {coverage['after']}% with your"
-                     " kept tests.")
+        lines.append(
+            f"Line coverage of the target: {coverage['before']}% before, {coverage['after']}% with your kept tests."
+        )
     earlier = [a for a in history if a is not attempt]
     if earlier:
         lines.append("Earlier failed attempts (do not repeat them):")

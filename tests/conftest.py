@@ -10,9 +10,16 @@ from pathlib import Path
 import pytest
 
 SENTINEL_KEY = "sk-or-v1-SENTINEL-0123456789abcdef-never-print-me"
-OH_VARS = ("OPENROUTER_API_KEY", "OPENHANDS_MODEL", "OPENHANDS_WORKSPACE_ROOT", "OPENHANDS_TIMEOUT",
-           "OPENHANDS_ENABLE_CIRCUIT_BREAKER", "OPENHANDS_USE_DOCKER_RUNTIME", "OPENHANDS_BASE_URL",
-           "OPENHANDS_QUEUE_URL")
+OH_VARS = (
+    "OPENROUTER_API_KEY",
+    "OPENHANDS_MODEL",
+    "OPENHANDS_WORKSPACE_ROOT",
+    "OPENHANDS_TIMEOUT",
+    "OPENHANDS_ENABLE_CIRCUIT_BREAKER",
+    "OPENHANDS_USE_DOCKER_RUNTIME",
+    "OPENHANDS_BASE_URL",
+    "OPENHANDS_QUEUE_URL",
+)
 
 
 @pytest.fixture(scope="session")
@@ -45,21 +52,24 @@ def light_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             shutil.copy2(source, site / name)
     python = base / "venv" / "bin" / "python"
-    venv_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+    venv_site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     Path(venv_site, "oh_lsp_test_tools.pth").write_text(str(site) + "\n")
     return python
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
-                 light_python: Path) -> Path:
+def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, light_python: Path) -> Path:
     """Every test gets its own state directory, none of the developer's oh-lsp settings, and (for configurations
     read from the environment) the light test interpreter."""
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("OH_LSP_STATE_DIR", str(state))
     for name in list(os.environ):
-        if name in OH_VARS or name.startswith("OH_LSP_") and name != "OH_LSP_STATE_DIR":
+        if name in OH_VARS or (name.startswith("OH_LSP_") and name != "OH_LSP_STATE_DIR"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OH_LSP_PYTHON", str(light_python))
     monkeypatch.setenv("OPENROUTER_API_KEY", SENTINEL_KEY)  # the whole suite runs with it; see pytest_sessionfinish
@@ -141,7 +151,7 @@ def divide(a, b):
     return a / b
 '''
 
-GOOD_TESTS = '''\
+GOOD_TESTS = """\
 import pytest
 
 from pkg.calc import add, divide
@@ -158,15 +168,15 @@ def test_divide():
 def test_divide_by_zero():
     with pytest.raises(ZeroDivisionError):
         divide(1, 0)
-'''
+"""
 
-FAILING_TESTS = '''\
+FAILING_TESTS = """\
 from pkg.calc import add
 
 
 def test_add_is_wrong():
     assert add(2, 2) == 5
-'''
+"""
 
 
 def fenced(code: str, prose: str = "Here are the tests:") -> str:
@@ -180,11 +190,13 @@ def project(tmp_path: Path) -> Path:
     (root / "pkg").mkdir(parents=True)
     (root / "pkg" / "__init__.py").write_text("")
     (root / "pkg" / "calc.py").write_text(CALC)
-    (root / "pyproject.toml").write_text(textwrap.dedent("""\
+    (root / "pyproject.toml").write_text(
+        textwrap.dedent("""\
         [project]
         name = "proj"
         version = "0"
-    """))
+    """)
+    )
     return root
 
 
@@ -199,9 +211,14 @@ def model_server():
 def cli_env(project: Path, base_url: str, **extra: str) -> dict[str, str]:
     """Environment for a CLI subprocess: scripted endpoint, sentinel key, the test's state dir."""
     env = {k: v for k, v in os.environ.items() if k not in OH_VARS and not k.startswith("OH_LSP_")}
-    env.update(OPENHANDS_BASE_URL=base_url, OPENROUTER_API_KEY=SENTINEL_KEY, OPENHANDS_MODEL="test-model",
-               OH_LSP_STATE_DIR=os.environ["OH_LSP_STATE_DIR"], OH_LSP_PYTHON=os.environ["OH_LSP_PYTHON"],
-               PYTHONUNBUFFERED="1")
+    env.update(
+        OPENHANDS_BASE_URL=base_url,
+        OPENROUTER_API_KEY=SENTINEL_KEY,
+        OPENHANDS_MODEL="test-model",
+        OH_LSP_STATE_DIR=os.environ["OH_LSP_STATE_DIR"],
+        OH_LSP_PYTHON=os.environ["OH_LSP_PYTHON"],
+        PYTHONUNBUFFERED="1",
+    )
     env.update(extra)
     return env
 
@@ -209,24 +226,40 @@ def cli_env(project: Path, base_url: str, **extra: str) -> dict[str, str]:
 OH_LSP = [sys.executable, "-m", "oh_lsp"]
 
 
-async def run_task(project: Path, server, task_type: str = "unit_test", target: str = "pkg/calc.py", *,
-                   metadata: dict | None = None, apply_edits: bool = False, description: str = "",
-                   **config_kw):
+async def run_task(
+    project: Path,
+    server,
+    task_type: str = "unit_test",
+    target: str = "pkg/calc.py",
+    *,
+    metadata: dict | None = None,
+    apply_edits: bool = False,
+    description: str = "",
+    **config_kw,
+):
     """Run one task through the real engine against the scripted server; returns the final QueuedTask."""
     from pydantic import SecretStr
 
     from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask
 
-    values = dict(api_key=SecretStr(SENTINEL_KEY), model="test-model", base_url=server.base_url,
-                  python=Path(os.environ["OH_LSP_PYTHON"]), max_repair_iterations=0, quality_threshold=0.0,
-                  heartbeat_seconds=0.5)
+    values = {
+        "api_key": SecretStr(SENTINEL_KEY),
+        "model": "test-model",
+        "base_url": server.base_url,
+        "python": Path(os.environ["OH_LSP_PYTHON"]),
+        "max_repair_iterations": 0,
+        "quality_threshold": 0.0,
+        "heartbeat_seconds": 0.5,
+    }
     values.update(config_kw)
-    engine = ExecutionEngine(OpenHandsConfig(**values), 1, project_root=project, poll_interval=0.05,
-                             apply_edits=apply_edits)
+    engine = ExecutionEngine(
+        OpenHandsConfig(**values), 1, project_root=project, poll_interval=0.05, apply_edits=apply_edits
+    )
     await engine.start()
     try:
-        task_id = await engine.submit_task(QueuedTask(task_type=task_type, target_file=Path(target),
-                                                      description=description, metadata=metadata or {}))
+        task_id = await engine.submit_task(
+            QueuedTask(task_type=task_type, target_file=Path(target), description=description, metadata=metadata or {})
+        )
         return await engine.wait_for(task_id, timeout=180)
     finally:
         await engine.stop()

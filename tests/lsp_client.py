@@ -6,8 +6,9 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
 import pytest_lsp
 from lsprotocol import types as t
@@ -30,7 +31,7 @@ def make_client() -> LanguageClient:
             return converter.structure(obj, t.Command)
         return converter.structure(obj, t.CodeAction)
 
-    converter.register_structure_hook(Union[t.Command, t.CodeAction], code_action_or_command)
+    converter.register_structure_hook(t.Command | t.CodeAction, code_action_or_command)
     client.applied_edits = []  # type: ignore[attr-defined]
     client.apply_result = t.ApplyWorkspaceEditResult(applied=True)  # type: ignore[attr-defined]
     client.statuses = []  # type: ignore[attr-defined]
@@ -57,20 +58,36 @@ def make_project(root: Path) -> Path:
     return root
 
 
-async def start_server(project: Path, state: Path, base_url: str, capabilities: t.ClientCapabilities,
-                       options: dict[str, Any] | None = None, **env: str) -> LanguageClient:
+async def start_server(
+    project: Path,
+    state: Path,
+    base_url: str,
+    capabilities: t.ClientCapabilities,
+    options: dict[str, Any] | None = None,
+    **env: str,
+) -> LanguageClient:
     environment = {k: v for k, v in os.environ.items() if k not in OH_VARS and not k.startswith("OH_LSP_")}
-    environment.update(OPENHANDS_BASE_URL=base_url, OPENROUTER_API_KEY=SENTINEL_KEY, OPENHANDS_MODEL="test-model",
-                       OH_LSP_STATE_DIR=str(state), PYTHONUNBUFFERED="1")
+    environment.update(
+        OPENHANDS_BASE_URL=base_url,
+        OPENROUTER_API_KEY=SENTINEL_KEY,
+        OPENHANDS_MODEL="test-model",
+        OH_LSP_STATE_DIR=str(state),
+        PYTHONUNBUFFERED="1",
+    )
     if os.environ.get("OH_LSP_PYTHON"):  # the light test interpreter (module-scoped servers pass it in `env`)
         environment["OH_LSP_PYTHON"] = os.environ["OH_LSP_PYTHON"]
     environment.update(env)
     config = ClientServerConfig(server_command=SERVER, client_factory=make_client, server_env=environment)
     client = await config.start()
     init = {"trusted": True, "maxRepairIterations": 0, **(options or {})}  # one answer per task unless a test asks
-    await client.initialize_session(t.InitializeParams(
-        capabilities=capabilities, root_uri=project.as_uri(), initialization_options={"ohLsp": init},
-        workspace_folders=[t.WorkspaceFolder(uri=project.as_uri(), name=project.name)]))
+    await client.initialize_session(
+        t.InitializeParams(
+            capabilities=capabilities,
+            root_uri=project.as_uri(),
+            initialization_options={"ohLsp": init},
+            workspace_folders=[t.WorkspaceFolder(uri=project.as_uri(), name=project.name)],
+        )
+    )
     return client
 
 
@@ -85,8 +102,14 @@ async def stop_server(client: LanguageClient) -> None:
 def assert_no_secret_seen(client: LanguageClient) -> None:
     """Everything the server sent (its stdout is the protocol): diagnostics, progress, status notifications,
     messages, logs and edits. The sentinel key must be in none of them."""
-    seen = [client.diagnostics, client.progress_reports, client.statuses, client.messages, client.log_messages,
-            client.applied_edits]
+    seen = [
+        client.diagnostics,
+        client.progress_reports,
+        client.statuses,
+        client.messages,
+        client.log_messages,
+        client.applied_edits,
+    ]
     assert SENTINEL_KEY not in repr(seen), "the API key reached the editor"
 
 
@@ -103,8 +126,9 @@ async def until(check: Callable[[], Any], timeout: float = 30.0, what: str = "co
 
 
 async def run_command(client: LanguageClient, command: str, *arguments: Any) -> Any:
-    return await client.workspace_execute_command_async(t.ExecuteCommandParams(command=command,
-                                                                              arguments=list(arguments)))
+    return await client.workspace_execute_command_async(
+        t.ExecuteCommandParams(command=command, arguments=list(arguments))
+    )
 
 
 def ended(client: LanguageClient, token: str) -> t.WorkDoneProgressEnd | None:
@@ -112,11 +136,19 @@ def ended(client: LanguageClient, token: str) -> t.WorkDoneProgressEnd | None:
     return next((r for r in reports if isinstance(r, t.WorkDoneProgressEnd)), None)
 
 
-async def code_actions(client: LanguageClient, uri: str, line: int = 0, character: int = 0,
-                       diagnostics: list[t.Diagnostic] | None = None,
-                       only: list[str] | None = None) -> list[t.CodeAction]:
-    result = await client.text_document_code_action_async(t.CodeActionParams(
-        text_document=t.TextDocumentIdentifier(uri=uri),
-        range=t.Range(t.Position(line, character), t.Position(line, character)),
-        context=t.CodeActionContext(diagnostics=diagnostics or [], only=only)))
+async def code_actions(
+    client: LanguageClient,
+    uri: str,
+    line: int = 0,
+    character: int = 0,
+    diagnostics: list[t.Diagnostic] | None = None,
+    only: list[str] | None = None,
+) -> list[t.CodeAction]:
+    result = await client.text_document_code_action_async(
+        t.CodeActionParams(
+            text_document=t.TextDocumentIdentifier(uri=uri),
+            range=t.Range(t.Position(line, character), t.Position(line, character)),
+            context=t.CodeActionContext(diagnostics=diagnostics or [], only=only),
+        )
+    )
     return list(result or [])

@@ -16,10 +16,22 @@ from oh_lsp.tasks import QueuedTask
 from tests.conftest import SENTINEL_KEY
 
 # Two models on a plain OpenAI-compatible endpoint: A is better on every count, so it heads the chain.
-MODEL_A = {"quality": 4.5, "avg_latency_ms": 500, "success_rate": 0.99, "price_prompt": 1e-6,
-           "price_completion": 2e-6, "context_length": 32000}
-MODEL_B = {"quality": 4.0, "avg_latency_ms": 1500, "success_rate": 0.95, "price_prompt": 2e-6,
-           "price_completion": 4e-6, "context_length": 64000}
+MODEL_A = {
+    "quality": 4.5,
+    "avg_latency_ms": 500,
+    "success_rate": 0.99,
+    "price_prompt": 1e-6,
+    "price_completion": 2e-6,
+    "context_length": 32000,
+}
+MODEL_B = {
+    "quality": 4.0,
+    "avg_latency_ms": 1500,
+    "success_rate": 0.95,
+    "price_prompt": 2e-6,
+    "price_completion": 4e-6,
+    "context_length": 64000,
+}
 MESSAGES = [{"role": "system", "content": "You write tests."}, {"role": "user", "content": "Test add(a, b)."}]
 
 
@@ -32,8 +44,13 @@ def write_catalog(folder: Path, models: dict[str, dict[str, Any]], name: str = "
 def ab_config(server, folder: Path, models: dict[str, dict[str, Any]] | None = None, **kw: Any) -> OpenHandsConfig:
     """The scripted endpoint with a catalog of model-a and model-b (no model set: the selector chooses)."""
     catalog = write_catalog(folder, models if models is not None else {"model-a": MODEL_A, "model-b": MODEL_B})
-    values: dict[str, Any] = dict(api_key=SecretStr(SENTINEL_KEY), base_url=server.base_url, model_catalog=catalog,
-                                  heartbeat_seconds=0.2, lease_seconds=5)
+    values: dict[str, Any] = {
+        "api_key": SecretStr(SENTINEL_KEY),
+        "base_url": server.base_url,
+        "model_catalog": catalog,
+        "heartbeat_seconds": 0.2,
+        "lease_seconds": 5,
+    }
     values.update(kw)
     return OpenHandsConfig(**values)
 
@@ -46,8 +63,12 @@ def gateway_for(config: OpenHandsConfig, project: Path):
 
 
 def task(**metadata: Any) -> QueuedTask:
-    return QueuedTask(task_type="unit_test", description="tests for calc", target_file=Path("pkg/calc.py"),
-                      metadata={"category": "unit_test", **metadata})
+    return QueuedTask(
+        task_type="unit_test",
+        description="tests for calc",
+        target_file=Path("pkg/calc.py"),
+        metadata={"category": "unit_test", **metadata},
+    )
 
 
 class Events:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -40,8 +40,10 @@ def postgres_server_url() -> Iterator[str]:
     from oh_lsp.testing.postgres_server import TemporaryPostgres, bin_dir
 
     if bin_dir() is None:
-        _unavailable(f"no PostgreSQL server: set {PG_URL_ENV}, or install PostgreSQL's server programs"
-                     " (apt-get install postgresql) so that the tests start a throwaway one")
+        _unavailable(
+            f"no PostgreSQL server: set {PG_URL_ENV}, or install PostgreSQL's server programs"
+            " (apt-get install postgresql) so that the tests start a throwaway one"
+        )
     with TemporaryPostgres() as server:
         yield server.url
 

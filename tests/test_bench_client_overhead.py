@@ -15,8 +15,9 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "llm_client_overhead.py"
 
 
 def test_smoke_run_prints_the_overhead_table() -> None:
-    done = subprocess.run([sys.executable, str(BENCH), "--smoke", "--clients", "raw,ours"], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--smoke", "--clients", "raw,ours"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.startswith("  ")}
     assert {"raw", "ours"} <= rows.keys(), done.stdout

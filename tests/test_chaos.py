@@ -73,12 +73,17 @@ async def test_two_hundred_tasks_under_random_faults_reconcile(project: Path, mo
     responder, good_costs = chaos(seed=7)
     model_server.responder = responder
     model_server.models = [{"id": name} for name in ("alpha", "beta", "gamma", "delta", "epsilon", "zeta")]
-    config = OpenHandsConfig(api_key=SecretStr(SENTINEL_KEY), base_url=model_server.base_url, timeout_seconds=60,
-                             max_retries=6, heartbeat_seconds=0.5, lease_seconds=10,
-                             breaker_open_seconds=3)  # breakers do open here; let them probe again soon
+    config = OpenHandsConfig(
+        api_key=SecretStr(SENTINEL_KEY),
+        base_url=model_server.base_url,
+        timeout_seconds=60,
+        max_retries=6,
+        heartbeat_seconds=0.5,
+        lease_seconds=10,
+        breaker_open_seconds=3,
+    )  # breakers do open here; let them probe again soon
     engine = ExecutionEngine(config, 20, project_root=project, executor=one_call, poll_interval=0.05)
-    ids = [await engine.submit_task(QueuedTask(task_type="unit_test", description=f"chaos {i}"))
-           for i in range(TASKS)]
+    ids = [await engine.submit_task(QueuedTask(task_type="unit_test", description=f"chaos {i}")) for i in range(TASKS)]
     await engine.start()
     started = time.monotonic()
     await engine.run_until_idle(timeout=600)

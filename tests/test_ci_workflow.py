@@ -24,8 +24,12 @@ from tests.conftest import CALC, GOOD_TESTS, SENTINEL_KEY, fenced
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / "docs" / "ci" / "generate-tests.yml"
-SKIPPED = ["actions/checkout@v4", "actions/setup-python@v5", "Install oh-lsp and the project",
-           "actions/upload-artifact@v4"]
+SKIPPED = [
+    "actions/checkout@v4",
+    "actions/setup-python@v5",
+    "Install oh-lsp and the project",
+    "actions/upload-artifact@v4",
+]
 # contexts GitHub allows in `jobs.<id>.env` (runner.* is not among them)
 JOB_ENV_CONTEXTS = {"github", "needs", "strategy", "matrix", "vars", "secrets", "inputs"}
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
@@ -52,14 +56,21 @@ def test_the_workflow_is_valid_and_does_what_the_docs_say() -> None:
     assert workflow["permissions"] == {"contents": "read"}
     steps = job()["steps"]
     assert all(("run" in s) != ("uses" in s) for s in steps), "each step runs a script or uses an action"
-    assert [label(s) for s in steps] == ["actions/checkout@v4", "actions/setup-python@v5", "Configure oh-lsp",
-                                         "Install oh-lsp and the project",
-                                         "Queue unit-test tasks for the changed modules",
-                                         "Generate and check the tests", "Collect the generated tests",
-                                         "actions/upload-artifact@v4"]
+    assert [label(s) for s in steps] == [
+        "actions/checkout@v4",
+        "actions/setup-python@v5",
+        "Configure oh-lsp",
+        "Install oh-lsp and the project",
+        "Queue unit-test tasks for the changed modules",
+        "Generate and check the tests",
+        "Collect the generated tests",
+        "actions/upload-artifact@v4",
+    ]
     assert steps[0]["with"]["fetch-depth"] == 0
     by_label = {label(s): s for s in steps}
-    assert "oh-lsp submit-task --task-type unit_test" in by_label["Queue unit-test tasks for the changed modules"]["run"]
+    assert (
+        "oh-lsp submit-task --task-type unit_test" in by_label["Queue unit-test tasks for the changed modules"]["run"]
+    )
     assert "oh-lsp run-engine --workers 2 --until-idle" in by_label["Generate and check the tests"]["run"]
     upload = by_label["actions/upload-artifact@v4"]
     assert upload["with"]["path"] == "generated-tests/" and upload["if"] == "always()"
@@ -72,8 +83,13 @@ def test_the_workflow_is_valid_and_does_what_the_docs_say() -> None:
 
 
 def git(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.invalid")
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.invalid",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.invalid",
+    )
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
@@ -102,6 +118,7 @@ def substitute(text: str, values: dict[str, str]) -> str:
         expression = match.group(1)
         assert expression in values, f"the test does not know the expression {expression!r}: add it"
         return values[expression]
+
     return EXPRESSION.sub(one, text)
 
 
@@ -117,12 +134,26 @@ def run_steps(root: Path, values: dict[str, str], env: dict[str, str], runner_te
             continue
         github_env.write_text("")
         step_env = {k: substitute(str(v), values) for k, v in step.get("env", {}).items()}
-        environment = {**env, **job_env, **carried, **step_env, "GITHUB_ENV": str(github_env),
-                       "RUNNER_TEMP": str(runner_temp), "CI": "true", "GITHUB_ACTIONS": "true"}
+        environment = {
+            **env,
+            **job_env,
+            **carried,
+            **step_env,
+            "GITHUB_ENV": str(github_env),
+            "RUNNER_TEMP": str(runner_temp),
+            "CI": "true",
+            "GITHUB_ACTIONS": "true",
+        }
         script = runner_temp / "step.sh"
         script.write_text(substitute(step["run"], values))
-        done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], cwd=root,
-                              env=environment, capture_output=True, text=True, timeout=150)
+        done = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+            cwd=root,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
         outputs[label(step)] = done.stdout + done.stderr
         assert done.returncode == 0, f"step {label(step)!r} failed:\n{done.stdout}\n{done.stderr}"
         for line in github_env.read_text().splitlines():
@@ -142,9 +173,13 @@ def test_the_workflow_steps_generate_and_collect_tests(tmp_path: Path, light_pyt
     env.update(PATH=os.pathsep.join([bin_dir, os.environ.get("PATH", "")]), OH_LSP_PYTHON=str(light_python))
     with ScriptedModelServer() as model:
         model.script(Reply.text(fenced(GOOD_TESTS)))
-        values = {"vars.OH_LSP_REQUIREMENT": "", "secrets.OPENROUTER_API_KEY": SENTINEL_KEY,
-                  "vars.OPENHANDS_MODEL": "test-model", "vars.OPENHANDS_BASE_URL": model.base_url,
-                  "github.event.pull_request.base.sha || github.event.before": base}
+        values = {
+            "vars.OH_LSP_REQUIREMENT": "",
+            "secrets.OPENROUTER_API_KEY": SENTINEL_KEY,
+            "vars.OPENHANDS_MODEL": "test-model",
+            "vars.OPENHANDS_BASE_URL": model.base_url,
+            "github.event.pull_request.base.sha || github.event.before": base,
+        }
         outputs = run_steps(root, values, env, runner_temp)
         assert len(model.requests) == 1 and model.requests[0].body["model"] == "test-model"
         assert model.requests[0].headers["authorization"] == f"Bearer {SENTINEL_KEY}"
@@ -156,7 +191,10 @@ def test_the_workflow_steps_generate_and_collect_tests(tmp_path: Path, light_pyt
     # the project keeps a flat tests/ folder: the new module goes there
     assert (collected / "tests" / "test_calc.py").read_text() == GOOD_TESTS
     assert sorted(p.relative_to(collected).as_posix() for p in collected.rglob("*") if p.is_file()) == [
-        "generated-tests.patch", "tasks.json", "tests/test_calc.py"], "only what oh-lsp wrote, and the report"
+        "generated-tests.patch",
+        "tasks.json",
+        "tests/test_calc.py",
+    ], "only what oh-lsp wrote, and the report"
     tasks = json.loads((collected / "tasks.json").read_text())
     assert [(t["kind"], t["target"], t["status"]) for t in tasks] == [("unit_test", "pkg/calc.py", "completed")]
     patch = (collected / "generated-tests.patch").read_text()
@@ -176,8 +214,13 @@ def test_a_push_without_python_changes_queues_nothing(tmp_path: Path) -> None:
     runner_temp.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OH_LSP_", "OPENHANDS_", "OPENROUTER_"))}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    values = {"vars.OH_LSP_REQUIREMENT": "", "secrets.OPENROUTER_API_KEY": "", "vars.OPENHANDS_MODEL": "",
-              "vars.OPENHANDS_BASE_URL": "", "github.event.pull_request.base.sha || github.event.before": head}
+    values = {
+        "vars.OH_LSP_REQUIREMENT": "",
+        "secrets.OPENROUTER_API_KEY": "",
+        "vars.OPENHANDS_MODEL": "",
+        "vars.OPENHANDS_BASE_URL": "",
+        "github.event.pull_request.base.sha || github.event.before": head,
+    }
     outputs = run_steps(root, values, env, runner_temp)
     assert "No changed Python modules." in outputs["Queue unit-test tasks for the changed modules"]
     assert json.loads((root / "generated-tests" / "tasks.json").read_text()) == []

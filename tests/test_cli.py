@@ -37,8 +37,20 @@ def store_bytes(project: Path) -> bytes:
 def test_three_processes_complete_a_task_end_to_end(project: Path, model_server) -> None:
     model_server.script(Reply.text(fenced(GOOD_TESTS), usage=USAGE))
     env = cli_env(project, model_server.base_url)
-    a = run(project, env, "submit-task", "--task-type", "unit_test", "--target-file", "pkg/calc.py",
-            "--priority", "high", "--description", "Generate tests for calc.py", "--json")
+    a = run(
+        project,
+        env,
+        "submit-task",
+        "--task-type",
+        "unit_test",
+        "--target-file",
+        "pkg/calc.py",
+        "--priority",
+        "high",
+        "--description",
+        "Generate tests for calc.py",
+        "--json",
+    )
     assert a.returncode == 0, a.stderr
     task_id = json.loads(a.stdout)["submitted"][0]["task_id"]
 
@@ -52,8 +64,13 @@ def test_three_processes_complete_a_task_end_to_end(project: Path, model_server)
     assert status["status"] == "completed" and status["delivery"] == "applied"
     test_file = project / "tests" / "pkg" / "test_calc.py"
     assert test_file.read_text() == GOOD_TESTS
-    pytest_run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
-                                cwd=project, capture_output=True, text=True, timeout=120)
+    pytest_run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert pytest_run.returncode == 0, pytest_run.stdout
     assert "3 passed" in pytest_run.stdout
 
@@ -98,8 +115,14 @@ def test_kill_9_during_a_task_loses_nothing_and_completes_once(project: Path, mo
     env = cli_env(project, model_server.base_url, OH_LSP_LEASE_SECONDS="2", OH_LSP_HEARTBEAT_SECONDS="0.5")
     a = run(project, env, "submit-task", "--task-type", "unit_test", "--target-file", "pkg/calc.py", "--json")
     task_id = json.loads(a.stdout)["submitted"][0]["task_id"]
-    engine = subprocess.Popen([*OH_LSP, "run-engine", "--until-idle"], cwd=project, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    engine = subprocess.Popen(
+        [*OH_LSP, "run-engine", "--until-idle"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while not model_server.requests and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -140,8 +163,9 @@ def test_usage_errors_exit_2_with_a_message(project: Path, model_server) -> None
     assert not_python.returncode == 2 and "not a Python file" in not_python.stderr
     bad_priority = run(project, env, "submit-task", "--task-type", "unit_test", "--priority", "urgent", "pkg/calc.py")
     assert bad_priority.returncode == 2
-    bad_env = run(project, {**env, "OPENHANDS_TIMEOUT": "soon"}, "submit-task", "--task-type", "unit_test",
-                  "pkg/calc.py")
+    bad_env = run(
+        project, {**env, "OPENHANDS_TIMEOUT": "soon"}, "submit-task", "--task-type", "unit_test", "pkg/calc.py"
+    )
     assert bad_env.returncode == 2 and "OPENHANDS_TIMEOUT" in bad_env.stderr
     unknown = run(project, env, "get-status", "--task-id", "does-not-exist")
     assert unknown.returncode == 2 and "no task does-not-exist" in unknown.stderr
@@ -164,8 +188,13 @@ def test_submit_takes_files_as_arguments_and_staged_files(project: Path, model_s
     several = run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py", "pkg/other.py", "--json")
     assert [s["target_file"] for s in json.loads(several.stdout)["submitted"]] == ["pkg/calc.py", "pkg/other.py"]
 
-    git = {**env, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
+    git = {
+        **env,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     subprocess.run(["git", "init", "-q"], cwd=project, check=True, env=git)
     nothing = run(project, env, "submit-task", "--task-type", "unit_test", "--description", "staged")
     assert nothing.returncode == 0 and "no staged Python files" in nothing.stdout
@@ -177,8 +206,9 @@ def test_submit_takes_files_as_arguments_and_staged_files(project: Path, model_s
 
 def test_cancel_task_command(project: Path, model_server) -> None:
     env = cli_env(project, model_server.base_url)
-    task_id = json.loads(run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py",
-                             "--json").stdout)["submitted"][0]["task_id"]
+    task_id = json.loads(run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py", "--json").stdout)[
+        "submitted"
+    ][0]["task_id"]
     out = run(project, env, "cancel-task", "--task-id", task_id)
     assert out.returncode == 0 and "cancelled" in out.stdout
     status = json.loads(run(project, env, "get-status", "--task-id", task_id, "--json").stdout)
@@ -210,8 +240,14 @@ def test_run_engine_on_a_terminal_shows_live_progress(project: Path, model_serve
     env = cli_env(project, model_server.base_url)
     run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py")
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([*OH_LSP, "run-engine", "--until-idle"], cwd=project, env=env, stdout=follower,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*OH_LSP, "run-engine", "--until-idle"],
+        cwd=project,
+        env=env,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     os.close(follower)
     chunks = []
     while True:

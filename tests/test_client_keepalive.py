@@ -25,4 +25,3 @@ async def test_sequential_streamed_calls_reuse_one_connection(model_server) -> N
     requests = model_server.requests
     assert all(r.completed and not r.disconnected for r in requests)
     assert {r.connection for r in requests} == {requests[0].connection}, "each call opened a new connection"
-

@@ -54,14 +54,17 @@ def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:
     assert config.timeout_seconds == 7
 
 
-@pytest.mark.parametrize("var, value, words", [
-    ("OPENHANDS_TIMEOUT", "soon", "OPENHANDS_TIMEOUT"),
-    ("OPENHANDS_TIMEOUT", "-5", "greater than 0"),
-    ("OPENHANDS_ENABLE_CIRCUIT_BREAKER", "maybe", "OPENHANDS_ENABLE_CIRCUIT_BREAKER='maybe' is not a boolean"),
-    ("OPENHANDS_USE_DOCKER_RUNTIME", "2", "OPENHANDS_USE_DOCKER_RUNTIME"),
-    ("OPENHANDS_BASE_URL", "openrouter.ai", "OPENHANDS_BASE_URL"),
-    ("OPENHANDS_MODEL", "   ", "OPENHANDS_MODEL"),
-])
+@pytest.mark.parametrize(
+    "var, value, words",
+    [
+        ("OPENHANDS_TIMEOUT", "soon", "OPENHANDS_TIMEOUT"),
+        ("OPENHANDS_TIMEOUT", "-5", "greater than 0"),
+        ("OPENHANDS_ENABLE_CIRCUIT_BREAKER", "maybe", "OPENHANDS_ENABLE_CIRCUIT_BREAKER='maybe' is not a boolean"),
+        ("OPENHANDS_USE_DOCKER_RUNTIME", "2", "OPENHANDS_USE_DOCKER_RUNTIME"),
+        ("OPENHANDS_BASE_URL", "openrouter.ai", "OPENHANDS_BASE_URL"),
+        ("OPENHANDS_MODEL", "   ", "OPENHANDS_MODEL"),
+    ],
+)
 def test_invalid_values_name_the_variable(var: str, value: str, words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         OpenHandsConfig.from_env(env_file=None, environ={var: value})

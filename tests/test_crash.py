@@ -37,22 +37,42 @@ def respond(slow_stream: bool, slow_tests: float):
     def responder(request) -> Reply:
         prompt = request.body["messages"][1]["content"]
         module = re.search(r"Module path: (\S+)", prompt).group(1)
-        return Reply.text(fenced(generated_tests_for(module, slow_tests)), chunk_delay=0.5 if slow_stream else 0.0,
-                          chunk_size=4)
+        return Reply.text(
+            fenced(generated_tests_for(module, slow_tests)), chunk_delay=0.5 if slow_stream else 0.0, chunk_size=4
+        )
+
     return responder
 
 
 def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> None:
     files = many_modules(project)
-    env = cli_env(project, server.base_url, OH_LSP_LEASE_SECONDS="2", OH_LSP_HEARTBEAT_SECONDS="0.5",
-                  OH_LSP_MAX_REPAIR_ITERATIONS="0", OH_LSP_QUALITY_THRESHOLD="0")
-    submitted = subprocess.run([*OH_LSP, "submit-task", "--task-type", "unit_test", "--json", *files], cwd=project,
-                               env=env, capture_output=True, text=True, timeout=120)
+    env = cli_env(
+        project,
+        server.base_url,
+        OH_LSP_LEASE_SECONDS="2",
+        OH_LSP_HEARTBEAT_SECONDS="0.5",
+        OH_LSP_MAX_REPAIR_ITERATIONS="0",
+        OH_LSP_QUALITY_THRESHOLD="0",
+    )
+    submitted = subprocess.run(
+        [*OH_LSP, "submit-task", "--task-type", "unit_test", "--json", *files],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert submitted.returncode == 0, submitted.stderr
     ids = [s["task_id"] for s in json.loads(submitted.stdout)["submitted"]]
     server.responder = respond(slow_stream=phase == "streaming", slow_tests=2.0 if phase == "validation" else 0)
-    engine = subprocess.Popen([*OH_LSP, "run-engine", "--workers", str(workers)], cwd=project, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    engine = subprocess.Popen(
+        [*OH_LSP, "run-engine", "--workers", str(workers)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     if phase == "streaming":
         while sum(1 for r in server.requests if not r.completed) < 30 and time.monotonic() < deadline:
@@ -68,8 +88,14 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
     assert in_flight >= (30 if phase == "streaming" else 3), f"the kill came while work was in flight ({phase})"
 
     server.responder = respond(slow_stream=False, slow_tests=0)
-    again = subprocess.run([*OH_LSP, "run-engine", "--workers", "4", "--until-idle"], cwd=project, env=env,
-                           capture_output=True, text=True, timeout=900)
+    again = subprocess.run(
+        [*OH_LSP, "run-engine", "--workers", "4", "--until-idle"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     with sqlite3.connect(state_dir(project) / "oh-lsp.sqlite3") as db:
         statuses = dict(db.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall())

@@ -71,7 +71,7 @@ async def test_docstrings_only_are_accepted_and_coverage_rises(project: Path, mo
     assert task.status is TaskStatus.COMPLETED, task.error
     text = (project / "pkg" / "shapes.py").read_text()
     assert '    """A circle.\n\n    Args:\n        r: The radius.\n    """\n' in text
-    assert "        \"\"\"The area of the circle." in text
+    assert '        """The area of the circle.' in text
     assert "# needed for pi" in text and "# the radius" in text and "# unchanged on purpose" in text
     coverage = task.result["validation"]["details"]["docstring_coverage"]
     assert coverage == {"before": [1, 4], "after": [4, 4]}
@@ -90,8 +90,10 @@ async def test_an_answer_that_changes_code_is_rejected(project: Path, model_serv
 
 async def test_a_documented_parameter_that_does_not_exist_is_a_warning(project: Path, model_server) -> None:
     shapes(project)
-    wrong = DOCUMENTED.replace("        factor: How much bigger it gets.\n",
-                               "        factor: How much bigger it gets.\n        ratio: Not a parameter.\n")
+    wrong = DOCUMENTED.replace(
+        "        factor: How much bigger it gets.\n",
+        "        factor: How much bigger it gets.\n        ratio: Not a parameter.\n",
+    )
     model_server.script(Reply.text(fenced(wrong)))
     task = await run_task(project, model_server, "documentation", "pkg/shapes.py")
     assert task.status is TaskStatus.COMPLETED, task.error
@@ -129,8 +131,9 @@ REFACTORED_BROKEN = REFACTORED_OK.replace("return a / b", "return a // b")
 
 def with_tests(project: Path) -> None:
     (project / "tests").mkdir()
-    (project / "tests" / "test_calc.py").write_text(CALC_TESTS_EXISTING.replace("divide(6, 3) == 2",
-                                                                                  "divide(7, 2) == 3.5"))
+    (project / "tests" / "test_calc.py").write_text(
+        CALC_TESTS_EXISTING.replace("divide(6, 3) == 2", "divide(7, 2) == 3.5")
+    )
 
 
 async def test_refactoring_that_breaks_a_test_is_rejected_naming_it(project: Path, model_server) -> None:
@@ -147,8 +150,9 @@ async def test_refactoring_that_breaks_a_test_is_rejected_naming_it(project: Pat
 async def test_good_refactoring_is_accepted_with_its_diff(project: Path, model_server) -> None:
     with_tests(project)
     model_server.script(Reply.text(fenced(REFACTORED_OK)))
-    task = await run_task(project, model_server, "refactoring", description="use sum()", apply_edits=True,
-                          quality_threshold=0.9)
+    task = await run_task(
+        project, model_server, "refactoring", description="use sum()", apply_edits=True, quality_threshold=0.9
+    )
     assert task.status is TaskStatus.COMPLETED, task.error
     assert (project / "pkg" / "calc.py").read_text() == REFACTORED_OK
     diff = task.result["diff"]

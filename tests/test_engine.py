@@ -16,15 +16,25 @@ from tests.conftest import FAILING_TESTS, GOOD_TESTS, SENTINEL_KEY, fenced
 
 
 def make_config(server, **kw) -> OpenHandsConfig:
-    values = dict(api_key=SecretStr(SENTINEL_KEY), model="test-model", base_url=server.base_url,
-                  heartbeat_seconds=0.2, lease_seconds=5, python=Path(os.environ["OH_LSP_PYTHON"]))
+    values = {
+        "api_key": SecretStr(SENTINEL_KEY),
+        "model": "test-model",
+        "base_url": server.base_url,
+        "heartbeat_seconds": 0.2,
+        "lease_seconds": 5,
+        "python": Path(os.environ["OH_LSP_PYTHON"]),
+    }
     values.update(kw)
     return OpenHandsConfig(**values)
 
 
 def unit_test_task(**kw) -> QueuedTask:
-    values = dict(task_type="unit_test", description="Generate tests for calc", target_file=Path("pkg/calc.py"),
-                  priority=TaskPriority.HIGH)
+    values = {
+        "task_type": "unit_test",
+        "description": "Generate tests for calc",
+        "target_file": Path("pkg/calc.py"),
+        "priority": TaskPriority.HIGH,
+    }
     values.update(kw)
     return QueuedTask(**values)
 
@@ -44,8 +54,12 @@ async def run_one(project: Path, config: OpenHandsConfig, task: QueuedTask, **en
 
 
 async def test_completed_task_carries_a_validated_edit_and_writes_nothing(project: Path, model_server) -> None:
-    model_server.script(Reply.text(fenced(GOOD_TESTS), usage={"prompt_tokens": 300, "completion_tokens": 120,
-                                                              "total_tokens": 420, "cost": 0.00123}))
+    model_server.script(
+        Reply.text(
+            fenced(GOOD_TESTS),
+            usage={"prompt_tokens": 300, "completion_tokens": 120, "total_tokens": 420, "cost": 0.00123},
+        )
+    )
     final, seen = await run_one(project, make_config(model_server), unit_test_task())
     assert final.status is TaskStatus.COMPLETED, final.error
     result = final.result
@@ -161,8 +175,9 @@ async def test_cancel_pending_and_running_tasks(project: Path, model_server) -> 
     assert {e.task_id for e in seen if e.kind == ev.CANCELLED} == {running, pending}
 
 
-async def test_cancel_from_another_process_reaches_the_running_task_at_its_heartbeat(project: Path,
-                                                                                   model_server) -> None:
+async def test_cancel_from_another_process_reaches_the_running_task_at_its_heartbeat(
+    project: Path, model_server
+) -> None:
     from oh_lsp.queue import TaskQueue
 
     model_server.script(Reply.text(fenced(GOOD_TESTS), latency=30))
@@ -206,8 +221,11 @@ async def test_task_timeout_is_retried_then_failed(project: Path, model_server) 
 
 
 async def test_metrics_summary_is_numeric(project: Path, model_server) -> None:
-    model_server.script(Reply.text(fenced(GOOD_TESTS), usage={"prompt_tokens": 10, "completion_tokens": 5,
-                                                              "total_tokens": 15, "cost": 0.5}))
+    model_server.script(
+        Reply.text(
+            fenced(GOOD_TESTS), usage={"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "cost": 0.5}
+        )
+    )
     config = make_config(model_server)
     engine = ExecutionEngine(config, 1, project_root=project, poll_interval=0.05)
     await engine.start()

@@ -18,8 +18,7 @@ def test_fenced_python_block_is_taken() -> None:
 
 
 def test_block_with_tests_is_preferred_over_others() -> None:
-    answer = ("```python\nprint('setup')\n```\n\n```py\ndef test_real():\n    pass\n```\n"
-              "```bash\npytest\n```\n")
+    answer = "```python\nprint('setup')\n```\n\n```py\ndef test_real():\n    pass\n```\n```bash\npytest\n```\n"
     assert "test_real" in extract_python(answer, prefer="def test")
 
 
@@ -55,7 +54,7 @@ def test_add():
     assert add(1, 1) == 2  # keep me
 '''
 
-GENERATED = '''\
+GENERATED = """\
 import pytest
 from pkg.calc import add, divide
 
@@ -71,14 +70,17 @@ def test_add():
 
 def test_divide(two):
     assert divide(4, two) == 2
-'''
+"""
 
 
 def test_merge_keeps_user_text_renames_duplicates_and_adds_only_new_imports() -> None:
     placement = merge_tests(EXISTING, GENERATED)
     text = placement.text
-    assert text.startswith(EXISTING.split("# a comment")[0].replace(
-        "from pkg.calc import add\n", "from pkg.calc import add\nfrom pkg.calc import divide\n"))
+    assert text.startswith(
+        EXISTING.split("# a comment")[0].replace(
+            "from pkg.calc import add\n", "from pkg.calc import add\nfrom pkg.calc import divide\n"
+        )
+    )
     assert "# a comment the user wrote" in text and "# keep me" in text
     assert placement.renamed == {"test_add": "test_add_2"}
     assert placement.tests == ["test_add_2", "test_divide"]
@@ -114,8 +116,11 @@ def test_mirrored_layout_creates_packages(tmp_path: Path) -> None:
     _make(tmp_path, "pkg/sub/mod.py")
     loc = locate_tests(tmp_path, Path("pkg/sub/mod.py"))
     assert loc.path == Path("tests/pkg/sub/test_mod.py") and not loc.exists
-    assert loc.init_files == [Path("tests/__init__.py"), Path("tests/pkg/__init__.py"),
-                              Path("tests/pkg/sub/__init__.py")]
+    assert loc.init_files == [
+        Path("tests/__init__.py"),
+        Path("tests/pkg/__init__.py"),
+        Path("tests/pkg/sub/__init__.py"),
+    ]
 
 
 def test_top_level_and_src_layouts(tmp_path: Path) -> None:

@@ -21,19 +21,58 @@ from tests.conftest import CALC
 
 FUZZ = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-COMMANDS = ["submit-task", "get-status", "cancel-task", "queue-stats", "metrics", "list-tasks", "select-model",
-            "models"]
-OPTIONS = ["--task-type", "--target-file", "--priority", "--description", "--complexity", "--quality-threshold",
-           "--task-id", "--status", "--limit", "--json", "--project-root", "-v", "list", "reset", "unit_test",
-           "documentation", "high", "critical", "1.5", "-1", "0.5", "pkg/calc.py", "../../etc/passwd", "/etc/passwd",
-           "pkg", "", "\x00", "é", "--", "-", "nope.py", "999999999999999999999"]
+COMMANDS = [
+    "submit-task",
+    "get-status",
+    "cancel-task",
+    "queue-stats",
+    "metrics",
+    "list-tasks",
+    "select-model",
+    "models",
+]
+OPTIONS = [
+    "--task-type",
+    "--target-file",
+    "--priority",
+    "--description",
+    "--complexity",
+    "--quality-threshold",
+    "--task-id",
+    "--status",
+    "--limit",
+    "--json",
+    "--project-root",
+    "-v",
+    "list",
+    "reset",
+    "unit_test",
+    "documentation",
+    "high",
+    "critical",
+    "1.5",
+    "-1",
+    "0.5",
+    "pkg/calc.py",
+    "../../etc/passwd",
+    "/etc/passwd",
+    "pkg",
+    "",
+    "\x00",
+    "é",
+    "--",
+    "-",
+    "nope.py",
+    "999999999999999999999",
+]
 argv_token = st.one_of(st.sampled_from(OPTIONS), st.text(max_size=20))
 
 
 @given(argv=st.lists(argv_token, max_size=8), command=st.sampled_from(COMMANDS))
 @FUZZ
-def test_cli_arguments_end_in_an_exit_code(argv: list[str], command: str, project: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_arguments_end_in_an_exit_code(
+    argv: list[str], command: str, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(project)
     monkeypatch.setenv("OPENHANDS_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens: no call can leave
     out, err = io.StringIO(), io.StringIO()
@@ -53,10 +92,15 @@ def target(root: Path) -> Target:
 answers = st.one_of(
     st.text(max_size=3000),
     st.binary(max_size=3000).map(lambda b: b.decode("utf-8", "surrogateescape")),  # bytes that are not UTF-8
-    st.integers(1, 60).map(lambda depth: "".join(f"{'`' * (3 + i)}python\n" for i in range(depth)) + "x = 1\n"
-                           + "".join(f"{'`' * (3 + i)}\n" for i in reversed(range(depth)))),
+    st.integers(1, 60).map(
+        lambda depth: (
+            "".join(f"{'`' * (3 + i)}python\n" for i in range(depth))
+            + "x = 1\n"
+            + "".join(f"{'`' * (3 + i)}\n" for i in reversed(range(depth)))
+        )
+    ),
     st.text(alphabet="`~ \npythondef:()", max_size=500),
-    st.builds(lambda n, s: ("```python\n" + s * n + "\n```"), st.integers(1, 2000), st.text(max_size=40)),
+    st.builds(lambda n, s: "```python\n" + s * n + "\n```", st.integers(1, 2000), st.text(max_size=40)),
 )
 
 

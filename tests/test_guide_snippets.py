@@ -28,7 +28,7 @@ def login(user: str, password: str) -> str:
     return "welcome" if check_password(password) else "denied"
 '''
 
-AUTH_TESTS = '''\
+AUTH_TESTS = """\
 import pytest
 
 from player_experience.api.routers.auth import check_password, login
@@ -44,7 +44,7 @@ def test_login():
     assert login("ann", "nope") == "denied"
     with pytest.raises(ValueError):
         login("", "abcdefg1")
-'''
+"""
 
 
 @pytest.fixture
@@ -65,6 +65,7 @@ def guide_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_server)
 def test_basic_usage(guide_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import asyncio
     from pathlib import Path
+
     from oh_lsp import (
         ExecutionEngine,
         OpenHandsConfig,
@@ -92,7 +93,7 @@ def test_basic_usage(guide_project: Path, capsys: pytest.CaptureFixture[str]) ->
                 "category": "unit_test",
                 "complexity": "moderate",
                 "quality_threshold": 0.8,
-            }
+            },
         )
 
         task_id = await engine.submit_task(task)
@@ -115,9 +116,11 @@ def test_basic_usage(guide_project: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_programmatic_configuration() -> None:
-    from oh_lsp import OpenHandsConfig
-    from pydantic import SecretStr
     from pathlib import Path
+
+    from pydantic import SecretStr
+
+    from oh_lsp import OpenHandsConfig
 
     config = OpenHandsConfig(
         api_key=SecretStr("sk-..."),
@@ -141,7 +144,7 @@ def test_result_validation(guide_project: Path, capsys: pytest.CaptureFixture[st
         "output_file": "tests/test_auth.py",
         "content": "import pytest\n...",
         "coverage": "85%",
-        "execution_result": {"passed": True}
+        "execution_result": {"passed": True},
     }
 
     validation = validator.validate(result)
@@ -157,14 +160,15 @@ def test_result_validation(guide_project: Path, capsys: pytest.CaptureFixture[st
     assert "no-tests-collected" in codes  # the content was run anyway: it holds no test
     assert {w.code for w in validation.warnings} >= {"untrusted-input"}  # the caller's claims were not believed
     for finding in validation.errors + validation.warnings:  # codes and ranges, ready to be diagnostics
-        assert finding.code and finding.line >= 1 and finding.col >= 0 and finding.severity in ("error", "warning",
-                                                                                               "info")
+        assert (
+            finding.code and finding.line >= 1 and finding.col >= 0 and finding.severity in ("error", "warning", "info")
+        )
 
 
 def test_metrics_collection(guide_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from oh_lsp import (
-        MetricsCollector,
         ExecutionMetrics,
+        MetricsCollector,
     )
 
     collector = MetricsCollector()
@@ -200,9 +204,9 @@ def test_metrics_collection(guide_project: Path, capsys: pytest.CaptureFixture[s
 
 async def test_task_queue_management(guide_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from oh_lsp import (
-        TaskQueue,
         QueuedTask,
         TaskPriority,
+        TaskQueue,
     )
 
     queue = TaskQueue(max_size=1000)
@@ -247,6 +251,7 @@ async def test_task_queue_management(guide_project: Path, capsys: pytest.Capture
 def test_development_workflow(guide_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import asyncio
     from pathlib import Path
+
     from oh_lsp import (
         ExecutionEngine,
         OpenHandsConfig,
@@ -270,7 +275,7 @@ def test_development_workflow(guide_project: Path, capsys: pytest.CaptureFixture
                 "category": "unit_test",
                 "complexity": "moderate",
                 "quality_threshold": 0.8,
-            }
+            },
         )
 
         task_id = await engine.submit_task(task)
@@ -287,9 +292,7 @@ def test_development_workflow(guide_project: Path, capsys: pytest.CaptureFixture
         return task_status
 
     # Usage
-    task_status = asyncio.run(generate_tests_for_module(
-        Path("src/player_experience/api/routers/auth.py")
-    ))
+    task_status = asyncio.run(generate_tests_for_module(Path("src/player_experience/api/routers/auth.py")))
 
     assert task_status.status.value == "completed", task_status.error
     assert task_status.result["output_file"] == "tests/player_experience/api/routers/test_auth.py"

@@ -29,8 +29,11 @@ REPORT_PATH = os.environ.get("OH_LSP_LOCAL_MODEL_REPORT", "")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(900),
-    pytest.mark.skipif(not LOCAL_URL, reason="needs a local OpenAI-compatible model server: run"
-                       " scripts/local-model-e2e.sh, or set OH_LSP_LOCAL_MODEL_URL (e.g. http://127.0.0.1:8000/v1)"),
+    pytest.mark.skipif(
+        not LOCAL_URL,
+        reason="needs a local OpenAI-compatible model server: run"
+        " scripts/local-model-e2e.sh, or set OH_LSP_LOCAL_MODEL_URL (e.g. http://127.0.0.1:8000/v1)",
+    ),
 ]
 
 
@@ -41,8 +44,7 @@ async def test_unit_test_task_through_a_real_local_model(project: Path) -> None:
         listing = await http.get(LOCAL_URL + "/models")
     assert listing.status_code == 200, listing.text
     model = LOCAL_MODEL or listing.json()["data"][0]["id"]
-    config = OpenHandsConfig(model=model, base_url=LOCAL_URL, timeout_seconds=600, max_retries=0,
-                             heartbeat_seconds=1.0)
+    config = OpenHandsConfig(model=model, base_url=LOCAL_URL, timeout_seconds=600, max_retries=0, heartbeat_seconds=1.0)
     assert config.require_api_key() is None, "a local endpoint needs no key"
     engine = ExecutionEngine(config, 1, project_root=project, poll_interval=0.1)
     seen: list[ev.Event] = []
@@ -50,8 +52,11 @@ async def test_unit_test_task_through_a_real_local_model(project: Path) -> None:
     started = time.monotonic()
     await engine.start()
     try:
-        task_id = await engine.submit_task(QueuedTask(task_type="unit_test", target_file=Path("pkg/calc.py"),
-                                                      description="Write pytest tests for pkg.calc."))
+        task_id = await engine.submit_task(
+            QueuedTask(
+                task_type="unit_test", target_file=Path("pkg/calc.py"), description="Write pytest tests for pkg.calc."
+            )
+        )
         final = await engine.wait_for(task_id, timeout=700)
         summary = engine.get_metrics_summary()
     finally:
@@ -64,13 +69,22 @@ async def test_unit_test_task_through_a_real_local_model(project: Path) -> None:
     result = final.result or {}
     verdict = result.get("validation")
     report = {
-        "model": model, "status": final.status.value, "error": final.error, "seconds": round(elapsed, 1),
-        "streamed_chunks": len(streamed), "tokens_reported": answered[0].data["tokens"] if answered else None,
-        "metrics": {k: summary["system"][k] for k in ("executions", "total_tokens", "completion_tokens",
-                                                      "validations_passed")},
-        "verdict": None if verdict is None else {
-            "passed": verdict["passed"], "score": verdict["score"],
-            "findings": [f"{f.get('code')}: {f.get('message')}"[:200] for f in verdict["errors"][:3]]},
+        "model": model,
+        "status": final.status.value,
+        "error": final.error,
+        "seconds": round(elapsed, 1),
+        "streamed_chunks": len(streamed),
+        "tokens_reported": answered[0].data["tokens"] if answered else None,
+        "metrics": {
+            k: summary["system"][k] for k in ("executions", "total_tokens", "completion_tokens", "validations_passed")
+        },
+        "verdict": None
+        if verdict is None
+        else {
+            "passed": verdict["passed"],
+            "score": verdict["score"],
+            "findings": [f"{f.get('code')}: {f.get('message')}"[:200] for f in verdict["errors"][:3]],
+        },
         "answer_head": (result.get("generated_source") or result.get("answer") or "")[:300],
     }
     print("LOCAL-MODEL-RESULT " + json.dumps(report))

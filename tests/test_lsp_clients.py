@@ -44,23 +44,24 @@ def project(tmp_path: Path) -> Path:
 
 async def test_neovim_gets_progress_the_edit_and_pull_diagnostics(project, model, tmp_path) -> None:
     (project / "pkg" / "calc.py").write_text(UNICODE_CALC)
-    client = await start_server(project, tmp_path / "state", model.base_url,
-                                pytest_lsp.client_capabilities("neovim@latest"))
+    client = await start_server(
+        project, tmp_path / "state", model.base_url, pytest_lsp.client_capabilities("neovim@latest")
+    )
     try:
         calc = (project / "pkg" / "calc.py").as_uri()
         # Neovim offers UTF-8 positions first; the symbol at a position is found in those units
         actions = await code_actions(client, calc, line=4, character=30)
         assert "Generate tests for add" in [a.title for a in actions]
         model.script(Reply.text(fenced(GOOD_TESTS)))
-        result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "symbol": {"line": 4,
-                                                                                          "character": 20}})
+        result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "symbol": {"line": 4, "character": 20}})
         end = await until(lambda: ended(client, result["progressToken"]), 60, "the progress to end")
         assert "applied in the editor" in end.message
         assert "Write unit tests for add in module pkg.calc." in model.requests[-1].body["messages"][-1]["content"]
         changes = client.applied_edits[-1].edit.document_changes
         assert any(isinstance(c, t.CreateFile) and c.uri.endswith("tests/pkg/test_calc.py") for c in changes)
-        report = await client.text_document_diagnostic_async(t.DocumentDiagnosticParams(
-            text_document=t.TextDocumentIdentifier(uri=calc)))
+        report = await client.text_document_diagnostic_async(
+            t.DocumentDiagnosticParams(text_document=t.TextDocumentIdentifier(uri=calc))
+        )
         assert report.kind == "full" and list(report.items) == []
     finally:
         await stop_server(client)
@@ -80,37 +81,40 @@ async def test_emacs_gets_the_file_on_disk_and_a_log_message(project, model, tmp
         assert (project / "tests" / "pkg" / "test_calc.py").read_text() == GOOD_TESTS
         assert (project / "tests" / "__init__.py").exists()
         assert client.applied_edits == [] and client.shown_documents == []
-        assert any("oh-lsp wrote" in m.message and "tests/pkg/test_calc.py" in m.message
-                   for m in client.log_messages)
+        assert any("oh-lsp wrote" in m.message and "tests/pkg/test_calc.py" in m.message for m in client.log_messages)
 
         # untrusted: the generated tests are not run, and the user is told which setting changes that
-        client.workspace_did_change_configuration(t.DidChangeConfigurationParams(
-            settings={"ohLsp": {"trusted": False}}))
+        client.workspace_did_change_configuration(
+            t.DidChangeConfigurationParams(settings={"ohLsp": {"trusted": False}})
+        )
         model.script(Reply.text(fenced(GOOD_TESTS.replace("test_add", "test_add_again"))))
         result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "untrusted"})
         end = await until(lambda: ended(client, result["progressToken"]), 60, "the progress to end")
         assert end.message.startswith("failed")
-        warning = await until(lambda: next((m for m in client.messages if "not trusted" in m.message), None), 5,
-                              "the trust message")
+        warning = await until(
+            lambda: next((m for m in client.messages if "not trusted" in m.message), None), 5, "the trust message"
+        )
         assert "ohLsp.trusted" in warning.message and warning.type == t.MessageType.Warning
         diagnostics = await until(lambda: client.diagnostics.get(calc), 5, "diagnostics on calc.py")
         assert [d.code for d in diagnostics] == ["not-run-untrusted"]
         assert "not run: workspace not trusted" in diagnostics[0].message
         assert "test_add_again" not in (project / "tests" / "pkg" / "test_calc.py").read_text()
         # Emacs drops diagnostic data: the quick fix still finds the task
-        bare = [t.Diagnostic(range=d.range, message=d.message, code=d.code, source=d.source,
-                             severity=d.severity) for d in diagnostics]
+        bare = [
+            t.Diagnostic(range=d.range, message=d.message, code=d.code, source=d.source, severity=d.severity)
+            for d in diagnostics
+        ]
         fixes = await code_actions(client, calc, diagnostics=bare, only=["quickfix"])
         assert list(fixes[0].command.arguments) == [{"taskId": result["taskId"], "withFeedback": True}]
     finally:
         await stop_server(client)
 
 
-async def test_a_client_without_progress_or_apply_edit_gets_log_messages_and_the_file(project, model,
-                                                                                        tmp_path) -> None:
+async def test_a_client_without_progress_or_apply_edit_gets_log_messages_and_the_file(project, model, tmp_path) -> None:
     capabilities = t.ClientCapabilities(
         workspace=t.WorkspaceClientCapabilities(apply_edit=False),
-        window=t.WindowClientCapabilities(work_done_progress=False))
+        window=t.WindowClientCapabilities(work_done_progress=False),
+    )
     client = await start_server(project, tmp_path / "state", model.base_url, capabilities)
     try:
         calc = (project / "pkg" / "calc.py").as_uri()
@@ -118,8 +122,15 @@ async def test_a_client_without_progress_or_apply_edit_gets_log_messages_and_the
         result = await run_command(client, "ohLsp.generateTests", {"uri": calc})
         test_file = project / "tests" / "pkg" / "test_calc.py"
         await until(test_file.exists, 60, "the test file on disk")
-        lines = await until(lambda: [m.message for m in client.log_messages if "Generate tests for pkg/calc.py" in
-                                     m.message and "written to disk" in m.message], 10, "the final log line")
+        lines = await until(
+            lambda: [
+                m.message
+                for m in client.log_messages
+                if "Generate tests for pkg/calc.py" in m.message and "written to disk" in m.message
+            ],
+            10,
+            "the final log line",
+        )
         assert test_file.read_text() == GOOD_TESTS
         stages = [m.message for m in client.log_messages if m.message.startswith("oh-lsp: Generate tests")]
         assert any("queued (position" in m for m in stages) and any("validating" in m for m in stages)
@@ -139,14 +150,18 @@ async def test_multi_root_workspace_has_one_engine_and_store_per_folder(tmp_path
     model.default = Reply.text("no code here")  # each task fails at once; only where it ran matters
     client = await start_server(first, state, model.base_url, pytest_lsp.client_capabilities("neovim@latest"))
     try:
-        client.workspace_did_change_workspace_folders(t.DidChangeWorkspaceFoldersParams(
-            event=t.WorkspaceFoldersChangeEvent(added=[t.WorkspaceFolder(uri=second.as_uri(), name="b")],
-                                                removed=[])))
+        client.workspace_did_change_workspace_folders(
+            t.DidChangeWorkspaceFoldersParams(
+                event=t.WorkspaceFoldersChangeEvent(
+                    added=[t.WorkspaceFolder(uri=second.as_uri(), name="b")], removed=[]
+                )
+            )
+        )
         submitted = {}
         for root in (first, second):
             uri = (root / "pkg" / "calc.py").as_uri()
             submitted[root] = await _submit_when_known(client, uri)
-            await until(lambda: ended(client, submitted[root]["progressToken"]), 30, "the task to end")
+            await until(lambda root=root: ended(client, submitted[root]["progressToken"]), 30, "the task to end")
         rows = await run_command(client, "ohLsp.listTasks", {})
         assert sorted(r["uri"] for r in rows) == sorted((r / "pkg" / "calc.py").as_uri() for r in (first, second))
     finally:

@@ -15,24 +15,26 @@ from pygls.exceptions import JsonRpcInvalidParams
 from oh_lsp.paths import state_dir
 from oh_lsp.testing.model_server import Reply, ScriptedModelServer
 from tests.conftest import GOOD_TESTS, SENTINEL_KEY, fenced
-from tests.lsp_client import (code_actions, ended, make_project, run_command, start_server, stop_server,
-                              until)
+from tests.lsp_client import code_actions, ended, make_project, run_command, start_server, stop_server, until
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
-ONLY_FAILING_TESTS = '''\
+ONLY_FAILING_TESTS = """\
 from pkg.calc import divide
 
 
 def test_divide_by_zero_gives_zero():
     assert divide(1, 0) == 0
-'''
+"""
 # three good tests (100% coverage) and one that fails inside the target: 3/4 kept, score 0.75 >= 0.7
-MIXED_TESTS = GOOD_TESTS + '''
+MIXED_TESTS = (
+    GOOD_TESTS
+    + """
 
 def test_divide_by_zero_gives_zero():
     assert divide(1, 0) == 0
-'''
+"""
+)
 USAGE = {"prompt_tokens": 300, "completion_tokens": 120, "total_tokens": 420, "cost": 0.00123}
 
 
@@ -51,8 +53,13 @@ def model():
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(workspace, model, light_python):
     project, state = workspace
-    client = await start_server(project, state, model.base_url, pytest_lsp.client_capabilities("visual-studio-code"),
-                                OH_LSP_PYTHON=str(light_python))
+    client = await start_server(
+        project,
+        state,
+        model.base_url,
+        pytest_lsp.client_capabilities("visual-studio-code"),
+        OH_LSP_PYTHON=str(light_python),
+    )
     yield client
     await stop_server(client)
 
@@ -108,8 +115,9 @@ async def test_full_flow_progress_edit_and_status(client, calc, model, workspace
     assert text_edit.edits[0].new_text == GOOD_TESTS
     assert not (workspace[0] / "tests").exists(), "the editor applies the edit; the server writes nothing"
 
-    status = await until(lambda: next((s for s in reversed(client.statuses) if s.completed >= 1), None), 5,
-                         "a status counting the task")
+    status = await until(
+        lambda: next((s for s in reversed(client.statuses) if s.completed >= 1), None), 5, "a status counting the task"
+    )
     assert status.tokens >= 420 and status.costSession >= 0.00123 and status.costToday >= 0.00123
     assert status.model == "test-model" and status.cooldowns == [] and status.budgetLeftToday is None
     tasks = await run_command(client, "ohLsp.listTasks", {"status": "completed"})
@@ -120,15 +128,19 @@ async def test_the_edit_is_rebased_on_the_open_buffer(client, calc, model, works
     """The test module is open with unsaved text (not on disk): the new tests are added to that text, by version."""
     test_file = (workspace[0] / "tests" / "pkg" / "test_calc.py").as_uri()
     mine = "import pytest\n\n\ndef test_mine():\n    assert True  # 🎉 unsaved\n"
-    client.text_document_did_open(t.DidOpenTextDocumentParams(text_document=t.TextDocumentItem(
-        uri=test_file, language_id="python", version=7, text=mine)))
+    client.text_document_did_open(
+        t.DidOpenTextDocumentParams(
+            text_document=t.TextDocumentItem(uri=test_file, language_id="python", version=7, text=mine)
+        )
+    )
     model.script(Reply.text(fenced(GOOD_TESTS)))
     try:
         result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "into the buffer"})
         end = await finish(client, result)
     finally:
-        client.text_document_did_close(t.DidCloseTextDocumentParams(
-            text_document=t.TextDocumentIdentifier(uri=test_file)))
+        client.text_document_did_close(
+            t.DidCloseTextDocumentParams(text_document=t.TextDocumentIdentifier(uri=test_file))
+        )
     assert "recomputed against the current file" in end.message
     changes = client.applied_edits[-1].edit.document_changes
     assert not any(isinstance(c, t.CreateFile) and c.uri == test_file for c in changes)
@@ -148,8 +160,9 @@ async def test_an_edit_the_editor_rejects_is_reported_not_applied(client, calc, 
     finally:
         client.apply_result = t.ApplyWorkspaceEditResult(applied=True)
     assert "not applied: the editor did not apply the edit: the file is read-only" in end.message
-    warning = await until(lambda: next((m for m in client.messages if "not applied" in m.message), None), 5,
-                          "a warning")
+    warning = await until(
+        lambda: next((m for m in client.messages if "not applied" in m.message), None), 5, "a warning"
+    )
     assert warning.type == t.MessageType.Warning
     (row,) = [r for r in await run_command(client, "ohLsp.listTasks", {}) if r["taskId"] == result["taskId"]]
     assert row["status"] == "completed" and row["delivery"].startswith("not applied: the editor did not apply")
@@ -173,8 +186,9 @@ async def test_failed_task_gives_diagnostics_on_the_target_and_a_quick_fix(clien
     assert bug.severity == t.DiagnosticSeverity.Warning and bug.range.start.line == 9  # the `raise` in divide
     assert all(d.data == {"taskId": result["taskId"], "code": d.code} for d in diagnostics)
 
-    pulled = await client.text_document_diagnostic_async(t.DocumentDiagnosticParams(
-        text_document=t.TextDocumentIdentifier(uri=calc)))
+    pulled = await client.text_document_diagnostic_async(
+        t.DocumentDiagnosticParams(text_document=t.TextDocumentIdentifier(uri=calc))
+    )
     assert [(d.code, d.range, d.message) for d in pulled.items] == [(d.code, d.range, d.message) for d in diagnostics]
 
     fixes = await code_actions(client, calc, line=7, diagnostics=list(diagnostics), only=["quickfix"])
@@ -192,14 +206,17 @@ async def test_failed_task_gives_diagnostics_on_the_target_and_a_quick_fix(clien
     await until(lambda: len(client.diagnostics[calc]) == 0, 5, "the regenerated result to clear the diagnostics")
 
 
-async def test_mixed_result_delivers_the_kept_tests_and_reports_the_dropped_one(client, calc, model,
-                                                                                 workspace) -> None:
+async def test_mixed_result_delivers_the_kept_tests_and_reports_the_dropped_one(client, calc, model, workspace) -> None:
     model.script(Reply.text(fenced(MIXED_TESTS)))
     result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "mixed"})
     end = await finish(client, result)
     assert "3 tests kept, 1 dropped" in end.message and "score 0.75" in end.message
-    delivered = "".join(e.new_text for c in client.applied_edits[-1].edit.document_changes
-                        if isinstance(c, t.TextDocumentEdit) for e in c.edits)
+    delivered = "".join(
+        e.new_text
+        for c in client.applied_edits[-1].edit.document_changes
+        if isinstance(c, t.TextDocumentEdit)
+        for e in c.edits
+    )
     assert "def test_divide(" in delivered and "test_divide_by_zero_gives_zero" not in delivered
     test_file = (workspace[0] / "tests" / "pkg" / "test_calc.py").as_uri()
     on_tests = await until(lambda: client.diagnostics.get(test_file), 10, "diagnostics on the test file")
@@ -214,16 +231,25 @@ async def test_cancel_mid_stream_stops_the_model_call(client, calc, model) -> No
     model.script(Reply.text(fenced(GOOD_TESTS), chunk_size=4, chunk_delay=0.05))
     result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "slow"})
     token = result["progressToken"]
-    await until(lambda: any(getattr(r, "message", "") and r.message.startswith("streaming")
-                            for r in client.progress_reports.get(token, [])), 20, "streaming reports")
+    await until(
+        lambda: any(
+            getattr(r, "message", "") and r.message.startswith("streaming")
+            for r in client.progress_reports.get(token, [])
+        ),
+        20,
+        "streaming reports",
+    )
     client.window_work_done_progress_cancel(t.WorkDoneProgressCancelParams(token=token))
     end = await finish(client, result)
     assert end.message == "cancelled"
     request = model.requests[-1]
     await until(lambda: request.disconnected, 5, "the model server to see the connection closed")
     assert not request.completed and request.chunks_sent < len(fenced(GOOD_TESTS)) // 4
-    status = await until(lambda: next((s for s in reversed(client.statuses) if s.cancelled >= 1), None), 5,
-                         "a status counting the cancel")
+    status = await until(
+        lambda: next((s for s in reversed(client.statuses) if s.cancelled >= 1), None),
+        5,
+        "a status counting the cancel",
+    )
     assert status.cancelled == 1
     tasks = await run_command(client, "ohLsp.listTasks", {"status": "cancelled"})
     assert [row["taskId"] for row in tasks] == [result["taskId"]]
@@ -232,8 +258,9 @@ async def test_cancel_mid_stream_stops_the_model_call(client, calc, model) -> No
 async def test_cancel_task_command_by_progress_token(client, calc, model) -> None:
     model.script(Reply.text(fenced(GOOD_TESTS), chunk_size=2, chunk_delay=0.05))
     result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "slow again"})
-    assert await run_command(client, "ohLsp.cancelTask", {"progressToken": result["progressToken"]}) == \
-        {"cancelled": True}
+    assert await run_command(client, "ohLsp.cancelTask", {"progressToken": result["progressToken"]}) == {
+        "cancelled": True
+    }
     assert (await finish(client, result)).message == "cancelled"
     assert await run_command(client, "ohLsp.cancelTask", {"taskId": result["taskId"]}) == {"cancelled": False}
 
@@ -241,14 +268,18 @@ async def test_cancel_task_command_by_progress_token(client, calc, model) -> Non
 async def test_configuration_change_applies_to_the_next_task(client, calc, model) -> None:
     model.default = Reply.text("I cannot help with that.")  # fails fast: no code, no pytest run
     try:
-        client.workspace_did_change_configuration(t.DidChangeConfigurationParams(
-            settings={"ohLsp": {"model": "other-model"}}))
+        client.workspace_did_change_configuration(
+            t.DidChangeConfigurationParams(settings={"ohLsp": {"model": "other-model"}})
+        )
         await finish(client, await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "a"}))
         assert model.requests[-1].body["model"] == "other-model"
 
         shown = len(client.messages)
-        client.workspace_did_change_configuration(t.DidChangeConfigurationParams(
-            settings={"ohLsp": {"model": "third-model", "workers": "many", "qualityThreshold": 3}}))
+        client.workspace_did_change_configuration(
+            t.DidChangeConfigurationParams(
+                settings={"ohLsp": {"model": "third-model", "workers": "many", "qualityThreshold": 3}}
+            )
+        )
         message = await until(lambda: client.messages[shown:] and client.messages[-1], 5, "an error message")
         assert message.type == t.MessageType.Error
         assert "ohLsp.workers must be a whole number" in message.message and "ohLsp.qualityThreshold" in message.message
@@ -268,8 +299,10 @@ async def test_status_is_debounced_during_a_burst_of_tasks(client, calc, model) 
     try:
         failed_before = client.statuses[-1].failed if client.statuses else 0
         first = len(client.status_times)
-        results = [await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": f"burst {n}"})
-                   for n in range(12)]
+        results = [
+            await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": f"burst {n}"})
+            for n in range(12)
+        ]
         for result in results:
             await finish(client, result)
         await until(lambda: client.statuses[-1].failed >= failed_before + 12, 5, "the status to count the burst")
@@ -306,8 +339,16 @@ async def test_reporting_commands(client) -> None:
     models = await run_command(client, "ohLsp.listModels", {})
     mine = next((m for m in models if m["name"] == "other-model"), None)
     assert mine, models
-    assert set(mine) == {"name", "id", "qualityScore", "pricePrompt", "priceCompletion", "contextLength", "state",
-                         "breaker"}
+    assert set(mine) == {
+        "name",
+        "id",
+        "qualityScore",
+        "pricePrompt",
+        "priceCompletion",
+        "contextLength",
+        "state",
+        "breaker",
+    }
     assert mine["state"] == "ready" and mine["breaker"] == "closed"
 
 
@@ -335,8 +376,9 @@ BAD_CALLS = [
 ]
 
 
-@pytest.mark.parametrize(("command", "arguments", "message"), BAD_CALLS, ids=[f"{c}-{i}" for i, (c, *_)
-                                                                              in enumerate(BAD_CALLS)])
+@pytest.mark.parametrize(
+    ("command", "arguments", "message"), BAD_CALLS, ids=[f"{c}-{i}" for i, (c, *_) in enumerate(BAD_CALLS)]
+)
 async def test_bad_arguments_get_invalid_params(client, command, arguments, message) -> None:
     with pytest.raises(JsonRpcInvalidParams) as error:
         await run_command(client, command, *arguments)
@@ -356,10 +398,14 @@ async def test_bad_targets_get_clear_messages(client, workspace, tmp_path) -> No
         ({"uri": (project / "pyproject.toml").as_uri()}, "is not a Python file (.py)"),
         ({"uri": (tmp_path / "elsewhere.py").as_uri()}, "is outside the workspace folders"),
         ({"uri": "untitled:Untitled-1"}, "is not a file URI"),
-        ({"uri": (project / "pkg" / "calc.py").as_uri(), "symbol": "Nope.method"}, "'Nope.method' is not defined in"
-                                                                                  " pkg/calc.py; it defines: add"),
-        ({"uri": (project / "pkg" / "calc.py").as_uri(), "symbol": {"line": 1, "character": 0}},
-         "no function or class at line 2"),
+        (
+            {"uri": (project / "pkg" / "calc.py").as_uri(), "symbol": "Nope.method"},
+            "'Nope.method' is not defined in pkg/calc.py; it defines: add",
+        ),
+        (
+            {"uri": (project / "pkg" / "calc.py").as_uri(), "symbol": {"line": 1, "character": 0}},
+            "no function or class at line 2",
+        ),
     ]
     (tmp_path / "elsewhere.py").write_text("x = 1\n")
     for arguments, message in cases:

@@ -22,11 +22,29 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False) | st.text(max_size=30),
+    st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=False) | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
-    max_leaves=12)
-keys = st.sampled_from(["uri", "symbol", "description", "instruction", "taskId", "progressToken", "withFeedback",
-                        "status", "category", "complexity", "qualityThreshold", "name", "apiKey", "line", "character"])
+    max_leaves=12,
+)
+keys = st.sampled_from(
+    [
+        "uri",
+        "symbol",
+        "description",
+        "instruction",
+        "taskId",
+        "progressToken",
+        "withFeedback",
+        "status",
+        "category",
+        "complexity",
+        "qualityThreshold",
+        "name",
+        "apiKey",
+        "line",
+        "character",
+    ]
+)
 arguments = st.one_of(
     st.lists(json_values, max_size=3),
     st.lists(st.dictionaries(keys, json_values, max_size=5), min_size=1, max_size=1),
@@ -43,16 +61,22 @@ def model():
 async def client(tmp_path_factory, model, light_python):
     base = tmp_path_factory.mktemp("lsp-fuzz")
     project = make_project(base / "proj")
-    client = await start_server(project, base / "state", model.base_url,
-                                pytest_lsp.client_capabilities("visual-studio-code"), OH_LSP_PYTHON=str(light_python))
+    client = await start_server(
+        project,
+        base / "state",
+        model.base_url,
+        pytest_lsp.client_capabilities("visual-studio-code"),
+        OH_LSP_PYTHON=str(light_python),
+    )
     client.project = project  # type: ignore[attr-defined]
     yield client
     await stop_server(client)
 
 
 async def still_answers(client) -> None:
-    stats = await asyncio.wait_for(client.workspace_execute_command_async(
-        t.ExecuteCommandParams(command="ohLsp.queueStats", arguments=[{}])), 10)
+    stats = await asyncio.wait_for(
+        client.workspace_execute_command_async(t.ExecuteCommandParams(command="ohLsp.queueStats", arguments=[{}])), 10
+    )
     assert "pending" in stats
 
 
@@ -60,8 +84,9 @@ async def still_answers(client) -> None:
 @FUZZ
 async def test_commands_with_random_arguments(client, command: str, args: list) -> None:
     try:
-        await asyncio.wait_for(client.workspace_execute_command_async(
-            t.ExecuteCommandParams(command=command, arguments=args)), 20)
+        await asyncio.wait_for(
+            client.workspace_execute_command_async(t.ExecuteCommandParams(command=command, arguments=args)), 20
+        )
     except JsonRpcInvalidParams as exc:
         assert str(exc).strip()  # a refusal a person can act on; an internal error would be a bug
     await still_answers(client)
@@ -76,18 +101,25 @@ positions = st.builds(t.Position, line=st.integers(0, 2**31 - 1), character=st.i
 async def test_handlers_with_random_params(client, uri: str, start, end, text: str) -> None:
     real = (client.project / "pkg" / "calc.py").as_uri()
     for target in (uri, real):
-        client.text_document_did_open(t.DidOpenTextDocumentParams(
-            text_document=t.TextDocumentItem(uri=target, language_id="python", version=1, text=text)))
+        client.text_document_did_open(
+            t.DidOpenTextDocumentParams(
+                text_document=t.TextDocumentItem(uri=target, language_id="python", version=1, text=text)
+            )
+        )
         for request in (
-            client.text_document_code_action_async(t.CodeActionParams(
-                text_document=t.TextDocumentIdentifier(uri=target), range=t.Range(start=start, end=end),
-                context=t.CodeActionContext(diagnostics=[]))),
-            client.text_document_diagnostic_async(t.DocumentDiagnosticParams(
-                text_document=t.TextDocumentIdentifier(uri=target))),
+            client.text_document_code_action_async(
+                t.CodeActionParams(
+                    text_document=t.TextDocumentIdentifier(uri=target),
+                    range=t.Range(start=start, end=end),
+                    context=t.CodeActionContext(diagnostics=[]),
+                )
+            ),
+            client.text_document_diagnostic_async(
+                t.DocumentDiagnosticParams(text_document=t.TextDocumentIdentifier(uri=target))
+            ),
         ):
             await asyncio.wait_for(request, 10)  # an unknown or odd document gets an empty answer, not an error
-        client.text_document_did_close(t.DidCloseTextDocumentParams(
-            text_document=t.TextDocumentIdentifier(uri=target)))
+        client.text_document_did_close(t.DidCloseTextDocumentParams(text_document=t.TextDocumentIdentifier(uri=target)))
     client.workspace_did_change_configuration(t.DidChangeConfigurationParams(settings={"ohLsp": {"workers": text}}))
     await still_answers(client)
-    assert Path(real[len("file://"):]).exists()
+    assert Path(real[len("file://") :]).exists()

@@ -22,14 +22,22 @@ async def test_restart_resumes_the_task_and_delivers_it(tmp_path, monkeypatch) -
     capabilities = pytest_lsp.client_capabilities("visual-studio-code")
     calc = (project / "pkg" / "calc.py").as_uri()
     with ScriptedModelServer() as model:
-        model.script(Reply.text(fenced(GOOD_TESTS), chunk_size=2, chunk_delay=0.05),  # cut by the shutdown
-                     Reply.text(fenced(GOOD_TESTS)))  # the resumed attempt
+        model.script(
+            Reply.text(fenced(GOOD_TESTS), chunk_size=2, chunk_delay=0.05),  # cut by the shutdown
+            Reply.text(fenced(GOOD_TESTS)),
+        )  # the resumed attempt
         first = await start_server(project, state, model.base_url, capabilities)
         try:
             result = await run_command(first, "ohLsp.generateTests", {"uri": calc})
             token = result["progressToken"]
-            await until(lambda: any((getattr(r, "message", None) or "").startswith("streaming")
-                                    for r in first.progress_reports.get(token, [])), 20, "streaming")
+            await until(
+                lambda: any(
+                    (getattr(r, "message", None) or "").startswith("streaming")
+                    for r in first.progress_reports.get(token, [])
+                ),
+                20,
+                "streaming",
+            )
         finally:
             await stop_server(first)
         assert ended(first, token).message.startswith("re-queued")
@@ -45,11 +53,21 @@ async def test_restart_resumes_the_task_and_delivers_it(tmp_path, monkeypatch) -
         try:
             edit = await until(lambda: second.applied_edits, 60, "the resumed task's edit")
             changes = edit[0].edit.document_changes
-            created = [c for c in changes if isinstance(c, t.TextDocumentEdit)
-                       and c.text_document.uri.endswith("tests/pkg/test_calc.py")]
+            created = [
+                c
+                for c in changes
+                if isinstance(c, t.TextDocumentEdit) and c.text_document.uri.endswith("tests/pkg/test_calc.py")
+            ]
             assert created[0].edits[0].new_text == GOOD_TESTS
-            resumed = await until(lambda: [reports for reports in second.progress_reports.values()
-                                           if isinstance(reports[-1], t.WorkDoneProgressEnd)], 10, "its progress")
+            resumed = await until(
+                lambda: [
+                    reports
+                    for reports in second.progress_reports.values()
+                    if isinstance(reports[-1], t.WorkDoneProgressEnd)
+                ],
+                10,
+                "its progress",
+            )
             assert resumed[0][0].message.startswith("resumed")
             tasks = await run_command(second, "ohLsp.listTasks", {})
             assert [(r["taskId"], r["status"]) for r in tasks] == [(result["taskId"], "completed")]
@@ -63,8 +81,7 @@ async def test_restart_resumes_the_task_and_delivers_it(tmp_path, monkeypatch) -
         assert len(model.requests) == 2
 
 
-async def test_a_result_finished_by_another_process_is_delivered_when_the_server_sees_it(tmp_path,
-                                                                                       monkeypatch) -> None:
+async def test_a_result_finished_by_another_process_is_delivered_when_the_server_sees_it(tmp_path, monkeypatch) -> None:
     from pydantic import SecretStr
 
     from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask
@@ -89,10 +106,17 @@ async def test_a_result_finished_by_another_process_is_delivered_when_the_server
         client = await start_server(project, state, model.base_url, pytest_lsp.client_capabilities("neovim@latest"))
         try:
             edits = await until(lambda: client.applied_edits, 20, "the waiting result to be delivered")
-            assert any(isinstance(c, t.TextDocumentEdit) and c.edits[0].new_text == GOOD_TESTS
-                       for c in edits[0].edit.document_changes)
-            await until(lambda: any(task_id[:8] in m.message and "finished elsewhere" in m.message
-                                    for m in client.log_messages), 5, "the log line")
+            assert any(
+                isinstance(c, t.TextDocumentEdit) and c.edits[0].new_text == GOOD_TESTS
+                for c in edits[0].edit.document_changes
+            )
+            await until(
+                lambda: any(
+                    task_id[:8] in m.message and "finished elsewhere" in m.message for m in client.log_messages
+                ),
+                5,
+                "the log line",
+            )
         finally:
             await stop_server(client)
         store = SQLiteStore(store_path(project.resolve()))

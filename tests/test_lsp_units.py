@@ -4,6 +4,7 @@ positions and diagnostics, delivery edits, status, progress text; and the engine
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from pathlib import Path
 
@@ -28,8 +29,12 @@ def test_settings_merge_checks_every_value_and_keeps_the_old_ones_on_error() -> 
     with pytest.raises(settings.SettingsError) as error:
         settings.merge_settings(current, {"workers": 0, "trusted": "yes", "apiKey": 42, "timeoutSeconds": 1.5})
     text = str(error.value)
-    for part in ("ohLsp.workers must be a whole number from 1 to 64", "ohLsp.trusted must be true or false",
-                 "ohLsp.apiKey must be a string, not <hidden>", "ohLsp.timeoutSeconds must be a whole number"):
+    for part in (
+        "ohLsp.workers must be a whole number from 1 to 64",
+        "ohLsp.trusted must be true or false",
+        "ohLsp.apiKey must be a string, not <hidden>",
+        "ohLsp.timeoutSeconds must be a whole number",
+    ):
         assert part in text
     assert "42" not in text and current == {"model": "m", "workers": 4, "trusted": True}
     assert settings.section_of({"ohLsp": {"model": "x"}}) == {"model": "x"}
@@ -51,8 +56,9 @@ def test_build_config_trust_comes_from_the_editor_never_from_the_project(tmp_pat
     from oh_lsp.config import OpenHandsConfig
 
     given = {"budgetPerDayUsd": 5, "maxRepairIterations": 1, "model": "m"}
-    unknown_to_the_engine = [f"ohLsp.{k}" for k in given
-                             if settings.CONFIG_FIELDS[k] not in OpenHandsConfig.model_fields]
+    unknown_to_the_engine = [
+        f"ohLsp.{k}" for k in given if settings.CONFIG_FIELDS[k] not in OpenHandsConfig.model_fields
+    ]
     assert settings.not_enforced(given) == unknown_to_the_engine and "ohLsp.model" not in unknown_to_the_engine
 
 
@@ -66,20 +72,31 @@ def test_command_arguments_are_checked_field_by_field() -> None:
     assert commands.parse(commands.CancelArgs, "c", [{"progressToken": "tok"}]).progress_token == "tok"
     with pytest.raises(commands.CommandError) as error:
         commands.parse(commands.RetryArgs, "ohLsp.retryTask", [{"taskid": "x"}])
-    assert str(error.value) == ("ohLsp.retryTask: unknown argument 'taskid'; taskId is missing. ohLsp.retryTask takes"
-                                " one object argument {taskId: string, withFeedback?: boolean}.")
+    assert str(error.value) == (
+        "ohLsp.retryTask: unknown argument 'taskid'; taskId is missing. ohLsp.retryTask takes"
+        " one object argument {taskId: string, withFeedback?: boolean}."
+    )
     assert commands.usage(commands.TargetArgs) == (
-        "{uri: string, symbol?: string | {line, character} | null, description?: string}")
+        "{uri: string, symbol?: string | {line, character} | null, description?: string}"
+    )
 
 
 def test_feedback_names_the_findings_of_the_failed_attempt() -> None:
     from oh_lsp.tasks import QueuedTask
 
-    task = QueuedTask(task_type="unit_test", result={"validation": {"errors": [
-        {"code": "test-failed", "message": "test_x failed: assert 1 == 2"}], "warnings": []}})
+    task = QueuedTask(
+        task_type="unit_test",
+        result={
+            "validation": {
+                "errors": [{"code": "test-failed", "message": "test_x failed: assert 1 == 2"}],
+                "warnings": [],
+            }
+        },
+    )
     assert "- test-failed: test_x failed: assert 1 == 2" in commands.feedback_text(task)
-    assert commands.feedback_text(QueuedTask(task_type="unit_test", error="HTTP 500")) .endswith(
-        "- HTTP 500\nDo not repeat these mistakes.")
+    assert commands.feedback_text(QueuedTask(task_type="unit_test", error="HTTP 500")).endswith(
+        "- HTTP 500\nDo not repeat these mistakes."
+    )
 
 
 # --- symbols and code actions --------------------------------------------------------------------------------------
@@ -113,29 +130,42 @@ def test_symbols_under_the_cursor_and_by_name() -> None:
     assert symbols.find_symbol(SOURCE, "Shop.name").line == 8
     assert symbols.symbols("def broken(:\n") == ()
     assert "it defines: Shop, Shop.name, Shop.total, Shop.total.helper, free" in symbols.describe_missing(
-        SOURCE, "Nope", "shop.py")
+        SOURCE, "Nope", "shop.py"
+    )
 
 
 def test_code_actions_by_kind_and_the_only_filter() -> None:
     symbol = symbols.find_symbol(SOURCE, "Shop.total")
     every = actions.code_actions("file:///p/shop.py", "shop", symbol, ["unit_test", "documentation", "refactoring"])
     assert [(a.title, a.kind) for a in every] == [
-        ("Generate tests for shop", "source.ohLsp.generateTests"), ("Document shop", "source.ohLsp.document"),
+        ("Generate tests for shop", "source.ohLsp.generateTests"),
+        ("Document shop", "source.ohLsp.document"),
         ("Generate tests for Shop.total", "refactor.ohLsp.generateTests"),
-        ("Document Shop.total", "refactor.ohLsp.document"), ("Refactor Shop.total…", "refactor.rewrite.ohLsp")]
+        ("Document Shop.total", "refactor.ohLsp.document"),
+        ("Refactor Shop.total…", "refactor.rewrite.ohLsp"),
+    ]
     refactor = every[-1].command
     assert refactor.command == "ohLsp.refactorPrompt" and refactor.arguments == [
-        {"uri": "file:///p/shop.py", "symbol": "Shop.total"}]
+        {"uri": "file:///p/shop.py", "symbol": "Shop.total"}
+    ]
     assert [a.title for a in actions.code_actions("u", "shop", symbol, ["unit_test"], only=["refactor"])] == [
-        "Generate tests for Shop.total"]
-    assert actions.code_actions("u", "shop", None, ["documentation"], only=["source.ohLsp.document"])[0].title == \
-        "Document shop"
-    ours = t.Diagnostic(range=t.Range(t.Position(0, 0), t.Position(0, 1)), message="m", source="oh-lsp",
-                        data={"taskId": "abc", "code": "test-failed"})
+        "Generate tests for Shop.total"
+    ]
+    assert (
+        actions.code_actions("u", "shop", None, ["documentation"], only=["source.ohLsp.document"])[0].title
+        == "Document shop"
+    )
+    ours = t.Diagnostic(
+        range=t.Range(t.Position(0, 0), t.Position(0, 1)),
+        message="m",
+        source="oh-lsp",
+        data={"taskId": "abc", "code": "test-failed"},
+    )
     other = t.Diagnostic(range=ours.range, message="m", source="pyright", data={"taskId": "zzz"})
     fixes = actions.code_actions("u", "shop", None, [], [ours, other, ours])
     assert [(f.title, f.kind, f.command.arguments) for f in fixes] == [
-        ("Regenerate with feedback", "quickfix", [{"taskId": "abc", "withFeedback": True}])]
+        ("Regenerate with feedback", "quickfix", [{"taskId": "abc", "withFeedback": True}])
+    ]
     assert fixes[0].diagnostics == [ours, ours]
 
 
@@ -154,29 +184,55 @@ def test_finding_columns_become_utf16_or_utf8_units() -> None:
 
 
 def test_failed_task_findings_are_shown_on_the_target_and_completed_ones_where_they_are() -> None:
-    result = {"output_file": "tests/test_calc.py", "content": "def test_x():\n    assert 1 == 2\n",
-              "validation": {"errors": [
-                  {"code": "test-failed", "message": "test_x failed", "file": "tests/test_calc.py", "line": 1,
-                   "col": 0, "end_line": 2, "severity": "error", "test": "test_x"}],
-                  "warnings": [{"code": "possible-bug", "message": "test_x expected otherwise", "severity": "warning",
-                                "file": "calc.py", "line": 3}]}}
+    result = {
+        "output_file": "tests/test_calc.py",
+        "content": "def test_x():\n    assert 1 == 2\n",
+        "validation": {
+            "errors": [
+                {
+                    "code": "test-failed",
+                    "message": "test_x failed",
+                    "file": "tests/test_calc.py",
+                    "line": 1,
+                    "col": 0,
+                    "end_line": 2,
+                    "severity": "error",
+                    "test": "test_x",
+                }
+            ],
+            "warnings": [
+                {
+                    "code": "possible-bug",
+                    "message": "test_x expected otherwise",
+                    "severity": "warning",
+                    "file": "calc.py",
+                    "line": 3,
+                }
+            ],
+        },
+    }
     texts = {"calc.py": "def f():\n    x = 1\n    raise ValueError\n"}
-    failed = diagnostics.task_diagnostics("T", result, completed=False, target="calc.py", text_of=texts.get,
-                                          codec=UTF16, anchor_line=1)
+    failed = diagnostics.task_diagnostics(
+        "T", result, completed=False, target="calc.py", text_of=texts.get, codec=UTF16, anchor_line=1
+    )
     assert list(failed) == ["calc.py"]
     test_failed, bug = failed["calc.py"]
     assert test_failed.message == "generated test_calc.py: test_x failed" and test_failed.range.start.line == 0
     assert (bug.range.start.line, bug.severity) == (2, t.DiagnosticSeverity.Warning)
     assert test_failed.data == {"taskId": "T", "code": "test-failed"} and test_failed.source == "oh-lsp"
-    done = diagnostics.task_diagnostics("T", result, completed=True, target="calc.py", text_of=texts.get,
-                                        codec=UTF16)
+    done = diagnostics.task_diagnostics("T", result, completed=True, target="calc.py", text_of=texts.get, codec=UTF16)
     assert done["tests/test_calc.py"][0].range == t.Range(t.Position(0, 0), t.Position(1, 17))
 
 
 def test_diagnostic_store_replaces_a_slot_and_finds_tasks_without_data() -> None:
     store = diagnostics.DiagnosticStore()
-    first = t.Diagnostic(range=t.Range(t.Position(1, 0), t.Position(1, 3)), message="a", code="x", source="oh-lsp",
-                         data={"taskId": "one", "code": "x"})
+    first = t.Diagnostic(
+        range=t.Range(t.Position(1, 0), t.Position(1, 3)),
+        message="a",
+        code="x",
+        source="oh-lsp",
+        data={"taskId": "one", "code": "x"},
+    )
     assert store.replace(("root", "unit_test", "a.py"), "one", {"u": [first]}) == {"u"}
     assert store.for_uri("u") == [first]
     bare = t.Diagnostic(range=first.range, message="a", code="x", source="oh-lsp")
@@ -188,8 +244,11 @@ def test_diagnostic_store_replaces_a_slot_and_finds_tasks_without_data() -> None
 # --- delivery ------------------------------------------------------------------------------------------------------
 def test_can_apply_follows_the_clients_capabilities() -> None:
     def caps(apply: bool, operations=None) -> t.ClientCapabilities:
-        return t.ClientCapabilities(workspace=t.WorkspaceClientCapabilities(
-            apply_edit=apply, workspace_edit=t.WorkspaceEditClientCapabilities(resource_operations=operations)))
+        return t.ClientCapabilities(
+            workspace=t.WorkspaceClientCapabilities(
+                apply_edit=apply, workspace_edit=t.WorkspaceEditClientCapabilities(resource_operations=operations)
+            )
+        )
 
     assert delivery.can_apply(caps(True, [t.ResourceOperationKind.Create]), creates=True)
     assert not delivery.can_apply(caps(True), creates=True) and delivery.can_apply(caps(True), creates=False)
@@ -205,29 +264,44 @@ def test_an_edit_is_rebased_on_the_open_buffer_and_sent_in_client_units() -> Non
     result = {"output_file": "tests/test_m.py", "generated_source": generated}
     change = FileEdit(path="tests/test_m.py", new_text=made_against + generated, base_sha256=sha256_text(made_against))
     buffer = "# ünïcode 🎉\nimport os\n\n\ndef test_old():\n    pass\n"  # the user edited the open file since
-    bound, outcomes = delivery.bind(Edit("l", [change]), recompute(result), lambda _p: (buffer, 7),
-                                    lambda p: f"file:///p/{p}")
+    bound, outcomes = delivery.bind(
+        Edit("l", [change]), recompute(result), lambda _p: (buffer, 7), lambda p: f"file:///p/{p}"
+    )
     assert [(o.action, o.message) for o in outcomes] == [("updated", "recomputed against the current file")]
     assert "def test_old" in bound[0].change.new_text and "def test_f" in bound[0].change.new_text
-    capabilities = t.ClientCapabilities(workspace=t.WorkspaceClientCapabilities(
-        apply_edit=True, workspace_edit=t.WorkspaceEditClientCapabilities(document_changes=True)))
+    capabilities = t.ClientCapabilities(
+        workspace=t.WorkspaceClientCapabilities(
+            apply_edit=True, workspace_edit=t.WorkspaceEditClientCapabilities(document_changes=True)
+        )
+    )
     workspace_edit = delivery.workspace_edit(bound, UTF16, capabilities)
     (document_edit,) = workspace_edit.document_changes
     assert document_edit.text_document.version == 7
-    from oh_lsp.kinds.placement import apply_text_edits
     from oh_lsp.edits import TextEdit
+    from oh_lsp.kinds.placement import apply_text_edits
 
     # the client-unit ranges, applied to the buffer the way an editor would, give the recomputed text
     lines = buffer.split("\n")
-    edits = [TextEdit(e.range.start.line, UTF16.position_from_client_units(lines, e.range.start).character,
-                      e.range.end.line, UTF16.position_from_client_units(lines, e.range.end).character, e.new_text)
-             for e in document_edit.edits]
+    edits = [
+        TextEdit(
+            e.range.start.line,
+            UTF16.position_from_client_units(lines, e.range.start).character,
+            e.range.end.line,
+            UTF16.position_from_client_units(lines, e.range.end).character,
+            e.new_text,
+        )
+        for e in document_edit.edits
+    ]
     assert apply_text_edits(buffer, edits) == bound[0].change.new_text
 
     refused, outcomes = delivery.bind(Edit("l", [change]), None, lambda _p: (buffer, 7), lambda p: p)
     assert refused == [] and outcomes[0].action == "refused"
-    created, _ = delivery.bind(Edit("l", [whole_file_edit("tests/__init__.py", None, "")]), None,
-                               lambda _p: (None, None), lambda p: f"file:///p/{p}")
+    created, _ = delivery.bind(
+        Edit("l", [whole_file_edit("tests/__init__.py", None, "")]),
+        None,
+        lambda _p: (None, None),
+        lambda p: f"file:///p/{p}",
+    )
     plain = delivery.workspace_edit(created, UTF16, capabilities)
     assert [type(c).__name__ for c in plain.document_changes] == ["CreateFile"], "an empty file needs no text edit"
     no_document_changes = t.ClientCapabilities(workspace=t.WorkspaceClientCapabilities(apply_edit=True))
@@ -239,18 +313,40 @@ def test_status_counts_events_and_adds_up_the_stores() -> None:
     from oh_lsp import events as ev
 
     counts = status.SessionCounts()
-    for kind, data in [(ev.MODEL_CHOSEN, {"model": "m1"}), (ev.COMPLETED, {"tokens": 100, "cost": 0.5}),
-                       (ev.FAILED, {"tokens": 10, "cost": 0.25}), (ev.CANCELLED, {}),
-                       (ev.RETRYING, {"tokens": 1, "cost": 0.0})]:
+    for kind, data in [
+        (ev.MODEL_CHOSEN, {"model": "m1"}),
+        (ev.COMPLETED, {"tokens": 100, "cost": 0.5}),
+        (ev.FAILED, {"tokens": 10, "cost": 0.25}),
+        (ev.CANCELLED, {}),
+        (ev.RETRYING, {"tokens": 1, "cost": 0.0}),
+    ]:
         assert counts.on_event(ev.Event(kind, "t", data))
     assert not counts.on_event(ev.Event(ev.TOKENS, "t", {"chunks": 3}))
-    payload = status.build_status(counts, [{"pending": 2, "running": 1}, {"pending": 1, "running": 0}],
-                                  [{"system": {"executions": 4, "successful": 3, "cost_today": 1.0}},
-                                   {"system": {"executions": 0, "successful": 0, "cost_today": 0.5}}],
-                                  "configured", status.model_layer_state([]))
-    assert payload == {"queued": 3, "running": 1, "completed": 1, "failed": 1, "cancelled": 1, "tokens": 111,
-                       "costSession": 0.75, "costToday": 1.5, "successRate": 0.75, "model": "m1",
-                       "cooldowns": [], "breakers": [], "budgetLeftToday": None}
+    payload = status.build_status(
+        counts,
+        [{"pending": 2, "running": 1}, {"pending": 1, "running": 0}],
+        [
+            {"system": {"executions": 4, "successful": 3, "cost_today": 1.0}},
+            {"system": {"executions": 0, "successful": 0, "cost_today": 0.5}},
+        ],
+        "configured",
+        status.model_layer_state([]),
+    )
+    assert payload == {
+        "queued": 3,
+        "running": 1,
+        "completed": 1,
+        "failed": 1,
+        "cancelled": 1,
+        "tokens": 111,
+        "costSession": 0.75,
+        "costToday": 1.5,
+        "successRate": 0.75,
+        "model": "m1",
+        "cooldowns": [],
+        "breakers": [],
+        "budgetLeftToday": None,
+    }
 
 
 async def test_debouncer_sends_at_most_once_per_interval() -> None:
@@ -267,40 +363,72 @@ async def test_debouncer_sends_at_most_once_per_interval() -> None:
     await asyncio.sleep(0.12)
     await debouncer.aclose()
     assert 2 <= len(sent) <= 8, sent
-    assert all(b - a >= 0.045 for a, b in zip(sent, sent[1:]))
+    assert all(b - a >= 0.045 for a, b in itertools.pairwise(sent))
 
 
 def test_outcome_text_names_file_score_tests_coverage_and_cost() -> None:
-    result = {"output_file": "tests/test_m.py", "score": 0.75, "tests": ["test_a", "test_b", "test_c"],
-              "coverage": {"before": 40.0, "after": 72.5},
-              "validation": {"errors": [{"code": "test-failed", "test": "test_c"}]}}
+    result = {
+        "output_file": "tests/test_m.py",
+        "score": 0.75,
+        "tests": ["test_a", "test_b", "test_c"],
+        "coverage": {"before": 40.0, "after": 72.5},
+        "validation": {"errors": [{"code": "test-failed", "test": "test_c"}]},
+    }
     assert progress.outcome_text("completed", result, cost=0.0123, delivered="applied in the editor") == (
         "tests/test_m.py (applied in the editor), score 0.75, 2 tests kept, 1 dropped,"
-        " coverage 40% → 72% (+32 pts), $0.0123")
+        " coverage 40% → 72% (+32 pts), $0.0123"
+    )
     assert progress.outcome_text("failed", None, error="HTTP 401") == "failed: HTTP 401, $0.000000"
 
 
 def test_summaries_of_several_stores() -> None:
-    one = {"system": {"executions": 2, "successful": 2, "total_cost": 1.0, "avg_duration_seconds": 1.0,
-                      "avg_quality_score": 5.0}, "models": {"a": {"executions": 2, "successful": 2}}, "task_types": {}}
-    two = {"system": {"executions": 2, "successful": 0, "total_cost": 0.5, "avg_duration_seconds": 3.0,
-                      "avg_quality_score": 0.0}, "models": {"a": {"executions": 2, "successful": 0}}, "task_types": {}}
+    one = {
+        "system": {
+            "executions": 2,
+            "successful": 2,
+            "total_cost": 1.0,
+            "avg_duration_seconds": 1.0,
+            "avg_quality_score": 5.0,
+        },
+        "models": {"a": {"executions": 2, "successful": 2}},
+        "task_types": {},
+    }
+    two = {
+        "system": {
+            "executions": 2,
+            "successful": 0,
+            "total_cost": 0.5,
+            "avg_duration_seconds": 3.0,
+            "avg_quality_score": 0.0,
+        },
+        "models": {"a": {"executions": 2, "successful": 0}},
+        "task_types": {},
+    }
     merged = reports.merge_metrics([one, two])
     assert merged["system"]["success_rate"] == 0.5 and merged["system"]["total_cost"] == 1.5
     assert merged["system"]["avg_duration_seconds"] == 2.0 and merged["system"]["avg_quality_score"] == 5.0
     assert merged["models"]["a"]["executions"] == 4
-    counts = reports.merge_counts([{"pending": 1, "next_retry_at": None, "store": "a",
-                                      "pending_by_priority": {"high": 1}},
-                                     {"pending": 2, "next_retry_at": 5.0, "store": "b",
-                                      "pending_by_priority": {"high": 2}}])
+    counts = reports.merge_counts(
+        [
+            {"pending": 1, "next_retry_at": None, "store": "a", "pending_by_priority": {"high": 1}},
+            {"pending": 2, "next_retry_at": 5.0, "store": "b", "pending_by_priority": {"high": 2}},
+        ]
+    )
     assert counts == {"pending": 3, "next_retry_at": 5.0, "stores": ["a", "b"], "pending_by_priority": {"high": 3}}
 
 
 def test_logs_hide_api_key_parameters_even_when_the_key_is_unknown() -> None:
     from oh_lsp.logs import RedactSecrets
 
-    record = logging.LogRecord("pygls", logging.ERROR, "p", 1, "Failed to handle request %s %s", (
-        "7", "ExecuteCommandParams(command='ohLsp.setApiKey', arguments=[{'apiKey': 'sk-unknown-123'}])"), None)
+    record = logging.LogRecord(
+        "pygls",
+        logging.ERROR,
+        "p",
+        1,
+        "Failed to handle request %s %s",
+        ("7", "ExecuteCommandParams(command='ohLsp.setApiKey', arguments=[{'apiKey': 'sk-unknown-123'}])"),
+        None,
+    )
     RedactSecrets([]).filter(record)
     assert "sk-unknown-123" not in record.getMessage() and "'apiKey': '***'" in record.getMessage()
 
@@ -321,21 +449,26 @@ async def test_engine_reconfigure_changes_config_and_workers_for_the_next_tasks(
         running -= 1
         return Outcome("completed", result={})
 
-    engine = ExecutionEngine(OpenHandsConfig(model="first"), 1, project_root=project, executor=executor,
-                             poll_interval=0.02)
+    engine = ExecutionEngine(
+        OpenHandsConfig(model="first"), 1, project_root=project, executor=executor, poll_interval=0.02
+    )
     await engine.start()
     try:
         engine.reconfigure(OpenHandsConfig(model="second"), max_concurrent_tasks=2)
-        ids = [await engine.submit_task(QueuedTask(task_type="unit_test", description=str(i),
-                                                   target_file="pkg/calc.py")) for i in range(2)]
+        ids = [
+            await engine.submit_task(QueuedTask(task_type="unit_test", description=str(i), target_file="pkg/calc.py"))
+            for i in range(2)
+        ]
         for task_id in ids:
             await engine.wait_for(task_id, timeout=10)
         assert [model for model, _ in seen] == ["second", "second"]
         assert max(n for _, n in seen) == 2, "two workers ran at once"
         engine.reconfigure(engine.config, max_concurrent_tasks=1)
         seen.clear()
-        ids = [await engine.submit_task(QueuedTask(task_type="unit_test", description=f"b{i}",
-                                                   target_file="pkg/calc.py")) for i in range(2)]
+        ids = [
+            await engine.submit_task(QueuedTask(task_type="unit_test", description=f"b{i}", target_file="pkg/calc.py"))
+            for i in range(2)
+        ]
         for task_id in ids:
             await engine.wait_for(task_id, timeout=10)
         assert max(n for _, n in seen) == 1, "back to one worker"

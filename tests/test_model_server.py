@@ -44,7 +44,7 @@ def sse_events(client: httpx.Client, model: str = "m", **extra) -> tuple[httpx.R
     with client.stream("POST", "/chat/completions", json=body) as r:
         for line in r.iter_lines():
             if line.startswith("data: "):
-                data = line[len("data: "):]
+                data = line[len("data: ") :]
                 events.append(data if data == "[DONE]" else json.loads(data))
     return r, events
 
@@ -176,8 +176,7 @@ def test_responder_consulted_first_and_none_falls_through(srv, client):
 
     srv.responder = responder
     srv.script(Reply.text("queued"))
-    r = client.post("/chat/completions",
-                    json={"model": "echo", "messages": [{"role": "user", "content": "hey"}]})
+    r = client.post("/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": "hey"}]})
     assert content_of(r) == "echo:hey"
     assert content_of(chat(client, model="other")) == "queued"
     assert [s.model for s in seen] == ["echo", "other"]
@@ -306,8 +305,7 @@ def test_streaming_reassembles_content_with_usage_and_done(srv, client):
     assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == text
     assert finish["choices"] == [{"index": 0, "delta": {}, "finish_reason": "stop"}]
     assert usage_evt["choices"] == []
-    assert usage_evt["usage"] == {"prompt_tokens": 10, "completion_tokens": 11,
-                                  "total_tokens": 21, "cost": 0.000032}
+    assert usage_evt["usage"] == {"prompt_tokens": 10, "completion_tokens": 11, "total_tokens": 21, "cost": 0.000032}
     rec = srv.requests[0]
     assert rec.stream and rec.completed and rec.chunks_sent == 6 and not rec.disconnected
 
@@ -348,22 +346,20 @@ def test_truncated_stream(srv, client):
 
 
 def test_explicit_usage_sent_verbatim(srv, client):
-    srv.script(Reply.text("hi", usage={"prompt_tokens": 7, "completion_tokens": 3,
-                                       "total_tokens": 10}),
-               Reply.text("hi", usage={"prompt_tokens": 1, "cost": 0.5}))
-    assert chat(client).json()["usage"] == {"prompt_tokens": 7, "completion_tokens": 3,
-                                            "total_tokens": 10}
+    srv.script(
+        Reply.text("hi", usage={"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}),
+        Reply.text("hi", usage={"prompt_tokens": 1, "cost": 0.5}),
+    )
+    assert chat(client).json()["usage"] == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
     _, events = sse_events(client)
     assert events[-2]["usage"] == {"prompt_tokens": 1, "cost": 0.5}
 
 
 def test_default_usage_computation(srv, client):
     srv.script(Reply.text("y" * 20), Reply.text(""))
-    msgs = [{"role": "system", "content": "s" * 20},
-            {"role": "user", "content": [{"type": "text", "text": "t" * 20}]}]
+    msgs = [{"role": "system", "content": "s" * 20}, {"role": "user", "content": [{"type": "text", "text": "t" * 20}]}]
     usage = client.post("/chat/completions", json={"model": "m", "messages": msgs}).json()["usage"]
-    assert usage == {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
-                     "cost": 0.00002}
+    assert usage == {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "cost": 0.00002}
     usage = client.post("/chat/completions", json={"model": "m"}).json()["usage"]
     assert usage["prompt_tokens"] == 1 and usage["completion_tokens"] == 1  # minimum of 1
 
@@ -386,7 +382,7 @@ def test_tool_call_non_streaming(srv, client):
 
 def test_tool_call_streaming(srv, client):
     srv.script(Reply.tool_call("finish", {"message": "done"}, content="ok"))
-    r, events = sse_events(client)
+    _r, events = sse_events(client)
     assert events[-1] == "[DONE]"
     *chunks, finish, usage_evt, _ = events
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "ok"
@@ -411,10 +407,11 @@ def test_tool_calls_from_dict_and_explicit_finish_reason(srv, client):
 def test_request_recording(srv, client):
     srv.script(Reply.text("r1"))
     before = time.time()
-    r = client.post("/chat/completions?x=1",
-                    headers={"Authorization": "Bearer sk-test", "X-Title": "oh-lsp",
-                             "HTTP-Referer": "https://example.org"},
-                    json={"model": "vendor/m", "messages": MSGS, "temperature": 0.2})
+    r = client.post(
+        "/chat/completions?x=1",
+        headers={"Authorization": "Bearer sk-test", "X-Title": "oh-lsp", "HTTP-Referer": "https://example.org"},
+        json={"model": "vendor/m", "messages": MSGS, "temperature": 0.2},
+    )
     assert r.status_code == 200
     [rec] = srv.requests
     assert rec.method == "POST" and rec.path == "/v1/chat/completions"
@@ -439,15 +436,16 @@ def test_request_recorded_before_reply_is_chosen(srv, client):
 
 def test_disconnect_detection(srv):
     srv.script(Reply.text("abcdefgh" * 40, chunk_delay=0.05))
-    with httpx.Client(timeout=10) as c:
-        with c.stream("POST", srv.base_url + "/chat/completions",
-                      json={"model": "m", "stream": True}) as r:
-            seen = 0
-            for line in r.iter_lines():
-                seen += line.startswith("data: ")
-                if seen == 3:
-                    break
-            closed_at = time.time()
+    with (
+        httpx.Client(timeout=10) as c,
+        c.stream("POST", srv.base_url + "/chat/completions", json={"model": "m", "stream": True}) as r,
+    ):
+        seen = 0
+        for line in r.iter_lines():
+            seen += line.startswith("data: ")
+            if seen == 3:
+                break
+        closed_at = time.time()
         # leaving the block closes the half-read response -> httpx drops the connection
     rec = srv.requests[0]
     wait_for(lambda: rec.disconnected, timeout=1)
@@ -477,8 +475,7 @@ def test_alternate_chat_paths(srv):
     for path in ("/v1/chat/completions", "/chat/completions", "/api/v1/chat/completions"):
         r = httpx.post(origin + path, json={"model": "m"})
         assert content_of(r) == "ok", path
-    assert [q.path for q in srv.requests] == ["/v1/chat/completions", "/chat/completions",
-                                              "/api/v1/chat/completions"]
+    assert [q.path for q in srv.requests] == ["/v1/chat/completions", "/chat/completions", "/api/v1/chat/completions"]
 
 
 def test_models_endpoint(srv, client):
@@ -509,8 +506,7 @@ def raw_exchange(port: int, data: bytes) -> bytes:
 
 
 def test_chunked_request_body_gets_411(srv):
-    req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-           b"2\r\n{}\r\n0\r\n\r\n")
+    req = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
     out = raw_exchange(srv.port, req)
     assert out.startswith(b"HTTP/1.1 411 ")
 
@@ -518,8 +514,7 @@ def test_chunked_request_body_gets_411(srv):
 def test_keep_alive_and_connection_close(srv):
     srv.default = Reply.text("ok")
     body = b'{"model": "m"}'
-    keep = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-            % (len(body), body))
+    keep = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     close = keep.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
     with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
         s.sendall(keep)  # first request keeps the connection open...
@@ -548,9 +543,19 @@ def test_httpx_reuses_connections(srv, client):
 def test_control_endpoints(srv):
     origin = srv.base_url.removesuffix("/v1")
     with httpx.Client(base_url=origin) as c:
-        r = c.post("/__script", json={"replies": [{"content": "one"},
-                                                  {"status": 429, "headers": {"Retry-After": "3"},
-                                                   "error_body": {"message": "slow down", "code": 429}}]})
+        r = c.post(
+            "/__script",
+            json={
+                "replies": [
+                    {"content": "one"},
+                    {
+                        "status": 429,
+                        "headers": {"Retry-After": "3"},
+                        "error_body": {"message": "slow down", "code": 429},
+                    },
+                ]
+            },
+        )
         assert r.json() == {"ok": True, "queued": 2}
         c.post("/__script", json={"replies": [{"content": "for x"}], "model": "x"})
         c.post("/__default", json={"content": "dflt"})
@@ -558,8 +563,7 @@ def test_control_endpoints(srv):
         assert content_of(c.post("/v1/chat/completions", json={"model": "m"})) == "one"
         r = c.post("/v1/chat/completions", json={"model": "m"})
         assert r.status_code == 429 and r.headers["retry-after"] == "3"
-        assert content_of(c.post("/v1/chat/completions", json={"model": "m",
-                                                                "messages": MSGS})) == "dflt"
+        assert content_of(c.post("/v1/chat/completions", json={"model": "m", "messages": MSGS})) == "dflt"
         reqs = c.get("/__requests").json()
         assert [q["model"] for q in reqs] == ["x", "m", "m", "m"]
         assert reqs[3]["body"] == {"model": "m", "messages": MSGS} and "raw_body" not in reqs[3]
@@ -580,9 +584,21 @@ def test_module_entry_point(tmp_path):
     script = tmp_path / "script.json"
     script.write_text(json.dumps([{"content": "scripted"}]))
     with subprocess.Popen(
-            [sys.executable, "-m", "oh_lsp.testing.model_server", "--port", "0",
-             "--script", str(script), "--default-text", "fallback"],
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True) as proc:
+        [
+            sys.executable,
+            "-m",
+            "oh_lsp.testing.model_server",
+            "--port",
+            "0",
+            "--script",
+            str(script),
+            "--default-text",
+            "fallback",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
         try:
             line = proc.stdout.readline()
             base = json.loads(line)["base_url"]  # exactly one JSON line, flushed at startup
@@ -614,7 +630,8 @@ async def test_64_concurrent_requests_are_not_serialized(srv):
         gc.collect()
         t0 = time.perf_counter()
         responses = await asyncio.gather(
-            *(c.post("/chat/completions", json={"model": "m", "messages": MSGS}) for c in clients))
+            *(c.post("/chat/completions", json={"model": "m", "messages": MSGS}) for c in clients)
+        )
         elapsed = time.perf_counter() - t0
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
@@ -631,8 +648,10 @@ async def test_sustained_keep_alive_throughput(srv):
     """
     srv.default = Reply.text("token " * 20, latency=0.2)
     body = json.dumps({"model": "m", "messages": MSGS, "stream": True}).encode()
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json"
-               b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json"
+        b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
 
     async def user() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)

@@ -28,5 +28,6 @@ async def test_concurrent_first_calls_build_one_selector(project: Path, model_se
 
 
 async def test_concurrent_cache_writes_do_not_collide(tmp_path: Path) -> None:
-    await asyncio.gather(*(asyncio.to_thread(save_cache, "http://127.0.0.1:1/v1", [{"id": f"m{i}"}])
-                           for i in range(40)))
+    await asyncio.gather(
+        *(asyncio.to_thread(save_cache, "http://127.0.0.1:1/v1", [{"id": f"m{i}"}]) for i in range(40))
+    )

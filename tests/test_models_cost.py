@@ -29,13 +29,15 @@ def unit(description: str) -> QueuedTask:
     return QueuedTask(task_type="unit_test", description=description, target_file=Path("pkg/calc.py"))
 
 
-async def test_reported_cost_is_the_sum_of_the_servers_usage_cost(project: Path, model_server,
-                                                                  tmp_path: Path) -> None:
-    model_server.script(Reply.http_error(500, "boom", headers={"Retry-After": "0"}),
-                        Reply.text(fenced(GOOD_TESTS), usage=usage(812, 164, 0.0123)),
-                        Reply.text(fenced(GOOD_TESTS), usage=usage(700, 150, 0.0031)))
-    engine = ExecutionEngine(ab_config(model_server, tmp_path, models=ONLY_A), 2, project_root=project,
-                             poll_interval=0.05)
+async def test_reported_cost_is_the_sum_of_the_servers_usage_cost(project: Path, model_server, tmp_path: Path) -> None:
+    model_server.script(
+        Reply.http_error(500, "boom", headers={"Retry-After": "0"}),
+        Reply.text(fenced(GOOD_TESTS), usage=usage(812, 164, 0.0123)),
+        Reply.text(fenced(GOOD_TESTS), usage=usage(700, 150, 0.0031)),
+    )
+    engine = ExecutionEngine(
+        ab_config(model_server, tmp_path, models=ONLY_A), 2, project_root=project, poll_interval=0.05
+    )
     await engine.start()
     try:
         ids = [await engine.submit_task(unit("one")), await engine.submit_task(unit("two"))]
@@ -54,8 +56,9 @@ async def test_reported_cost_is_the_sum_of_the_servers_usage_cost(project: Path,
     assert summary["models"]["model-a"]["total_cost"] == pytest.approx(reported)
 
 
-async def test_without_usage_cost_the_catalog_price_is_used_never_zero(project: Path, model_server,
-                                                                       tmp_path: Path) -> None:
+async def test_without_usage_cost_the_catalog_price_is_used_never_zero(
+    project: Path, model_server, tmp_path: Path
+) -> None:
     model_server.script(Reply.text("answer", usage=usage(1000, 500)))
     gateway = gateway_for(ab_config(model_server, tmp_path, models=ONLY_A), project)
     try:
@@ -104,11 +107,15 @@ async def test_a_daily_cap_stops_every_task_until_midnight(project: Path, model_
     assert summary["budget"]["spent_today_usd"] == pytest.approx(0.015)
     assert summary["budget"]["left_today_usd"] == pytest.approx(0.005)
     env = cli_env(project, model_server.base_url, OH_LSP_BUDGET_PER_DAY_USD="0.02")
-    metrics = subprocess.run([*OH_LSP, "metrics"], cwd=project, env=env, capture_output=True, text=True,
-                             timeout=60).stdout
+    metrics = subprocess.run(
+        [*OH_LSP, "metrics"], cwd=project, env=env, capture_output=True, text=True, timeout=60
+    ).stdout
     assert "Budget: per task none, per day $0.0200, $0.005000 left today" in metrics
-    as_json = json.loads(subprocess.run([*OH_LSP, "metrics", "--json"], cwd=project, env=env, capture_output=True,
-                                        text=True, timeout=60).stdout)
+    as_json = json.loads(
+        subprocess.run(
+            [*OH_LSP, "metrics", "--json"], cwd=project, env=env, capture_output=True, text=True, timeout=60
+        ).stdout
+    )
     assert as_json["budget"]["per_day_usd"] == 0.02
 
 
@@ -116,10 +123,10 @@ def test_budget_settings_come_from_the_environment() -> None:
     from oh_lsp.config import OpenHandsConfig
     from oh_lsp.errors import ConfigError
 
-    config = OpenHandsConfig.from_env(env_file=None, environ={"OH_LSP_BUDGET_PER_TASK_USD": "0.5",
-                                                              "OH_LSP_BUDGET_PER_DAY_USD": "3"})
+    config = OpenHandsConfig.from_env(
+        env_file=None, environ={"OH_LSP_BUDGET_PER_TASK_USD": "0.5", "OH_LSP_BUDGET_PER_DAY_USD": "3"}
+    )
     assert (config.budget_per_task_usd, config.budget_per_day_usd) == (0.5, 3.0)
-    assert OpenHandsConfig.from_env(env_file=None, environ={"OH_LSP_BUDGET_PER_DAY_USD": ""}).budget_per_day_usd \
-        is None
+    assert OpenHandsConfig.from_env(env_file=None, environ={"OH_LSP_BUDGET_PER_DAY_USD": ""}).budget_per_day_usd is None
     with pytest.raises(ConfigError, match="OH_LSP_BUDGET_PER_DAY_USD"):
         OpenHandsConfig.from_env(env_file=None, environ={"OH_LSP_BUDGET_PER_DAY_USD": "-1"})

@@ -14,16 +14,19 @@ from oh_lsp.llm.state import CLOSED, HALF_OPEN, OPEN, ModelState
 NOW = 1_800_000_000.0
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("1800000090", 1_800_000_090.0),  # epoch seconds (above 10^9)
-    ("1800000090000", 1_800_000_090.0),  # epoch milliseconds (above 10^12)
-    ("90", NOW + 90),  # seconds from now
-    ("0", NOW),
-    ("-5", NOW),
-    ("soon", None),
-    ("", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("1800000090", 1_800_000_090.0),  # epoch seconds (above 10^9)
+        ("1800000090000", 1_800_000_090.0),  # epoch milliseconds (above 10^12)
+        ("90", NOW + 90),  # seconds from now
+        ("0", NOW),
+        ("-5", NOW),
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_reset_header_is_read_as_the_contract_says(value, expected) -> None:
     assert parse_reset(value, now=NOW) == expected
 
@@ -40,24 +43,32 @@ def err(message: str) -> dict:
     return {"error": {"message": message}}
 
 
-@pytest.mark.parametrize("status, headers, body, kind, fatal", [
-    (429, {"retry-after": "2"}, err("Rate limit exceeded"), ErrorKind.RATE_LIMIT, False),
-    (429, {"x-ratelimit-reset": str(int((NOW + 30) * 1000))}, err("slow down"), ErrorKind.RATE_LIMIT, False),
-    (429, {}, err("Rate limit exceeded"), ErrorKind.RATE_LIMIT, False),  # no header: the 30 s default applies
-    (429, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int((NOW + 7200) * 1000))}, err("limit"),
-     ErrorKind.DAILY_CAP, False),
-    (429, {}, err("Rate limit exceeded: free-models-per-day"), ErrorKind.DAILY_CAP, False),
-    (429, {"retry-after": "3600"}, err("slow down"), ErrorKind.DAILY_CAP, False),  # "soon" is at most 60 s
-    (402, {}, err("Insufficient credits"), ErrorKind.CREDITS, True),
-    (401, {}, err("No auth credentials found"), ErrorKind.AUTH, True),
-    (403, {}, err("Forbidden"), ErrorKind.AUTH, True),
-    (408, {}, err("timeout"), ErrorKind.TRANSIENT, False),
-    (500, {}, err("internal"), ErrorKind.TRANSIENT, False),
-    (503, {"retry-after": "4"}, err("overloaded"), ErrorKind.TRANSIENT, False),
-    (400, {}, err("This model's maximum context length is 32768 tokens"), ErrorKind.CONTEXT_LENGTH, False),
-    (404, {}, err("No endpoints found for x/y"), ErrorKind.MODEL_UNAVAILABLE, False),
-    (400, {}, err("messages: field required"), ErrorKind.BAD_REQUEST, True),
-])
+@pytest.mark.parametrize(
+    "status, headers, body, kind, fatal",
+    [
+        (429, {"retry-after": "2"}, err("Rate limit exceeded"), ErrorKind.RATE_LIMIT, False),
+        (429, {"x-ratelimit-reset": str(int((NOW + 30) * 1000))}, err("slow down"), ErrorKind.RATE_LIMIT, False),
+        (429, {}, err("Rate limit exceeded"), ErrorKind.RATE_LIMIT, False),  # no header: the 30 s default applies
+        (
+            429,
+            {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int((NOW + 7200) * 1000))},
+            err("limit"),
+            ErrorKind.DAILY_CAP,
+            False,
+        ),
+        (429, {}, err("Rate limit exceeded: free-models-per-day"), ErrorKind.DAILY_CAP, False),
+        (429, {"retry-after": "3600"}, err("slow down"), ErrorKind.DAILY_CAP, False),  # "soon" is at most 60 s
+        (402, {}, err("Insufficient credits"), ErrorKind.CREDITS, True),
+        (401, {}, err("No auth credentials found"), ErrorKind.AUTH, True),
+        (403, {}, err("Forbidden"), ErrorKind.AUTH, True),
+        (408, {}, err("timeout"), ErrorKind.TRANSIENT, False),
+        (500, {}, err("internal"), ErrorKind.TRANSIENT, False),
+        (503, {"retry-after": "4"}, err("overloaded"), ErrorKind.TRANSIENT, False),
+        (400, {}, err("This model's maximum context length is 32768 tokens"), ErrorKind.CONTEXT_LENGTH, False),
+        (404, {}, err("No endpoints found for x/y"), ErrorKind.MODEL_UNAVAILABLE, False),
+        (400, {}, err("messages: field required"), ErrorKind.BAD_REQUEST, True),
+    ],
+)
 def test_classifier_table(status, headers, body, kind, fatal) -> None:
     error = classify_status(status, headers, body, model="m", now=NOW)
     assert error.kind is kind and error.fatal is fatal and error.status == status
@@ -66,17 +77,25 @@ def test_classifier_table(status, headers, body, kind, fatal) -> None:
 def test_classified_waits_and_messages() -> None:
     per_minute = classify_status(429, {"retry-after": "2"}, err("x"), now=NOW)
     assert per_minute.retry_after == 2 and per_minute.reset_at == NOW + 2
-    daily = classify_status(429, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW + 7200))},
-                            err("x"), now=NOW)
+    daily = classify_status(
+        429, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW + 7200))}, err("x"), now=NOW
+    )
     assert daily.reset_at == NOW + 7200 and daily.retry_after == 7200 and "daily" in daily.message
     assert classify_status(503, {"retry-after": "4"}, err("x"), now=NOW).retry_after == 4
     assert "OPENROUTER_API_KEY" in str(classify_status(401, {}, err("bad key")))
     assert "credits" in str(classify_status(402, {}, err("Insufficient credits")))
 
 
-@pytest.mark.parametrize("code, kind", [(502, ErrorKind.TRANSIENT), (None, ErrorKind.TRANSIENT),
-                                        (429, ErrorKind.RATE_LIMIT), (401, ErrorKind.AUTH),
-                                        (402, ErrorKind.CREDITS)])
+@pytest.mark.parametrize(
+    "code, kind",
+    [
+        (502, ErrorKind.TRANSIENT),
+        (None, ErrorKind.TRANSIENT),
+        (429, ErrorKind.RATE_LIMIT),
+        (401, ErrorKind.AUTH),
+        (402, ErrorKind.CREDITS),
+    ],
+)
 def test_error_inside_a_200_body_or_stream_is_classified(code, kind) -> None:
     body = {"error": {"message": "provider said no", **({"code": code} if code else {})}}
     error = classify_body_error(body, model="m", where="stream")

@@ -40,11 +40,13 @@ def _unit(description: str):
     return QueuedTask(task_type="unit_test", description=description, target_file=Path("pkg/calc.py"))
 
 
-async def test_429_rotates_to_b_then_a_is_preferred_again_after_its_cooldown(project: Path, model_server,
-                                                                            tmp_path: Path) -> None:
+async def test_429_rotates_to_b_then_a_is_preferred_again_after_its_cooldown(
+    project: Path, model_server, tmp_path: Path
+) -> None:
     a_limited = True
-    model_server.responder = lambda rec: Reply.rate_limited(retry_after=2) \
-        if rec.model == "model-a" and a_limited else None
+    model_server.responder = lambda rec: (
+        Reply.rate_limited(retry_after=2) if rec.model == "model-a" and a_limited else None
+    )
     model_server.default = Reply.text(fenced(GOOD_TESTS))
     log = LogFile(project)
     engine = ExecutionEngine(ab_config(model_server, tmp_path), 1, project_root=project, poll_interval=0.05)
@@ -90,8 +92,9 @@ async def test_429_rotates_to_b_then_a_is_preferred_again_after_its_cooldown(pro
     assert run_cli(project, env, "logs").stdout.strip() == str(log.path)
 
 
-async def test_a_cooldown_is_visible_with_seconds_left_from_another_process(project: Path, model_server,
-                                                                            tmp_path: Path) -> None:
+async def test_a_cooldown_is_visible_with_seconds_left_from_another_process(
+    project: Path, model_server, tmp_path: Path
+) -> None:
     model_server.script(Reply.rate_limited(retry_after=30), model="model-a")
     model_server.default = Reply.text("ok")
     gateway = gateway_for(ab_config(model_server, tmp_path), project)
@@ -116,8 +119,9 @@ async def test_a_cooldown_is_visible_with_seconds_left_from_another_process(proj
     assert "model-a" not in state
 
 
-async def test_a_429_with_no_other_model_waits_retry_after_and_then_retries(project: Path, model_server,
-                                                                            tmp_path: Path) -> None:
+async def test_a_429_with_no_other_model_waits_retry_after_and_then_retries(
+    project: Path, model_server, tmp_path: Path
+) -> None:
     model_server.script(Reply.rate_limited(retry_after=1), Reply.text("answer"), model="model-a")
     config = ab_config(model_server, tmp_path, models={"model-a": {"quality": 4}})
     gateway = gateway_for(config, project)
@@ -130,9 +134,9 @@ async def test_a_429_with_no_other_model_waits_retry_after_and_then_retries(proj
     assert 1.0 <= second.received_at - first.received_at < 1.6  # Retry-After 1 + jitter, recomputed per error
 
 
-async def test_429_without_headers_cools_down_30s_and_waits_never_pass_the_task_timeout(project: Path,
-                                                                                        model_server,
-                                                                                        tmp_path: Path) -> None:
+async def test_429_without_headers_cools_down_30s_and_waits_never_pass_the_task_timeout(
+    project: Path, model_server, tmp_path: Path
+) -> None:
     model_server.default = Reply(status=429, error_body={"message": "Rate limit exceeded", "code": 429})
     config = ab_config(model_server, tmp_path, models={"model-a": {"quality": 4}}, timeout_seconds=5)
     gateway = gateway_for(config, project)
@@ -149,8 +153,9 @@ async def test_429_without_headers_cools_down_30s_and_waits_never_pass_the_task_
     assert 30 <= state.cooldown_until - time.time() <= 33 and "no reset header" in state.cooldown_reason
 
 
-async def test_daily_cap_is_not_retried_until_the_reset_and_the_user_is_told_why(project: Path, model_server,
-                                                                                 tmp_path: Path) -> None:
+async def test_daily_cap_is_not_retried_until_the_reset_and_the_user_is_told_why(
+    project: Path, model_server, tmp_path: Path
+) -> None:
     reset_ms = int((time.time() + 90) * 1000)
     model_server.default = Reply.rate_limited(daily=True, reset=reset_ms)
     config = ab_config(model_server, tmp_path, models={"model-a": {"quality": 4}})
@@ -202,10 +207,12 @@ async def _until(probe, timeout: float = 20.0):
     raise AssertionError("condition not reached")
 
 
-@pytest.mark.parametrize("status, words", [(402, ("out of credits", "Add credits")),
-                                           (401, ("OPENROUTER_API_KEY", "OPENHANDS_BASE_URL"))])
-async def test_402_and_401_fail_fast_with_actionable_messages(project: Path, model_server, tmp_path: Path,
-                                                              status: int, words: tuple[str, str]) -> None:
+@pytest.mark.parametrize(
+    "status, words", [(402, ("out of credits", "Add credits")), (401, ("OPENROUTER_API_KEY", "OPENHANDS_BASE_URL"))]
+)
+async def test_402_and_401_fail_fast_with_actionable_messages(
+    project: Path, model_server, tmp_path: Path, status: int, words: tuple[str, str]
+) -> None:
     model_server.default = Reply.http_error(status, "Insufficient credits" if status == 402 else "No auth")
     engine = ExecutionEngine(ab_config(model_server, tmp_path), 1, project_root=project, poll_interval=0.05)
     await engine.start()
@@ -250,11 +257,13 @@ async def test_auth_errors_do_not_cool_the_model_down(project: Path, model_serve
     assert len(model_server.requests) == 1 and not states["model-a"].cooling(time.time())
 
 
-async def test_five_500s_open_the_breaker_calls_skip_a_then_a_probe_closes_it(project: Path, model_server,
-                                                                             tmp_path: Path) -> None:
+async def test_five_500s_open_the_breaker_calls_skip_a_then_a_probe_closes_it(
+    project: Path, model_server, tmp_path: Path
+) -> None:
     a_failing = True
-    model_server.responder = lambda rec: Reply.http_error(500, "boom", headers={"Retry-After": "0"}) \
-        if rec.model == "model-a" and a_failing else None
+    model_server.responder = lambda rec: (
+        Reply.http_error(500, "boom", headers={"Retry-After": "0"}) if rec.model == "model-a" and a_failing else None
+    )
     model_server.default = Reply.text("fine")
     config = ab_config(model_server, tmp_path, breaker_failures=5, breaker_open_seconds=0.5)
     gateway = gateway_for(config, project)
@@ -289,8 +298,9 @@ async def test_five_500s_open_the_breaker_calls_skip_a_then_a_probe_closes_it(pr
 
 
 async def test_the_breaker_can_be_turned_off(project: Path, model_server, tmp_path: Path) -> None:
-    model_server.responder = lambda rec: Reply.http_error(500, "boom", headers={"Retry-After": "0"}) \
-        if rec.model == "model-a" else None
+    model_server.responder = lambda rec: (
+        Reply.http_error(500, "boom", headers={"Retry-After": "0"}) if rec.model == "model-a" else None
+    )
     model_server.default = Reply.text("fine")
     config = ab_config(model_server, tmp_path, breaker_failures=2, enable_circuit_breaker=False)
     gateway = gateway_for(config, project)
@@ -316,8 +326,7 @@ async def test_a_pinned_model_is_used_as_is(project: Path, model_server, tmp_pat
     assert "pinned by the task's metadata" in events.why()[0]
 
 
-async def test_no_qualifying_model_fails_the_task_with_the_reasons(project: Path, model_server,
-                                                                   tmp_path: Path) -> None:
+async def test_no_qualifying_model_fails_the_task_with_the_reasons(project: Path, model_server, tmp_path: Path) -> None:
     gateway = gateway_for(ab_config(model_server, tmp_path), project)
     try:
         with pytest.raises(ModelCallError) as caught:
@@ -329,8 +338,9 @@ async def test_no_qualifying_model_fails_the_task_with_the_reasons(project: Path
     assert not model_server.requests
 
 
-async def test_context_length_retries_smaller_then_moves_to_a_larger_context(project: Path, model_server,
-                                                                             tmp_path: Path) -> None:
+async def test_context_length_retries_smaller_then_moves_to_a_larger_context(
+    project: Path, model_server, tmp_path: Path
+) -> None:
     too_long = Reply.http_error(400, "This model's maximum context length is 32000 tokens")
     model_server.script(too_long, too_long, model="model-a")
     model_server.default = Reply.text("fits")

@@ -60,22 +60,32 @@ def test_guide_cost_and_quality_optimization_examples() -> None:
     selector = ModelSelector()
     cheap = selector.select_model(TaskRequirements(category=TaskCategory.DOCUMENTATION, complexity="simple"))
     assert cheap.name == "mistral-small"  # "Will select Mistral Small (fastest, cheapest)"
-    best = selector.select_model(TaskRequirements(category=TaskCategory.REFACTORING, complexity="complex",
-                                                  quality_threshold=0.9))
+    best = selector.select_model(
+        TaskRequirements(category=TaskCategory.REFACTORING, complexity="complex", quality_threshold=0.9)
+    )
     assert best.name == "deepseek-chat"  # "Will select DeepSeek Chat (highest quality)"
     # with several models above the threshold, a complex task still goes to the best one
-    assert selector.select_model(TaskRequirements(category="refactoring", complexity="complex",
-                                                  quality_threshold=0.8)).name == "deepseek-chat"
+    assert (
+        selector.select_model(
+            TaskRequirements(category="refactoring", complexity="complex", quality_threshold=0.8)
+        ).name
+        == "deepseek-chat"
+    )
     why = selector.explain(TaskRequirements(category="documentation", complexity="simple")).why
     assert "cheapest" in why and "fastest" in why
 
 
 def test_the_choice_follows_the_data_of_a_swapped_catalog(tmp_path: Path) -> None:
     selector = ModelSelector(swapped_catalog(tmp_path))
-    assert selector.select_model(TaskRequirements(category="documentation", complexity="simple")).name \
-        == "deepseek-chat"
-    assert selector.select_model(TaskRequirements(category="refactoring", complexity="complex",
-                                                  quality_threshold=0.9)).name == "mistral-small"
+    assert (
+        selector.select_model(TaskRequirements(category="documentation", complexity="simple")).name == "deepseek-chat"
+    )
+    assert (
+        selector.select_model(
+            TaskRequirements(category="refactoring", complexity="complex", quality_threshold=0.9)
+        ).name
+        == "mistral-small"
+    )
 
 
 def test_a_config_catalog_overrides_the_builtin_entries(tmp_path: Path) -> None:
@@ -85,14 +95,19 @@ def test_a_config_catalog_overrides_the_builtin_entries(tmp_path: Path) -> None:
     assert catalog.get("mistral-small").id == BUILTIN["mistral-small"]["id"]  # other fields kept
     assert catalog.get("deepseek-chat") is not None  # the rest of the built-in list is still there
     selector = ModelSelector(catalog)
-    assert selector.select_model(TaskRequirements(category="refactoring", complexity="complex",
-                                                  quality_threshold=0.9)).name == "mistral-small"
+    assert (
+        selector.select_model(
+            TaskRequirements(category="refactoring", complexity="complex", quality_threshold=0.9)
+        ).name
+        == "mistral-small"
+    )
 
 
 def test_no_match_names_the_constraint_that_excluded_each_model() -> None:
     with pytest.raises(NoModelError) as caught:
-        ModelSelector().select_model(TaskRequirements(category="documentation", complexity="simple",
-                                                      quality_threshold=0.9, max_latency_ms=1000))
+        ModelSelector().select_model(
+            TaskRequirements(category="documentation", complexity="simple", quality_threshold=0.9, max_latency_ms=1000)
+        )
     excluded = caught.value.excluded
     assert "quality 3.8/5 is below the threshold 0.9" in excluded["mistral-small"]
     assert "latency 2600 ms exceeds max_latency_ms 1000" in excluded["deepseek-chat"]
@@ -201,18 +216,30 @@ def test_select_model_cli_json_follows_the_guide_and_the_data(project: Path, mod
     assert data["model"] == "mistral-small" and data["id"] == BUILTIN["mistral-small"]["id"]
     assert "cheapest" in data["why"] and data["chain"][0]["name"] == "mistral-small"
     assert "not suited to documentation" in data["excluded"]["qwen-coder"]
-    best = json.loads(run_cli(project, env, "select-model", "--task-type", "refactoring", "--complexity", "complex",
-                              "--quality-threshold", "0.9", "--json").stdout)
+    best = json.loads(
+        run_cli(
+            project,
+            env,
+            "select-model",
+            "--task-type",
+            "refactoring",
+            "--complexity",
+            "complex",
+            "--quality-threshold",
+            "0.9",
+            "--json",
+        ).stdout
+    )
     assert best["model"] == "deepseek-chat"
     human = run_cli(project, env, "select-model", "--task-type", "documentation", "--complexity", "simple")
     assert "Selected: mistral-small" in human.stdout and "Why:" in human.stdout and "Chain:" in human.stdout
 
     env["OH_LSP_MODEL_CATALOG"] = str(swapped_catalog(tmp_path))
-    swapped = json.loads(run_cli(project, env, "select-model", "--task-type", "documentation", "--complexity",
-                                 "simple", "--json").stdout)
+    swapped = json.loads(
+        run_cli(project, env, "select-model", "--task-type", "documentation", "--complexity", "simple", "--json").stdout
+    )
     assert swapped["model"] == "deepseek-chat"
-    none = run_cli(project, env, "select-model", "--task-type", "refactoring", "--quality-threshold", "1.0",
-                   "--json")
+    none = run_cli(project, env, "select-model", "--task-type", "refactoring", "--quality-threshold", "1.0", "--json")
     assert none.returncode == 1 and json.loads(none.stdout)["model"] is None
     assert "quality 4.7/5 is below the threshold 1" in json.loads(none.stdout)["excluded"]["mistral-small"]
 
@@ -241,6 +268,9 @@ def test_another_endpoint_keeps_its_own_model_names_with_unknown_quality(project
     assert set(rows) == {"qwen2.5-coder:7b", "llama3.2:3b"}
     assert rows["llama3.2:3b"]["context_length"] == 8192 and rows["llama3.2:3b"]["quality_score"] is None
     assert rows["qwen2.5-coder:7b"]["price_prompt"] == 0.0  # a local server costs nothing per token
-    picked = json.loads(run_cli(project, env, "select-model", "--task-type", "unit_test", "--quality-threshold",
-                                "0.95", "--json").stdout)
+    picked = json.loads(
+        run_cli(
+            project, env, "select-model", "--task-type", "unit_test", "--quality-threshold", "0.95", "--json"
+        ).stdout
+    )
     assert picked["model"] in rows and picked["chain"][0]["quality_known"] is False

@@ -55,7 +55,10 @@ def test_model_state_updates_are_atomic_across_threads(tmp_path: Path) -> None:
 
 def test_there_is_exactly_one_request_layer_retry_loop() -> None:
     package = Path(__file__).parents[1] / "oh_lsp"
-    users = {p.relative_to(package).as_posix() for p in package.rglob("*.py")
-             if re.search(r"^\s*(import|from) tenacity\b", p.read_text(), re.M)}
+    users = {
+        p.relative_to(package).as_posix()
+        for p in package.rglob("*.py")
+        if re.search(r"^\s*(import|from) tenacity\b", p.read_text(), re.MULTILINE)
+    }
     assert users == {"llm/gateway.py"}
     assert (package / "llm" / "gateway.py").read_text().count("AsyncRetrying(") == 1

@@ -26,8 +26,9 @@ BROKEN = {
 
 
 @pytest.mark.parametrize("name", list(BROKEN))
-async def test_broken_answers_are_failures_never_empty_successes(project: Path, model_server, tmp_path: Path,
-                                                                 name: str) -> None:
+async def test_broken_answers_are_failures_never_empty_successes(
+    project: Path, model_server, tmp_path: Path, name: str
+) -> None:
     model_server.default = BROKEN[name]()
     config = ab_config(model_server, tmp_path, models=ONLY_A)
     gateway = gateway_for(config, project)
@@ -45,8 +46,9 @@ async def test_broken_answers_are_failures_never_empty_successes(project: Path, 
 
 
 @pytest.mark.parametrize("name", list(BROKEN))
-async def test_after_a_broken_answer_the_retry_delivers_the_whole_answer(project: Path, model_server,
-                                                                         tmp_path: Path, name: str) -> None:
+async def test_after_a_broken_answer_the_retry_delivers_the_whole_answer(
+    project: Path, model_server, tmp_path: Path, name: str
+) -> None:
     model_server.script(BROKEN[name](), Reply.text(ANSWER))
     config = ab_config(model_server, tmp_path, models=ONLY_A)
     gateway = gateway_for(config, project)
@@ -58,8 +60,9 @@ async def test_after_a_broken_answer_the_retry_delivers_the_whole_answer(project
     assert len(model_server.requests) == 2
 
 
-async def test_cancel_mid_stream_closes_the_connection_before_the_next_chunk(project: Path, model_server,
-                                                                             tmp_path: Path) -> None:
+async def test_cancel_mid_stream_closes_the_connection_before_the_next_chunk(
+    project: Path, model_server, tmp_path: Path
+) -> None:
     model_server.default = Reply.text(ANSWER * 4, chunk_delay=0.05, chunk_size=4)
     config = ab_config(model_server, tmp_path, models=ONLY_A)
     engine = ExecutionEngine(config, 1, project_root=project, poll_interval=0.05)
@@ -69,8 +72,7 @@ async def test_cancel_mid_stream_closes_the_connection_before_the_next_chunk(pro
     try:
         task_id = await engine.submit_task(QueuedTask(task_type="unit_test", target_file=Path("pkg/calc.py")))
         deadline = time.monotonic() + 10
-        while (not model_server.requests or model_server.requests[0].chunks_sent < 4) \
-                and time.monotonic() < deadline:
+        while (not model_server.requests or model_server.requests[0].chunks_sent < 4) and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         record = model_server.requests[0]
         sent_before = record.chunks_sent
@@ -88,8 +90,9 @@ async def test_cancel_mid_stream_closes_the_connection_before_the_next_chunk(pro
     assert record.chunks_sent <= sent_before + 1, "no further tokens were streamed (and billed)"
 
 
-async def test_cancelling_the_gateway_call_closes_the_stream_at_once(project: Path, model_server,
-                                                                     tmp_path: Path) -> None:
+async def test_cancelling_the_gateway_call_closes_the_stream_at_once(
+    project: Path, model_server, tmp_path: Path
+) -> None:
     model_server.default = Reply.text(ANSWER * 4, chunk_delay=0.05, chunk_size=4)
     gateway = gateway_for(ab_config(model_server, tmp_path, models=ONLY_A), project)
     chunks: list[str] = []

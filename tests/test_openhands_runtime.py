@@ -14,7 +14,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from pydantic import SecretStr
@@ -69,6 +69,7 @@ def tool_turns(messages: list[dict[str, Any]]) -> int:
 def play(server: ScriptedModelServer, steps: list, model: str = "model-a", **reply_kw: Any) -> None:
     """Answer `model`'s requests with one tool call per step: step n answers the request that carries n tool
     results. A step is ``(tool, arguments)``; in arguments, ``{ws}`` becomes the workspace the agent was given."""
+
     def respond(rec):
         if rec.model != model:
             return None
@@ -90,11 +91,19 @@ FINISH = ("finish", {"message": "tests written"})
 def agent_config(server: ScriptedModelServer, folder: Path, agent_env, **kw: Any):
     from oh_lsp.config import OpenHandsConfig
 
-    values: dict[str, Any] = dict(
-        api_key=SecretStr(SENTINEL_KEY), base_url=server.base_url, model="model-a", runtime="openhands",
-        model_catalog=write_catalog(folder, {"model-a": MODEL_A, "model-b": MODEL_B}),
-        openhands_env=agent_env.env if agent_env else folder / "no-agent-env", python=Path(os.environ["OH_LSP_PYTHON"]),
-        max_repair_iterations=0, quality_threshold=0.0, heartbeat_seconds=0.5, max_retries=0)
+    values: dict[str, Any] = {
+        "api_key": SecretStr(SENTINEL_KEY),
+        "base_url": server.base_url,
+        "model": "model-a",
+        "runtime": "openhands",
+        "model_catalog": write_catalog(folder, {"model-a": MODEL_A, "model-b": MODEL_B}),
+        "openhands_env": agent_env.env if agent_env else folder / "no-agent-env",
+        "python": Path(os.environ["OH_LSP_PYTHON"]),
+        "max_repair_iterations": 0,
+        "quality_threshold": 0.0,
+        "heartbeat_seconds": 0.5,
+        "max_retries": 0,
+    }
     values.update(kw)
     return OpenHandsConfig(**values)
 
@@ -109,7 +118,7 @@ class Run:
         self.events: list[ev.Event] = []
         self.engine.subscribe(self.events.append)
 
-    async def __aenter__(self) -> Run:
+    async def __aenter__(self) -> Self:
         await self.engine.start()
         return self
 
@@ -120,8 +129,9 @@ class Run:
     async def submit(self, target: str = "pkg/calc.py"):
         from oh_lsp import QueuedTask
 
-        return await self.engine.submit_task(QueuedTask(task_type="unit_test", target_file=Path(target),
-                                                        description="tests for calc"))
+        return await self.engine.submit_task(
+            QueuedTask(task_type="unit_test", target_file=Path(target), description="tests for calc")
+        )
 
     async def run(self, timeout: float = 240):
         task_id = await self.submit()
@@ -136,8 +146,9 @@ def usage_of(rec) -> dict[str, int]:
 
 
 # --- acceptance 9 -----------------------------------------------------------------------------------------------------
-async def test_agent_writes_the_test_file_and_our_validator_decides(project: Path, model_server, agent_env,
-                                                                     tmp_path: Path) -> None:
+async def test_agent_writes_the_test_file_and_our_validator_decides(
+    project: Path, model_server, agent_env, tmp_path: Path
+) -> None:
     play(model_server, [create(GOOD_TESTS), FINISH])
     async with Run(project, agent_config(model_server, tmp_path, agent_env)) as run:
         task = await run.run()
@@ -184,8 +195,9 @@ async def test_agent_writes_the_test_file_and_our_validator_decides(project: Pat
     assert ev.TOKENS in kinds and ev.VALIDATING in kinds and kinds[-1] == ev.COMPLETED
 
 
-async def test_failing_tests_go_back_to_the_agent_and_its_fix_is_kept(project: Path, model_server, agent_env,
-                                                                      tmp_path: Path) -> None:
+async def test_failing_tests_go_back_to_the_agent_and_its_fix_is_kept(
+    project: Path, model_server, agent_env, tmp_path: Path
+) -> None:
     fixed = FAILING_TESTS.replace("add(2, 2) == 5", "add(2, 2) == 4")
 
     def respond(rec):  # run 1: create failing tests, finish; run 2 (after our findings): fix them, finish
@@ -196,8 +208,15 @@ async def test_failing_tests_go_back_to_the_agent_and_its_fix_is_kept(project: P
         if not repairing:
             return Reply.tool_call(*fill(create(FAILING_TESTS), workspace)) if turns == 0 else Reply.tool_call(*FINISH)
         if turns == 2:
-            return Reply.tool_call("file_editor", {"command": "str_replace", "path": f"{workspace}/{OUTPUT}",
-                                                   "old_str": "add(2, 2) == 5", "new_str": "add(2, 2) == 4"})
+            return Reply.tool_call(
+                "file_editor",
+                {
+                    "command": "str_replace",
+                    "path": f"{workspace}/{OUTPUT}",
+                    "old_str": "add(2, 2) == 5",
+                    "new_str": "add(2, 2) == 4",
+                },
+            )
         return Reply.tool_call(*FINISH)
 
     model_server.responder = respond
@@ -218,8 +237,7 @@ def fill(step: tuple[str, dict[str, Any]], workspace: str) -> tuple[str, dict[st
     return tool, {k: v.replace("{ws}", workspace) if isinstance(v, str) else v for k, v in arguments.items()}
 
 
-async def test_sdk_fallback_models_come_from_our_chain(project: Path, model_server, agent_env,
-                                                       tmp_path: Path) -> None:
+async def test_sdk_fallback_models_come_from_our_chain(project: Path, model_server, agent_env, tmp_path: Path) -> None:
     play(model_server, [create(GOOD_TESTS), FINISH], model="model-b")
     model_server.script(*[Reply.http_error(503, "model-a is down")] * 6, model="model-a")
     async with Run(project, agent_config(model_server, tmp_path, agent_env)) as run:
@@ -233,12 +251,19 @@ async def test_sdk_fallback_models_come_from_our_chain(project: Path, model_serv
 
 
 async def test_a_budget_stops_the_conversation(project: Path, model_server, agent_env, tmp_path: Path) -> None:
-    cheap = {name: {**spec, "price_prompt": 1e-7, "price_completion": 1e-7}
-             for name, spec in (("model-a", MODEL_A), ("model-b", MODEL_B))}
+    cheap = {
+        name: {**spec, "price_prompt": 1e-7, "price_completion": 1e-7}
+        for name, spec in (("model-a", MODEL_A), ("model-b", MODEL_B))
+    }
     usage = {"prompt_tokens": 20000, "completion_tokens": 1000, "total_tokens": 21000}  # $0.0021 a call
     play(model_server, [create(GOOD_TESTS), ("terminal", {"command": "ls"}), FINISH], usage=usage)
-    config = agent_config(model_server, tmp_path, agent_env, budget_per_task_usd=0.003,
-                          model_catalog=write_catalog(tmp_path, cheap, name="cheap.json"))
+    config = agent_config(
+        model_server,
+        tmp_path,
+        agent_env,
+        budget_per_task_usd=0.003,
+        model_catalog=write_catalog(tmp_path, cheap, name="cheap.json"),
+    )
     async with Run(project, config) as run:
         task = await run.run()
     assert task.status.value == "failed"
@@ -248,8 +273,9 @@ async def test_a_budget_stops_the_conversation(project: Path, model_server, agen
     assert not (project / "tests").exists()
 
 
-async def test_under_bubblewrap_the_agent_cannot_see_or_touch_the_real_project(project: Path, model_server, agent_env,
-                                                                              tmp_path: Path) -> None:
+async def test_under_bubblewrap_the_agent_cannot_see_or_touch_the_real_project(
+    project: Path, model_server, agent_env, tmp_path: Path
+) -> None:
     from oh_lsp.validation.sandbox import bwrap_available
 
     if not bwrap_available():
@@ -267,8 +293,9 @@ async def test_under_bubblewrap_the_agent_cannot_see_or_touch_the_real_project(p
     assert [f["path"] for f in task.result["edit"]["files"]][-1] == OUTPUT  # what it planted is no output
 
 
-async def test_a_refused_key_fails_fast_with_the_direct_runtimes_message(project: Path, model_server, agent_env,
-                                                                       tmp_path: Path) -> None:
+async def test_a_refused_key_fails_fast_with_the_direct_runtimes_message(
+    project: Path, model_server, agent_env, tmp_path: Path
+) -> None:
     model_server.default = Reply.http_error(401, "invalid api key")
     async with Run(project, agent_config(model_server, tmp_path, agent_env, max_retries=2)) as run:
         task = await run.run()
@@ -280,8 +307,9 @@ async def test_a_refused_key_fails_fast_with_the_direct_runtimes_message(project
 
 
 @pytest.mark.parametrize("sandbox", ["auto", "none"])  # under bubblewrap where it works, and as a plain process
-async def test_cancel_kills_the_agent_and_its_key_is_never_in_argv_or_env(project: Path, model_server, agent_env,
-                                                                         tmp_path: Path, sandbox: str) -> None:
+async def test_cancel_kills_the_agent_and_its_key_is_never_in_argv_or_env(
+    project: Path, model_server, agent_env, tmp_path: Path, sandbox: str
+) -> None:
     play(model_server, [create(GOOD_TESTS), FINISH], latency=60)
     async with Run(project, agent_config(model_server, tmp_path, agent_env, sandbox=sandbox)) as run:
         task_id = await run.submit()
@@ -329,8 +357,9 @@ async def test_untrusted_workspace_is_refused(project: Path, model_server, tmp_p
     assert model_server.requests == []
 
 
-async def test_docker_requested_without_docker_is_a_clear_error(project: Path, model_server, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_docker_requested_without_docker_is_a_clear_error(
+    project: Path, model_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker-engine.sock")  # no engine answers there
     async with Run(project, agent_config(model_server, tmp_path, None, use_docker_runtime=True)) as run:
         task = await run.run(timeout=60)
@@ -361,11 +390,14 @@ def test_no_python_312_is_a_clear_error(tmp_path: Path) -> None:
     from oh_lsp.agent.environment import AgentEnvironmentError, find_python
 
     with pytest.raises(AgentEnvironmentError, match=r"no Python 3.12 or newer was found .*3\.11") as caught:
-        find_python(candidates=[sys.executable, str(tmp_path / "python3.12")] if sys.version_info < (3, 12)
-                    else [str(tmp_path / "python3.12")])
+        find_python(
+            candidates=[sys.executable, str(tmp_path / "python3.12")]
+            if sys.version_info < (3, 12)
+            else [str(tmp_path / "python3.12")]
+        )
     assert "does not run" in str(caught.value) and "--python" in str(caught.value)
     if sys.version_info < (3, 12):
-        with pytest.raises(AgentEnvironmentError, match="needs Python 3.12 or newer"):
+        with pytest.raises(AgentEnvironmentError, match=r"needs Python 3\.12 or newer"):
             find_python(Path(sys.executable))
 
 
@@ -398,8 +430,14 @@ def oh_lsp(*args: str, cwd: Path) -> Any:
 
     from tests.conftest import OH_LSP, cli_env
 
-    return subprocess.run([*OH_LSP, *args], cwd=cwd, env=cli_env(cwd, "http://127.0.0.1:9/v1"), capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [*OH_LSP, *args],
+        cwd=cwd,
+        env=cli_env(cwd, "http://127.0.0.1:9/v1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_cli_reports_a_missing_environment_and_a_too_old_python(project: Path, tmp_path: Path) -> None:

@@ -28,9 +28,11 @@ from tests.conftest import GOOD_TESTS, OH_LSP, SENTINEL_KEY, cli_env, fenced
 from tests.prerequisites import missing
 
 pytest.importorskip("psycopg")
-from oh_lsp.store.postgres import PostgresStore  # noqa: E402
-from oh_lsp.store.postgres import schema  # noqa: E402
-from oh_lsp.store.postgres.schema import LATEST, MIGRATIONS  # noqa: E402
+from oh_lsp.store.postgres import (
+    PostgresStore,
+    schema,
+)
+from oh_lsp.store.postgres.schema import LATEST, MIGRATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,9 +61,13 @@ async def submit(url: str, root: Path, tasks: list[QueuedTask]) -> list[str]:
 
 def worker(url: str, root: Path, *args: str) -> subprocess.Popen:
     """A fleet worker process: the real engine on the shared queue, with the model call stubbed."""
-    return subprocess.Popen([sys.executable, "-m", "oh_lsp.testing.fleet_worker", "--queue-url", url,
-                             "--project-root", str(root), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "oh_lsp.testing.fleet_worker", "--queue-url", url, "--project-root", str(root), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[dict[str, Any], str]:
@@ -91,8 +97,7 @@ async def server() -> Any:
     from oh_lsp.testing.postgres_server import TemporaryPostgres, bin_dir
 
     if bin_dir() is None:
-        missing("stopping and restarting a database needs PostgreSQL's server programs (apt-get install"
-                " postgresql)")
+        missing("stopping and restarting a database needs PostgreSQL's server programs (apt-get install postgresql)")
     own = TemporaryPostgres()
     await asyncio.to_thread(own.start)
     yield own
@@ -126,7 +131,7 @@ def test_the_password_never_shows(pg_url: str, tmp_path: Path) -> None:
     assert OpenHandsConfig(queue_url=url).secrets() == [secret]  # redacted from logs, kept out of generated code
     assert secret not in repr(OpenHandsConfig(queue_url=url))
     dead = "postgresql://postgres:" + secret + "@127.0.0.1:1/postgres"
-    with pytest.raises(StoreError, match="cannot use the PostgreSQL queue .* Check the URL") as caught:
+    with pytest.raises(StoreError, match=r"cannot use the PostgreSQL queue .* Check the URL") as caught:
         PostgresStore(dead, connect_timeout=2)
     assert secret not in str(caught.value)
 
@@ -145,8 +150,14 @@ def test_a_server_that_refuses_writes_gives_clear_store_errors(pg_url: str, proj
     assert store.model_states() == {} and store.stats()["total"] == 0  # reads work, on clean connections
     store.close()
     env = cli_env(project, "http://127.0.0.1:9/v1")
-    out = subprocess.run([*OH_LSP, "submit-task", "--task-type", "unit_test", "pkg/calc.py", "--queue-url", read_only],
-                         cwd=project, env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [*OH_LSP, "submit-task", "--task-type", "unit_test", "pkg/calc.py", "--queue-url", read_only],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1 and "The server accepts no writes" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -182,16 +193,20 @@ def test_migrations_are_versioned_idempotent_and_run_once_under_a_race(pg_url: s
     for t in threads:
         t.join()
     assert sorted(results) == [(0, LATEST)] + [(LATEST, LATEST)] * 3
-    assert [r["version"] for r in sql(pg_url, "SELECT version FROM oh_lsp_schema_version ORDER BY version")] == \
-        [version for version, _, _ in MIGRATIONS] == list(range(1, LATEST + 1))
+    assert (
+        [r["version"] for r in sql(pg_url, "SELECT version FROM oh_lsp_schema_version ORDER BY version")]
+        == [version for version, _, _ in MIGRATIONS]
+        == list(range(1, LATEST + 1))
+    )
     assert PostgresStore.migrate(pg_url) == (LATEST, LATEST)
     sql(pg_url, "INSERT INTO oh_lsp_schema_version (version, description) VALUES (99, 'from the future')")
     with pytest.raises(StoreError, match="schema version 99, newer than this oh-lsp knows"):
         PostgresStore(pg_url)
 
 
-def test_a_version_1_queue_is_upgraded_in_place_to_the_model_tables(pg_url: str,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_version_1_queue_is_upgraded_in_place_to_the_model_tables(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with monkeypatch.context() as old_oh_lsp:  # what the first release of the PostgreSQL queue created
         old_oh_lsp.setattr(schema, "MIGRATIONS", MIGRATIONS[:1])
         old_oh_lsp.setattr(schema, "LATEST", 1)
@@ -213,15 +228,32 @@ def test_a_version_1_queue_is_upgraded_in_place_to_the_model_tables(pg_url: str,
 
 def test_queue_migrate_command(pg_url: str, project: Path) -> None:
     env = cli_env(project, "http://127.0.0.1:9/v1")
-    first = subprocess.run([*OH_LSP, "queue", "migrate", "--queue-url", pg_url], cwd=project, env=env,
-                           capture_output=True, text=True, timeout=60)
+    first = subprocess.run(
+        [*OH_LSP, "queue", "migrate", "--queue-url", pg_url],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert first.returncode == 0, first.stderr
     assert f"migrated from schema version 0 to {LATEST}" in first.stdout
-    again = subprocess.run([*OH_LSP, "queue", "migrate", "--json"], cwd=project, capture_output=True, text=True,
-                           env={**env, "OPENHANDS_QUEUE_URL": pg_url}, timeout=60)
+    again = subprocess.run(
+        [*OH_LSP, "queue", "migrate", "--json"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**env, "OPENHANDS_QUEUE_URL": pg_url},
+        timeout=60,
+    )
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout) | {"message": ""} == {"backend": "postgresql", "location": pg_url,
-                                                         "before": LATEST, "after": LATEST, "message": ""}
+    assert json.loads(again.stdout) | {"message": ""} == {
+        "backend": "postgresql",
+        "location": pg_url,
+        "before": LATEST,
+        "after": LATEST,
+        "message": "",
+    }
     assert migrate_store(project)["backend"] == "sqlite"  # no URL: the project's embedded store
 
 
@@ -252,9 +284,16 @@ SUBMITTER = textwrap.dedent("""
 
 def submit_from_processes(url: str, root: Path, prefixes: list[str], count: int, max_size: int) -> list[dict]:
     start_at = str(time.time() + 2.0)
-    procs = [subprocess.Popen([sys.executable, "-c", SUBMITTER, url, str(root), prefix, str(count), str(max_size),
-                               start_at], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-             for prefix in prefixes]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SUBMITTER, url, str(root), prefix, str(count), str(max_size), start_at],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for prefix in prefixes
+    ]
     outs = []
     for proc in procs:
         out, err = proc.communicate(timeout=60)
@@ -309,13 +348,25 @@ async def test_a_fleet_of_processes_completes_500_tasks_each_exactly_once(pg_url
 
     # status, metrics and cost totals, from yet another process
     env = cli_env(tmp_path, "http://127.0.0.1:9/v1")
-    metrics = subprocess.run([*OH_LSP, "metrics", "--json", "--queue-url", pg_url], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=60)
+    metrics = subprocess.run(
+        [*OH_LSP, "metrics", "--json", "--queue-url", pg_url],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert metrics.returncode == 0, metrics.stderr
     system = json.loads(metrics.stdout)["system"]
     assert system["executions"] == 500 and system["total_cost"] == pytest.approx(500 * 0.0001)
-    stats = subprocess.run([*OH_LSP, "queue-stats", "--json"], cwd=tmp_path, capture_output=True, text=True,
-                           env={**env, "OPENHANDS_QUEUE_URL": pg_url}, timeout=60)
+    stats = subprocess.run(
+        [*OH_LSP, "queue-stats", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**env, "OPENHANDS_QUEUE_URL": pg_url},
+        timeout=60,
+    )
     assert json.loads(stats.stdout)["completed"] == 500
 
 
@@ -324,8 +375,11 @@ async def test_kill_9_of_a_worker_mid_task_loses_nothing(pg_url: str, tmp_path: 
     quick = await submit(pg_url, tmp_path, [task(f"quick {i}") for i in range(20)])
     lease = ["--lease-seconds", "2", "--heartbeat-seconds", "0.3", "--poll-interval", "0.2"]
     doomed = worker(pg_url, tmp_path, "--workers", "1", "--duration", "60", *lease)
-    wait_until(lambda: sql(pg_url, "SELECT status FROM oh_lsp_tasks WHERE id = %s", slow)[0]["status"] == "running",
-               30, "the first worker to take the slow task")
+    wait_until(
+        lambda: sql(pg_url, "SELECT status FROM oh_lsp_tasks WHERE id = %s", slow)[0]["status"] == "running",
+        30,
+        "the first worker to take the slow task",
+    )
     doomed.kill()  # SIGKILL: no clean-up, the lease just stops being renewed
     doomed.wait(timeout=10)
     assert sql(pg_url, "SELECT status FROM oh_lsp_tasks WHERE id = %s", slow)[0]["status"] == "running"
@@ -340,22 +394,34 @@ async def test_kill_9_of_a_worker_mid_task_loses_nothing(pg_url: str, tmp_path: 
 async def test_a_running_task_is_cancelled_from_another_machine(pg_url: str, project: Path) -> None:
     (task_id,) = await submit(pg_url, project, [task("long", metadata={"seconds": 60})])
     proc = worker(pg_url, project, "--workers", "1", "--until-idle", "--heartbeat-seconds", "0.3")
-    wait_until(lambda: sql(pg_url, "SELECT status FROM oh_lsp_tasks WHERE id = %s", task_id)[0]["status"]
-               == "running", 30, "the worker to start the task")
-    cancel = subprocess.run([*OH_LSP, "cancel-task", "--task-id", task_id, "--queue-url", pg_url], cwd=project,
-                            env=cli_env(project, "http://127.0.0.1:9/v1"), capture_output=True, text=True,
-                            timeout=60)
+    wait_until(
+        lambda: sql(pg_url, "SELECT status FROM oh_lsp_tasks WHERE id = %s", task_id)[0]["status"] == "running",
+        30,
+        "the worker to start the task",
+    )
+    cancel = subprocess.run(
+        [*OH_LSP, "cancel-task", "--task-id", task_id, "--queue-url", pg_url],
+        cwd=project,
+        env=cli_env(project, "http://127.0.0.1:9/v1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     asked = time.monotonic()
     assert cancel.returncode == 0 and "cancel requested" in cancel.stdout, cancel.stdout + cancel.stderr
-    wait_until(lambda: sql(pg_url, "SELECT status FROM oh_lsp_tasks WHERE id = %s", task_id)[0]["status"]
-               == "cancelled", 10, "the worker to stop the task")
+    wait_until(
+        lambda: sql(pg_url, "SELECT status FROM oh_lsp_tasks WHERE id = %s", task_id)[0]["status"] == "cancelled",
+        10,
+        "the worker to stop the task",
+    )
     assert time.monotonic() - asked < 5
     out, _ = finish(proc, timeout=30)
     assert out["completed"] == []
 
 
-async def test_a_database_outage_is_survived_with_clear_errors(server: Any, tmp_path: Path,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_database_outage_is_survived_with_clear_errors(
+    server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     url = server.url
     # 1. A busy fleet: the server stops mid-run. Attempts that end during the outage keep their result.
     ids = await submit(url, tmp_path, [task(f"t{i}", metadata={"seconds": 0.15}) for i in range(60)])
@@ -396,15 +462,23 @@ async def test_a_database_outage_is_survived_with_clear_errors(server: Any, tmp_
     assert "cannot be reached" in caplog.text and "answers again" in caplog.text
 
 
-async def test_an_outage_during_a_model_call_puts_the_attempt_back(server: Any, project: Path, model_server,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+async def test_an_outage_during_a_model_call_puts_the_attempt_back(
+    server: Any, project: Path, model_server, caplog: pytest.LogCaptureFixture
+) -> None:
     from pydantic import SecretStr
 
     # the first answer arrives while the server is down: the gateway cannot record the call or the model's health
     model_server.script(Reply.text(fenced(GOOD_TESTS), latency=8.0), Reply.text(fenced(GOOD_TESTS)))
-    config = OpenHandsConfig(api_key=SecretStr(SENTINEL_KEY), model="test-model", base_url=model_server.base_url,
-                             python=Path(os.environ["OH_LSP_PYTHON"]), max_repair_iterations=0,
-                             quality_threshold=0.0, heartbeat_seconds=0.5, queue_url=server.url)
+    config = OpenHandsConfig(
+        api_key=SecretStr(SENTINEL_KEY),
+        model="test-model",
+        base_url=model_server.base_url,
+        python=Path(os.environ["OH_LSP_PYTHON"]),
+        max_repair_iterations=0,
+        quality_threshold=0.0,
+        heartbeat_seconds=0.5,
+        queue_url=server.url,
+    )
     engine = ExecutionEngine(config, 1, project_root=project, poll_interval=0.05)
     await engine.start()
     try:
@@ -433,34 +507,68 @@ async def test_an_outage_during_a_model_call_puts_the_attempt_back(server: Any, 
 def test_cli_processes_share_a_postgres_queue(pg_url: str, project: Path, model_server) -> None:
     model_server.script(Reply.text(fenced(GOOD_TESTS)))
     env = cli_env(project, model_server.base_url)
-    submitted = subprocess.run([*OH_LSP, "submit-task", "--task-type", "unit_test", "--target-file", "pkg/calc.py",
-                                "--json"], cwd=project, env={**env, "OPENHANDS_QUEUE_URL": pg_url},
-                               capture_output=True, text=True, timeout=60)
+    submitted = subprocess.run(
+        [*OH_LSP, "submit-task", "--task-type", "unit_test", "--target-file", "pkg/calc.py", "--json"],
+        cwd=project,
+        env={**env, "OPENHANDS_QUEUE_URL": pg_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert submitted.returncode == 0, submitted.stderr
     task_id = json.loads(submitted.stdout)["submitted"][0]["task_id"]
     assert sql(pg_url, "SELECT status FROM oh_lsp_tasks WHERE id = %s", task_id)[0]["status"] == "pending"
 
-    ran = subprocess.run([*OH_LSP, "run-engine", "--until-idle", "--queue-url", pg_url], cwd=project, env=env,
-                         capture_output=True, text=True, timeout=120)
+    ran = subprocess.run(
+        [*OH_LSP, "run-engine", "--until-idle", "--queue-url", pg_url],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    status = subprocess.run([*OH_LSP, "get-status", "--task-id", task_id, "--json", "--queue-url", pg_url],
-                            cwd=project, env=env, capture_output=True, text=True, timeout=60)
+    status = subprocess.run(
+        [*OH_LSP, "get-status", "--task-id", task_id, "--json", "--queue-url", pg_url],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert json.loads(status.stdout)["status"] == "completed"
     assert (project / "tests" / "pkg" / "test_calc.py").read_text() == GOOD_TESTS
     # the model layer's records went to the shared queue too: every machine sees the call, its cost and the health
-    metrics = subprocess.run([*OH_LSP, "metrics", "--json", "--queue-url", pg_url], cwd=project, env=env,
-                             capture_output=True, text=True, timeout=60)
+    metrics = subprocess.run(
+        [*OH_LSP, "metrics", "--json", "--queue-url", pg_url],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     summary = json.loads(metrics.stdout)
     assert summary["costs"]["by_model"]["test-model"]["calls"] == 1
     assert summary["costs"]["by_kind"]["unit_test"]["calls"] == 1 and summary["model_state"]["test-model"]
     assert sql(pg_url, "SELECT task_id, outcome FROM oh_lsp_model_calls") == [{"task_id": task_id, "outcome": "ok"}]
-    dump = json.dumps([sql(pg_url, f"SELECT * FROM {table}") for table in
-                       ("oh_lsp_tasks", "oh_lsp_metrics", "oh_lsp_model_state", "oh_lsp_model_calls")], default=str)
+    dump = json.dumps(
+        [
+            sql(pg_url, f"SELECT * FROM {table}")
+            for table in ("oh_lsp_tasks", "oh_lsp_metrics", "oh_lsp_model_state", "oh_lsp_model_calls")
+        ],
+        default=str,
+    )
     assert task_id in dump and SENTINEL_KEY not in dump, "the API key reached the database"
-    reset = subprocess.run([*OH_LSP, "models", "reset", "--json", "--queue-url", pg_url], cwd=project, env=env,
-                           capture_output=True, text=True, timeout=60)
+    reset = subprocess.run(
+        [*OH_LSP, "models", "reset", "--json", "--queue-url", pg_url],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert json.loads(reset.stdout) == {"reset": 1} and sql(pg_url, "SELECT * FROM oh_lsp_model_state") == []
-    local = subprocess.run([*OH_LSP, "queue-stats", "--json"], cwd=project, env=env, capture_output=True, text=True,
-                           timeout=60)
+    local = subprocess.run(
+        [*OH_LSP, "queue-stats", "--json"], cwd=project, env=env, capture_output=True, text=True, timeout=60
+    )
     assert json.loads(local.stdout)["total"] == 0, "without a URL the CLI uses the project's own SQLite store"
-

@@ -35,18 +35,27 @@ def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
 def example_config() -> dict:
     """The `.pre-commit-config.yaml` of docs/pre-commit.md."""
     text = (REPO / "docs" / "pre-commit.md").read_text()
-    block = next(b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "repos:" in b)
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL) if "repos:" in b)
     return yaml.safe_load(block)
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     bin_dir = str(Path(sys.executable).parent)  # where `oh-lsp` is installed
-    environment = dict(os.environ, PATH=os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
-                       PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"), HOME=str(tmp_path / "home"),
-                       GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid", GIT_COMMITTER_NAME="t",
-                       GIT_COMMITTER_EMAIL="t@example.invalid", GIT_CONFIG_NOSYSTEM="1",
-                       PIP_NO_INDEX="1", HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
+    environment = dict(
+        os.environ,
+        PATH=os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
+        PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"),
+        HOME=str(tmp_path / "home"),
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.invalid",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.invalid",
+        GIT_CONFIG_NOSYSTEM="1",
+        PIP_NO_INDEX="1",
+        HTTP_PROXY="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+    )
     (tmp_path / "home").mkdir()
     return environment
 
@@ -63,8 +72,14 @@ def hook_source(tmp_path: Path, env: dict[str, str]) -> tuple[Path, str]:
 
 
 def oh_lsp_json(project: Path, env: dict[str, str], *args: str):
-    out = subprocess.run([sys.executable, "-m", "oh_lsp", *args, "--json"], cwd=project, env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "oh_lsp", *args, "--json"],
+        cwd=project,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out)
 
 
@@ -77,8 +92,9 @@ def test_the_hook_manifest_runs_submit_task_on_python_files() -> None:
     assert [h["id"] for h in config["repos"][0]["hooks"]] == [HOOK_ID]
 
 
-def test_committing_queues_a_task_per_staged_python_module(tmp_path: Path, env: dict[str, str],
-                                                           hook_source: tuple[Path, str]) -> None:
+def test_committing_queues_a_task_per_staged_python_module(
+    tmp_path: Path, env: dict[str, str], hook_source: tuple[Path, str]
+) -> None:
     project = tmp_path / "user-project"
     (project / "pkg").mkdir(parents=True)
     (project / "tests").mkdir()
@@ -92,8 +108,14 @@ def test_committing_queues_a_task_per_staged_python_module(tmp_path: Path, env: 
     config["repos"][0].update(repo=str(hook_source[0]), rev=hook_source[1])
     (project / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config))
     git(project, "init", "-q")
-    subprocess.run([sys.executable, "-m", "pre_commit", "install"], cwd=project, env=env, check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "pre_commit", "install"],
+        cwd=project,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     git(project, "add", ".pre-commit-config.yaml", "pkg", "tests", "conftest.py", "README.md")
 
     commit = subprocess.run(["git", "commit", "-m", "first"], cwd=project, env=env, capture_output=True, text=True)
@@ -104,25 +126,34 @@ def test_committing_queues_a_task_per_staged_python_module(tmp_path: Path, env: 
 
     tasks = oh_lsp_json(project, env, "list-tasks")
     assert sorted((t["kind"], t["target"], t["status"]) for t in tasks) == [
-        ("unit_test", "pkg/calc.py", "pending"), ("unit_test", "pkg/util.py", "pending")]
+        ("unit_test", "pkg/calc.py", "pending"),
+        ("unit_test", "pkg/util.py", "pending"),
+    ]
     stats = oh_lsp_json(project, env, "queue-stats")
     assert stats["pending"] == 2 and stats["pending_by_priority"].get("high") == 2
-    assert git(project, "status", "--porcelain", "--untracked-files=all") == "?? notes.py\n", \
+    assert git(project, "status", "--porcelain", "--untracked-files=all") == "?? notes.py\n", (
         "the hook changed or added no file"
+    )
 
     # a commit without Python files: the hook is skipped; calc.py unchanged: not queued twice
     (project / "README.md").write_text("# a project\n\nmore\n")
     git(project, "add", "README.md")
     second = subprocess.run(["git", "commit", "-m", "docs"], cwd=project, env=env, capture_output=True, text=True)
     assert second.returncode == 0 and "(no files to check)Skipped" in second.stderr, second.stdout + second.stderr
-    again = subprocess.run([sys.executable, "-m", "pre_commit", "run", "--files", "pkg/calc.py"], cwd=project,
-                           env=env, capture_output=True, text=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "run", "--files", "pkg/calc.py"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode == 0 and "unit_test pkg/calc.py (already queued)" in again.stdout, again.stdout
     assert len(oh_lsp_json(project, env, "list-tasks")) == 2
 
 
-def test_without_oh_lsp_on_path_the_commit_stops_with_a_clear_message(tmp_path: Path, env: dict[str, str],
-                                                                      hook_source: tuple[Path, str]) -> None:
+def test_without_oh_lsp_on_path_the_commit_stops_with_a_clear_message(
+    tmp_path: Path, env: dict[str, str], hook_source: tuple[Path, str]
+) -> None:
     project = tmp_path / "p"
     project.mkdir()
     (project / "mod.py").write_text("x = 1\n")
@@ -132,7 +163,8 @@ def test_without_oh_lsp_on_path_the_commit_stops_with_a_clear_message(tmp_path: 
     git(project, "init", "-q")
     git(project, "add", ".")
     bare = dict(env, PATH="/usr/bin:/bin")  # git, but no oh-lsp
-    run = subprocess.run([sys.executable, "-m", "pre_commit", "run"], cwd=project, env=bare, capture_output=True,
-                         text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "run"], cwd=project, env=bare, capture_output=True, text=True
+    )
     assert run.returncode != 0
     assert "Executable `oh-lsp` not found" in run.stdout, run.stdout + run.stderr

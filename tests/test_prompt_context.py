@@ -34,10 +34,12 @@ async def test_prompt_carries_the_project_context(project: Path, model_server) -
     calc = (project / "pkg" / "calc.py").read_text()
     (project / "pkg" / "calc.py").write_text("from pkg.helpers import twice\n" + calc)
     (project / "tests").mkdir()
-    (project / "tests" / "conftest.py").write_text("import pytest\n\n\n@pytest.fixture\ndef numbers():\n"
-                                                   "    return [1, 2]\n")
-    (project / "tests" / "test_calc.py").write_text("from pkg.calc import add\n\n\ndef test_existing():\n"
-                                                    "    assert add(0, 0) == 0\n")
+    (project / "tests" / "conftest.py").write_text(
+        "import pytest\n\n\n@pytest.fixture\ndef numbers():\n    return [1, 2]\n"
+    )
+    (project / "tests" / "test_calc.py").write_text(
+        "from pkg.calc import add\n\n\ndef test_existing():\n    assert add(0, 0) == 0\n"
+    )
     model_server.script(Reply.text(fenced(GOOD_TESTS)))
     task = await run_task(project, model_server, description="Focus on division by zero")
     assert task.status is TaskStatus.COMPLETED, task.error
@@ -52,8 +54,12 @@ async def test_prompt_carries_the_project_context(project: Path, model_server) -
 
 def test_fit_drops_the_least_important_first() -> None:
     source = "x = 1\n" * 2000  # ~3,000 tokens
-    sections = [(0, "source", source), (1, "instruction", "do it"), (3, "signatures", "def f(): ...\n" * 800),
-                (4, "fixtures", "def fx(): ...\n" * 800)]
+    sections = [
+        (0, "source", source),
+        (1, "instruction", "do it"),
+        (3, "signatures", "def f(): ...\n" * 800),
+        (4, "fixtures", "def fx(): ...\n" * 800),
+    ]
     kept = dict(fit(sections, 4000))
     assert kept["source"] == source and kept["instruction"] == "do it"
     assert "fixtures" not in kept or kept["fixtures"].endswith(TRUNCATED)
@@ -62,8 +68,9 @@ def test_fit_drops_the_least_important_first() -> None:
     assert tiny["source"].endswith(TRUNCATED) and set(tiny) == {"source", "instruction"}
 
 
-async def test_interpreter_without_coverage_borrows_oh_lsps(project: Path, model_server, light_python,
-                                                            tmp_path: Path) -> None:
+async def test_interpreter_without_coverage_borrows_oh_lsps(
+    project: Path, model_server, light_python, tmp_path: Path
+) -> None:
     venv = tmp_path / "no-coverage"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     tools = venv / "tools"
@@ -74,8 +81,12 @@ async def test_interpreter_without_coverage_borrows_oh_lsps(project: Path, model
             copy = shutil.copytree if entry.is_dir() else shutil.copy2
             copy(entry, tools / entry.name)
     python = venv / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     Path(site, "tools.pth").write_text(str(tools) + "\n")
     assert subprocess.run([str(python), "-c", "import coverage"], capture_output=True).returncode != 0
     model_server.script(Reply.text(fenced(GOOD_TESTS)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from pathlib import Path
@@ -47,7 +48,9 @@ async def test_attacks_fail_inside_the_sandbox(project: Path, model_server, monk
     (project / ".env").write_text(f"OPENROUTER_API_KEY={SENTINEL_KEY}\n")
     victim = project / "pyproject.toml"
     outside = project.parent / "escaped.txt"
-    attacks = GOOD_TESTS + f'''
+    attacks = (
+        GOOD_TESTS
+        + f"""
 
 import os
 import pathlib
@@ -80,7 +83,8 @@ def test_write_outside_the_project():
         pathlib.Path({str(outside)!r}).write_text("escaped")
     except OSError:
         pass
-'''
+"""
+    )
     model_server.script(Reply.text(fenced(attacks)))
     task = await run_task(project, model_server)
     assert victim.exists(), "the real project was not touched"
@@ -135,7 +139,7 @@ async def test_event_loop_keeps_serving_while_a_slow_test_runs(project: Path, mo
     ticking.cancel()
     assert task.status is TaskStatus.COMPLETED, task.error
     assert time.monotonic() - started >= 5
-    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert max(gaps) < 0.25, f"the loop stalled for {max(gaps):.2f}s"
     assert len(ticks) > 5 / 0.05
     assert os.getpid()  # (the engine ran in this process, on this loop)

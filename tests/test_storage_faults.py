@@ -18,8 +18,11 @@ from oh_lsp.store.sqlite import SQLiteStore
 from oh_lsp.validation.sandbox import bwrap_available
 from tests.conftest import OH_LSP, cli_env
 
-needs_bwrap = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed (.ci/run installs it);"
-                                 " as root it is the way to make a directory read-only or small")
+needs_bwrap = pytest.mark.skipif(
+    not bwrap_available(),
+    reason="bubblewrap is not installed (.ci/run installs it);"
+    " as root it is the way to make a directory read-only or small",
+)
 
 
 def cli_in_bwrap(project: Path, env: dict[str, str], mount: list[str], *args: str) -> subprocess.CompletedProcess:
@@ -27,14 +30,14 @@ def cli_in_bwrap(project: Path, env: dict[str, str], mount: list[str], *args: st
     return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=120)
 
 
-
 @needs_bwrap
 def test_read_only_state_dir_gives_a_clear_error(project: Path) -> None:
     env = cli_env(project, "http://127.0.0.1:9/v1")
     state = Path(env["OH_LSP_STATE_DIR"])
     state.mkdir(parents=True, exist_ok=True)
-    out = cli_in_bwrap(project, env, ["--ro-bind", str(state), str(state)],
-                       "submit-task", "--task-type", "unit_test", "pkg/calc.py")
+    out = cli_in_bwrap(
+        project, env, ["--ro-bind", str(state), str(state)], "submit-task", "--task-type", "unit_test", "pkg/calc.py"
+    )
     assert out.returncode == 1
     assert "cannot use the oh-lsp store" in out.stderr and "OH_LSP_STATE_DIR" in out.stderr
     assert "Traceback" not in out.stderr
@@ -44,10 +47,31 @@ def test_read_only_state_dir_gives_a_clear_error(project: Path) -> None:
 def test_full_state_dir_gives_a_clear_error(project: Path) -> None:
     env = cli_env(project, "http://127.0.0.1:9/v1")
     state = Path(env["OH_LSP_STATE_DIR"])
-    fill = f"head -c 126000 /dev/zero > {state}/filler && exec \"$@\""  # leave ~5 KB of a 128 KB disk
-    command = ["bwrap", "--bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--size", "131072", "--tmpfs",
-               str(state), "--", "sh", "-c", fill, "sh", *OH_LSP, "submit-task", "--task-type", "unit_test",
-               "pkg/calc.py"]
+    fill = f'head -c 126000 /dev/zero > {state}/filler && exec "$@"'  # leave ~5 KB of a 128 KB disk
+    command = [
+        "bwrap",
+        "--bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--size",
+        "131072",
+        "--tmpfs",
+        str(state),
+        "--",
+        "sh",
+        "-c",
+        fill,
+        "sh",
+        *OH_LSP,
+        "submit-task",
+        "--task-type",
+        "unit_test",
+        "pkg/calc.py",
+    ]
     out = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     assert "the oh-lsp store at" in out.stderr and "free space" in out.stderr and "disk is full" in out.stderr
@@ -59,14 +83,21 @@ def test_corrupted_store_is_moved_aside_and_the_user_is_told(project: Path) -> N
     store = state_dir(project) / "oh-lsp.sqlite3"
     store.parent.mkdir(parents=True)
     store.write_bytes(b"this is not a database" * 100)
-    out = subprocess.run([*OH_LSP, "submit-task", "--task-type", "unit_test", "pkg/calc.py", "--json"],
-                         cwd=project, env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [*OH_LSP, "submit-task", "--task-type", "unit_test", "pkg/calc.py", "--json"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "was corrupted" in out.stderr and "moved aside" in out.stderr
     assert json.loads(out.stdout)["submitted"][0]["new"] is True
     assert [p.name for p in store.parent.glob("oh-lsp.sqlite3.corrupt-*")]
-    again = subprocess.run([*OH_LSP, "queue-stats", "--json"], cwd=project, env=env, capture_output=True,
-                           text=True, timeout=60)
+    again = subprocess.run(
+        [*OH_LSP, "queue-stats", "--json"], cwd=project, env=env, capture_output=True, text=True, timeout=60
+    )
     assert json.loads(again.stdout)["pending"] == 1 and "corrupted" not in again.stderr
 
 
@@ -101,8 +132,9 @@ async def test_two_engines_on_one_store_never_run_a_task_at_the_same_time(projec
         return Outcome("completed", result={}, model="stub", metrics=metrics)
 
     config = OpenHandsConfig(model="stub", base_url="http://127.0.0.1:9/v1")
-    engines = [ExecutionEngine(config, 4, project_root=project, executor=executor, poll_interval=0.02)
-               for _ in range(2)]
+    engines = [
+        ExecutionEngine(config, 4, project_root=project, executor=executor, poll_interval=0.02) for _ in range(2)
+    ]
     ids = [await engines[0].submit_task(QueuedTask(task_type="unit_test", description=f"t{i}")) for i in range(200)]
     await asyncio.gather(*(e.start() for e in engines))
     await asyncio.gather(*(e.run_until_idle(timeout=60) for e in engines))

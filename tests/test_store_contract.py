@@ -15,8 +15,9 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -91,8 +92,14 @@ def task(description: str, priority: TaskPriority = TaskPriority.NORMAL, **kw) -
 
 async def test_priority_then_fifo(queue: TaskQueue) -> None:
     ids = {}
-    for name, prio in [("n1", TaskPriority.NORMAL), ("l1", TaskPriority.LOW), ("h1", TaskPriority.HIGH),
-                       ("n2", TaskPriority.NORMAL), ("c1", TaskPriority.CRITICAL), ("h2", TaskPriority.HIGH)]:
+    for name, prio in [
+        ("n1", TaskPriority.NORMAL),
+        ("l1", TaskPriority.LOW),
+        ("h1", TaskPriority.HIGH),
+        ("n2", TaskPriority.NORMAL),
+        ("c1", TaskPriority.CRITICAL),
+        ("h2", TaskPriority.HIGH),
+    ]:
         ids[await queue.enqueue(task(name, prio))] = name
     order = []
     while (t := await queue.dequeue()) is not None:
@@ -135,8 +142,9 @@ async def test_equal_unfinished_task_returns_existing_id(queue: TaskQueue, tmp_p
     assert await queue.enqueue(task("same", target_file=Path("m.py"))) != first
 
 
-async def test_expired_lease_is_handed_out_again_and_fences_the_old_worker(backend: Backend, tmp_path: Path,
-                                                                          clock: Clock) -> None:
+async def test_expired_lease_is_handed_out_again_and_fences_the_old_worker(
+    backend: Backend, tmp_path: Path, clock: Clock
+) -> None:
     # two "machines": each has its own store on the same data
     a = TaskQueue(store=backend.store(clock), project_root=tmp_path, lease_seconds=10)
     b = TaskQueue(store=backend.store(clock), project_root=tmp_path, lease_seconds=10)
@@ -212,8 +220,17 @@ async def test_release_returns_task_without_charging_the_attempt(queue: TaskQueu
 async def test_completion_records_metrics_atomically(queue: TaskQueue) -> None:
     tid = await queue.enqueue(task("x"))
     await queue.dequeue()
-    m = ExecutionMetrics(task_id=tid, model_id="m", task_type="unit_test", success=True, tokens_used=120,
-                         cost=0.0042, quality_score=5.0, validation_passed=True, duration_seconds=1.5)
+    m = ExecutionMetrics(
+        task_id=tid,
+        model_id="m",
+        task_type="unit_test",
+        success=True,
+        tokens_used=120,
+        cost=0.0042,
+        quality_score=5.0,
+        validation_passed=True,
+        duration_seconds=1.5,
+    )
     assert await queue.mark_completed(tid, {"ok": 1}, metrics=m, model="m")
     t = await queue.get_task(tid)
     assert (t.tokens, t.cost, t.model) == (120, 0.0042, "m")
@@ -226,7 +243,7 @@ async def test_completion_records_metrics_atomically(queue: TaskQueue) -> None:
 def test_unwritable_state_dir_gives_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(StoreError, match="cannot use the oh-lsp store .* OH_LSP_STATE_DIR"):
+    with pytest.raises(StoreError, match=r"cannot use the oh-lsp store .* OH_LSP_STATE_DIR"):
         SQLiteStore(blocker / "sub" / "q.sqlite3")
 
 
@@ -253,9 +270,15 @@ async def test_processes_share_one_store_and_each_task_runs_once(backend: Backen
     q = TaskQueue(max_size=1000, store=backend.store(), project_root=tmp_path)
     ids = {await q.enqueue(task(f"t{i}")) for i in range(300)}
     q.close()
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, backend.spec, str(tmp_path), str(n)],
-                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
-             for n in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, backend.spec, str(tmp_path), str(n)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).parent.parent,
+        )
+        for n in range(3)
+    ]
     claimed = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     flat = [tid for got in claimed for tid in got]
@@ -272,8 +295,9 @@ def test_store_implements_the_whole_interface(backend: Backend) -> None:
     assert isinstance(store.location, str) and store.location
 
 
-async def test_a_cancel_from_another_machine_reaches_the_worker_at_its_heartbeat(backend: Backend,
-                                                                                 tmp_path: Path) -> None:
+async def test_a_cancel_from_another_machine_reaches_the_worker_at_its_heartbeat(
+    backend: Backend, tmp_path: Path
+) -> None:
     worker = TaskQueue(store=backend.store(), project_root=tmp_path)
     elsewhere = TaskQueue(store=backend.store(), project_root=tmp_path)
     tid = await elsewhere.enqueue(task("long"))
@@ -286,18 +310,36 @@ async def test_a_cancel_from_another_machine_reaches_the_worker_at_its_heartbeat
     assert (await elsewhere.get_task(tid)).status is TaskStatus.CANCELLED
 
 
-async def test_status_metrics_and_costs_are_visible_from_another_machine(backend: Backend, tmp_path: Path,
-                                                                        clock: Clock) -> None:
+async def test_status_metrics_and_costs_are_visible_from_another_machine(
+    backend: Backend, tmp_path: Path, clock: Clock
+) -> None:
     worker = TaskQueue(store=backend.store(clock), project_root=tmp_path)
     viewer = TaskQueue(store=backend.store(clock), project_root=tmp_path)
     done, later = await worker.enqueue(task("done")), await worker.enqueue(task("later", max_retries=1))
     await worker.dequeue()
-    m = ExecutionMetrics(task_id=done, model_id="m1", task_type="unit_test", success=True, tokens_used=50,
-                         prompt_tokens=30, completion_tokens=20, cost=0.25, quality_score=4.0, created_at=clock.now)
+    m = ExecutionMetrics(
+        task_id=done,
+        model_id="m1",
+        task_type="unit_test",
+        success=True,
+        tokens_used=50,
+        prompt_tokens=30,
+        completion_tokens=20,
+        cost=0.25,
+        quality_score=4.0,
+        created_at=clock.now,
+    )
     assert await worker.mark_completed(done, {"edit": {"files": []}}, metrics=m, model="m1")
     await worker.dequeue()
-    failed = ExecutionMetrics(task_id=later, model_id="m2", task_type="unit_test", tokens_used=10, cost=0.5,
-                              error="HTTP 503", created_at=clock.now)
+    failed = ExecutionMetrics(
+        task_id=later,
+        model_id="m2",
+        task_type="unit_test",
+        tokens_used=10,
+        cost=0.5,
+        error="HTTP 503",
+        created_at=clock.now,
+    )
     assert await worker.retry_later(later, "HTTP 503", delay=60, metrics=failed, model="m2") is TaskStatus.PENDING
 
     stats = await viewer.get_stats()
@@ -336,12 +378,24 @@ async def test_delivery_waits_in_the_store_for_its_submitter(backend: Backend, t
 
 async def test_a_task_reads_back_as_it_was_submitted(queue: TaskQueue, tmp_path: Path) -> None:
     (tmp_path / "m.py").write_text("x = 1\n")
-    sent = task("describe it", TaskPriority.HIGH, target_file=Path("m.py"), submitter="cli", max_retries=4,
-                metadata={"category": "unit_test", "nested": {"b": [1, 2.5, None]}, "a": "é"})
+    sent = task(
+        "describe it",
+        TaskPriority.HIGH,
+        target_file=Path("m.py"),
+        submitter="cli",
+        max_retries=4,
+        metadata={"category": "unit_test", "nested": {"b": [1, 2.5, None]}, "a": "é"},
+    )
     tid = await queue.enqueue(sent)
     got = await queue.get_task(tid)
-    assert (got.task_type, got.description, got.target_file, got.priority, got.submitter, got.max_retries) == \
-        ("unit_test", "describe it", Path("m.py"), TaskPriority.HIGH, "cli", 4)
+    assert (got.task_type, got.description, got.target_file, got.priority, got.submitter, got.max_retries) == (
+        "unit_test",
+        "describe it",
+        Path("m.py"),
+        TaskPriority.HIGH,
+        "cli",
+        4,
+    )
     assert got.metadata == sent.metadata and got.status is TaskStatus.PENDING and got.attempts == 0
     assert got.target_sha256 == sent.target_sha256 and got.created_at == pytest.approx(1_000_000.0)
     assert await queue.position(tid) == 1
@@ -384,9 +438,15 @@ def test_model_state_round_trips_resets_and_rolls_back(backend: Backend, clock: 
     assert worker.update_model_state("model-a", open_breaker) == "opened"
     assert worker.update_model_state("model-b", lambda state: state.breaker) == "closed"  # a fresh state
     state = viewer.model_states()["model-a"]
-    assert (state.model, state.cooldown_until, state.cooldown_reason, state.breaker, state.failures,
-            state.breaker_retry_at, state.last_error) == \
-        ("model-a", clock.now + 30, "429 per-minute", "open", [clock.now - 1, clock.now], clock.now + 60, "HTTP 503 é")
+    assert (
+        state.model,
+        state.cooldown_until,
+        state.cooldown_reason,
+        state.breaker,
+        state.failures,
+        state.breaker_retry_at,
+        state.last_error,
+    ) == ("model-a", clock.now + 30, "429 per-minute", "open", [clock.now - 1, clock.now], clock.now + 60, "HTTP 503 é")
     assert set(viewer.model_states()) == {"model-a", "model-b"}  # touched once: stored, as on every backend
 
     def broken(state: ModelState) -> None:
@@ -409,14 +469,33 @@ def test_model_calls_costs_and_spending_are_shared(backend: Backend, clock: Cloc
     worker, viewer = backend.store(clock), backend.store(clock)
     today, earlier = clock.now, clock.now - 2 * 86_400
     calls = [
-        ModelCall("model-a", "ok", task_id="t1", task_kind="unit_test", latency_ms=100, prompt_tokens=10,
-                  completion_tokens=5, cost=0.25, cost_source="provider", created_at=today),
+        ModelCall(
+            "model-a",
+            "ok",
+            task_id="t1",
+            task_kind="unit_test",
+            latency_ms=100,
+            prompt_tokens=10,
+            completion_tokens=5,
+            cost=0.25,
+            cost_source="provider",
+            created_at=today,
+        ),
         ModelCall("model-a", "transient", task_id="t1", task_kind="unit_test", latency_ms=900, created_at=today),
         ModelCall("model-a", "rate_limit", task_id="t2", task_kind="documentation", latency_ms=5, created_at=today),
-        ModelCall("model-a", "ok", task_id="t2", task_kind="documentation", latency_ms=300, prompt_tokens=7,
-                  completion_tokens=3, cost=0.5, cost_source="catalog", created_at=today),
-        ModelCall("model-b", "ok", latency_ms=50, prompt_tokens=1, completion_tokens=1, cost=0.125,
-                  created_at=earlier),
+        ModelCall(
+            "model-a",
+            "ok",
+            task_id="t2",
+            task_kind="documentation",
+            latency_ms=300,
+            prompt_tokens=7,
+            completion_tokens=3,
+            cost=0.5,
+            cost_source="catalog",
+            created_at=today,
+        ),
+        ModelCall("model-b", "ok", latency_ms=50, prompt_tokens=1, completion_tokens=1, cost=0.125, created_at=earlier),
     ]
     for call in calls:
         worker.record_model_call(call)
@@ -428,10 +507,12 @@ def test_model_calls_costs_and_spending_are_shared(backend: Backend, clock: Cloc
         viewer.spent()
     # the model's own record: successes and its own failures (not rate limits), latency of the successes
     assert viewer.model_call_stats(today - 1) == {
-        "model-a": {"calls": 3, "ok": 2, "avg_latency_ms": pytest.approx(200.0)}}
+        "model-a": {"calls": 3, "ok": 2, "avg_latency_ms": pytest.approx(200.0)}
+    }
     assert viewer.model_call_stats(earlier) == {
         "model-a": {"calls": 3, "ok": 2, "avg_latency_ms": pytest.approx(200.0)},
-        "model-b": {"calls": 1, "ok": 1, "avg_latency_ms": pytest.approx(50.0)}}
+        "model-b": {"calls": 1, "ok": 1, "avg_latency_ms": pytest.approx(50.0)},
+    }
     assert viewer.model_call_stats(today + 1) == {}
 
     worker.update_model_state("model-a", lambda state: setattr(state, "rotations_away", 2))
@@ -440,18 +521,27 @@ def test_model_calls_costs_and_spending_are_shared(backend: Backend, clock: Cloc
     clock.now += 10
     summary = viewer.metrics_summary()
     assert summary["costs"] == {
-        "by_model": {"model-a": {"calls": 4, "cost": 0.75, "tokens": 25},
-                     "model-b": {"calls": 1, "cost": 0.125, "tokens": 2}},
-        "by_kind": {"-": {"calls": 1, "cost": 0.125, "tokens": 2},
-                    "documentation": {"calls": 2, "cost": 0.5, "tokens": 10},
-                    "unit_test": {"calls": 2, "cost": 0.25, "tokens": 15}},
-        "by_day": {local_day(earlier): {"calls": 1, "cost": 0.125, "tokens": 2},
-                   local_day(today): {"calls": 4, "cost": 0.75, "tokens": 25}},
+        "by_model": {
+            "model-a": {"calls": 4, "cost": 0.75, "tokens": 25},
+            "model-b": {"calls": 1, "cost": 0.125, "tokens": 2},
+        },
+        "by_kind": {
+            "-": {"calls": 1, "cost": 0.125, "tokens": 2},
+            "documentation": {"calls": 2, "cost": 0.5, "tokens": 10},
+            "unit_test": {"calls": 2, "cost": 0.25, "tokens": 15},
+        },
+        "by_day": {
+            local_day(earlier): {"calls": 1, "cost": 0.125, "tokens": 2},
+            local_day(today): {"calls": 4, "cost": 0.75, "tokens": 25},
+        },
     }
     assert list(summary["costs"]["by_kind"]) == ["-", "documentation", "unit_test"]
     assert summary["rotations"] == 2
     assert list(summary["model_state"]) == ["model-a", "model-b"]
     cooling = summary["model_state"]["model-b"]
-    assert (cooling["cooldown_seconds_left"], cooling["cooldown_until"], cooling["rotations_to"]) == \
-        (20.0, clock.now + 20, 2)
+    assert (cooling["cooldown_seconds_left"], cooling["cooldown_until"], cooling["rotations_to"]) == (
+        20.0,
+        clock.now + 20,
+        2,
+    )
     assert summary["model_state"]["model-a"] == ModelState("model-a", rotations_away=2).view(clock.now)

@@ -11,7 +11,7 @@ from tests.conftest import GOOD_TESTS, codes, fenced, run_task
 
 SEEDS = [1, 2, 3]  # random.random() after seed 1, 2, 3: 0.134, 0.956, 0.238
 
-MIXED = '''\
+MIXED = """\
 from pkg.calc import add, divide
 
 
@@ -21,9 +21,9 @@ def test_add():
 
 def test_divide_by_zero_returns_zero():
     assert divide(1, 0) == 0
-'''
+"""
 
-FLAKY = '''\
+FLAKY = """\
 import random
 
 from pkg.calc import add
@@ -35,15 +35,15 @@ def test_add():
 
 def test_lucky():
     assert random.random() < 0.5
-'''
+"""
 
-NO_GAIN = '''\
+NO_GAIN = """\
 from pkg import calc
 
 
 def test_module_has_add():
     assert callable(calc.add)
-'''
+"""
 
 
 async def test_all_good_is_kept_and_coverage_rises(project: Path, model_server) -> None:
@@ -102,9 +102,15 @@ async def test_syntax_error_is_reported_at_its_line(project: Path, model_server)
 
 async def test_import_of_a_wrong_module_is_rejected(project: Path, model_server) -> None:
     wrong = "from pkg.calculator import add\n\n\ndef test_add():\n    assert add(1, 1)\n"
-    model_server.script(Reply.text(fenced(wrong)),
-                        Reply.text(fenced("from pkg.calc import add\nfrom pkg.helpers import twice\n\n\n"
-                                          "def test_add():\n    assert add(1, 1) == twice(1)\n")))
+    model_server.script(
+        Reply.text(fenced(wrong)),
+        Reply.text(
+            fenced(
+                "from pkg.calc import add\nfrom pkg.helpers import twice\n\n\n"
+                "def test_add():\n    assert add(1, 1) == twice(1)\n"
+            )
+        ),
+    )
     first = await run_task(project, model_server)
     assert first.status is TaskStatus.FAILED and codes(first) == ["target-not-imported"]
     second = await run_task(project, model_server, description="again")
@@ -124,5 +130,9 @@ async def test_tests_are_added_to_an_existing_module_through_the_ast(project: Pa
     text = (project / "tests/pkg/test_calc.py").read_text()
     assert text.startswith("# my tests\nfrom pkg.calc import add\n") and "# mine" in text
     assert [n.name for n in ast.parse(text).body if isinstance(n, ast.FunctionDef)] == [
-        "test_add", "test_add_2", "test_divide", "test_divide_by_zero"]
+        "test_add",
+        "test_add_2",
+        "test_divide",
+        "test_divide_by_zero",
+    ]
     assert task.result["validation"]["details"]["coverage"]["before"] > 33.0  # the existing test is the baseline

@@ -14,9 +14,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from oh_lsp.errors import OhLspError
 
@@ -57,8 +57,13 @@ def probe(python: str | Path) -> Interpreter | None:
     """The interpreter at `python` and its version, or None when it does not run (a pyenv shim without that
     version fails here, for instance)."""
     try:
-        out = subprocess.run([str(python), "-c", "import sys; print(sys.executable); print(*sys.version_info[:3])"],
-                             capture_output=True, text=True, timeout=PROBE_TIMEOUT, stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            [str(python), "-c", "import sys; print(sys.executable); print(*sys.version_info[:3])"],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = out.stdout.split("\n")
@@ -79,8 +84,13 @@ def candidate_pythons() -> list[str]:
     if uv:
         for spec in (">=3.12",):
             try:
-                out = subprocess.run([uv, "python", "find", "--no-python-downloads", spec], capture_output=True,
-                                     text=True, timeout=PROBE_TIMEOUT, stdin=subprocess.DEVNULL)
+                out = subprocess.run(
+                    [uv, "python", "find", "--no-python-downloads", spec],
+                    capture_output=True,
+                    text=True,
+                    timeout=PROBE_TIMEOUT,
+                    stdin=subprocess.DEVNULL,
+                )
             except (OSError, subprocess.TimeoutExpired):
                 continue
             if out.returncode == 0 and out.stdout.strip():
@@ -112,11 +122,14 @@ def find_python(configured: Path | None = None, candidates: list[str] | None = N
     if configured is not None:
         found = probe(configured)
         if found is None:
-            raise AgentEnvironmentError(f"the configured Python {configured} (OH_LSP_OPENHANDS_PYTHON or --python)"
-                                        " does not run")
+            raise AgentEnvironmentError(
+                f"the configured Python {configured} (OH_LSP_OPENHANDS_PYTHON or --python) does not run"
+            )
         if found.version[:2] < MIN_PYTHON:
-            raise AgentEnvironmentError(f"the configured Python {configured} is {found.version_text}; the OpenHands"
-                                        " SDK needs Python 3.12 or newer")
+            raise AgentEnvironmentError(
+                f"the configured Python {configured} is {found.version_text}; the OpenHands"
+                " SDK needs Python 3.12 or newer"
+            )
         return found
     tried = []
     for candidate in candidate_pythons() if candidates is None else candidates:
@@ -125,9 +138,11 @@ def find_python(configured: Path | None = None, candidates: list[str] | None = N
             return found
         tried.append(f"{candidate} ({found.version_text if found else 'does not run'})")
     raise AgentEnvironmentError(
-        "no Python 3.12 or newer was found for the OpenHands agent (tried: " + ", ".join(tried or ["nothing"]) +
-        "). Install one (your OS packages, pyenv, or `uv python install 3.12`), then run `oh-lsp openhands setup"
-        " --python /path/to/python3.12`, or keep the direct runtime (OH_LSP_RUNTIME=direct)")
+        "no Python 3.12 or newer was found for the OpenHands agent (tried: "
+        + ", ".join(tried or ["nothing"])
+        + "). Install one (your OS packages, pyenv, or `uv python install 3.12`), then run `oh-lsp openhands setup"
+        " --python /path/to/python3.12`, or keep the direct runtime (OH_LSP_RUNTIME=direct)"
+    )
 
 
 @dataclass
@@ -160,11 +175,13 @@ def agent_python(configured_env: Path | None = None) -> AgentEnvironment:
         raise AgentEnvironmentError(
             f"the OpenHands runtime needs its agent environment (Python >= 3.12 with openhands-sdk"
             f" {OPENHANDS_VERSION}), and there is none at {where}. Run `oh-lsp openhands setup{option}` once, or"
-            " use the direct runtime (OH_LSP_RUNTIME=direct)")
+            " use the direct runtime (OH_LSP_RUNTIME=direct)"
+        )
     if marker.get("version") != OPENHANDS_VERSION:
         raise AgentEnvironmentError(
             f"the agent environment at {env} holds openhands-sdk {marker.get('version')}, but this oh-lsp needs"
-            f" {OPENHANDS_VERSION}: run `oh-lsp openhands setup --force`")
+            f" {OPENHANDS_VERSION}: run `oh-lsp openhands setup --force`"
+        )
     return AgentEnvironment(env=env, python=python, version=OPENHANDS_VERSION)
 
 
@@ -179,17 +196,30 @@ def _own_interpreter_ready() -> bool:
         return False
 
 
-def setup_environment(env: Path | None = None, python: Path | None = None, *, docker: bool = False,
-                      force: bool = False, log: Callable[[str], None] = print) -> AgentEnvironment:
+def setup_environment(
+    env: Path | None = None,
+    python: Path | None = None,
+    *,
+    docker: bool = False,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> AgentEnvironment:
     """Create (or update) the agent environment and install the pinned packages. Blocking: run it from the CLI or a
     worker thread. Returns the ready environment."""
     env = (env or default_env_dir()).expanduser().resolve()
     packages = [f"{name}=={OPENHANDS_VERSION}" for name in PACKAGES + (DOCKER_PACKAGES if docker else ())]
     marker = read_marker(env)
-    if not force and marker and marker.get("version") == OPENHANDS_VERSION and env_python(env).exists() \
-            and (not docker or marker.get("docker")):
-        log(f"the agent environment at {env} is ready (openhands-sdk {OPENHANDS_VERSION}, Python"
-            f" {marker.get('python_version')})")
+    if (
+        not force
+        and marker
+        and marker.get("version") == OPENHANDS_VERSION
+        and env_python(env).exists()
+        and (not docker or marker.get("docker"))
+    ):
+        log(
+            f"the agent environment at {env} is ready (openhands-sdk {OPENHANDS_VERSION}, Python"
+            f" {marker.get('python_version')})"
+        )
         return AgentEnvironment(env, env_python(env), OPENHANDS_VERSION)
     interpreter = find_python(python)
     log(f"creating the agent environment at {env} with Python {interpreter.version_text} ({interpreter.path})")
@@ -204,17 +234,35 @@ def setup_environment(env: Path | None = None, python: Path | None = None, *, do
     else:
         _run([str(interpreter.path), "-m", "venv", str(env)])
         _run([str(env_python(env)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *packages])
-    check = subprocess.run([str(env_python(env)), "-c", "from importlib.metadata import version;"
-                            " print(version('openhands-sdk'), version('openhands-tools'))"],
-                           capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [
+            str(env_python(env)),
+            "-c",
+            "from importlib.metadata import version; print(version('openhands-sdk'), version('openhands-tools'))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if check.returncode != 0 or check.stdout.split() != [OPENHANDS_VERSION, OPENHANDS_VERSION]:
-        raise AgentEnvironmentError(f"the packages in {env} are not openhands-sdk/openhands-tools {OPENHANDS_VERSION}"
-                                    f" after installing: {(check.stdout + check.stderr).strip()[-500:]}")
+        raise AgentEnvironmentError(
+            f"the packages in {env} are not openhands-sdk/openhands-tools {OPENHANDS_VERSION}"
+            f" after installing: {(check.stdout + check.stderr).strip()[-500:]}"
+        )
     seconds = time.monotonic() - started
-    (env / MARKER).write_text(json.dumps({"version": OPENHANDS_VERSION, "python": str(interpreter.path),
-                                          "python_version": interpreter.version_text, "docker": docker,
-                                          "installed_at": time.time(), "install_seconds": round(seconds, 1)}),
-                              encoding="utf-8")
+    (env / MARKER).write_text(
+        json.dumps(
+            {
+                "version": OPENHANDS_VERSION,
+                "python": str(interpreter.path),
+                "python_version": interpreter.version_text,
+                "docker": docker,
+                "installed_at": time.time(),
+                "install_seconds": round(seconds, 1),
+            }
+        ),
+        encoding="utf-8",
+    )
     log(f"installed {' '.join(packages)} in {seconds:.0f}s")
     return AgentEnvironment(env, env_python(env), OPENHANDS_VERSION)
 
@@ -222,5 +270,7 @@ def setup_environment(env: Path | None = None, python: Path | None = None, *, do
 def _run(args: list[str]) -> None:
     result = subprocess.run(args, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
-        raise AgentEnvironmentError(f"`{' '.join(args[:4])} ...` failed (exit {result.returncode}):"
-                                    f" {(result.stderr or result.stdout).strip()[-1500:]}")
+        raise AgentEnvironmentError(
+            f"`{' '.join(args[:4])} ...` failed (exit {result.returncode}):"
+            f" {(result.stderr or result.stdout).strip()[-1500:]}"
+        )

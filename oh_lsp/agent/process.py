@@ -14,8 +14,9 @@ import json
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 STDERR_LINES = 60
@@ -30,11 +31,19 @@ class AgentProcess:
         self._drain = asyncio.create_task(self._read_stderr())
 
     @classmethod
-    async def start(cls, command: list[str], *, cwd: Path, env: dict[str, str], spec: dict[str, Any],
-                    secrets: list[str]) -> AgentProcess:
+    async def start(
+        cls, command: list[str], *, cwd: Path, env: dict[str, str], spec: dict[str, Any], secrets: list[str]
+    ) -> AgentProcess:
         proc = await asyncio.create_subprocess_exec(
-            *command, cwd=cwd, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=LINE_LIMIT)
+            *command,
+            cwd=cwd,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            limit=LINE_LIMIT,
+        )
         agent = cls(proc, secrets)
         await agent.send(spec)
         return agent
@@ -89,7 +98,7 @@ class AgentProcess:
         """The exit code, once the worker has ended (None if it is still running after `timeout`)."""
         try:
             code = await asyncio.wait_for(self.proc.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         await asyncio.gather(self._drain, return_exceptions=True)
         return code
@@ -108,7 +117,10 @@ class AgentProcess:
             self.proc.stdin.close()
         code = await self.wait(grace)
         if code is None:
-            log.warning("the OpenHands agent (pid %d) did not exit within %.0fs of being closed; killed it",
-                        self.proc.pid, grace)
+            log.warning(
+                "the OpenHands agent (pid %d) did not exit within %.0fs of being closed; killed it",
+                self.proc.pid,
+                grace,
+            )
         self.kill()  # also ends what it left behind in its group
         return code if code is not None else await self.wait()

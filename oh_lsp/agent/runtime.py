@@ -42,18 +42,20 @@ AGENT_PROMPT_OVERHEAD = 4000  # tokens of the agent's own system prompt and tool
 WORKER_FILE = "oh_lsp_agent_worker.py"
 KEYLESS = "no-key"  # litellm's OpenAI client insists on some key; a local endpoint that needs none ignores it
 DOCKER_CHECK_TIMEOUT = 20.0
-UNTRUSTED = ("not run: workspace not trusted. The OpenHands agent runs commands in a copy of the project, so it runs"
-             " only in a trusted workspace (set ohLsp.trusted, or OH_LSP_TRUSTED=true), or use the direct runtime"
-             " (OH_LSP_RUNTIME=direct)")
+UNTRUSTED = (
+    "not run: workspace not trusted. The OpenHands agent runs commands in a copy of the project, so it runs"
+    " only in a trusted workspace (set ohLsp.trusted, or OH_LSP_TRUSTED=true), or use the direct runtime"
+    " (OH_LSP_RUNTIME=direct)"
+)
 
 AGENT_DIRECTIONS = {
     "unit_test": "Write the test module to {path} with the file editor (create it; if it exists, add your tests"
-                 " to it). You may run `python -m pytest {relative} -q` in the terminal to check them. Change no"
-                 " other file.",
+    " to it). You may run `python -m pytest {relative} -q` in the terminal to check them. Change no"
+    " other file.",
     "documentation": "Add or complete the docstrings by editing {path} in place with the file editor. Change"
-                     " nothing but docstrings.",
+    " nothing but docstrings.",
     "refactoring": "Make the change by editing {path} in place with the file editor. Keep its public behaviour;"
-                   " you may run the project's tests in the terminal. Change no other file.",
+    " you may run the project's tests in the terminal. Change no other file.",
 }
 
 
@@ -103,7 +105,7 @@ async def run_agent_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
     try:
         api_key = config.require_api_key()
         selection = await ctx.gateway.select(task)
-        chain = selection.chain[:1 + MAX_FALLBACKS] or [selection.model]  # .model says why none is available now
+        chain = selection.chain[: 1 + MAX_FALLBACKS] or [selection.model]  # .model says why none is available now
         messages = kind.build_messages(target, task, chain[0].context_length)
         await ctx.gateway.budget.check(task.task_id, chain[0], _estimate(messages), config.max_tokens)
         budget = await ctx.gateway.budget.remaining(task.task_id)
@@ -114,17 +116,32 @@ async def run_agent_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
     except NoModelError as exc:  # every qualifying model is cooling down or its breaker is open
         return Outcome("retry", error=str(exc), delay=retry_delay(task.attempts, exc.retry_after))
     run = AgentRun(chain=chain, metrics=metrics, budget_kind=budget[1] if budget else None)
-    ctx.emit(ev.MODEL_CHOSEN, model=chain[0].name, id=chain[0].id, why=f"OpenHands agent; {selection.why}".strip(),
-             runtime="openhands", fallbacks=[m.name for m in chain[1:]])
+    ctx.emit(
+        ev.MODEL_CHOSEN,
+        model=chain[0].name,
+        id=chain[0].id,
+        why=f"OpenHands agent; {selection.why}".strip(),
+        runtime="openhands",
+        fallbacks=[m.name for m in chain[1:]],
+    )
     try:
         return await _converse(task, ctx, kind, target, environment, messages, run, api_key, budget, started)
     except SandboxError as exc:
         return Outcome("failed", error=str(exc))
 
 
-async def _converse(task: QueuedTask, ctx: TaskContext, kind: Any, target: Any, environment: Any,
-                    messages: list[dict[str, Any]], run: AgentRun, api_key: str | None,
-                    budget: tuple[float, str] | None, started: float) -> Outcome:
+async def _converse(
+    task: QueuedTask,
+    ctx: TaskContext,
+    kind: Any,
+    target: Any,
+    environment: Any,
+    messages: list[dict[str, Any]],
+    run: AgentRun,
+    api_key: str | None,
+    budget: tuple[float, str] | None,
+    started: float,
+) -> Outcome:
     from oh_lsp.agent.process import AgentProcess
     from oh_lsp.kinds.base import CheckEnv
     from oh_lsp.paths import workspace_dir
@@ -134,25 +151,49 @@ async def _converse(task: QueuedTask, ctx: TaskContext, kind: Any, target: Any, 
 
     config = ctx.config
     threshold, iterations = task_threshold(task, config), answer_limit(task, config)
-    check_env = CheckEnv(root=ctx.root, config=config, exclude=ctx.exclude,
-                         progress=lambda text: ctx.emit(ev.VALIDATING, step=text))
+    check_env = CheckEnv(
+        root=ctx.root, config=config, exclude=ctx.exclude, progress=lambda text: ctx.emit(ev.VALIDATING, step=text)
+    )
     output = agent_output_path(task.task_type, ctx.root, target)
     scratch = await asyncio.to_thread(workspace_dir, ctx.root, config.workspace_path)
-    async with Sandbox(ctx.root, scratch, secrets=config.secrets(), exclude=ctx.exclude, mode=config.sandbox,
-                       network=True) as box:
+    async with Sandbox(
+        ctx.root, scratch, secrets=config.secrets(), exclude=ctx.exclude, mode=config.sandbox, network=True
+    ) as box:
         workspace = box.inside_root
         await asyncio.to_thread(_prepare_copy, box, output)
         tmux_dir = Path("/tmp") if box.isolated else Path(tempfile.mkdtemp(prefix="oh-lsp-tmux-"))
-        env = scrubbed_env(box.home, config.secrets(), {
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True", "OPENHANDS_SUPPRESS_BANNER": "1", "LITELLM_LOG": "ERROR",
-            "LOG_LEVEL": "WARNING", "TMUX_TMPDIR": str(tmux_dir), "TMPDIR": "/tmp" if box.isolated else str(box.home),
-            "NO_COLOR": "1"})
-        spec = _spec(config, run.chain, api_key, budget, workspace, agent_message(kind, target, task, messages,
-                                                                                 workspace, output))
-        command = box.command([str(environment.python), str(box.tools / WORKER_FILE)],
-                              readable=await interpreter_paths(environment.python, box.project_root))
-        ctx.emit(ev.PROGRESS, message=f"starting the OpenHands agent ({'isolated copy' if box.isolated else 'copy'}"
-                 f" of the project; model {run.chain[0].name})", runtime="openhands", isolated=box.isolated)
+        env = scrubbed_env(
+            box.home,
+            config.secrets(),
+            {
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                "OPENHANDS_SUPPRESS_BANNER": "1",
+                "LITELLM_LOG": "ERROR",
+                "LOG_LEVEL": "WARNING",
+                "TMUX_TMPDIR": str(tmux_dir),
+                "TMPDIR": "/tmp" if box.isolated else str(box.home),
+                "NO_COLOR": "1",
+            },
+        )
+        spec = _spec(
+            config,
+            run.chain,
+            api_key,
+            budget,
+            workspace,
+            agent_message(kind, target, task, messages, workspace, output),
+        )
+        command = box.command(
+            [str(environment.python), str(box.tools / WORKER_FILE)],
+            readable=await interpreter_paths(environment.python, box.project_root),
+        )
+        ctx.emit(
+            ev.PROGRESS,
+            message=f"starting the OpenHands agent ({'isolated copy' if box.isolated else 'copy'}"
+            f" of the project; model {run.chain[0].name})",
+            runtime="openhands",
+            isolated=box.isolated,
+        )
         history: list[Attempt] = []
         best: Attempt | None = None
         agent: AgentProcess | None = None
@@ -160,8 +201,11 @@ async def _converse(task: QueuedTask, ctx: TaskContext, kind: Any, target: Any, 
             try:
                 agent = await AgentProcess.start(command, cwd=box.root, env=env, spec=spec, secrets=config.secrets())
             except OSError as exc:
-                return Outcome("failed", error=f"could not start the OpenHands agent with {environment.python}: {exc}."
-                               " Run `oh-lsp openhands setup --force`")
+                return Outcome(
+                    "failed",
+                    error=f"could not start the OpenHands agent with {environment.python}: {exc}."
+                    " Run `oh-lsp openhands setup --force`",
+                )
             async for event in agent.events():
                 if event["event"] != "idle":
                     await _on_event(event, ctx, run, agent, workspace, task)
@@ -175,8 +219,11 @@ async def _converse(task: QueuedTask, ctx: TaskContext, kind: Any, target: Any, 
                     best = attempt
                 if (attempt.verdict.passed and attempt.verdict.score >= threshold) or iteration >= iterations:
                     break
-                ctx.emit(ev.PROGRESS, message=f"repair iteration {iteration} of {iterations - 1}: sending the"
-                         " findings back to the agent", iteration=iteration + 1)
+                ctx.emit(
+                    ev.PROGRESS,
+                    message=f"repair iteration {iteration} of {iterations - 1}: sending the findings back to the agent",
+                    iteration=iteration + 1,
+                )
                 await agent.send({"cmd": "message", "text": feedback_message(attempt, history, threshold)})
             code = await agent.close()
         finally:  # a cancel or a timeout lands here too: nothing of the agent outlives the task
@@ -193,17 +240,25 @@ async def _converse(task: QueuedTask, ctx: TaskContext, kind: Any, target: Any, 
     return outcome
 
 
-async def _on_event(event: dict[str, Any], ctx: TaskContext, run: AgentRun, agent: Any, workspace: Path,
-                    task: QueuedTask) -> None:
+async def _on_event(
+    event: dict[str, Any], ctx: TaskContext, run: AgentRun, agent: Any, workspace: Path, task: QueuedTask
+) -> None:
     kind = event["event"]
     if kind == "ready":
-        ctx.emit(ev.PROGRESS, message=f"OpenHands SDK {event.get('sdk_version')} loaded in"
-                 f" {event.get('import_seconds', 0):.1f}s", runtime="openhands", pid=agent.pid)
+        ctx.emit(
+            ev.PROGRESS,
+            message=f"OpenHands SDK {event.get('sdk_version')} loaded in {event.get('import_seconds', 0):.1f}s",
+            runtime="openhands",
+            pid=agent.pid,
+        )
     elif kind == "llm_call":
         await _account(event, ctx, run, agent, task)
     elif kind == "retry":
-        ctx.emit(ev.PROGRESS, message=f"the agent's model call is retried ({event.get('attempt')} of"
-                 f" {event.get('max')}): {agent.redact(str(event.get('error') or ''))}")
+        ctx.emit(
+            ev.PROGRESS,
+            message=f"the agent's model call is retried ({event.get('attempt')} of"
+            f" {event.get('max')}): {agent.redact(str(event.get('error') or ''))}",
+        )
     elif kind == "action":
         path = str(event.get("path") or "")
         shown = path.removeprefix(str(workspace)).lstrip("/") if path else ""
@@ -228,8 +283,11 @@ async def _account(event: dict[str, Any], ctx: TaskContext, run: AgentRun, agent
     model = run.model_for(str(event.get("model") or ""))
     previous = run.metrics.model_id or run.chain[0].name
     if previous != model.name:
-        ctx.emit(ev.PROGRESS, message=f"switching model: {previous} -> {model.name} (the SDK's fallback)",
-                 rotation={"from": previous, "to": model.name, "reason": "openhands fallback"})
+        ctx.emit(
+            ev.PROGRESS,
+            message=f"switching model: {previous} -> {model.name} (the SDK's fallback)",
+            rotation={"from": previous, "to": model.name, "reason": "openhands fallback"},
+        )
         ctx.emit(ev.MODEL_CHOSEN, model=model.name, id=model.id, why="the SDK's fallback", runtime="openhands")
     prompt, completion = int(event.get("prompt_tokens") or 0), int(event.get("completion_tokens") or 0)
     cost = float(event.get("cost") or 0.0)
@@ -240,10 +298,19 @@ async def _account(event: dict[str, Any], ctx: TaskContext, run: AgentRun, agent
     metrics.tokens_used += prompt + completion
     metrics.cost += cost
     run.calls += 1
-    await ctx.gateway.health.record_call(ModelCall(
-        model=model.name, outcome="ok", task_id=task.task_id, task_kind=task.task_type,
-        latency_ms=float(event.get("latency") or 0.0) * 1000, prompt_tokens=prompt, completion_tokens=completion,
-        cost=cost, cost_source="openhands-sdk"))
+    await ctx.gateway.health.record_call(
+        ModelCall(
+            model=model.name,
+            outcome="ok",
+            task_id=task.task_id,
+            task_kind=task.task_type,
+            latency_ms=float(event.get("latency") or 0.0) * 1000,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost=cost,
+            cost_source="openhands-sdk",
+        )
+    )
     ctx.emit(ev.TOKENS, tokens=metrics.tokens_used, cost=metrics.cost, calls=run.calls, final=True)
     left = await ctx.gateway.budget.remaining(task.task_id)
     if left is not None and left[0] <= 0 and not run.budget_stop:
@@ -254,14 +321,18 @@ async def _account(event: dict[str, Any], ctx: TaskContext, run: AgentRun, agent
 
 def _budget_message(run: AgentRun, which: str | None) -> str:
     setting = {"per-task": "OH_LSP_BUDGET_PER_TASK_USD", "daily": "OH_LSP_BUDGET_PER_DAY_USD"}.get(
-        which or "", "OH_LSP_BUDGET_PER_TASK_USD or OH_LSP_BUDGET_PER_DAY_USD")
-    return (f"{which or 'a'} budget reached: the OpenHands conversation was stopped after {run.calls} model"
-            f" call(s) costing ${run.metrics.cost:.6f} (the SDK's own accounting). Nothing was delivered. Raise"
-            f" {setting} to let it go on")
+        which or "", "OH_LSP_BUDGET_PER_TASK_USD or OH_LSP_BUDGET_PER_DAY_USD"
+    )
+    return (
+        f"{which or 'a'} budget reached: the OpenHands conversation was stopped after {run.calls} model"
+        f" call(s) costing ${run.metrics.cost:.6f} (the SDK's own accounting). Nothing was delivered. Raise"
+        f" {setting} to let it go on"
+    )
 
 
-async def _judge(kind: Any, target: Any, task: QueuedTask, copy: Path, output: str, env: Any, iteration: int,
-                 ctx: TaskContext) -> Any:
+async def _judge(
+    kind: Any, target: Any, task: QueuedTask, copy: Path, output: str, env: Any, iteration: int, ctx: TaskContext
+) -> Any:
     """The agent's work as the kind's candidate, checked by the kind's own checks."""
     from oh_lsp.extract import ExtractionError
     from oh_lsp.repair import Attempt, no_code_verdict
@@ -270,15 +341,18 @@ async def _judge(kind: Any, target: Any, task: QueuedTask, copy: Path, output: s
     text, path = agent_output(task.task_type, target, changes, output)
     if text is None:
         found = ", ".join(sorted(changes)) or "no file"
-        return Attempt(iteration, f"(the agent changed {found})", None,
-                       no_code_verdict(f"the agent finished without writing {output} (it changed {found})"))
+        return Attempt(
+            iteration,
+            f"(the agent changed {found})",
+            None,
+            no_code_verdict(f"the agent finished without writing {output} (it changed {found})"),
+        )
     answer = fence(text)
     try:
         candidate = kind.make_candidate(answer, target, task)
     except ExtractionError as exc:
         return Attempt(iteration, answer, None, no_code_verdict(f"{path}: {exc}"))
-    ctx.emit(ev.VALIDATING, step="checks", output_file=candidate.output_file, iteration=iteration,
-             runtime="openhands")
+    ctx.emit(ev.VALIDATING, step="checks", output_file=candidate.output_file, iteration=iteration, runtime="openhands")
     verdict, candidate = await kind.check(candidate, target, env)
     return Attempt(iteration, answer, candidate, verdict)
 
@@ -293,8 +367,13 @@ async def _no_result(task: QueuedTask, ctx: TaskContext, run: AgentRun, agent: A
     if error is None:
         detail = agent.stderr_tail() or "no output"
         metrics.error = f"the OpenHands agent exited with code {code} before finishing: {detail}"
-        return Outcome("retry", error=metrics.error, model=metrics.model_id or None, metrics=metrics,
-                       delay=retry_delay(task.attempts))
+        return Outcome(
+            "retry",
+            error=metrics.error,
+            model=metrics.model_id or None,
+            metrics=metrics,
+            delay=retry_delay(task.attempts),
+        )
     model = run.model_for(metrics.model_id or run.chain[0].id)
     message = f"{error.get('type')}: {error.get('message')}"
     if isinstance(error.get("status"), int):
@@ -302,10 +381,12 @@ async def _no_result(task: QueuedTask, ctx: TaskContext, run: AgentRun, agent: A
     elif "Timeout" in str(error.get("type")) or "Connection" in str(error.get("type")):
         failure = ModelCallError(ErrorKind.TRANSIENT, message, model=model.name)
     else:
-        failure = ModelCallError(ErrorKind.BAD_REQUEST, f"the OpenHands agent failed: {message}", model=model.name,
-                                 fatal=False)
-    await ctx.gateway.health.record_call(ModelCall(model=model.name, outcome=failure.kind.value,
-                                                   task_id=task.task_id, task_kind=task.task_type))
+        failure = ModelCallError(
+            ErrorKind.BAD_REQUEST, f"the OpenHands agent failed: {message}", model=model.name, fatal=False
+        )
+    await ctx.gateway.health.record_call(
+        ModelCall(model=model.name, outcome=failure.kind.value, task_id=task.task_id, task_kind=task.task_type)
+    )
     return _call_failure(task, failure, metrics)
 
 
@@ -314,8 +395,9 @@ def _call_failure(task: QueuedTask, exc: Any, metrics: ExecutionMetrics) -> Outc
     metrics.error = str(exc)
     if exc.fatal:
         return Outcome("failed", error=str(exc), model=exc.model, metrics=metrics)
-    return Outcome("retry", error=str(exc), model=exc.model, metrics=metrics,
-                   delay=retry_delay(task.attempts, exc.retry_after))
+    return Outcome(
+        "retry", error=str(exc), model=exc.model, metrics=metrics, delay=retry_delay(task.attempts, exc.retry_after)
+    )
 
 
 # --- the copy, the prompt, the spec ----------------------------------------------------------------------------------
@@ -334,27 +416,44 @@ def _prepare_copy(box: Any, output: str) -> None:
     (box.tools / WORKER_FILE).write_text(worker, encoding="utf-8")
 
 
-def agent_message(kind: Any, target: Any, task: QueuedTask, messages: list[dict[str, Any]], workspace: Path,
-                  output: str) -> str:
+def agent_message(
+    kind: Any, target: Any, task: QueuedTask, messages: list[dict[str, Any]], workspace: Path, output: str
+) -> str:
     """The kind's own prompt (same intent, same target), plus how an agent hands in its work."""
     rules = "\n\n".join(str(m["content"]) for m in messages)
     directions = AGENT_DIRECTIONS[task.task_type].format(path=workspace / output, relative=output)
-    return (f"{rules}\n\n## How to work\nYou are working in a copy of the project at {workspace} (the working"
-            f" directory). Ignore the answer format asked for above: only the file you write counts.\n"
-            f"- {directions}\n- When you are done, call the finish tool.")
+    return (
+        f"{rules}\n\n## How to work\nYou are working in a copy of the project at {workspace} (the working"
+        f" directory). Ignore the answer format asked for above: only the file you write counts.\n"
+        f"- {directions}\n- When you are done, call the finish tool."
+    )
 
 
-def _spec(config: Any, chain: list[Any], api_key: str | None, budget: tuple[float, str] | None, workspace: Path,
-          message: str) -> dict[str, Any]:
+def _spec(
+    config: Any, chain: list[Any], api_key: str | None, budget: tuple[float, str] | None, workspace: Path, message: str
+) -> dict[str, Any]:
     return {
-        "models": [{"model": f"openai/{m.id}", "input_cost_per_token": m.price_prompt,
-                    "output_cost_per_token": m.price_completion} for m in chain],
-        "base_url": config.base_url, "api_key": api_key or KEYLESS, "usage_id": config.usage_id,
-        "num_retries": SDK_RETRIES, "retry_max_wait": SDK_RETRY_MAX_WAIT,
-        "timeout": int(config.timeout_seconds), "max_output_tokens": config.max_tokens,
-        "cli_mode": config.cli_mode, "max_iterations": config.openhands_max_iterations,
-        "budget_usd": budget[0] if budget else None, "docker": config.use_docker_runtime,
-        "workspace": str(workspace), "message": message,
+        "models": [
+            {
+                "model": f"openai/{m.id}",
+                "input_cost_per_token": m.price_prompt,
+                "output_cost_per_token": m.price_completion,
+            }
+            for m in chain
+        ],
+        "base_url": config.base_url,
+        "api_key": api_key or KEYLESS,
+        "usage_id": config.usage_id,
+        "num_retries": SDK_RETRIES,
+        "retry_max_wait": SDK_RETRY_MAX_WAIT,
+        "timeout": int(config.timeout_seconds),
+        "max_output_tokens": config.max_tokens,
+        "cli_mode": config.cli_mode,
+        "max_iterations": config.openhands_max_iterations,
+        "budget_usd": budget[0] if budget else None,
+        "docker": config.use_docker_runtime,
+        "workspace": str(workspace),
+        "message": message,
     }
 
 
@@ -417,8 +516,11 @@ def new_tests_only(before: str, after: str) -> str:
     except SyntaxError:
         return after  # the checks report the syntax error
     same = {ast.dump(n) for n in old.body}
-    unchanged = {n.name for n in new.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                 and ast.dump(n) in same}
+    unchanged = {
+        n.name
+        for n in new.body
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and ast.dump(n) in same
+    }
     return filter_generated(after, unchanged) if unchanged else after
 
 
@@ -434,23 +536,34 @@ async def require_docker() -> None:
     """Raise `AgentRuntimeError` unless a Docker engine answers (OPENHANDS_USE_DOCKER_RUNTIME=true needs one)."""
     docker = shutil.which("docker")
     if docker is None:
-        raise AgentRuntimeError("OPENHANDS_USE_DOCKER_RUNTIME=true, but Docker is not available: there is no"
-                                " `docker` command on PATH. Install and start Docker, or set"
-                                " OPENHANDS_USE_DOCKER_RUNTIME=false to run the agent on a sandboxed local copy")
-    proc = await asyncio.create_subprocess_exec(docker, "info", "--format", "{{.ServerVersion}}",
-                                                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        raise AgentRuntimeError(
+            "OPENHANDS_USE_DOCKER_RUNTIME=true, but Docker is not available: there is no"
+            " `docker` command on PATH. Install and start Docker, or set"
+            " OPENHANDS_USE_DOCKER_RUNTIME=false to run the agent on a sandboxed local copy"
+        )
+    proc = await asyncio.create_subprocess_exec(
+        docker,
+        "info",
+        "--format",
+        "{{.ServerVersion}}",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), DOCKER_CHECK_TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         out, err = b"", f"`docker info` did not answer within {DOCKER_CHECK_TIMEOUT:.0f}s".encode()
     if proc.returncode != 0 or not out.strip():
         reason = (err or out).decode("utf-8", "replace").strip().splitlines()
-        raise AgentRuntimeError("OPENHANDS_USE_DOCKER_RUNTIME=true, but Docker is not available: "
-                                f"{reason[-1] if reason else 'docker info failed'}. Start the Docker engine, or set"
-                                " OPENHANDS_USE_DOCKER_RUNTIME=false to run the agent on a sandboxed local copy")
+        raise AgentRuntimeError(
+            "OPENHANDS_USE_DOCKER_RUNTIME=true, but Docker is not available: "
+            f"{reason[-1] if reason else 'docker info failed'}. Start the Docker engine, or set"
+            " OPENHANDS_USE_DOCKER_RUNTIME=false to run the agent on a sandboxed local copy"
+        )
 
 
 async def _reap(agent: Any, tmux_dir: Path, isolated: bool) -> None:
@@ -468,12 +581,17 @@ async def _stop_tmux(tmux_dir: Path, isolated: bool) -> None:
     tmux = shutil.which("tmux")
     for socket in tmux_dir.glob("tmux-*/*") if tmux else []:
         if socket.is_socket():
-            proc = await asyncio.create_subprocess_exec(tmux, "-S", str(socket), "kill-server",
-                                                        stdin=asyncio.subprocess.DEVNULL,
-                                                        stdout=asyncio.subprocess.DEVNULL,
-                                                        stderr=asyncio.subprocess.DEVNULL)
+            proc = await asyncio.create_subprocess_exec(
+                tmux,
+                "-S",
+                str(socket),
+                "kill-server",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
             try:
                 await asyncio.wait_for(proc.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
     await asyncio.to_thread(shutil.rmtree, tmux_dir, True)

@@ -23,8 +23,14 @@ import time
 from typing import Any
 
 SUMMARY_CHARS = 300
-SDK_ERROR_STATUS = {"LLMAuthenticationError": 401, "LLMRateLimitError": 429, "LLMServiceUnavailableError": 503,
-                    "LLMTimeoutError": 408, "LLMBadRequestError": 400, "LLMContextWindowExceedError": 400}
+SDK_ERROR_STATUS = {
+    "LLMAuthenticationError": 401,
+    "LLMRateLimitError": 429,
+    "LLMServiceUnavailableError": 503,
+    "LLMTimeoutError": 408,
+    "LLMBadRequestError": 400,
+    "LLMContextWindowExceedError": 400,
+}
 
 
 class Channel:
@@ -48,16 +54,28 @@ def build_llm(spec: dict[str, Any], channel: Channel) -> Any:
     from pydantic import SecretStr
 
     def make(entry: dict[str, Any], usage_id: str) -> Any:
-        llm = LLM(model=entry["model"], base_url=spec["base_url"], usage_id=usage_id,
-                  api_key=SecretStr(spec["api_key"]) if spec.get("api_key") else None,
-                  num_retries=spec["num_retries"], retry_min_wait=1, retry_max_wait=spec["retry_max_wait"],
-                  retry_multiplier=1.0, timeout=spec["timeout"], max_output_tokens=spec.get("max_output_tokens"),
-                  input_cost_per_token=entry.get("input_cost_per_token"),
-                  output_cost_per_token=entry.get("output_cost_per_token"),
-                  extra_headers={"X-Title": spec["usage_id"]},
-                  retry_listener=lambda attempt, most, error: channel.emit(
-                      "retry", model=entry["model"], attempt=attempt, max=most,
-                      error=f"{type(error).__name__}: {error}"[:SUMMARY_CHARS] if error else None))
+        llm = LLM(
+            model=entry["model"],
+            base_url=spec["base_url"],
+            usage_id=usage_id,
+            api_key=SecretStr(spec["api_key"]) if spec.get("api_key") else None,
+            num_retries=spec["num_retries"],
+            retry_min_wait=1,
+            retry_max_wait=spec["retry_max_wait"],
+            retry_multiplier=1.0,
+            timeout=spec["timeout"],
+            max_output_tokens=spec.get("max_output_tokens"),
+            input_cost_per_token=entry.get("input_cost_per_token"),
+            output_cost_per_token=entry.get("output_cost_per_token"),
+            extra_headers={"X-Title": spec["usage_id"]},
+            retry_listener=lambda attempt, most, error: channel.emit(
+                "retry",
+                model=entry["model"],
+                attempt=attempt,
+                max=most,
+                error=f"{type(error).__name__}: {error}"[:SUMMARY_CHARS] if error else None,
+            ),
+        )
         return llm
 
     models = spec["models"]
@@ -77,10 +95,13 @@ def build_workspace(spec: dict[str, Any]) -> Any:
         try:
             from openhands.workspace import DockerWorkspace
         except ImportError:
-            raise RuntimeError("the Docker workspace needs openhands-workspace in the agent environment: run"
-                               " `oh-lsp openhands setup --docker`") from None
-        return DockerWorkspace(server_image=spec["docker_image"], working_dir="/workspace",
-                               volumes=[f"{spec['workspace']}:/workspace"])
+            raise RuntimeError(
+                "the Docker workspace needs openhands-workspace in the agent environment: run"
+                " `oh-lsp openhands setup --docker`"
+            ) from None
+        return DockerWorkspace(
+            server_image=spec["docker_image"], working_dir="/workspace", volumes=[f"{spec['workspace']}:/workspace"]
+        )
     from openhands.sdk import LocalWorkspace
 
     return LocalWorkspace(working_dir=spec["workspace"])
@@ -99,8 +120,11 @@ class Reporter:
         name = type(event).__name__
         if name == "ActionEvent":
             action = getattr(event, "action", None)
-            details = {k: v for k, v in (action.model_dump() if action is not None else {}).items()
-                       if k in ("command", "path") and v}
+            details = {
+                k: v
+                for k, v in (action.model_dump() if action is not None else {}).items()
+                if k in ("command", "path") and v
+            }
             self.channel.emit("action", tool=event.tool_name, **details)
         elif name == "MessageEvent" and getattr(event, "source", "") == "agent":
             text = " ".join(getattr(part, "text", "") for part in event.llm_message.content)
@@ -114,23 +138,32 @@ class Reporter:
         if self.conversation is None:
             return
         metrics = self.conversation.conversation_stats.get_combined_metrics()
-        usages = metrics.token_usages[self.reported:]
+        usages = metrics.token_usages[self.reported :]
         if not usages:
             return
         latencies = {lat.response_id: lat.latency for lat in metrics.response_latencies}
         cost = metrics.accumulated_cost - self.reported_cost
         for n, usage in enumerate(usages, 1):
-            self.channel.emit("llm_call", model=usage.model, prompt_tokens=usage.prompt_tokens,
-                              completion_tokens=usage.completion_tokens, cost=cost if n == len(usages) else 0.0,
-                              latency=latencies.get(usage.response_id, 0.0))
+            self.channel.emit(
+                "llm_call",
+                model=usage.model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cost=cost if n == len(usages) else 0.0,
+                latency=latencies.get(usage.response_id, 0.0),
+            )
         self.reported += len(usages)
         self.reported_cost = metrics.accumulated_cost
 
     def totals(self) -> dict[str, Any]:
         metrics = self.conversation.conversation_stats.get_combined_metrics()
         usage = metrics.accumulated_token_usage
-        return {"cost": metrics.accumulated_cost, "prompt_tokens": usage.prompt_tokens if usage else 0,
-                "completion_tokens": usage.completion_tokens if usage else 0, "calls": len(metrics.token_usages)}
+        return {
+            "cost": metrics.accumulated_cost,
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+            "calls": len(metrics.token_usages),
+        }
 
 
 def read_commands(commands: queue.Queue[dict[str, Any]], stop: Any) -> None:
@@ -156,8 +189,11 @@ def error_details(exc: BaseException) -> dict[str, Any]:
         code = getattr(seen, "status_code", None)
         status = code if isinstance(code, int) else None
         seen = seen.__cause__ or seen.__context__
-    return {"type": type(original).__name__, "message": str(original)[:2000],
-            "status": status or SDK_ERROR_STATUS.get(type(original).__name__)}
+    return {
+        "type": type(original).__name__,
+        "message": str(original)[:2000],
+        "status": status or SDK_ERROR_STATUS.get(type(original).__name__),
+    }
 
 
 def main() -> int:
@@ -176,13 +212,18 @@ def main() -> int:
         tools = [Tool(name=FileEditorTool.name), Tool(name=TerminalTool.name)]
         agent = Agent(llm=build_llm(spec, channel), tools=tools, system_prompt_kwargs={"cli_mode": spec["cli_mode"]})
         workspace = build_workspace(spec)
-        options: dict[str, Any] = dict(agent=agent, workspace=workspace, callbacks=[reporter], visualizer=None,
-                                       max_iteration_per_run=spec["max_iterations"])
+        options: dict[str, Any] = {
+            "agent": agent,
+            "workspace": workspace,
+            "callbacks": [reporter],
+            "visualizer": None,
+            "max_iteration_per_run": spec["max_iterations"],
+        }
         if spec.get("docker"):
             conversation = Conversation(**options)  # a RemoteConversation: oh-lsp stops it when a budget is passed
         else:  # the SDK itself stops a local run once its reported cost reaches the budget
             conversation = LocalConversation(**options, max_budget_per_run=spec.get("budget_usd"))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any SDK failure is reported to the parent, which decides
         channel.emit("error", **error_details(exc))
         return 3
     reporter.conversation = conversation
@@ -201,14 +242,19 @@ def main() -> int:
         error = None
         try:
             conversation.run()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any SDK failure is reported to the parent, which decides
             error = error_details(exc)
             channel.emit("error", **error)
             code = 4
         reporter.report_calls()
         status = getattr(conversation.state.execution_status, "value", str(conversation.state.execution_status))
-        channel.emit("idle", status=status, stopped=stop_reason[-1] if stop_reason else None, failed=error is not None,
-                     **reporter.totals())
+        channel.emit(
+            "idle",
+            status=status,
+            stopped=stop_reason[-1] if stop_reason else None,
+            failed=error is not None,
+            **reporter.totals(),
+        )
         command = commands.get()
         text = command.get("text") if command.get("cmd") == "message" else None
     try:

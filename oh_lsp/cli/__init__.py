@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from oh_lsp.errors import OhLspError
 
@@ -23,8 +23,12 @@ def _common(top: bool) -> argparse.ArgumentParser:
     common.add_argument("--project-root", metavar="DIR", help="the project (default: the current directory)")
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
     common.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
-    common.add_argument("--queue-url", metavar="URL", help="a queue shared by many machines (postgresql://...;"
-                        " default: $OPENHANDS_QUEUE_URL, else the project's SQLite store)")
+    common.add_argument(
+        "--queue-url",
+        metavar="URL",
+        help="a queue shared by many machines (postgresql://...;"
+        " default: $OPENHANDS_QUEUE_URL, else the project's SQLite store)",
+    )
     if top:
         common.set_defaults(json=False, verbose=False)
     return common
@@ -32,8 +36,11 @@ def _common(top: bool) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common(top=False)
-    parser = argparse.ArgumentParser(prog="oh-lsp", parents=[_common(top=True)],
-                                     description="Generate tests, docs and refactorings with an LLM, checked for real.")
+    parser = argparse.ArgumentParser(
+        prog="oh-lsp",
+        parents=[_common(top=True)],
+        description="Generate tests, docs and refactorings with an LLM, checked for real.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -77,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-latency-ms", type=float, metavar="MS")
     p.add_argument("--max-cost", type=float, metavar="USD", help="most a typical call may cost")
 
-    p = sub.add_parser("models", parents=[common], help="the model catalog: list, refresh (from the endpoint),"
-                       " reset (forget cooldowns and breakers)")
+    p = sub.add_parser(
+        "models",
+        parents=[common],
+        help="the model catalog: list, refresh (from the endpoint), reset (forget cooldowns and breakers)",
+    )
     p.add_argument("action", nargs="?", default="list", choices=("list", "refresh", "reset"))
     p.add_argument("--model", help="reset only this model")
 
@@ -86,8 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--lines", type=int, metavar="N", help="print the last N lines")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C to stop)")
 
-    p = sub.add_parser("openhands", parents=[common], help="the OpenHands agent runtime: `setup` makes its Python"
-                       " >= 3.12 environment, `status` shows it")
+    p = sub.add_parser(
+        "openhands",
+        parents=[common],
+        help="the OpenHands agent runtime: `setup` makes its Python >= 3.12 environment, `status` shows it",
+    )
     p.add_argument("action", nargs="?", default="status", choices=("setup", "status"))
     p.add_argument("--python", metavar="PATH", help="the Python >= 3.12 to build it with (OH_LSP_OPENHANDS_PYTHON)")
     p.add_argument("--env", metavar="DIR", help="where it goes (OH_LSP_OPENHANDS_ENV; default: oh-lsp's cache dir)")
@@ -102,8 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the language server (stdio by default)")
     p.add_argument("--tcp", metavar="HOST:PORT", type=_host_port, help="listen on a TCP port instead of stdio")
-    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                   help="log debug details (to the log file and stderr)")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log debug details (to the log file and stderr)",
+    )
     return parser
 
 

@@ -35,6 +35,8 @@ def openhands(args: argparse.Namespace) -> int:
         _print_json(status)
     else:
         print(f"runtime: {status['runtime']} (OH_LSP_RUNTIME)")
-        print(f"agent environment: {status['env']}: " + ("ready, openhands-sdk " + status["openhands_version"]
-                                                       if status["ready"] else str(status["problem"])))
+        print(
+            f"agent environment: {status['env']}: "
+            + ("ready, openhands-sdk " + status["openhands_version"] if status["ready"] else str(status["problem"]))
+        )
     return EXIT_OK if status["ready"] else EXIT_FAILED

@@ -9,8 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 from oh_lsp.cli import EXIT_FAILED, EXIT_OK
 from oh_lsp.config import OpenHandsConfig
@@ -54,8 +55,9 @@ def show(args: argparse.Namespace, value: Any, report: str, json_value: Any = No
 def _queue(root: Path, config: OpenHandsConfig):
     from oh_lsp.queue import TaskQueue
 
-    queue = TaskQueue(config.queue_max_size, project_root=root, lease_seconds=config.lease_seconds,
-                      queue_url=config.queue_url)
+    queue = TaskQueue(
+        config.queue_max_size, project_root=root, lease_seconds=config.lease_seconds, queue_url=config.queue_url
+    )
     _notices(queue.store)
     return queue
 
@@ -86,10 +88,16 @@ def _logging(root: Path, config: OpenHandsConfig, verbose: bool) -> Path:
 def _staged_python_files(root: Path) -> list[str] | None:
     """Staged .py files that are not tests (None when `root` is not in a git repository)."""
     try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        names = subprocess.run(["git", "diff", "--cached", "--name-only", "--diff-filter=ACMR", "-z"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.split("\0")
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        names = subprocess.run(
+            ["git", "diff", "--cached", "--name-only", "--diff-filter=ACMR", "-z"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\0")
     except (OSError, subprocess.CalledProcessError):
         return None
     files = []
@@ -114,8 +122,10 @@ def submit_task(args: argparse.Namespace) -> int:
     if not targets:
         staged = _staged_python_files(root)
         if staged is None:
-            raise UsageError(f"a {args.task_type} task needs a target: give --target-file or files (no git"
-                             " repository here to take staged files from)")
+            raise UsageError(
+                f"a {args.task_type} task needs a target: give --target-file or files (no git"
+                " repository here to take staged files from)"
+            )
         if not staged:
             message = "no staged Python files: nothing to submit"
             _print_json({"submitted": [], "message": message}) if args.json else print(message)
@@ -132,9 +142,15 @@ def submit_task(args: argparse.Namespace) -> int:
     submitted = []
     try:
         for target in relative:
-            task = QueuedTask(task_type=args.task_type, description=args.description, target_file=target,
-                              priority=TaskPriority.parse(args.priority), metadata=dict(metadata),
-                              submitter=SUBMITTER, max_retries=config.max_retries)
+            task = QueuedTask(
+                task_type=args.task_type,
+                description=args.description,
+                target_file=target,
+                priority=TaskPriority.parse(args.priority),
+                metadata=dict(metadata),
+                submitter=SUBMITTER,
+                max_retries=config.max_retries,
+            )
             task_id, created = asyncio.run(queue.submit(task))
             submitted.append({"task_id": task_id, "target_file": target.as_posix(), "new": created})
     finally:
@@ -163,10 +179,13 @@ def cancel_task(args: argparse.Namespace) -> int:
     if status is None:
         raise TargetError(f"no task {args.task_id} in the store of {root}")
     cancelled = status in (TaskStatus.PENDING, TaskStatus.RUNNING)
-    message = {TaskStatus.PENDING: "cancelled", TaskStatus.RUNNING: "cancel requested: its engine stops it at its"
-               " next heartbeat"}.get(status, f"not cancelled: the task is already {status.value}")
-    _print_json({"task_id": args.task_id, "cancelled": cancelled, "message": message}) \
-        if args.json else print(f"{args.task_id}: {message}")
+    message = {
+        TaskStatus.PENDING: "cancelled",
+        TaskStatus.RUNNING: "cancel requested: its engine stops it at its next heartbeat",
+    }.get(status, f"not cancelled: the task is already {status.value}")
+    _print_json({"task_id": args.task_id, "cancelled": cancelled, "message": message}) if args.json else print(
+        f"{args.task_id}: {message}"
+    )
     return EXIT_OK if cancelled else EXIT_FAILED
 
 
@@ -195,8 +214,17 @@ def metrics(args: argparse.Namespace) -> int:
 def list_tasks(args: argparse.Namespace) -> int:
     status = TaskStatus(args.status) if args.status else None
     tasks = _ask(args, lambda queue: queue.list_tasks(status, args.limit))
-    rows = [{"task_id": t.task_id, "kind": t.task_type, "target": str(t.target_file or ""), "status": t.status.value,
-             "model": t.model, "cost": t.cost} for t in tasks]
+    rows = [
+        {
+            "task_id": t.task_id,
+            "kind": t.task_type,
+            "target": str(t.target_file or ""),
+            "status": t.status.value,
+            "model": t.model,
+            "cost": t.cost,
+        }
+        for t in tasks
+    ]
     if args.json:
         _print_json(rows)
     else:
@@ -233,8 +261,9 @@ async def _run_engine(root: Path, config: OpenHandsConfig, args: argparse.Namesp
     from oh_lsp.cli.progress import ProgressView
     from oh_lsp.engine import ExecutionEngine
 
-    engine = ExecutionEngine(config, args.workers, project_root=root, submitter=SUBMITTER, apply_edits=True,
-                             overwrite=args.overwrite)
+    engine = ExecutionEngine(
+        config, args.workers, project_root=root, submitter=SUBMITTER, apply_edits=True, overwrite=args.overwrite
+    )
     _notices(engine.queue.store)
     view = ProgressView(sys.stdout, json_lines=args.json)
     engine.subscribe(view.on_event)
@@ -278,16 +307,24 @@ async def _generate_tests(root: Path, config: OpenHandsConfig, target: Path, arg
     from oh_lsp.cli.render import task_report
     from oh_lsp.engine import ExecutionEngine
 
-    engine = ExecutionEngine(config, 1, project_root=root, submitter=SUBMITTER, apply_edits=True,
-                             overwrite=args.overwrite)
+    engine = ExecutionEngine(
+        config, 1, project_root=root, submitter=SUBMITTER, apply_edits=True, overwrite=args.overwrite
+    )
     view = ProgressView(sys.stderr if args.json else sys.stdout, json_lines=False)
     engine.subscribe(view.on_event)
     await engine.start()
     started = time.monotonic()
     try:
-        task_id = await engine.submit_task(QueuedTask(
-            task_type="unit_test", description=args.description, target_file=target,
-            priority=TaskPriority.parse(args.priority), metadata={"category": "unit_test"}, submitter=SUBMITTER))
+        task_id = await engine.submit_task(
+            QueuedTask(
+                task_type="unit_test",
+                description=args.description,
+                target_file=target,
+                priority=TaskPriority.parse(args.priority),
+                metadata={"category": "unit_test"},
+                submitter=SUBMITTER,
+            )
+        )
         await engine.wait_for(task_id)
         await engine.stop()  # lets the worker finish writing the result to disk
         task = await engine.get_task_status(task_id)
@@ -304,5 +341,5 @@ async def _generate_tests(root: Path, config: OpenHandsConfig, target: Path, arg
 
 
 # The model commands live in their own module; `main` finds every command here by name.
-from oh_lsp.cli.model_commands import logs, models, select_model  # noqa: E402,F401
 from oh_lsp.cli.agent_commands import openhands  # noqa: E402,F401
+from oh_lsp.cli.model_commands import logs, models, select_model  # noqa: E402,F401

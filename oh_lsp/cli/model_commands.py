@@ -20,9 +20,13 @@ def select_model(args: argparse.Namespace) -> int:
 
     root = _root(args)
     config = _config(root, args)
-    requirements = TaskRequirements(category=args.task_type, complexity=args.complexity,
-                                    quality_threshold=args.quality_threshold, max_latency_ms=args.max_latency_ms,
-                                    max_cost_per_call=args.max_cost)
+    requirements = TaskRequirements(
+        category=args.task_type,
+        complexity=args.complexity,
+        quality_threshold=args.quality_threshold,
+        max_latency_ms=args.max_latency_ms,
+        max_cost_per_call=args.max_cost,
+    )
     store = open_store(root, config.queue_url)
     try:
         selection = ModelSelector(store=store, config=config).explain(requirements)
@@ -122,4 +126,3 @@ def _follow(path: Path) -> None:
                 print(chunk[:complete].decode("utf-8", "replace"), end="", flush=True)
                 position += complete
         time.sleep(0.2)
-

@@ -67,8 +67,11 @@ def describe(event: ev.Event) -> str | None:
     if event.kind == ev.MODEL_CHOSEN:
         return f"model {d.get('model')} ({d.get('why')})"
     if event.kind == ev.TOKENS:
-        return f"streaming: {d.get('chunks', 0)} chunks" if not d.get("final") else \
-            f"answer received: {d.get('tokens')} tokens, ${d.get('cost', 0):.6f}"
+        return (
+            f"streaming: {d.get('chunks', 0)} chunks"
+            if not d.get("final")
+            else f"answer received: {d.get('tokens')} tokens, ${d.get('cost', 0):.6f}"
+        )
     if event.kind == ev.VALIDATING:
         return f"validating: {d.get('step')}"
     if event.kind == ev.PROGRESS:

@@ -28,12 +28,14 @@ def task_report(task: QueuedTask) -> str:
         lines.append(f"  output:   {result['output_file']}  ({delivered})")
     validation = result.get("validation") or {}
     if validation:
-        lines.append(f"  checks:   {'passed' if validation.get('passed') else 'failed'}, score "
-                     f"{validation.get('score', 0):.2f}")
+        lines.append(
+            f"  checks:   {'passed' if validation.get('passed') else 'failed'}, score {validation.get('score', 0):.2f}"
+        )
         for finding in [*validation.get("errors", []), *validation.get("warnings", [])]:
             where = f"{finding.get('file', '')}:{finding.get('line', 1)}"
-            lines.append(f"    {finding.get('severity', 'error')} {finding.get('code')}  {where}  "
-                         f"{finding.get('message', '')}")
+            lines.append(
+                f"    {finding.get('severity', 'error')} {finding.get('code')}  {where}  {finding.get('message', '')}"
+            )
     if task.error:
         lines.append(f"  error:    {task.error}")
     if result.get("diff"):
@@ -44,14 +46,16 @@ def task_report(task: QueuedTask) -> str:
 
 def stats_report(stats: dict[str, Any]) -> str:
     by_priority = ", ".join(f"{k} {v}" for k, v in stats.get("pending_by_priority", {}).items())
-    return "\n".join([
-        f"Queue ({stats.get('store')})",
-        f"  pending {stats['pending']}  running {stats['running']}  completed {stats['completed']}  "
-        f"failed {stats['failed']}  cancelled {stats['cancelled']}"
-        f"  (total {stats['total']}, max {stats.get('max_size')})",
-        f"  pending by priority: {by_priority}",
-        f"  waiting to retry: {stats.get('waiting_for_retry', 0)}",
-    ])
+    return "\n".join(
+        [
+            f"Queue ({stats.get('store')})",
+            f"  pending {stats['pending']}  running {stats['running']}  completed {stats['completed']}  "
+            f"failed {stats['failed']}  cancelled {stats['cancelled']}"
+            f"  (total {stats['total']}, max {stats.get('max_size')})",
+            f"  pending by priority: {by_priority}",
+            f"  waiting to retry: {stats.get('waiting_for_retry', 0)}",
+        ]
+    )
 
 
 def metrics_report(summary: dict[str, Any]) -> str:
@@ -66,8 +70,10 @@ def metrics_report(summary: dict[str, Any]) -> str:
         "Models",
     ]
     for name, model in summary["models"].items():
-        lines.append(f"  {name}: {model['executions']} runs, {model['success_rate']:.0%} ok, "
-                     f"{model['total_tokens']} tokens, {money(model['total_cost'])}")
+        lines.append(
+            f"  {name}: {model['executions']} runs, {model['success_rate']:.0%} ok, "
+            f"{model['total_tokens']} tokens, {money(model['total_cost'])}"
+        )
     if not summary["models"]:
         lines.append("  (none yet)")
     lines += _model_state_lines(summary.get("model_state", {}), summary.get("rotations", 0))
@@ -114,8 +120,13 @@ def selection_report(selection: Any) -> str:
         top = data["chain"][0]
         quality = "unknown" if top["quality_score"] is None else f"{top['quality_score']}/5.0"
         latency = "unknown" if top["avg_latency_ms"] is None else f"{top['avg_latency_ms']:.0f}ms"
-        lines += [f"Selected: {data['model']} ({data['id']})", f"  Latency: {latency}", f"  Quality: {quality}",
-                  f"  Success Rate: {top['success_rate'] * 100:.0f}%", f"  Why: {data['why']}"]
+        lines += [
+            f"Selected: {data['model']} ({data['id']})",
+            f"  Latency: {latency}",
+            f"  Quality: {quality}",
+            f"  Success Rate: {top['success_rate'] * 100:.0f}%",
+            f"  Why: {data['why']}",
+        ]
         lines.append("  Chain: " + " > ".join(m["name"] for m in data["chain"]))
     else:
         lines.append("No model is available now.")
@@ -128,8 +139,11 @@ def models_report(rows: list[dict[str, Any]]) -> str:
     lines = []
     for row in rows:
         quality = "unknown" if row["quality_score"] is None else f"{row['quality_score']}/5"
-        price = "price unknown" if row["price_prompt"] is None else \
-            f"${row['price_prompt'] * 1e6:.2f}/${(row['price_completion'] or 0) * 1e6:.2f} per M tokens"
+        price = (
+            "price unknown"
+            if row["price_prompt"] is None
+            else f"${row['price_prompt'] * 1e6:.2f}/${(row['price_completion'] or 0) * 1e6:.2f} per M tokens"
+        )
         context = f"{row['context_length']} ctx" if row["context_length"] else "ctx unknown"
         lines.append(f"{row['name']:<16} {row['id']:<44} quality {quality:<8} {price}, {context}, {row['state']}")
     return "\n".join(lines) or "(no models: set OPENHANDS_MODEL, OH_LSP_MODEL_CATALOG, or run `oh-lsp models refresh`)"

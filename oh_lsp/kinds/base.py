@@ -11,10 +11,11 @@ A kind is one module (`oh_lsp.kinds.unit_test`, ...) that provides:
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from oh_lsp.config import OpenHandsConfig
 from oh_lsp.edits import Edit

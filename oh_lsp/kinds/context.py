@@ -45,8 +45,10 @@ def signatures(source: str) -> str:
                 prefix = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
                 returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
                 doc = (ast.get_docstring(node) or "").strip().split("\n")[0]
-                out.append(f"{indent}{prefix} {node.name}({ast.unparse(node.args)}){returns}: ..."
-                           + (f"  # {doc}" if doc else ""))
+                out.append(
+                    f"{indent}{prefix} {node.name}({ast.unparse(node.args)}){returns}: ..."
+                    + (f"  # {doc}" if doc else "")
+                )
             elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
                 bases = f"({', '.join(ast.unparse(b) for b in node.bases)})" if node.bases else ""
                 out.append(f"{indent}class {node.name}{bases}:")
@@ -106,7 +108,8 @@ def conftest_fixtures(root: Path, near: Path) -> str:
         except (SyntaxError, UnicodeDecodeError):
             continue
         names = [
-            f"def {n.name}({ast.unparse(n.args)})" for n in tree.body
+            f"def {n.name}({ast.unparse(n.args)})"
+            for n in tree.body
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
             and any("fixture" in ast.unparse(d) for d in n.decorator_list)
         ]
@@ -133,25 +136,35 @@ def fit(sections: list[tuple[int, str, str]], budget_tokens: int) -> list[tuple[
         text = kept[index]
         room = (estimate_tokens(text) - excess - estimate_tokens(TRUNCATED) - 1) * CHARS_PER_TOKEN
         if room >= 400 or priority == 0:
-            kept[index] = text[:max(room, 0)].rsplit("\n", 1)[0] + TRUNCATED
+            kept[index] = text[: max(room, 0)].rsplit("\n", 1)[0] + TRUNCATED
         else:
             del kept[index]
     return [(sections[i][1], kept[i]) for i in sorted(kept)]
 
 
-def prompt_sections(target, task: QueuedTask, *, instruction: str, extra: list[tuple[int, str, str]] | None = None,
-                    context_tokens: int | None = None) -> str:
+def prompt_sections(
+    target,
+    task: QueuedTask,
+    *,
+    instruction: str,
+    extra: list[tuple[int, str, str]] | None = None,
+    context_tokens: int | None = None,
+) -> str:
     """The user message for `target`: its source, the instruction, and as much project context as fits."""
-    budget = (context_tokens or task.metadata.get("context_tokens") or DEFAULT_CONTEXT_TOKENS) \
-        - ANSWER_RESERVE_TOKENS
+    budget = (context_tokens or task.metadata.get("context_tokens") or DEFAULT_CONTEXT_TOKENS) - ANSWER_RESERVE_TOKENS
     sections = [
-        (0, f"Module path: {target.module}\nSource of {target.path.as_posix()}",
-         f"```python\n{target.text}\n```"),
+        (0, f"Module path: {target.module}\nSource of {target.path.as_posix()}", f"```python\n{target.text}\n```"),
         (1, "Instruction", instruction),
         *(extra or []),
-        (3, "Signatures of the project modules it imports", imported_signatures(target.root, target.text,
-                                                                                target.module)),
-        (4, "Test conventions: pytest; fixtures available from conftest.py",
-         conftest_fixtures(target.root, Path("tests") / target.path)),
+        (
+            3,
+            "Signatures of the project modules it imports",
+            imported_signatures(target.root, target.text, target.module),
+        ),
+        (
+            4,
+            "Test conventions: pytest; fixtures available from conftest.py",
+            conftest_fixtures(target.root, Path("tests") / target.path),
+        ),
     ]
     return "\n\n".join(f"{title}:\n{text}" for title, text in fit(sections, max(budget, 1000)))

@@ -44,9 +44,9 @@ STYLES = {
 # --- style and prompt ----------------------------------------------------------------------------------------------
 def _style_votes(text: str) -> dict[str, int]:
     return {
-        "google": len(re.findall(r"^\s*(Args|Arguments|Returns|Raises|Yields|Attributes):\s*$", text, re.M)),
-        "numpy": len(re.findall(r"^\s*(Parameters|Returns|Raises|Yields)\s*\n\s*-{3,}\s*$", text, re.M)),
-        "rest": len(re.findall(r"^\s*:(param|returns?|raises?|type|rtype)\b", text, re.M)),
+        "google": len(re.findall(r"^\s*(Args|Arguments|Returns|Raises|Yields|Attributes):\s*$", text, re.MULTILINE)),
+        "numpy": len(re.findall(r"^\s*(Parameters|Returns|Raises|Yields)\s*\n\s*-{3,}\s*$", text, re.MULTILINE)),
+        "rest": len(re.findall(r"^\s*:(param|returns?|raises?|type|rtype)\b", text, re.MULTILINE)),
     }
 
 
@@ -71,18 +71,25 @@ def _scope(task: QueuedTask | None) -> str | None:
     return symbol if isinstance(symbol, str) else None
 
 
-def build_messages(target: Target, task: QueuedTask,
-                   context_tokens: int | None = None) -> list[dict[str, str]]:
+def build_messages(target: Target, task: QueuedTask, context_tokens: int | None = None) -> list[dict[str, str]]:
     style = docstring_style(target.root, target)
     scope = _scope(task)
     what = f"`{scope}` (and its methods)" if scope else "the module, its public classes and functions"
-    system = (f"You write Python docstrings in {STYLES[style]}. Answer with exactly one fenced ```python block"
-              " holding the complete module, identical to the input except for docstrings: do not change any"
-              " code, name, import, comment or formatting. Document only parameters the signature has.")
+    system = (
+        f"You write Python docstrings in {STYLES[style]}. Answer with exactly one fenced ```python block"
+        " holding the complete module, identical to the input except for docstrings: do not change any"
+        " code, name, import, comment or formatting. Document only parameters the signature has."
+    )
     instruction = task.description.strip() or f"Add or complete the docstrings of {what}."
-    return [{"role": "system", "content": system},
-            {"role": "user", "content": prompt_sections(target, task, context_tokens=context_tokens,
-                                                        instruction=f"{instruction} (Scope: {what}.)")}]
+    return [
+        {"role": "system", "content": system},
+        {
+            "role": "user",
+            "content": prompt_sections(
+                target, task, context_tokens=context_tokens, instruction=f"{instruction} (Scope: {what}.)"
+            ),
+        },
+    ]
 
 
 # --- candidate -----------------------------------------------------------------------------------------------------
@@ -92,12 +99,13 @@ def _in_scope(qualname: str, scope: str | None) -> bool:
 
 def _literal(answer_lines: list[str], node: ast.Expr, indent: str, *, indent_first: bool = True) -> str:
     """The model's docstring literal, re-indented for its place in the user's file."""
-    lines = answer_lines[node.lineno - 1:node.end_lineno]
-    lines[-1] = lines[-1][:node.end_col_offset]
-    lines[0] = lines[0][node.col_offset:]
+    lines = answer_lines[node.lineno - 1 : node.end_lineno]
+    lines[-1] = lines[-1][: node.end_col_offset]
+    lines[0] = lines[0][node.col_offset :]
     model_indent = " " * node.col_offset
     body = [(indent if indent_first else "") + lines[0]] + [
-        indent + line[len(model_indent):] if line.startswith(model_indent) else line for line in lines[1:]]
+        indent + line[len(model_indent) :] if line.startswith(model_indent) else line for line in lines[1:]
+    ]
     return "\n".join(body)
 
 
@@ -117,12 +125,19 @@ def docstring_edits(original: str, answer: str, scope: str | None) -> list[TextE
             if ast.get_docstring(old_node, clean=False) == ast.get_docstring(new_node, clean=False):
                 continue
             text = _literal(new_lines, new_doc, " " * old_doc.col_offset, indent_first=False)
-            edits.append(TextEdit(old_doc.lineno - 1, old_doc.col_offset, old_doc.end_lineno - 1,
-                                  old_doc.end_col_offset, text))
+            edits.append(
+                TextEdit(old_doc.lineno - 1, old_doc.col_offset, old_doc.end_lineno - 1, old_doc.end_col_offset, text)
+            )
             continue
         if qualname == "":
-            line = next((i for i, text in enumerate(old_lines) if not text.startswith("#!")
-                         and not re.match(r"^#.*coding[:=]", text)), 0)
+            line = next(
+                (
+                    i
+                    for i, text in enumerate(old_lines)
+                    if not text.startswith("#!") and not re.match(r"^#.*coding[:=]", text)
+                ),
+                0,
+            )
             edits.append(TextEdit(line, 0, line, 0, _literal(new_lines, new_doc, "") + "\n"))
             continue
         first = old_node.body[0]
@@ -143,12 +158,17 @@ def make_candidate(answer: str, target: Target, task: QueuedTask | None = None) 
     content = apply_text_edits(target.text, edits)
     change = FileEdit(path=path, new_text=content, base_sha256=target.sha256, edits=edits)
     edit = Edit(label=f"oh-lsp: document {_scope(task) or target.module}", files=[change])
-    return Candidate(edit=edit, output_file=path, content=content,
-                     extra={"answer_code": code, "scope": _scope(task), "style": docstring_style(target.root, target)})
+    return Candidate(
+        edit=edit,
+        output_file=path,
+        content=content,
+        extra={"answer_code": code, "scope": _scope(task), "style": docstring_style(target.root, target)},
+    )
 
 
 def recompute(result: dict[str, Any]):  # -> Recompute
     """Redo the docstring edits against the file's current text (if its code is still the same)."""
+
     def redo(change: FileEdit, current: str) -> FileEdit | None:
         try:
             if strip_docstrings(ast.parse(current)) != strip_docstrings(parse_python(result["answer_code"])):
@@ -164,14 +184,19 @@ def recompute(result: dict[str, Any]):  # -> Recompute
 # --- checks --------------------------------------------------------------------------------------------------------
 def docstring_coverage(tree: ast.Module, scope: str | None) -> tuple[int, int]:
     """(documented, public) names in scope; the module itself counts when the scope is the whole module."""
-    names = [(q, n) for q, n in definitions(tree) if is_public(q) and _in_scope(q, scope)
-             and not q.rsplit(".", 1)[-1].startswith("__")]  # dunder methods are documented by their class
+    names = [
+        (q, n)
+        for q, n in definitions(tree)
+        if is_public(q) and _in_scope(q, scope) and not q.rsplit(".", 1)[-1].startswith("__")
+    ]  # dunder methods are documented by their class
     if scope is None:
         names.append(("", tree))
     return sum(1 for _, n in names if docstring_node(n) is not None), len(names)
 
 
-_REST_PARAM = re.compile(r"^\s*:(?:param|parameter|arg|argument|key|keyword)\s+(?:[^:]*\s)?\*{0,2}(\w+)\s*:", re.M)
+_REST_PARAM = re.compile(
+    r"^\s*:(?:param|parameter|arg|argument|key|keyword)\s+(?:[^:]*\s)?\*{0,2}(\w+)\s*:", re.MULTILINE
+)
 
 
 def _section_entries(doc: str, headers: tuple[str, ...], numpy: bool) -> list[tuple[str, int]]:
@@ -180,15 +205,18 @@ def _section_entries(doc: str, headers: tuple[str, ...], numpy: bool) -> list[tu
     i = 0
     while i < len(lines):
         header = lines[i].strip().rstrip(":")
-        is_header = header in headers and (numpy and i + 1 < len(lines) and re.match(r"^\s*-{3,}\s*$", lines[i + 1])
-                                           or not numpy and lines[i].strip().endswith(":"))
+        is_header = header in headers and (
+            (numpy and i + 1 < len(lines) and re.match(r"^\s*-{3,}\s*$", lines[i + 1]))
+            or (not numpy and lines[i].strip().endswith(":"))
+        )
         if not is_header:
             i += 1
             continue
         i += 2 if numpy else 1
         base: int | None = None
-        while i < len(lines) and (not lines[i].strip() or base is None
-                                  or len(lines[i]) - len(lines[i].lstrip()) >= base):
+        while i < len(lines) and (
+            not lines[i].strip() or base is None or len(lines[i]) - len(lines[i].lstrip()) >= base
+        ):
             line = lines[i]
             if line.strip():
                 indent = len(line) - len(line.lstrip())
@@ -209,15 +237,21 @@ def documented_params(doc: str, style: str) -> list[tuple[str, int]]:
     """(name, 0-based line within the docstring) of each parameter the docstring documents."""
     headers = ("Args", "Arguments", "Parameters", "Params", "Keyword Args", "Keyword Arguments", "Other Parameters")
     if style == "rest":
-        return [(m.group(1), doc[:m.start()].count("\n")) for m in _REST_PARAM.finditer(doc)]
+        return [(m.group(1), doc[: m.start()].count("\n")) for m in _REST_PARAM.finditer(doc)]
     return _section_entries(doc, headers, numpy=style == "numpy")
 
 
 def signature_params(node: ast.AST) -> set[str]:
     args = getattr(node, "args", None)
     if args is None:  # a class: its __init__'s parameters
-        init = next((n for n in getattr(node, "body", []) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-                     and n.name == "__init__"), None)
+        init = next(
+            (
+                n
+                for n in getattr(node, "body", [])
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == "__init__"
+            ),
+            None,
+        )
         return signature_params(init) if init else set()
     names = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
     names |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
@@ -230,14 +264,24 @@ async def check(candidate: Candidate, target: Target, env: CheckEnv) -> tuple[Va
     try:
         answer_tree = parse_python(candidate.extra["answer_code"])
     except SyntaxError as exc:
-        return ValidationResult.from_findings([Finding(F.SYNTAX_ERROR, f"the answer does not parse: {exc.msg}",
-                                                       file=path, line=exc.lineno or 1)], 0.0), candidate
+        return ValidationResult.from_findings(
+            [Finding(F.SYNTAX_ERROR, f"the answer does not parse: {exc.msg}", file=path, line=exc.lineno or 1)], 0.0
+        ), candidate
     original = ast.parse(target.text)
     if strip_docstrings(answer_tree) != strip_docstrings(original):
         line = first_difference(original, answer_tree)
-        return ValidationResult.from_findings([Finding(
-            F.BEHAVIOUR_CHANGED, "behaviour changed: the answer changes code, not only docstrings (first"
-            f" difference near line {line})", file=path, line=line)], 0.0), candidate
+        return ValidationResult.from_findings(
+            [
+                Finding(
+                    F.BEHAVIOUR_CHANGED,
+                    "behaviour changed: the answer changes code, not only docstrings (first"
+                    f" difference near line {line})",
+                    file=path,
+                    line=line,
+                )
+            ],
+            0.0,
+        ), candidate
     result_tree = ast.parse(candidate.content)
     findings: list[Finding] = []
     if strip_docstrings(result_tree) != strip_docstrings(original):  # a bug of ours: never deliver it
@@ -245,8 +289,13 @@ async def check(candidate: Candidate, target: Target, env: CheckEnv) -> tuple[Va
     before = docstring_coverage(original, scope)
     after = docstring_coverage(result_tree, scope)
     if after[0] <= before[0]:
-        findings.append(Finding(F.NO_DOCSTRING_GAIN, f"docstring coverage did not go up ({before[0]}/{before[1]}"
-                                " public names documented before and after)", file=path))
+        findings.append(
+            Finding(
+                F.NO_DOCSTRING_GAIN,
+                f"docstring coverage did not go up ({before[0]}/{before[1]} public names documented before and after)",
+                file=path,
+            )
+        )
     style = candidate.extra.get("style", "google")
     for qualname, node in [("", result_tree), *definitions(result_tree)]:
         doc = docstring_node(node)
@@ -255,12 +304,18 @@ async def check(candidate: Candidate, target: Target, env: CheckEnv) -> tuple[Va
         known = signature_params(node)
         for name, offset in documented_params(ast.get_docstring(node, clean=False) or "", style):
             if name and name not in known and qualname:
-                findings.append(Finding(F.UNKNOWN_PARAMETER, f"the docstring of {qualname} documents `{name}`,"
-                                        " which is not a parameter of its signature", severity=F.WARNING,
-                                        file=path, line=doc.lineno + offset))
+                findings.append(
+                    Finding(
+                        F.UNKNOWN_PARAMETER,
+                        f"the docstring of {qualname} documents `{name}`, which is not a parameter of its signature",
+                        severity=F.WARNING,
+                        file=path,
+                        line=doc.lineno + offset,
+                    )
+                )
     coverage_after = after[0] / after[1] if after[1] else 1.0
     warnings = sum(1 for f in findings if f.code == F.UNKNOWN_PARAMETER)
     score = round(max(0.0, coverage_after - 0.1 * warnings), 4)
-    return ValidationResult.from_findings(findings, score, run=False, style=style,
-                                          docstring_coverage={"before": list(before), "after": list(after)}), \
-        candidate
+    return ValidationResult.from_findings(
+        findings, score, run=False, style=style, docstring_coverage={"before": list(before), "after": list(after)}
+    ), candidate

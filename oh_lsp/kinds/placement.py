@@ -26,12 +26,12 @@ class Placement:
 
 
 def is_test_name(name: str) -> bool:
-    return name.startswith("test") or name.startswith("Test")
+    return name.startswith(("test", "Test"))
 
 
 def _segment(lines: list[str], node: ast.stmt) -> str:
     first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-    return "\n".join(lines[first - 1:node.end_lineno]) + "\n"
+    return "\n".join(lines[first - 1 : node.end_lineno]) + "\n"
 
 
 def _bound_names(node: ast.stmt) -> set[str]:
@@ -63,8 +63,9 @@ def _import_line(key: tuple[str, str, str | None, int]) -> str:
 
 
 def _rename(source: str, old: str, new: str) -> str:
-    return re.sub(rf"^(\s*(?:async\s+)?(?:def|class)\s+){re.escape(old)}\b", rf"\g<1>{new}", source, count=1,
-                  flags=re.MULTILINE)
+    return re.sub(
+        rf"^(\s*(?:async\s+)?(?:def|class)\s+){re.escape(old)}\b", rf"\g<1>{new}", source, count=1, flags=re.MULTILINE
+    )
 
 
 def _is_main_guard(node: ast.stmt) -> bool:
@@ -134,8 +135,10 @@ def merge_tests(existing: str, generated: str) -> Placement:
         insert(_after_imports(old_tree), "".join(imports))
     if body:
         spacer = "\n\n" if existing.strip() else ""
-        insert(len(old_lines) - 1 if existing.endswith("\n") or not existing else len(old_lines),
-               spacer + "\n\n".join(s.rstrip("\n") + "\n" for s in body))
+        insert(
+            len(old_lines) - 1 if existing.endswith("\n") or not existing else len(old_lines),
+            spacer + "\n\n".join(s.rstrip("\n") + "\n" for s in body),
+        )
     edits = [TextEdit(line, char, line, char, text) for (line, char), text in inserts.items()]
     result.edits = edits
     result.text = apply_text_edits(existing, edits)
@@ -202,8 +205,9 @@ def filter_generated(source: str, drop: set[str]) -> str:
         if isinstance(node, Defs) and node.name in drop:
             remove.append((_first_line(node), node.end_lineno or node.lineno))
         elif isinstance(node, ast.ClassDef):
-            methods = [m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
-                       and is_test_name(m.name)]
+            methods = [
+                m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and is_test_name(m.name)
+            ]
             gone = [m for m in methods if f"{node.name}::{m.name}" in drop]
             if methods and len(gone) == len(methods):
                 remove.append((_first_line(node), node.end_lineno or node.lineno))
@@ -245,8 +249,11 @@ def _drop_unused_imports(source: str) -> str:
             replacements[node.lineno] = (node.end_lineno or node.lineno, None)
             continue
         aliases = ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in keep)
-        text = (f"import {aliases}" if isinstance(node, ast.Import)
-                else f"from {'.' * node.level}{node.module or ''} import {aliases}")
+        text = (
+            f"import {aliases}"
+            if isinstance(node, ast.Import)
+            else f"from {'.' * node.level}{node.module or ''} import {aliases}"
+        )
         replacements[node.lineno] = (node.end_lineno or node.lineno, " " * node.col_offset + text)
     out: list[str] = []
     number = 1

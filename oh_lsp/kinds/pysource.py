@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 import copy
 import difflib
-from typing import Iterator
+from collections.abc import Iterator
 
 from oh_lsp.edits import TextEdit
 
@@ -23,8 +23,9 @@ def definitions(tree: ast.AST, prefix: str = "") -> Iterator[tuple[str, ast.AST]
 
 
 def is_public(qualname: str) -> bool:
-    return all(not part.startswith("_") or (part.startswith("__") and part.endswith("__"))
-               for part in qualname.split("."))
+    return all(
+        not part.startswith("_") or (part.startswith("__") and part.endswith("__")) for part in qualname.split(".")
+    )
 
 
 def find_symbol(tree: ast.Module, qualname: str) -> ast.AST | None:
@@ -33,8 +34,12 @@ def find_symbol(tree: ast.Module, qualname: str) -> ast.AST | None:
 
 def docstring_node(node: ast.AST) -> ast.Expr | None:
     body = getattr(node, "body", None)
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-            and isinstance(body[0].value.value, str):
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
         return body[0]
     return None
 
@@ -54,14 +59,17 @@ def first_difference(old: ast.Module, new: ast.Module) -> int:
     for before, after in zip(old.body, new.body, strict=False):
         if strip_docstrings(ast.Module([before], [])) != strip_docstrings(ast.Module([after], [])):
             return before.lineno
-    return (old.body[min(len(old.body), len(new.body)) - 1].lineno if old.body else 1)
+    return old.body[min(len(old.body), len(new.body)) - 1].lineno if old.body else 1
 
 
 def public_names(tree: ast.Module) -> dict[str, int]:
     """Public names a module offers (functions, classes, their public methods, top-level assignments, `__all__`)
     with the line each is defined at."""
-    names = {qual: node.lineno for qual, node in definitions(tree) if is_public(qual)
-             and all(isinstance(p, ast.ClassDef) for p in _parents(tree, qual))}
+    names = {
+        qual: node.lineno
+        for qual, node in definitions(tree)
+        if is_public(qual) and all(isinstance(p, ast.ClassDef) for p in _parents(tree, qual))
+    }
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         for target in targets:
@@ -98,5 +106,8 @@ def line_edits(old: str, new: str) -> list[TextEdit]:
 
 
 def unified_diff(old: str, new: str, path: str) -> str:
-    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        fromfile=f"a/{path}", tofile=f"b/{path}"))
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile=f"a/{path}", tofile=f"b/{path}"
+        )
+    )

@@ -44,19 +44,24 @@ def _scope(task: QueuedTask | None) -> str | None:
     return symbol if isinstance(symbol, str) and symbol else None
 
 
-def build_messages(target: Target, task: QueuedTask,
-                   context_tokens: int | None = None) -> list[dict[str, str]]:
+def build_messages(target: Target, task: QueuedTask, context_tokens: int | None = None) -> list[dict[str, str]]:
     scope = _scope(task)
     answer = f"the complete new definition of `{scope}` only" if scope else "the complete new module"
-    system = ("You refactor Python code as instructed. Keep its behaviour and every public name (functions,"
-              " classes, methods, module constants) so that existing callers and tests keep working. Keep comments"
-              f" that still apply. Answer with exactly one fenced ```python block holding {answer}.")
+    system = (
+        "You refactor Python code as instructed. Keep its behaviour and every public name (functions,"
+        " classes, methods, module constants) so that existing callers and tests keep working. Keep comments"
+        f" that still apply. Answer with exactly one fenced ```python block holding {answer}."
+    )
     instruction = task.description.strip() or "Refactor for readability without changing behaviour."
     if scope:
         instruction += f" Refactor only `{scope}`."
-    return [{"role": "system", "content": system},
-            {"role": "user", "content": prompt_sections(target, task, context_tokens=context_tokens,
-                                                        instruction=instruction)}]
+    return [
+        {"role": "system", "content": system},
+        {
+            "role": "user",
+            "content": prompt_sections(target, task, context_tokens=context_tokens, instruction=instruction),
+        },
+    ]
 
 
 def _symbol_lines(tree: ast.Module, scope: str) -> tuple[int, int, int]:
@@ -86,8 +91,12 @@ def make_candidate(answer: str, target: Target, task: QueuedTask | None = None) 
         content, edits = code, line_edits(target.text, code)
     change = FileEdit(path=path, new_text=content, base_sha256=target.sha256, edits=edits)
     edit = Edit(label=f"oh-lsp: refactor {scope or target.module}", files=[change])
-    return Candidate(edit=edit, output_file=path, content=content,
-                     extra={"answer_code": code, "scope": scope, "diff": unified_diff(target.text, content, path)})
+    return Candidate(
+        edit=edit,
+        output_file=path,
+        content=content,
+        extra={"answer_code": code, "scope": scope, "diff": unified_diff(target.text, content, path)},
+    )
 
 
 def recompute(result: dict[str, Any]):  # -> Recompute
@@ -100,36 +109,73 @@ async def check(candidate: Candidate, target: Target, env: CheckEnv) -> tuple[Va
     try:
         new_tree = parse_python(candidate.content)
     except SyntaxError as exc:
-        return ValidationResult.from_findings([Finding(F.SYNTAX_ERROR, f"the refactored module does not parse:"
-                                                       f" {exc.msg}", file=path, line=exc.lineno or 1,
-                                                       col=max((exc.offset or 1) - 1, 0))], 0.0), candidate
+        return ValidationResult.from_findings(
+            [
+                Finding(
+                    F.SYNTAX_ERROR,
+                    f"the refactored module does not parse: {exc.msg}",
+                    file=path,
+                    line=exc.lineno or 1,
+                    col=max((exc.offset or 1) - 1, 0),
+                )
+            ],
+            0.0,
+        ), candidate
     before = public_names(ast.parse(target.text))
     after = public_names(new_tree)
-    removed = [Finding(F.PUBLIC_NAME_REMOVED, f"public name `{name}` was removed or renamed; callers would break",
-                       file=path, line=line) for name, line in before.items() if name not in after]
+    removed = [
+        Finding(
+            F.PUBLIC_NAME_REMOVED,
+            f"public name `{name}` was removed or renamed; callers would break",
+            file=path,
+            line=line,
+        )
+        for name, line in before.items()
+        if name not in after
+    ]
     if removed:
         return ValidationResult.from_findings(removed, 0.0, diff=candidate.extra["diff"]), candidate
     tests = [p.as_posix() for p in tests_importing(env.root, target.module)]
     if not tests:
-        return ValidationResult.from_findings([Finding(
-            F.NOT_VERIFIED, f"no existing test imports {target.module}, so the refactoring could not be verified;"
-            " generate tests first (oh-lsp generate-tests) or lower the quality threshold", severity=F.WARNING,
-            file=path)], 0.5, diff=candidate.extra["diff"], tests=[]), candidate
+        return ValidationResult.from_findings(
+            [
+                Finding(
+                    F.NOT_VERIFIED,
+                    f"no existing test imports {target.module}, so the refactoring could not be verified;"
+                    " generate tests first (oh-lsp generate-tests) or lower the quality threshold",
+                    severity=F.WARNING,
+                    file=path,
+                )
+            ],
+            0.5,
+            diff=candidate.extra["diff"],
+            tests=[],
+        ), candidate
     if not env.config.trusted:
-        return ValidationResult.from_findings([Finding(
-            F.NOT_RUN_UNTRUSTED, "not run: workspace not trusted, so the existing tests were not run against the"
-            " refactoring (set ohLsp.trusted, or OH_LSP_TRUSTED=true)", file=path)], 0.0,
-            diff=candidate.extra["diff"]), candidate
+        return ValidationResult.from_findings(
+            [
+                Finding(
+                    F.NOT_RUN_UNTRUSTED,
+                    "not run: workspace not trusted, so the existing tests were not run against the"
+                    " refactoring (set ohLsp.trusted, or OH_LSP_TRUSTED=true)",
+                    file=path,
+                )
+            ],
+            0.0,
+            diff=candidate.extra["diff"],
+        ), candidate
     return await _run_existing_tests(candidate, target, env, tests), candidate
 
 
-async def _run_existing_tests(candidate: Candidate, target: Target, env: CheckEnv,
-                              tests: list[str]) -> ValidationResult:
+async def _run_existing_tests(
+    candidate: Candidate, target: Target, env: CheckEnv, tests: list[str]
+) -> ValidationResult:
     python = env.python
     timeout = env.config.test_timeout_seconds
     env.progress(f"running the {len(tests)} test module(s) that import {target.module}")
-    async with Sandbox(env.root, env.scratch, secrets=env.config.secrets(), exclude=env.exclude,
-                       mode=env.config.sandbox) as box:
+    async with Sandbox(
+        env.root, env.scratch, secrets=env.config.secrets(), exclude=env.exclude, mode=env.config.sandbox
+    ) as box:
         try:
             await ensure_pytest(box, python)
         except InterpreterError as exc:
@@ -147,25 +193,48 @@ async def _run_existing_tests(candidate: Candidate, target: Target, env: CheckEn
     for test in after.failed:
         nodeid_file = test.nodeid.split("::", 1)[0]
         if test.nodeid in already_failing:
-            findings.append(Finding(F.TEST_FAILED, f"{test.nodeid} fails before and after the refactoring",
-                                    severity=F.WARNING, file=nodeid_file, line=test.lineno or 1, test=test.name))
+            findings.append(
+                Finding(
+                    F.TEST_FAILED,
+                    f"{test.nodeid} fails before and after the refactoring",
+                    severity=F.WARNING,
+                    file=nodeid_file,
+                    line=test.lineno or 1,
+                    test=test.name,
+                )
+            )
             continue
-        findings.append(Finding(F.EXISTING_TESTS_BROKEN, f"the refactoring breaks {test.nodeid}: {test.message}",
-                                file=nodeid_file, line=test.lineno or 1, test=test.name))
+        findings.append(
+            Finding(
+                F.EXISTING_TESTS_BROKEN,
+                f"the refactoring breaks {test.nodeid}: {test.message}",
+                file=nodeid_file,
+                line=test.lineno or 1,
+                test=test.name,
+            )
+        )
     for error in after.collect_errors:
         if baseline is None or not baseline.collect_errors:
-            findings.append(Finding(F.EXISTING_TESTS_BROKEN, f"{error.get('nodeid')} no longer imports:"
-                                    f" {str(error.get('longrepr', '')).strip().splitlines()[-1:]}",
-                                    file=error.get("nodeid") or candidate.output_file))
+            findings.append(
+                Finding(
+                    F.EXISTING_TESTS_BROKEN,
+                    f"{error.get('nodeid')} no longer imports:"
+                    f" {str(error.get('longrepr', '')).strip().splitlines()[-1:]}",
+                    file=error.get("nodeid") or candidate.output_file,
+                )
+            )
     if after.timed_out:
         findings.append(Finding(F.TIMEOUT, "the existing tests did not finish in time", file=candidate.output_file))
     if not isolated:
-        findings.append(Finding(F.NOT_ISOLATED, "the tests ran as a plain subprocess (not isolated)",
-                                severity=F.INFO))
+        findings.append(Finding(F.NOT_ISOLATED, "the tests ran as a plain subprocess (not isolated)", severity=F.INFO))
     passed = len(after.passed)
     score = 1.0 if not any(f.severity == F.ERROR for f in findings) else 0.0
-    return ValidationResult.from_findings(findings, score, diff=candidate.extra["diff"], tests=tests,
-                                          isolated=isolated, interpreter=str(python),
-                                          execution_result={"passed": passed, "failed": len(after.failed),
-                                                            "collected": after.collected})
-
+    return ValidationResult.from_findings(
+        findings,
+        score,
+        diff=candidate.extra["diff"],
+        tests=tests,
+        isolated=isolated,
+        interpreter=str(python),
+        execution_result={"passed": passed, "failed": len(after.failed), "collected": after.collected},
+    )

@@ -13,8 +13,23 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "__pycache__", ".tox", ".nox", ".mypy_cache",
-             ".pytest_cache", ".ruff_cache", "build", "dist", "openhands_workspace", "site-packages"}
+SKIP_DIRS = {
+    ".git",
+    ".venv",
+    "venv",
+    "env",
+    "node_modules",
+    "__pycache__",
+    ".tox",
+    ".nox",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    "build",
+    "dist",
+    "openhands_workspace",
+    "site-packages",
+}
 
 
 @dataclass
@@ -72,7 +87,7 @@ def locate_tests(root: Path, target: Path) -> TestLocation:
     if in_tests and tests_dir.is_dir() and all(len(p.parts) == 2 and p.parts[0] == "tests" for p in in_tests):
         flat = Path("tests", f"test_{stem}.py")
         if (root / flat).exists():
-            flat = Path("tests", f"test_{'_'.join(parts + [stem])}.py")
+            flat = Path("tests", f"test_{'_'.join([*parts, stem])}.py")
         return TestLocation(flat)
     return _mirrored(root, mirrored, existing)
 
@@ -87,7 +102,7 @@ def _mirrored(root: Path, path: Path, existing: list[Path]) -> TestLocation:
         # tests/ is a plain folder (rootdir-style imports): no __init__.py anywhere, and a unique basename so
         # that pytest's "import file mismatch" cannot happen.
         if any(p.name == path.name and p != path for p in existing):
-            path = path.with_name("test_" + "_".join(path.parts[1:-1]) + "_" + path.name[len("test_"):])
+            path = path.with_name("test_" + "_".join(path.parts[1:-1]) + "_" + path.name[len("test_") :])
         return TestLocation(path)
     inits = []
     for depth in range(1, len(path.parts)):
@@ -116,8 +131,9 @@ def tests_importing(root: Path, module: str, limit: int = 50) -> list[Path]:
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level > 0:
-                names = [module] if (node.module or "").endswith(last) or any(a.name == last for a in node.names) \
-                    else []
+                names = (
+                    [module] if (node.module or "").endswith(last) or any(a.name == last for a in node.names) else []
+                )
             if any(n == module or n.startswith(module + ".") for n in names):
                 found.append(path)
                 break

@@ -45,14 +45,19 @@ Rules:
 
 
 # --- prompt --------------------------------------------------------------------------------------------------------
-def build_messages(target: Target, task: QueuedTask,
-                   context_tokens: int | None = None) -> list[dict[str, str]]:
+def build_messages(target: Target, task: QueuedTask, context_tokens: int | None = None) -> list[dict[str, str]]:
     location = locate_tests(target.root, target.path)
     existing = (target.root / location.path).read_text(encoding="utf-8") if location.exists else ""
     instruction = task.description.strip() or f"Write unit tests for {target.module}."
-    user = prompt_sections(target, task, context_tokens=context_tokens, instruction=instruction, extra=[
-        (2, f"Existing tests in {location.path.as_posix()} (do not repeat them)", existing),
-    ])
+    user = prompt_sections(
+        target,
+        task,
+        context_tokens=context_tokens,
+        instruction=instruction,
+        extra=[
+            (2, f"Existing tests in {location.path.as_posix()} (do not repeat them)", existing),
+        ],
+    )
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
@@ -74,8 +79,13 @@ def place(code: str, target: Target) -> Candidate:
             path, existing = path.with_name(f"{path.stem}_generated.py"), None
             if (target.root / path).exists():
                 existing = (target.root / path).read_text(encoding="utf-8")
-    extra: dict[str, Any] = {"generated_source": code, "renamed": {}, "skipped": [], "tests": [],
-                             "existing_source": existing}
+    extra: dict[str, Any] = {
+        "generated_source": code,
+        "renamed": {},
+        "skipped": [],
+        "tests": [],
+        "existing_source": existing,
+    }
     try:
         tree = parse_python(code)
     except (SyntaxError, ValueError):
@@ -91,8 +101,12 @@ def place(code: str, target: Target) -> Candidate:
         placement = merge_tests(existing or "", code)
         content = placement.text
         extra.update(tests=placement.tests, renamed=placement.renamed, skipped=placement.skipped)
-        change = FileEdit(path=path.as_posix(), new_text=content, edits=placement.edits,
-                          base_sha256=sha256_text(existing) if existing is not None else None)
+        change = FileEdit(
+            path=path.as_posix(),
+            new_text=content,
+            edits=placement.edits,
+            base_sha256=sha256_text(existing) if existing is not None else None,
+        )
     files = [whole_file_edit(init.as_posix(), None, "") for init in location.init_files]
     files.append(change)
     edit = Edit(label=f"oh-lsp: tests for {target.module}", files=files)
@@ -105,9 +119,12 @@ def _duplicate_defs(tree: ast.Module) -> bool:
 
 
 def _test_names(tree: ast.Module) -> list[str]:
-    return [n.name for n in tree.body
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test")
-            or isinstance(n, ast.ClassDef) and n.name.startswith("Test")]
+    return [
+        n.name
+        for n in tree.body
+        if (isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test"))
+        or (isinstance(n, ast.ClassDef) and n.name.startswith("Test"))
+    ]
 
 
 def narrow(candidate: Candidate, target: Target, drop: set[str]) -> Candidate:
@@ -136,8 +153,9 @@ def recompute(result: dict[str, Any]):  # -> Recompute
             placement = merge_tests(current, generated)
         except SyntaxError:
             return None
-        return FileEdit(path=change.path, new_text=placement.text, edits=placement.edits,
-                        base_sha256=sha256_text(current))
+        return FileEdit(
+            path=change.path, new_text=placement.text, edits=placement.edits, base_sha256=sha256_text(current)
+        )
 
     return redo
 
@@ -162,20 +180,37 @@ def imports_module(tree: ast.Module, module: str) -> bool:
     return False
 
 
-def static_findings(output_file: str, content: str, target_path: str | None,
-                    trusted: bool) -> tuple[ast.Module | None, list[Finding]]:
+def static_findings(
+    output_file: str, content: str, target_path: str | None, trusted: bool
+) -> tuple[ast.Module | None, list[Finding]]:
     try:
         tree = parse_python(content)
     except SyntaxError as exc:
-        return None, [Finding(F.SYNTAX_ERROR, f"the test module does not parse: {exc.msg}", file=output_file,
-                              line=exc.lineno or 1, col=max((exc.offset or 1) - 1, 0))]
+        return None, [
+            Finding(
+                F.SYNTAX_ERROR,
+                f"the test module does not parse: {exc.msg}",
+                file=output_file,
+                line=exc.lineno or 1,
+                col=max((exc.offset or 1) - 1, 0),
+            )
+        ]
     module = module_name(Path(target_path)) if target_path else None
     if module and not imports_module(tree, module):
-        return tree, [Finding(F.TARGET_NOT_IMPORTED, f"the test module never imports {module}, so it cannot test it",
-                              file=output_file)]
+        return tree, [
+            Finding(
+                F.TARGET_NOT_IMPORTED, f"the test module never imports {module}, so it cannot test it", file=output_file
+            )
+        ]
     if not trusted:
-        return tree, [Finding(F.NOT_RUN_UNTRUSTED, "not run: workspace not trusted. Generated tests run only in a"
-                              " trusted workspace (set ohLsp.trusted, or OH_LSP_TRUSTED=true)", file=output_file)]
+        return tree, [
+            Finding(
+                F.NOT_RUN_UNTRUSTED,
+                "not run: workspace not trusted. Generated tests run only in a"
+                " trusted workspace (set ohLsp.trusted, or OH_LSP_TRUSTED=true)",
+                file=output_file,
+            )
+        ]
     return tree, []
 
 
@@ -184,11 +219,13 @@ async def check(candidate: Candidate, target: Target | None, env: CheckEnv) -> t
     return await check_tests(env, candidate, target)
 
 
-async def check_test_module(env: CheckEnv, output_file: str, content: str, *,
-                            target_path: str | None) -> ValidationResult:
+async def check_test_module(
+    env: CheckEnv, output_file: str, content: str, *, target_path: str | None
+) -> ValidationResult:
     """The checks on a test module given as text (`ResultValidator`'s way in): every test must pass, 3 times."""
-    candidate = Candidate(edit=Edit("", [FileEdit(output_file, content)]), output_file=output_file, content=content,
-                          extra={"tests": None})
+    candidate = Candidate(
+        edit=Edit("", [FileEdit(output_file, content)]), output_file=output_file, content=content, extra={"tests": None}
+    )
     target = None
     if target_path:
         text = (env.root / target_path).read_text(encoding="utf-8")
@@ -197,8 +234,9 @@ async def check_test_module(env: CheckEnv, output_file: str, content: str, *,
     return verdict
 
 
-async def check_tests(env: CheckEnv, candidate: Candidate, target: Target | None, *,
-                      narrowing: bool = True) -> tuple[ValidationResult, Candidate]:
+async def check_tests(
+    env: CheckEnv, candidate: Candidate, target: Target | None, *, narrowing: bool = True
+) -> tuple[ValidationResult, Candidate]:
     output_file = candidate.output_file
     target_path = target.path.as_posix() if target else None
     tree, found = static_findings(output_file, candidate.content, target_path, env.config.trusted)
@@ -210,19 +248,20 @@ async def check_tests(env: CheckEnv, candidate: Candidate, target: Target | None
     new_tests = candidate.extra.get("tests")
     selected = [f"{output_file}::{name}" for name in new_tests] if new_tests else [output_file]
     timeout = env.config.test_timeout_seconds
-    async with Sandbox(env.root, env.scratch, secrets=env.config.secrets(), exclude=env.exclude,
-                       mode=env.config.sandbox) as box:
+    async with Sandbox(
+        env.root, env.scratch, secrets=env.config.secrets(), exclude=env.exclude, mode=env.config.sandbox
+    ) as box:
         try:
             await ensure_pytest(box, python)
         except InterpreterError as exc:
-            return ValidationResult.from_findings([Finding(F.INTERPRETER, str(exc), file=output_file)], 0.0), \
-                candidate
+            return ValidationResult.from_findings([Finding(F.INTERPRETER, str(exc), file=output_file)], 0.0), candidate
         for edit in candidate.edit.files:
             box.write(edit.path, edit.new_text)
         env.progress(f"running the generated tests (run 1 of {RUNS}, seed {seeds[0]})")
         first, baseline = await asyncio.gather(
             run_pytest(box, python, selected, timeout=timeout, seed=seeds[0]),
-            _baseline(box, python, target, selected, timeout) if target else _no_coverage())
+            _baseline(box, python, target, selected, timeout) if target else _no_coverage(),
+        )
         broken = _run_findings(first, tree, output_file)
         if broken or not first.passed:
             findings = broken + _dropped_findings(first.failed, [], tree, output_file, target_path, final=True)
@@ -231,14 +270,20 @@ async def check_tests(env: CheckEnv, candidate: Candidate, target: Target | None
         env.progress(f"re-running {len(passing)} passing tests with seeds {seeds[1]} and {seeds[2]}")
         second, third = await asyncio.gather(
             run_pytest(box, python, passing, timeout=timeout, seed=seeds[1], cover=target_path),
-            run_pytest(box, python, passing, timeout=timeout, seed=seeds[2]))
-        flaky = {t.nodeid: (run.seed, t) for run in (second, third) for t in run.tests.values()
-                 if t.nodeid in passing and t.outcome != "passed"}
+            run_pytest(box, python, passing, timeout=timeout, seed=seeds[2]),
+        )
+        flaky = {
+            t.nodeid: (run.seed, t)
+            for run in (second, third)
+            for t in run.tests.values()
+            if t.nodeid in passing and t.outcome != "passed"
+        }
         failed = first.failed
         kept = [nodeid for nodeid in passing if nodeid not in flaky]
         drop = {_test_key(t.nodeid) for t in failed} | {_test_key(n) for n in flaky}
-        dropped = _dropped_findings(failed, list(flaky.values()), tree, output_file, target_path,
-                                    final=not kept or not narrowing)
+        dropped = _dropped_findings(
+            failed, list(flaky.values()), tree, output_file, target_path, final=not kept or not narrowing
+        )
         if not kept:
             return _verdict(dropped, 0.0, first, box.isolated, python, seeds), candidate
         findings = dropped
@@ -250,18 +295,33 @@ async def check_tests(env: CheckEnv, candidate: Candidate, target: Target | None
                 box.write(edit.path, edit.new_text)
             final = await run_pytest(box, python, kept, timeout=timeout, seed=seeds[0], cover=target_path)
             findings = dropped + _run_findings(final, ast.parse(final_candidate.content), output_file)
-            findings += [f for t in final.failed
-                         for f in _dropped_findings([t], [], tree, output_file, target_path, final=True)]
+            findings += [
+                f for t in final.failed for f in _dropped_findings([t], [], tree, output_file, target_path, final=True)
+            ]
     coverage = _coverage_report(baseline, final.coverage)
     if target is not None and coverage["gained_lines"] <= 0 and not any(f.severity == F.ERROR for f in findings):
-        findings.append(Finding(F.NO_COVERAGE_GAIN, f"the kept tests add no line coverage of {target_path}"
-                                f" (before {coverage['before']:.1f}%, after {coverage['after']:.1f}%)",
-                                file=output_file))
+        findings.append(
+            Finding(
+                F.NO_COVERAGE_GAIN,
+                f"the kept tests add no line coverage of {target_path}"
+                f" (before {coverage['before']:.1f}%, after {coverage['after']:.1f}%)",
+                file=output_file,
+            )
+        )
     total = len(first.tests)
     pass_rate = len(kept) / total if total else 0.0
     score = pass_rate * (0.5 + 0.5 * coverage["after"] / 100.0) if target else pass_rate
-    verdict = _verdict(findings, round(score, 4), first, box.isolated, python, seeds, coverage=coverage,
-                       kept=[_test_key(n) for n in kept], dropped=sorted(drop))
+    verdict = _verdict(
+        findings,
+        round(score, 4),
+        first,
+        box.isolated,
+        python,
+        seeds,
+        coverage=coverage,
+        kept=[_test_key(n) for n in kept],
+        dropped=sorted(drop),
+    )
     return verdict, final_candidate
 
 
@@ -271,8 +331,9 @@ async def _baseline(box: Sandbox, python: Path, target: Target, new_tests: list[
     files = {p.as_posix() for p in tests_importing(box.root, target.module)}
     files |= {nodeid.split("::", 1)[0] for nodeid in new_tests}
     # new tests are named by node id; a whole module under test (the validator's case) by its path
-    run = await run_pytest(box, python, sorted(files), timeout=timeout, cover=target.path.as_posix(),
-                           deselect=new_tests)
+    run = await run_pytest(
+        box, python, sorted(files), timeout=timeout, cover=target.path.as_posix(), deselect=new_tests
+    )
     return run.coverage or Coverage()
 
 
@@ -283,8 +344,12 @@ async def _no_coverage() -> None:
 def _coverage_report(baseline: Coverage | None, final: Coverage | None) -> dict[str, Any]:
     before = baseline or Coverage()
     after = before.union(final or Coverage())
-    return {"before": round(before.percent, 2), "after": round(after.percent, 2),
-            "gained_lines": len(after.executed - before.executed), "statements": len(after.statements)}
+    return {
+        "before": round(before.percent, 2),
+        "after": round(after.percent, 2),
+        "gained_lines": len(after.executed - before.executed),
+        "statements": len(after.statements),
+    }
 
 
 def _test_key(nodeid: str) -> str:
@@ -305,32 +370,54 @@ def _run_findings(run: PytestRun, tree: ast.Module, output_file: str) -> list[Fi
     """What stops the module as a whole: a timeout, a collection error, nothing collected."""
     found: list[Finding] = []
     if run.timed_out:
-        found.append(Finding(F.TIMEOUT, f"the tests did not finish within {run.duration:.0f}s and were stopped",
-                             file=output_file))
+        found.append(
+            Finding(
+                F.TIMEOUT, f"the tests did not finish within {run.duration:.0f}s and were stopped", file=output_file
+            )
+        )
     for error in run.collect_errors:
         text = error.get("longrepr", "")
         code = F.IMPORT_ERROR if ("ImportError" in text or "ModuleNotFoundError" in text) else F.COLLECTION_ERROR
         crash = error.get("crash") or {}
         line = crash.get("lineno", 1) if str(crash.get("path", "")).endswith(output_file) else 1
-        found.append(Finding(code, _error_line(text) or "the test module could not be collected", file=output_file,
-                             line=line))
+        found.append(
+            Finding(code, _error_line(text) or "the test module could not be collected", file=output_file, line=line)
+        )
     if not run.collect_errors and not run.timed_out and run.collected == 0:
         found.append(Finding(F.NO_TESTS, "pytest collected no tests from the generated module", file=output_file))
     return found
 
 
-def _dropped_findings(failed: list[CaseResult], flaky: list[tuple[int | None, CaseResult]], tree: ast.Module,
-                      output_file: str, target_path: str | None, *, final: bool) -> list[Finding]:
+def _dropped_findings(
+    failed: list[CaseResult],
+    flaky: list[tuple[int | None, CaseResult]],
+    tree: ast.Module,
+    output_file: str,
+    target_path: str | None,
+    *,
+    final: bool,
+) -> list[Finding]:
     """One finding per dropped test, at its function; a warning when other tests were kept, else an error."""
     severity = F.ERROR if final else F.WARNING
     defs = _def_lines(tree)
     found = []
-    for test, code, why in [(t, F.TEST_FAILED if t.outcome == "failed" else F.TEST_ERROR, "failed") for t in failed] \
-            + [(t, F.FLAKY_TEST, f"is flaky: it passed, then failed with seed {seed}") for seed, t in flaky]:
+    for test, code, why in [(t, F.TEST_FAILED if t.outcome == "failed" else F.TEST_ERROR, "failed") for t in failed] + [
+        (t, F.FLAKY_TEST, f"is flaky: it passed, then failed with seed {seed}") for seed, t in flaky
+    ]:
         name = test.name.split("[", 1)[0]
         line, col, end = defs.get(name, (test.lineno or 1, 0, test.lineno or 1))
-        found.append(Finding(code, f"{test.name} {why}: {test.message}".strip(), severity=severity, file=output_file,
-                             line=line, col=col, end_line=end, test=test.name))
+        found.append(
+            Finding(
+                code,
+                f"{test.name} {why}: {test.message}".strip(),
+                severity=severity,
+                file=output_file,
+                line=line,
+                col=col,
+                end_line=end,
+                test=test.name,
+            )
+        )
         bug = _possible_bug(test, target_path)
         if bug:
             found.append(bug)
@@ -345,25 +432,42 @@ def _possible_bug(test: CaseResult, target_path: str | None) -> Finding | None:
     path = str(last.get("path", "")).replace("\\", "/")
     if not (path == target_path or path.endswith("/" + target_path)):
         return None
-    return Finding(F.POSSIBLE_BUG, f"{test.name} expected otherwise: {test.message}".strip(), severity=F.WARNING,
-                   file=target_path, line=int(last.get("lineno", 1)), test=test.name)
+    return Finding(
+        F.POSSIBLE_BUG,
+        f"{test.name} expected otherwise: {test.message}".strip(),
+        severity=F.WARNING,
+        file=target_path,
+        line=int(last.get("lineno", 1)),
+        test=test.name,
+    )
 
 
-def _verdict(findings: list[Finding], score: float, run: PytestRun, isolated: bool, python: Path,
-             seeds: list[int], **extra: Any) -> ValidationResult:
+def _verdict(
+    findings: list[Finding], score: float, run: PytestRun, isolated: bool, python: Path, seeds: list[int], **extra: Any
+) -> ValidationResult:
     considered = [t for t in run.tests.values() if t.outcome != "skipped"]
     passed = [t for t in considered if t.outcome == "passed"]
     if not isolated:
-        findings = findings + [Finding(F.NOT_ISOLATED, "the tests ran as a plain subprocess (not isolated): no"
-                                       " sandbox such as bubblewrap is available", severity=F.INFO)]
+        findings = [
+            *findings,
+            Finding(
+                F.NOT_ISOLATED,
+                "the tests ran as a plain subprocess (not isolated): no sandbox such as bubblewrap is available",
+                severity=F.INFO,
+            ),
+        ]
     details = {
         "interpreter": str(python),
         "isolated": isolated,
         "seeds": seeds,
         "execution_result": {
-            "exit_code": run.exit_code, "collected": run.collected, "passed": len(passed),
-            "failed": len(considered) - len(passed), "skipped": len(run.tests) - len(considered),
-            "duration_seconds": round(run.duration, 3), "timed_out": run.timed_out,
+            "exit_code": run.exit_code,
+            "collected": run.collected,
+            "passed": len(passed),
+            "failed": len(considered) - len(passed),
+            "skipped": len(run.tests) - len(considered),
+            "duration_seconds": round(run.duration, 3),
+            "timed_out": run.timed_out,
             "output_tail": run.output[-3000:],
         },
         "tests": {t.name: t.outcome for t in run.tests.values()},

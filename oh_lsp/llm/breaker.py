@@ -24,9 +24,13 @@ class BreakerPolicy:
 
     @classmethod
     def from_config(cls, config) -> BreakerPolicy:
-        return cls(enabled=config.enable_circuit_breaker, failures=config.breaker_failures,
-                   window_seconds=config.breaker_window_seconds, open_seconds=config.breaker_open_seconds,
-                   probe_lease_seconds=float(config.timeout_seconds))
+        return cls(
+            enabled=config.enable_circuit_breaker,
+            failures=config.breaker_failures,
+            window_seconds=config.breaker_window_seconds,
+            open_seconds=config.breaker_open_seconds,
+            probe_lease_seconds=float(config.timeout_seconds),
+        )
 
 
 def admit(state: ModelState, now: float, policy: BreakerPolicy) -> tuple[bool, str | None]:
@@ -49,14 +53,18 @@ def on_failure(state: ModelState, now: float, policy: BreakerPolicy) -> str | No
         return None
     if state.breaker == HALF_OPEN:
         _open(state, now, policy)
-        return f"circuit breaker {state.model}: half_open -> open (the probe failed); next probe in " \
-               f"{policy.open_seconds:g}s"
+        return (
+            f"circuit breaker {state.model}: half_open -> open (the probe failed); next probe in "
+            f"{policy.open_seconds:g}s"
+        )
     state.failures = [t for t in state.failures if t > now - policy.window_seconds] + [now]
     if state.breaker == CLOSED and len(state.failures) >= policy.failures:
         count = len(state.failures)
         _open(state, now, policy)
-        return f"circuit breaker {state.model}: closed -> open after {count} failures within " \
-               f"{policy.window_seconds:g}s; calls skip it for {policy.open_seconds:g}s"
+        return (
+            f"circuit breaker {state.model}: closed -> open after {count} failures within "
+            f"{policy.window_seconds:g}s; calls skip it for {policy.open_seconds:g}s"
+        )
     return None
 
 

@@ -44,8 +44,11 @@ def call_cost(result: Any, model: ModelInfo) -> tuple[float, str]:
         return computed, "catalog"
     if model.name not in _unpriced_warned:
         _unpriced_warned.add(model.name)
-        log.warning("no price is known for %s and the provider reported no cost; its calls are counted as $0 (add"
-                    " price_prompt/price_completion for it in OH_LSP_MODEL_CATALOG)", model.name)
+        log.warning(
+            "no price is known for %s and the provider reported no cost; its calls are counted as $0 (add"
+            " price_prompt/price_completion for it in OH_LSP_MODEL_CATALOG)",
+            model.name,
+        )
     return 0.0, "unknown"
 
 
@@ -70,22 +73,31 @@ class Budget:
         worst = model.cost(prompt_tokens, max_tokens)
         if worst is None:
             return  # unpriced model: nothing to estimate with (its real cost still counts toward the totals)
-        call = f"the next call to {model.name} could cost up to ${worst:.6f} ({prompt_tokens} prompt + {max_tokens}" \
-               " completion tokens at catalog prices)"
+        call = (
+            f"the next call to {model.name} could cost up to ${worst:.6f} ({prompt_tokens} prompt + {max_tokens}"
+            " completion tokens at catalog prices)"
+        )
         if self.per_task is not None:
             spent = await self._spent(task_id=task_id)
             if spent + worst > self.per_task:
-                raise ModelCallError(ErrorKind.BUDGET, f"per-task budget reached: this task has spent ${spent:.6f} of"
-                                     f" ${self.per_task:g}, and {call}. The call was not sent. Raise"
-                                     " OH_LSP_BUDGET_PER_TASK_USD, or lower OH_LSP_MAX_TOKENS", model=model.name)
+                raise ModelCallError(
+                    ErrorKind.BUDGET,
+                    f"per-task budget reached: this task has spent ${spent:.6f} of"
+                    f" ${self.per_task:g}, and {call}. The call was not sent. Raise"
+                    " OH_LSP_BUDGET_PER_TASK_USD, or lower OH_LSP_MAX_TOKENS",
+                    model=model.name,
+                )
         if self.per_day is not None:
             spent = await self._spent(day=local_day())
             if spent + worst > self.per_day:
                 midnight = datetime.fromtimestamp(next_local_midnight()).strftime("%Y-%m-%d %H:%M")
-                raise ModelCallError(ErrorKind.BUDGET, f"daily budget reached: ${spent:.6f} of ${self.per_day:g}"
-                                     f" spent today, and {call}. The call was not sent; no task calls a model until"
-                                     f" local midnight ({midnight}). Raise OH_LSP_BUDGET_PER_DAY_USD to go on today",
-                                     model=model.name)
+                raise ModelCallError(
+                    ErrorKind.BUDGET,
+                    f"daily budget reached: ${spent:.6f} of ${self.per_day:g}"
+                    f" spent today, and {call}. The call was not sent; no task calls a model until"
+                    f" local midnight ({midnight}). Raise OH_LSP_BUDGET_PER_DAY_USD to go on today",
+                    model=model.name,
+                )
 
     async def remaining(self, task_id: str) -> tuple[float, str] | None:
         """What `task_id` may still spend under the tighter cap, and which cap that is ("per-task" or "daily");
@@ -105,5 +117,9 @@ class Budget:
     def status(self, now: float | None = None) -> dict[str, Any]:
         """The daily budget's state (for `metrics` and the editors' status)."""
         spent = self.store.spent(day=local_day(time.time() if now is None else now))
-        return {"per_task_usd": self.per_task, "per_day_usd": self.per_day, "spent_today_usd": round(spent, 10),
-                "left_today_usd": None if self.per_day is None else round(max(self.per_day - spent, 0.0), 10)}
+        return {
+            "per_task_usd": self.per_task,
+            "per_day_usd": self.per_day,
+            "spent_today_usd": round(spent, 10),
+            "left_today_usd": None if self.per_day is None else round(max(self.per_day - spent, 0.0), 10),
+        }

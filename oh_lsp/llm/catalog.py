@@ -16,17 +16,26 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 from oh_lsp.errors import ConfigError
 from oh_lsp.tasks import TaskCategory
 
-FIELDS = ("id", "avg_latency_ms", "quality", "success_rate", "price_prompt", "price_completion", "context_length",
-          "categories")
+FIELDS = (
+    "id",
+    "avg_latency_ms",
+    "quality",
+    "success_rate",
+    "price_prompt",
+    "price_completion",
+    "context_length",
+    "categories",
+)
 DEFAULT_SUCCESS_RATE = 0.95  # the prior for a model we know nothing about
 
 
@@ -77,8 +86,9 @@ class ModelInfo:
 class Catalog:
     """Models by name. `resolve` also accepts a provider id, and passes unknown names through unchanged."""
 
-    def __init__(self, models: Iterable[ModelInfo], *, listed: dict[str, ModelInfo] | None = None,
-                 local: bool = False) -> None:
+    def __init__(
+        self, models: Iterable[ModelInfo], *, listed: dict[str, ModelInfo] | None = None, local: bool = False
+    ) -> None:
         self._models: dict[str, ModelInfo] = {m.name: m for m in models}
         self._listed = listed or {}  # models the endpoint lists that are not selection candidates (OpenRouter)
         self._local = local  # a local server: any model it runs costs nothing per token
@@ -129,9 +139,12 @@ def load_catalog(config: Any) -> Catalog:
             continue
         match = next((m for m in models.values() if m.id == info.id), None)
         if match is not None:
-            models[match.name] = replace(match, price_prompt=_pick(info.price_prompt, match.price_prompt),
-                                         price_completion=_pick(info.price_completion, match.price_completion),
-                                         context_length=info.context_length or match.context_length)
+            models[match.name] = replace(
+                match,
+                price_prompt=_pick(info.price_prompt, match.price_prompt),
+                price_completion=_pick(info.price_completion, match.price_completion),
+                context_length=info.context_length or match.context_length,
+            )
         elif provider == "openrouter":
             listed[info.id] = info
         else:
@@ -204,8 +217,14 @@ def _field(where: str, name: str, key: str, value: Any) -> Any:
             raise bad(str(exc)) from None
     if key == "quality" and value is None:
         return None
-    limits = {"avg_latency_ms": (0, math.inf), "quality": (0, 5), "success_rate": (0, 1),
-              "price_prompt": (0, math.inf), "price_completion": (0, math.inf), "context_length": (1, math.inf)}
+    limits = {
+        "avg_latency_ms": (0, math.inf),
+        "quality": (0, 5),
+        "success_rate": (0, 1),
+        "price_prompt": (0, math.inf),
+        "price_completion": (0, math.inf),
+        "context_length": (1, math.inf),
+    }
     number = _number(value)
     low, high = limits[key]
     if number is None or not low <= number <= high:
@@ -262,8 +281,14 @@ def _listed_model(entry: dict[str, Any], free: bool) -> ModelInfo | None:
     if free and prompt is None and completion is None:
         prompt = completion = 0.0  # a local server costs nothing per token
     context = _number(entry.get("context_length") or entry.get("max_model_len"))
-    return ModelInfo(name=model_id, id=model_id, price_prompt=prompt, price_completion=completion,
-                     context_length=int(context) if context else None, source="endpoint")
+    return ModelInfo(
+        name=model_id,
+        id=model_id,
+        price_prompt=prompt,
+        price_completion=completion,
+        context_length=int(context) if context else None,
+        source="endpoint",
+    )
 
 
 async def refresh_models(config: Any) -> tuple[Path, int]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -52,8 +53,9 @@ def concurrent_transport() -> httpx.AsyncBaseTransport:
     throughput here, aiohttp's keeps close to all of it (bench/concurrency.py, P2)."""
     from httpx_aiohttp import AiohttpTransport
 
-    return AiohttpTransport(limits=httpx.Limits(max_connections=MAX_CONNECTIONS,
-                                                max_keepalive_connections=MAX_CONNECTIONS))
+    return AiohttpTransport(
+        limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS)
+    )
 
 
 class ChatClient:
@@ -69,36 +71,52 @@ class ChatClient:
         self._url = httpx.URL(config.base_url + "/chat/completions")  # parsed once, not per call
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream",
-                   "X-Title": self.config.usage_id, "User-Agent": "oh-lsp"}
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            "X-Title": self.config.usage_id,
+            "User-Agent": "oh-lsp",
+        }
         key = self.config.require_api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
     def _body(self, model: str, messages: list[dict[str, Any]], max_tokens: int | None) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": model, "messages": messages, "stream": True,
-                                "stream_options": {"include_usage": True}}
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         if max_tokens:
             body["max_tokens"] = max_tokens
         if self.config.resolved_provider == "openrouter":
             body["usage"] = {"include": True}
         return body
 
-    async def chat(self, model: str, messages: list[dict[str, Any]], *, max_tokens: int | None = None,
-                   on_delta: DeltaCallback | None = None) -> ChatResult:
+    async def chat(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int | None = None,
+        on_delta: DeltaCallback | None = None,
+    ) -> ChatResult:
         """Stream one completion from `model`. Raises `ModelCallError` for every kind of failure."""
         started = time.monotonic()
         result = ChatResult(content="", model=model)
         try:
-            request = self._http.build_request("POST", self._url, headers=self._headers(),
-                                               json=self._body(model, messages, max_tokens))
+            request = self._http.build_request(
+                "POST", self._url, headers=self._headers(), json=self._body(model, messages, max_tokens)
+            )
             response = await self._http.send(request, stream=True)
             try:
                 if response.status_code != 200:
                     await response.aread()
-                    raise classify_status(response.status_code, response.headers, _json_or_text(response.text),
-                                          model=model)
+                    raise classify_status(
+                        response.status_code, response.headers, _json_or_text(response.text), model=model
+                    )
                 if "text/event-stream" in response.headers.get("content-type", ""):
                     await self._read_stream(response, result, on_delta, started)
                 else:  # a server that ignores `stream` answers with one JSON document
@@ -107,16 +125,19 @@ class ChatClient:
             finally:
                 await response.aclose()
         except httpx.TimeoutException as exc:
-            raise ModelCallError(ErrorKind.TRANSIENT, f"timed out talking to the endpoint ({type(exc).__name__})",
-                                 model=model) from None
+            raise ModelCallError(
+                ErrorKind.TRANSIENT, f"timed out talking to the endpoint ({type(exc).__name__})", model=model
+            ) from None
         except (httpx.TransportError, httpx.StreamError) as exc:
-            raise ModelCallError(ErrorKind.TRANSIENT, f"connection failed or was cut: {type(exc).__name__}: {exc}",
-                                 model=model) from None
+            raise ModelCallError(
+                ErrorKind.TRANSIENT, f"connection failed or was cut: {type(exc).__name__}: {exc}", model=model
+            ) from None
         result.latency_seconds = time.monotonic() - started
         return result
 
-    async def _read_stream(self, response: httpx.Response, result: ChatResult, on_delta: DeltaCallback | None,
-                           started: float) -> None:
+    async def _read_stream(
+        self, response: httpx.Response, result: ChatResult, on_delta: DeltaCallback | None, started: float
+    ) -> None:
         pieces: list[str] = []
         try:
             async with asyncio.timeout(None) as deadline:
@@ -128,13 +149,21 @@ class ChatClient:
         done = result.done
         result.content = "".join(pieces)
         if not done and result.finish_reason is None:
-            raise ModelCallError(ErrorKind.TRANSIENT, "the stream ended before the answer was complete (truncated)",
-                                 model=result.model)
+            raise ModelCallError(
+                ErrorKind.TRANSIENT, "the stream ended before the answer was complete (truncated)", model=result.model
+            )
         if result.finish_reason is None:
             raise ModelCallError(ErrorKind.TRANSIENT, "the stream ended without a finish reason", model=result.model)
 
-    async def _read_events(self, response: httpx.Response, result: ChatResult, on_delta: DeltaCallback | None,
-                           started: float, pieces: list[str], deadline: asyncio.Timeout) -> None:
+    async def _read_events(
+        self,
+        response: httpx.Response,
+        result: ChatResult,
+        on_delta: DeltaCallback | None,
+        started: float,
+        pieces: list[str],
+        deadline: asyncio.Timeout,
+    ) -> None:
         async for line in response.aiter_lines():
             if result.done or not line.startswith("data:"):
                 continue  # comments (": keep-alive"), other SSE fields, and the end of the body after [DONE]
@@ -148,11 +177,13 @@ class ChatClient:
             try:
                 event = json.loads(data)
             except json.JSONDecodeError:
-                raise ModelCallError(ErrorKind.TRANSIENT, f"malformed event in the stream: {data[:120]!r}",
-                                     model=result.model) from None
+                raise ModelCallError(
+                    ErrorKind.TRANSIENT, f"malformed event in the stream: {data[:120]!r}", model=result.model
+                ) from None
             if not isinstance(event, dict):
-                raise ModelCallError(ErrorKind.TRANSIENT, f"unexpected event in the stream: {data[:120]!r}",
-                                     model=result.model)
+                raise ModelCallError(
+                    ErrorKind.TRANSIENT, f"unexpected event in the stream: {data[:120]!r}", model=result.model
+                )
             if event.get("error"):
                 raise classify_body_error(event, model=result.model, where="stream")
             self._take_usage(event, result)
@@ -171,8 +202,9 @@ class ChatClient:
 
     def _read_whole(self, body: Any, result: ChatResult, on_delta: DeltaCallback | None) -> None:
         if not isinstance(body, dict):
-            raise ModelCallError(ErrorKind.TRANSIENT, f"the answer is not JSON: {str(body)[:120]!r}",
-                                 model=result.model)
+            raise ModelCallError(
+                ErrorKind.TRANSIENT, f"the answer is not JSON: {str(body)[:120]!r}", model=result.model
+            )
         if body.get("error"):
             raise classify_body_error(body, model=result.model)
         choices = body.get("choices")
@@ -205,15 +237,18 @@ class ChatClient:
         try:
             response = await self._http.get("models", headers=headers, timeout=30.0)
         except httpx.HTTPError as exc:
-            raise ModelCallError(ErrorKind.TRANSIENT, f"cannot list the models of {self.config.base_url}:"
-                                 f" {type(exc).__name__}") from None
+            raise ModelCallError(
+                ErrorKind.TRANSIENT, f"cannot list the models of {self.config.base_url}: {type(exc).__name__}"
+            ) from None
         body = _json_or_text(response.text)
         if response.status_code != 200:
             raise classify_status(response.status_code, response.headers, body)
         data = body.get("data") if isinstance(body, dict) else body
         if not isinstance(data, list):
-            raise ModelCallError(ErrorKind.TRANSIENT, f"{self.config.base_url}/models did not answer with a list of"
-                                 " models (expected {\"data\": [...]})")
+            raise ModelCallError(
+                ErrorKind.TRANSIENT,
+                f'{self.config.base_url}/models did not answer with a list of models (expected {{"data": [...]}})',
+            )
         return [entry for entry in data if isinstance(entry, dict)]
 
     async def aclose(self) -> None:

@@ -6,10 +6,11 @@ cool it down and rotate, or fail the task with a message the user can act on.
 
 from __future__ import annotations
 
-import enum
 import email.utils
+import enum
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 SOON_SECONDS = 60.0
 
@@ -28,8 +29,17 @@ class ErrorKind(str, enum.Enum):
 
 
 class ModelCallError(Exception):
-    def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None, model: str | None = None,
-                 retry_after: float | None = None, reset_at: float | None = None, fatal: bool | None = None) -> None:
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        status: int | None = None,
+        model: str | None = None,
+        retry_after: float | None = None,
+        reset_at: float | None = None,
+        fatal: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -44,8 +54,13 @@ class ModelCallError(Exception):
         """No other model or later attempt can help (the user must act)."""
         if self._fatal is not None:
             return self._fatal
-        return self.kind in (ErrorKind.AUTH, ErrorKind.CREDITS, ErrorKind.BAD_REQUEST, ErrorKind.BUDGET,
-                             ErrorKind.NO_MODEL)
+        return self.kind in (
+            ErrorKind.AUTH,
+            ErrorKind.CREDITS,
+            ErrorKind.BAD_REQUEST,
+            ErrorKind.BUDGET,
+            ErrorKind.NO_MODEL,
+        )
 
     def __str__(self) -> str:
         where = f" ({self.model})" if self.model else ""
@@ -100,8 +115,9 @@ def error_message(body: Any) -> str:
     return str(body)[:500]
 
 
-def classify_status(status: int, headers: Mapping[str, str], body: Any, *, model: str | None = None,
-                    now: float | None = None) -> ModelCallError:
+def classify_status(
+    status: int, headers: Mapping[str, str], body: Any, *, model: str | None = None, now: float | None = None
+) -> ModelCallError:
     now = time.time() if now is None else now
     message = error_message(body) or f"HTTP {status}"
     lowered = message.lower()
@@ -111,30 +127,64 @@ def classify_status(status: int, headers: Mapping[str, str], body: Any, *, model
         remaining = headers.get("x-ratelimit-remaining")
         wait = retry_after if retry_after is not None else (reset_at - now if reset_at else None)
         per_day = any(s in lowered for s in ("per-day", "per day", "daily", "free-models-per-day"))
-        if per_day or (remaining is not None and remaining.strip() == "0" and (wait is None or wait > SOON_SECONDS)) \
-                or (wait is not None and wait > SOON_SECONDS):
-            return ModelCallError(ErrorKind.DAILY_CAP, f"daily rate limit reached: {message}", status=status,
-                                  model=model, retry_after=wait, reset_at=reset_at or (now + wait if wait else None))
-        return ModelCallError(ErrorKind.RATE_LIMIT, f"rate limited: {message}", status=status, model=model,
-                              retry_after=wait, reset_at=now + wait if wait is not None else None)
+        if (
+            per_day
+            or (remaining is not None and remaining.strip() == "0" and (wait is None or wait > SOON_SECONDS))
+            or (wait is not None and wait > SOON_SECONDS)
+        ):
+            return ModelCallError(
+                ErrorKind.DAILY_CAP,
+                f"daily rate limit reached: {message}",
+                status=status,
+                model=model,
+                retry_after=wait,
+                reset_at=reset_at or (now + wait if wait else None),
+            )
+        return ModelCallError(
+            ErrorKind.RATE_LIMIT,
+            f"rate limited: {message}",
+            status=status,
+            model=model,
+            retry_after=wait,
+            reset_at=now + wait if wait is not None else None,
+        )
     if status == 402:
-        return ModelCallError(ErrorKind.CREDITS, f"the account is out of credits: {message}. Add credits at your"
-                              " provider, or point OPENHANDS_BASE_URL at a local model", status=status, model=model)
+        return ModelCallError(
+            ErrorKind.CREDITS,
+            f"the account is out of credits: {message}. Add credits at your"
+            " provider, or point OPENHANDS_BASE_URL at a local model",
+            status=status,
+            model=model,
+        )
     if status in (401, 403):
-        return ModelCallError(ErrorKind.AUTH, f"the endpoint refused the key: {message}. Check OPENROUTER_API_KEY"
-                              " and OPENHANDS_BASE_URL", status=status, model=model)
+        return ModelCallError(
+            ErrorKind.AUTH,
+            f"the endpoint refused the key: {message}. Check OPENROUTER_API_KEY and OPENHANDS_BASE_URL",
+            status=status,
+            model=model,
+        )
     if status == 408 or status >= 500:
-        return ModelCallError(ErrorKind.TRANSIENT, f"server error: {message}", status=status, model=model,
-                              retry_after=parse_retry_after(headers.get("retry-after"), now))
-    if status == 400 and any(s in lowered for s in ("context length", "context_length", "maximum context",
-                                                    "too many tokens", "context window")):
-        return ModelCallError(ErrorKind.CONTEXT_LENGTH, f"the prompt is too long for this model: {message}",
-                              status=status, model=model)
+        return ModelCallError(
+            ErrorKind.TRANSIENT,
+            f"server error: {message}",
+            status=status,
+            model=model,
+            retry_after=parse_retry_after(headers.get("retry-after"), now),
+        )
+    if status == 400 and any(
+        s in lowered
+        for s in ("context length", "context_length", "maximum context", "too many tokens", "context window")
+    ):
+        return ModelCallError(
+            ErrorKind.CONTEXT_LENGTH, f"the prompt is too long for this model: {message}", status=status, model=model
+        )
     if status == 404 or "no endpoints found" in lowered or "model not found" in lowered:
-        return ModelCallError(ErrorKind.MODEL_UNAVAILABLE, f"model not available: {message}", status=status,
-                              model=model)
-    return ModelCallError(ErrorKind.BAD_REQUEST, f"the endpoint rejected the request: {message}", status=status,
-                          model=model)
+        return ModelCallError(
+            ErrorKind.MODEL_UNAVAILABLE, f"model not available: {message}", status=status, model=model
+        )
+    return ModelCallError(
+        ErrorKind.BAD_REQUEST, f"the endpoint rejected the request: {message}", status=status, model=model
+    )
 
 
 def classify_body_error(body: Any, *, model: str | None = None, where: str = "response") -> ModelCallError:
@@ -142,7 +192,8 @@ def classify_body_error(body: Any, *, model: str | None = None, where: str = "re
     err = body.get("error") if isinstance(body, dict) else None
     code = err.get("code") if isinstance(err, dict) else None
     status = code if isinstance(code, int) and 400 <= code < 600 else None
-    if status is not None and status not in (408,) and status < 500:
+    if status is not None and status != 408 and status < 500:
         return classify_status(status, {}, body, model=model)
-    return ModelCallError(ErrorKind.TRANSIENT, f"error in the {where}: {error_message(body)}", status=status,
-                          model=model)
+    return ModelCallError(
+        ErrorKind.TRANSIENT, f"error in the {where}: {error_message(body)}", status=status, model=model
+    )

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from oh_lsp import events as ev
 from oh_lsp.config import OpenHandsConfig
@@ -34,8 +35,15 @@ LIST_MODELS_TIMEOUT = 5.0
 
 
 class ModelGateway:
-    def __init__(self, config: OpenHandsConfig, *, store: Any = None, client: ChatClient | None = None,
-                 selector: ModelSelector | None = None, store_thread: StoreThread | None = None) -> None:
+    def __init__(
+        self,
+        config: OpenHandsConfig,
+        *,
+        store: Any = None,
+        client: ChatClient | None = None,
+        selector: ModelSelector | None = None,
+        store_thread: StoreThread | None = None,
+    ) -> None:
         if store is None:
             from oh_lsp.store import open_store
 
@@ -63,9 +71,12 @@ class ModelGateway:
     async def _list_endpoint_models(self) -> None:
         try:
             entries = await asyncio.wait_for(self.client.list_models(), LIST_MODELS_TIMEOUT)
-        except (ModelCallError, asyncio.TimeoutError) as exc:
-            log.info("could not list the models of %s (%s); using the configured model and the catalog file",
-                     self.config.base_url, exc or "timed out")
+        except (TimeoutError, ModelCallError) as exc:
+            log.info(
+                "could not list the models of %s (%s); using the configured model and the catalog file",
+                self.config.base_url,
+                exc or "timed out",
+            )
             return
         await asyncio.to_thread(save_cache, self.config.base_url, entries)
 
@@ -88,35 +99,56 @@ class ModelGateway:
         head = selection.chain[0] if selection.chain else (selection.ranked[0] if selection.ranked else None)
         return head.context_length if head else None
 
-    async def complete(self, task: QueuedTask, messages: list[dict[str, Any]], *, emit: Callable[..., None],
-                       on_delta: DeltaCallback | None = None) -> ChatResult:
+    async def complete(
+        self,
+        task: QueuedTask,
+        messages: list[dict[str, Any]],
+        *,
+        emit: Callable[..., None],
+        on_delta: DeltaCallback | None = None,
+    ) -> ChatResult:
         """One answer for `task`. Raises `ModelCallError` (with `.model` set) when no model could give one."""
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
         selection = await self.select(task)
-        rotation = Rotation(selection.ranked, self.health, why=selection.why,
-                            deadline=time.monotonic() + self.config.timeout_seconds * DEADLINE_SHARE)
+        rotation = Rotation(
+            selection.ranked,
+            self.health,
+            why=selection.why,
+            deadline=time.monotonic() + self.config.timeout_seconds * DEADLINE_SHARE,
+        )
         prompt_tokens = estimate_prompt_tokens(messages)
-        retrying = AsyncRetrying(retry=retry_if_exception(lambda exc: isinstance(exc, ModelCallError)
-                                                          and rotation.wait is not None),
-                                 wait=lambda _state: rotation.wait or 0.0,
-                                 stop=stop_after_attempt(rotation.max_attempts), reraise=True)
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(lambda exc: isinstance(exc, ModelCallError) and rotation.wait is not None),
+            wait=lambda _state: rotation.wait or 0.0,
+            stop=stop_after_attempt(rotation.max_attempts),
+            reraise=True,
+        )
         async for attempt in retrying:
             with attempt:
                 pick = await rotation.next_model()
                 model = pick.model
                 if pick.rotated_from:
-                    emit(ev.PROGRESS, message=f"switching model: {pick.rotated_from} -> {model.name}"
-                         f" ({rotation.reason})", rotation={"from": pick.rotated_from, "to": model.name,
-                                                            "reason": rotation.reason})
+                    emit(
+                        ev.PROGRESS,
+                        message=f"switching model: {pick.rotated_from} -> {model.name} ({rotation.reason})",
+                        rotation={"from": pick.rotated_from, "to": model.name, "reason": rotation.reason},
+                    )
                 emit(ev.MODEL_CHOSEN, model=model.name, id=model.id, why=pick.why)
                 max_tokens = rotation.max_tokens(model, prompt_tokens, self.config.max_tokens)
                 await self.budget.check(task.task_id, model, prompt_tokens, max_tokens or self.config.max_tokens)
                 return await self._call(task, model, messages, max_tokens, on_delta, rotation)
         raise AssertionError("unreachable: tenacity either returns or raises")
 
-    async def _call(self, task: QueuedTask, model: ModelInfo, messages: list[dict[str, Any]],
-                    max_tokens: int | None, on_delta: DeltaCallback | None, rotation: Rotation) -> ChatResult:
+    async def _call(
+        self,
+        task: QueuedTask,
+        model: ModelInfo,
+        messages: list[dict[str, Any]],
+        max_tokens: int | None,
+        on_delta: DeltaCallback | None,
+        rotation: Rotation,
+    ) -> ChatResult:
         started = time.monotonic()
         call = ModelCall(model=model.name, outcome="ok", task_id=task.task_id, task_kind=task.task_type)
         try:

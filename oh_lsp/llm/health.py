@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from oh_lsp.llm import breaker
 from oh_lsp.llm.breaker import BreakerPolicy
@@ -59,8 +60,13 @@ class ModelHealth:
             return True
 
         if await self._update(model, change):
-            log.info("cooldown: %s for %.1fs, until %s: %s", model, until - time.time(),
-                     datetime.fromtimestamp(until).strftime("%H:%M:%S"), reason)
+            log.info(
+                "cooldown: %s for %.1fs, until %s: %s",
+                model,
+                until - time.time(),
+                datetime.fromtimestamp(until).strftime("%H:%M:%S"),
+                reason,
+            )
 
     async def failed(self, model: str, error: ModelCallError, now: float | None = None) -> None:
         """Note a failed call. Failures of the model itself (transient ones) count toward its breaker; any other

@@ -96,9 +96,12 @@ class Rotation:
         provider = (await self.health.states()).get(self.health.provider)
         if provider is not None and provider.cooling(now):
             until = datetime.fromtimestamp(provider.cooldown_until).strftime("%Y-%m-%d %H:%M")
-            raise ModelCallError(ErrorKind.CREDITS, f"{provider.cooldown_reason}; no call goes to this endpoint until"
-                                 f" {until}. After adding credits, run `oh-lsp models reset`",
-                                 model=self.chain[0].name if self.chain else None)
+            raise ModelCallError(
+                ErrorKind.CREDITS,
+                f"{provider.cooldown_reason}; no call goes to this endpoint until"
+                f" {until}. After adding credits, run `oh-lsp models reset`",
+                model=self.chain[0].name if self.chain else None,
+            )
         if self.again is not None:
             model, self.again = self.again, None
             allowed, _state = await self.health.admit(model.name, now)
@@ -128,8 +131,11 @@ class Rotation:
     def _nothing_ready(self, blocked: dict[str, ModelState], now: float) -> ModelCallError:
         if not blocked:
             details = "; ".join(f"{name}: {why}" for name, why in self.dropped.items())
-            return ModelCallError(ErrorKind.TRANSIENT, f"every model in the chain failed: {details}",
-                                  model=self.chain[0].name if self.chain else None)
+            return ModelCallError(
+                ErrorKind.TRANSIENT,
+                f"every model in the chain failed: {details}",
+                model=self.chain[0].name if self.chain else None,
+            )
         ready = {name: state.ready_at(now) or now for name, state in blocked.items()}
         first = min(ready, key=ready.__getitem__)
         wait = max(ready[first] - now, 0.0) + 0.05
@@ -144,8 +150,13 @@ class Rotation:
             kind, hint = ErrorKind.TRANSIENT, f"next probe at {at} ({first})"
         if kind is not ErrorKind.DAILY_CAP and self.fits(wait):
             self.wait = wait  # a reset soon is waited for here; a later one re-queues the task until then
-        return ModelCallError(kind, f"no model can take a call now: {reasons}; {hint}", model=first,
-                              retry_after=wait, reset_at=ready[first])
+        return ModelCallError(
+            kind,
+            f"no model can take a call now: {reasons}; {hint}",
+            model=first,
+            retry_after=wait,
+            reset_at=ready[first],
+        )
 
     # --- after an error ----------------------------------------------------------------------------------------
     async def failed(self, model: ModelInfo, error: ModelCallError) -> ModelCallError:
@@ -155,8 +166,11 @@ class Rotation:
         await self.health.failed(model.name, error, now)
         kind = error.kind
         if kind is ErrorKind.CREDITS:
-            await self.health.cool_down(self.health.provider, next_local_midnight(now), "the account is out of"
-                                        f" credits (HTTP 402 from {model.name})")
+            await self.health.cool_down(
+                self.health.provider,
+                next_local_midnight(now),
+                f"the account is out of credits (HTTP 402 from {model.name})",
+            )
             return error
         if error.fatal:
             return error
@@ -208,9 +222,15 @@ class Rotation:
             if other.name not in self.dropped and other.context_length is not None and other.context_length <= limit:
                 self.dropped[other.name] = f"its context ({other.context_length}) is not larger than {model.name}'s"
         if all(m.name in self.dropped for m in self.chain):
-            return ModelCallError(ErrorKind.CONTEXT_LENGTH, f"the prompt is too long for every model in the chain"
-                                  f" (last: {error.message}); make the target smaller or add a model with a larger"
-                                  " context", status=error.status, model=model.name, fatal=True)
+            return ModelCallError(
+                ErrorKind.CONTEXT_LENGTH,
+                f"the prompt is too long for every model in the chain"
+                f" (last: {error.message}); make the target smaller or add a model with a larger"
+                " context",
+                status=error.status,
+                model=model.name,
+                fatal=True,
+            )
         self.reason = "the prompt is too long for its context"
         return self._elsewhere(error)
 

@@ -22,9 +22,11 @@ from oh_lsp.tasks import QueuedTask, TaskCategory
 COMPLEXITIES = ("simple", "moderate", "complex")
 # (quality, cost, latency) weights of the score, by complexity
 WEIGHTS = {"simple": (0.2, 0.45, 0.35), "moderate": (0.45, 0.3, 0.25), "complex": (0.85, 0.08, 0.07)}
-WEIGHTING = {"simple": "a simple task weighs cost and latency most",
-             "moderate": "a moderate task balances quality against cost and latency",
-             "complex": "a complex task weighs quality most"}
+WEIGHTING = {
+    "simple": "a simple task weighs cost and latency most",
+    "moderate": "a moderate task balances quality against cost and latency",
+    "complex": "a complex task weighs quality most",
+}
 TYPICAL_CALL_TOKENS = (2000, 1000)  # prompt, completion: what "cost per call" means for ranking and limits
 UNKNOWN_QUALITY = 3.0  # how an unknown quality ranks (it still meets any threshold)
 UNKNOWN_LATENCY_MS = 2000.0
@@ -67,9 +69,13 @@ class TaskRequirements:
         the quality threshold defaults to the configured one (OH_LSP_QUALITY_THRESHOLD)."""
         meta = task.metadata
         threshold = meta.get("quality_threshold")
-        return cls(category=meta.get("category") or task.task_type, complexity=meta.get("complexity") or "moderate",
-                   quality_threshold=config.quality_threshold if threshold is None else float(threshold),
-                   max_latency_ms=meta.get("max_latency_ms"), max_cost_per_call=meta.get("max_cost_per_call"))
+        return cls(
+            category=meta.get("category") or task.task_type,
+            complexity=meta.get("complexity") or "moderate",
+            quality_threshold=config.quality_threshold if threshold is None else float(threshold),
+            max_latency_ms=meta.get("max_latency_ms"),
+            max_cost_per_call=meta.get("max_cost_per_call"),
+        )
 
     def describe(self) -> str:
         parts = [self.category.value, self.complexity]
@@ -99,10 +105,14 @@ class Selection:
 
     def to_dict(self) -> dict[str, Any]:
         top = self.chain[0] if self.chain else None
-        return {"model": top.name if top else None, "id": top.id if top else None, "why": self.why,
-                "requirements": _requirements_dict(self.requirements),
-                "chain": [{**m.to_dict(), "score": self.scores.get(m.name)} for m in self.chain],
-                "excluded": self.excluded}
+        return {
+            "model": top.name if top else None,
+            "id": top.id if top else None,
+            "why": self.why,
+            "requirements": _requirements_dict(self.requirements),
+            "chain": [{**m.to_dict(), "score": self.scores.get(m.name)} for m in self.chain],
+            "excluded": self.excluded,
+        }
 
 
 class ModelSelector:
@@ -112,8 +122,14 @@ class ModelSelector:
     evidence and model health; by default it is the store of the project in the current directory.
     """
 
-    def __init__(self, catalog: Catalog | str | Path | None = None, store: Any = None, *, config: Any = None,
-                 project_root: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog | str | Path | None = None,
+        store: Any = None,
+        *,
+        config: Any = None,
+        project_root: str | Path | None = None,
+    ) -> None:
         if config is None:
             from oh_lsp.config import OpenHandsConfig
 
@@ -147,18 +163,23 @@ class ModelSelector:
         return selection.chain
 
     # --- details -----------------------------------------------------------------------------------------------
-    def explain(self, requirements: TaskRequirements | None, *, pinned: str | None = None,
-                now: float | None = None) -> Selection:
+    def explain(
+        self, requirements: TaskRequirements | None, *, pinned: str | None = None, now: float | None = None
+    ) -> Selection:
         """The whole decision: ranked models, the available chain, what was excluded and why."""
         now = time.time() if now is None else now
         if pinned:
             model = self._with_evidence([self.catalog.resolve(pinned)])[0]
-            return self._available(Selection(requirements, [model], [], {}, f"{model.name}: pinned by the task's"
-                                             " metadata"), now)
+            return self._available(
+                Selection(requirements, [model], [], {}, f"{model.name}: pinned by the task's metadata"), now
+            )
         if requirements is None or not len(self.catalog):
             model = self.catalog.resolve(self.config.model)
-            why = f"{model.name}: " + ("the configured model (OPENHANDS_MODEL)" if self.config.model_was_set else
-                                      "the default model (no catalog for this endpoint; set OPENHANDS_MODEL)")
+            why = f"{model.name}: " + (
+                "the configured model (OPENHANDS_MODEL)"
+                if self.config.model_was_set
+                else "the default model (no catalog for this endpoint; set OPENHANDS_MODEL)"
+            )
             return self._available(Selection(requirements, [model], [], {}, why), now)
         candidates = self._with_evidence(list(self.catalog))
         excluded: dict[str, str] = {}
@@ -186,8 +207,10 @@ class ModelSelector:
         if preferred is not None and not preferred_note:
             ranked.remove(next(m for m in ranked if m.name == preferred.name))
             ranked.insert(0, next(m for m in qualified if m.name == preferred.name))
-            why = f"{preferred.name}: the configured model (OPENHANDS_MODEL) meets the requirements, so it heads the" \
-                  f" chain; the ranking's choice was {why}"
+            why = (
+                f"{preferred.name}: the configured model (OPENHANDS_MODEL) meets the requirements, so it heads the"
+                f" chain; the ranking's choice was {why}"
+            )
         return self._available(Selection(requirements, ranked, [], excluded, why + preferred_note, scores), now)
 
     def list_models(self, now: float | None = None) -> list[dict[str, Any]]:
@@ -201,8 +224,13 @@ class ModelSelector:
         rows = []
         for model in self._with_evidence(models):
             state = states.get(model.name)
-            rows.append({**model.to_dict(), "state": (state.why_unavailable(now) if state else None) or "ready",
-                         "breaker": state.breaker_view(now) if state else "closed"})
+            rows.append(
+                {
+                    **model.to_dict(),
+                    "state": (state.why_unavailable(now) if state else None) or "ready",
+                    "breaker": state.breaker_view(now) if state else "closed",
+                }
+            )
         return rows
 
     def _preferred(self) -> ModelInfo | None:
@@ -217,8 +245,12 @@ class ModelSelector:
         for model in models:
             seen = stats.get(model.name)
             if seen and seen["calls"] >= MIN_EVIDENCE:
-                model = replace(model, success_rate=seen["ok"] / seen["calls"], observed_calls=seen["calls"],
-                                avg_latency_ms=seen["avg_latency_ms"] or model.avg_latency_ms)
+                model = replace(
+                    model,
+                    success_rate=seen["ok"] / seen["calls"],
+                    observed_calls=seen["calls"],
+                    avg_latency_ms=seen["avg_latency_ms"] or model.avg_latency_ms,
+                )
             out.append(model)
         return out
 
@@ -227,8 +259,9 @@ class ModelSelector:
         provider = states.get(provider_key(self.config.base_url))
         for model in selection.ranked:
             state = states.get(model.name)
-            reason = (provider.why_unavailable(now) if provider else None) or \
-                (state.why_unavailable(now) if state else None)
+            reason = (provider.why_unavailable(now) if provider else None) or (
+                state.why_unavailable(now) if state else None
+            )
             if reason:
                 selection.excluded[model.name] = reason
             else:
@@ -243,8 +276,10 @@ def _unmet(model: ModelInfo, req: TaskRequirements) -> list[str]:
     if not model.suits(category):
         reasons.append(f"not suited to {category} (suits {', '.join(model.categories)})")
     if not model.qualifies(req.quality_threshold):
-        reasons.append(f"quality {model.quality_score:g}/5 is below the threshold {req.quality_threshold:g}"
-                       f" (needs {req.quality_threshold * 5:.2f}/5)")
+        reasons.append(
+            f"quality {model.quality_score:g}/5 is below the threshold {req.quality_threshold:g}"
+            f" (needs {req.quality_threshold * 5:.2f}/5)"
+        )
     if req.max_latency_ms and model.avg_latency_ms and model.avg_latency_ms > req.max_latency_ms:
         reasons.append(f"latency {model.avg_latency_ms:.0f} ms exceeds max_latency_ms {req.max_latency_ms:g}")
     cost = model.cost(*TYPICAL_CALL_TOKENS)
@@ -266,8 +301,12 @@ def _scores(models: list[ModelInfo], complexity: str) -> dict[str, float]:
     scores = {}
     for m in models:
         quality = (m.quality_score if m.quality_known else UNKNOWN_QUALITY) / 5.0  # type: ignore[operator]
-        scores[m.name] = round(w_quality * quality * m.success_rate - w_cost * cost[m.name] / worst_cost
-                               - w_latency * latency[m.name] / worst_latency, 6)
+        scores[m.name] = round(
+            w_quality * quality * m.success_rate
+            - w_cost * cost[m.name] / worst_cost
+            - w_latency * latency[m.name] / worst_latency,
+            6,
+        )
     return scores
 
 
@@ -285,15 +324,18 @@ def _why(ranked: list[ModelInfo], req: TaskRequirements, scores: dict[str, float
             facts.append("fastest")
         if top.quality_known and top.quality_score == max(m.quality_score or 0.0 for m in ranked):
             facts.append("highest quality")
-        lead = (" and ".join(facts) if facts else "best balance of quality, cost and latency") + \
-            f" of {len(ranked)} qualifying models"
+        lead = (
+            " and ".join(facts) if facts else "best balance of quality, cost and latency"
+        ) + f" of {len(ranked)} qualifying models"
     quality = f"{top.quality_score:g}/5" if top.quality_known else "quality unknown"
     cost = top.cost(*TYPICAL_CALL_TOKENS)
     evidence = f"observed over {top.observed_calls} calls" if top.observed_calls else "catalog priors"
-    return (f"{top.name}: {lead} for {category}/{req.complexity} ({WEIGHTING[req.complexity]}); quality {quality},"
-            f" ~{top.avg_latency_ms or UNKNOWN_LATENCY_MS:.0f} ms, "
-            + (f"~${cost:.5f}/call" if cost is not None else "price unknown")
-            + f", {top.success_rate:.0%} success ({evidence})")
+    return (
+        f"{top.name}: {lead} for {category}/{req.complexity} ({WEIGHTING[req.complexity]}); quality {quality},"
+        f" ~{top.avg_latency_ms or UNKNOWN_LATENCY_MS:.0f} ms, "
+        + (f"~${cost:.5f}/call" if cost is not None else "price unknown")
+        + f", {top.success_rate:.0%} success ({evidence})"
+    )
 
 
 def _no_model_message(req: TaskRequirements | None, excluded: dict[str, str], what: str) -> str:
@@ -305,6 +347,11 @@ def _no_model_message(req: TaskRequirements | None, excluded: dict[str, str], wh
 def _requirements_dict(req: TaskRequirements | None) -> dict[str, Any] | None:
     if req is None:
         return None
-    return {"category": req.category.value, "complexity": req.complexity,  # type: ignore[union-attr]
-            "quality_threshold": req.quality_threshold, "max_latency_ms": req.max_latency_ms,
-            "max_cost_per_call": req.max_cost_per_call, "min_context_tokens": req.min_context_tokens}
+    return {
+        "category": req.category.value,
+        "complexity": req.complexity,  # type: ignore[union-attr]
+        "quality_threshold": req.quality_threshold,
+        "max_latency_ms": req.max_latency_ms,
+        "max_cost_per_call": req.max_cost_per_call,
+        "min_context_tokens": req.min_context_tokens,
+    }

@@ -6,20 +6,33 @@ for the function or class under the cursor, `quickfix` on a diagnostic.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from lsprotocol import types as t
 
 from oh_lsp.lsp import ids as cmd
-from oh_lsp.lsp.ids import (DIAGNOSTIC_SOURCE, MODULE_DOCS, MODULE_TESTS, QUICKFIX, SYMBOL_DOCS, SYMBOL_REFACTOR,
-                            SYMBOL_TESTS)
+from oh_lsp.lsp.ids import (
+    DIAGNOSTIC_SOURCE,
+    MODULE_DOCS,
+    MODULE_TESTS,
+    QUICKFIX,
+    SYMBOL_DOCS,
+    SYMBOL_REFACTOR,
+    SYMBOL_TESTS,
+)
 from oh_lsp.lsp.symbols import Symbol
 
 
-def _action(title: str, kind: str, command: str, arguments: dict[str, Any],
-            diagnostics: list[t.Diagnostic] | None = None) -> t.CodeAction:
-    return t.CodeAction(title=title, kind=kind, diagnostics=diagnostics,
-                        command=t.Command(title=title, command=command, arguments=[arguments]))
+def _action(
+    title: str, kind: str, command: str, arguments: dict[str, Any], diagnostics: list[t.Diagnostic] | None = None
+) -> t.CodeAction:
+    return t.CodeAction(
+        title=title,
+        kind=kind,
+        diagnostics=diagnostics,
+        command=t.Command(title=title, command=command, arguments=[arguments]),
+    )
 
 
 def _wanted(kind: str, only: Iterable[str] | None) -> bool:
@@ -29,8 +42,14 @@ def _wanted(kind: str, only: Iterable[str] | None) -> bool:
     return any(kind == want or kind.startswith(want + ".") for want in only)
 
 
-def code_actions(uri: str, module: str, symbol: Symbol | None, kinds: Iterable[str],
-                 diagnostics: Iterable[t.Diagnostic] = (), only: Iterable[str] | None = None) -> list[t.CodeAction]:
+def code_actions(
+    uri: str,
+    module: str,
+    symbol: Symbol | None,
+    kinds: Iterable[str],
+    diagnostics: Iterable[t.Diagnostic] = (),
+    only: Iterable[str] | None = None,
+) -> list[t.CodeAction]:
     """The actions for a Python file `uri` (module `module`), with `symbol` under the cursor (or None).
 
     `kinds` are the task kinds this version can run; actions for the others are not offered."""
@@ -62,11 +81,19 @@ def task_of(diagnostic: t.Diagnostic) -> str | None:
 
 
 def regenerate_fixes(diagnostics: Iterable[t.Diagnostic]) -> list[t.CodeAction]:
-    """"Regenerate with feedback" once per task that has a diagnostic in the request's range."""
+    """ "Regenerate with feedback" once per task that has a diagnostic in the request's range."""
     by_task: dict[str, list[t.Diagnostic]] = {}
     for diagnostic in diagnostics:
         task_id = task_of(diagnostic)
         if task_id:
             by_task.setdefault(task_id, []).append(diagnostic)
-    return [_action("Regenerate with feedback", QUICKFIX, cmd.RETRY_TASK, {"taskId": task_id, "withFeedback": True},
-                    diagnostics=found) for task_id, found in by_task.items()]
+    return [
+        _action(
+            "Regenerate with feedback",
+            QUICKFIX,
+            cmd.RETRY_TASK,
+            {"taskId": task_id, "withFeedback": True},
+            diagnostics=found,
+        )
+        for task_id, found in by_task.items()
+    ]

@@ -15,8 +15,20 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from oh_lsp.lsp import reports
-from oh_lsp.lsp.ids import (CANCEL_TASK, DOCUMENT, GENERATE_TESTS, LIST_MODELS, LIST_TASKS, QUEUE_STATS, REFACTOR,
-                            RETRY_TASK, SELECT_MODEL, SET_API_KEY, SET_MODEL, SHOW_METRICS)
+from oh_lsp.lsp.ids import (
+    CANCEL_TASK,
+    DOCUMENT,
+    GENERATE_TESTS,
+    LIST_MODELS,
+    LIST_TASKS,
+    QUEUE_STATS,
+    REFACTOR,
+    RETRY_TASK,
+    SELECT_MODEL,
+    SET_API_KEY,
+    SET_MODEL,
+    SHOW_METRICS,
+)
 
 if TYPE_CHECKING:
     from oh_lsp.lsp.session import Session
@@ -38,7 +50,7 @@ class Position:
     character: int
 
 
-Symbol = typing.Union[str, Position]  # a dotted name (`Class.method`) or the symbol at a position
+Symbol = str | Position  # a dotted name (`Class.method`) or the symbol at a position
 
 
 def arg(key: str | None = None, default: Any = _MISSING) -> Any:
@@ -119,7 +131,8 @@ def _type_text(annotation: Any) -> str:
     if annotation is Position:
         return "{line, character}"
     return {str: "string", bool: "boolean", float: "number", int: "integer", type(None): "null"}.get(
-        annotation, str(annotation))
+        annotation, str(annotation)
+    )
 
 
 def usage(cls: type) -> str:
@@ -146,8 +159,11 @@ def _check(value: Any, annotation: Any, key: str) -> tuple[Any, str | None]:
     if annotation is type(None):
         return (None, None) if value is None else (None, f"{key} must be null")
     if origin is Literal:
-        return (value, None) if value in args else (None, f"{key} must be one of {', '.join(map(repr, args))},"
-                                                          f" not {value!r}")
+        return (
+            (value, None)
+            if value in args
+            else (None, f"{key} must be one of {', '.join(map(repr, args))}, not {value!r}")
+        )
     if annotation is str:
         if not isinstance(value, str) or not value.strip():
             return None, f"{key} must be a non-empty string"
@@ -158,9 +174,11 @@ def _check(value: Any, annotation: Any, key: str) -> tuple[Any, str | None]:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return (float(value), None) if ok else (None, f"{key} must be a number, not {value!r}")
     if annotation is Position:
-        if (isinstance(value, dict) and set(value) == {"line", "character"}
-                and all(isinstance(value[k], int) and not isinstance(value[k], bool) and value[k] >= 0
-                        for k in value)):
+        if (
+            isinstance(value, dict)
+            and set(value) == {"line", "character"}
+            and all(isinstance(value[k], int) and not isinstance(value[k], bool) and value[k] >= 0 for k in value)
+        ):
             return Position(value["line"], value["character"]), None
         return None, f"{key} must be a dotted name such as 'Class.method' or {{line, character}} (0-based)"
     raise TypeError(f"unsupported argument type {annotation!r}")
@@ -174,8 +192,10 @@ def parse(cls: type, command: str, arguments: tuple[Any, ...] | list[Any]) -> An
     if not arguments and all(f.default is not attrs.NOTHING for f in fields):
         return cls()
     if len(arguments) != 1 or not isinstance(arguments[0], dict):
-        raise CommandError(f"{expected}; it got {len(arguments)} argument(s)"
-                           + ("" if len(arguments) != 1 else f" of type {type(arguments[0]).__name__}"))
+        raise CommandError(
+            f"{expected}; it got {len(arguments)} argument(s)"
+            + ("" if len(arguments) != 1 else f" of type {type(arguments[0]).__name__}")
+        )
     data = arguments[0]
     keys = {_key(f): f for f in fields}
     problems = [f"unknown argument {name!r}" for name in data if name not in keys]
@@ -194,8 +214,11 @@ def parse(cls: type, command: str, arguments: tuple[Any, ...] | list[Any]) -> An
             values[field.name] = value
     if cls is CancelArgs and not problems and not (values.get("task_id") or values.get("progress_token")):
         problems.append("give taskId or progressToken")
-    if cls is SelectModelArgs and values.get("quality_threshold") is not None \
-            and not 0 <= values["quality_threshold"] <= 1:
+    if (
+        cls is SelectModelArgs
+        and values.get("quality_threshold") is not None
+        and not 0 <= values["quality_threshold"] <= 1
+    ):
         problems.append("qualityThreshold must be between 0 and 1")
     if problems:
         raise CommandError(f"{command}: {'; '.join(problems)}. {expected}.")
@@ -230,16 +253,17 @@ async def cancel_task(session: Session, args: CancelArgs) -> dict[str, Any]:
     if task_id is None:
         task_id = session.task_for_token(str(args.progress_token))
         if task_id is None:
-            raise CommandError(f"{CANCEL_TASK}: no task has the progress token {args.progress_token!r} in this"
-                               " session")
+            raise CommandError(f"{CANCEL_TASK}: no task has the progress token {args.progress_token!r} in this session")
     return {"cancelled": await session.cancel(task_id, CANCEL_TASK)}
 
 
 def feedback_text(task: QueuedTask) -> str:
     """What went wrong last time, for the model: the findings (errors first), trimmed, else the error."""
     validation = (task.result or {}).get("validation") or {}
-    lines = [f"- {f.get('code')}: {f.get('message')}" for f in
-             [*validation.get("errors", []), *validation.get("warnings", [])]][:12]
+    lines = [
+        f"- {f.get('code')}: {f.get('message')}"
+        for f in [*validation.get("errors", []), *validation.get("warnings", [])]
+    ][:12]
     if not lines and task.error:
         lines = [f"- {task.error}"]
     text = "\n".join(line if len(line) <= 400 else line[:400] + "…" for line in lines)

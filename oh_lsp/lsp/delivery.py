@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as t
 
@@ -73,8 +74,9 @@ def can_apply(capabilities: t.ClientCapabilities, creates: bool) -> bool:
     return t.ResourceOperationKind.Create in operations
 
 
-def bind(edit: Edit, recompute: Any, text_of: Callable[[str], tuple[str | None, int | None]],
-         uri_of: Callable[[str], str]) -> tuple[list[Bound], list[FileOutcome]]:
+def bind(
+    edit: Edit, recompute: Any, text_of: Callable[[str], tuple[str | None, int | None]], uri_of: Callable[[str], str]
+) -> tuple[list[Bound], list[FileOutcome]]:
     """Rebase each file change on the file's current text. Returns (changes to make, outcome of every file)."""
     bound: list[Bound] = []
     outcomes: list[FileOutcome] = []
@@ -110,13 +112,15 @@ def workspace_edit(bound: list[Bound], codec: PositionCodec, capabilities: t.Cli
     changes: list[Any] = []
     for b in bound:
         if b.current is None:
-            changes.append(t.CreateFile(uri=b.uri, options=t.CreateFileOptions(overwrite=False,
-                                                                               ignore_if_exists=True)))
+            changes.append(t.CreateFile(uri=b.uri, options=t.CreateFileOptions(overwrite=False, ignore_if_exists=True)))
             if not b.change.new_text:
                 continue  # an empty new file (a package's __init__.py)
-        changes.append(t.TextDocumentEdit(
-            text_document=t.OptionalVersionedTextDocumentIdentifier(uri=b.uri, version=b.version),
-            edits=_text_edits(b, codec)))
+        changes.append(
+            t.TextDocumentEdit(
+                text_document=t.OptionalVersionedTextDocumentIdentifier(uri=b.uri, version=b.version),
+                edits=_text_edits(b, codec),
+            )
+        )
     return t.WorkspaceEdit(document_changes=changes)
 
 
@@ -124,9 +128,13 @@ def _refused(outcomes: list[FileOutcome]) -> list[FileOutcome]:
     return [o for o in outcomes if o.action == "refused"]
 
 
-async def deliver(ls: LanguageServer, root: Path, task: QueuedTask,
-                  text_of: Callable[[str], tuple[str | None, int | None]],
-                  uri_of: Callable[[str], str]) -> Delivery:
+async def deliver(
+    ls: LanguageServer,
+    root: Path,
+    task: QueuedTask,
+    text_of: Callable[[str], tuple[str | None, int | None]],
+    uri_of: Callable[[str], str],
+) -> Delivery:
     """Deliver the edit of the completed `task` to the client of `ls` (or to disk)."""
     from oh_lsp.kinds.base import get_kind
 
@@ -151,11 +159,15 @@ async def _apply(ls: LanguageServer, label: str, bound: list[Bound], outcomes: l
     change = workspace_edit(bound, ls.workspace.position_codec, ls.client_capabilities)
     try:
         answer = await ls.workspace_apply_edit_async(t.ApplyWorkspaceEditParams(edit=change, label=label))
-    except Exception as exc:  # some clients answer with an error instead of applied: false
+    except Exception as exc:  # noqa: BLE001 - some clients answer with an error instead of applied: false
         return Delivery(False, "applyEdit", outcomes, reason=f"the editor refused the edit: {exc}")
     if not answer.applied:
-        return Delivery(False, "applyEdit", outcomes,
-                        reason=f"the editor did not apply the edit: {answer.failure_reason or 'no reason given'}")
+        return Delivery(
+            False,
+            "applyEdit",
+            outcomes,
+            reason=f"the editor did not apply the edit: {answer.failure_reason or 'no reason given'}",
+        )
     return Delivery(True, "applyEdit", outcomes)
 
 
@@ -165,15 +177,17 @@ async def _write(ls: LanguageServer, root: Path, task: QueuedTask, uri_of: Calla
 
     report = await asyncio.to_thread(deliver_task, root, task)
     if not report.applied:
-        return Delivery(False, "disk", report.files, reason="; ".join(
-            f"{o.path}: {o.message}" for o in _refused(report.files)))
+        return Delivery(
+            False, "disk", report.files, reason="; ".join(f"{o.path}: {o.message}" for o in _refused(report.files))
+        )
     output = (task.result or {}).get("output_file")
-    ls.window_log_message(t.LogMessageParams(type=t.MessageType.Info,
-                                             message=f"oh-lsp wrote {report.summary()} in {root}"))
+    ls.window_log_message(
+        t.LogMessageParams(type=t.MessageType.Info, message=f"oh-lsp wrote {report.summary()} in {root}")
+    )
     window = ls.client_capabilities.window
     if output and window and window.show_document and window.show_document.support:
         try:
             await ls.window_show_document_async(t.ShowDocumentParams(uri=uri_of(output), take_focus=False))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - showing the file is a courtesy; it was written
             log.info("showDocument failed: %s", exc)
     return Delivery(True, "disk", report.files)

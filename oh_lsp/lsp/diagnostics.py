@@ -14,8 +14,9 @@ Where findings go (the contract's "What is delivered when validation is mixed"):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as t
 
@@ -23,13 +24,18 @@ if TYPE_CHECKING:
     from pygls.workspace import PositionCodec as Codec  # code points -> the client's units
 
 from oh_lsp.lsp.ids import DIAGNOSTIC_SOURCE as SOURCE
-_SEVERITY = {"error": t.DiagnosticSeverity.Error, "warning": t.DiagnosticSeverity.Warning,
-             "info": t.DiagnosticSeverity.Information}
+
+_SEVERITY = {
+    "error": t.DiagnosticSeverity.Error,
+    "warning": t.DiagnosticSeverity.Warning,
+    "info": t.DiagnosticSeverity.Information,
+}
 _EOL = re.compile(r"\r\n|\r|\n")  # line ends as LSP and Python's tokenizer count them
 
 
-def lsp_range(lines: Sequence[str], codec: Codec, line: int, col: int = 0, end_line: int | None = None,
-              end_col: int | None = None) -> t.Range:
+def lsp_range(
+    lines: Sequence[str], codec: Codec, line: int, col: int = 0, end_line: int | None = None, end_col: int | None = None
+) -> t.Range:
     """The LSP range of a Python position: 1-based `line`, 0-based code-point `col`. Without an end, the range
     runs to the end of the line. Lines past the end of the text are clamped to its last line."""
     last = max(len(lines) - 1, 0)
@@ -40,7 +46,7 @@ def lsp_range(lines: Sequence[str], codec: Codec, line: int, col: int = 0, end_l
     stop_text = lines[stop_line] if lines else ""
     stop_col = len(stop_text) if end_col is None else min(max(end_col, 0), len(stop_text))
     if stop_line == start_line and stop_col <= col:
-        stop_col = len(stop_text) if len(stop_text) > col else col
+        stop_col = max(col, len(stop_text))
     start = codec.position_to_client_units(lines, t.Position(start_line, col)) if lines else t.Position(0, 0)
     stop = codec.position_to_client_units(lines, t.Position(stop_line, stop_col)) if lines else t.Position(0, 0)
     return t.Range(start=start, end=stop)
@@ -54,18 +60,30 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
-def to_diagnostic(finding: dict[str, Any], lines: Sequence[str], codec: Codec, task_id: str,
-                  line: int | None = None, prefix: str = "") -> t.Diagnostic:
+def to_diagnostic(
+    finding: dict[str, Any], lines: Sequence[str], codec: Codec, task_id: str, line: int | None = None, prefix: str = ""
+) -> t.Diagnostic:
     """One finding as a diagnostic. `line` (1-based) anchors it elsewhere than its own line (whole line then)."""
     if line is None:
-        rng = lsp_range(lines, codec, int(finding.get("line") or 1), int(finding.get("col") or 0),
-                        finding.get("end_line"), finding.get("end_col"))
+        rng = lsp_range(
+            lines,
+            codec,
+            int(finding.get("line") or 1),
+            int(finding.get("col") or 0),
+            finding.get("end_line"),
+            finding.get("end_col"),
+        )
     else:
         rng = lsp_range(lines, codec, line)
     code = str(finding.get("code") or "finding")
-    return t.Diagnostic(range=rng, message=prefix + str(finding.get("message") or code), source=SOURCE,
-                        severity=_SEVERITY.get(str(finding.get("severity")), t.DiagnosticSeverity.Error),
-                        code=code, data={"taskId": task_id, "code": code})
+    return t.Diagnostic(
+        range=rng,
+        message=prefix + str(finding.get("message") or code),
+        source=SOURCE,
+        severity=_SEVERITY.get(str(finding.get("severity")), t.DiagnosticSeverity.Error),
+        code=code,
+        data={"taskId": task_id, "code": code},
+    )
 
 
 def findings_of(result: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -73,24 +91,34 @@ def findings_of(result: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [*validation.get("errors", []), *validation.get("warnings", [])]
 
 
-def task_diagnostics(task_id: str, result: dict[str, Any] | None, *, completed: bool, target: str,
-                     text_of: Callable[[str], str | None], codec: Codec,
-                     anchor_line: int | None = None) -> dict[str, list[t.Diagnostic]]:
+def task_diagnostics(
+    task_id: str,
+    result: dict[str, Any] | None,
+    *,
+    completed: bool,
+    target: str,
+    text_of: Callable[[str], str | None],
+    codec: Codec,
+    anchor_line: int | None = None,
+) -> dict[str, list[t.Diagnostic]]:
     """Diagnostics of one finished task, by file path (relative to the project root, POSIX).
 
     `text_of(path)` gives a file's text (the open buffer, else the disk; for the generated file, the text that was
     checked). `anchor_line` is the 1-based line of the function the task was about, for a failed task's findings."""
     by_file: dict[str, list[t.Diagnostic]] = {}
     output = (result or {}).get("output_file")
-    dropped = {name.rsplit("::", 1)[-1] for name in
-               (((result or {}).get("validation") or {}).get("details") or {}).get("dropped") or []}
+    dropped = {
+        name.rsplit("::", 1)[-1]
+        for name in (((result or {}).get("validation") or {}).get("details") or {}).get("dropped") or []
+    }
     for finding in findings_of(result):
         file = str(finding.get("file") or output or target)
         test = str(finding.get("test") or "").split("[", 1)[0]
         if completed and file == output and test in dropped:  # not in the delivered file: say so at its top
             lines = split_lines((result or {}).get("content") or "")
-            by_file.setdefault(file, []).append(to_diagnostic(finding, lines, codec, task_id, line=1,
-                                                              prefix="dropped: "))
+            by_file.setdefault(file, []).append(
+                to_diagnostic(finding, lines, codec, task_id, line=1, prefix="dropped: ")
+            )
         elif completed or file == target:
             text = (result or {}).get("content") if file == output else text_of(file)
             lines = split_lines(text or "")
@@ -99,7 +127,8 @@ def task_diagnostics(task_id: str, result: dict[str, Any] | None, *, completed: 
             lines = split_lines(text_of(target) or "")
             prefix = f"generated {Path(file).name}: " if file else ""
             by_file.setdefault(target, []).append(
-                to_diagnostic(finding, lines, codec, task_id, line=anchor_line or 1, prefix=prefix))
+                to_diagnostic(finding, lines, codec, task_id, line=anchor_line or 1, prefix=prefix)
+            )
     return by_file
 
 
@@ -139,8 +168,13 @@ class DiagnosticStore:
             if diagnostic.source == SOURCE and not isinstance(diagnostic.data, dict):
                 task_id = self.task_of(uri, diagnostic)
                 if task_id:
-                    diagnostic = t.Diagnostic(range=diagnostic.range, message=diagnostic.message,
-                                              severity=diagnostic.severity, code=diagnostic.code, source=SOURCE,
-                                              data={"taskId": task_id, "code": diagnostic.code})
+                    diagnostic = t.Diagnostic(
+                        range=diagnostic.range,
+                        message=diagnostic.message,
+                        severity=diagnostic.severity,
+                        code=diagnostic.code,
+                        source=SOURCE,
+                        data={"taskId": task_id, "code": diagnostic.code},
+                    )
             out.append(diagnostic)
         return out

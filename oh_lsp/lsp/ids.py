@@ -15,8 +15,20 @@ LIST_MODELS = "ohLsp.listModels"
 SET_MODEL = "ohLsp.setModel"
 SET_API_KEY = "ohLsp.setApiKey"
 # the commands the server runs (ohLsp.refactorPrompt is the editors')
-SERVER_COMMANDS = (GENERATE_TESTS, DOCUMENT, REFACTOR, CANCEL_TASK, RETRY_TASK, SHOW_METRICS, QUEUE_STATS,
-                   LIST_TASKS, SELECT_MODEL, LIST_MODELS, SET_MODEL, SET_API_KEY)
+SERVER_COMMANDS = (
+    GENERATE_TESTS,
+    DOCUMENT,
+    REFACTOR,
+    CANCEL_TASK,
+    RETRY_TASK,
+    SHOW_METRICS,
+    QUEUE_STATS,
+    LIST_TASKS,
+    SELECT_MODEL,
+    LIST_MODELS,
+    SET_MODEL,
+    SET_API_KEY,
+)
 
 STATUS_NOTIFICATION = "ohLsp/status"
 SETTINGS_SECTION = "ohLsp"

@@ -69,8 +69,14 @@ def _coverage_text(coverage: Any) -> str | None:
     return None
 
 
-def outcome_text(status: str, result: dict[str, Any] | None, *, cost: float = 0.0, error: str | None = None,
-                 delivered: str | None = None) -> str:
+def outcome_text(
+    status: str,
+    result: dict[str, Any] | None,
+    *,
+    cost: float = 0.0,
+    error: str | None = None,
+    delivered: str | None = None,
+) -> str:
     """The end of a task's progress: the file, the score, tests kept and dropped, coverage gain and cost."""
     result = result or {}
     validation = result.get("validation") or {}
@@ -125,7 +131,7 @@ class Progress:
     async def _create(self, track: Track) -> None:
         try:
             await self.ls.work_done_progress.create_async(track.token)
-        except Exception as exc:  # the client refused the token: log lines instead
+        except Exception as exc:  # noqa: BLE001 - the client refused the token: log lines instead
             log.info("client refused progress token for task %s: %s", track.task_id, exc)
             track.log_only = True
         track.began = True
@@ -134,8 +140,9 @@ class Progress:
         if track.log_only:
             self._log(track, first)
         else:
-            self.ls.work_done_progress.begin(track.token, t.WorkDoneProgressBegin(
-                title=track.title, message=first, cancellable=True))
+            self.ls.work_done_progress.begin(
+                track.token, t.WorkDoneProgressBegin(title=track.title, message=first, cancellable=True)
+            )
         for message in rest:
             self.report(track, message)
         if track.pending_end is not None:

@@ -9,8 +9,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from oh_lsp.lsp.session import Session
 
-_SUMMED = ("executions", "successful", "failed", "total_tokens", "prompt_tokens", "completion_tokens",
-           "total_cost", "validations_passed", "cost_today", "tokens_today")
+_SUMMED = (
+    "executions",
+    "successful",
+    "failed",
+    "total_tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_cost",
+    "validations_passed",
+    "cost_today",
+    "tokens_today",
+)
 
 
 def _merge_aggregates(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -18,10 +28,16 @@ def _merge_aggregates(parts: list[dict[str, Any]]) -> dict[str, Any]:
     executions = merged.get("executions", 0)
     successful = merged.get("successful", 0)
     merged["success_rate"] = successful / executions if executions else 0.0
-    merged["avg_duration_seconds"] = (sum(p.get("avg_duration_seconds", 0.0) * p.get("executions", 0) for p in parts)
-                                      / executions) if executions else 0.0
-    merged["avg_quality_score"] = (sum(p.get("avg_quality_score", 0.0) * p.get("successful", 0) for p in parts)
-                                   / successful) if successful else 0.0
+    merged["avg_duration_seconds"] = (
+        (sum(p.get("avg_duration_seconds", 0.0) * p.get("executions", 0) for p in parts) / executions)
+        if executions
+        else 0.0
+    )
+    merged["avg_quality_score"] = (
+        (sum(p.get("avg_quality_score", 0.0) * p.get("successful", 0) for p in parts) / successful)
+        if successful
+        else 0.0
+    )
     if "total_cost" in merged:
         merged["total_cost"] = round(merged["total_cost"], 10)
     return merged
@@ -34,8 +50,9 @@ def merge_metrics(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {"system": _merge_aggregates([s.get("system", {}) for s in summaries])}
     for group in ("models", "task_types"):
         names = sorted({name for s in summaries for name in s.get(group, {})})
-        merged[group] = {name: _merge_aggregates([s[group][name] for s in summaries if name in s.get(group, {})])
-                         for name in names}
+        merged[group] = {
+            name: _merge_aggregates([s[group][name] for s in summaries if name in s.get(group, {})]) for name in names
+        }
     return merged
 
 
@@ -88,11 +105,19 @@ async def list_tasks(session: Session, status: str | None) -> list[dict[str, Any
             continue
         for task in await folder.engine.queue.list_tasks(TaskStatus(status) if status else None):
             target = task.target_file
-            rows.append({"taskId": task.task_id, "kind": task.task_type,
-                         "target": target.as_posix() if target else None,
-                         "uri": session.uri_of(folder, target) if target else None,
-                         "status": task.status.value, "model": task.model, "cost": task.cost,
-                         "delivery": task.delivery, "createdAt": task.created_at})
+            rows.append(
+                {
+                    "taskId": task.task_id,
+                    "kind": task.task_type,
+                    "target": target.as_posix() if target else None,
+                    "uri": session.uri_of(folder, target) if target else None,
+                    "status": task.status.value,
+                    "model": task.model,
+                    "cost": task.cost,
+                    "delivery": task.delivery,
+                    "createdAt": task.created_at,
+                }
+            )
     return sorted(rows, key=lambda r: r["createdAt"], reverse=True)
 
 
@@ -102,7 +127,16 @@ async def list_models(session: Session) -> list[dict[str, Any]]:
 
     selector = await session.gateway().selector()
     rows = await asyncio.to_thread(selector.list_models)
-    return [{"name": row["name"], "id": row.get("id"), "qualityScore": row.get("quality"),
-             "pricePrompt": row.get("price_prompt"), "priceCompletion": row.get("price_completion"),
-             "contextLength": row.get("context_length"), "state": row.get("state"), "breaker": row.get("breaker")}
-            for row in rows]
+    return [
+        {
+            "name": row["name"],
+            "id": row.get("id"),
+            "qualityScore": row.get("quality"),
+            "pricePrompt": row.get("price_prompt"),
+            "priceCompletion": row.get("price_completion"),
+            "contextLength": row.get("context_length"),
+            "state": row.get("state"),
+            "breaker": row.get("breaker"),
+        }
+        for row in rows
+    ]

@@ -38,6 +38,7 @@ class OhLspServer(LanguageServer):
 
     def boot(self) -> None:
         """Load the features on a thread, then start the session (engines per workspace folder)."""
+
         async def load() -> Session:
             module = await asyncio.to_thread(importlib.import_module, "oh_lsp.lsp.session")
             session = module.Session(self)
@@ -82,8 +83,9 @@ async def shutdown(ls: OhLspServer, _params: None) -> None:
 async def did_change_configuration(ls: OhLspServer, params: t.DidChangeConfigurationParams) -> None:
     settings = params.settings
     if settings is None and ls.client_capabilities.workspace and ls.client_capabilities.workspace.configuration:
-        answer = await ls.workspace_configuration_async(t.ConfigurationParams(
-            items=[t.ConfigurationItem(section=ids.SETTINGS_SECTION)]))
+        answer = await ls.workspace_configuration_async(
+            t.ConfigurationParams(items=[t.ConfigurationItem(section=ids.SETTINGS_SECTION)])
+        )
         settings = answer[0] if answer else None
     await (await ls.session()).change_settings(settings)
 
@@ -103,8 +105,10 @@ async def code_action(ls: OhLspServer, params: t.CodeActionParams) -> list[t.Cod
     return session.code_actions(params.text_document.uri, params.range.start, params.context)
 
 
-@server.feature(t.TEXT_DOCUMENT_DIAGNOSTIC, t.DiagnosticOptions(
-    identifier=ids.DIAGNOSTIC_SOURCE, inter_file_dependencies=False, workspace_diagnostics=False))
+@server.feature(
+    t.TEXT_DOCUMENT_DIAGNOSTIC,
+    t.DiagnosticOptions(identifier=ids.DIAGNOSTIC_SOURCE, inter_file_dependencies=False, workspace_diagnostics=False),
+)
 async def pull_diagnostics(ls: OhLspServer, params: t.DocumentDiagnosticParams) -> t.FullDocumentDiagnosticReport:
     session = await ls.session()
     return t.RelatedFullDocumentDiagnosticReport(items=session.diagnostics.for_uri(params.text_document.uri))

@@ -11,9 +11,10 @@ import asyncio
 import importlib
 import logging
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as t
 from pygls.uris import from_fs_path, to_fs_path
@@ -23,8 +24,8 @@ from oh_lsp.errors import OhLspError, TargetError
 from oh_lsp.lsp import settings as cfg
 from oh_lsp.lsp.commands import CommandError, Position
 from oh_lsp.lsp.diagnostics import DiagnosticStore, findings_of, task_diagnostics
-from oh_lsp.lsp.progress import Progress, Track, outcome_text, stage_text
 from oh_lsp.lsp.ids import STATUS_NOTIFICATION as STATUS_METHOD
+from oh_lsp.lsp.progress import Progress, Track, outcome_text, stage_text
 from oh_lsp.lsp.status import Debouncer, SessionCounts, build_status, model_layer_state
 from oh_lsp.lsp.symbols import Symbol, describe_missing, find_symbol, symbol_at
 from oh_lsp.paths import module_name, python_target
@@ -144,8 +145,9 @@ class Session:
         try:
             config = self._config_for(root)
             _redact(config)
-            folder.engine = ExecutionEngine(config, cfg.workers(self.settings), project_root=root,
-                                            submitter=folder.submitter)
+            folder.engine = ExecutionEngine(
+                config, cfg.workers(self.settings), project_root=root, submitter=folder.submitter
+            )
             folder.engine.subscribe(lambda event, f=folder: self.on_event(f, event))
             await folder.engine.start()
         except (OhLspError, ValueError) as exc:
@@ -233,8 +235,10 @@ class Session:
 
     def require_kind(self, kind: str, command: str) -> None:
         if kind not in self.kinds:
-            raise CommandError(f"{command}: this version of oh-lsp cannot run {kind} tasks yet (it runs:"
-                               f" {', '.join(self.kinds) or 'none'})")
+            raise CommandError(
+                f"{command}: this version of oh-lsp cannot run {kind} tasks yet (it runs:"
+                f" {', '.join(self.kinds) or 'none'})"
+            )
 
     async def resolve_target(self, uri: str, symbol: str | Position | None, command: str) -> Target:
         path = to_fs_path(uri) if uri.startswith("file:") else None
@@ -243,8 +247,10 @@ class Session:
         folder = self.folder_for(Path(path))
         if folder is None:
             open_folders = ", ".join(str(f.root) for f in self.folders.values()) or "none"
-            raise CommandError(f"{command}: {path} is outside the workspace folders ({open_folders}); oh-lsp only"
-                               " works on files inside an open workspace folder")
+            raise CommandError(
+                f"{command}: {path} is outside the workspace folders ({open_folders}); oh-lsp only"
+                " works on files inside an open workspace folder"
+            )
         if folder.engine is None:
             raise CommandError(f"{command}: {folder.error}")
         try:
@@ -254,8 +260,10 @@ class Session:
         target = Target(folder, relative, module_name(relative))
         text, version = self.text_of(folder, relative)
         if version is not None and text != (folder.root / relative).read_text(encoding="utf-8", errors="replace"):
-            self.show(f"{relative} has unsaved changes; oh-lsp works from the saved file. Save it to include them.",
-                      t.MessageType.Warning)
+            self.show(
+                f"{relative} has unsaved changes; oh-lsp works from the saved file. Save it to include them.",
+                t.MessageType.Warning,
+            )
         if isinstance(symbol, str):
             target.symbol = find_symbol(text or "", symbol)
             if target.symbol is None:
@@ -263,10 +271,13 @@ class Session:
         elif isinstance(symbol, Position):
             lines = (text or "").split("\n")
             if symbol.line >= len(lines):
-                raise CommandError(f"{command}: line {symbol.line} is past the end of {relative} ({len(lines)}"
-                                   " lines; lines count from 0)")
+                raise CommandError(
+                    f"{command}: line {symbol.line} is past the end of {relative} ({len(lines)}"
+                    " lines; lines count from 0)"
+                )
             at = self.ls.workspace.position_codec.position_from_client_units(
-                lines, t.Position(symbol.line, symbol.character))
+                lines, t.Position(symbol.line, symbol.character)
+            )
             target.symbol = symbol_at(text or "", at.line + 1)
             if target.symbol is None:
                 raise CommandError(f"{command}: no function or class at line {symbol.line + 1} of {relative}")
@@ -279,8 +290,9 @@ class Session:
         return await self.resolve_target(uri, task.metadata.get("symbol"), "ohLsp.retryTask")
 
     # --- tasks -------------------------------------------------------------------------------------------------
-    async def submit(self, target: Target, kind: str, instruction: str, feedback: str = "",
-                     retry_of: str | None = None) -> dict[str, Any]:
+    async def submit(
+        self, target: Target, kind: str, instruction: str, feedback: str = "", retry_of: str | None = None
+    ) -> dict[str, Any]:
         from oh_lsp.tasks import QueuedTask, TaskPriority
 
         folder = target.folder
@@ -291,10 +303,22 @@ class Session:
         if retry_of:
             metadata["retry_of"] = retry_of
         description = f"{instruction}\n\n{feedback}" if feedback else instruction
-        task = QueuedTask(task_type=kind, description=description, target_file=target.path,
-                          priority=TaskPriority.HIGH, metadata=metadata, submitter=folder.submitter)
-        track = Track(task.task_id, folder, kind, target.path.as_posix(), str(uuid.uuid4()),
-                      symbol=target.symbol.qualname if target.symbol else None)
+        task = QueuedTask(
+            task_type=kind,
+            description=description,
+            target_file=target.path,
+            priority=TaskPriority.HIGH,
+            metadata=metadata,
+            submitter=folder.submitter,
+        )
+        track = Track(
+            task.task_id,
+            folder,
+            kind,
+            target.path.as_posix(),
+            str(uuid.uuid4()),
+            symbol=target.symbol.qualname if target.symbol else None,
+        )
         self._track(track)  # before submitting: the "queued" event starts its progress
         try:
             task_id = await folder.engine.submit_task(task)
@@ -368,11 +392,22 @@ class Session:
         """Show progress for a task of this submitter that this session did not start (e.g. after a restart)."""
         assert folder.engine is not None
         task = await folder.engine.get_task_status(event.task_id)
-        if (task is None or task.submitter != folder.submitter or task.status.is_final
-                or event.task_id in self.tracks or task.target_file is None):
+        if (
+            task is None
+            or task.submitter != folder.submitter
+            or task.status.is_final
+            or event.task_id in self.tracks
+            or task.target_file is None
+        ):
             return
-        track = Track(task.task_id, folder, task.task_type, task.target_file.as_posix(), str(uuid.uuid4()),
-                      symbol=task.metadata.get("symbol"))
+        track = Track(
+            task.task_id,
+            folder,
+            task.task_type,
+            task.target_file.as_posix(),
+            str(uuid.uuid4()),
+            symbol=task.metadata.get("symbol"),
+        )
         self._track(track)
         self.progress.begin(track, f"resumed: {stage_text(event)}")
 
@@ -414,9 +449,11 @@ class Session:
     def _explain_failure(self, task: QueuedTask) -> None:
         findings = findings_of(task.result)
         if any(f.get("code") == NOT_TRUSTED for f in findings):
-            self.show(f"oh-lsp did not run the generated tests for {task.target_file}: the workspace is not trusted."
-                      " To run generated code, set ohLsp.trusted to true (in VS Code: trust the workspace).",
-                      t.MessageType.Warning)
+            self.show(
+                f"oh-lsp did not run the generated tests for {task.target_file}: the workspace is not trusted."
+                " To run generated code, set ohLsp.trusted to true (in VS Code: trust the workspace).",
+                t.MessageType.Warning,
+            )
         elif not findings:
             self.show(f"oh-lsp: {task.task_type} for {task.target_file} failed: {task.error}", t.MessageType.Error)
 
@@ -426,8 +463,9 @@ class Session:
         assert folder.engine is not None
         self._claimed.add(task.task_id)
         await folder.engine.queue.set_delivery(task.task_id, "delivering")
-        delivery = await deliver(self.ls, folder.root, task, lambda p: self.text_of(folder, p),
-                                 lambda p: self.uri_of(folder, p))
+        delivery = await deliver(
+            self.ls, folder.root, task, lambda p: self.text_of(folder, p), lambda p: self.uri_of(folder, p)
+        )
         await folder.engine.queue.set_delivery(task.task_id, delivery.state)
         if delivery.applied:
             self.publish_task_diagnostics(folder, task)
@@ -448,10 +486,13 @@ class Session:
                     if task.task_id not in self._claimed:
                         self._claimed.add(task.task_id)
                         delivery = await self.deliver(folder, task)
-                        self.ls.window_log_message(t.LogMessageParams(
-                            type=t.MessageType.Info,
-                            message=f"oh-lsp: result of task {task.task_id[:8]} ({task.task_type} {task.target_file},"
-                                    f" finished elsewhere): {delivery.summary()}"))
+                        self.ls.window_log_message(
+                            t.LogMessageParams(
+                                type=t.MessageType.Info,
+                                message=f"oh-lsp: result of task {task.task_id[:8]} ({task.task_type} {task.target_file},"
+                                f" finished elsewhere): {delivery.summary()}",
+                            )
+                        )
             await asyncio.sleep(DELIVERY_POLL_SECONDS)
 
     # --- diagnostics -------------------------------------------------------------------------------------------
@@ -462,14 +503,21 @@ class Session:
         if task.metadata.get("symbol"):
             found = find_symbol(target_text, task.metadata["symbol"])
             anchor = found.line if found else None
-        by_file = task_diagnostics(task.task_id, task.result, completed=task.status.value == "completed",
-                                   target=target, text_of=lambda p: self.text_of(folder, p)[0],
-                                   codec=self.ls.workspace.position_codec, anchor_line=anchor)
+        by_file = task_diagnostics(
+            task.task_id,
+            task.result,
+            completed=task.status.value == "completed",
+            target=target,
+            text_of=lambda p: self.text_of(folder, p)[0],
+            codec=self.ls.workspace.position_codec,
+            anchor_line=anchor,
+        )
         by_uri = {self.uri_of(folder, path): items for path, items in by_file.items()}
         touched = self.diagnostics.replace((str(folder.root), task.task_type, target), task.task_id, by_uri)
         for uri in touched:
-            self.ls.text_document_publish_diagnostics(t.PublishDiagnosticsParams(
-                uri=uri, diagnostics=self.diagnostics.for_uri(uri)))
+            self.ls.text_document_publish_diagnostics(
+                t.PublishDiagnosticsParams(uri=uri, diagnostics=self.diagnostics.for_uri(uri))
+            )
 
     # --- status ------------------------------------------------------------------------------------------------
     def poke_status(self) -> None:
@@ -537,8 +585,11 @@ class Session:
     def _warn_not_enforced(self) -> None:
         ignored = cfg.not_enforced(self.settings)
         if ignored:
-            self.show(f"oh-lsp: {', '.join(ignored)} cannot be enforced by this version yet; the setting is kept"
-                      " but has no effect.", t.MessageType.Warning)
+            self.show(
+                f"oh-lsp: {', '.join(ignored)} cannot be enforced by this version yet; the setting is kept"
+                " but has no effect.",
+                t.MessageType.Warning,
+            )
 
     async def _override(self, **changes: Any) -> None:
         previous = cfg.Overrides(self.overrides.api_key, self.overrides.model)

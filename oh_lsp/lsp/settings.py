@@ -104,8 +104,9 @@ def merge_settings(current: dict[str, Any], raw: dict[str, Any]) -> tuple[dict[s
         if value is None:
             merged.pop(key, None)
         elif _valid(key, value):
-            merged[key] = int(value) if _whole(value) and key in ("workers", "timeoutSeconds",
-                                                                  "maxRepairIterations") else value
+            merged[key] = (
+                int(value) if _whole(value) and key in ("workers", "timeoutSeconds", "maxRepairIterations") else value
+            )
         else:
             shown = "<hidden>" if key == "apiKey" else repr(value)
             problems.append(f"{SECTION}.{key} must be {_KINDS[key]}, not {shown}")
@@ -138,8 +139,9 @@ def build_config(root: Path, settings: dict[str, Any], overrides: Overrides | No
     try:
         config = OpenHandsConfig.from_env(env_file=root / ".env")
     except ConfigError as exc:
-        raise SettingsError(f"{exc}. Fix the environment or the project's .env, or set it in the editor's"
-                            f" {SECTION} settings.") from None
+        raise SettingsError(
+            f"{exc}. Fix the environment or the project's .env, or set it in the editor's {SECTION} settings."
+        ) from None
     values: dict[str, Any] = {}
     for key, name in CONFIG_FIELDS.items():
         if key in settings and name in OpenHandsConfig.model_fields:
@@ -169,8 +171,11 @@ def not_enforced(settings: dict[str, Any]) -> list[str]:
     """Settings that were given but that this version cannot act on yet (no such engine setting)."""
     from oh_lsp.config import OpenHandsConfig
 
-    return [f"{SECTION}.{key}" for key, name in CONFIG_FIELDS.items()
-            if settings.get(key) is not None and name not in OpenHandsConfig.model_fields]
+    return [
+        f"{SECTION}.{key}"
+        for key, name in CONFIG_FIELDS.items()
+        if settings.get(key) is not None and name not in OpenHandsConfig.model_fields
+    ]
 
 
 def workers(settings: dict[str, Any]) -> int:

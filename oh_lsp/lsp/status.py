@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 from oh_lsp import events as ev
 
@@ -63,14 +64,20 @@ def model_layer_state(metrics: Iterable[dict[str, Any]]) -> dict[str, Any]:
         left = (summary.get("budget") or {}).get("left_today_usd")
         if left is not None:
             budget_left.append(float(left))
-    return {"cooldowns": [{"model": m, "secondsLeft": round(s, 1)} for m, s in sorted(cooldowns.items())],
-            "breakers": [{"model": m, "state": s} for m, s in sorted(breakers.items())],
-            "budgetLeftToday": min(budget_left) if budget_left else None}
+    return {
+        "cooldowns": [{"model": m, "secondsLeft": round(s, 1)} for m, s in sorted(cooldowns.items())],
+        "breakers": [{"model": m, "state": s} for m, s in sorted(breakers.items())],
+        "budgetLeftToday": min(budget_left) if budget_left else None,
+    }
 
 
-def build_status(counts: SessionCounts, queue_stats: Iterable[dict[str, Any]],
-                 metrics: Iterable[dict[str, Any]], configured_model: str | None,
-                 model_state: dict[str, Any]) -> dict[str, Any]:
+def build_status(
+    counts: SessionCounts,
+    queue_stats: Iterable[dict[str, Any]],
+    metrics: Iterable[dict[str, Any]],
+    configured_model: str | None,
+    model_state: dict[str, Any],
+) -> dict[str, Any]:
     """The notification's payload. `queue_stats` and `metrics` are per workspace folder (their stores)."""
     stats = list(queue_stats)
     systems = [m.get("system", {}) for m in metrics]

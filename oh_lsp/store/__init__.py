@@ -70,6 +70,8 @@ def _postgres_backend(url: str) -> Any:
     try:
         from oh_lsp.store.postgres import PostgresStore
     except ImportError as exc:
-        raise StoreError(f"a PostgreSQL queue needs the optional dependencies ({exc.name} is missing): install"
-                         " oh-lsp[postgres], e.g. `pip install 'oh-lsp[postgres]'`") from None
+        raise StoreError(
+            f"a PostgreSQL queue needs the optional dependencies ({exc.name} is missing): install"
+            " oh-lsp[postgres], e.g. `pip install 'oh-lsp[postgres]'`"
+        ) from None
     return PostgresStore

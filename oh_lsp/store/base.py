@@ -9,7 +9,8 @@ interface; `tests/test_store_contract.py` runs the same tests against both. Meth
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from oh_lsp.llm.state import ModelCall, ModelState
@@ -41,14 +42,31 @@ class TaskStore(Protocol):
 
     def heartbeat(self, task_id: str, lease_id: str, lease_seconds: float) -> Heartbeat: ...
 
-    def finish(self, task_id: str, lease_id: str, status: TaskStatus, *, result: dict[str, Any] | None = None,
-               error: str | None = None, model: str | None = None,
-               metrics: ExecutionMetrics | None = None) -> bool:
+    def finish(
+        self,
+        task_id: str,
+        lease_id: str,
+        status: TaskStatus,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        model: str | None = None,
+        metrics: ExecutionMetrics | None = None,
+    ) -> bool:
         """End a running task (completed, failed or cancelled) if `lease_id` still holds it. Records `metrics`
         in the same transaction. Returns False when the lease was lost (nothing is written then)."""
 
-    def retry(self, task_id: str, lease_id: str, *, reason: str, delay: float, model: str | None = None,
-              metrics: ExecutionMetrics | None = None, result: dict[str, Any] | None = None) -> TaskStatus | None:
+    def retry(
+        self,
+        task_id: str,
+        lease_id: str,
+        *,
+        reason: str,
+        delay: float,
+        model: str | None = None,
+        metrics: ExecutionMetrics | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> TaskStatus | None:
         """Put a running task back to pending after `delay` seconds, or fail it when its retries are used up.
         Returns the new status, or None when the lease was lost."""
 

@@ -8,8 +8,9 @@ The message templates use `%s` placeholders so that Python (`template % values`)
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from oh_lsp.llm.state import ModelState
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
@@ -27,8 +28,10 @@ COST_GROUPS = (("by_model", "model"), ("by_kind", "coalesce(task_kind, '-')"), (
 
 
 def queue_full_message(unfinished: int, max_size: int) -> str:
-    return (f"the queue is full: {unfinished} tasks are pending or running (max_size={max_size}). Nothing was"
-            " added; run the engine (oh-lsp run-engine) or cancel tasks, then submit again.")
+    return (
+        f"the queue is full: {unfinished} tasks are pending or running (max_size={max_size}). Nothing was"
+        " added; run the engine (oh-lsp run-engine) or cancel tasks, then submit again."
+    )
 
 
 def task_from_row(row: Mapping[str, Any]) -> QueuedTask:
@@ -108,8 +111,9 @@ def model_states_from_json(documents: Iterable[str]) -> dict[str, ModelState]:
 
 def cost_view(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """One group of `costs`, from rows of ``key, calls, cost, tokens``."""
-    return {row["key"]: {"calls": row["calls"], "cost": round(row["cost"], 10), "tokens": row["tokens"]}
-            for row in rows}
+    return {
+        row["key"]: {"calls": row["calls"], "cost": round(row["cost"], 10), "tokens": row["tokens"]} for row in rows
+    }
 
 
 def spent_filter(task_id: str | None, day: str | None) -> tuple[str, str]:
@@ -123,11 +127,14 @@ def spent_filter(task_id: str | None, day: str | None) -> tuple[str, str]:
 
 def call_stats_view(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """`model_call_stats()`, from rows of ``model, calls, ok, avg_latency_ms``."""
-    return {row["model"]: {"calls": row["calls"], "ok": row["ok"], "avg_latency_ms": row["avg_latency_ms"]}
-            for row in rows}
+    return {
+        row["model"]: {"calls": row["calls"], "ok": row["ok"], "avg_latency_ms": row["avg_latency_ms"]} for row in rows
+    }
 
 
 def model_state_summary(states: dict[str, ModelState], now: float) -> dict[str, Any]:
     """The ``model_state`` (cooldowns and breakers as of `now`) and ``rotations`` parts of `metrics_summary`."""
-    return {"model_state": {name: state.view(now) for name, state in sorted(states.items())},
-            "rotations": sum(state.rotations_away for state in states.values())}
+    return {
+        "model_state": {name: state.view(now) for name, state in sorted(states.items())},
+        "rotations": sum(state.rotations_away for state in states.values()),
+    }

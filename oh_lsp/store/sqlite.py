@@ -13,9 +13,10 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from oh_lsp.errors import QueueFullError, StoreError
 from oh_lsp.llm.state import ModelCall, ModelState, local_day
@@ -172,8 +173,10 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            raise StoreError(f"the oh-lsp store at {self.path} cannot be written: {exc}. Check the free space and"
-                             " permissions of its directory, or set OH_LSP_STATE_DIR to another one.") from exc
+            raise StoreError(
+                f"the oh-lsp store at {self.path} cannot be written: {exc}. Check the free space and"
+                " permissions of its directory, or set OH_LSP_STATE_DIR to another one."
+            ) from exc
 
     def _migrate(self) -> None:
         with self._write() as db:
@@ -200,8 +203,10 @@ class SQLiteStore:
             part = Path(str(self.path) + suffix)
             if part.exists():
                 part.rename(Path(str(moved) + suffix))
-        self.recovered = (f"the oh-lsp store at {self.path} was corrupted ({exc}); it was moved aside to {moved}"
-                          " and a fresh store was created. Tasks and metrics recorded before are in the old file.")
+        self.recovered = (
+            f"the oh-lsp store at {self.path} was corrupted ({exc}); it was moved aside to {moved}"
+            " and a fresh store was created. Tasks and metrics recorded before are in the old file."
+        )
         log.warning(self.recovered)
 
     def close(self) -> None:
@@ -216,7 +221,7 @@ class SQLiteStore:
 
     def watch_for_work(self, callback: Any) -> None:
         """SQLite has no notifications between processes: idle workers poll (cheaply, it is a local file)."""
-        return None
+        return
 
     # --- queue -------------------------------------------------------------------------------------------------
     def add(self, task: QueuedTask, *, dedupe_key: str, max_size: int) -> tuple[str, bool]:
@@ -233,9 +238,20 @@ class SQLiteStore:
             db.execute(
                 "INSERT INTO tasks (id, kind, description, target_file, target_sha256, priority, metadata, status,"
                 " submitter, dedupe_key, max_retries, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (task.task_id, task.task_type, task.description, rec.path_text(task.target_file), task.target_sha256,
-                 int(task.priority), json.dumps(task.metadata, default=str), TaskStatus.PENDING.value,
-                 task.submitter, dedupe_key, rec.max_retries_of(task), now),
+                (
+                    task.task_id,
+                    task.task_type,
+                    task.description,
+                    rec.path_text(task.target_file),
+                    task.target_sha256,
+                    int(task.priority),
+                    json.dumps(task.metadata, default=str),
+                    TaskStatus.PENDING.value,
+                    task.submitter,
+                    dedupe_key,
+                    rec.max_retries_of(task),
+                    now,
+                ),
             )
             return task.task_id, True
 
@@ -264,8 +280,7 @@ class SQLiteStore:
         with self._write() as db:
             self._reclaim_expired(db, now)
             row = db.execute(
-                "SELECT id FROM tasks WHERE status = 'pending' AND not_before <= ?"
-                " ORDER BY priority DESC, seq LIMIT 1",
+                "SELECT id FROM tasks WHERE status = 'pending' AND not_before <= ? ORDER BY priority DESC, seq LIMIT 1",
                 (now,),
             ).fetchone()
             if row is None:
@@ -290,9 +305,17 @@ class SQLiteStore:
             return Heartbeat.LOST
         return Heartbeat.CANCEL if cur[0] else Heartbeat.OK
 
-    def finish(self, task_id: str, lease_id: str, status: TaskStatus, *, result: dict[str, Any] | None = None,
-               error: str | None = None, model: str | None = None,
-               metrics: ExecutionMetrics | None = None) -> bool:
+    def finish(
+        self,
+        task_id: str,
+        lease_id: str,
+        status: TaskStatus,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        model: str | None = None,
+        metrics: ExecutionMetrics | None = None,
+    ) -> bool:
         now = self._clock()
         with self._write() as db:
             cur = db.execute(
@@ -300,9 +323,17 @@ class SQLiteStore:
                 " lease_id = NULL, lease_owner = NULL, lease_expires = NULL,"
                 " tokens = tokens + ?, cost = cost + ?"
                 " WHERE id = ? AND status = 'running' AND lease_id = ?",
-                (TaskStatus(status).value, rec.to_json(result), error, model, now,
-                 metrics.tokens_used if metrics else 0, metrics.cost if metrics else 0.0,
-                 task_id, lease_id),
+                (
+                    TaskStatus(status).value,
+                    rec.to_json(result),
+                    error,
+                    model,
+                    now,
+                    metrics.tokens_used if metrics else 0,
+                    metrics.cost if metrics else 0.0,
+                    task_id,
+                    lease_id,
+                ),
             )
             if cur.rowcount != 1:
                 return False
@@ -310,8 +341,17 @@ class SQLiteStore:
                 self._insert_metrics(db, metrics)
             return True
 
-    def retry(self, task_id: str, lease_id: str, *, reason: str, delay: float, model: str | None = None,
-              metrics: ExecutionMetrics | None = None, result: dict[str, Any] | None = None) -> TaskStatus | None:
+    def retry(
+        self,
+        task_id: str,
+        lease_id: str,
+        *,
+        reason: str,
+        delay: float,
+        model: str | None = None,
+        metrics: ExecutionMetrics | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> TaskStatus | None:
         now = self._clock()
         with self._write() as db:
             row = db.execute(
@@ -327,8 +367,14 @@ class SQLiteStore:
                     "UPDATE tasks SET status = 'failed', error = ?, result = coalesce(?, result),"
                     " model = coalesce(?, model), finished_at = ?, lease_id = NULL, lease_owner = NULL,"
                     " lease_expires = NULL, tokens = tokens + ?, cost = cost + ? WHERE id = ?",
-                    (rec.FAILED_AFTER_RETRIES % (row["attempts"], reason), rec.to_json(result), model, now,
-                     *spent, task_id),
+                    (
+                        rec.FAILED_AFTER_RETRIES % (row["attempts"], reason),
+                        rec.to_json(result),
+                        model,
+                        now,
+                        *spent,
+                        task_id,
+                    ),
                 )
             else:
                 status = TaskStatus.PENDING
@@ -416,18 +462,26 @@ class SQLiteStore:
         }
 
     def outstanding(self, horizon: float) -> int:
-        return self._conn().execute(
-            "SELECT count(*) FROM tasks WHERE status = 'running' OR (status = 'pending' AND not_before <= ?)",
-            (self._clock() + horizon,),
-        ).fetchone()[0]
+        return (
+            self._conn()
+            .execute(
+                "SELECT count(*) FROM tasks WHERE status = 'running' OR (status = 'pending' AND not_before <= ?)",
+                (self._clock() + horizon,),
+            )
+            .fetchone()[0]
+        )
 
     # --- results -----------------------------------------------------------------------------------------------
     def undelivered(self, submitter: str) -> list[QueuedTask]:
-        rows = self._conn().execute(
-            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE submitter = ? AND delivery IS NULL AND status = 'completed'"
-            " ORDER BY seq",
-            (submitter,),
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE submitter = ? AND delivery IS NULL AND status = 'completed'"
+                " ORDER BY seq",
+                (submitter,),
+            )
+            .fetchall()
+        )
         return [rec.task_from_row(r) for r in rows]
 
     def set_delivery(self, task_id: str, delivery: str) -> None:
@@ -445,9 +499,23 @@ class SQLiteStore:
             "INSERT INTO metrics (task_id, attempt, model_id, task_type, success, validation_passed, tokens_used,"
             " prompt_tokens, completion_tokens, cost, quality_score, duration_seconds, error, created_at, day)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (m.task_id, m.attempt, m.model_id, m.task_type, int(m.success), int(m.validation_passed),
-             int(m.tokens_used), int(m.prompt_tokens), int(m.completion_tokens), float(m.cost),
-             float(m.quality_score), float(m.duration_seconds), m.error, m.created_at, day),
+            (
+                m.task_id,
+                m.attempt,
+                m.model_id,
+                m.task_type,
+                int(m.success),
+                int(m.validation_passed),
+                int(m.tokens_used),
+                int(m.prompt_tokens),
+                int(m.completion_tokens),
+                float(m.cost),
+                float(m.quality_score),
+                float(m.duration_seconds),
+                m.error,
+                m.created_at,
+                day,
+            ),
         )
 
     def metrics_summary(self) -> dict[str, Any]:
@@ -475,14 +543,23 @@ class SQLiteStore:
             row["task_type"]: rec.aggregate(row)
             for row in db.execute(f"SELECT task_type, {aggregate} FROM metrics GROUP BY task_type ORDER BY task_type")
         }
-        return {"system": system, "models": models, "task_types": kinds, "costs": self._costs(db),
-                **rec.model_state_summary(self.model_states(), self._clock())}
+        return {
+            "system": system,
+            "models": models,
+            "task_types": kinds,
+            "costs": self._costs(db),
+            **rec.model_state_summary(self.model_states(), self._clock()),
+        }
 
     def _costs(self, db: sqlite3.Connection) -> dict[str, Any]:
-        sums = ("count(*) AS calls, coalesce(sum(cost), 0.0) AS cost,"
-                " coalesce(sum(prompt_tokens + completion_tokens), 0) AS tokens")
-        return {key: rec.cost_view(db.execute(f"SELECT {column} AS key, {sums} FROM model_calls GROUP BY 1 ORDER BY 1"))
-                for key, column in rec.COST_GROUPS}
+        sums = (
+            "count(*) AS calls, coalesce(sum(cost), 0.0) AS cost,"
+            " coalesce(sum(prompt_tokens + completion_tokens), 0) AS tokens"
+        )
+        return {
+            key: rec.cost_view(db.execute(f"SELECT {column} AS key, {sums} FROM model_calls GROUP BY 1 ORDER BY 1"))
+            for key, column in rec.COST_GROUPS
+        }
 
     # --- model health and spending -----------------------------------------------------------------------------
     def update_model_state(self, model: str, change: Callable[[ModelState], T]) -> T:
@@ -493,9 +570,11 @@ class SQLiteStore:
             result = change(state)
             after = rec.model_state_json(state)
             if after != before:
-                db.execute("INSERT INTO model_state (model, data, updated_at) VALUES (?, ?, ?) ON CONFLICT (model)"
-                           " DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-                           (model, after, self._clock()))
+                db.execute(
+                    "INSERT INTO model_state (model, data, updated_at) VALUES (?, ?, ?) ON CONFLICT (model)"
+                    " DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+                    (model, after, self._clock()),
+                )
             return result
 
     def model_states(self) -> dict[str, ModelState]:
@@ -513,25 +592,42 @@ class SQLiteStore:
             db.execute(
                 "INSERT INTO model_calls (created_at, day, task_id, task_kind, model, outcome, latency_ms,"
                 " prompt_tokens, completion_tokens, cost, cost_source) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (call.created_at, call.day, call.task_id, call.task_kind, call.model, call.outcome,
-                 float(call.latency_ms), int(call.prompt_tokens), int(call.completion_tokens), float(call.cost),
-                 call.cost_source),
+                (
+                    call.created_at,
+                    call.day,
+                    call.task_id,
+                    call.task_kind,
+                    call.model,
+                    call.outcome,
+                    float(call.latency_ms),
+                    int(call.prompt_tokens),
+                    int(call.completion_tokens),
+                    float(call.cost),
+                    call.cost_source,
+                ),
             )
 
     def model_call_stats(self, since: float) -> dict[str, dict[str, Any]]:
         marks = ",".join("?" * len(rec.MODEL_FAILURE_OUTCOMES))
-        rows = self._conn().execute(
-            "SELECT model, count(*) AS calls, coalesce(sum(outcome = 'ok'), 0) AS ok,"
-            " avg(CASE WHEN outcome = 'ok' THEN latency_ms END) AS avg_latency_ms FROM model_calls"
-            f" WHERE created_at >= ? AND (outcome = 'ok' OR outcome IN ({marks})) GROUP BY model",
-            (since, *rec.MODEL_FAILURE_OUTCOMES),
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT model, count(*) AS calls, coalesce(sum(outcome = 'ok'), 0) AS ok,"
+                " avg(CASE WHEN outcome = 'ok' THEN latency_ms END) AS avg_latency_ms FROM model_calls"
+                f" WHERE created_at >= ? AND (outcome = 'ok' OR outcome IN ({marks})) GROUP BY model",
+                (since, *rec.MODEL_FAILURE_OUTCOMES),
+            )
+            .fetchall()
+        )
         return rec.call_stats_view(rows)
 
     def spent(self, *, task_id: str | None = None, day: str | None = None) -> float:
         column, value = rec.spent_filter(task_id, day)
-        row = self._conn().execute(f"SELECT coalesce(sum(cost), 0.0) FROM model_calls WHERE {column} = ?",
-                                   (value,)).fetchone()
+        row = (
+            self._conn()
+            .execute(f"SELECT coalesce(sum(cost), 0.0) FROM model_calls WHERE {column} = ?", (value,))
+            .fetchone()
+        )
         return float(row[0])
 
     # --- rows --------------------------------------------------------------------------------------------------

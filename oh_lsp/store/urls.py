@@ -6,8 +6,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 QUEUE_URL_ENV = "OPENHANDS_QUEUE_URL"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
-URL_HELP = ("use a PostgreSQL URL such as postgresql://USER:PASSWORD@HOST:5432/DATABASE, or leave it unset for the"
-            " project's embedded SQLite store")
+URL_HELP = (
+    "use a PostgreSQL URL such as postgresql://USER:PASSWORD@HOST:5432/DATABASE, or leave it unset for the"
+    " project's embedded SQLite store"
+)
 
 
 def check_queue_url(url: str) -> str:

@@ -33,9 +33,17 @@ async def stub_executor(task: QueuedTask, ctx: TaskContext) -> Outcome:
     seconds = float(task.metadata.get("seconds", DEFAULT_SECONDS))
     if seconds > 0:
         await asyncio.sleep(seconds)
-    metrics = ExecutionMetrics(task_id=task.task_id, model_id="stub", task_type=task.task_type, success=True,
-                               tokens_used=30, cost=0.0001, validation_passed=True, quality_score=5.0,
-                               attempt=task.attempts)
+    metrics = ExecutionMetrics(
+        task_id=task.task_id,
+        model_id="stub",
+        task_type=task.task_type,
+        success=True,
+        tokens_used=30,
+        cost=0.0001,
+        validation_passed=True,
+        quality_score=5.0,
+        attempt=task.attempts,
+    )
     return Outcome("completed", result={"kind": task.task_type}, model="stub", metrics=metrics)
 
 
@@ -43,11 +51,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from oh_lsp import ExecutionEngine, OpenHandsConfig
     from oh_lsp.cli.commands import serve
 
-    config = OpenHandsConfig(model="stub", base_url="http://127.0.0.1:9/v1", queue_url=args.queue_url,
-                             lease_seconds=args.lease_seconds, heartbeat_seconds=args.heartbeat_seconds,
-                             queue_max_size=args.max_size)
-    engine = ExecutionEngine(config, args.workers, project_root=args.project_root, executor=stub_executor,
-                             poll_interval=args.poll_interval)
+    config = OpenHandsConfig(
+        model="stub",
+        base_url="http://127.0.0.1:9/v1",
+        queue_url=args.queue_url,
+        lease_seconds=args.lease_seconds,
+        heartbeat_seconds=args.heartbeat_seconds,
+        queue_max_size=args.max_size,
+    )
+    engine = ExecutionEngine(
+        config, args.workers, project_root=args.project_root, executor=stub_executor, poll_interval=args.poll_interval
+    )
     completed: list[str] = []
     started = 0
 
@@ -64,8 +78,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(max(0.0, args.start_at - time.time()))
         late = time.time() - args.start_at
     await serve(engine, until_idle=args.until_idle, duration=args.duration)  # as `oh-lsp run-engine` does
-    return {"completed": completed, "started": started, "late_seconds": late,
-            "round_trips": getattr(engine.queue.store, "round_trips", None)}
+    return {
+        "completed": completed,
+        "started": started,
+        "late_seconds": late,
+        "round_trips": getattr(engine.queue.store, "round_trips", None),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

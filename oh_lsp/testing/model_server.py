@@ -27,9 +27,11 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Self
 
 CHAT_PATHS = {"/v1/chat/completions", "/chat/completions", "/api/v1/chat/completions"}
 MODELS_PATHS = {"/v1/models", "/models", "/api/v1/models"}
@@ -61,16 +63,19 @@ class Reply:
         return cls(content=content, **kw)
 
     @classmethod
-    def tool_call(cls, name: str, arguments: dict, *, call_id: str | None = None, content: str = "",
-                  **kw: Any) -> Reply:
+    def tool_call(
+        cls, name: str, arguments: dict, *, call_id: str | None = None, content: str = "", **kw: Any
+    ) -> Reply:
         """An assistant turn that calls one tool (OpenAI function calling): ``arguments`` is sent as JSON text."""
-        call = {"id": call_id or "call_" + uuid.uuid4().hex[:12], "type": "function",
-                "function": {"name": name, "arguments": json.dumps(arguments)}}
+        call = {
+            "id": call_id or "call_" + uuid.uuid4().hex[:12],
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps(arguments)},
+        }
         return cls(content=content, tool_calls=[call], **kw)
 
     @classmethod
-    def rate_limited(cls, retry_after: Any = None, daily: bool = False, reset: Any = None,
-                     **kw: Any) -> Reply:
+    def rate_limited(cls, retry_after: Any = None, daily: bool = False, reset: Any = None, **kw: Any) -> Reply:
         """HTTP 429; ``daily`` models OpenRouter's exhausted free-models-per-day quota."""
         headers = dict(kw.pop("headers", {}))
         if retry_after is not None:
@@ -210,8 +215,7 @@ class ScriptedModelServer:
         """Start listening in the running event loop (idempotent)."""
         if self._server is None:
             self._loop = asyncio.get_running_loop()
-            self._server = await asyncio.start_server(
-                self._handle, self.host, self._want_port, backlog=1024)
+            self._server = await asyncio.start_server(self._handle, self.host, self._want_port, backlog=1024)
             self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -252,7 +256,7 @@ class ScriptedModelServer:
         loop.close()
         self._thread = self._loop = None
 
-    def __enter__(self) -> ScriptedModelServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -284,7 +288,7 @@ class ScriptedModelServer:
         if self.responder is not None:
             try:
                 reply = self.responder(rec)
-            except Exception as exc:  # a broken responder must be loud, not hang the client
+            except Exception as exc:  # noqa: BLE001 - a broken responder must be loud, not hang the client
                 return Reply.http_error(500, f"responder raised {exc!r}")
             if reply is not None:
                 return reply
@@ -361,17 +365,26 @@ class ScriptedModelServer:
             return 400, _err(f"bad control request: {exc}", 400)
         return 404, _err(f"unknown control endpoint: {method} {path}", 404)
 
-    async def _chat(self, method: str, path: str, headers: dict, raw: bytes, conn: _Conn,
-                    writer: asyncio.StreamWriter, keep: bool) -> bool:
+    async def _chat(
+        self, method: str, path: str, headers: dict, raw: bytes, conn: _Conn, writer: asyncio.StreamWriter, keep: bool
+    ) -> bool:
         """Record a chat-completions request, choose its reply, and send it."""
         try:
             body = json.loads(raw)
         except ValueError:
             body = None
         ok = isinstance(body, dict)
-        rec = RecordedRequest(method, path, headers, body if ok else None, raw,
-                              body.get("model") if ok else None,
-                              bool(ok and body.get("stream")), time.time(), connection=conn.number)
+        rec = RecordedRequest(
+            method,
+            path,
+            headers,
+            body if ok else None,
+            raw,
+            body.get("model") if ok else None,
+            bool(ok and body.get("stream")),
+            time.time(),
+            connection=conn.number,
+        )
         with self._lock:
             self._requests.append(rec)
         if not ok:
@@ -400,8 +413,7 @@ class ScriptedModelServer:
             raise exc
         return rec.completed and keep and not conn.eof
 
-    async def _emit(self, rec: RecordedRequest, reply: Reply, writer: asyncio.StreamWriter,
-                    keep: bool) -> None:
+    async def _emit(self, rec: RecordedRequest, reply: Reply, writer: asyncio.StreamWriter, keep: bool) -> None:
         """Write the scripted response; ``rec.completed`` is set just before the last byte."""
         if reply.latency > 0:
             await asyncio.sleep(reply.latency)
@@ -420,13 +432,23 @@ class ScriptedModelServer:
         _write(writer, reply.status, payload[:cut], keep, reply.headers, len(payload))
         await writer.drain()
 
-    async def _stream(self, rec: RecordedRequest, reply: Reply, writer: asyncio.StreamWriter,
-                      keep: bool) -> None:
+    async def _stream(self, rec: RecordedRequest, reply: Reply, writer: asyncio.StreamWriter, keep: bool) -> None:
         """Send the reply as an SSE chat-completion stream in chunked transfer encoding."""
-        out = bytearray(_head(200, "text/event-stream", reply.headers,
-                              {"Transfer-Encoding": "chunked", "Cache-Control": "no-cache"}, keep))
-        base = {"id": _new_id(), "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": reply.model or rec.model}
+        out = bytearray(
+            _head(
+                200,
+                "text/event-stream",
+                reply.headers,
+                {"Transfer-Encoding": "chunked", "Cache-Control": "no-cache"},
+                keep,
+            )
+        )
+        base = {
+            "id": _new_id(),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": reply.model or rec.model,
+        }
 
         async def flush() -> None:
             writer.write(out)
@@ -443,7 +465,7 @@ class ScriptedModelServer:
                 await flush()  # unpaced streams go out in one write: far less CPU under load
 
         size = max(1, reply.chunk_size)
-        pieces = [reply.content[i:i + size] for i in range(0, len(reply.content), size)] or [""]
+        pieces = [reply.content[i : i + size] for i in range(0, len(reply.content), size)] or [""]
         error_after = reply.stream_error_after
         if error_after is None and reply.error_body is not None:
             error_after = 0  # an HTTP-200 error body becomes a lone SSE error event
@@ -458,14 +480,12 @@ class ScriptedModelServer:
                 for n, call in enumerate(reply.tool_calls or []):  # each call whole, in one delta
                     delta = {"tool_calls": [{"index": n, **call}]}
                     await event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-                await event({**base, "choices": [
-                    {"index": 0, "delta": {}, "finish_reason": _finish_reason(reply)}]})
+                await event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": _finish_reason(reply)}]})
                 await event({**base, "choices": [], "usage": self._usage(rec, reply)}, delay=False)
                 await event("[DONE]", delay=False)
                 break
             delta = {"role": "assistant", "content": pieces[i]} if i == 0 else {"content": pieces[i]}
-            await event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
-                        delay=i > 0)
+            await event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}, delay=i > 0)
             rec.chunks_sent += 1
         out.extend(b"0\r\n\r\n")
         rec.completed = True
@@ -475,10 +495,14 @@ class ScriptedModelServer:
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}
         if reply.tool_calls:
             message["tool_calls"] = reply.tool_calls
-        return {"id": _new_id(), "object": "chat.completion", "created": int(time.time()),
-                "model": reply.model or rec.model,
-                "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(reply)}],
-                "usage": self._usage(rec, reply)}
+        return {
+            "id": _new_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": reply.model or rec.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(reply)}],
+            "usage": self._usage(rec, reply),
+        }
 
     @staticmethod
     def _usage(rec: RecordedRequest, reply: Reply) -> dict:
@@ -493,20 +517,33 @@ class ScriptedModelServer:
             chars += len(content) if isinstance(content, str) else 0
         answer = len(reply.content) + sum(len(json.dumps(c)) for c in reply.tool_calls or [])
         n, m = max(1, chars // 4), max(1, answer // 4)
-        return {"prompt_tokens": n, "completion_tokens": m, "total_tokens": n + m,
-                "cost": round(0.000001 * n + 0.000002 * m, 10)}
+        return {
+            "prompt_tokens": n,
+            "completion_tokens": m,
+            "total_tokens": n + m,
+            "cost": round(0.000001 * n + 0.000002 * m, 10),
+        }
 
 
 def _head(status: int, ctype: str, extra: dict, framing: dict, keep: bool) -> bytes:
     """Status line and headers of a response."""
-    lines = [f"HTTP/1.1 {status} {_PHRASES.get(status, 'Unknown')}", f"Content-Type: {ctype}",
-             f"Connection: {'keep-alive' if keep else 'close'}"]
+    lines = [
+        f"HTTP/1.1 {status} {_PHRASES.get(status, 'Unknown')}",
+        f"Content-Type: {ctype}",
+        f"Connection: {'keep-alive' if keep else 'close'}",
+    ]
     lines += [f"{k}: {v}" for k, v in {**framing, **extra}.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def _write(writer: asyncio.StreamWriter, status: int, payload: Any, keep: bool,
-           extra: dict | None = None, length: int | None = None) -> None:
+def _write(
+    writer: asyncio.StreamWriter,
+    status: int,
+    payload: Any,
+    keep: bool,
+    extra: dict | None = None,
+    length: int | None = None,
+) -> None:
     """Write a whole JSON response; ``payload`` is bytes or an object to serialise."""
     if not isinstance(payload, bytes):
         payload = json.dumps(payload).encode()
@@ -527,16 +564,17 @@ async def _main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--script", help='JSON file: a list of Reply dicts, or {"replies": [...], '
-                        '"model": ..., "default": {...}, "models": [...]}')
+    parser.add_argument(
+        "--script",
+        help='JSON file: a list of Reply dicts, or {"replies": [...], "model": ..., "default": {...}, "models": [...]}',
+    )
     parser.add_argument("--default-text", help="answer with this text when nothing is scripted")
     args = parser.parse_args(argv)
     srv = ScriptedModelServer(args.host, args.port)
     if args.default_text is not None:
         srv.default = Reply.text(args.default_text)
     if args.script:
-        with open(args.script, encoding="utf-8") as fh:
-            spec = json.load(fh)
+        spec = json.loads(Path(args.script).read_text(encoding="utf-8"))
         spec = {"replies": spec} if isinstance(spec, list) else spec
         srv.script(*map(Reply.from_dict, spec.get("replies", [])), model=spec.get("model"))
         if "default" in spec:

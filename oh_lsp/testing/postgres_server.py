@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Self
 
 SERVICE_USER = "postgres"
 FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}  # tests: no durability
@@ -44,12 +45,14 @@ def free_port() -> int:
 class TemporaryPostgres:
     """A PostgreSQL cluster in `base` (default: a new temporary directory), trust auth on 127.0.0.1 only."""
 
-    def __init__(self, base: str | Path | None = None, *, settings: dict[str, str] | None = None,
-                 port: int | None = None) -> None:
+    def __init__(
+        self, base: str | Path | None = None, *, settings: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
         self.bin = bin_dir()
         if self.bin is None:
-            raise RuntimeError("PostgreSQL's server programs (initdb, pg_ctl) are not installed:"
-                               " apt-get install postgresql")
+            raise RuntimeError(
+                "PostgreSQL's server programs (initdb, pg_ctl) are not installed: apt-get install postgresql"
+            )
         self._own_base = base is None
         self.base = Path(base) if base is not None else Path(tempfile.mkdtemp(prefix="oh-lsp-pg-"))
         self.data = self.base / "data"
@@ -77,16 +80,28 @@ class TemporaryPostgres:
         if self.as_root:
             shutil.chown(self.base, SERVICE_USER)
         if not (self.data / "PG_VERSION").exists():
-            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", SERVICE_USER, "-E", "UTF8",
-                      "--locale=C", "--no-sync")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-A",
+                "trust",
+                "-U",
+                SERVICE_USER,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            )
         self.start_server()
         return self.url
 
     def start_server(self) -> None:
         options = [f"-p {self.port}", f"-k {self.base}", "-c listen_addresses=127.0.0.1"]
         options += [f"-c {name}={value}" for name, value in self.settings.items()]
-        self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log),
-                  "-o", " ".join(options))
+        self._run(
+            "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log), "-o", " ".join(options)
+        )
 
     def stop_server(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "stop", "-w", "-m", mode, "-D", str(self.data))
@@ -105,7 +120,7 @@ class TemporaryPostgres:
         if self._own_base:
             shutil.rmtree(self.base, ignore_errors=True)
 
-    def __enter__(self) -> TemporaryPostgres:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -47,21 +47,40 @@ def pytest_runtest_setup(item):
 
 def pytest_collectreport(report):
     if report.failed:
-        _write({"event": "collect_error", "nodeid": report.nodeid,
-                "longrepr": str(report.longrepr)[-_MAX_TEXT:], "crash": _crash(report.longrepr)})
+        _write(
+            {
+                "event": "collect_error",
+                "nodeid": report.nodeid,
+                "longrepr": str(report.longrepr)[-_MAX_TEXT:],
+                "crash": _crash(report.longrepr),
+            }
+        )
 
 
 def pytest_collection_finish(session):
-    _write({"event": "collected", "count": len(session.items),
-            "items": [{"nodeid": item.nodeid, "path": str(item.location[0]), "lineno": item.location[1],
-                       "name": item.name} for item in session.items]})
+    _write(
+        {
+            "event": "collected",
+            "count": len(session.items),
+            "items": [
+                {"nodeid": item.nodeid, "path": str(item.location[0]), "lineno": item.location[1], "name": item.name}
+                for item in session.items
+            ],
+        }
+    )
 
 
 def pytest_runtest_logreport(report):
     if report.when != "call" and report.passed:
         return
-    record = {"event": "test", "nodeid": report.nodeid, "when": report.when, "outcome": report.outcome,
-              "duration": report.duration, "location": list(report.location)}
+    record = {
+        "event": "test",
+        "nodeid": report.nodeid,
+        "when": report.when,
+        "outcome": report.outcome,
+        "duration": report.duration,
+        "location": list(report.location),
+    }
     if report.failed:
         record["longrepr"] = str(report.longrepr)[-_MAX_TEXT:]
         record["crash"] = _crash(report.longrepr)

@@ -123,15 +123,21 @@ async def _sys_path(python: Path) -> list[Path]:
 async def _ask_sys_path(python: str) -> list[Path]:
     try:  # -E and no variable but PATH: nothing secret reaches it
         proc = await asyncio.create_subprocess_exec(
-            python, "-E", "-c", "import json, sys; print(json.dumps(sys.path))", stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-            env={"PATH": os.environ.get("PATH", os.defpath)})
+            python,
+            "-E",
+            "-c",
+            "import json, sys; print(json.dumps(sys.path))",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env={"PATH": os.environ.get("PATH", os.defpath)},
+        )
     except OSError:
         return []
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), 30)
         return [Path(os.path.realpath(e)) for e in json.loads(out) if e and os.path.exists(e)]
-    except (ValueError, asyncio.TimeoutError):
+    except (TimeoutError, ValueError):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
@@ -141,8 +147,11 @@ async def _ask_sys_path(python: str) -> list[Path]:
 async def _can_import(box: Sandbox, python: Path, module: str) -> bool:
     key = (str(python), module)
     if key not in _imports_ok:
-        result = await box.run([str(python), "-c", f"import {module}"], timeout=60,
-                               readable=await interpreter_paths(python, box.project_root))
+        result = await box.run(
+            [str(python), "-c", f"import {module}"],
+            timeout=60,
+            readable=await interpreter_paths(python, box.project_root),
+        )
         _imports_ok[key] = result.returncode == 0
     return _imports_ok[key]
 
@@ -158,9 +167,17 @@ async def ensure_pytest(box: Sandbox, python: Path) -> None:
         )
 
 
-async def run_pytest(box: Sandbox, python: Path, targets: list[str], *, timeout: float, seed: int | None = None,
-                     cover: str | None = None, deselect: list[str] | None = None,
-                     env: dict[str, str] | None = None) -> PytestRun:
+async def run_pytest(
+    box: Sandbox,
+    python: Path,
+    targets: list[str],
+    *,
+    timeout: float,
+    seed: int | None = None,
+    cover: str | None = None,
+    deselect: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> PytestRun:
     """Run pytest on `targets` (paths or node ids relative to the project) and read the report plugin's lines.
 
     `seed` seeds `random` before each test, `PYTHONHASHSEED`, and pytest-randomly when the project has it.
@@ -170,8 +187,17 @@ async def run_pytest(box: Sandbox, python: Path, targets: list[str], *, timeout:
     tag = os.urandom(4).hex()
     report = box.base / f"report-{tag}.jsonl"
     run_env = {"OH_LSP_REPORT": str(report), **(env or {})}
-    pytest_args = ["-p", "oh_lsp_report", "-p", "no:cacheprovider", "-q", "--color=no", "--rootdir",
-                   str(box.inside_root), *(f"--deselect={nodeid}" for nodeid in deselect or [])]
+    pytest_args = [
+        "-p",
+        "oh_lsp_report",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--color=no",
+        "--rootdir",
+        str(box.inside_root),
+        *(f"--deselect={nodeid}" for nodeid in deselect or []),
+    ]
     if seed is not None:
         run_env.update(OH_LSP_SEED=str(seed), PYTHONHASHSEED=str(seed % 4294967296))
         if await _can_import(box, python, "pytest_randomly"):
@@ -199,8 +225,9 @@ def _fast_scratch(box: Sandbox) -> Path:
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else box.base
 
 
-async def _under_coverage(box: Sandbox, python: Path, command: list[str], cover: str, tag: str,
-                          out: Path, readable: list[Path]) -> list[str]:
+async def _under_coverage(
+    box: Sandbox, python: Path, command: list[str], cover: str, tag: str, out: Path, readable: list[Path]
+) -> list[str]:
     """`command` (a pytest run) wrapped to run under coverage.py and write the JSON report to `out`, in one
     process of the sandbox. When the project's interpreter lacks coverage.py, oh-lsp's own copy is lent to it (and
     added to the `readable` folders of the run)."""
@@ -227,15 +254,18 @@ def _read_coverage(out: Path, inside_root: Path, cover: str) -> Coverage:
     out.unlink()
     wanted = str(inside_root / cover)
     for name, info in files.items():
-        if name == wanted or name.endswith("/" + cover) or name == cover:
-            return Coverage(set(info.get("executed_lines", [])) | set(info.get("missing_lines", [])),
-                            set(info.get("executed_lines", [])))
+        if name in (wanted, cover) or name.endswith("/" + cover):
+            return Coverage(
+                set(info.get("executed_lines", [])) | set(info.get("missing_lines", [])),
+                set(info.get("executed_lines", [])),
+            )
     return Coverage()
 
 
 def _read_report(report: Path, result: RunResult) -> PytestRun:
-    run = PytestRun(exit_code=result.returncode, timed_out=result.timed_out, duration=result.duration,
-                    output=result.output)
+    run = PytestRun(
+        exit_code=result.returncode, timed_out=result.timed_out, duration=result.duration, output=result.output
+    )
     lines = report.read_text(encoding="utf-8").splitlines() if report.exists() else []
     for line in lines:
         try:
@@ -247,8 +277,9 @@ def _read_report(report: Path, result: RunResult) -> PytestRun:
             run.collected = record["count"]
             for item in record.get("items", []):
                 lineno = item.get("lineno")
-                run.tests[item["nodeid"]] = CaseResult(item["nodeid"], item["name"],
-                                                       lineno=lineno + 1 if lineno is not None else None)
+                run.tests[item["nodeid"]] = CaseResult(
+                    item["nodeid"], item["name"], lineno=lineno + 1 if lineno is not None else None
+                )
         elif event == "collect_error":
             run.collect_errors.append(record)
         elif event == "test":

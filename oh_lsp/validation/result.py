@@ -20,23 +20,30 @@ class ValidationResult:
     def from_findings(cls, findings: list[Finding], score: float, **details: Any) -> ValidationResult:
         errors = [f for f in findings if f.severity == ERROR]
         warnings = [f for f in findings if f.severity != ERROR]
-        return cls(passed=not errors, score=score, errors=errors,
-                   warnings=warnings, details=details)
+        return cls(passed=not errors, score=score, errors=errors, warnings=warnings, details=details)
 
     @property
     def findings(self) -> list[Finding]:
         return [*self.errors, *self.warnings]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "score": self.score, "errors": [f.to_dict() for f in self.errors],
-                "warnings": [f.to_dict() for f in self.warnings], "details": self.details}
+        return {
+            "passed": self.passed,
+            "score": self.score,
+            "errors": [f.to_dict() for f in self.errors],
+            "warnings": [f.to_dict() for f in self.warnings],
+            "details": self.details,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ValidationResult:
-        return cls(passed=data["passed"], score=data["score"],
-                   errors=[Finding.from_dict(f) for f in data.get("errors", [])],
-                   warnings=[Finding.from_dict(f) for f in data.get("warnings", [])],
-                   details=data.get("details", {}))
+        return cls(
+            passed=data["passed"],
+            score=data["score"],
+            errors=[Finding.from_dict(f) for f in data.get("errors", [])],
+            warnings=[Finding.from_dict(f) for f in data.get("warnings", [])],
+            details=data.get("details", {}),
+        )
 
     def summary(self) -> str:
         if self.passed:

@@ -17,10 +17,26 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-EXCLUDED_NAMES = {".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "node_modules", "__pycache__",
-                  ".pytest_cache", ".mypy_cache", ".ruff_cache", ".coverage", "htmlcov", ".idea", ".vscode"}
+EXCLUDED_NAMES = {
+    ".git",
+    ".hg",
+    ".svn",
+    ".venv",
+    "venv",
+    ".tox",
+    ".nox",
+    "node_modules",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".coverage",
+    "htmlcov",
+    ".idea",
+    ".vscode",
+}
 MAX_COPIED_FILE_BYTES = 20 * 1024 * 1024
 ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT", "TERM")
 OUTPUT_LIMIT = 200_000
@@ -43,8 +59,9 @@ def scrubbed_env(home: Path, secrets: list[str], extra: dict[str, str] | None = 
     """An environment from an allowlist, with a private HOME and TMPDIR, and no value containing a secret."""
     env = {name: os.environ[name] for name in ENV_ALLOWLIST if name in os.environ}
     env.setdefault("LANG", "C.UTF-8")
-    env.update(HOME=str(home), TMPDIR=str(home), PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1",
-               PYTHONIOENCODING="utf-8")
+    env.update(
+        HOME=str(home), TMPDIR=str(home), PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8"
+    )
     env.update(extra or {})
     return {k: v for k, v in env.items() if not any(_reveals(v, s) for s in secrets if s)}
 
@@ -82,8 +99,23 @@ def bwrap_available() -> bool:
         else:
             import subprocess
 
-            probe = subprocess.run([exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all",
-                                    "--die-with-parent", "true"], capture_output=True, timeout=30)
+            probe = subprocess.run(
+                [
+                    exe,
+                    "--ro-bind",
+                    "/",
+                    "/",
+                    "--dev",
+                    "/dev",
+                    "--proc",
+                    "/proc",
+                    "--unshare-all",
+                    "--die-with-parent",
+                    "true",
+                ],
+                capture_output=True,
+                timeout=30,
+            )
             _bwrap_ok = probe.returncode == 0
     return _bwrap_ok
 
@@ -97,8 +129,17 @@ class Sandbox:
     subprocess in the copy, and `isolated` is False: verdicts then say "not isolated".
     """
 
-    def __init__(self, project_root: Path, scratch: Path, *, secrets: list[str], exclude: list[Path] | None = None,
-                 mode: str = "auto", memory_bytes: int = 4 * 1024**3, network: bool = False) -> None:
+    def __init__(
+        self,
+        project_root: Path,
+        scratch: Path,
+        *,
+        secrets: list[str],
+        exclude: list[Path] | None = None,
+        mode: str = "auto",
+        memory_bytes: int = 4 * 1024**3,
+        network: bool = False,
+    ) -> None:
         if mode not in ("auto", "bwrap", "none"):
             raise SandboxError(f"unknown sandbox mode {mode!r}: use auto, bwrap or none")
         self.project_root = project_root.resolve()
@@ -121,12 +162,14 @@ class Sandbox:
         """Where the running code sees the copy: the real project's path when isolated, else the copy's."""
         return self.project_root if self.isolated else self.root
 
-    async def __aenter__(self) -> Sandbox:
+    async def __aenter__(self) -> Self:
         if self.mode != "none":
             self.isolated = await asyncio.to_thread(bwrap_available)
             if self.mode == "bwrap" and not self.isolated:
-                raise SandboxError("the sandbox setting is 'bwrap' but bubblewrap is not usable here: install it"
-                                   " (apt-get install bubblewrap) or set OH_LSP_SANDBOX=auto")
+                raise SandboxError(
+                    "the sandbox setting is 'bwrap' but bubblewrap is not usable here: install it"
+                    " (apt-get install bubblewrap) or set OH_LSP_SANDBOX=auto"
+                )
         await asyncio.to_thread(self._prepare)
         return self
 
@@ -137,11 +180,14 @@ class Sandbox:
         skipped = set()
         for name in names:
             path = Path(directory, name)
-            if name in EXCLUDED_NAMES or name == ".env" or name.startswith(".env.") or name.endswith(".egg-info"):
-                skipped.add(name)
-            elif any(path.resolve() == ex for ex in self.exclude):
-                skipped.add(name)
-            elif path.is_file() and not path.is_symlink() and path.stat().st_size > MAX_COPIED_FILE_BYTES:
+            if (
+                name in EXCLUDED_NAMES
+                or name == ".env"
+                or name.startswith(".env.")
+                or name.endswith(".egg-info")
+                or any(path.resolve() == ex for ex in self.exclude)
+                or (path.is_file() and not path.is_symlink() and path.stat().st_size > MAX_COPIED_FILE_BYTES)
+            ):
                 skipped.add(name)
         return skipped
 
@@ -167,22 +213,35 @@ class Sandbox:
         args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
         tmp = Path("/tmp")
         for hidden in (*self.hidden, self.scratch):
-            if hidden.exists() and tmp not in hidden.parents and hidden != self.project_root \
-                    and self.project_root not in hidden.parents:
+            if (
+                hidden.exists()
+                and tmp not in hidden.parents
+                and hidden != self.project_root
+                and self.project_root not in hidden.parents
+            ):
                 args += ["--tmpfs", str(hidden)]
         args += ["--bind", str(self.root), str(self.project_root), "--bind", str(self.base), str(self.base)]
         for path in readable:
             if path.exists() and any(p in path.parents for p in (tmp, self.project_root, *self.hidden)):
                 args += ["--ro-bind", str(path), str(path)]
-        return args + ["--unshare-all", *(["--share-net"] if self.network else []), "--die-with-parent",
-                       "--new-session", "--chdir", str(self.project_root), "--"]
+        return [
+            *args,
+            "--unshare-all",
+            *(["--share-net"] if self.network else []),
+            "--die-with-parent",
+            "--new-session",
+            "--chdir",
+            str(self.project_root),
+            "--",
+        ]
 
     def command(self, args: list[str], readable: list[Path] | None = None) -> list[str]:
         """`args` as the sandbox runs them: behind bubblewrap when isolated, else as they are."""
         return [*self._bwrap(readable or []), *args] if self.isolated else args
 
-    async def run(self, args: list[str], *, timeout: float, env: dict[str, str] | None = None,
-                  readable: list[Path] | None = None) -> RunResult:
+    async def run(
+        self, args: list[str], *, timeout: float, env: dict[str, str] | None = None, readable: list[Path] | None = None
+    ) -> RunResult:
         """Run `args` in the copy. Never raises for the program's own failure; a timeout kills the process group.
 
         `readable` are host paths the program needs that the sandbox would otherwise hide (an interpreter that
@@ -194,14 +253,19 @@ class Sandbox:
         command = self.command(args, readable)
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
-            *command, cwd=self.root, env=full_env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            *command,
+            cwd=self.root,
+            env=full_env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
             preexec_fn=_limits(int(timeout) + 10, self.memory_bytes),
         )
         timed_out = False
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             timed_out = True
             _kill_group(proc)
             out, err = await proc.communicate()

@@ -24,8 +24,13 @@ from oh_lsp.validation.result import ValidationResult
 class ResultValidator:
     """``ResultValidator().validate(result)`` -> `ValidationResult` with `passed`, `score`, `errors`, `warnings`."""
 
-    def __init__(self, config: OpenHandsConfig | None = None, *, project_root: str | Path | None = None,
-                 exclude: list[Path] | None = None) -> None:
+    def __init__(
+        self,
+        config: OpenHandsConfig | None = None,
+        *,
+        project_root: str | Path | None = None,
+        exclude: list[Path] | None = None,
+    ) -> None:
         self.config = config or OpenHandsConfig()
         self.root = resolve_root(project_root)
         self.exclude = exclude or []
@@ -41,7 +46,7 @@ class ResultValidator:
         def work() -> None:
             try:
                 box["value"] = asyncio.run(self.validate_async(result))
-            except BaseException as exc:  # re-raised in the caller's thread
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 box["error"] = exc
 
         thread = threading.Thread(target=work, name="oh-lsp-validate")
@@ -55,8 +60,7 @@ class ResultValidator:
         pre: list[Finding] = []
         output_file = result.get("output_file")
         if not output_file:
-            return ValidationResult.from_findings(
-                [Finding(F.OUTPUT_MISSING, "the result names no output_file")], 0.0)
+            return ValidationResult.from_findings([Finding(F.OUTPUT_MISSING, "the result names no output_file")], 0.0)
         try:
             relative = confine(self.root, output_file, must_exist=False, what="output_file").as_posix()
         except TargetError as exc:
@@ -65,17 +69,35 @@ class ResultValidator:
         on_disk = path.read_text(encoding="utf-8") if path.is_file() else None
         content = result.get("content")
         if on_disk is None:
-            pre.append(Finding(F.OUTPUT_MISSING, f"{relative} does not exist in the project ({self.root}); a result"
-                               " is only valid once its file is there", file=relative))
+            pre.append(
+                Finding(
+                    F.OUTPUT_MISSING,
+                    f"{relative} does not exist in the project ({self.root}); a result"
+                    " is only valid once its file is there",
+                    file=relative,
+                )
+            )
         elif content is not None and content != on_disk:
-            pre.append(Finding(F.CONTENT_DIFFERS, f"{relative} on disk differs from the result's content; the"
-                               " content was checked", severity=F.WARNING, file=relative))
+            pre.append(
+                Finding(
+                    F.CONTENT_DIFFERS,
+                    f"{relative} on disk differs from the result's content; the content was checked",
+                    severity=F.WARNING,
+                    file=relative,
+                )
+            )
         if content is None:
             content = on_disk
         for claim in ("execution_result", "coverage"):
             if result.get(claim) is not None:
-                pre.append(Finding(F.UNTRUSTED_INPUT, f"the given {claim} was not trusted: the checks were run"
-                                   " again", severity=F.INFO, file=relative))
+                pre.append(
+                    Finding(
+                        F.UNTRUSTED_INPUT,
+                        f"the given {claim} was not trusted: the checks were run again",
+                        severity=F.INFO,
+                        file=relative,
+                    )
+                )
         if content is None:
             return ValidationResult.from_findings(pre, 0.0)
         target = result.get("target_file")
@@ -85,4 +107,3 @@ class ResultValidator:
         env = CheckEnv(root=self.root, config=self.config, exclude=self.exclude)
         verdict = await check_test_module(env, relative, content, target_path=target_path)
         return ValidationResult.from_findings(pre + verdict.findings, verdict.score, **verdict.details)
-

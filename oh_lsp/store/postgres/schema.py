@@ -143,25 +143,32 @@ def migrate(conn: psycopg.Connection[Any], location: str) -> tuple[int, int]:
 
     `conn` must be in autocommit mode, with dict rows; each call is one transaction."""
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('oh_lsp_migrate'),"
-                     " hashtext(coalesce(current_schema(), '')))")
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('oh_lsp_migrate'), hashtext(coalesce(current_schema(), '')))"
+        )
         if conn.execute("SELECT current_schema() AS name").fetchone()["name"] is None:
-            raise StoreError(f"no schema to create oh-lsp's tables in at {location}: the schema named by search_path"
-                             " does not exist (create it, or remove options=-csearch_path from the URL)")
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version integer PRIMARY KEY,"
-                     " description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+            raise StoreError(
+                f"no schema to create oh-lsp's tables in at {location}: the schema named by search_path"
+                " does not exist (create it, or remove options=-csearch_path from the URL)"
+            )
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version integer PRIMARY KEY,"
+            " description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         before = current_version(conn)
         check_not_newer(before, location)
         for version, description, ddl in MIGRATIONS:
             if version > before:
                 conn.execute(ddl)
-                conn.execute(f"INSERT INTO {VERSION_TABLE} (version, description) VALUES (%s, %s)",
-                             (version, description))
+                conn.execute(
+                    f"INSERT INTO {VERSION_TABLE} (version, description) VALUES (%s, %s)", (version, description)
+                )
     return before, max(before, LATEST)
 
 
 def check_not_newer(version: int, location: str) -> None:
     if version > LATEST:
-        raise StoreError(f"the queue at {location} has schema version {version}, newer than this oh-lsp knows"
-                         f" ({LATEST}): upgrade oh-lsp on this machine")
-
+        raise StoreError(
+            f"the queue at {location} has schema version {version}, newer than this oh-lsp knows"
+            f" ({LATEST}): upgrade oh-lsp on this machine"
+        )

@@ -32,8 +32,9 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -44,8 +45,7 @@ from oh_lsp.llm.state import local_day
 from oh_lsp.metrics import ExecutionMetrics
 from oh_lsp.store import records as rec
 from oh_lsp.store.base import Heartbeat
-from oh_lsp.store.postgres import schema
-from oh_lsp.store.postgres import model_records
+from oh_lsp.store.postgres import model_records, schema
 from oh_lsp.store.postgres.listener import WorkListener
 from oh_lsp.store.postgres.model_records import ModelRecords
 from oh_lsp.store.postgres.schema import NOW
@@ -58,12 +58,33 @@ Rows = list[dict[str, Any]]
 R = TypeVar("R")
 
 _EPOCH = "extract(epoch FROM t.{0})::float8 AS {0}"
-TASK_COLUMNS = ", ".join([
-    "t.id", "t.kind", "t.description", "t.target_file", "t.target_sha256", "t.priority", "t.metadata::text AS metadata",
-    "t.status", "t.submitter", "t.attempts", "t.max_retries", _EPOCH.format("not_before"), "t.lease_id",
-    _EPOCH.format("created_at"), _EPOCH.format("started_at"), _EPOCH.format("finished_at"),
-    "t.result::text AS result", "t.error", "t.note", "t.model", "t.tokens", "t.cost", "t.delivery",
-])
+TASK_COLUMNS = ", ".join(
+    [
+        "t.id",
+        "t.kind",
+        "t.description",
+        "t.target_file",
+        "t.target_sha256",
+        "t.priority",
+        "t.metadata::text AS metadata",
+        "t.status",
+        "t.submitter",
+        "t.attempts",
+        "t.max_retries",
+        _EPOCH.format("not_before"),
+        "t.lease_id",
+        _EPOCH.format("created_at"),
+        _EPOCH.format("started_at"),
+        _EPOCH.format("finished_at"),
+        "t.result::text AS result",
+        "t.error",
+        "t.note",
+        "t.model",
+        "t.tokens",
+        "t.cost",
+        "t.delivery",
+    ]
+)
 _FREE_LEASE = "lease_id = NULL, lease_owner = NULL, lease_expires = NULL"
 _METRICS_INSERT = (
     "INSERT INTO oh_lsp_metrics (task_id, attempt, model_id, task_type, success, validation_passed, tokens_used,"
@@ -161,9 +182,9 @@ _LOST_CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin shutdown, crash s
 # What to do about the errors a misconfigured or full server gives (by SQLSTATE), added to the store's message
 _ADVICE = {
     "42501": "the URL's user may not use oh-lsp's tables: grant it SELECT, INSERT, UPDATE and DELETE on the"
-             " oh_lsp_ tables (and USAGE on their schema), or connect as their owner",
+    " oh_lsp_ tables (and USAGE on their schema), or connect as their owner",
     "25006": "the server accepts no writes (a read-only standby, or default_transaction_read_only): point the"
-             " queue URL at the primary",
+    " queue URL at the primary",
     "53100": "the database server's disk is full: free space there; nothing was written",
     "42P01": "oh-lsp's tables are missing from this database or schema: run `oh-lsp queue migrate` with this URL",
 }
@@ -175,8 +196,16 @@ class PostgresStore(ModelRecords):
     `clock` (epoch seconds) replaces the server's clock; only tests that step time use it.
     """
 
-    def __init__(self, url: str, *, clock: Callable[[], float] | None = None, pool_size: int = 4,
-                 connect_timeout: float = 10.0, pool_timeout: float = 2.0, write_retry_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], float] | None = None,
+        pool_size: int = 4,
+        connect_timeout: float = 10.0,
+        pool_timeout: float = 2.0,
+        write_retry_seconds: float = 30.0,
+    ) -> None:
         self.url = check_queue_url(url)
         self.location = redact_url(self.url)
         self._password = url_password(self.url)
@@ -187,8 +216,9 @@ class PostgresStore(ModelRecords):
         self._down_since: float | None = None  # when the server stopped answering (None: it answers)
         self._down_lock = threading.Lock()
         try:
-            with psycopg.connect(self.url, autocommit=True, row_factory=dict_row,
-                                 connect_timeout=max(1, round(connect_timeout))) as conn:
+            with psycopg.connect(
+                self.url, autocommit=True, row_factory=dict_row, connect_timeout=max(1, round(connect_timeout))
+            ) as conn:
                 version = schema.current_version(conn)
                 if version < schema.LATEST:
                     schema.migrate(conn, self.location)
@@ -201,9 +231,14 @@ class PostgresStore(ModelRecords):
                 " the user may create tables (or run `oh-lsp queue migrate` once as one who may)."
             ) from None
         self._pool: ConnectionPool[Any] = ConnectionPool(
-            self.url, min_size=1, max_size=pool_size, open=True, name="oh-lsp", timeout=pool_timeout,
-            reconnect_timeout=10.0, kwargs={"autocommit": True, "row_factory": dict_row,
-                                            "connect_timeout": max(1, round(connect_timeout))},
+            self.url,
+            min_size=1,
+            max_size=pool_size,
+            open=True,
+            name="oh-lsp",
+            timeout=pool_timeout,
+            reconnect_timeout=10.0,
+            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": max(1, round(connect_timeout))},
         )
         self.listener = WorkListener(self.url, self.schema, self.location, connect_timeout)
 
@@ -213,12 +248,14 @@ class PostgresStore(ModelRecords):
         url = check_queue_url(url)
         location = redact_url(url)
         try:
-            with psycopg.connect(url, autocommit=True, row_factory=dict_row,
-                                 connect_timeout=max(1, round(connect_timeout))) as conn:
+            with psycopg.connect(
+                url, autocommit=True, row_factory=dict_row, connect_timeout=max(1, round(connect_timeout))
+            ) as conn:
                 return schema.migrate(conn, location)
         except psycopg.Error as exc:
-            raise StoreError(f"cannot migrate the PostgreSQL queue at {location} ({explain(exc, url_password(url))})"
-                             ) from None
+            raise StoreError(
+                f"cannot migrate the PostgreSQL queue at {location} ({explain(exc, url_password(url))})"
+            ) from None
 
     # --- connections -------------------------------------------------------------------------------------------
     def _explain(self, exc: BaseException) -> str:
@@ -241,19 +278,24 @@ class PostgresStore(ModelRecords):
         except psycopg.OperationalError as exc:
             if _lost_connection(exc):
                 raise StoreUnavailableError(self._unreachable(exc)) from exc
-            raise StoreError(f"the PostgreSQL queue at {self.location} failed: {self._explain(exc)}"
-                             f"{_advice(exc)}") from exc
+            raise StoreError(
+                f"the PostgreSQL queue at {self.location} failed: {self._explain(exc)}{_advice(exc)}"
+            ) from exc
         except psycopg.Error as exc:
-            raise StoreError(f"the PostgreSQL queue at {self.location} refused a request: {self._explain(exc)}"
-                             f"{_advice(exc)}") from exc
+            raise StoreError(
+                f"the PostgreSQL queue at {self.location} refused a request: {self._explain(exc)}{_advice(exc)}"
+            ) from exc
 
     def _unreachable(self, exc: BaseException) -> str:
-        return (f"the PostgreSQL queue at {self.location} cannot be reached ({self._explain(exc)}); is the server"
-                " running? oh-lsp keeps retrying")
+        return (
+            f"the PostgreSQL queue at {self.location} cannot be reached ({self._explain(exc)}); is the server"
+            " running? oh-lsp keeps retrying"
+        )
 
     def _run(self, *statements: Statement, retry_for: float = 0.0) -> list[Rows]:
         """Send `statements` in one round trip and return each one's rows. Several statements go as one pipeline,
         which the server runs as one transaction."""
+
         def send(conn: psycopg.Connection[Any]) -> list[Rows]:
             results = _send(conn, statements)
             self.round_trips += 1
@@ -280,7 +322,7 @@ class PostgresStore(ModelRecords):
                 if tries > 1 and time.monotonic() >= deadline:
                     raise
                 if tries > 1:
-                    time.sleep(min(1.0, 0.1 * 2 ** tries, max(0.0, deadline - time.monotonic())))
+                    time.sleep(min(1.0, 0.1 * 2**tries, max(0.0, deadline - time.monotonic())))
 
     def _mark_unreachable(self, exc: StoreUnavailableError) -> None:
         with self._down_lock:
@@ -291,8 +333,11 @@ class PostgresStore(ModelRecords):
     def _mark_reachable(self) -> None:
         with self._down_lock:
             if self._down_since is not None:
-                log.warning("oh-lsp: the PostgreSQL queue at %s answers again (after %.1fs)", self.location,
-                            time.monotonic() - self._down_since)
+                log.warning(
+                    "oh-lsp: the PostgreSQL queue at %s answers again (after %.1fs)",
+                    self.location,
+                    time.monotonic() - self._down_since,
+                )
                 self._down_since = None
 
     def close(self) -> None:
@@ -306,10 +351,17 @@ class PostgresStore(ModelRecords):
     # --- queue -------------------------------------------------------------------------------------------------
     def add(self, task: QueuedTask, *, dedupe_key: str, max_size: int) -> tuple[str, bool]:
         params = self._params(
-            id=task.task_id, kind=task.task_type, description=task.description,
-            target_file=rec.path_text(task.target_file), target_sha256=task.target_sha256,
-            priority=int(task.priority), metadata=rec.to_json(task.metadata), submitter=task.submitter,
-            dedupe_key=dedupe_key, max_retries=rec.max_retries_of(task), max_size=max_size,
+            id=task.task_id,
+            kind=task.task_type,
+            description=task.description,
+            target_file=rec.path_text(task.target_file),
+            target_sha256=task.target_sha256,
+            priority=int(task.priority),
+            metadata=rec.to_json(task.metadata),
+            submitter=task.submitter,
+            dedupe_key=dedupe_key,
+            max_retries=rec.max_retries_of(task),
+            max_size=max_size,
         )
         _, (row,) = self._run((_SUBMIT_LOCK, {}), (_SUBMIT, params))
         if row["inserted"]:
@@ -319,58 +371,99 @@ class PostgresStore(ModelRecords):
         raise QueueFullError(rec.queue_full_message(row["unfinished"], max_size))
 
     def claim(self, owner: str, lease_seconds: float) -> QueuedTask | None:
-        reclaim = self._params(failed_after=rec.FAILED_AFTER_LEASE_LOST, lease_lost=rec.LEASE_LOST,
-                               requeued=rec.REQUEUED)
+        reclaim = self._params(
+            failed_after=rec.FAILED_AFTER_LEASE_LOST, lease_lost=rec.LEASE_LOST, requeued=rec.REQUEUED
+        )
         claim = self._params(owner=owner, lease_id=uuid.uuid4().hex, lease_seconds=lease_seconds)
         _, _, rows = self._run((_NO_SORT, {}), (_RECLAIM, reclaim), (_CLAIM, claim))
         return rec.task_from_row(rows[0]) if rows else None
 
     def heartbeat(self, task_id: str, lease_id: str, lease_seconds: float) -> Heartbeat:
-        (rows,) = self._run((
-            f"UPDATE oh_lsp_tasks SET lease_expires = {NOW} + %(lease_seconds)s::float8 * interval '1 second'"
-            " WHERE id = %(id)s AND lease_id = %(lease_id)s::text AND status = 'running' RETURNING cancel_requested",
-            self._params(id=task_id, lease_id=lease_id, lease_seconds=lease_seconds),
-        ))
+        (rows,) = self._run(
+            (
+                f"UPDATE oh_lsp_tasks SET lease_expires = {NOW} + %(lease_seconds)s::float8 * interval '1 second'"
+                " WHERE id = %(id)s AND lease_id = %(lease_id)s::text AND status = 'running' RETURNING cancel_requested",
+                self._params(id=task_id, lease_id=lease_id, lease_seconds=lease_seconds),
+            )
+        )
         if not rows:
             return Heartbeat.LOST
         return Heartbeat.CANCEL if rows[0]["cancel_requested"] else Heartbeat.OK
 
-    def finish(self, task_id: str, lease_id: str, status: TaskStatus, *, result: dict[str, Any] | None = None,
-               error: str | None = None, model: str | None = None,
-               metrics: ExecutionMetrics | None = None) -> bool:
-        params = self._params(id=task_id, lease_id=lease_id, status=TaskStatus(status).value,
-                              result=rec.to_json(result), error=error, model=model, **_spent(metrics),
-                              **_metrics_params(metrics))
+    def finish(
+        self,
+        task_id: str,
+        lease_id: str,
+        status: TaskStatus,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        model: str | None = None,
+        metrics: ExecutionMetrics | None = None,
+    ) -> bool:
+        params = self._params(
+            id=task_id,
+            lease_id=lease_id,
+            status=TaskStatus(status).value,
+            result=rec.to_json(result),
+            error=error,
+            model=model,
+            **_spent(metrics),
+            **_metrics_params(metrics),
+        )
         ((row,),) = self._run((_FINISH, params), retry_for=self.write_retry_seconds)
         return row["done"] == 1
 
-    def retry(self, task_id: str, lease_id: str, *, reason: str, delay: float, model: str | None = None,
-              metrics: ExecutionMetrics | None = None, result: dict[str, Any] | None = None) -> TaskStatus | None:
-        params = self._params(id=task_id, lease_id=lease_id, reason=reason, delay=delay,
-                              note=rec.RETRYING % (delay, reason), failed_after=rec.FAILED_AFTER_RETRIES,
-                              result=rec.to_json(result), model=model, **_spent(metrics), **_metrics_params(metrics))
+    def retry(
+        self,
+        task_id: str,
+        lease_id: str,
+        *,
+        reason: str,
+        delay: float,
+        model: str | None = None,
+        metrics: ExecutionMetrics | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> TaskStatus | None:
+        params = self._params(
+            id=task_id,
+            lease_id=lease_id,
+            reason=reason,
+            delay=delay,
+            note=rec.RETRYING % (delay, reason),
+            failed_after=rec.FAILED_AFTER_RETRIES,
+            result=rec.to_json(result),
+            model=model,
+            **_spent(metrics),
+            **_metrics_params(metrics),
+        )
         (rows,) = self._run((_RETRY, params), retry_for=self.write_retry_seconds)
         return TaskStatus(rows[0]["status"]) if rows else None
 
     def release(self, task_id: str, lease_id: str) -> bool:
-        (rows,) = self._run((
-            "UPDATE oh_lsp_tasks SET status = 'pending', attempts = greatest(attempts - 1, 0), not_before = 'epoch',"
-            f" note = %(note)s::text, {_FREE_LEASE}"
-            " WHERE id = %(id)s AND status = 'running' AND lease_id = %(lease_id)s::text RETURNING id",
-            {"id": task_id, "lease_id": lease_id, "note": rec.RELEASED},
-        ), retry_for=self.write_retry_seconds)
+        (rows,) = self._run(
+            (
+                "UPDATE oh_lsp_tasks SET status = 'pending', attempts = greatest(attempts - 1, 0), not_before = 'epoch',"
+                f" note = %(note)s::text, {_FREE_LEASE}"
+                " WHERE id = %(id)s AND status = 'running' AND lease_id = %(lease_id)s::text RETURNING id",
+                {"id": task_id, "lease_id": lease_id, "note": rec.RELEASED},
+            ),
+            retry_for=self.write_retry_seconds,
+        )
         return bool(rows)
 
     def request_cancel(self, task_id: str) -> TaskStatus | None:
         # Lock the row first, so that the status we report is the one the update acted on.
         before, _ = self._run(
             ("SELECT status FROM oh_lsp_tasks WHERE id = %(id)s FOR UPDATE", {"id": task_id}),
-            ("UPDATE oh_lsp_tasks SET status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,"
-             f" finished_at = CASE WHEN status = 'pending' THEN {NOW} ELSE finished_at END,"
-             " error = CASE WHEN status = 'pending' THEN %(cancelled)s::text ELSE error END,"
-             " cancel_requested = cancel_requested OR status = 'running'"
-             " WHERE id = %(id)s AND status IN ('pending', 'running')",
-             self._params(id=task_id, cancelled=rec.CANCELLED_BEFORE_START)),
+            (
+                "UPDATE oh_lsp_tasks SET status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,"
+                f" finished_at = CASE WHEN status = 'pending' THEN {NOW} ELSE finished_at END,"
+                " error = CASE WHEN status = 'pending' THEN %(cancelled)s::text ELSE error END,"
+                " cancel_requested = cancel_requested OR status = 'running'"
+                " WHERE id = %(id)s AND status IN ('pending', 'running')",
+                self._params(id=task_id, cancelled=rec.CANCELLED_BEFORE_START),
+            ),
         )
         return TaskStatus(before[0]["status"]) if before else None
 
@@ -384,27 +477,34 @@ class PostgresStore(ModelRecords):
 
     def list(self, status: TaskStatus | None = None, limit: int = 100) -> list[QueuedTask]:
         where = "" if status is None else "WHERE t.status = %(status)s"
-        (rows,) = self._run((
-            f"SELECT {TASK_COLUMNS} FROM oh_lsp_tasks t {where} ORDER BY t.seq DESC LIMIT %(limit)s",
-            {"status": None if status is None else TaskStatus(status).value, "limit": limit},
-        ))
+        (rows,) = self._run(
+            (
+                f"SELECT {TASK_COLUMNS} FROM oh_lsp_tasks t {where} ORDER BY t.seq DESC LIMIT %(limit)s",
+                {"status": None if status is None else TaskStatus(status).value, "limit": limit},
+            )
+        )
         return [rec.task_from_row(row) for row in rows]
 
     def position(self, task_id: str) -> int | None:
-        (rows,) = self._run((
-            "SELECT 1 + (SELECT count(*) FROM oh_lsp_tasks o WHERE o.status = 'pending'"
-            " AND (o.priority > me.priority OR (o.priority = me.priority AND o.seq < me.seq))) AS position"
-            " FROM oh_lsp_tasks me WHERE me.id = %(id)s AND me.status = 'pending'",
-            {"id": task_id},
-        ))
+        (rows,) = self._run(
+            (
+                "SELECT 1 + (SELECT count(*) FROM oh_lsp_tasks o WHERE o.status = 'pending'"
+                " AND (o.priority > me.priority OR (o.priority = me.priority AND o.seq < me.seq))) AS position"
+                " FROM oh_lsp_tasks me WHERE me.id = %(id)s AND me.status = 'pending'",
+                {"id": task_id},
+            )
+        )
         return rows[0]["position"] if rows else None
 
     def stats(self) -> dict[str, Any]:
         by_status, by_priority, (waiting,) = self._run(
             ("SELECT status, count(*) AS n FROM oh_lsp_tasks GROUP BY status", {}),
             ("SELECT priority, count(*) AS n FROM oh_lsp_tasks WHERE status = 'pending' GROUP BY priority", {}),
-            ("SELECT count(*) AS n, extract(epoch FROM min(not_before))::float8 AS next FROM oh_lsp_tasks"
-             f" WHERE status = 'pending' AND not_before > {NOW}", self._params()),
+            (
+                "SELECT count(*) AS n, extract(epoch FROM min(not_before))::float8 AS next FROM oh_lsp_tasks"
+                f" WHERE status = 'pending' AND not_before > {NOW}",
+                self._params(),
+            ),
         )
         counts = {s.value: 0 for s in TaskStatus} | {row["status"]: row["n"] for row in by_status}
         pending = {p.name.lower(): 0 for p in TaskPriority}
@@ -419,25 +519,30 @@ class PostgresStore(ModelRecords):
         }
 
     def outstanding(self, horizon: float) -> int:
-        ((row,),) = self._run((
-            "SELECT count(*) AS n FROM oh_lsp_tasks WHERE status = 'running'"
-            f" OR (status = 'pending' AND not_before <= {NOW} + %(horizon)s::float8 * interval '1 second')",
-            self._params(horizon=horizon),
-        ))
+        ((row,),) = self._run(
+            (
+                "SELECT count(*) AS n FROM oh_lsp_tasks WHERE status = 'running'"
+                f" OR (status = 'pending' AND not_before <= {NOW} + %(horizon)s::float8 * interval '1 second')",
+                self._params(horizon=horizon),
+            )
+        )
         return row["n"]
 
     # --- results -----------------------------------------------------------------------------------------------
     def undelivered(self, submitter: str) -> list[QueuedTask]:
-        (rows,) = self._run((
-            f"SELECT {TASK_COLUMNS} FROM oh_lsp_tasks t WHERE t.submitter = %(submitter)s AND t.delivery IS NULL"
-            " AND t.status = 'completed' ORDER BY t.seq",
-            {"submitter": submitter},
-        ))
+        (rows,) = self._run(
+            (
+                f"SELECT {TASK_COLUMNS} FROM oh_lsp_tasks t WHERE t.submitter = %(submitter)s AND t.delivery IS NULL"
+                " AND t.status = 'completed' ORDER BY t.seq",
+                {"submitter": submitter},
+            )
+        )
         return [rec.task_from_row(row) for row in rows]
 
     def set_delivery(self, task_id: str, delivery: str) -> None:
-        self._run(("UPDATE oh_lsp_tasks SET delivery = %(delivery)s WHERE id = %(id)s",
-                   {"id": task_id, "delivery": delivery}))
+        self._run(
+            ("UPDATE oh_lsp_tasks SET delivery = %(delivery)s WHERE id = %(id)s", {"id": task_id, "delivery": delivery})
+        )
 
     # --- metrics -----------------------------------------------------------------------------------------------
     def record_metrics(self, metrics: ExecutionMetrics) -> None:
@@ -447,8 +552,11 @@ class PostgresStore(ModelRecords):
         now = self._clock() if self._clock is not None else time.time()
         (system,), (day,), models, kinds, states, *costs = self._run(
             (f"SELECT {_AGGREGATE} FROM oh_lsp_metrics", {}),
-            ("SELECT coalesce(sum(cost), 0.0) AS cost, coalesce(sum(tokens_used), 0)::bigint AS tokens"
-             " FROM oh_lsp_metrics WHERE day = %(day)s", {"day": local_day(now)}),
+            (
+                "SELECT coalesce(sum(cost), 0.0) AS cost, coalesce(sum(tokens_used), 0)::bigint AS tokens"
+                " FROM oh_lsp_metrics WHERE day = %(day)s",
+                {"day": local_day(now)},
+            ),
             (f"SELECT model_id, {_AGGREGATE} FROM oh_lsp_metrics GROUP BY model_id ORDER BY model_id", {}),
             (f"SELECT task_type, {_AGGREGATE} FROM oh_lsp_metrics GROUP BY task_type ORDER BY task_type", {}),
             (model_records.STATES, {}),
@@ -457,10 +565,13 @@ class PostgresStore(ModelRecords):
         totals = rec.aggregate(system)
         totals["cost_today"] = day["cost"]
         totals["tokens_today"] = day["tokens"]
-        return {"system": totals, "models": {row["model_id"]: rec.aggregate(row) for row in models},
-                "task_types": {row["task_type"]: rec.aggregate(row) for row in kinds},
-                "costs": {key: rec.cost_view(rows) for (key, _), rows in zip(model_records.COSTS, costs)},
-                **rec.model_state_summary(model_records.states_from_rows(states), now)}
+        return {
+            "system": totals,
+            "models": {row["model_id"]: rec.aggregate(row) for row in models},
+            "task_types": {row["task_type"]: rec.aggregate(row) for row in kinds},
+            "costs": {key: rec.cost_view(rows) for (key, _), rows in zip(model_records.COSTS, costs, strict=False)},
+            **rec.model_state_summary(model_records.states_from_rows(states), now),
+        }
 
 
 def _send(conn: psycopg.Connection[Any], statements: tuple[Statement, ...]) -> list[Rows]:
@@ -494,9 +605,22 @@ def _spent(metrics: ExecutionMetrics | None) -> dict[str, Any]:
 
 
 def _metrics_params(m: ExecutionMetrics | None) -> dict[str, Any]:
-    fields = ("task_id", "attempt", "model_id", "task_type", "success", "validation_passed", "tokens_used",
-              "prompt_tokens", "completion_tokens", "cost", "quality_score", "duration_seconds", "error",
-              "created_at")
+    fields = (
+        "task_id",
+        "attempt",
+        "model_id",
+        "task_type",
+        "success",
+        "validation_passed",
+        "tokens_used",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "quality_score",
+        "duration_seconds",
+        "error",
+        "created_at",
+    )
     params = {f"m_{name}": getattr(m, name) if m is not None else None for name in fields}
     params["m_day"] = local_day(m.created_at) if m is not None else None
     params["has_metrics"] = m is not None
