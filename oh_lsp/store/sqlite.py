@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from oh_lsp.errors import QueueFullError, StoreError
 from oh_lsp.llm.state import ModelCall, ModelState, local_day
 from oh_lsp.metrics import ExecutionMetrics
-from oh_lsp.store import records as rec
+from oh_lsp.store import shared
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
 
@@ -234,7 +234,7 @@ class SQLiteStore:
                 return row["id"], False
             unfinished = db.execute("SELECT count(*) FROM tasks WHERE status IN ('pending', 'running')").fetchone()[0]
             if unfinished >= max_size:
-                raise QueueFullError(rec.queue_full_message(unfinished, max_size))
+                raise QueueFullError(shared.queue_full_message(unfinished, max_size))
             db.execute(
                 "INSERT INTO tasks (id, kind, description, target_file, target_sha256, priority, metadata, status,"
                 " submitter, dedupe_key, max_retries, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -242,14 +242,14 @@ class SQLiteStore:
                     task.task_id,
                     task.task_type,
                     task.description,
-                    rec.path_text(task.target_file),
+                    shared.path_text(task.target_file),
                     task.target_sha256,
                     int(task.priority),
                     json.dumps(task.metadata, default=str),
                     TaskStatus.PENDING.value,
                     task.submitter,
                     dedupe_key,
-                    rec.max_retries_of(task),
+                    shared.max_retries_of(task),
                     now,
                 ),
             )
@@ -261,18 +261,18 @@ class SQLiteStore:
             (now,),
         ).fetchall()
         for row in expired:
-            reason = rec.LEASE_LOST % row["lease_owner"]
+            reason = shared.LEASE_LOST % row["lease_owner"]
             if row["attempts"] > row["max_retries"]:
                 db.execute(
                     "UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, lease_id = NULL,"
                     " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
-                    (rec.FAILED_AFTER_LEASE_LOST % (row["attempts"], reason), now, row["id"]),
+                    (shared.FAILED_AFTER_LEASE_LOST % (row["attempts"], reason), now, row["id"]),
                 )
             else:
                 db.execute(
                     "UPDATE tasks SET status = 'pending', not_before = ?, note = ?, lease_id = NULL,"
                     " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
-                    (now, rec.REQUEUED % reason, row["id"]),
+                    (now, shared.REQUEUED % reason, row["id"]),
                 )
 
     def claim(self, owner: str, lease_seconds: float) -> QueuedTask | None:
@@ -325,7 +325,7 @@ class SQLiteStore:
                 " WHERE id = ? AND status = 'running' AND lease_id = ?",
                 (
                     TaskStatus(status).value,
-                    rec.to_json(result),
+                    shared.to_json(result),
                     error,
                     model,
                     now,
@@ -368,8 +368,8 @@ class SQLiteStore:
                     " model = coalesce(?, model), finished_at = ?, lease_id = NULL, lease_owner = NULL,"
                     " lease_expires = NULL, tokens = tokens + ?, cost = cost + ? WHERE id = ?",
                     (
-                        rec.FAILED_AFTER_RETRIES % (row["attempts"], reason),
-                        rec.to_json(result),
+                        shared.FAILED_AFTER_RETRIES % (row["attempts"], reason),
+                        shared.to_json(result),
                         model,
                         now,
                         *spent,
@@ -382,7 +382,7 @@ class SQLiteStore:
                     "UPDATE tasks SET status = 'pending', not_before = ?, note = ?, error = ?,"
                     " model = coalesce(?, model), lease_id = NULL, lease_owner = NULL, lease_expires = NULL,"
                     " tokens = tokens + ?, cost = cost + ? WHERE id = ?",
-                    (now + delay, rec.RETRYING % (delay, reason), reason, model, *spent, task_id),
+                    (now + delay, shared.RETRYING % (delay, reason), reason, model, *spent, task_id),
                 )
             if metrics is not None:
                 self._insert_metrics(db, metrics)
@@ -394,7 +394,7 @@ class SQLiteStore:
                 "UPDATE tasks SET status = 'pending', attempts = max(attempts - 1, 0), not_before = 0,"
                 " note = ?, lease_id = NULL, lease_owner = NULL,"
                 " lease_expires = NULL WHERE id = ? AND status = 'running' AND lease_id = ?",
-                (rec.RELEASED, task_id, lease_id),
+                (shared.RELEASED, task_id, lease_id),
             )
             return cur.rowcount == 1
 
@@ -408,7 +408,7 @@ class SQLiteStore:
             if status is TaskStatus.PENDING:
                 db.execute(
                     "UPDATE tasks SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?",
-                    (now, rec.CANCELLED_BEFORE_START, task_id),
+                    (now, shared.CANCELLED_BEFORE_START, task_id),
                 )
             elif status is TaskStatus.RUNNING:
                 db.execute("UPDATE tasks SET cancel_requested = 1 WHERE id = ?", (task_id,))
@@ -428,7 +428,7 @@ class SQLiteStore:
             sql += " WHERE status = ?"
             args = (TaskStatus(status).value,)
         sql += " ORDER BY seq DESC LIMIT ?"
-        return [rec.task_from_row(r) for r in self._conn().execute(sql, (*args, limit)).fetchall()]
+        return [shared.task_from_row(r) for r in self._conn().execute(sql, (*args, limit)).fetchall()]
 
     def position(self, task_id: str) -> int | None:
         db = self._conn()
@@ -482,7 +482,7 @@ class SQLiteStore:
             )
             .fetchall()
         )
-        return [rec.task_from_row(r) for r in rows]
+        return [shared.task_from_row(r) for r in rows]
 
     def set_delivery(self, task_id: str, delivery: str) -> None:
         with self._write() as db:
@@ -529,18 +529,18 @@ class SQLiteStore:
             " coalesce(avg(CASE WHEN success THEN quality_score END), 0.0) AS avg_quality_score,"
             " coalesce(sum(validation_passed), 0) AS validations_passed"
         )
-        system = rec.aggregate(db.execute(f"SELECT {aggregate} FROM metrics").fetchone())
+        system = shared.aggregate(db.execute(f"SELECT {aggregate} FROM metrics").fetchone())
         today_row = db.execute(
             "SELECT coalesce(sum(cost), 0.0), coalesce(sum(tokens_used), 0) FROM metrics WHERE day = ?", (today,)
         ).fetchone()
         system["cost_today"] = today_row[0]
         system["tokens_today"] = today_row[1]
         models = {
-            row["model_id"]: rec.aggregate(row)
+            row["model_id"]: shared.aggregate(row)
             for row in db.execute(f"SELECT model_id, {aggregate} FROM metrics GROUP BY model_id ORDER BY model_id")
         }
         kinds = {
-            row["task_type"]: rec.aggregate(row)
+            row["task_type"]: shared.aggregate(row)
             for row in db.execute(f"SELECT task_type, {aggregate} FROM metrics GROUP BY task_type ORDER BY task_type")
         }
         return {
@@ -548,7 +548,7 @@ class SQLiteStore:
             "models": models,
             "task_types": kinds,
             "costs": self._costs(db),
-            **rec.model_state_summary(self.model_states(), self._clock()),
+            **shared.model_state_summary(self.model_states(), self._clock()),
         }
 
     def _costs(self, db: sqlite3.Connection) -> dict[str, Any]:
@@ -557,8 +557,8 @@ class SQLiteStore:
             " coalesce(sum(prompt_tokens + completion_tokens), 0) AS tokens"
         )
         return {
-            key: rec.cost_view(db.execute(f"SELECT {column} AS key, {sums} FROM model_calls GROUP BY 1 ORDER BY 1"))
-            for key, column in rec.COST_GROUPS
+            key: shared.cost_view(db.execute(f"SELECT {column} AS key, {sums} FROM model_calls GROUP BY 1 ORDER BY 1"))
+            for key, column in shared.COST_GROUPS
         }
 
     # --- model health and spending -----------------------------------------------------------------------------
@@ -566,9 +566,9 @@ class SQLiteStore:
         with self._write() as db:
             row = db.execute("SELECT data FROM model_state WHERE model = ?", (model,)).fetchone()
             before = row["data"] if row else None
-            state = rec.model_state_from_json(before, model)
+            state = shared.model_state_from_json(before, model)
             result = change(state)
-            after = rec.model_state_json(state)
+            after = shared.model_state_json(state)
             if after != before:
                 db.execute(
                     "INSERT INTO model_state (model, data, updated_at) VALUES (?, ?, ?) ON CONFLICT (model)"
@@ -579,7 +579,7 @@ class SQLiteStore:
 
     def model_states(self) -> dict[str, ModelState]:
         rows = self._conn().execute("SELECT data FROM model_state").fetchall()
-        return rec.model_states_from_json(row["data"] for row in rows)
+        return shared.model_states_from_json(row["data"] for row in rows)
 
     def reset_model_states(self, model: str | None = None) -> int:
         with self._write() as db:
@@ -608,21 +608,21 @@ class SQLiteStore:
             )
 
     def model_call_stats(self, since: float) -> dict[str, dict[str, Any]]:
-        marks = ",".join("?" * len(rec.MODEL_FAILURE_OUTCOMES))
+        marks = ",".join("?" * len(shared.MODEL_FAILURE_OUTCOMES))
         rows = (
             self._conn()
             .execute(
                 "SELECT model, count(*) AS calls, coalesce(sum(outcome = 'ok'), 0) AS ok,"
                 " avg(CASE WHEN outcome = 'ok' THEN latency_ms END) AS avg_latency_ms FROM model_calls"
                 f" WHERE created_at >= ? AND (outcome = 'ok' OR outcome IN ({marks})) GROUP BY model",
-                (since, *rec.MODEL_FAILURE_OUTCOMES),
+                (since, *shared.MODEL_FAILURE_OUTCOMES),
             )
             .fetchall()
         )
-        return rec.call_stats_view(rows)
+        return shared.call_stats_view(rows)
 
     def spent(self, *, task_id: str | None = None, day: str | None = None) -> float:
-        column, value = rec.spent_filter(task_id, day)
+        column, value = shared.spent_filter(task_id, day)
         row = (
             self._conn()
             .execute(f"SELECT coalesce(sum(cost), 0.0) FROM model_calls WHERE {column} = ?", (value,))
@@ -633,7 +633,7 @@ class SQLiteStore:
     # --- rows --------------------------------------------------------------------------------------------------
     def _task(self, db: sqlite3.Connection, task_id: str) -> QueuedTask | None:
         row = db.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        return rec.task_from_row(row) if row else None
+        return shared.task_from_row(row) if row else None
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:

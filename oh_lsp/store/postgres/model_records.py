@@ -21,7 +21,7 @@ import psycopg
 from psycopg import pq
 
 from oh_lsp.llm.state import ModelCall, ModelState
-from oh_lsp.store import records as rec
+from oh_lsp.store import shared
 from oh_lsp.store.postgres.schema import NOW
 
 T = TypeVar("T")
@@ -53,7 +53,7 @@ COSTS = [
         " coalesce(sum(prompt_tokens + completion_tokens), 0)::bigint AS tokens"
         f' FROM oh_lsp_model_calls GROUP BY 1 ORDER BY {column} COLLATE "C"',
     )
-    for key, column in rec.COST_GROUPS
+    for key, column in shared.COST_GROUPS
 ]
 
 
@@ -66,7 +66,7 @@ def _roll_back(conn: psycopg.Connection[Any]) -> None:
 
 
 def states_from_rows(rows: list[dict[str, Any]]) -> dict[str, ModelState]:
-    return rec.model_states_from_json(row["data"] for row in rows)
+    return shared.model_states_from_json(row["data"] for row in rows)
 
 
 class ModelRecords:
@@ -79,7 +79,7 @@ class ModelRecords:
     _params: Callable[..., dict[str, Any]]
 
     def update_model_state(self, model: str, change: Callable[[ModelState], T]) -> T:
-        first = rec.model_state_json(ModelState(model=model))
+        first = shared.model_state_json(ModelState(model=model))
 
         def read_modify_write(conn: psycopg.Connection[Any]) -> T:
             # An explicit BEGIN inside the pipeline: psycopg's `transaction()` would add a round trip for each end
@@ -88,9 +88,9 @@ class ModelRecords:
                     conn.execute("BEGIN")
                     conn.execute(_ENSURE_STATE, self._params(model=model, data=first))
                     before = conn.execute(_LOCK_STATE, {"model": model}).fetchone()["data"]  # round trip 1
-                    state = rec.model_state_from_json(before, model)
+                    state = shared.model_state_from_json(before, model)
                     result = change(state)
-                    after = rec.model_state_json(state)
+                    after = shared.model_state_json(state)
                     if after != before:
                         conn.execute(_WRITE_STATE, self._params(model=model, data=after))
                     conn.execute("COMMIT")
@@ -138,11 +138,11 @@ class ModelRecords:
         )
 
     def model_call_stats(self, since: float) -> dict[str, dict[str, Any]]:
-        (rows,) = self._run((_CALL_STATS, {"since": since, "failures": list(rec.MODEL_FAILURE_OUTCOMES)}))
-        return rec.call_stats_view(rows)
+        (rows,) = self._run((_CALL_STATS, {"since": since, "failures": list(shared.MODEL_FAILURE_OUTCOMES)}))
+        return shared.call_stats_view(rows)
 
     def spent(self, *, task_id: str | None = None, day: str | None = None) -> float:
-        column, value = rec.spent_filter(task_id, day)
+        column, value = shared.spent_filter(task_id, day)
         ((row,),) = self._run(
             (
                 f"SELECT coalesce(sum(cost), 0.0)::float8 AS cost FROM oh_lsp_model_calls WHERE {column} = %(value)s",

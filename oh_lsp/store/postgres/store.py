@@ -43,7 +43,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from oh_lsp.errors import QueueFullError, StoreError, StoreUnavailableError
 from oh_lsp.llm.state import local_day
 from oh_lsp.metrics import ExecutionMetrics
-from oh_lsp.store import records as rec
+from oh_lsp.store import shared
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.store.postgres import model_records, schema
 from oh_lsp.store.postgres.listener import WorkListener
@@ -354,13 +354,13 @@ class PostgresStore(ModelRecords):
             id=task.task_id,
             kind=task.task_type,
             description=task.description,
-            target_file=rec.path_text(task.target_file),
+            target_file=shared.path_text(task.target_file),
             target_sha256=task.target_sha256,
             priority=int(task.priority),
-            metadata=rec.to_json(task.metadata),
+            metadata=shared.to_json(task.metadata),
             submitter=task.submitter,
             dedupe_key=dedupe_key,
-            max_retries=rec.max_retries_of(task),
+            max_retries=shared.max_retries_of(task),
             max_size=max_size,
         )
         _, (row,) = self._run((_SUBMIT_LOCK, {}), (_SUBMIT, params))
@@ -368,15 +368,15 @@ class PostgresStore(ModelRecords):
             return row["inserted"], True
         if row["existing"]:
             return row["existing"], False
-        raise QueueFullError(rec.queue_full_message(row["unfinished"], max_size))
+        raise QueueFullError(shared.queue_full_message(row["unfinished"], max_size))
 
     def claim(self, owner: str, lease_seconds: float) -> QueuedTask | None:
         reclaim = self._params(
-            failed_after=rec.FAILED_AFTER_LEASE_LOST, lease_lost=rec.LEASE_LOST, requeued=rec.REQUEUED
+            failed_after=shared.FAILED_AFTER_LEASE_LOST, lease_lost=shared.LEASE_LOST, requeued=shared.REQUEUED
         )
         claim = self._params(owner=owner, lease_id=uuid.uuid4().hex, lease_seconds=lease_seconds)
         _, _, rows = self._run((_NO_SORT, {}), (_RECLAIM, reclaim), (_CLAIM, claim))
-        return rec.task_from_row(rows[0]) if rows else None
+        return shared.task_from_row(rows[0]) if rows else None
 
     def heartbeat(self, task_id: str, lease_id: str, lease_seconds: float) -> Heartbeat:
         (rows,) = self._run(
@@ -405,7 +405,7 @@ class PostgresStore(ModelRecords):
             id=task_id,
             lease_id=lease_id,
             status=TaskStatus(status).value,
-            result=rec.to_json(result),
+            result=shared.to_json(result),
             error=error,
             model=model,
             **_spent(metrics),
@@ -430,9 +430,9 @@ class PostgresStore(ModelRecords):
             lease_id=lease_id,
             reason=reason,
             delay=delay,
-            note=rec.RETRYING % (delay, reason),
-            failed_after=rec.FAILED_AFTER_RETRIES,
-            result=rec.to_json(result),
+            note=shared.RETRYING % (delay, reason),
+            failed_after=shared.FAILED_AFTER_RETRIES,
+            result=shared.to_json(result),
             model=model,
             **_spent(metrics),
             **_metrics_params(metrics),
@@ -446,7 +446,7 @@ class PostgresStore(ModelRecords):
                 "UPDATE oh_lsp_tasks SET status = 'pending', attempts = greatest(attempts - 1, 0), not_before = 'epoch',"
                 f" note = %(note)s::text, {_FREE_LEASE}"
                 " WHERE id = %(id)s AND status = 'running' AND lease_id = %(lease_id)s::text RETURNING id",
-                {"id": task_id, "lease_id": lease_id, "note": rec.RELEASED},
+                {"id": task_id, "lease_id": lease_id, "note": shared.RELEASED},
             ),
             retry_for=self.write_retry_seconds,
         )
@@ -462,7 +462,7 @@ class PostgresStore(ModelRecords):
                 " error = CASE WHEN status = 'pending' THEN %(cancelled)s::text ELSE error END,"
                 " cancel_requested = cancel_requested OR status = 'running'"
                 " WHERE id = %(id)s AND status IN ('pending', 'running')",
-                self._params(id=task_id, cancelled=rec.CANCELLED_BEFORE_START),
+                self._params(id=task_id, cancelled=shared.CANCELLED_BEFORE_START),
             ),
         )
         return TaskStatus(before[0]["status"]) if before else None
@@ -473,7 +473,7 @@ class PostgresStore(ModelRecords):
 
     def get(self, task_id: str) -> QueuedTask | None:
         (rows,) = self._run((f"SELECT {TASK_COLUMNS} FROM oh_lsp_tasks t WHERE t.id = %(id)s", {"id": task_id}))
-        return rec.task_from_row(rows[0]) if rows else None
+        return shared.task_from_row(rows[0]) if rows else None
 
     def list(self, status: TaskStatus | None = None, limit: int = 100) -> list[QueuedTask]:
         where = "" if status is None else "WHERE t.status = %(status)s"
@@ -483,7 +483,7 @@ class PostgresStore(ModelRecords):
                 {"status": None if status is None else TaskStatus(status).value, "limit": limit},
             )
         )
-        return [rec.task_from_row(row) for row in rows]
+        return [shared.task_from_row(row) for row in rows]
 
     def position(self, task_id: str) -> int | None:
         (rows,) = self._run(
@@ -537,7 +537,7 @@ class PostgresStore(ModelRecords):
                 {"submitter": submitter},
             )
         )
-        return [rec.task_from_row(row) for row in rows]
+        return [shared.task_from_row(row) for row in rows]
 
     def set_delivery(self, task_id: str, delivery: str) -> None:
         self._run(
@@ -562,15 +562,15 @@ class PostgresStore(ModelRecords):
             (model_records.STATES, {}),
             *((sql, {}) for _, sql in model_records.COSTS),
         )
-        totals = rec.aggregate(system)
+        totals = shared.aggregate(system)
         totals["cost_today"] = day["cost"]
         totals["tokens_today"] = day["tokens"]
         return {
             "system": totals,
-            "models": {row["model_id"]: rec.aggregate(row) for row in models},
-            "task_types": {row["task_type"]: rec.aggregate(row) for row in kinds},
-            "costs": {key: rec.cost_view(rows) for (key, _), rows in zip(model_records.COSTS, costs, strict=False)},
-            **rec.model_state_summary(model_records.states_from_rows(states), now),
+            "models": {row["model_id"]: shared.aggregate(row) for row in models},
+            "task_types": {row["task_type"]: shared.aggregate(row) for row in kinds},
+            "costs": {key: shared.cost_view(rows) for (key, _), rows in zip(model_records.COSTS, costs, strict=False)},
+            **shared.model_state_summary(model_records.states_from_rows(states), now),
         }
 
 
