@@ -97,8 +97,8 @@ async def ours(base: str, n: int, seconds: float) -> float:
 
 async def engine(base: str, n: int, seconds: float) -> float:
     from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask
-    from oh_lsp.metrics import ExecutionMetrics
     from oh_lsp.pipeline import Outcome, ask_model
+    from oh_lsp.records import ExecutionMetrics
 
     async def one_call(task, ctx):
         metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.task_type)

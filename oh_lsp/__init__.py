@@ -22,7 +22,7 @@ _EXPORTS = {
     "ResultValidator": "oh_lsp.validation.validator",
     "ValidationResult": "oh_lsp.validation.result",
     "MetricsCollector": "oh_lsp.metrics",
-    "ExecutionMetrics": "oh_lsp.metrics",
+    "ExecutionMetrics": "oh_lsp.records",
     "Event": "oh_lsp.events",
     "ModelSelector": "oh_lsp.llm.selector",
     "TaskRequirements": "oh_lsp.llm.selector",
@@ -35,8 +35,9 @@ if TYPE_CHECKING:
     from oh_lsp.engine import ExecutionEngine
     from oh_lsp.events import Event
     from oh_lsp.llm.selector import ModelSelector, TaskRequirements
-    from oh_lsp.metrics import ExecutionMetrics, MetricsCollector
+    from oh_lsp.metrics import MetricsCollector
     from oh_lsp.queue import TaskQueue
+    from oh_lsp.records import ExecutionMetrics
     from oh_lsp.tasks import QueuedTask, TaskCategory, TaskPriority, TaskStatus
     from oh_lsp.validation.result import ValidationResult
     from oh_lsp.validation.validator import ResultValidator

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from oh_lsp import events as ev
 from oh_lsp.config import OpenHandsConfig
 from oh_lsp.errors import MissingApiKeyError, TargetError
-from oh_lsp.metrics import ExecutionMetrics
+from oh_lsp.records import ExecutionMetrics
 from oh_lsp.tasks import QueuedTask
 
 if TYPE_CHECKING:

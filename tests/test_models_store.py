@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from oh_lsp.llm.state import ModelCall
+from oh_lsp.records import ModelCall
 from oh_lsp.store.sqlite import _SCHEMA, SCHEMA_VERSION, SQLiteStore
 from oh_lsp.tasks import QueuedTask
 

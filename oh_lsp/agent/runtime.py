@@ -30,8 +30,8 @@ from typing import Any
 
 from oh_lsp import events as ev
 from oh_lsp.errors import MissingApiKeyError, OhLspError, TargetError
-from oh_lsp.metrics import ExecutionMetrics
 from oh_lsp.pipeline import Outcome, TaskContext, answer_limit, attempt_outcome, retry_delay, task_threshold
+from oh_lsp.records import ExecutionMetrics
 from oh_lsp.tasks import QueuedTask
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ async def _on_event(
 
 async def _account(event: dict[str, Any], ctx: TaskContext, run: AgentRun, agent: Any, task: QueuedTask) -> None:
     """One model response of the agent: into our metrics and the store (budgets, totals); a passed cap stops it."""
-    from oh_lsp.llm.state import ModelCall
+    from oh_lsp.records import ModelCall
 
     model = run.model_for(str(event.get("model") or ""))
     previous = run.metrics.model_id or run.chain[0].name
@@ -360,7 +360,7 @@ async def _judge(
 async def _no_result(task: QueuedTask, ctx: TaskContext, run: AgentRun, agent: Any, code: int | None) -> Outcome:
     """The agent never reached the point of handing in work: a model failure, or the worker itself failed."""
     from oh_lsp.llm.errors import ErrorKind, ModelCallError, classify_status
-    from oh_lsp.llm.state import ModelCall
+    from oh_lsp.records import ModelCall
 
     metrics = run.metrics
     error = run.error

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from oh_lsp.llm.state import CLOSED, HALF_OPEN, OPEN, ModelState
+from oh_lsp.records import CLOSED, HALF_OPEN, OPEN, ModelState
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from oh_lsp.llm.state import ModelCall, ModelState
-    from oh_lsp.metrics import ExecutionMetrics
+    from oh_lsp.records import ExecutionMetrics, ModelCall, ModelState
     from oh_lsp.tasks import QueuedTask, TaskStatus
 
 T = TypeVar("T")

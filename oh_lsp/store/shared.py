@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from oh_lsp.llm.state import ModelState
+from oh_lsp.records import ModelState
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
 
 LEASE_LOST = "its worker (%s) stopped renewing the lease (process ended or hung)"  # % lease owner

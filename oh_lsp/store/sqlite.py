@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from oh_lsp.errors import QueueFullError, StoreError
-from oh_lsp.llm.state import ModelCall, ModelState, local_day
-from oh_lsp.metrics import ExecutionMetrics
+from oh_lsp.records import ExecutionMetrics, ModelCall, ModelState, local_day
 from oh_lsp.store import shared
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import pq
 
-from oh_lsp.llm.state import ModelCall, ModelState
+from oh_lsp.records import ModelCall, ModelState
 from oh_lsp.store import shared
 from oh_lsp.store.postgres.schema import NOW
 

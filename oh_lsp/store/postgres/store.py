@@ -41,8 +41,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from oh_lsp.errors import QueueFullError, StoreError, StoreUnavailableError
-from oh_lsp.llm.state import local_day
-from oh_lsp.metrics import ExecutionMetrics
+from oh_lsp.records import ExecutionMetrics, local_day
 from oh_lsp.store import shared
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.store.postgres import model_records, schema
