@@ -97,7 +97,8 @@ async def ours(base: str, n: int, seconds: float) -> float:
 
 async def engine(base: str, n: int, seconds: float) -> float:
     from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask
-    from oh_lsp.pipeline import Outcome, ask_model
+    from oh_lsp.attempt import Outcome
+    from oh_lsp.pipeline import ask_model
     from oh_lsp.records import ExecutionMetrics
 
     async def one_call(task, ctx):

@@ -9,25 +9,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from oh_lsp import events as ev
+from oh_lsp.attempt import Executor, Outcome, TaskContext, retry_delay
 from oh_lsp.config import OpenHandsConfig
 from oh_lsp.errors import StoreUnavailableError
 from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import state_base, state_dir
-from oh_lsp.pipeline import Outcome, TaskContext, default_executor, retry_delay
+from oh_lsp.pipeline import run_model_task
 from oh_lsp.queue import TaskQueue
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.tasks import QueuedTask, TaskStatus
 
 log = logging.getLogger(__name__)
 
-Executor = Callable[[QueuedTask, TaskContext], Awaitable[Outcome]]
 IDLE_HORIZON_SECONDS = 300.0  # pending tasks due later than this (waiting for a daily reset) do not keep us busy
 NOTIFIED_POLL_SECONDS = 2.0  # idle poll when the store wakes us (PostgreSQL): for work that gets ready with time only
+
+
+def default_executor(config: OpenHandsConfig) -> Executor:
+    """The executor of the configured runtime: the direct chat call, or an OpenHands agent (``runtime``)."""
+    if config.runtime == "openhands":
+        from oh_lsp.agent.runtime import run_agent_task
+
+        return run_agent_task
+    return run_model_task
 
 
 class ExecutionEngine:

@@ -404,7 +404,8 @@ def test_no_python_312_is_a_clear_error(tmp_path: Path) -> None:
 def test_the_default_runtime_is_the_direct_call() -> None:
     from oh_lsp.agent.runtime import run_agent_task
     from oh_lsp.config import OpenHandsConfig
-    from oh_lsp.pipeline import default_executor, run_model_task
+    from oh_lsp.engine import default_executor
+    from oh_lsp.pipeline import run_model_task
 
     assert OpenHandsConfig().runtime == "direct" and default_executor(OpenHandsConfig()) is run_model_task
     config = OpenHandsConfig.from_env(env_file=None, environ={"OH_LSP_RUNTIME": "openhands"})

@@ -1,9 +1,10 @@
 """`run_agent_task`: the engine's executor for the OpenHands runtime (``OH_LSP_RUNTIME=openhands``).
 
-The same task contract as the direct runtime (`oh_lsp.pipeline.run_model_task`): the kind's prompt, the same target,
-the kind's candidate and the kind's checks. Only who writes the code differs: an OpenHands SDK agent with the file
-editor and terminal tools, run by `worker.py` in the agent environment (Python >= 3.12), in a sandboxed copy of the
-project in the scratch directory (under bubblewrap when it is available: the real project is not even visible).
+The same attempt contract (`oh_lsp.attempt`) as the direct runtime (`oh_lsp.pipeline.run_model_task`): the kind's
+prompt, the same target, the kind's candidate and the kind's checks. Only who writes the code differs: an OpenHands
+SDK agent with the file editor and terminal tools, run by `worker.py` in the agent environment (Python >= 3.12), in a
+sandboxed copy of the project in the scratch directory (under bubblewrap when it is available: the real project is
+not even visible).
 
 After each run of the conversation the copy is compared with the project; the kind's output file (for unit_test the
 test module, for documentation and refactoring the target) becomes the kind's candidate, placed where the direct
@@ -29,8 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from oh_lsp import events as ev
+from oh_lsp.attempt import (
+    Outcome,
+    TaskContext,
+    answer_limit,
+    attempt_outcome,
+    model_error_outcome,
+    retry_delay,
+    task_threshold,
+)
 from oh_lsp.errors import MissingApiKeyError, OhLspError, TargetError
-from oh_lsp.pipeline import Outcome, TaskContext, answer_limit, attempt_outcome, retry_delay, task_threshold
 from oh_lsp.records import ExecutionMetrics
 from oh_lsp.tasks import QueuedTask
 
@@ -112,7 +121,7 @@ async def run_agent_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
     except MissingApiKeyError as exc:
         return Outcome("failed", error=str(exc))
     except ModelCallError as exc:
-        return _call_failure(task, exc, metrics)
+        return model_error_outcome(task, exc, metrics)
     except NoModelError as exc:  # every qualifying model is cooling down or its breaker is open
         return Outcome("retry", error=str(exc), delay=retry_delay(task.attempts, exc.retry_after))
     run = AgentRun(chain=chain, metrics=metrics, budget_kind=budget[1] if budget else None)
@@ -387,17 +396,7 @@ async def _no_result(task: QueuedTask, ctx: TaskContext, run: AgentRun, agent: A
     await ctx.gateway.health.record_call(
         ModelCall(model=model.name, outcome=failure.kind.value, task_id=task.task_id, task_kind=task.task_type)
     )
-    return _call_failure(task, failure, metrics)
-
-
-def _call_failure(task: QueuedTask, exc: Any, metrics: ExecutionMetrics) -> Outcome:
-    metrics.model_id = metrics.model_id or exc.model or ""
-    metrics.error = str(exc)
-    if exc.fatal:
-        return Outcome("failed", error=str(exc), model=exc.model, metrics=metrics)
-    return Outcome(
-        "retry", error=str(exc), model=exc.model, metrics=metrics, delay=retry_delay(task.attempts, exc.retry_after)
-    )
+    return model_error_outcome(task, failure, metrics)
 
 
 # --- the copy, the prompt, the spec ----------------------------------------------------------------------------------
