@@ -15,9 +15,6 @@ def deliver_task(root: Path, task: QueuedTask, *, overwrite: bool = False) -> De
         report = DeliveryReport()
         report.files.append(FileOutcome(str(task.target_file or "?"), "refused", "the task has no result to deliver"))
         return report
-    recompute = None
-    if result.get("kind"):
-        from oh_lsp.kinds.base import get_kind
+    from oh_lsp.kinds.registry import recompute_for
 
-        recompute = get_kind(result["kind"]).recompute(result)
-    return apply_to_disk(root, Edit.from_dict(result["edit"]), overwrite=overwrite, recompute=recompute)
+    return apply_to_disk(root, Edit.from_dict(result["edit"]), overwrite=overwrite, recompute=recompute_for(result))

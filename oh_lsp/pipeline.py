@@ -25,7 +25,8 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
     """Ask, place, check; on a failed check send the findings back and ask again (the repair loop), up to
     1 + `max_repair_iterations` answers, stopping as soon as the checks pass with a score at the threshold."""
     from oh_lsp.extract import ExtractionError
-    from oh_lsp.kinds.base import CheckEnv, get_kind, load_target
+    from oh_lsp.kinds.base import CheckEnv, load_target
+    from oh_lsp.kinds.registry import get_kind
     from oh_lsp.llm.errors import ModelCallError
     from oh_lsp.repair import Attempt, feedback_message, no_code_verdict
 

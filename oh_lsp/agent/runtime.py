@@ -92,7 +92,8 @@ class AgentRun:
 async def run_agent_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
     """Run `task` through an OpenHands agent and validate its work with the kind's own checks."""
     from oh_lsp.agent.environment import AgentEnvironmentError, agent_python
-    from oh_lsp.kinds.base import get_kind, load_target
+    from oh_lsp.kinds.base import load_target
+    from oh_lsp.kinds.registry import get_kind
     from oh_lsp.llm.errors import ModelCallError
     from oh_lsp.llm.selector import NoModelError
     from oh_lsp.validation.sandbox import SandboxError

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from oh_lsp.edits import Edit, FileEdit, TextEdit
+from oh_lsp.edits import Edit, FileEdit, Recompute, TextEdit
 from oh_lsp.extract import extract_python, parse_python
 from oh_lsp.kinds.base import Candidate, CheckEnv, Target
 from oh_lsp.kinds.context import prompt_sections
@@ -166,7 +166,7 @@ def make_candidate(answer: str, target: Target, task: QueuedTask | None = None) 
     )
 
 
-def recompute(result: dict[str, Any]):  # -> Recompute
+def recompute(result: dict[str, Any]) -> Recompute:
     """Redo the docstring edits against the file's current text (if its code is still the same)."""
 
     def redo(change: FileEdit, current: str) -> FileEdit | None:

@@ -136,13 +136,13 @@ async def deliver(
     uri_of: Callable[[str], str],
 ) -> Delivery:
     """Deliver the edit of the completed `task` to the client of `ls` (or to disk)."""
-    from oh_lsp.kinds.base import get_kind
+    from oh_lsp.kinds.registry import recompute_for
 
     result = task.result or {}
     if "edit" not in result:
         return Delivery(False, "none", reason="the task has no edit to deliver")
     edit = Edit.from_dict(result["edit"])
-    recompute = get_kind(result["kind"]).recompute(result) if result.get("kind") else None
+    recompute = recompute_for(result)
     bound, outcomes = bind(edit, recompute, text_of, uri_of)
     refused = _refused(outcomes)
     if refused:
