@@ -19,7 +19,7 @@ _EXPORTS = {
     "TaskStatus": "oh_lsp.tasks",
     "TaskCategory": "oh_lsp.tasks",
     "TaskQueue": "oh_lsp.queue",
-    "ResultValidator": "oh_lsp.validation.validator",
+    "ResultValidator": "oh_lsp.result_validator",
     "ValidationResult": "oh_lsp.validation.result",
     "MetricsCollector": "oh_lsp.metrics",
     "ExecutionMetrics": "oh_lsp.records",
@@ -38,9 +38,9 @@ if TYPE_CHECKING:
     from oh_lsp.metrics import MetricsCollector
     from oh_lsp.queue import TaskQueue
     from oh_lsp.records import ExecutionMetrics
+    from oh_lsp.result_validator import ResultValidator
     from oh_lsp.tasks import QueuedTask, TaskCategory, TaskPriority, TaskStatus
     from oh_lsp.validation.result import ValidationResult
-    from oh_lsp.validation.validator import ResultValidator
 
 
 def __getattr__(name: str) -> Any:
