@@ -165,7 +165,7 @@ async def test_agent_writes_the_test_file_and_our_validator_decides(
     assert created[OUTPUT]["new_text"] == GOOD_TESTS and created[OUTPUT]["base_sha256"] is None
     # the agent worked in a copy: the real project is untouched until the API delivers
     assert not (project / "tests").exists()
-    from oh_lsp.delivery import deliver_task
+    from oh_lsp.engine import deliver_task
 
     report = deliver_task(project, task)
     assert report.applied and (project / OUTPUT).read_text() == GOOD_TESTS

@@ -173,7 +173,7 @@ async def _apply(ls: LanguageServer, label: str, bound: list[Bound], outcomes: l
 
 async def _write(ls: LanguageServer, root: Path, task: QueuedTask, uri_of: Callable[[str], str]) -> Delivery:
     """The client cannot apply the edit: write it to disk as the CLI does, then show or name the file."""
-    from oh_lsp.delivery import deliver_task
+    from oh_lsp.engine import deliver_task
 
     report = await asyncio.to_thread(deliver_task, root, task)
     if not report.applied:
