@@ -1,6 +1,6 @@
 """The model layer's part of `PostgresStore`: each model's health (cooldowns, breakers, rotation counts) and the log of
 model calls (costs, budgets, observed latency), shared by every machine of the fleet. Same semantics as the SQLite
-store (`oh_lsp/store/sqlite.py`); the tables are schema version 2 (`schema.py`).
+store (`oh_lsp/store/sqlite/model_records.py`); the tables are schema version 2 (`schema.py`).
 
 `update_model_state` is a read-modify-write: one transaction that makes sure the model's row exists, locks it
 (`SELECT … FOR UPDATE`), lets Python change the state, and writes it back. Two round trips: the lock (with BEGIN and
@@ -33,8 +33,7 @@ _ENSURE_STATE = (
 _LOCK_STATE = "SELECT data::text AS data FROM oh_lsp_model_state WHERE model = %(model)s FOR UPDATE"
 _WRITE_STATE = f"UPDATE oh_lsp_model_state SET data = %(data)s::json, updated_at = {NOW} WHERE model = %(model)s"
 _RECORD_CALL = (
-    "INSERT INTO oh_lsp_model_calls (created_at, day, task_id, task_kind, model, outcome, latency_ms, prompt_tokens,"
-    " completion_tokens, cost, cost_source) VALUES (to_timestamp(%(created_at)s::float8), %(day)s, %(task_id)s,"
+    f"INSERT INTO oh_lsp_model_calls ({', '.join(shared.CALL_COLUMNS)}) VALUES (to_timestamp(%(created_at)s::float8), %(day)s, %(task_id)s,"
     " %(task_kind)s, %(model)s, %(outcome)s, %(latency_ms)s::float8, %(prompt_tokens)s::bigint,"
     " %(completion_tokens)s::bigint, %(cost)s::float8, %(cost_source)s)"
 )
@@ -88,10 +87,8 @@ class ModelRecords:
                     conn.execute("BEGIN")
                     conn.execute(_ENSURE_STATE, self._params(model=model, data=first))
                     before = conn.execute(_LOCK_STATE, {"model": model}).fetchone()["data"]  # round trip 1
-                    state = shared.model_state_from_json(before, model)
-                    result = change(state)
-                    after = shared.model_state_json(state)
-                    if after != before:
+                    result, after = shared.change_state(before, model, change)
+                    if after is not None:
                         conn.execute(_WRITE_STATE, self._params(model=model, data=after))
                     conn.execute("COMMIT")
                 # round trip 2: the write and the COMMIT, at the pipeline's end
@@ -118,24 +115,7 @@ class ModelRecords:
         return row["n"]
 
     def record_model_call(self, call: ModelCall) -> None:
-        self._run(
-            (
-                _RECORD_CALL,
-                {
-                    "created_at": call.created_at,
-                    "day": call.day,
-                    "task_id": call.task_id,
-                    "task_kind": call.task_kind,
-                    "model": call.model,
-                    "outcome": call.outcome,
-                    "latency_ms": float(call.latency_ms),
-                    "prompt_tokens": int(call.prompt_tokens),
-                    "completion_tokens": int(call.completion_tokens),
-                    "cost": float(call.cost),
-                    "cost_source": call.cost_source,
-                },
-            )
-        )
+        self._run((_RECORD_CALL, shared.call_row(call)))
 
     def model_call_stats(self, since: float) -> dict[str, dict[str, Any]]:
         (rows,) = self._run((_CALL_STATS, {"since": since, "failures": list(shared.MODEL_FAILURE_OUTCOMES)}))

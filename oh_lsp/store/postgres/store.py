@@ -49,7 +49,7 @@ from oh_lsp.store.postgres.listener import WorkListener
 from oh_lsp.store.postgres.model_records import ModelRecords
 from oh_lsp.store.postgres.schema import NOW
 from oh_lsp.store.urls import check_queue_url, redact_url, url_password
-from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
+from oh_lsp.tasks import QueuedTask, TaskStatus
 
 log = logging.getLogger(__name__)
 Statement = tuple[str, dict[str, Any]]
@@ -86,8 +86,7 @@ TASK_COLUMNS = ", ".join(
 )
 _FREE_LEASE = "lease_id = NULL, lease_owner = NULL, lease_expires = NULL"
 _METRICS_INSERT = (
-    "INSERT INTO oh_lsp_metrics (task_id, attempt, model_id, task_type, success, validation_passed, tokens_used,"
-    " prompt_tokens, completion_tokens, cost, quality_score, duration_seconds, error, created_at, day)"
+    f"INSERT INTO oh_lsp_metrics ({', '.join(shared.METRICS_COLUMNS)})"
     " SELECT %(m_task_id)s::text, %(m_attempt)s::integer, %(m_model_id)s::text, %(m_task_type)s::text,"
     " %(m_success)s::boolean, %(m_validation_passed)s::boolean, %(m_tokens_used)s::bigint,"
     " %(m_prompt_tokens)s::bigint, %(m_completion_tokens)s::bigint, %(m_cost)s::float8, %(m_quality_score)s::float8,"
@@ -349,19 +348,7 @@ class PostgresStore(ModelRecords):
 
     # --- queue -------------------------------------------------------------------------------------------------
     def add(self, task: QueuedTask, *, dedupe_key: str, max_size: int) -> tuple[str, bool]:
-        params = self._params(
-            id=task.task_id,
-            kind=task.task_type,
-            description=task.description,
-            target_file=shared.path_text(task.target_file),
-            target_sha256=task.target_sha256,
-            priority=int(task.priority),
-            metadata=shared.to_json(task.metadata),
-            submitter=task.submitter,
-            dedupe_key=dedupe_key,
-            max_retries=shared.max_retries_of(task),
-            max_size=max_size,
-        )
+        params = self._params(**shared.task_row(task, dedupe_key), max_size=max_size)
         _, (row,) = self._run((_SUBMIT_LOCK, {}), (_SUBMIT, params))
         if row["inserted"]:
             return row["inserted"], True
@@ -407,7 +394,7 @@ class PostgresStore(ModelRecords):
             result=shared.to_json(result),
             error=error,
             model=model,
-            **_spent(metrics),
+            **shared.spent_on(metrics),
             **_metrics_params(metrics),
         )
         ((row,),) = self._run((_FINISH, params), retry_for=self.write_retry_seconds)
@@ -433,7 +420,7 @@ class PostgresStore(ModelRecords):
             failed_after=shared.FAILED_AFTER_RETRIES,
             result=shared.to_json(result),
             model=model,
-            **_spent(metrics),
+            **shared.spent_on(metrics),
             **_metrics_params(metrics),
         )
         (rows,) = self._run((_RETRY, params), retry_for=self.write_retry_seconds)
@@ -505,17 +492,7 @@ class PostgresStore(ModelRecords):
                 self._params(),
             ),
         )
-        counts = {s.value: 0 for s in TaskStatus} | {row["status"]: row["n"] for row in by_status}
-        pending = {p.name.lower(): 0 for p in TaskPriority}
-        pending |= {TaskPriority(row["priority"]).name.lower(): row["n"] for row in by_priority}
-        return {
-            "total": sum(counts.values()),
-            **counts,
-            "pending_by_priority": pending,
-            "waiting_for_retry": waiting["n"],
-            "next_retry_at": waiting["next"],
-            "store": self.location,
-        }
+        return shared.stats_view(by_status, by_priority, waiting["n"], waiting["next"], self.location)
 
     def outstanding(self, horizon: float) -> int:
         ((row,),) = self._run(
@@ -561,16 +538,15 @@ class PostgresStore(ModelRecords):
             (model_records.STATES, {}),
             *((sql, {}) for _, sql in model_records.COSTS),
         )
-        totals = shared.aggregate(system)
-        totals["cost_today"] = day["cost"]
-        totals["tokens_today"] = day["tokens"]
-        return {
-            "system": totals,
-            "models": {row["model_id"]: shared.aggregate(row) for row in models},
-            "task_types": {row["task_type"]: shared.aggregate(row) for row in kinds},
-            "costs": {key: shared.cost_view(rows) for (key, _), rows in zip(model_records.COSTS, costs, strict=False)},
-            **shared.model_state_summary(model_records.states_from_rows(states), now),
-        }
+        return shared.summary_view(
+            system,
+            (day["cost"], day["tokens"]),
+            models,
+            kinds,
+            {key: rows for (key, _), rows in zip(model_records.COSTS, costs, strict=True)},
+            model_records.states_from_rows(states),
+            now,
+        )
 
 
 def _send(conn: psycopg.Connection[Any], statements: tuple[Statement, ...]) -> list[Rows]:
@@ -599,28 +575,7 @@ def _lost_connection(exc: psycopg.OperationalError) -> bool:
     return state is None or state.startswith("08") or state in _LOST_CONNECTION_STATES
 
 
-def _spent(metrics: ExecutionMetrics | None) -> dict[str, Any]:
-    return {"tokens": int(metrics.tokens_used) if metrics else 0, "cost": float(metrics.cost) if metrics else 0.0}
-
-
 def _metrics_params(m: ExecutionMetrics | None) -> dict[str, Any]:
-    fields = (
-        "task_id",
-        "attempt",
-        "model_id",
-        "task_type",
-        "success",
-        "validation_passed",
-        "tokens_used",
-        "prompt_tokens",
-        "completion_tokens",
-        "cost",
-        "quality_score",
-        "duration_seconds",
-        "error",
-        "created_at",
-    )
-    params = {f"m_{name}": getattr(m, name) if m is not None else None for name in fields}
-    params["m_day"] = local_day(m.created_at) if m is not None else None
-    params["has_metrics"] = m is not None
-    return params
+    """The `%(m_...)s` parameters of `_METRICS_INSERT` (all None, and `has_metrics` false, without metrics)."""
+    row = shared.metrics_row(m) if m is not None else dict.fromkeys(shared.METRICS_COLUMNS)
+    return {f"m_{name}": value for name, value in row.items()} | {"has_metrics": m is not None}
