@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from oh_lsp.config import OpenHandsConfig
+from oh_lsp.config import OpenHandsConfig, field_bounds
 from oh_lsp.records import ExecutionMetrics
 from oh_lsp.tasks import QueuedTask
 
@@ -61,15 +61,26 @@ def retry_delay(attempt: int, hint: float | None = None) -> float:
 
 
 def task_threshold(task: QueuedTask, config: OpenHandsConfig) -> float:
-    """The task's quality threshold (0-1): its metadata's, else the configured one."""
+    """The task's quality threshold: its metadata's when in the setting's range (0-1), else the configured one."""
     value = task.metadata.get("quality_threshold")
-    return float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else config.quality_threshold
+    if isinstance(value, (int, float)) and _in_range("quality_threshold", value):
+        return float(value)
+    return config.quality_threshold
 
 
 def answer_limit(task: QueuedTask, config: OpenHandsConfig) -> int:
-    """How many answers a task gets: the first plus its repair iterations."""
+    """How many answers a task gets: the first plus its repair iterations (its metadata's when in the setting's
+    range, 0-10, else the configured number)."""
     value = task.metadata.get("max_repair_iterations")
-    return 1 + (int(value) if isinstance(value, int) and 0 <= value <= 10 else config.max_repair_iterations)
+    if isinstance(value, int) and _in_range("max_repair_iterations", value):
+        return 1 + value
+    return 1 + config.max_repair_iterations
+
+
+def _in_range(setting: str, value: float) -> bool:
+    """Whether a task's own `value` for `setting` keeps the range that `OpenHandsConfig` declares for it."""
+    bounds = field_bounds(setting)
+    return bounds["ge"] <= value <= bounds["le"]
 
 
 def model_error_outcome(task: QueuedTask, exc: Any, metrics: ExecutionMetrics, started: float | None = None) -> Outcome:
