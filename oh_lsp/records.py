@@ -19,7 +19,8 @@ PROVIDER_PREFIX = "provider:"  # a state row for a whole endpoint (a 402 cools t
 
 @dataclass
 class ExecutionMetrics:
-    """What one attempt at a task cost and achieved. `quality_score` uses the guide's 0-5 scale."""
+    """What one attempt at a task cost and achieved. `quality_score` is 0-5: 5 x the validation score
+    (docs/validation.md)."""
 
     task_id: str
     model_id: str

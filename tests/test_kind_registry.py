@@ -1,6 +1,6 @@
 """The task kinds: each module found by name keeps the `TaskKind` contract, and an unknown kind is a clear error.
 
-A type checker checks the contract statically (`oh_lsp/kinds/registry.py`); this test checks what it can at run
+A type checker checks `TaskKind` statically (`oh_lsp/kinds/registry.py`); this test checks what it can at run
 time, so that a kind module that loses a member, renames a parameter or says another NAME fails here too.
 """
 

@@ -1,4 +1,4 @@
-"""Which task kinds exist, and how one is loaded by its name (`kind`, the guide's `task_type`).
+"""Which task kinds exist, and how one is loaded by its name (`kind`; `task_type` in the public API).
 
 Each kind module is imported on first use, so that a process that never runs a kind (the language server at start-up)
 never pays for it.
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from oh_lsp.kinds import documentation, refactoring, unit_test
     from oh_lsp.kinds.base import TaskKind
 
-    # each kind module keeps the contract (a type checker names the member that does not)
+    # each kind module satisfies TaskKind (a type checker names the member that does not)
     _unit_test: TaskKind = unit_test
     _documentation: TaskKind = documentation
     _refactoring: TaskKind = refactoring
