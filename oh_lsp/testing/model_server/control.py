@@ -6,7 +6,7 @@ Replies travel as dicts of :class:`Reply` fields (``Reply.from_dict``; an unknow
 endpoint              body                                                       answer
 ====================  =========================================================  ==================================
 ``POST /__script``    ``{"replies": [{...}, ...], "model": name?}``              ``{"ok": true, "queued": n}``
-``POST /__default``   one reply dict                                             ``{"ok": true}``
+``POST /__default``   one reply dict                                                       ``{"ok": true}``
 ``GET /__requests``   --                                                         the recorded requests, as dicts
 ``POST /__clear``     --                                                         ``{"ok": true}``
 ====================  =========================================================  ==================================
@@ -27,14 +27,14 @@ def is_control(path: str) -> bool:
     return path.removeprefix("/v1").startswith("/__")
 
 
-def queue_replies(script: ReplyScript, spec: dict) -> int:
+def queue_replies(script: ReplyScript, spec: dict[str, Any]) -> int:
     """Queue ``spec["replies"]`` (dicts of Reply fields), for ``spec["model"]`` if given; return how many."""
     replies = [Reply.from_dict(r) for r in spec.get("replies", [])]
     script.script(*replies, model=spec.get("model"))
     return len(replies)
 
 
-def load_spec(script: ReplyScript, spec: list | dict) -> None:
+def load_spec(script: ReplyScript, spec: list[dict[str, Any]] | dict[str, Any]) -> None:
     """Apply a script file: a list of reply dicts, or ``{"replies", "model", "default", "models"}``."""
     spec = {"replies": spec} if isinstance(spec, list) else spec
     queue_replies(script, spec)

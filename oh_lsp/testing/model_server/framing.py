@@ -105,7 +105,7 @@ async def read_head(conn: Connection) -> RequestHead | None:
     return RequestHead(method, target, version, headers)
 
 
-def head(status: int, ctype: str, extra: dict, framing: dict, keep: bool) -> bytes:
+def head(status: int, ctype: str, extra: dict[str, Any], framing: dict[str, Any], keep: bool) -> bytes:
     """Status line and headers of a response."""
     lines = [
         f"HTTP/1.1 {status} {PHRASES.get(status, 'Unknown')}",
@@ -121,7 +121,7 @@ def write_json(
     status: int,
     payload: Any,
     keep: bool,
-    extra: dict | None = None,
+    extra: dict[str, Any] | None = None,
     length: int | None = None,
 ) -> None:
     """Write a whole JSON response; ``payload`` is bytes or an object to serialise.

@@ -23,19 +23,21 @@ class Reply:
     """What the server answers to one chat-completions request."""
 
     content: str = ""
-    usage: dict | None = None  # sent verbatim; None -> computed (tokens ~ chars // 4, cost)
+    usage: dict[str, Any] | None = None  # sent verbatim; None -> computed (tokens ~ chars // 4, cost)
     status: int = 200
-    headers: dict = field(default_factory=dict)  # extra response headers
+    headers: dict[str, Any] = field(default_factory=dict)  # extra response headers
     latency: float = 0.0  # seconds before the status line is sent
     chunk_delay: float = 0.0  # seconds between SSE events
     chunk_size: int = 8  # characters of content per SSE chunk
-    error_body: dict | None = None  # send {"error": error_body} instead of a completion
+    error_body: dict[str, Any] | None = None  # send {"error": error_body} instead of a completion
     stream_error_after: int | None = None  # streaming: SSE error event after N content chunks
     truncate_after: int | None = None  # stream: hang up after N chunks; else after N body bytes
     malformed: bool = False  # a JSON content-type body that is not valid JSON
     finish_reason: str = "stop"  # with tool_calls and the default: "tool_calls"
     model: str | None = None  # model name echoed back (default: the request's)
-    tool_calls: list[dict] | None = None  # OpenAI function calls: [{"id", "type": "function", "function": {...}}]
+    tool_calls: list[dict[str, Any]] | None = (
+        None  # OpenAI function calls: [{"id", "type": "function", "function": {...}}]
+    )
 
     @classmethod
     def text(cls, content: str, **kw: Any) -> Reply:
@@ -44,7 +46,7 @@ class Reply:
 
     @classmethod
     def tool_call(
-        cls, name: str, arguments: dict, *, call_id: str | None = None, content: str = "", **kw: Any
+        cls, name: str, arguments: dict[str, Any], *, call_id: str | None = None, content: str = "", **kw: Any
     ) -> Reply:
         """An assistant turn that calls one tool (OpenAI function calling): ``arguments`` is sent as JSON text."""
         call = {
@@ -78,7 +80,7 @@ class Reply:
         return cls(error_body={"message": message, "code": code}, **kw)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Reply:
+    def from_dict(cls, data: dict[str, Any]) -> Reply:
         """Build a Reply from a dict of its fields; unknown keys raise ValueError."""
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
@@ -97,7 +99,7 @@ class RecordedRequest:
 
     method: str
     path: str
-    headers: dict  # lower-case keys
+    headers: dict[str, Any]  # lower-case keys
     body: Any  # parsed JSON, or None when it was not a JSON object
     raw_body: bytes
     model: str | None
@@ -110,7 +112,7 @@ class RecordedRequest:
     completed: bool = False  # the whole HTTP response was written
     connection: int = 0  # which TCP connection it came on (1, 2, ... in accept order): shows keep-alive reuse
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form, without ``raw_body``."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "raw_body"}
         d["reply"] = dataclasses.asdict(self.reply) if self.reply else None
@@ -124,7 +126,7 @@ class ReplyScript:
     """
 
     def __init__(self) -> None:
-        self.models: list[dict] = []  # what GET /models lists
+        self.models: list[dict[str, Any]] = []  # what GET /models lists
         self.default: Reply = unscripted()
         self.responder: Callable[[RecordedRequest], Reply | None] | None = None
         self._lock = threading.Lock()  # guards queues and requests; never held across an await

@@ -34,7 +34,7 @@ class ScriptedModelServer(ReplyScript):
         self._server: asyncio.AbstractServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._connections = itertools.count(1)
 
     # ------------------------------------------------------------------ lifecycle
@@ -42,7 +42,7 @@ class ScriptedModelServer(ReplyScript):
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    async def astart(self) -> ScriptedModelServer:
+    async def astart(self) -> Self:
         """Start listening in the running event loop (idempotent)."""
         if self._server is None:
             self._loop = asyncio.get_running_loop()
@@ -60,7 +60,7 @@ class ScriptedModelServer(ReplyScript):
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await server.wait_closed()
 
-    def start(self) -> ScriptedModelServer:
+    def start(self) -> Self:
         """Serve from a private event loop in a daemon thread (idempotent)."""
         if self._server is not None:
             return self
@@ -97,6 +97,7 @@ class ScriptedModelServer(ReplyScript):
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection until either side closes it."""
         task = asyncio.current_task()
+        assert task is not None  # asyncio runs each connection's handler in a task of its own
         self._tasks.add(task)
         conn = Connection(reader, next(self._connections))
         try:

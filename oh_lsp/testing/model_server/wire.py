@@ -24,7 +24,7 @@ MODELS_PATHS = {"/v1/models", "/models", "/api/v1/models"}
 DONE = "[DONE]"  # the SSE data line that ends a stream
 
 
-def error(message: str, code: int) -> dict:
+def error(message: str, code: int) -> dict[str, Any]:
     """An OpenAI-style error body."""
     return {"error": {"message": message, "code": code}}
 
@@ -37,7 +37,7 @@ def finish_reason(reply: Reply) -> str:
     return "tool_calls" if reply.tool_calls and reply.finish_reason == "stop" else reply.finish_reason
 
 
-def usage(rec: RecordedRequest, reply: Reply) -> dict:
+def usage(rec: RecordedRequest, reply: Reply) -> dict[str, Any]:
     """``reply.usage`` verbatim, else a rough count: tokens = chars // 4 (at least 1), and OpenRouter's ``cost``."""
     if reply.usage is not None:
         return reply.usage
@@ -57,7 +57,7 @@ def usage(rec: RecordedRequest, reply: Reply) -> dict:
     }
 
 
-def completion(rec: RecordedRequest, reply: Reply) -> dict:
+def completion(rec: RecordedRequest, reply: Reply) -> dict[str, Any]:
     """A whole (non-streamed) chat completion."""
     message: dict[str, Any] = {"role": "assistant", "content": reply.content}
     if reply.tool_calls:
@@ -72,7 +72,7 @@ def completion(rec: RecordedRequest, reply: Reply) -> dict:
     }
 
 
-def model_list(models: list[dict]) -> dict:
+def model_list(models: list[dict[str, Any]]) -> dict[str, Any]:
     """The body of GET /models."""
     return {"object": "list", "data": models}
 
@@ -98,7 +98,7 @@ def stream_steps(rec: RecordedRequest, reply: Reply) -> list[list[Event]]:
         "model": reply.model or rec.model,
     }
 
-    def chunk(delta: dict, finish: str | None = None) -> dict:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
     size = max(1, reply.chunk_size)
