@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 if TYPE_CHECKING:
-    from oh_lsp.pipeline import TaskContext
+    from oh_lsp.attempt import TaskContext
 
 LATENCY = 0.2
 MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "hi"}]

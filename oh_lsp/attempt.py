@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -50,7 +50,7 @@ class TaskContext:
         return self.gateway_factory()
 
 
-Executor = Callable[[QueuedTask, TaskContext], Awaitable[Outcome]]
+Executor = Callable[[QueuedTask, TaskContext], Coroutine[Any, Any, Outcome]]
 
 
 def retry_delay(attempt: int, hint: float | None = None) -> float:

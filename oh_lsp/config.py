@@ -207,7 +207,7 @@ class OpenHandsConfig(BaseModel):
             raise ConfigError(_explain(exc)) from None
 
 
-def field_bounds(name: str) -> dict[str, Any]:
+def field_bounds(name: str) -> dict[str, float]:
     """The numeric bounds that setting `name`'s `Field` declares (any of ``ge``, ``gt``, ``le``, ``lt``), e.g.
     ``{"ge": 0, "le": 10}``: a setting's range is written once, on its field, and other checks read it here."""
     rules = OpenHandsConfig.model_fields[name].metadata

@@ -43,20 +43,21 @@ class ResultValidator:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(self.validate_async(result))
-        box: dict[str, Any] = {}  # called from async code: run on a thread with its own loop
+        done: list[ValidationResult] = []  # called from async code: run on a thread with its own loop
+        failed: list[BaseException] = []
 
         def work() -> None:
             try:
-                box["value"] = asyncio.run(self.validate_async(result))
+                done.append(asyncio.run(self.validate_async(result)))
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                box["error"] = exc
+                failed.append(exc)
 
         thread = threading.Thread(target=work, name="oh-lsp-validate")
         thread.start()
         thread.join()
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
+        if failed:
+            raise failed[0]
+        return done[0]
 
     async def validate_async(self, result: dict[str, Any]) -> ValidationResult:
         pre: list[Finding] = []

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oh_lsp import events as ev
 from oh_lsp.attempt import (
@@ -42,6 +42,9 @@ from oh_lsp.attempt import (
 from oh_lsp.errors import MissingApiKeyError, OhLspError, TargetError
 from oh_lsp.records import ExecutionMetrics
 from oh_lsp.tasks import QueuedTask
+
+if TYPE_CHECKING:
+    from oh_lsp.kinds.base import Target
 
 log = logging.getLogger(__name__)
 MAX_FALLBACKS = 3
@@ -401,7 +404,7 @@ async def _no_result(task: QueuedTask, ctx: TaskContext, run: AgentRun, agent: A
 
 
 # --- the copy, the prompt, the spec ----------------------------------------------------------------------------------
-def agent_output_path(task_type: str, root: Path, target: Any) -> str:
+def agent_output_path(task_type: str, root: Path, target: Target) -> str:
     """The file the agent is asked to write: the project's test module for unit_test, else the target itself."""
     if task_type == "unit_test":
         from oh_lsp.kinds.test_layout import locate_tests
@@ -576,10 +579,10 @@ async def _reap(agent: Any, tmux_dir: Path, isolated: bool) -> None:
 async def _stop_tmux(tmux_dir: Path, isolated: bool) -> None:
     """End the terminal tool's tmux servers (they leave the agent's process group; under bubblewrap its PID
     namespace ends them anyway)."""
-    if isolated:
-        return
     tmux = shutil.which("tmux")
-    for socket in tmux_dir.glob("tmux-*/*") if tmux else []:
+    if isolated or tmux is None:
+        return
+    for socket in tmux_dir.glob("tmux-*/*"):
         if socket.is_socket():
             proc = await asyncio.create_subprocess_exec(
                 tmux,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oh_lsp.store.base import Heartbeat, TaskStore
 from oh_lsp.store.urls import QUEUE_URL_ENV
+
+if TYPE_CHECKING:
+    from oh_lsp.store.postgres import PostgresStore
 
 __all__ = ["Heartbeat", "TaskStore", "migrate_store", "open_store"]
 
@@ -52,7 +55,7 @@ def _sqlite_path(project_root: str | Path | None) -> Path:
     return store_path(resolve_root(project_root))
 
 
-def _postgres_backend(url: str) -> Any:
+def _postgres_backend(url: str) -> type[PostgresStore]:
     from oh_lsp.errors import ConfigError, StoreError
     from oh_lsp.store.urls import check_queue_url
 

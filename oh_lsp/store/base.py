@@ -8,6 +8,7 @@ interface; `tests/test_store_contract.py` runs the same tests against both. Meth
 
 from __future__ import annotations
 
+import builtins
 import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -91,7 +92,7 @@ class TaskStore(Protocol):
         """Tasks pending or running, counting pending ones only if they become ready within `horizon` seconds."""
 
     # --- results -----------------------------------------------------------------------------------------------
-    def undelivered(self, submitter: str) -> list[QueuedTask]:
+    def undelivered(self, submitter: str) -> builtins.list[QueuedTask]:  # `list` here is the method above
         """Finished tasks of `submitter` whose edit has not been delivered yet."""
 
     def set_delivery(self, task_id: str, delivery: str) -> None: ...

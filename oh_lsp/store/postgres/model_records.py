@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg import pq
 
 from oh_lsp.records import ModelCall, ModelState
 from oh_lsp.store import shared
-from oh_lsp.store.postgres.schema import NOW
+from oh_lsp.store.postgres.schema import NOW, one_row
 
 T = TypeVar("T")
 
@@ -74,8 +74,11 @@ class ModelRecords:
 
     round_trips: int
     _run: Callable[..., list[list[dict[str, Any]]]]
-    _attempt: Callable[..., Any]
     _params: Callable[..., dict[str, Any]]
+
+    if TYPE_CHECKING:
+
+        def _attempt(self, work: Callable[[psycopg.Connection[Any]], T], *, retry_for: float = 0.0) -> T: ...
 
     def update_model_state(self, model: str, change: Callable[[ModelState], T]) -> T:
         first = shared.model_state_json(ModelState(model=model))
@@ -86,7 +89,7 @@ class ModelRecords:
                 with conn.pipeline():
                     conn.execute("BEGIN")
                     conn.execute(_ENSURE_STATE, self._params(model=model, data=first))
-                    before = conn.execute(_LOCK_STATE, {"model": model}).fetchone()["data"]  # round trip 1
+                    before = one_row(conn.execute(_LOCK_STATE, {"model": model}))["data"]  # round trip 1
                     result, after = shared.change_state(before, model, change)
                     if after is not None:
                         conn.execute(_WRITE_STATE, self._params(model=model, data=after))
@@ -112,7 +115,7 @@ class ModelRecords:
                 {"model": model},
             )
         )
-        return row["n"]
+        return int(row["n"])
 
     def record_model_call(self, call: ModelCall) -> None:
         self._run((_RECORD_CALL, shared.call_row(call)))

@@ -28,6 +28,7 @@ tables as a new entry of `schema.MIGRATIONS`.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
 import time
@@ -221,7 +222,7 @@ class PostgresStore(ModelRecords):
                 if version < schema.LATEST:
                     schema.migrate(conn, self.location)
                 schema.check_not_newer(version, self.location)
-                self.schema = conn.execute("SELECT current_schema() AS name").fetchone()["name"]
+                self.schema = schema.one_row(conn.execute("SELECT current_schema() AS name"))["name"]
         except psycopg.Error as exc:
             raise StoreError(
                 f"cannot use the PostgreSQL queue at {self.location} ({self._explain(exc)}). Check the URL"
@@ -238,7 +239,7 @@ class PostgresStore(ModelRecords):
             reconnect_timeout=10.0,
             kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": max(1, round(connect_timeout))},
         )
-        self.listener = WorkListener(self.url, self.schema, self.location, connect_timeout)
+        self.listener = WorkListener(self.url, self.schema, self.location, max(1, round(connect_timeout)))
 
     @classmethod
     def migrate(cls, url: str, *, connect_timeout: float = 10.0) -> tuple[int, int]:
@@ -398,7 +399,7 @@ class PostgresStore(ModelRecords):
             **_metrics_params(metrics),
         )
         ((row,),) = self._run((_FINISH, params), retry_for=self.write_retry_seconds)
-        return row["done"] == 1
+        return bool(row["done"] == 1)
 
     def retry(
         self,
@@ -502,10 +503,10 @@ class PostgresStore(ModelRecords):
                 self._params(horizon=horizon),
             )
         )
-        return row["n"]
+        return int(row["n"])
 
     # --- results -----------------------------------------------------------------------------------------------
-    def undelivered(self, submitter: str) -> list[QueuedTask]:
+    def undelivered(self, submitter: str) -> builtins.list[QueuedTask]:  # `list` here is the method above
         (rows,) = self._run(
             (
                 f"SELECT {TASK_COLUMNS} FROM oh_lsp_tasks t WHERE t.submitter = %(submitter)s AND t.delivery IS NULL"

@@ -4,7 +4,7 @@ in the same transaction that ends the attempt, and the summary `oh-lsp metrics` 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -57,12 +57,12 @@ class MetricsRecords:
             (today[0], today[1]),
             db.execute(f"SELECT model_id, {_AGGREGATE} FROM metrics GROUP BY model_id ORDER BY model_id"),
             db.execute(f"SELECT task_type, {_AGGREGATE} FROM metrics GROUP BY task_type ORDER BY task_type"),
-            dict(_costs(db)),
+            {key: _cost_rows(db, column) for key, column in shared.COST_GROUPS},
             self.model_states(),
             now,
         )
 
 
-def _costs(db: sqlite3.Connection) -> Iterator[tuple[str, list[sqlite3.Row]]]:
-    for key, column in shared.COST_GROUPS:
-        yield key, db.execute(f"SELECT {column} AS key, {_COST_SUMS} FROM model_calls GROUP BY 1 ORDER BY 1").fetchall()
+def _cost_rows(db: sqlite3.Connection, column: str) -> list[Any]:
+    """The model calls grouped by `column` (one of `shared.COST_GROUPS`): rows of ``key, calls, cost, tokens``."""
+    return db.execute(f"SELECT {column} AS key, {_COST_SUMS} FROM model_calls GROUP BY 1 ORDER BY 1").fetchall()

@@ -115,7 +115,7 @@ def file_version(path: Path) -> int:
         return 0
     db = sqlite3.connect(path)
     try:
-        return db.execute("PRAGMA user_version").fetchone()[0]
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
     finally:
         db.close()
 

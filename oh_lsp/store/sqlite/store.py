@@ -11,6 +11,7 @@ The attempts' metrics are in `metrics.py`, the model layer's state and call log 
 
 from __future__ import annotations
 
+import builtins
 import logging
 import sqlite3
 import threading
@@ -328,7 +329,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
             "SELECT count(*) FROM tasks WHERE status = 'pending' AND (priority > ? OR (priority = ? AND seq < ?))",
             (row["priority"], row["priority"], row["seq"]),
         ).fetchone()[0]
-        return ahead + 1
+        return int(ahead) + 1
 
     def stats(self) -> dict[str, Any]:
         db = self._conn()
@@ -344,7 +345,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
         )
 
     def outstanding(self, horizon: float) -> int:
-        return (
+        return int(
             self._conn()
             .execute(
                 "SELECT count(*) FROM tasks WHERE status = 'running' OR (status = 'pending' AND not_before <= ?)",
@@ -354,7 +355,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
         )
 
     # --- results -----------------------------------------------------------------------------------------------
-    def undelivered(self, submitter: str) -> list[QueuedTask]:
+    def undelivered(self, submitter: str) -> builtins.list[QueuedTask]:  # `list` here is the method above
         rows = (
             self._conn()
             .execute(
