@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from oh_lsp import events as ev
 from oh_lsp.testing.model_server import Reply, ScriptedModelServer
+from oh_lsp.testing.model_server.wire import usage
 from tests.conftest import FAILING_TESTS, GOOD_TESTS, SENTINEL_KEY
 from tests.models_support import MODEL_A, MODEL_B, write_catalog
 from tests.prerequisites import missing
@@ -142,7 +143,7 @@ class Run:
 
 
 def usage_of(rec) -> dict[str, int]:
-    return ScriptedModelServer._usage(rec, rec.reply)
+    return usage(rec, rec.reply)
 
 
 # --- acceptance 9 -----------------------------------------------------------------------------------------------------
