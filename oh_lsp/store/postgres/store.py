@@ -19,7 +19,8 @@ nothing. What the server gives on top:
   is not thrown away by a short outage. Past that, `StoreUnavailableError` says what is unreachable; the engine logs it
   and tries again, and a task whose worker gave up is reclaimed when its lease expires.
 
-The model layer's state and call log (cooldowns, breakers, rotations, costs) are in `model_records.py`.
+The attempts' metrics are in `metrics.py`; the model layer's state and call log (cooldowns, breakers, rotations,
+costs) in `model_records.py`.
 
 Adding a method: write its SQL, call `self._run(...)` for one round trip, or `self._attempt(work)` with a `work(conn)`
 that runs one transaction (`with conn.transaction():`) for a read-modify-write that needs Python in between; add its
@@ -42,11 +43,12 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from oh_lsp.errors import QueueFullError, StoreError, StoreUnavailableError
-from oh_lsp.records import ExecutionMetrics, local_day
+from oh_lsp.records import ExecutionMetrics
 from oh_lsp.store import shared
 from oh_lsp.store.base import Heartbeat
-from oh_lsp.store.postgres import model_records, schema
+from oh_lsp.store.postgres import schema
 from oh_lsp.store.postgres.listener import WorkListener
+from oh_lsp.store.postgres.metrics import METRICS_INSERT, MetricsRecords, metrics_params
 from oh_lsp.store.postgres.model_records import ModelRecords
 from oh_lsp.store.postgres.schema import NOW
 from oh_lsp.store.urls import check_queue_url, redact_url, url_password
@@ -86,13 +88,6 @@ TASK_COLUMNS = ", ".join(
     ]
 )
 _FREE_LEASE = "lease_id = NULL, lease_owner = NULL, lease_expires = NULL"
-_METRICS_INSERT = (
-    f"INSERT INTO oh_lsp_metrics ({', '.join(shared.METRICS_COLUMNS)})"
-    " SELECT %(m_task_id)s::text, %(m_attempt)s::integer, %(m_model_id)s::text, %(m_task_type)s::text,"
-    " %(m_success)s::boolean, %(m_validation_passed)s::boolean, %(m_tokens_used)s::bigint,"
-    " %(m_prompt_tokens)s::bigint, %(m_completion_tokens)s::bigint, %(m_cost)s::float8, %(m_quality_score)s::float8,"
-    " %(m_duration_seconds)s::float8, %(m_error)s::text, to_timestamp(%(m_created_at)s::float8), %(m_day)s::text"
-)
 _RECLAIM = f"""
 UPDATE oh_lsp_tasks t SET
     status = CASE WHEN t.attempts > t.max_retries THEN 'failed' ELSE 'pending' END,
@@ -145,7 +140,7 @@ WITH done AS (
     WHERE id = %(id)s AND status = 'running' AND lease_id = %(lease_id)s::text
     RETURNING id
 ), recorded AS (
-    {_METRICS_INSERT} FROM done WHERE %(has_metrics)s
+    {METRICS_INSERT} FROM done WHERE %(has_metrics)s
 )
 SELECT count(*) AS done FROM done
 """
@@ -165,18 +160,10 @@ WITH done AS (
     WHERE t.id = %(id)s AND t.status = 'running' AND t.lease_id = %(lease_id)s::text
     RETURNING t.status
 ), recorded AS (
-    {_METRICS_INSERT} FROM done WHERE %(has_metrics)s
+    {METRICS_INSERT} FROM done WHERE %(has_metrics)s
 )
 SELECT status FROM done
 """
-_AGGREGATE = (
-    "count(*) AS executions, count(*) FILTER (WHERE success) AS successful,"
-    " coalesce(sum(tokens_used), 0)::bigint AS tokens, coalesce(sum(prompt_tokens), 0)::bigint AS prompt_tokens,"
-    " coalesce(sum(completion_tokens), 0)::bigint AS completion_tokens, coalesce(sum(cost), 0.0) AS cost,"
-    " coalesce(avg(duration_seconds), 0.0) AS avg_duration_seconds,"
-    " coalesce(avg(quality_score) FILTER (WHERE success), 0.0) AS avg_quality_score,"
-    " count(*) FILTER (WHERE validation_passed) AS validations_passed"
-)
 _LOST_CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin shutdown, crash shutdown, cannot connect now
 # What to do about the errors a misconfigured or full server gives (by SQLSTATE), added to the store's message
 _ADVICE = {
@@ -189,7 +176,7 @@ _ADVICE = {
 }
 
 
-class PostgresStore(ModelRecords):
+class PostgresStore(MetricsRecords, ModelRecords):
     """`TaskStore` on PostgreSQL. ``PostgresStore("postgresql://user:pw@host/db")``; safe to share between threads.
 
     `clock` (epoch seconds) replaces the server's clock; only tests that step time use it.
@@ -396,7 +383,7 @@ class PostgresStore(ModelRecords):
             error=error,
             model=model,
             **shared.spent_on(metrics),
-            **_metrics_params(metrics),
+            **metrics_params(metrics),
         )
         ((row,),) = self._run((_FINISH, params), retry_for=self.write_retry_seconds)
         return bool(row["done"] == 1)
@@ -422,7 +409,7 @@ class PostgresStore(ModelRecords):
             result=shared.to_json(result),
             model=model,
             **shared.spent_on(metrics),
-            **_metrics_params(metrics),
+            **metrics_params(metrics),
         )
         (rows,) = self._run((_RETRY, params), retry_for=self.write_retry_seconds)
         return TaskStatus(rows[0]["status"]) if rows else None
@@ -521,34 +508,6 @@ class PostgresStore(ModelRecords):
             ("UPDATE oh_lsp_tasks SET delivery = %(delivery)s WHERE id = %(id)s", {"id": task_id, "delivery": delivery})
         )
 
-    # --- metrics -----------------------------------------------------------------------------------------------
-    def record_metrics(self, metrics: ExecutionMetrics) -> None:
-        self._run((_METRICS_INSERT, _metrics_params(metrics)))
-
-    def metrics_summary(self) -> dict[str, Any]:
-        now = self._clock() if self._clock is not None else time.time()
-        (system,), (day,), models, kinds, states, *costs = self._run(
-            (f"SELECT {_AGGREGATE} FROM oh_lsp_metrics", {}),
-            (
-                "SELECT coalesce(sum(cost), 0.0) AS cost, coalesce(sum(tokens_used), 0)::bigint AS tokens"
-                " FROM oh_lsp_metrics WHERE day = %(day)s",
-                {"day": local_day(now)},
-            ),
-            (f"SELECT model_id, {_AGGREGATE} FROM oh_lsp_metrics GROUP BY model_id ORDER BY model_id", {}),
-            (f"SELECT task_type, {_AGGREGATE} FROM oh_lsp_metrics GROUP BY task_type ORDER BY task_type", {}),
-            (model_records.STATES, {}),
-            *((sql, {}) for _, sql in model_records.COSTS),
-        )
-        return shared.summary_view(
-            system,
-            (day["cost"], day["tokens"]),
-            models,
-            kinds,
-            {key: rows for (key, _), rows in zip(model_records.COSTS, costs, strict=True)},
-            model_records.states_from_rows(states),
-            now,
-        )
-
 
 def _send(conn: psycopg.Connection[Any], statements: tuple[Statement, ...]) -> list[Rows]:
     if len(statements) == 1:
@@ -574,9 +533,3 @@ def _advice(exc: psycopg.Error) -> str:
 def _lost_connection(exc: psycopg.OperationalError) -> bool:
     state = exc.sqlstate
     return state is None or state.startswith("08") or state in _LOST_CONNECTION_STATES
-
-
-def _metrics_params(m: ExecutionMetrics | None) -> dict[str, Any]:
-    """The `%(m_...)s` parameters of `_METRICS_INSERT` (all None, and `has_metrics` false, without metrics)."""
-    row = shared.metrics_row(m) if m is not None else dict.fromkeys(shared.METRICS_COLUMNS)
-    return {f"m_{name}": value for name, value in row.items()} | {"has_metrics": m is not None}
