@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 if TYPE_CHECKING:
-    from oh_lsp.pipeline import TaskContext
+    from oh_lsp.attempt import TaskContext
 
 LATENCY = 0.2
 MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "hi"}]
@@ -104,8 +104,9 @@ async def ours(base: str, n: int, seconds: float) -> float:
 
 async def engine(base: str, n: int, seconds: float) -> float:
     from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask
-    from oh_lsp.metrics import ExecutionMetrics
-    from oh_lsp.pipeline import Outcome, ask_model
+    from oh_lsp.attempt import Outcome
+    from oh_lsp.pipeline import ask_model
+    from oh_lsp.records import ExecutionMetrics
 
     async def one_call(task: QueuedTask, ctx: TaskContext) -> Outcome:
         metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.task_type)

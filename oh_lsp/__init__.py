@@ -19,10 +19,10 @@ _EXPORTS = {
     "TaskStatus": "oh_lsp.tasks",
     "TaskCategory": "oh_lsp.tasks",
     "TaskQueue": "oh_lsp.queue",
-    "ResultValidator": "oh_lsp.validation.validator",
+    "ResultValidator": "oh_lsp.result_validator",
     "ValidationResult": "oh_lsp.validation.result",
     "MetricsCollector": "oh_lsp.metrics",
-    "ExecutionMetrics": "oh_lsp.metrics",
+    "ExecutionMetrics": "oh_lsp.records",
     "Event": "oh_lsp.events",
     "ModelSelector": "oh_lsp.llm.selector",
     "TaskRequirements": "oh_lsp.llm.selector",
@@ -36,15 +36,15 @@ if TYPE_CHECKING:  # `X as X` marks a re-export, for a type checker that does no
     from oh_lsp.events import Event as Event
     from oh_lsp.llm.selector import ModelSelector as ModelSelector
     from oh_lsp.llm.selector import TaskRequirements as TaskRequirements
-    from oh_lsp.metrics import ExecutionMetrics as ExecutionMetrics
     from oh_lsp.metrics import MetricsCollector as MetricsCollector
     from oh_lsp.queue import TaskQueue as TaskQueue
+    from oh_lsp.records import ExecutionMetrics as ExecutionMetrics
+    from oh_lsp.result_validator import ResultValidator as ResultValidator
     from oh_lsp.tasks import QueuedTask as QueuedTask
     from oh_lsp.tasks import TaskCategory as TaskCategory
     from oh_lsp.tasks import TaskPriority as TaskPriority
     from oh_lsp.tasks import TaskStatus as TaskStatus
     from oh_lsp.validation.result import ValidationResult as ValidationResult
-    from oh_lsp.validation.validator import ResultValidator as ResultValidator
 
 
 def __getattr__(name: str) -> Any:

@@ -207,6 +207,13 @@ class OpenHandsConfig(BaseModel):
             raise ConfigError(_explain(exc)) from None
 
 
+def field_bounds(name: str) -> dict[str, float]:
+    """The numeric bounds that setting `name`'s `Field` declares (any of ``ge``, ``gt``, ``le``, ``lt``), e.g.
+    ``{"ge": 0, "le": 10}``: a setting's range is written once, on its field, and other checks read it here."""
+    rules = OpenHandsConfig.model_fields[name].metadata
+    return {key: getattr(rule, key) for rule in rules for key in ("ge", "gt", "le", "lt") if hasattr(rule, key)}
+
+
 def _read_env(env_file: str | Path | None, environ: Any) -> dict[str, str]:
     values: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():

@@ -1,8 +1,9 @@
-"""Edits: how a finished task hands its result to a front end, and how the CLI puts one on disk.
+"""Edits: how a finished task hands its result to a front end, and how one is put on disk.
 
 The engine never writes into the project. A task's result carries an `Edit`: file changes, each bound to a hash of
-the text it was computed against. The CLI (here) and the language server (as `workspace/applyEdit`) deliver it.
-If the file changed since, the change is recomputed against the new text by the task kind, or refused.
+the text it was computed against. The CLI (`apply_to_disk` here, through `oh_lsp.engine.deliver_task`, which adds
+the task kind's recompute) and the language server (as `workspace/applyEdit`) deliver it. If the file changed since,
+the change is recomputed against the new text by the task kind, or refused.
 """
 
 from __future__ import annotations

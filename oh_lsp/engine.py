@@ -2,6 +2,7 @@
 heartbeat, a timeout, and cancellation that reaches the running attempt.
 
 The engine knows nothing about its front ends. It publishes `Event`s; the CLI and the language server subscribe.
+With `apply_edits` it also puts finished tasks' edits on disk (`deliver_task`, the CLI's way).
 """
 
 from __future__ import annotations
@@ -9,25 +10,47 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from oh_lsp import events as ev
+from oh_lsp.attempt import Executor, Outcome, TaskContext, retry_delay
 from oh_lsp.config import OpenHandsConfig
+from oh_lsp.edits import DeliveryReport, Edit, FileOutcome, apply_to_disk
 from oh_lsp.errors import StoreUnavailableError
+from oh_lsp.kinds.registry import recompute_for
 from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import state_base, state_dir
-from oh_lsp.pipeline import Outcome, TaskContext, default_executor, retry_delay
+from oh_lsp.pipeline import run_model_task
 from oh_lsp.queue import TaskQueue
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.tasks import QueuedTask, TaskStatus
 
 log = logging.getLogger(__name__)
 
-Executor = Callable[[QueuedTask, TaskContext], Awaitable[Outcome]]
 IDLE_HORIZON_SECONDS = 300.0  # pending tasks due later than this (waiting for a daily reset) do not keep us busy
 NOTIFIED_POLL_SECONDS = 2.0  # idle poll when the store wakes us (PostgreSQL): for work that gets ready with time only
+
+
+def default_executor(config: OpenHandsConfig) -> Executor:
+    """The executor of the configured runtime: the direct chat call, or an OpenHands agent (``runtime``)."""
+    if config.runtime == "openhands":
+        from oh_lsp.agent.runtime import run_agent_task
+
+        return run_agent_task
+    return run_model_task
+
+
+def deliver_task(root: Path, task: QueuedTask, *, overwrite: bool = False) -> DeliveryReport:
+    """Write the edit of a completed task under `root` (the CLI's way; the language server's when its client cannot
+    apply edits). Safe to repeat: files already up to date are left alone."""
+    result = task.result or {}
+    if task.status is not TaskStatus.COMPLETED or "edit" not in result:
+        report = DeliveryReport()
+        report.files.append(FileOutcome(str(task.target_file or "?"), "refused", "the task has no result to deliver"))
+        return report
+    return apply_to_disk(root, Edit.from_dict(result["edit"]), overwrite=overwrite, recompute=recompute_for(result))
 
 
 class ExecutionEngine:
@@ -374,8 +397,6 @@ class ExecutionEngine:
 
     # --- delivery ----------------------------------------------------------------------------------------------
     async def _deliver(self, task_id: str) -> None:
-        from oh_lsp.delivery import deliver_task
-
         task = await self.queue.get_task(task_id)
         if task is None:
             return

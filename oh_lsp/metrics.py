@@ -1,40 +1,20 @@
-"""`ExecutionMetrics` (one record per attempt that reached a model) and `MetricsCollector` (records and sums them).
+"""`MetricsCollector`: records `ExecutionMetrics` (one per attempt that reached a model) and sums them.
 
 Records live in the project's store, so `oh-lsp metrics` in one process shows what `run-engine` did in another.
+`ExecutionMetrics` itself is in `oh_lsp.records` (importable from here too, and as `oh_lsp.ExecutionMetrics`).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from oh_lsp.records import ExecutionMetrics
 
 if TYPE_CHECKING:
     from oh_lsp.store.base import TaskStore
 
-
-@dataclass
-class ExecutionMetrics:
-    """What one attempt at a task cost and achieved. `quality_score` uses the guide's 0-5 scale."""
-
-    task_id: str
-    model_id: str
-    task_type: str
-    success: bool = False
-    tokens_used: int = 0
-    cost: float = 0.0
-    quality_score: float = 0.0
-    validation_passed: bool = False
-    duration_seconds: float = 0.0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    attempt: int = 1
-    error: str | None = None
-    created_at: float = field(default_factory=time.time)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["ExecutionMetrics", "MetricsCollector"]
 
 
 class MetricsCollector:

@@ -1,90 +1,32 @@
-"""What one attempt at a task does: read the target, ask the model, take the code out, place it, check it.
+"""What one attempt at a task does in the direct runtime: read the target, ask the model, take the code out, place it,
+check it, and repair.
 
-`run_model_task` is the engine's executor for the direct runtime (the default; `default_executor` picks the
-configured one). It returns an `Outcome` and never raises for the task's own failures; the engine writes the outcome
-to the queue. It writes nothing into the project.
+`run_model_task` is the engine's executor for the direct runtime (the default; the engine's `default_executor` picks
+the configured one). It keeps the attempt contract (`oh_lsp.attempt`): it returns an `Outcome` and never raises for
+the task's own failures; the engine writes the outcome to the queue. It writes nothing into the project.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from oh_lsp import events as ev
-from oh_lsp.config import OpenHandsConfig
+from oh_lsp.attempt import Outcome, TaskContext, answer_limit, attempt_outcome, model_error_outcome, task_threshold
 from oh_lsp.errors import MissingApiKeyError, TargetError
-from oh_lsp.metrics import ExecutionMetrics
+from oh_lsp.records import ExecutionMetrics
 from oh_lsp.tasks import QueuedTask
 
-if TYPE_CHECKING:
-    from oh_lsp.llm.gateway import ModelGateway
-
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Outcome:
-    status: Literal["completed", "failed", "retry"]
-    result: dict[str, Any] | None = None
-    error: str | None = None
-    model: str | None = None
-    metrics: ExecutionMetrics | None = None
-    delay: float = 0.0
-
-
-@dataclass
-class TaskContext:
-    """What an executor gets besides the task: settings, the project, the model gateway and an event sink."""
-
-    config: OpenHandsConfig
-    root: Path
-    emit: Callable[..., None]
-    gateway_factory: Callable[[], ModelGateway]
-    exclude: list[Path] = field(default_factory=list)
-
-    @property
-    def gateway(self) -> ModelGateway:
-        return self.gateway_factory()
-
-
-def retry_delay(attempt: int, hint: float | None = None) -> float:
-    """Task-layer backoff: the server's hint if it gave one (a daily reset may be hours away), else exponential,
-    capped at 60 s; plus up to 25% jitter, at most 30 s."""
-    base = hint if hint is not None else min(60.0, 2.0 ** max(attempt, 1))
-    return base + random.uniform(0.0, min(0.25 * base, 30.0))
-
-
-def task_threshold(task: QueuedTask, config: OpenHandsConfig) -> float:
-    """The task's quality threshold (0-1): its metadata's, else the configured one."""
-    value = task.metadata.get("quality_threshold")
-    return float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else config.quality_threshold
-
-
-def answer_limit(task: QueuedTask, config: OpenHandsConfig) -> int:
-    """How many answers a task gets: the first plus its repair iterations."""
-    value = task.metadata.get("max_repair_iterations")
-    return 1 + (int(value) if isinstance(value, int) and 0 <= value <= 10 else config.max_repair_iterations)
-
-
-def default_executor(config: OpenHandsConfig) -> Callable[[QueuedTask, TaskContext], Any]:
-    """The executor of the configured runtime: the direct chat call, or an OpenHands agent (``runtime``)."""
-    if config.runtime == "openhands":
-        from oh_lsp.agent.runtime import run_agent_task
-
-        return run_agent_task
-    return run_model_task
 
 
 async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
     """Ask, place, check; on a failed check send the findings back and ask again (the repair loop), up to
     1 + `max_repair_iterations` answers, stopping as soon as the checks pass with a score at the threshold."""
     from oh_lsp.extract import ExtractionError
-    from oh_lsp.kinds.base import CheckEnv, get_kind, load_target
+    from oh_lsp.kinds.base import CheckEnv, load_target
+    from oh_lsp.kinds.registry import get_kind
     from oh_lsp.llm.errors import ModelCallError
     from oh_lsp.repair import Attempt, feedback_message, no_code_verdict
 
@@ -163,67 +105,3 @@ async def ask_model(
     metrics.cost += answer.cost or 0.0
     ctx.emit(ev.TOKENS, chunks=chunks, tokens=metrics.tokens_used, cost=metrics.cost, final=True)
     return answer
-
-
-def model_error_outcome(task: QueuedTask, exc: Any, metrics: ExecutionMetrics, started: float) -> Outcome:
-    """A model call that failed: the task fails (the user must act) or goes back to the queue to try later."""
-    metrics.model_id = metrics.model_id or exc.model or ""
-    metrics.error = str(exc)
-    metrics.duration_seconds = time.monotonic() - started
-    if exc.fatal:
-        return Outcome("failed", error=str(exc), model=exc.model, metrics=metrics)
-    return Outcome(
-        "retry", error=str(exc), model=exc.model, metrics=metrics, delay=retry_delay(task.attempts, exc.retry_after)
-    )
-
-
-def attempt_outcome(
-    task: QueuedTask,
-    target: Any,
-    best: Any,
-    history: list[Any],
-    threshold: float,
-    metrics: ExecutionMetrics,
-    started: float,
-) -> Outcome:
-    """The task's outcome from its best attempt: completed when its checks passed at the threshold."""
-    from oh_lsp.repair import below_threshold
-
-    verdict = best.verdict
-    if verdict.passed and verdict.score < threshold:
-        verdict = below_threshold(verdict, threshold)
-    metrics.validation_passed = verdict.passed
-    metrics.success = verdict.passed
-    metrics.quality_score = round(5.0 * verdict.score, 3)
-    metrics.duration_seconds = time.monotonic() - started
-    model = metrics.model_id
-    result: dict[str, Any] = {
-        "kind": task.task_type,
-        "target_file": target.path.as_posix(),
-        "target_sha256": target.sha256,
-        "validation": verdict.to_dict(),
-        "score": verdict.score,
-        "quality_threshold": threshold,
-        "coverage": verdict.details.get("coverage"),
-        "execution_result": verdict.details.get("execution_result"),
-        "model": model,
-        "tokens": metrics.tokens_used,
-        "cost": metrics.cost,
-        "iterations": len(history),
-        "attempts": [a.summary() for a in history],
-    }
-    if best.candidate is None:
-        result["answer"] = best.answer[:20000]
-    else:
-        result.update(
-            output_file=best.candidate.output_file,
-            content=best.candidate.content,
-            edit=best.candidate.edit.to_dict(),
-            **best.candidate.extra,
-        )
-    if verdict.passed:
-        return Outcome("completed", result=result, model=model, metrics=metrics)
-    metrics.error = verdict.summary()
-    if "edit" in result:
-        result["rejected_edit"] = result.pop("edit")  # kept for inspection or "accept anyway"; never delivered
-    return Outcome("failed", result=result, error=f"validation {verdict.summary()}", model=model, metrics=metrics)

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from oh_lsp.metrics import ExecutionMetrics
 from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import sha256_text
+from oh_lsp.records import ExecutionMetrics
 from oh_lsp.store.base import Heartbeat, TaskStore
 from oh_lsp.store.thread import StoreThread
 from oh_lsp.tasks import QueuedTask, TaskStatus

@@ -13,10 +13,11 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask, TaskStatus
+from oh_lsp.attempt import Outcome, TaskContext, model_error_outcome
 from oh_lsp.llm.errors import ModelCallError
-from oh_lsp.metrics import ExecutionMetrics
 from oh_lsp.paths import state_dir
-from oh_lsp.pipeline import Outcome, TaskContext, ask_model, model_error_outcome
+from oh_lsp.pipeline import ask_model
+from oh_lsp.records import ExecutionMetrics
 from oh_lsp.testing.model_server import Reply
 from tests.conftest import SENTINEL_KEY
 

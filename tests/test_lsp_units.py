@@ -436,7 +436,7 @@ def test_logs_hide_api_key_parameters_even_when_the_key_is_unknown() -> None:
 # --- the engine follows configuration changes ----------------------------------------------------------------------
 async def test_engine_reconfigure_changes_config_and_workers_for_the_next_tasks(project: Path) -> None:
     from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask
-    from oh_lsp.pipeline import Outcome
+    from oh_lsp.attempt import Outcome
 
     seen: list[tuple[str, int]] = []
     running = 0

@@ -12,7 +12,7 @@ import pytest
 
 from oh_lsp import ExecutionEngine, QueuedTask, TaskStatus
 from oh_lsp.llm.errors import ErrorKind, ModelCallError
-from oh_lsp.llm.state import local_day
+from oh_lsp.records import local_day
 from oh_lsp.testing.model_server import Reply
 from tests.conftest import GOOD_TESTS, OH_LSP, cli_env, fenced
 from tests.models_support import MESSAGES, Events, ab_config, gateway_for, requested, task

@@ -9,7 +9,7 @@ import pytest
 from oh_lsp.llm import breaker
 from oh_lsp.llm.breaker import BreakerPolicy
 from oh_lsp.llm.errors import ErrorKind, classify_body_error, classify_status, parse_reset, parse_retry_after
-from oh_lsp.llm.state import CLOSED, HALF_OPEN, OPEN, ModelState
+from oh_lsp.records import CLOSED, HALF_OPEN, OPEN, ModelState
 
 NOW = 1_800_000_000.0
 

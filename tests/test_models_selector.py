@@ -14,7 +14,7 @@ from oh_lsp.config import OpenHandsConfig
 from oh_lsp.errors import ConfigError
 from oh_lsp.llm.catalog import Catalog, load_catalog
 from oh_lsp.llm.selector import ModelSelector, NoModelError, TaskRequirements
-from oh_lsp.llm.state import ModelCall
+from oh_lsp.records import ModelCall
 from oh_lsp.store import open_store
 from oh_lsp.tasks import TaskCategory
 from tests.conftest import OH_LSP, cli_env

@@ -7,14 +7,15 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from oh_lsp.llm.state import ModelCall
-from oh_lsp.store.sqlite import _SCHEMA, SCHEMA_VERSION, SQLiteStore
+from oh_lsp.records import ModelCall
+from oh_lsp.store.sqlite import SQLiteStore
+from oh_lsp.store.sqlite.schema import SCHEMA, SCHEMA_VERSION
 from oh_lsp.tasks import QueuedTask
 
 
 def test_a_version_1_store_is_migrated_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
-    v1 = _SCHEMA.split("CREATE TABLE IF NOT EXISTS model_state")[0]
+    v1 = SCHEMA.split("CREATE TABLE IF NOT EXISTS model_state")[0]
     with sqlite3.connect(path) as db:
         db.executescript(v1)
         db.execute("PRAGMA user_version = 1")

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from oh_lsp import events as ev
 from oh_lsp.testing.model_server import Reply, ScriptedModelServer
+from oh_lsp.testing.model_server.wire import usage
 from tests.conftest import FAILING_TESTS, GOOD_TESTS, SENTINEL_KEY
 from tests.models_support import MODEL_A, MODEL_B, write_catalog
 from tests.prerequisites import missing
@@ -142,7 +143,7 @@ class Run:
 
 
 def usage_of(rec) -> dict[str, int]:
-    return ScriptedModelServer._usage(rec, rec.reply)
+    return usage(rec, rec.reply)
 
 
 # --- acceptance 9 -----------------------------------------------------------------------------------------------------
@@ -165,7 +166,7 @@ async def test_agent_writes_the_test_file_and_our_validator_decides(
     assert created[OUTPUT]["new_text"] == GOOD_TESTS and created[OUTPUT]["base_sha256"] is None
     # the agent worked in a copy: the real project is untouched until the API delivers
     assert not (project / "tests").exists()
-    from oh_lsp.delivery import deliver_task
+    from oh_lsp.engine import deliver_task
 
     report = deliver_task(project, task)
     assert report.applied and (project / OUTPUT).read_text() == GOOD_TESTS
@@ -404,7 +405,8 @@ def test_no_python_312_is_a_clear_error(tmp_path: Path) -> None:
 def test_the_default_runtime_is_the_direct_call() -> None:
     from oh_lsp.agent.runtime import run_agent_task
     from oh_lsp.config import OpenHandsConfig
-    from oh_lsp.pipeline import default_executor, run_model_task
+    from oh_lsp.engine import default_executor
+    from oh_lsp.pipeline import run_model_task
 
     assert OpenHandsConfig().runtime == "direct" and default_executor(OpenHandsConfig()) is run_model_task
     config = OpenHandsConfig.from_env(env_file=None, environ={"OH_LSP_RUNTIME": "openhands"})

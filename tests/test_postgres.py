@@ -19,7 +19,7 @@ import pytest
 
 from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask, TaskPriority, TaskQueue, TaskStatus
 from oh_lsp.errors import ConfigError, StoreError
-from oh_lsp.llm.state import ModelCall
+from oh_lsp.records import ModelCall
 from oh_lsp.store import migrate_store, open_store
 from oh_lsp.store.sqlite import SQLiteStore
 from oh_lsp.testing.fleet_worker import stub_executor

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask, TaskStatus
-from oh_lsp.metrics import ExecutionMetrics
+from oh_lsp.attempt import Outcome
 from oh_lsp.paths import state_dir
-from oh_lsp.pipeline import Outcome
+from oh_lsp.records import ExecutionMetrics
 from oh_lsp.store.sqlite import SQLiteStore
 from oh_lsp.validation.sandbox import bwrap_available
 from tests.conftest import OH_LSP, cli_env

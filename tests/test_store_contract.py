@@ -23,8 +23,7 @@ import pytest
 
 from oh_lsp import QueuedTask, TaskPriority, TaskQueue, TaskStatus
 from oh_lsp.errors import QueueFullError, StoreError
-from oh_lsp.llm.state import ModelCall, ModelState, local_day
-from oh_lsp.metrics import ExecutionMetrics
+from oh_lsp.records import ExecutionMetrics, ModelCall, ModelState, local_day
 from oh_lsp.store.base import Heartbeat, TaskStore
 from oh_lsp.store.sqlite import SQLiteStore
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from oh_lsp.errors import OhLspError
 
@@ -70,10 +71,10 @@ def probe(python: str | Path) -> Interpreter | None:
     if out.returncode != 0 or len(lines) < 2:
         return None
     try:
-        version = tuple(int(part) for part in lines[1].split()[:3])
-    except ValueError:
+        major, minor, micro = (int(part) for part in lines[1].split()[:3])
+    except ValueError:  # not three numbers
         return None
-    return Interpreter(Path(lines[0].strip() or str(python)), version)  # type: ignore[arg-type]
+    return Interpreter(Path(lines[0].strip() or str(python)), (major, minor, micro))
 
 
 def candidate_pythons() -> list[str]:
@@ -152,7 +153,7 @@ class AgentEnvironment:
     version: str
 
 
-def read_marker(env: Path) -> dict | None:
+def read_marker(env: Path) -> dict[str, Any] | None:
     try:
         data = json.loads((env / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -1,9 +1,10 @@
 """`run_agent_task`: the engine's executor for the OpenHands runtime (``OH_LSP_RUNTIME=openhands``).
 
-The same task contract as the direct runtime (`oh_lsp.pipeline.run_model_task`): the kind's prompt, the same target,
-the kind's candidate and the kind's checks. Only who writes the code differs: an OpenHands SDK agent with the file
-editor and terminal tools, run by `worker.py` in the agent environment (Python >= 3.12), in a sandboxed copy of the
-project in the scratch directory (under bubblewrap when it is available: the real project is not even visible).
+The same attempt contract (`oh_lsp.attempt`) as the direct runtime (`oh_lsp.pipeline.run_model_task`): the kind's
+prompt, the same target, the kind's candidate and the kind's checks. Only who writes the code differs: an OpenHands
+SDK agent with the file editor and terminal tools, run by `worker.py` in the agent environment (Python >= 3.12), in a
+sandboxed copy of the project in the scratch directory (under bubblewrap when it is available: the real project is
+not even visible).
 
 After each run of the conversation the copy is compared with the project; the kind's output file (for unit_test the
 test module, for documentation and refactoring the target) becomes the kind's candidate, placed where the direct
@@ -12,51 +13,54 @@ repair loop). Nothing is written into the project: the result carries an edit, a
 
 Models come from our selector's chain (the first answers, the rest are the SDK's fallbacks); every model response's
 tokens and cost (the SDK's own accounting, priced from our catalog) are recorded in our store, so budgets and
-metrics count them; the conversation is stopped once its cost passes a budget cap.
+metrics count them; the conversation is stopped once its cost passes a budget cap. What the agent is told and what
+is taken from the copy is in `exchange.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from oh_lsp import events as ev
+from oh_lsp.agent.exchange import (
+    WORKER_FILE,
+    agent_message,
+    agent_output,
+    agent_output_path,
+    changed_files,
+    estimate_tokens,
+    fence,
+    prepare_copy,
+    run_spec,
+)
+from oh_lsp.attempt import (
+    Outcome,
+    TaskContext,
+    answer_limit,
+    attempt_outcome,
+    model_error_outcome,
+    retry_delay,
+    task_threshold,
+)
 from oh_lsp.errors import MissingApiKeyError, OhLspError, TargetError
-from oh_lsp.metrics import ExecutionMetrics
-from oh_lsp.pipeline import Outcome, TaskContext, answer_limit, attempt_outcome, retry_delay, task_threshold
+from oh_lsp.records import ExecutionMetrics
 from oh_lsp.tasks import QueuedTask
 
 log = logging.getLogger(__name__)
 MAX_FALLBACKS = 3
-SDK_RETRIES = 1  # the SDK's own retries stay low: our task layer re-queues, our selector rotates
-SDK_RETRY_MAX_WAIT = 5
-AGENT_PROMPT_OVERHEAD = 4000  # tokens of the agent's own system prompt and tool schemas, for the budget estimate
-WORKER_FILE = "oh_lsp_agent_worker.py"
-KEYLESS = "no-key"  # litellm's OpenAI client insists on some key; a local endpoint that needs none ignores it
 DOCKER_CHECK_TIMEOUT = 20.0
 UNTRUSTED = (
     "not run: workspace not trusted. The OpenHands agent runs commands in a copy of the project, so it runs"
     " only in a trusted workspace (set ohLsp.trusted, or OH_LSP_TRUSTED=true), or use the direct runtime"
     " (OH_LSP_RUNTIME=direct)"
 )
-
-AGENT_DIRECTIONS = {
-    "unit_test": "Write the test module to {path} with the file editor (create it; if it exists, add your tests"
-    " to it). You may run `python -m pytest {relative} -q` in the terminal to check them. Change no"
-    " other file.",
-    "documentation": "Add or complete the docstrings by editing {path} in place with the file editor. Change"
-    " nothing but docstrings.",
-    "refactoring": "Make the change by editing {path} in place with the file editor. Keep its public behaviour;"
-    " you may run the project's tests in the terminal. Change no other file.",
-}
 
 
 class AgentRuntimeError(OhLspError):
@@ -83,7 +87,8 @@ class AgentRun:
 async def run_agent_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
     """Run `task` through an OpenHands agent and validate its work with the kind's own checks."""
     from oh_lsp.agent.environment import AgentEnvironmentError, agent_python
-    from oh_lsp.kinds.base import get_kind, load_target
+    from oh_lsp.kinds.base import load_target
+    from oh_lsp.kinds.registry import get_kind
     from oh_lsp.llm.errors import ModelCallError
     from oh_lsp.llm.selector import NoModelError
     from oh_lsp.validation.sandbox import SandboxError
@@ -107,12 +112,12 @@ async def run_agent_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         selection = await ctx.gateway.select(task)
         chain = selection.chain[: 1 + MAX_FALLBACKS] or [selection.model]  # .model says why none is available now
         messages = kind.build_messages(target, task, chain[0].context_length)
-        await ctx.gateway.budget.check(task.task_id, chain[0], _estimate(messages), config.max_tokens)
+        await ctx.gateway.budget.check(task.task_id, chain[0], estimate_tokens(messages), config.max_tokens)
         budget = await ctx.gateway.budget.remaining(task.task_id)
     except MissingApiKeyError as exc:
         return Outcome("failed", error=str(exc))
     except ModelCallError as exc:
-        return _call_failure(task, exc, metrics)
+        return model_error_outcome(task, exc, metrics)
     except NoModelError as exc:  # every qualifying model is cooling down or its breaker is open
         return Outcome("retry", error=str(exc), delay=retry_delay(task.attempts, exc.retry_after))
     run = AgentRun(chain=chain, metrics=metrics, budget_kind=budget[1] if budget else None)
@@ -160,7 +165,7 @@ async def _converse(
         ctx.root, scratch, secrets=config.secrets(), exclude=ctx.exclude, mode=config.sandbox, network=True
     ) as box:
         workspace = box.inside_root
-        await asyncio.to_thread(_prepare_copy, box, output)
+        await asyncio.to_thread(prepare_copy, box, output)
         tmux_dir = Path("/tmp") if box.isolated else Path(tempfile.mkdtemp(prefix="oh-lsp-tmux-"))
         env = scrubbed_env(
             box.home,
@@ -175,7 +180,7 @@ async def _converse(
                 "NO_COLOR": "1",
             },
         )
-        spec = _spec(
+        spec = run_spec(
             config,
             run.chain,
             api_key,
@@ -278,7 +283,7 @@ async def _on_event(
 
 async def _account(event: dict[str, Any], ctx: TaskContext, run: AgentRun, agent: Any, task: QueuedTask) -> None:
     """One model response of the agent: into our metrics and the store (budgets, totals); a passed cap stops it."""
-    from oh_lsp.llm.state import ModelCall
+    from oh_lsp.records import ModelCall
 
     model = run.model_for(str(event.get("model") or ""))
     previous = run.metrics.model_id or run.chain[0].name
@@ -360,7 +365,7 @@ async def _judge(
 async def _no_result(task: QueuedTask, ctx: TaskContext, run: AgentRun, agent: Any, code: int | None) -> Outcome:
     """The agent never reached the point of handing in work: a model failure, or the worker itself failed."""
     from oh_lsp.llm.errors import ErrorKind, ModelCallError, classify_status
-    from oh_lsp.llm.state import ModelCall
+    from oh_lsp.records import ModelCall
 
     metrics = run.metrics
     error = run.error
@@ -387,148 +392,7 @@ async def _no_result(task: QueuedTask, ctx: TaskContext, run: AgentRun, agent: A
     await ctx.gateway.health.record_call(
         ModelCall(model=model.name, outcome=failure.kind.value, task_id=task.task_id, task_kind=task.task_type)
     )
-    return _call_failure(task, failure, metrics)
-
-
-def _call_failure(task: QueuedTask, exc: Any, metrics: ExecutionMetrics) -> Outcome:
-    metrics.model_id = metrics.model_id or exc.model or ""
-    metrics.error = str(exc)
-    if exc.fatal:
-        return Outcome("failed", error=str(exc), model=exc.model, metrics=metrics)
-    return Outcome(
-        "retry", error=str(exc), model=exc.model, metrics=metrics, delay=retry_delay(task.attempts, exc.retry_after)
-    )
-
-
-# --- the copy, the prompt, the spec ----------------------------------------------------------------------------------
-def agent_output_path(task_type: str, root: Path, target: Any) -> str:
-    """The file the agent is asked to write: the project's test module for unit_test, else the target itself."""
-    if task_type == "unit_test":
-        from oh_lsp.kinds.test_layout import locate_tests
-
-        return locate_tests(root, target.path).path.as_posix()
-    return target.path.as_posix()
-
-
-def _prepare_copy(box: Any, output: str) -> None:
-    (box.root / output).parent.mkdir(parents=True, exist_ok=True)  # the file editor does not create folders
-    worker = resources.files("oh_lsp.agent").joinpath("worker.py").read_text(encoding="utf-8")
-    (box.tools / WORKER_FILE).write_text(worker, encoding="utf-8")
-
-
-def agent_message(
-    kind: Any, target: Any, task: QueuedTask, messages: list[dict[str, Any]], workspace: Path, output: str
-) -> str:
-    """The kind's own prompt (same intent, same target), plus how an agent hands in its work."""
-    rules = "\n\n".join(str(m["content"]) for m in messages)
-    directions = AGENT_DIRECTIONS[task.task_type].format(path=workspace / output, relative=output)
-    return (
-        f"{rules}\n\n## How to work\nYou are working in a copy of the project at {workspace} (the working"
-        f" directory). Ignore the answer format asked for above: only the file you write counts.\n"
-        f"- {directions}\n- When you are done, call the finish tool."
-    )
-
-
-def _spec(
-    config: Any, chain: list[Any], api_key: str | None, budget: tuple[float, str] | None, workspace: Path, message: str
-) -> dict[str, Any]:
-    return {
-        "models": [
-            {
-                "model": f"openai/{m.id}",
-                "input_cost_per_token": m.price_prompt,
-                "output_cost_per_token": m.price_completion,
-            }
-            for m in chain
-        ],
-        "base_url": config.base_url,
-        "api_key": api_key or KEYLESS,
-        "usage_id": config.usage_id,
-        "num_retries": SDK_RETRIES,
-        "retry_max_wait": SDK_RETRY_MAX_WAIT,
-        "timeout": int(config.timeout_seconds),
-        "max_output_tokens": config.max_tokens,
-        "cli_mode": config.cli_mode,
-        "max_iterations": config.openhands_max_iterations,
-        "budget_usd": budget[0] if budget else None,
-        "docker": config.use_docker_runtime,
-        "workspace": str(workspace),
-        "message": message,
-    }
-
-
-def _estimate(messages: list[dict[str, Any]]) -> int:
-    from oh_lsp.llm.budget import estimate_prompt_tokens
-
-    return estimate_prompt_tokens(messages) + AGENT_PROMPT_OVERHEAD
-
-
-# --- what the agent changed ------------------------------------------------------------------------------------------
-def changed_files(original: Path, copy: Path) -> dict[str, str]:
-    """Text files created or changed in `copy` relative to `original` (POSIX paths relative to the copy)."""
-    from oh_lsp.validation.sandbox import EXCLUDED_NAMES, MAX_COPIED_FILE_BYTES
-
-    changed: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(copy):
-        dirnames[:] = [d for d in dirnames if d not in EXCLUDED_NAMES]
-        for name in filenames:
-            path = Path(dirpath, name)
-            if path.is_symlink() or name.endswith((".pyc", ".pyo")) or path.stat().st_size > MAX_COPIED_FILE_BYTES:
-                continue
-            relative = path.relative_to(copy)
-            new = path.read_bytes()
-            before = original / relative
-            if before.is_file() and before.read_bytes() == new:
-                continue
-            try:
-                changed[relative.as_posix()] = new.decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-    return changed
-
-
-def agent_output(task_type: str, target: Any, changes: dict[str, str], output: str) -> tuple[str | None, str]:
-    """The text the kind takes as its answer, and the file it came from (None when the agent wrote none)."""
-    if output in changes:
-        text = changes[output]
-    elif task_type == "unit_test":
-        tests = sorted(p for p in changes if Path(p).name.startswith("test_") or p.endswith("_test.py"))
-        if not tests:
-            return None, output
-        output = next((p for p in tests if target.module in changes[p]), tests[0])
-        text = changes[output]
-    else:
-        return None, output
-    if task_type == "unit_test" and (target.root / output).is_file():
-        text = new_tests_only((target.root / output).read_text(encoding="utf-8"), text)
-    return text, output
-
-
-def new_tests_only(before: str, after: str) -> str:
-    """An existing test module as the agent left it, without the tests it kept unchanged (they are already there;
-    placement adds the rest to the module through its AST)."""
-    import ast
-
-    from oh_lsp.kinds.placement import filter_generated
-
-    try:
-        old, new = ast.parse(before), ast.parse(after)
-    except SyntaxError:
-        return after  # the checks report the syntax error
-    same = {ast.dump(n) for n in old.body}
-    unchanged = {
-        n.name
-        for n in new.body
-        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and ast.dump(n) in same
-    }
-    return filter_generated(after, unchanged) if unchanged else after
-
-
-def fence(text: str) -> str:
-    """`text` as a fenced Python block whose fence no line of it can close."""
-    longest = max((len(line) - len(line.lstrip("`")) for line in text.splitlines()), default=0)
-    ticks = "`" * max(3, longest + 1)
-    return f"{ticks}python\n{text if text.endswith(chr(10)) else text + chr(10)}{ticks}\n"
+    return model_error_outcome(task, failure, metrics)
 
 
 # --- Docker and tmux -------------------------------------------------------------------------------------------------
@@ -576,10 +440,10 @@ async def _reap(agent: Any, tmux_dir: Path, isolated: bool) -> None:
 async def _stop_tmux(tmux_dir: Path, isolated: bool) -> None:
     """End the terminal tool's tmux servers (they leave the agent's process group; under bubblewrap its PID
     namespace ends them anyway)."""
-    if isolated:
-        return
     tmux = shutil.which("tmux")
-    for socket in tmux_dir.glob("tmux-*/*") if tmux else []:
+    if isolated or tmux is None:
+        return
+    for socket in tmux_dir.glob("tmux-*/*"):
         if socket.is_socket():
             proc = await asyncio.create_subprocess_exec(
                 tmux,

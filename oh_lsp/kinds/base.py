@@ -1,45 +1,25 @@
-"""What every task kind shares: the target it works on, the candidate it makes, and where its checks run.
+"""What every task kind shares: the target it works on, the candidate it makes, where its checks run, and the
+contract a kind module keeps (`TaskKind`).
 
-A kind is one module (`oh_lsp.kinds.unit_test`, ...) that provides:
-
-- ``build_messages(target, task) -> list[dict]``: the chat prompt;
-- ``make_candidate(answer, target, task) -> Candidate``: the code taken out of the answer, placed as an `Edit`;
-- ``async check(candidate, target, env) -> ValidationResult``: its checks, run for real;
-- ``recompute(result) -> Recompute | None``: how to redo its edit against a file that changed meanwhile.
+A kind is one module (`oh_lsp.kinds.unit_test`, `documentation`, `refactoring`), loaded by name with
+`oh_lsp.kinds.registry.get_kind`.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from oh_lsp.config import OpenHandsConfig
-from oh_lsp.edits import Edit
+from oh_lsp.edits import Edit, Recompute
 from oh_lsp.errors import TargetError
 from oh_lsp.paths import module_name, python_target, sha256_text
 from oh_lsp.tasks import QueuedTask
 
-_KINDS = {
-    "unit_test": "oh_lsp.kinds.unit_test",
-    "documentation": "oh_lsp.kinds.documentation",
-    "refactoring": "oh_lsp.kinds.refactoring",
-}
-
-
-def available_kinds() -> list[str]:
-    """The task kinds this version can run."""
-    return list(_KINDS)
-
-
-def get_kind(task_type: str) -> ModuleType:
-    try:
-        return importlib.import_module(_KINDS[task_type])
-    except KeyError:
-        raise TargetError(f"oh-lsp cannot run {task_type!r} tasks yet (available: {', '.join(_KINDS)})") from None
+if TYPE_CHECKING:
+    from oh_lsp.validation.result import ValidationResult
 
 
 @dataclass
@@ -92,3 +72,28 @@ class CheckEnv:
         from oh_lsp.validation.pytest_runner import project_python
 
         return project_python(self.root, self.config.python)
+
+
+class TaskKind(Protocol):
+    """What a task kind module provides, as module-level names. `oh_lsp.kinds.registry` checks that each kind module
+    satisfies it (for a type checker) and returns it from `get_kind`."""
+
+    NAME: str  # the kind's value: the SQL column `kind`, `task_type`, the LSP `kind`
+
+    def build_messages(
+        self, target: Target, task: QueuedTask, context_tokens: int | None = None
+    ) -> list[dict[str, str]]:
+        """The chat prompt, fitted to the model's context (`context_tokens`, when known)."""
+        ...
+
+    def make_candidate(self, answer: str, target: Target, task: QueuedTask | None = None) -> Candidate:
+        """The code taken out of the model's answer, placed as an `Edit`. Raises `ExtractionError` when there is none."""
+        ...
+
+    async def check(self, candidate: Candidate, target: Target, env: CheckEnv) -> tuple[ValidationResult, Candidate]:
+        """The kind's checks, run for real: the verdict, and the candidate narrowed to what passed them."""
+        ...
+
+    def recompute(self, result: dict[str, Any]) -> Recompute:
+        """How to redo the edit of a finished task's `result` against a file that changed meanwhile."""
+        ...

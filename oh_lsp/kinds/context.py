@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from oh_lsp.tasks import QueuedTask
+
+if TYPE_CHECKING:
+    from oh_lsp.kinds.base import Target
 
 DEFAULT_CONTEXT_TOKENS = 32_000
 ANSWER_RESERVE_TOKENS = 4_000
@@ -143,7 +147,7 @@ def fit(sections: list[tuple[int, str, str]], budget_tokens: int) -> list[tuple[
 
 
 def prompt_sections(
-    target,
+    target: Target,
     task: QueuedTask,
     *,
     instruction: str,

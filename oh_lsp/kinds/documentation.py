@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from oh_lsp.edits import Edit, FileEdit, TextEdit
+from oh_lsp.edits import Edit, FileEdit, Recompute, TextEdit
 from oh_lsp.extract import extract_python, parse_python
 from oh_lsp.kinds.base import Candidate, CheckEnv, Target
 from oh_lsp.kinds.context import prompt_sections
@@ -125,11 +125,10 @@ def docstring_edits(original: str, answer: str, scope: str | None) -> list[TextE
             if ast.get_docstring(old_node, clean=False) == ast.get_docstring(new_node, clean=False):
                 continue
             text = _literal(new_lines, new_doc, " " * old_doc.col_offset, indent_first=False)
-            edits.append(
-                TextEdit(old_doc.lineno - 1, old_doc.col_offset, old_doc.end_lineno - 1, old_doc.end_col_offset, text)
-            )
+            end_line, end_character = old_doc.end_lineno or old_doc.lineno, old_doc.end_col_offset or 0  # set by parse
+            edits.append(TextEdit(old_doc.lineno - 1, old_doc.col_offset, end_line - 1, end_character, text))
             continue
-        if qualname == "":
+        if isinstance(old_node, ast.Module):  # the module's docstring: after a shebang or coding line
             line = next(
                 (
                     i
@@ -166,7 +165,7 @@ def make_candidate(answer: str, target: Target, task: QueuedTask | None = None) 
     )
 
 
-def recompute(result: dict[str, Any]):  # -> Recompute
+def recompute(result: dict[str, Any]) -> Recompute:
     """Redo the docstring edits against the file's current text (if its code is still the same)."""
 
     def redo(change: FileEdit, current: str) -> FileEdit | None:
@@ -184,7 +183,7 @@ def recompute(result: dict[str, Any]):  # -> Recompute
 # --- checks --------------------------------------------------------------------------------------------------------
 def docstring_coverage(tree: ast.Module, scope: str | None) -> tuple[int, int]:
     """(documented, public) names in scope; the module itself counts when the scope is the whole module."""
-    names = [
+    names: list[tuple[str, ast.AST]] = [
         (q, n)
         for q, n in definitions(tree)
         if is_public(q) and _in_scope(q, scope) and not q.rsplit(".", 1)[-1].startswith("__")

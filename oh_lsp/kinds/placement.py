@@ -219,7 +219,8 @@ def filter_generated(source: str, drop: set[str]) -> str:
 
 
 def _first_line(node: ast.stmt) -> int:
-    return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    decorators: list[ast.expr] = getattr(node, "decorator_list", [])
+    return min([node.lineno] + [d.lineno for d in decorators])
 
 
 def _without(lines: list[str], ranges: list[tuple[int, int]]) -> list[str]:
@@ -249,12 +250,12 @@ def _drop_unused_imports(source: str) -> str:
             replacements[node.lineno] = (node.end_lineno or node.lineno, None)
             continue
         aliases = ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in keep)
-        text = (
+        statement = (
             f"import {aliases}"
             if isinstance(node, ast.Import)
             else f"from {'.' * node.level}{node.module or ''} import {aliases}"
         )
-        replacements[node.lineno] = (node.end_lineno or node.lineno, " " * node.col_offset + text)
+        replacements[node.lineno] = (node.end_lineno or node.lineno, " " * node.col_offset + statement)
     out: list[str] = []
     number = 1
     while number <= len(lines):

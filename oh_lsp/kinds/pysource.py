@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from oh_lsp.edits import TextEdit
 
 Def = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
 
-def definitions(tree: ast.AST, prefix: str = "") -> Iterator[tuple[str, ast.AST]]:
+def definitions(tree: ast.AST, prefix: str = "") -> Iterator[tuple[str, Definition]]:
     """(qualified name, node) for every function and class, outermost first (`Class.method`)."""
     for node in ast.iter_child_nodes(tree):
         if isinstance(node, Def):
@@ -28,7 +29,7 @@ def is_public(qualname: str) -> bool:
     )
 
 
-def find_symbol(tree: ast.Module, qualname: str) -> ast.AST | None:
+def find_symbol(tree: ast.Module, qualname: str) -> Definition | None:
     return dict(definitions(tree)).get(qualname)
 
 
@@ -83,7 +84,7 @@ def public_names(tree: ast.Module) -> dict[str, int]:
     return names
 
 
-def _parents(tree: ast.Module, qualname: str) -> list[ast.AST]:
+def _parents(tree: ast.Module, qualname: str) -> list[Definition]:
     defs = dict(definitions(tree))
     parts = qualname.split(".")
     return [defs[".".join(parts[:i])] for i in range(1, len(parts)) if ".".join(parts[:i]) in defs]

@@ -21,7 +21,7 @@ import ast
 import textwrap
 from typing import Any
 
-from oh_lsp.edits import Edit, FileEdit, TextEdit
+from oh_lsp.edits import Edit, FileEdit, Recompute, TextEdit
 from oh_lsp.errors import InterpreterError
 from oh_lsp.extract import extract_python, parse_python
 from oh_lsp.kinds.base import Candidate, CheckEnv, Target
@@ -99,7 +99,7 @@ def make_candidate(answer: str, target: Target, task: QueuedTask | None = None) 
     )
 
 
-def recompute(result: dict[str, Any]):  # -> Recompute
+def recompute(result: dict[str, Any]) -> Recompute:
     """A refactoring is only delivered against the text it was made and tested for."""
     return lambda change, current: None
 

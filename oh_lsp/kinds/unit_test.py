@@ -16,7 +16,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from oh_lsp.edits import Edit, FileEdit, whole_file_edit
+from oh_lsp.edits import Edit, FileEdit, Recompute, whole_file_edit
 from oh_lsp.errors import InterpreterError
 from oh_lsp.extract import extract_python, parse_python
 from oh_lsp.kinds.base import Candidate, CheckEnv, Target
@@ -142,7 +142,7 @@ def narrow(candidate: Candidate, target: Target, drop: set[str]) -> Candidate:
     return narrowed
 
 
-def recompute(result: dict[str, Any]):  # -> Recompute
+def recompute(result: dict[str, Any]) -> Recompute:
     """Redo the placement of the kept tests against the test module's current text."""
     generated = result.get("generated_source") or ""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from oh_lsp.llm.state import CLOSED, HALF_OPEN, OPEN, ModelState
+from oh_lsp.records import CLOSED, HALF_OPEN, OPEN, ModelState
 
 if TYPE_CHECKING:
     from oh_lsp.config import OpenHandsConfig

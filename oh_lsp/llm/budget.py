@@ -15,7 +15,7 @@ from typing import Any
 
 from oh_lsp.llm.catalog import ModelInfo
 from oh_lsp.llm.errors import ErrorKind, ModelCallError
-from oh_lsp.llm.state import local_day, next_local_midnight
+from oh_lsp.records import local_day, next_local_midnight
 from oh_lsp.store.thread import StoreThread
 
 log = logging.getLogger("oh_lsp.models")

@@ -25,7 +25,7 @@ from oh_lsp.llm.errors import ErrorKind, ModelCallError
 from oh_lsp.llm.health import ModelHealth
 from oh_lsp.llm.rotation import Rotation
 from oh_lsp.llm.selector import ModelSelector, Selection, TaskRequirements
-from oh_lsp.llm.state import ModelCall
+from oh_lsp.records import ModelCall
 from oh_lsp.store.thread import StoreThread
 from oh_lsp.tasks import QueuedTask
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 from oh_lsp.llm import breaker
 from oh_lsp.llm.breaker import BreakerPolicy
 from oh_lsp.llm.errors import ErrorKind, ModelCallError
-from oh_lsp.llm.state import CLOSED, HALF_OPEN, ModelCall, ModelState, provider_key
+from oh_lsp.records import CLOSED, HALF_OPEN, ModelCall, ModelState, provider_key
 from oh_lsp.store.thread import StoreThread
 
 if TYPE_CHECKING:

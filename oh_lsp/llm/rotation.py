@@ -26,7 +26,7 @@ from datetime import datetime
 from oh_lsp.llm.catalog import ModelInfo
 from oh_lsp.llm.errors import SOON_SECONDS, ErrorKind, ModelCallError
 from oh_lsp.llm.health import ModelHealth
-from oh_lsp.llm.state import ModelState, next_local_midnight
+from oh_lsp.records import ModelState, next_local_midnight
 
 TRANSIENT_RETRIES = 2  # same-model retries after a transient failure, then rotate
 DEFAULT_COOLDOWN_SECONDS = 30.0  # a 429 with neither Retry-After nor a reset header

@@ -16,7 +16,7 @@ from typing import Any
 
 from oh_lsp.errors import OhLspError
 from oh_lsp.llm.catalog import Catalog, ModelInfo, load_catalog
-from oh_lsp.llm.state import ModelState, provider_key
+from oh_lsp.records import ModelState, provider_key
 from oh_lsp.tasks import QueuedTask, TaskCategory
 
 COMPLEXITIES = ("simple", "moderate", "complex")

@@ -136,13 +136,13 @@ async def deliver(
     uri_of: Callable[[str], str],
 ) -> Delivery:
     """Deliver the edit of the completed `task` to the client of `ls` (or to disk)."""
-    from oh_lsp.kinds.base import get_kind
+    from oh_lsp.kinds.registry import recompute_for
 
     result = task.result or {}
     if "edit" not in result:
         return Delivery(False, "none", reason="the task has no edit to deliver")
     edit = Edit.from_dict(result["edit"])
-    recompute = get_kind(result["kind"]).recompute(result) if result.get("kind") else None
+    recompute = recompute_for(result)
     bound, outcomes = bind(edit, recompute, text_of, uri_of)
     refused = _refused(outcomes)
     if refused:
@@ -173,7 +173,7 @@ async def _apply(ls: LanguageServer, label: str, bound: list[Bound], outcomes: l
 
 async def _write(ls: LanguageServer, root: Path, task: QueuedTask, uri_of: Callable[[str], str]) -> Delivery:
     """The client cannot apply the edit: write it to disk as the CLI does, then show or name the file."""
-    from oh_lsp.delivery import deliver_task
+    from oh_lsp.engine import deliver_task
 
     report = await asyncio.to_thread(deliver_task, root, task)
     if not report.applied:

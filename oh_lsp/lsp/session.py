@@ -109,7 +109,7 @@ class Session:
         user; the server stays up either way."""
         try:
             await asyncio.to_thread(lambda: [importlib.import_module(m) for m in HEAVY_MODULES])
-            from oh_lsp.kinds.base import available_kinds
+            from oh_lsp.kinds.registry import available_kinds
 
             self.kinds = available_kinds()
             roots = self._roots()

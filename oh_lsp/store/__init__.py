@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oh_lsp.store.base import Heartbeat, TaskStore
 from oh_lsp.store.urls import QUEUE_URL_ENV
+
+if TYPE_CHECKING:
+    from oh_lsp.store.postgres import PostgresStore
 
 __all__ = ["Heartbeat", "TaskStore", "migrate_store", "open_store"]
 
@@ -32,20 +35,13 @@ def migrate_store(project_root: str | Path | None = None, url: str | None = None
 
         before, after = _postgres_backend(url).migrate(url)
         return {"backend": "postgresql", "location": redact_url(url), "before": before, "after": after}
-    import sqlite3
-
     from oh_lsp.store.sqlite import SQLiteStore
+    from oh_lsp.store.sqlite.schema import file_version
 
     path = _sqlite_path(project_root)
-    before = 0
-    if path.exists():
-        with sqlite3.connect(path) as db:
-            before = db.execute("PRAGMA user_version").fetchone()[0]
-    store = SQLiteStore(path)
-    store.close()
-    with sqlite3.connect(path) as db:
-        after = db.execute("PRAGMA user_version").fetchone()[0]
-    return {"backend": "sqlite", "location": str(path), "before": before, "after": after}
+    before = file_version(path)
+    SQLiteStore(path).close()
+    return {"backend": "sqlite", "location": str(path), "before": before, "after": file_version(path)}
 
 
 def _queue_url(url: str | None) -> str | None:
@@ -59,7 +55,7 @@ def _sqlite_path(project_root: str | Path | None) -> Path:
     return store_path(resolve_root(project_root))
 
 
-def _postgres_backend(url: str) -> Any:
+def _postgres_backend(url: str) -> type[PostgresStore]:
     from oh_lsp.errors import ConfigError, StoreError
     from oh_lsp.store.urls import check_queue_url
 

@@ -8,13 +8,13 @@ interface; `tests/test_store_contract.py` runs the same tests against both. Meth
 
 from __future__ import annotations
 
+import builtins
 import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from oh_lsp.llm.state import ModelCall, ModelState
-    from oh_lsp.metrics import ExecutionMetrics
+    from oh_lsp.records import ExecutionMetrics, ModelCall, ModelState
     from oh_lsp.tasks import QueuedTask, TaskStatus
 
 T = TypeVar("T")
@@ -92,7 +92,7 @@ class TaskStore(Protocol):
         """Tasks pending or running, counting pending ones only if they become ready within `horizon` seconds."""
 
     # --- results -----------------------------------------------------------------------------------------------
-    def undelivered(self, submitter: str) -> list[QueuedTask]:
+    def undelivered(self, submitter: str) -> builtins.list[QueuedTask]:  # `list` here is the method above
         """Finished tasks of `submitter` whose edit has not been delivered yet."""
 
     def set_delivery(self, task_id: str, delivery: str) -> None: ...

@@ -19,8 +19,8 @@ import time
 from typing import Any
 
 from oh_lsp import events as ev
-from oh_lsp.metrics import ExecutionMetrics
-from oh_lsp.pipeline import Outcome, TaskContext
+from oh_lsp.attempt import Outcome, TaskContext
+from oh_lsp.records import ExecutionMetrics
 from oh_lsp.tasks import QueuedTask
 
 DEFAULT_SECONDS = 0.0

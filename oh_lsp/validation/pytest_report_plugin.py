@@ -1,16 +1,20 @@
 """A pytest plugin that writes one JSON line per collection error and per test phase to `$OH_LSP_REPORT`.
 
 It runs inside the *project's* interpreter, which may be another Python version than oh-lsp's, so it imports
-nothing from oh-lsp and sticks to syntax that Python 3.8 understands. It is loaded with ``-p oh_lsp_report``.
+nothing from oh-lsp and sticks to syntax that Python 3.8 understands (its annotations are never evaluated). It is
+loaded with ``-p oh_lsp_report``.
 """
+
+from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 _MAX_TEXT = 6000
 
 
-def _write(record):
+def _write(record: dict[str, Any]) -> None:
     path = os.environ.get("OH_LSP_REPORT")
     if not path:
         return
@@ -18,8 +22,8 @@ def _write(record):
         handle.write(json.dumps(record, default=str) + "\n")
 
 
-def _frames(longrepr):
-    entries = []
+def _frames(longrepr: Any) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
     chain = getattr(longrepr, "chain", None)
     tracebacks = [element[0] for element in chain] if chain else [getattr(longrepr, "reprtraceback", None)]
     for reprtraceback in tracebacks:
@@ -30,14 +34,14 @@ def _frames(longrepr):
     return entries
 
 
-def _crash(longrepr):
+def _crash(longrepr: Any) -> dict[str, Any] | None:
     crash = getattr(longrepr, "reprcrash", None)
     if crash is None:
         return None
     return {"path": str(crash.path), "lineno": int(crash.lineno), "message": str(crash.message)[:_MAX_TEXT]}
 
 
-def pytest_runtest_setup(item):
+def pytest_runtest_setup(item: Any) -> None:
     seed = os.environ.get("OH_LSP_SEED")
     if seed:
         import random
@@ -45,7 +49,7 @@ def pytest_runtest_setup(item):
         random.seed(int(seed))
 
 
-def pytest_collectreport(report):
+def pytest_collectreport(report: Any) -> None:
     if report.failed:
         _write(
             {
@@ -57,7 +61,7 @@ def pytest_collectreport(report):
         )
 
 
-def pytest_collection_finish(session):
+def pytest_collection_finish(session: Any) -> None:
     _write(
         {
             "event": "collected",
@@ -70,10 +74,10 @@ def pytest_collection_finish(session):
     )
 
 
-def pytest_runtest_logreport(report):
+def pytest_runtest_logreport(report: Any) -> None:
     if report.when != "call" and report.passed:
         return
-    record = {
+    record: dict[str, Any] = {
         "event": "test",
         "nodeid": report.nodeid,
         "when": report.when,
@@ -90,5 +94,5 @@ def pytest_runtest_logreport(report):
     _write(record)
 
 
-def pytest_sessionfinish(session, exitstatus):
+def pytest_sessionfinish(session: Any, exitstatus: Any) -> None:
     _write({"event": "finished", "exitstatus": int(exitstatus)})

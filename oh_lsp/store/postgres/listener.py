@@ -20,7 +20,7 @@ TICK_SECONDS = 0.5  # how often the thread looks up from its socket to see wheth
 
 
 class WorkListener:
-    def __init__(self, url: str, schema: str, location: str, connect_timeout: float) -> None:
+    def __init__(self, url: str, schema: str, location: str, connect_timeout: int) -> None:
         self._url = url
         self._schema = schema
         self._location = location

@@ -1,6 +1,6 @@
 """The model layer's part of `PostgresStore`: each model's health (cooldowns, breakers, rotation counts) and the log of
 model calls (costs, budgets, observed latency), shared by every machine of the fleet. Same semantics as the SQLite
-store (`oh_lsp/store/sqlite.py`); the tables are schema version 2 (`schema.py`).
+store (`oh_lsp/store/sqlite/model_records.py`); the tables are schema version 2 (`schema.py`).
 
 `update_model_state` is a read-modify-write: one transaction that makes sure the model's row exists, locks it
 (`SELECT … FOR UPDATE`), lets Python change the state, and writes it back. Two round trips: the lock (with BEGIN and
@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg import pq
 
-from oh_lsp.llm.state import ModelCall, ModelState
-from oh_lsp.store import records as rec
-from oh_lsp.store.postgres.schema import NOW
+from oh_lsp.records import ModelCall, ModelState
+from oh_lsp.store import shared
+from oh_lsp.store.postgres.schema import NOW, one_row
 
 T = TypeVar("T")
 
@@ -33,8 +33,7 @@ _ENSURE_STATE = (
 _LOCK_STATE = "SELECT data::text AS data FROM oh_lsp_model_state WHERE model = %(model)s FOR UPDATE"
 _WRITE_STATE = f"UPDATE oh_lsp_model_state SET data = %(data)s::json, updated_at = {NOW} WHERE model = %(model)s"
 _RECORD_CALL = (
-    "INSERT INTO oh_lsp_model_calls (created_at, day, task_id, task_kind, model, outcome, latency_ms, prompt_tokens,"
-    " completion_tokens, cost, cost_source) VALUES (to_timestamp(%(created_at)s::float8), %(day)s, %(task_id)s,"
+    f"INSERT INTO oh_lsp_model_calls ({', '.join(shared.CALL_COLUMNS)}) VALUES (to_timestamp(%(created_at)s::float8), %(day)s, %(task_id)s,"
     " %(task_kind)s, %(model)s, %(outcome)s, %(latency_ms)s::float8, %(prompt_tokens)s::bigint,"
     " %(completion_tokens)s::bigint, %(cost)s::float8, %(cost_source)s)"
 )
@@ -53,7 +52,7 @@ COSTS = [
         " coalesce(sum(prompt_tokens + completion_tokens), 0)::bigint AS tokens"
         f' FROM oh_lsp_model_calls GROUP BY 1 ORDER BY {column} COLLATE "C"',
     )
-    for key, column in rec.COST_GROUPS
+    for key, column in shared.COST_GROUPS
 ]
 
 
@@ -66,7 +65,7 @@ def _roll_back(conn: psycopg.Connection[Any]) -> None:
 
 
 def states_from_rows(rows: list[dict[str, Any]]) -> dict[str, ModelState]:
-    return rec.model_states_from_json(row["data"] for row in rows)
+    return shared.model_states_from_json(row["data"] for row in rows)
 
 
 class ModelRecords:
@@ -75,11 +74,14 @@ class ModelRecords:
 
     round_trips: int
     _run: Callable[..., list[list[dict[str, Any]]]]
-    _attempt: Callable[..., Any]
     _params: Callable[..., dict[str, Any]]
 
+    if TYPE_CHECKING:
+
+        def _attempt(self, work: Callable[[psycopg.Connection[Any]], T], *, retry_for: float = 0.0) -> T: ...
+
     def update_model_state(self, model: str, change: Callable[[ModelState], T]) -> T:
-        first = rec.model_state_json(ModelState(model=model))
+        first = shared.model_state_json(ModelState(model=model))
 
         def read_modify_write(conn: psycopg.Connection[Any]) -> T:
             # An explicit BEGIN inside the pipeline: psycopg's `transaction()` would add a round trip for each end
@@ -87,11 +89,9 @@ class ModelRecords:
                 with conn.pipeline():
                     conn.execute("BEGIN")
                     conn.execute(_ENSURE_STATE, self._params(model=model, data=first))
-                    before = conn.execute(_LOCK_STATE, {"model": model}).fetchone()["data"]  # round trip 1
-                    state = rec.model_state_from_json(before, model)
-                    result = change(state)
-                    after = rec.model_state_json(state)
-                    if after != before:
+                    before = one_row(conn.execute(_LOCK_STATE, {"model": model}))["data"]  # round trip 1
+                    result, after = shared.change_state(before, model, change)
+                    if after is not None:
                         conn.execute(_WRITE_STATE, self._params(model=model, data=after))
                     conn.execute("COMMIT")
                 # round trip 2: the write and the COMMIT, at the pipeline's end
@@ -115,34 +115,17 @@ class ModelRecords:
                 {"model": model},
             )
         )
-        return row["n"]
+        return int(row["n"])
 
     def record_model_call(self, call: ModelCall) -> None:
-        self._run(
-            (
-                _RECORD_CALL,
-                {
-                    "created_at": call.created_at,
-                    "day": call.day,
-                    "task_id": call.task_id,
-                    "task_kind": call.task_kind,
-                    "model": call.model,
-                    "outcome": call.outcome,
-                    "latency_ms": float(call.latency_ms),
-                    "prompt_tokens": int(call.prompt_tokens),
-                    "completion_tokens": int(call.completion_tokens),
-                    "cost": float(call.cost),
-                    "cost_source": call.cost_source,
-                },
-            )
-        )
+        self._run((_RECORD_CALL, shared.call_row(call)))
 
     def model_call_stats(self, since: float) -> dict[str, dict[str, Any]]:
-        (rows,) = self._run((_CALL_STATS, {"since": since, "failures": list(rec.MODEL_FAILURE_OUTCOMES)}))
-        return rec.call_stats_view(rows)
+        (rows,) = self._run((_CALL_STATS, {"since": since, "failures": list(shared.MODEL_FAILURE_OUTCOMES)}))
+        return shared.call_stats_view(rows)
 
     def spent(self, *, task_id: str | None = None, day: str | None = None) -> float:
-        column, value = rec.spent_filter(task_id, day)
+        column, value = shared.spent_filter(task_id, day)
         ((row,),) = self._run(
             (
                 f"SELECT coalesce(sum(cost), 0.0)::float8 AS cost FROM oh_lsp_model_calls WHERE {column} = %(value)s",

@@ -131,11 +131,19 @@ MIGRATIONS: list[tuple[int, str, str]] = [
 LATEST = MIGRATIONS[-1][0]
 
 
+def one_row(cursor: psycopg.Cursor[Any]) -> dict[str, Any]:
+    """The row of a statement that always answers exactly one (an aggregate, `current_schema()`, a locked row)."""
+    row: dict[str, Any] | None = cursor.fetchone()  # a dict: the connections use psycopg's dict_row
+    if row is None:
+        raise StoreError("the queue's database answered no row where one was expected")
+    return row
+
+
 def current_version(conn: psycopg.Connection[Any]) -> int:
     """The schema version of the database `conn` points at (0: none yet)."""
-    if not conn.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (VERSION_TABLE,)).fetchone()["present"]:
+    if not one_row(conn.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (VERSION_TABLE,)))["present"]:
         return 0
-    return conn.execute(f"SELECT coalesce(max(version), 0) AS version FROM {VERSION_TABLE}").fetchone()["version"]
+    return int(one_row(conn.execute(f"SELECT coalesce(max(version), 0) AS version FROM {VERSION_TABLE}"))["version"])
 
 
 def migrate(conn: psycopg.Connection[Any], location: str) -> tuple[int, int]:
@@ -146,7 +154,7 @@ def migrate(conn: psycopg.Connection[Any], location: str) -> tuple[int, int]:
         conn.execute(
             "SELECT pg_advisory_xact_lock(hashtext('oh_lsp_migrate'), hashtext(coalesce(current_schema(), '')))"
         )
-        if conn.execute("SELECT current_schema() AS name").fetchone()["name"] is None:
+        if one_row(conn.execute("SELECT current_schema() AS name"))["name"] is None:
             raise StoreError(
                 f"no schema to create oh-lsp's tables in at {location}: the schema named by search_path"
                 " does not exist (create it, or remove options=-csearch_path from the URL)"

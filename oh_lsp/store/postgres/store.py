@@ -19,7 +19,8 @@ nothing. What the server gives on top:
   is not thrown away by a short outage. Past that, `StoreUnavailableError` says what is unreachable; the engine logs it
   and tries again, and a task whose worker gave up is reclaimed when its lease expires.
 
-The model layer's state and call log (cooldowns, breakers, rotations, costs) are in `model_records.py`.
+The attempts' metrics are in `metrics.py`; the model layer's state and call log (cooldowns, breakers, rotations,
+costs) in `model_records.py`.
 
 Adding a method: write its SQL, call `self._run(...)` for one round trip, or `self._attempt(work)` with a `work(conn)`
 that runs one transaction (`with conn.transaction():`) for a read-modify-write that needs Python in between; add its
@@ -28,6 +29,7 @@ tables as a new entry of `schema.MIGRATIONS`.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
 import time
@@ -41,16 +43,16 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from oh_lsp.errors import QueueFullError, StoreError, StoreUnavailableError
-from oh_lsp.llm.state import local_day
-from oh_lsp.metrics import ExecutionMetrics
-from oh_lsp.store import records as rec
+from oh_lsp.records import ExecutionMetrics
+from oh_lsp.store import shared
 from oh_lsp.store.base import Heartbeat
-from oh_lsp.store.postgres import model_records, schema
+from oh_lsp.store.postgres import schema
 from oh_lsp.store.postgres.listener import WorkListener
+from oh_lsp.store.postgres.metrics import METRICS_INSERT, MetricsRecords, metrics_params
 from oh_lsp.store.postgres.model_records import ModelRecords
 from oh_lsp.store.postgres.schema import NOW
 from oh_lsp.store.urls import check_queue_url, redact_url, url_password
-from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
+from oh_lsp.tasks import QueuedTask, TaskStatus
 
 log = logging.getLogger(__name__)
 Statement = tuple[str, dict[str, Any]]
@@ -86,14 +88,6 @@ TASK_COLUMNS = ", ".join(
     ]
 )
 _FREE_LEASE = "lease_id = NULL, lease_owner = NULL, lease_expires = NULL"
-_METRICS_INSERT = (
-    "INSERT INTO oh_lsp_metrics (task_id, attempt, model_id, task_type, success, validation_passed, tokens_used,"
-    " prompt_tokens, completion_tokens, cost, quality_score, duration_seconds, error, created_at, day)"
-    " SELECT %(m_task_id)s::text, %(m_attempt)s::integer, %(m_model_id)s::text, %(m_task_type)s::text,"
-    " %(m_success)s::boolean, %(m_validation_passed)s::boolean, %(m_tokens_used)s::bigint,"
-    " %(m_prompt_tokens)s::bigint, %(m_completion_tokens)s::bigint, %(m_cost)s::float8, %(m_quality_score)s::float8,"
-    " %(m_duration_seconds)s::float8, %(m_error)s::text, to_timestamp(%(m_created_at)s::float8), %(m_day)s::text"
-)
 _RECLAIM = f"""
 UPDATE oh_lsp_tasks t SET
     status = CASE WHEN t.attempts > t.max_retries THEN 'failed' ELSE 'pending' END,
@@ -146,7 +140,7 @@ WITH done AS (
     WHERE id = %(id)s AND status = 'running' AND lease_id = %(lease_id)s::text
     RETURNING id
 ), recorded AS (
-    {_METRICS_INSERT} FROM done WHERE %(has_metrics)s
+    {METRICS_INSERT} FROM done WHERE %(has_metrics)s
 )
 SELECT count(*) AS done FROM done
 """
@@ -166,18 +160,10 @@ WITH done AS (
     WHERE t.id = %(id)s AND t.status = 'running' AND t.lease_id = %(lease_id)s::text
     RETURNING t.status
 ), recorded AS (
-    {_METRICS_INSERT} FROM done WHERE %(has_metrics)s
+    {METRICS_INSERT} FROM done WHERE %(has_metrics)s
 )
 SELECT status FROM done
 """
-_AGGREGATE = (
-    "count(*) AS executions, count(*) FILTER (WHERE success) AS successful,"
-    " coalesce(sum(tokens_used), 0)::bigint AS tokens, coalesce(sum(prompt_tokens), 0)::bigint AS prompt_tokens,"
-    " coalesce(sum(completion_tokens), 0)::bigint AS completion_tokens, coalesce(sum(cost), 0.0) AS cost,"
-    " coalesce(avg(duration_seconds), 0.0) AS avg_duration_seconds,"
-    " coalesce(avg(quality_score) FILTER (WHERE success), 0.0) AS avg_quality_score,"
-    " count(*) FILTER (WHERE validation_passed) AS validations_passed"
-)
 _LOST_CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin shutdown, crash shutdown, cannot connect now
 # What to do about the errors a misconfigured or full server gives (by SQLSTATE), added to the store's message
 _ADVICE = {
@@ -190,7 +176,7 @@ _ADVICE = {
 }
 
 
-class PostgresStore(ModelRecords):
+class PostgresStore(MetricsRecords, ModelRecords):
     """`TaskStore` on PostgreSQL. ``PostgresStore("postgresql://user:pw@host/db")``; safe to share between threads.
 
     `clock` (epoch seconds) replaces the server's clock; only tests that step time use it.
@@ -223,7 +209,7 @@ class PostgresStore(ModelRecords):
                 if version < schema.LATEST:
                     schema.migrate(conn, self.location)
                 schema.check_not_newer(version, self.location)
-                self.schema = conn.execute("SELECT current_schema() AS name").fetchone()["name"]
+                self.schema = schema.one_row(conn.execute("SELECT current_schema() AS name"))["name"]
         except psycopg.Error as exc:
             raise StoreError(
                 f"cannot use the PostgreSQL queue at {self.location} ({self._explain(exc)}). Check the URL"
@@ -240,7 +226,7 @@ class PostgresStore(ModelRecords):
             reconnect_timeout=10.0,
             kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": max(1, round(connect_timeout))},
         )
-        self.listener = WorkListener(self.url, self.schema, self.location, connect_timeout)
+        self.listener = WorkListener(self.url, self.schema, self.location, max(1, round(connect_timeout)))
 
     @classmethod
     def migrate(cls, url: str, *, connect_timeout: float = 10.0) -> tuple[int, int]:
@@ -350,33 +336,21 @@ class PostgresStore(ModelRecords):
 
     # --- queue -------------------------------------------------------------------------------------------------
     def add(self, task: QueuedTask, *, dedupe_key: str, max_size: int) -> tuple[str, bool]:
-        params = self._params(
-            id=task.task_id,
-            kind=task.task_type,
-            description=task.description,
-            target_file=rec.path_text(task.target_file),
-            target_sha256=task.target_sha256,
-            priority=int(task.priority),
-            metadata=rec.to_json(task.metadata),
-            submitter=task.submitter,
-            dedupe_key=dedupe_key,
-            max_retries=rec.max_retries_of(task),
-            max_size=max_size,
-        )
+        params = self._params(**shared.task_row(task, dedupe_key), max_size=max_size)
         _, (row,) = self._run((_SUBMIT_LOCK, {}), (_SUBMIT, params))
         if row["inserted"]:
             return row["inserted"], True
         if row["existing"]:
             return row["existing"], False
-        raise QueueFullError(rec.queue_full_message(row["unfinished"], max_size))
+        raise QueueFullError(shared.queue_full_message(row["unfinished"], max_size))
 
     def claim(self, owner: str, lease_seconds: float) -> QueuedTask | None:
         reclaim = self._params(
-            failed_after=rec.FAILED_AFTER_LEASE_LOST, lease_lost=rec.LEASE_LOST, requeued=rec.REQUEUED
+            failed_after=shared.FAILED_AFTER_LEASE_LOST, lease_lost=shared.LEASE_LOST, requeued=shared.REQUEUED
         )
         claim = self._params(owner=owner, lease_id=uuid.uuid4().hex, lease_seconds=lease_seconds)
         _, _, rows = self._run((_NO_SORT, {}), (_RECLAIM, reclaim), (_CLAIM, claim))
-        return rec.task_from_row(rows[0]) if rows else None
+        return shared.task_from_row(rows[0]) if rows else None
 
     def heartbeat(self, task_id: str, lease_id: str, lease_seconds: float) -> Heartbeat:
         (rows,) = self._run(
@@ -405,14 +379,14 @@ class PostgresStore(ModelRecords):
             id=task_id,
             lease_id=lease_id,
             status=TaskStatus(status).value,
-            result=rec.to_json(result),
+            result=shared.to_json(result),
             error=error,
             model=model,
-            **_spent(metrics),
-            **_metrics_params(metrics),
+            **shared.spent_on(metrics),
+            **metrics_params(metrics),
         )
         ((row,),) = self._run((_FINISH, params), retry_for=self.write_retry_seconds)
-        return row["done"] == 1
+        return bool(row["done"] == 1)
 
     def retry(
         self,
@@ -430,12 +404,12 @@ class PostgresStore(ModelRecords):
             lease_id=lease_id,
             reason=reason,
             delay=delay,
-            note=rec.RETRYING % (delay, reason),
-            failed_after=rec.FAILED_AFTER_RETRIES,
-            result=rec.to_json(result),
+            note=shared.RETRYING % (delay, reason),
+            failed_after=shared.FAILED_AFTER_RETRIES,
+            result=shared.to_json(result),
             model=model,
-            **_spent(metrics),
-            **_metrics_params(metrics),
+            **shared.spent_on(metrics),
+            **metrics_params(metrics),
         )
         (rows,) = self._run((_RETRY, params), retry_for=self.write_retry_seconds)
         return TaskStatus(rows[0]["status"]) if rows else None
@@ -446,7 +420,7 @@ class PostgresStore(ModelRecords):
                 "UPDATE oh_lsp_tasks SET status = 'pending', attempts = greatest(attempts - 1, 0), not_before = 'epoch',"
                 f" note = %(note)s::text, {_FREE_LEASE}"
                 " WHERE id = %(id)s AND status = 'running' AND lease_id = %(lease_id)s::text RETURNING id",
-                {"id": task_id, "lease_id": lease_id, "note": rec.RELEASED},
+                {"id": task_id, "lease_id": lease_id, "note": shared.RELEASED},
             ),
             retry_for=self.write_retry_seconds,
         )
@@ -462,7 +436,7 @@ class PostgresStore(ModelRecords):
                 " error = CASE WHEN status = 'pending' THEN %(cancelled)s::text ELSE error END,"
                 " cancel_requested = cancel_requested OR status = 'running'"
                 " WHERE id = %(id)s AND status IN ('pending', 'running')",
-                self._params(id=task_id, cancelled=rec.CANCELLED_BEFORE_START),
+                self._params(id=task_id, cancelled=shared.CANCELLED_BEFORE_START),
             ),
         )
         return TaskStatus(before[0]["status"]) if before else None
@@ -473,7 +447,7 @@ class PostgresStore(ModelRecords):
 
     def get(self, task_id: str) -> QueuedTask | None:
         (rows,) = self._run((f"SELECT {TASK_COLUMNS} FROM oh_lsp_tasks t WHERE t.id = %(id)s", {"id": task_id}))
-        return rec.task_from_row(rows[0]) if rows else None
+        return shared.task_from_row(rows[0]) if rows else None
 
     def list(self, status: TaskStatus | None = None, limit: int = 100) -> list[QueuedTask]:
         where = "" if status is None else "WHERE t.status = %(status)s"
@@ -483,7 +457,7 @@ class PostgresStore(ModelRecords):
                 {"status": None if status is None else TaskStatus(status).value, "limit": limit},
             )
         )
-        return [rec.task_from_row(row) for row in rows]
+        return [shared.task_from_row(row) for row in rows]
 
     def position(self, task_id: str) -> int | None:
         (rows,) = self._run(
@@ -506,17 +480,7 @@ class PostgresStore(ModelRecords):
                 self._params(),
             ),
         )
-        counts = {s.value: 0 for s in TaskStatus} | {row["status"]: row["n"] for row in by_status}
-        pending = {p.name.lower(): 0 for p in TaskPriority}
-        pending |= {TaskPriority(row["priority"]).name.lower(): row["n"] for row in by_priority}
-        return {
-            "total": sum(counts.values()),
-            **counts,
-            "pending_by_priority": pending,
-            "waiting_for_retry": waiting["n"],
-            "next_retry_at": waiting["next"],
-            "store": self.location,
-        }
+        return shared.stats_view(by_status, by_priority, waiting["n"], waiting["next"], self.location)
 
     def outstanding(self, horizon: float) -> int:
         ((row,),) = self._run(
@@ -526,10 +490,10 @@ class PostgresStore(ModelRecords):
                 self._params(horizon=horizon),
             )
         )
-        return row["n"]
+        return int(row["n"])
 
     # --- results -----------------------------------------------------------------------------------------------
-    def undelivered(self, submitter: str) -> list[QueuedTask]:
+    def undelivered(self, submitter: str) -> builtins.list[QueuedTask]:  # `list` here is the method above
         (rows,) = self._run(
             (
                 f"SELECT {TASK_COLUMNS} FROM oh_lsp_tasks t WHERE t.submitter = %(submitter)s AND t.delivery IS NULL"
@@ -537,41 +501,12 @@ class PostgresStore(ModelRecords):
                 {"submitter": submitter},
             )
         )
-        return [rec.task_from_row(row) for row in rows]
+        return [shared.task_from_row(row) for row in rows]
 
     def set_delivery(self, task_id: str, delivery: str) -> None:
         self._run(
             ("UPDATE oh_lsp_tasks SET delivery = %(delivery)s WHERE id = %(id)s", {"id": task_id, "delivery": delivery})
         )
-
-    # --- metrics -----------------------------------------------------------------------------------------------
-    def record_metrics(self, metrics: ExecutionMetrics) -> None:
-        self._run((_METRICS_INSERT, _metrics_params(metrics)))
-
-    def metrics_summary(self) -> dict[str, Any]:
-        now = self._clock() if self._clock is not None else time.time()
-        (system,), (day,), models, kinds, states, *costs = self._run(
-            (f"SELECT {_AGGREGATE} FROM oh_lsp_metrics", {}),
-            (
-                "SELECT coalesce(sum(cost), 0.0) AS cost, coalesce(sum(tokens_used), 0)::bigint AS tokens"
-                " FROM oh_lsp_metrics WHERE day = %(day)s",
-                {"day": local_day(now)},
-            ),
-            (f"SELECT model_id, {_AGGREGATE} FROM oh_lsp_metrics GROUP BY model_id ORDER BY model_id", {}),
-            (f"SELECT task_type, {_AGGREGATE} FROM oh_lsp_metrics GROUP BY task_type ORDER BY task_type", {}),
-            (model_records.STATES, {}),
-            *((sql, {}) for _, sql in model_records.COSTS),
-        )
-        totals = rec.aggregate(system)
-        totals["cost_today"] = day["cost"]
-        totals["tokens_today"] = day["tokens"]
-        return {
-            "system": totals,
-            "models": {row["model_id"]: rec.aggregate(row) for row in models},
-            "task_types": {row["task_type"]: rec.aggregate(row) for row in kinds},
-            "costs": {key: rec.cost_view(rows) for (key, _), rows in zip(model_records.COSTS, costs, strict=False)},
-            **rec.model_state_summary(model_records.states_from_rows(states), now),
-        }
 
 
 def _send(conn: psycopg.Connection[Any], statements: tuple[Statement, ...]) -> list[Rows]:
@@ -598,30 +533,3 @@ def _advice(exc: psycopg.Error) -> str:
 def _lost_connection(exc: psycopg.OperationalError) -> bool:
     state = exc.sqlstate
     return state is None or state.startswith("08") or state in _LOST_CONNECTION_STATES
-
-
-def _spent(metrics: ExecutionMetrics | None) -> dict[str, Any]:
-    return {"tokens": int(metrics.tokens_used) if metrics else 0, "cost": float(metrics.cost) if metrics else 0.0}
-
-
-def _metrics_params(m: ExecutionMetrics | None) -> dict[str, Any]:
-    fields = (
-        "task_id",
-        "attempt",
-        "model_id",
-        "task_type",
-        "success",
-        "validation_passed",
-        "tokens_used",
-        "prompt_tokens",
-        "completion_tokens",
-        "cost",
-        "quality_score",
-        "duration_seconds",
-        "error",
-        "created_at",
-    )
-    params = {f"m_{name}": getattr(m, name) if m is not None else None for name in fields}
-    params["m_day"] = local_day(m.created_at) if m is not None else None
-    params["has_metrics"] = m is not None
-    return params

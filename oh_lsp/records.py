@@ -1,8 +1,9 @@
-"""What the store keeps about models between processes: each model's health (`ModelState`) and each call
-(`ModelCall`).
+"""The records oh-lsp keeps between processes: what one attempt at a task cost and achieved (`ExecutionMetrics`), each
+model's health (`ModelState`) and each request to a model (`ModelCall`).
 
-Plain dataclasses, so the store, the selector and `oh-lsp metrics` can use them without importing httpx or tenacity.
-Times are epoch seconds (`time.time()`), so another process reads them correctly.
+Plain dataclasses that import nothing of oh-lsp's own: the store writes them, the engine, the model layer and
+`oh-lsp metrics` read them, and none of those imports another to get them. Times are epoch seconds (`time.time()`),
+so another process reads them correctly.
 """
 
 from __future__ import annotations
@@ -14,6 +15,30 @@ from typing import Any
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 PROVIDER_PREFIX = "provider:"  # a state row for a whole endpoint (a 402 cools the provider down, not one model)
+
+
+@dataclass
+class ExecutionMetrics:
+    """What one attempt at a task cost and achieved. `quality_score` is 0-5: 5 x the validation score
+    (docs/validation.md)."""
+
+    task_id: str
+    model_id: str
+    task_type: str
+    success: bool = False
+    tokens_used: int = 0
+    cost: float = 0.0
+    quality_score: float = 0.0
+    validation_passed: bool = False
+    duration_seconds: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempt: int = 1
+    error: str | None = None
+    created_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass

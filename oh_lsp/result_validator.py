@@ -2,6 +2,8 @@
 
 It takes the guide's dict (`output_file`, `content`, `coverage`, `execution_result`, optionally `target_file` and
 `kind`) and never trusts what the caller claims: the file must exist in the project, and the tests are run again.
+It sits above the task kinds (it runs the unit_test kind's checks), while `oh_lsp.validation` below them only
+provides the checks' parts (pytest runs, the sandbox, findings).
 """
 
 from __future__ import annotations
@@ -41,20 +43,21 @@ class ResultValidator:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(self.validate_async(result))
-        box: dict[str, Any] = {}  # called from async code: run on a thread with its own loop
+        done: list[ValidationResult] = []  # called from async code: run on a thread with its own loop
+        failed: list[BaseException] = []
 
         def work() -> None:
             try:
-                box["value"] = asyncio.run(self.validate_async(result))
+                done.append(asyncio.run(self.validate_async(result)))
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                box["error"] = exc
+                failed.append(exc)
 
         thread = threading.Thread(target=work, name="oh-lsp-validate")
         thread.start()
         thread.join()
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
+        if failed:
+            raise failed[0]
+        return done[0]
 
     async def validate_async(self, result: dict[str, Any]) -> ValidationResult:
         pre: list[Finding] = []

@@ -1,0 +1,149 @@
+"""The contract of one attempt at a task, shared by both runtimes (the direct chat call in `pipeline.py`, the OpenHands
+agent in `agent/runtime.py`) and the engine that runs them.
+
+An executor takes a task and a `TaskContext` and returns an `Outcome`; it never raises for the task's own failures.
+Here too: the task's threshold and answer limit, the task layer's backoff, and how the best attempt or a failed model
+call becomes an outcome.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from oh_lsp.config import OpenHandsConfig, field_bounds
+from oh_lsp.records import ExecutionMetrics
+from oh_lsp.tasks import QueuedTask
+
+if TYPE_CHECKING:
+    from oh_lsp.llm.gateway import ModelGateway
+
+
+@dataclass
+class Outcome:
+    """How an attempt ended: completed (with its result), failed, or back to the queue after `delay` seconds."""
+
+    status: Literal["completed", "failed", "retry"]
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    model: str | None = None
+    metrics: ExecutionMetrics | None = None
+    delay: float = 0.0
+
+
+@dataclass
+class TaskContext:
+    """What an executor gets besides the task: settings, the project, the model gateway and an event sink."""
+
+    config: OpenHandsConfig
+    root: Path
+    emit: Callable[..., None]
+    gateway_factory: Callable[[], ModelGateway]
+    exclude: list[Path] = field(default_factory=list)
+
+    @property
+    def gateway(self) -> ModelGateway:
+        return self.gateway_factory()
+
+
+Executor = Callable[[QueuedTask, TaskContext], Coroutine[Any, Any, Outcome]]
+
+
+def retry_delay(attempt: int, hint: float | None = None) -> float:
+    """Task-layer backoff: the server's hint if it gave one (a daily reset may be hours away), else exponential,
+    capped at 60 s; plus up to 25% jitter, at most 30 s."""
+    base = hint if hint is not None else min(60.0, 2.0 ** max(attempt, 1))
+    return base + random.uniform(0.0, min(0.25 * base, 30.0))
+
+
+def task_threshold(task: QueuedTask, config: OpenHandsConfig) -> float:
+    """The task's quality threshold: its metadata's when in the setting's range (0-1), else the configured one."""
+    value = task.metadata.get("quality_threshold")
+    if isinstance(value, (int, float)) and _in_range("quality_threshold", value):
+        return float(value)
+    return config.quality_threshold
+
+
+def answer_limit(task: QueuedTask, config: OpenHandsConfig) -> int:
+    """How many answers a task gets: the first plus its repair iterations (its metadata's when in the setting's
+    range, 0-10, else the configured number)."""
+    value = task.metadata.get("max_repair_iterations")
+    if isinstance(value, int) and _in_range("max_repair_iterations", value):
+        return 1 + value
+    return 1 + config.max_repair_iterations
+
+
+def _in_range(setting: str, value: float) -> bool:
+    """Whether a task's own `value` for `setting` keeps the range that `OpenHandsConfig` declares for it."""
+    bounds = field_bounds(setting)
+    return bounds["ge"] <= value <= bounds["le"]
+
+
+def model_error_outcome(task: QueuedTask, exc: Any, metrics: ExecutionMetrics, started: float | None = None) -> Outcome:
+    """A model call that failed (`exc`, a `ModelCallError`): the task fails (the user must act) or goes back to the
+    queue to try later. With `started` (a `time.monotonic()`), the attempt's duration is recorded too."""
+    metrics.model_id = metrics.model_id or exc.model or ""
+    metrics.error = str(exc)
+    if started is not None:
+        metrics.duration_seconds = time.monotonic() - started
+    if exc.fatal:
+        return Outcome("failed", error=str(exc), model=exc.model, metrics=metrics)
+    return Outcome(
+        "retry", error=str(exc), model=exc.model, metrics=metrics, delay=retry_delay(task.attempts, exc.retry_after)
+    )
+
+
+def attempt_outcome(
+    task: QueuedTask,
+    target: Any,
+    best: Any,
+    history: list[Any],
+    threshold: float,
+    metrics: ExecutionMetrics,
+    started: float,
+) -> Outcome:
+    """The task's outcome from its best attempt: completed when its checks passed at the threshold."""
+    from oh_lsp.repair import below_threshold
+
+    verdict = best.verdict
+    if verdict.passed and verdict.score < threshold:
+        verdict = below_threshold(verdict, threshold)
+    metrics.validation_passed = verdict.passed
+    metrics.success = verdict.passed
+    metrics.quality_score = round(5.0 * verdict.score, 3)
+    metrics.duration_seconds = time.monotonic() - started
+    model = metrics.model_id
+    result: dict[str, Any] = {
+        "kind": task.task_type,
+        "target_file": target.path.as_posix(),
+        "target_sha256": target.sha256,
+        "validation": verdict.to_dict(),
+        "score": verdict.score,
+        "quality_threshold": threshold,
+        "coverage": verdict.details.get("coverage"),
+        "execution_result": verdict.details.get("execution_result"),
+        "model": model,
+        "tokens": metrics.tokens_used,
+        "cost": metrics.cost,
+        "iterations": len(history),
+        "attempts": [a.summary() for a in history],
+    }
+    if best.candidate is None:
+        result["answer"] = best.answer[:20000]
+    else:
+        result.update(
+            output_file=best.candidate.output_file,
+            content=best.candidate.content,
+            edit=best.candidate.edit.to_dict(),
+            **best.candidate.extra,
+        )
+    if verdict.passed:
+        return Outcome("completed", result=result, model=model, metrics=metrics)
+    metrics.error = verdict.summary()
+    if "edit" in result:
+        result["rejected_edit"] = result.pop("edit")  # kept for inspection or "accept anyway"; never delivered
+    return Outcome("failed", result=result, error=f"validation {verdict.summary()}", model=model, metrics=metrics)

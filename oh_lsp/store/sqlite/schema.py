@@ -1,0 +1,132 @@
+"""The SQLite schema: its tables, its version (`PRAGMA user_version`), and how a store file is migrated and checked.
+
+Every statement is IF NOT EXISTS, so migrating is re-running the script; a file written by a newer oh-lsp is refused.
+The PostgreSQL store keeps the same tables as numbered migrations (`store/postgres/schema.py`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from oh_lsp.errors import StoreError
+
+SCHEMA_VERSION = 2  # 2: model_state and model_calls
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    target_file TEXT,
+    target_sha256 TEXT,
+    priority INTEGER NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL,
+    submitter TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_retries INTEGER NOT NULL,
+    not_before REAL NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_id TEXT,
+    lease_expires REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    result TEXT,
+    error TEXT,
+    note TEXT,
+    model TEXT,
+    tokens INTEGER NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0,
+    delivery TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (status, priority DESC, seq);
+CREATE INDEX IF NOT EXISTS tasks_lease ON tasks (status, lease_expires);
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_dedupe ON tasks (dedupe_key) WHERE status IN ('pending', 'running');
+CREATE INDEX IF NOT EXISTS tasks_delivery ON tasks (submitter, delivery);
+CREATE TABLE IF NOT EXISTS metrics (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    model_id TEXT NOT NULL,
+    task_type TEXT NOT NULL,
+    success INTEGER NOT NULL,
+    validation_passed INTEGER NOT NULL,
+    tokens_used INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cost REAL NOT NULL,
+    quality_score REAL NOT NULL,
+    duration_seconds REAL NOT NULL,
+    error TEXT,
+    created_at REAL NOT NULL,
+    day TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_day ON metrics (day);
+CREATE TABLE IF NOT EXISTS model_state (
+    model TEXT PRIMARY KEY,
+    data TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS model_calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    day TEXT NOT NULL,
+    task_id TEXT,
+    task_kind TEXT,
+    model TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    latency_ms REAL NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0,
+    cost_source TEXT NOT NULL DEFAULT 'none'
+);
+CREATE INDEX IF NOT EXISTS model_calls_task ON model_calls (task_id);
+CREATE INDEX IF NOT EXISTS model_calls_day ON model_calls (day);
+CREATE INDEX IF NOT EXISTS model_calls_model ON model_calls (model, created_at);
+"""
+
+TASK_COLUMNS = (
+    "id, kind, description, target_file, target_sha256, priority, metadata, status, submitter, attempts, max_retries,"
+    " not_before, lease_id, created_at, started_at, finished_at, result, error, note, model, tokens, cost, delivery"
+)
+
+
+def migrate(db: sqlite3.Connection, location: Path) -> None:
+    """Create or upgrade the tables, inside the caller's write transaction."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"the store at {location} was written by a newer oh-lsp (schema {version})")
+    if version < SCHEMA_VERSION:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def file_version(path: Path) -> int:
+    """The schema version of the store file at `path` (0: no file, or no tables yet)."""
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        db.close()
+
+
+def check_integrity(db: sqlite3.Connection) -> None:
+    """Raise `sqlite3.DatabaseError` when SQLite's quick check finds the file damaged."""
+    row = db.execute("PRAGMA quick_check(1)").fetchone()
+    if row is None or row[0] != "ok":
+        raise sqlite3.DatabaseError(f"database disk image is malformed ({row[0] if row else 'no answer'})")
+
+
+def is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return any(words in text for words in ("not a database", "malformed", "corrupt"))

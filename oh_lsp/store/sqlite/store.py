@@ -1,0 +1,377 @@
+"""`SQLiteStore`: the queue and the results on one SQLite file (WAL) per project root, shared safely by several
+processes.
+
+Every write takes the database's write lock up front (`BEGIN IMMEDIATE`), so a claim, a completion or a submit is one
+atomic step across processes. Each thread gets its own connection. Leases carry a random id that fences a worker that
+lost its lease: its late completion changes nothing. A corrupted file is moved aside and a fresh store started.
+
+The attempts' metrics are in `metrics.py`, the model layer's state and call log in `model_records.py`, the tables in
+`schema.py`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from oh_lsp.errors import QueueFullError, StoreError
+from oh_lsp.records import ExecutionMetrics
+from oh_lsp.store import shared
+from oh_lsp.store.base import Heartbeat
+from oh_lsp.store.sqlite import schema
+from oh_lsp.store.sqlite.metrics import MetricsRecords
+from oh_lsp.store.sqlite.model_records import ModelRecords
+from oh_lsp.tasks import QueuedTask, TaskStatus
+
+log = logging.getLogger(__name__)
+
+
+_FREE_LEASE = "lease_id = NULL, lease_owner = NULL, lease_expires = NULL"
+
+
+class SQLiteStore(MetricsRecords, ModelRecords):
+    """`TaskStore` on a SQLite file. Safe to share between threads of one process and between processes."""
+
+    def __init__(self, path: str | Path, *, clock: Any = time.time) -> None:
+        self.path = Path(path)
+        self.location = str(self.path)
+        self._clock = clock
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.recovered: str | None = None  # set when a corrupted file was moved aside; front ends tell the user
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._migrate()
+                schema.check_integrity(self._conn())
+            except sqlite3.DatabaseError as exc:
+                if not schema.is_corruption(exc):
+                    raise
+                self._move_aside(exc)
+                self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(
+                f"cannot use the oh-lsp store at {self.path}: {exc}. Check that the directory is writable and has"
+                " free space, or set OH_LSP_STATE_DIR to another directory."
+            ) from exc
+
+    # --- connections -------------------------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the database's write lock from the start. A full disk, a read-only file
+        or a lock held too long becomes a `StoreError` that says so; nothing is half written."""
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(
+                f"the oh-lsp store at {self.path} cannot be written: {exc}. Check the free space and"
+                " permissions of its directory, or set OH_LSP_STATE_DIR to another one."
+            ) from exc
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            schema.migrate(db, self.path)
+
+    def _move_aside(self, exc: sqlite3.DatabaseError) -> None:
+        """Keep a corrupted store for inspection under another name, and start a fresh one."""
+        self.close()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        moved = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(str(self.path) + suffix)
+            if part.exists():
+                part.rename(Path(str(moved) + suffix))
+        self.recovered = (
+            f"the oh-lsp store at {self.path} was corrupted ({exc}); it was moved aside to {moved}"
+            " and a fresh store was created. Tasks and metrics recorded before are in the old file."
+        )
+        log.warning(self.recovered)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._connections.clear()
+        self._local = threading.local()
+
+    def watch_for_work(self, callback: Any) -> None:
+        """SQLite has no notifications between processes: idle workers poll (cheaply, it is a local file)."""
+        return
+
+    # --- queue -------------------------------------------------------------------------------------------------
+    def add(self, task: QueuedTask, *, dedupe_key: str, max_size: int) -> tuple[str, bool]:
+        now = self._clock()
+        with self._write() as db:
+            row = db.execute(
+                "SELECT id FROM tasks WHERE dedupe_key = ? AND status IN ('pending', 'running')", (dedupe_key,)
+            ).fetchone()
+            if row:
+                return row["id"], False
+            unfinished = db.execute("SELECT count(*) FROM tasks WHERE status IN ('pending', 'running')").fetchone()[0]
+            if unfinished >= max_size:
+                raise QueueFullError(shared.queue_full_message(unfinished, max_size))
+            row = shared.task_row(task, dedupe_key) | {"status": TaskStatus.PENDING.value, "created_at": now}
+            db.execute(
+                f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join(':' + column for column in row)})", row
+            )
+            return task.task_id, True
+
+    def _reclaim_expired(self, db: sqlite3.Connection, now: float) -> None:
+        expired = db.execute(
+            "SELECT id, attempts, max_retries, lease_owner FROM tasks WHERE status = 'running' AND lease_expires < ?",
+            (now,),
+        ).fetchall()
+        for row in expired:
+            reason = shared.LEASE_LOST % row["lease_owner"]
+            if row["attempts"] > row["max_retries"]:
+                db.execute(
+                    "UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, lease_id = NULL,"
+                    " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
+                    (shared.FAILED_AFTER_LEASE_LOST % (row["attempts"], reason), now, row["id"]),
+                )
+            else:
+                db.execute(
+                    "UPDATE tasks SET status = 'pending', not_before = ?, note = ?, lease_id = NULL,"
+                    " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
+                    (now, shared.REQUEUED % reason, row["id"]),
+                )
+
+    def claim(self, owner: str, lease_seconds: float) -> QueuedTask | None:
+        now = self._clock()
+        with self._write() as db:
+            self._reclaim_expired(db, now)
+            row = db.execute(
+                "SELECT id FROM tasks WHERE status = 'pending' AND not_before <= ? ORDER BY priority DESC, seq LIMIT 1",
+                (now,),
+            ).fetchone()
+            if row is None:
+                return None
+            lease_id = uuid.uuid4().hex
+            db.execute(
+                "UPDATE tasks SET status = 'running', lease_owner = ?, lease_id = ?, lease_expires = ?,"
+                " attempts = attempts + 1, started_at = coalesce(started_at, ?), note = NULL WHERE id = ?",
+                (owner, lease_id, now + lease_seconds, now, row["id"]),
+            )
+            return self._task(db, row["id"])
+
+    def heartbeat(self, task_id: str, lease_id: str, lease_seconds: float) -> Heartbeat:
+        now = self._clock()
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE tasks SET lease_expires = ? WHERE id = ? AND lease_id = ? AND status = 'running'"
+                " RETURNING cancel_requested",
+                (now + lease_seconds, task_id, lease_id),
+            ).fetchone()
+        if cur is None:
+            return Heartbeat.LOST
+        return Heartbeat.CANCEL if cur[0] else Heartbeat.OK
+
+    def finish(
+        self,
+        task_id: str,
+        lease_id: str,
+        status: TaskStatus,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        model: str | None = None,
+        metrics: ExecutionMetrics | None = None,
+    ) -> bool:
+        now = self._clock()
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE tasks SET status = :status, result = :result, error = :error, model = coalesce(:model, model),"
+                f" finished_at = :now, {_FREE_LEASE}, tokens = tokens + :tokens, cost = cost + :cost"
+                " WHERE id = :id AND status = 'running' AND lease_id = :lease_id",
+                {
+                    "status": TaskStatus(status).value,
+                    "result": shared.to_json(result),
+                    "error": error,
+                    "model": model,
+                    "now": now,
+                    "id": task_id,
+                    "lease_id": lease_id,
+                    **shared.spent_on(metrics),
+                },
+            )
+            if cur.rowcount != 1:
+                return False
+            if metrics is not None:
+                self._insert_metrics(db, metrics)
+            return True
+
+    def retry(
+        self,
+        task_id: str,
+        lease_id: str,
+        *,
+        reason: str,
+        delay: float,
+        model: str | None = None,
+        metrics: ExecutionMetrics | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> TaskStatus | None:
+        now = self._clock()
+        with self._write() as db:
+            row = db.execute(
+                "SELECT attempts, max_retries FROM tasks WHERE id = ? AND status = 'running' AND lease_id = ?",
+                (task_id, lease_id),
+            ).fetchone()
+            if row is None:
+                return None
+            values = {"id": task_id, "model": model, "now": now, **shared.spent_on(metrics)}
+            spent = f"model = coalesce(:model, model), {_FREE_LEASE}, tokens = tokens + :tokens, cost = cost + :cost"
+            if row["attempts"] > row["max_retries"]:
+                status = TaskStatus.FAILED
+                db.execute(
+                    "UPDATE tasks SET status = 'failed', error = :error, result = coalesce(:result, result),"
+                    f" finished_at = :now, {spent} WHERE id = :id",
+                    values
+                    | {
+                        "error": shared.FAILED_AFTER_RETRIES % (row["attempts"], reason),
+                        "result": shared.to_json(result),
+                    },
+                )
+            else:
+                status = TaskStatus.PENDING
+                db.execute(
+                    "UPDATE tasks SET status = 'pending', not_before = :now + :delay, note = :note, error = :error,"
+                    f" {spent} WHERE id = :id",
+                    values | {"delay": delay, "note": shared.RETRYING % (delay, reason), "error": reason},
+                )
+            if metrics is not None:
+                self._insert_metrics(db, metrics)
+            return status
+
+    def release(self, task_id: str, lease_id: str) -> bool:
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE tasks SET status = 'pending', attempts = max(attempts - 1, 0), not_before = 0,"
+                " note = ?, lease_id = NULL, lease_owner = NULL,"
+                " lease_expires = NULL WHERE id = ? AND status = 'running' AND lease_id = ?",
+                (shared.RELEASED, task_id, lease_id),
+            )
+            return cur.rowcount == 1
+
+    def request_cancel(self, task_id: str) -> TaskStatus | None:
+        now = self._clock()
+        with self._write() as db:
+            row = db.execute("SELECT status FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            if row is None:
+                return None
+            status = TaskStatus(row["status"])
+            if status is TaskStatus.PENDING:
+                db.execute(
+                    "UPDATE tasks SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?",
+                    (now, shared.CANCELLED_BEFORE_START, task_id),
+                )
+            elif status is TaskStatus.RUNNING:
+                db.execute("UPDATE tasks SET cancel_requested = 1 WHERE id = ?", (task_id,))
+            return status
+
+    def cancel_requested(self, task_id: str) -> bool:
+        row = self._conn().execute("SELECT cancel_requested FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return bool(row and row[0])
+
+    def get(self, task_id: str) -> QueuedTask | None:
+        return self._task(self._conn(), task_id)
+
+    def list(self, status: TaskStatus | None = None, limit: int = 100) -> list[QueuedTask]:
+        sql = f"SELECT {schema.TASK_COLUMNS} FROM tasks"
+        args: tuple[Any, ...] = ()
+        if status is not None:
+            sql += " WHERE status = ?"
+            args = (TaskStatus(status).value,)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        return [shared.task_from_row(r) for r in self._conn().execute(sql, (*args, limit)).fetchall()]
+
+    def position(self, task_id: str) -> int | None:
+        db = self._conn()
+        row = db.execute("SELECT seq, priority, status FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None or row["status"] != "pending":
+            return None
+        ahead = db.execute(
+            "SELECT count(*) FROM tasks WHERE status = 'pending' AND (priority > ? OR (priority = ? AND seq < ?))",
+            (row["priority"], row["priority"], row["seq"]),
+        ).fetchone()[0]
+        return int(ahead) + 1
+
+    def stats(self) -> dict[str, Any]:
+        db = self._conn()
+        waiting = db.execute(
+            "SELECT count(*), min(not_before) FROM tasks WHERE status = 'pending' AND not_before > ?", (self._clock(),)
+        ).fetchone()
+        return shared.stats_view(
+            db.execute("SELECT status, count(*) AS n FROM tasks GROUP BY status"),
+            db.execute("SELECT priority, count(*) AS n FROM tasks WHERE status = 'pending' GROUP BY priority"),
+            waiting[0],
+            waiting[1],
+            self.location,
+        )
+
+    def outstanding(self, horizon: float) -> int:
+        return int(
+            self._conn()
+            .execute(
+                "SELECT count(*) FROM tasks WHERE status = 'running' OR (status = 'pending' AND not_before <= ?)",
+                (self._clock() + horizon,),
+            )
+            .fetchone()[0]
+        )
+
+    # --- results -----------------------------------------------------------------------------------------------
+    def undelivered(self, submitter: str) -> builtins.list[QueuedTask]:  # `list` here is the method above
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {schema.TASK_COLUMNS} FROM tasks WHERE submitter = ? AND delivery IS NULL AND status = 'completed'"
+                " ORDER BY seq",
+                (submitter,),
+            )
+            .fetchall()
+        )
+        return [shared.task_from_row(r) for r in rows]
+
+    def set_delivery(self, task_id: str, delivery: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE tasks SET delivery = ? WHERE id = ?", (delivery, task_id))
+
+    # --- rows --------------------------------------------------------------------------------------------------
+    def _task(self, db: sqlite3.Connection, task_id: str) -> QueuedTask | None:
+        row = db.execute(f"SELECT {schema.TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return shared.task_from_row(row) if row else None
