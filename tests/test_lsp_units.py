@@ -12,8 +12,9 @@ import pytest
 from lsprotocol import types as t
 from pygls.workspace import PositionCodec
 
+from oh_lsp import progress_text
 from oh_lsp.edits import Edit, FileEdit, whole_file_edit
-from oh_lsp.lsp import actions, commands, delivery, diagnostics, progress, reports, settings, status, symbols
+from oh_lsp.lsp import actions, commands, delivery, diagnostics, reports, settings, status, symbols
 from oh_lsp.paths import sha256_text
 
 UTF16 = PositionCodec(t.PositionEncodingKind.Utf16)
@@ -374,11 +375,11 @@ def test_outcome_text_names_file_score_tests_coverage_and_cost() -> None:
         "coverage": {"before": 40.0, "after": 72.5},
         "validation": {"errors": [{"code": "test-failed", "test": "test_c"}]},
     }
-    assert progress.outcome_text("completed", result, cost=0.0123, delivered="applied in the editor") == (
+    assert progress_text.outcome_text("completed", result, cost=0.0123, delivered="applied in the editor") == (
         "tests/test_m.py (applied in the editor), score 0.75, 2 tests kept, 1 dropped,"
         " coverage 40% → 72% (+32 pts), $0.0123"
     )
-    assert progress.outcome_text("failed", None, error="HTTP 401") == "failed: HTTP 401, $0.000000"
+    assert progress_text.outcome_text("failed", None, error="HTTP 401") == "failed: HTTP 401, $0.000000"
 
 
 def test_summaries_of_several_stores() -> None:

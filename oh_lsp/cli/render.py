@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from oh_lsp.progress_text import money
 from oh_lsp.tasks import QueuedTask
-
-
-def money(value: float) -> str:
-    return f"${value:.6f}" if value < 0.01 else f"${value:.4f}"
 
 
 def task_report(task: QueuedTask) -> str:

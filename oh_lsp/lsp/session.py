@@ -25,10 +25,11 @@ from oh_lsp.lsp import settings as cfg
 from oh_lsp.lsp.commands import CommandError, Position
 from oh_lsp.lsp.diagnostics import DiagnosticStore, findings_of, task_diagnostics
 from oh_lsp.lsp.ids import STATUS_NOTIFICATION as STATUS_METHOD
-from oh_lsp.lsp.progress import Progress, Track, outcome_text, stage_text
+from oh_lsp.lsp.progress import Progress, Track
 from oh_lsp.lsp.status import Debouncer, SessionCounts, build_status, model_layer_state
 from oh_lsp.lsp.symbols import Symbol, describe_missing, find_symbol, symbol_at
 from oh_lsp.paths import module_name, python_target
+from oh_lsp.progress_text import outcome_text, stage_text
 
 if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
