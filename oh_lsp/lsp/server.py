@@ -41,6 +41,7 @@ class OhLspServer(LanguageServer):
 
         async def load() -> Session:
             module = await asyncio.to_thread(importlib.import_module, "oh_lsp.lsp.session")
+            await asyncio.to_thread(importlib.import_module, "oh_lsp.lsp.commands")  # off the loop: the first command
             session = module.Session(self)
             session.initialize(self.options)
             await session.start()
@@ -120,15 +121,16 @@ async def progress_cancelled(ls: OhLspServer, params: t.WorkDoneProgressCancelPa
 
 
 def _register(name: str) -> None:
-    async def handler(ls: OhLspServer, *arguments: Any) -> Any:
+    async def handler(ls: OhLspServer, *params: Any) -> Any:
         session = await ls.session()
         from oh_lsp.errors import OhLspError
-        from oh_lsp.lsp import commands
+        from oh_lsp.lsp import arguments, commands
+        from oh_lsp.lsp.errors import CommandError
 
         args_class, run = commands.COMMANDS[name]
         try:
-            return await run(session, commands.parse(args_class, name, arguments))
-        except commands.CommandError as exc:
+            return await run(session, arguments.parse(args_class, name, params))
+        except CommandError as exc:
             raise JsonRpcInvalidParams(message=str(exc)) from None
         except OhLspError as exc:
             raise JsonRpcException(message=str(exc), code=REQUEST_FAILED) from None

@@ -22,8 +22,9 @@ from pygls.uris import from_fs_path, to_fs_path
 from oh_lsp import events as ev
 from oh_lsp.errors import OhLspError, TargetError
 from oh_lsp.lsp import settings as cfg
-from oh_lsp.lsp.commands import CommandError, Position
+from oh_lsp.lsp.arguments import Position
 from oh_lsp.lsp.diagnostics import DiagnosticStore, findings_of, task_diagnostics
+from oh_lsp.lsp.errors import CommandError
 from oh_lsp.lsp.ids import STATUS_NOTIFICATION as STATUS_METHOD
 from oh_lsp.lsp.progress import Progress, Track
 from oh_lsp.lsp.status import Debouncer, SessionCounts, build_status, model_layer_state
