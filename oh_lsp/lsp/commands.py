@@ -21,6 +21,7 @@ from oh_lsp.lsp.arguments import (
     SelectModelArgs,
     SetModelArgs,
     TargetArgs,
+    parse,
 )
 from oh_lsp.lsp.errors import CommandError
 from oh_lsp.lsp.ids import (
@@ -44,34 +45,34 @@ if TYPE_CHECKING:
 
 
 async def generate_tests(session: Session, args: TargetArgs) -> dict[str, Any]:
-    target = await session.resolve_target(args.uri, args.symbol, GENERATE_TESTS)
+    target = session.resolve_target(args.uri, args.symbol, GENERATE_TESTS)
     what = target.symbol.qualname if target.symbol else target.module
     instruction = f"Write unit tests for {what} in module {target.module}."
     if args.description.strip():
         instruction += f"\n{args.description.strip()}"
-    return await session.submit(target, "unit_test", instruction)
+    return await session.tracker.submit(target, "unit_test", instruction)
 
 
 async def document(session: Session, args: DocumentArgs) -> dict[str, Any]:
     session.require_kind("documentation", DOCUMENT)
-    target = await session.resolve_target(args.uri, args.symbol, DOCUMENT)
+    target = session.resolve_target(args.uri, args.symbol, DOCUMENT)
     what = target.symbol.qualname if target.symbol else f"module {target.module}"
-    return await session.submit(target, "documentation", f"Add or complete the docstrings of {what}.")
+    return await session.tracker.submit(target, "documentation", f"Add or complete the docstrings of {what}.")
 
 
 async def refactor(session: Session, args: RefactorArgs) -> dict[str, Any]:
     session.require_kind("refactoring", REFACTOR)
-    target = await session.resolve_target(args.uri, args.symbol, REFACTOR)
-    return await session.submit(target, "refactoring", args.instruction.strip())
+    target = session.resolve_target(args.uri, args.symbol, REFACTOR)
+    return await session.tracker.submit(target, "refactoring", args.instruction.strip())
 
 
 async def cancel_task(session: Session, args: CancelArgs) -> dict[str, Any]:
     task_id = args.task_id
     if task_id is None:
-        task_id = session.task_for_token(str(args.progress_token))
+        task_id = session.tracker.task_for_token(str(args.progress_token))
         if task_id is None:
             raise CommandError(f"{CANCEL_TASK}: no task has the progress token {args.progress_token!r} in this session")
-    return {"cancelled": await session.cancel(task_id, CANCEL_TASK)}
+    return {"cancelled": await session.tracker.cancel(task_id, CANCEL_TASK)}
 
 
 def feedback_text(task: QueuedTask) -> str:
@@ -88,11 +89,11 @@ def feedback_text(task: QueuedTask) -> str:
 
 
 async def retry_task(session: Session, args: RetryArgs) -> dict[str, Any]:
-    folder, task = await session.find_task(args.task_id, RETRY_TASK)
+    folder, task = await session.tracker.find_task(args.task_id, RETRY_TASK)
     instruction = task.metadata.get("instruction") or task.description  # without an earlier attempt's feedback
     feedback = feedback_text(task) if args.with_feedback else ""
-    target = await session.resolve_task_target(folder, task)
-    return await session.submit(target, task.task_type, instruction, feedback, retry_of=task.task_id)
+    target = session.target_of_task(folder, task, RETRY_TASK)
+    return await session.tracker.submit(target, task.task_type, instruction, feedback, retry_of=task.task_id)
 
 
 async def show_metrics(session: Session, _args: NoArgs) -> dict[str, Any]:
@@ -152,3 +153,10 @@ COMMANDS: dict[str, tuple[type, Any]] = {
     SET_MODEL: (SetModelArgs, set_model),
     SET_API_KEY: (ApiKeyArgs, set_api_key),
 }
+
+
+async def run_command(session: Session, name: str, params: tuple[Any, ...] | list[Any]) -> Any:
+    """Run the command `name` with the arguments the editor sent. Raises `CommandError` for bad arguments or a
+    target oh-lsp cannot work on, `OhLspError` for work that could not be started."""
+    args_class, run = COMMANDS[name]
+    return await run(session, parse(args_class, name, params))

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lsprotocol import types as t
 
@@ -20,6 +20,8 @@ from oh_lsp.progress_text import stage_text
 
 if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
+
+    from oh_lsp.lsp.folders import Folder
 
 log = logging.getLogger(__name__)
 TOKEN_REPORT_INTERVAL = 0.25  # seconds between "streaming" reports of one task
@@ -31,7 +33,7 @@ class Track:
     """A task this session shows: its progress token, title, target, and where its progress stands."""
 
     task_id: str
-    folder: Any  # session.Folder
+    folder: Folder
     kind: str
     target: str  # relative to the folder, POSIX
     token: str

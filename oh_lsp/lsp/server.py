@@ -117,19 +117,18 @@ async def pull_diagnostics(ls: OhLspServer, params: t.DocumentDiagnosticParams) 
 
 @server.feature(t.WINDOW_WORK_DONE_PROGRESS_CANCEL)  # runs after pygls' built-in handler
 async def progress_cancelled(ls: OhLspServer, params: t.WorkDoneProgressCancelParams) -> None:
-    await (await ls.session()).cancel_by_token(str(params.token))
+    await (await ls.session()).tracker.cancel_by_token(str(params.token))
 
 
 def _register(name: str) -> None:
     async def handler(ls: OhLspServer, *params: Any) -> Any:
         session = await ls.session()
         from oh_lsp.errors import OhLspError
-        from oh_lsp.lsp import arguments, commands
+        from oh_lsp.lsp.commands import run_command
         from oh_lsp.lsp.errors import CommandError
 
-        args_class, run = commands.COMMANDS[name]
         try:
-            return await run(session, arguments.parse(args_class, name, params))
+            return await run_command(session, name, params)
         except CommandError as exc:
             raise JsonRpcInvalidParams(message=str(exc)) from None
         except OhLspError as exc:
