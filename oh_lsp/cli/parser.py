@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-file", metavar="PATH")
     p.add_argument("--priority", default="normal", choices=PRIORITIES, type=str.lower)
     p.add_argument("--complexity", choices=("simple", "moderate", "complex"))
-    p.add_argument("--quality-threshold", type=_unit_float, metavar="0..1")
+    p.add_argument("--quality-threshold", type=_quality_threshold, metavar="0..1")
     p.add_argument("files", nargs="*", metavar="FILE", help="target files (e.g. from a pre-commit hook)")
 
     p = sub.add_parser("get-status", parents=[common], help="show a task")
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("select-model", parents=[common], help="the model a task would use, and why")
     p.add_argument("--task-type", dest="kind", required=True, choices=KINDS)
     p.add_argument("--complexity", default="moderate", choices=("simple", "moderate", "complex"))
-    p.add_argument("--quality-threshold", type=_unit_float, default=0.0, metavar="0..1")
+    p.add_argument("--quality-threshold", type=_quality_threshold, default=0.0, metavar="0..1")
     p.add_argument("--max-latency-ms", type=float, metavar="MS")
     p.add_argument("--max-cost", type=float, metavar="USD", help="most a typical call may cost")
 
@@ -127,10 +127,15 @@ def _host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _unit_float(text: str) -> float:
+def _quality_threshold(text: str) -> float:
+    """A task's quality threshold, by the rule of the setting (read when the option is given: it imports pydantic)."""
+    from oh_lsp.config import OpenHandsConfig
+    from oh_lsp.field_rules import rule_of
+
+    rule = rule_of(OpenHandsConfig.model_fields["quality_threshold"])
     value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    if not rule.accepts(value):
+        raise argparse.ArgumentTypeError(f"must be {rule.range_words()}")
     return value
 
 

@@ -10,11 +10,14 @@ from typing import Any, Literal
 
 import attrs
 
+from oh_lsp.config import OpenHandsConfig
+from oh_lsp.field_rules import rule_of
 from oh_lsp.lsp.errors import CommandError
 
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _MISSING = object()
 _UNIONS = (typing.Union, types.UnionType)
+_QUALITY = rule_of(OpenHandsConfig.model_fields["quality_threshold"])  # a task's threshold, as the setting's
 
 
 @attrs.frozen
@@ -190,9 +193,9 @@ def parse(cls: type, command: str, arguments: tuple[Any, ...] | list[Any]) -> An
     if (
         cls is SelectModelArgs
         and values.get("quality_threshold") is not None
-        and not 0 <= values["quality_threshold"] <= 1
+        and not _QUALITY.accepts(values["quality_threshold"])
     ):
-        problems.append("qualityThreshold must be between 0 and 1")
+        problems.append(f"qualityThreshold must be {_QUALITY.range_words()}")
     if problems:
         raise CommandError(f"{command}: {'; '.join(problems)}. {expected}.")
     return cls(**values)

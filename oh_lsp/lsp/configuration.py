@@ -88,13 +88,3 @@ class Configuration:
         except cfg.SettingsError as exc:
             self.overrides = previous
             raise CommandError(str(exc)) from None
-
-    def warn_not_enforced(self) -> None:
-        ignored = cfg.not_enforced(self.settings)
-        if ignored:
-            editor.show(
-                self.ls,
-                f"oh-lsp: {', '.join(ignored)} cannot be enforced by this version yet; the setting is kept"
-                " but has no effect.",
-                t.MessageType.Warning,
-            )

@@ -76,7 +76,6 @@ class Session:
                 editor.show(self.ls, problem, t.MessageType.Error)
             for root in roots:
                 await self.add_folder(root)
-            self.configuration.warn_not_enforced()
             self._poller = asyncio.ensure_future(self.handover.poll_undelivered(self.folders))
             self.poke_status()
         except Exception as exc:
@@ -148,7 +147,6 @@ class Session:
         configs = self.configuration.change(raw, self.folders.roots())
         if configs is not None:
             self._apply(configs)
-            self.configuration.warn_not_enforced()
 
     def _apply(self, configs: dict[Path, OpenHandsConfig]) -> None:
         self.folders.reconfigure(configs, self.configuration.workers)
