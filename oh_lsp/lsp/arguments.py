@@ -79,7 +79,7 @@ class ListTasksArgs:
 
 @attrs.frozen
 class SelectModelArgs:
-    category: Literal["unit_test", "documentation", "refactoring"] = arg()
+    kind: Literal["unit_test", "documentation", "refactoring"] = arg("category")  # the task kind
     complexity: Literal["simple", "moderate", "complex"] | None = arg(default=None)
     quality_threshold: float | None = arg("qualityThreshold", None)
 

@@ -112,13 +112,13 @@ async def select_model(session: Session, args: SelectModelArgs) -> dict[str, Any
     from oh_lsp.llm.errors import ModelCallError
     from oh_lsp.tasks import QueuedTask
 
-    metadata: dict[str, Any] = {"category": args.category}
+    metadata: dict[str, Any] = {"category": args.kind}
     if args.complexity:
         metadata["complexity"] = args.complexity
     if args.quality_threshold is not None:
         metadata["quality_threshold"] = args.quality_threshold
     try:
-        selection = await session.gateway().select(QueuedTask(task_type=args.category, metadata=metadata))
+        selection = await session.gateway().select(QueuedTask(task_type=args.kind, metadata=metadata))
         model = selection.model
     except (ModelCallError, ValueError) as exc:  # no model qualifies: say which constraint excluded which
         return {"model": None, "why": str(exc)}
