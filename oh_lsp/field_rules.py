@@ -96,8 +96,8 @@ def rule_of(field: Any) -> FieldRule:
         if getattr(constraint, "lt", None) is not None:
             high, high_open = constraint.lt, True
     if kind == "whole":  # a whole number above 0 is at least 1
-        if low_open:
+        if low is not None and low_open:
             low, low_open = math.floor(low) + 1, False
-        if high_open:
+        if high is not None and high_open:
             high, high_open = math.ceil(high) - 1, False
     return FieldRule(kind, low, high, low_open, high_open, nullable, default=field.default)

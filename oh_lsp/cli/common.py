@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -72,7 +72,7 @@ def open_queue(root: Path, config: OpenHandsConfig) -> TaskQueue:
     return queue
 
 
-def ask_queue(args: argparse.Namespace, call: Callable[[Any], Awaitable[T]]) -> T:
+def ask_queue(args: argparse.Namespace, call: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
     """Run one query against the project's queue, then close it."""
     root = root_of(args)
     queue = open_queue(root, config_of(root, args))

@@ -119,7 +119,9 @@ def actions_at(
 ) -> list[t.CodeAction]:
     """What oh-lsp offers at `cursor` in `uri`: nothing outside Python files of a running workspace folder."""
     path = to_fs_path(uri) if uri.startswith("file:") else None
-    folder = folders.holding(Path(path)) if path and path.endswith(".py") else None
+    if not path or not path.endswith(".py"):
+        return []
+    folder = folders.holding(Path(path))
     if folder is None or folder.engine is None:
         return []
     document = ls.workspace.get_text_document(uri)

@@ -3,7 +3,7 @@ and stopped together. Also the model gateway that session-wide questions about m
 
 from __future__ import annotations
 
-import logging
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from oh_lsp.config import OpenHandsConfig
     from oh_lsp.engine import ExecutionEngine
 
-log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 1.0
 
 
@@ -69,7 +68,7 @@ class Folders:
             settings = config()
             redact(settings)
             folder.engine = ExecutionEngine(settings, workers, project_root=root, submitter=folder.submitter)
-            folder.engine.subscribe(lambda event, f=folder: self._on_event(f, event))
+            folder.engine.subscribe(functools.partial(self._on_event, folder))
             await folder.engine.start()
         except (OhLspError, ValueError) as exc:
             folder.error = f"oh-lsp cannot run tasks in {root}: {exc}"
