@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from oh_lsp.cli.common import EXIT_FAILED, EXIT_OK, config_of, print_json, root_of
 
@@ -24,7 +25,12 @@ def openhands(args: argparse.Namespace) -> int:
         elif config.runtime != "openhands":
             print("to use it: OH_LSP_RUNTIME=openhands" + (f" OH_LSP_OPENHANDS_ENV={ready.env}" if env else ""))
         return EXIT_OK
-    status = {"runtime": config.runtime, "env": str(env or default_env_dir()), "ready": False, "problem": None}
+    status: dict[str, Any] = {
+        "runtime": config.runtime,
+        "env": str(env or default_env_dir()),
+        "ready": False,
+        "problem": None,
+    }
     try:
         ready = agent_python(env)
         status.update(ready=True, env=str(ready.env), python=str(ready.python), openhands_version=ready.version)

@@ -94,7 +94,7 @@ class ApiKeyArgs:
     api_key: str = arg("apiKey")  # never echoed in an error message
 
 
-def _key(field: attrs.Attribute) -> str:
+def _key(field: attrs.Attribute[Any]) -> str:
     return field.metadata.get("key") or field.name
 
 

@@ -89,8 +89,12 @@ class Session:
         if folder.error:
             editor.show(self.ls, folder.error, t.MessageType.Error)
 
-    async def remove_folder(self, root: Path) -> None:
-        await self.folders.remove(root)
+    async def change_folders(self, added: list[str], removed: list[str]) -> None:
+        """Workspace folders the editor added and removed (their URIs)."""
+        for uri in removed:
+            await self.folders.remove(startup.folder_root(uri).resolve())
+        for uri in added:
+            await self.add_folder(startup.folder_root(uri).resolve())
 
     async def stop(self) -> None:
         """Stop every engine: running tasks get a moment to finish, then go back to the queue."""

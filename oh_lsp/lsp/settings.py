@@ -140,11 +140,11 @@ def build_config(root: Path, settings: dict[str, Any], overrides: Overrides | No
     values["trusted"] = settings.get("trusted", _process_trusted())
     if overrides.model:
         values["model"] = overrides.model
-    key = overrides.api_key or settings.get("apiKey")
-    if not key and settings.get("apiKeyEnv"):
-        key = os.environ.get(settings["apiKeyEnv"]) or None
-    if key:
-        values["api_key"] = SecretStr(key)
+    api_key: str | None = overrides.api_key or settings.get("apiKey")
+    if not api_key and settings.get("apiKeyEnv"):
+        api_key = os.environ.get(settings["apiKeyEnv"]) or None
+    if api_key:
+        values["api_key"] = SecretStr(api_key)
     problems = []
     for name, value in values.items():
         try:

@@ -24,10 +24,18 @@ async def load_heavy_modules() -> None:
 
 def roots_of(workspace: Workspace) -> list[Path]:
     """The workspace folders' directories (else the root path of a client without folders)."""
-    roots = [Path(to_fs_path(uri)) for uri in workspace.folders]
+    roots = [folder_root(uri) for uri in workspace.folders]
     if not roots and workspace.root_path:
         roots = [Path(workspace.root_path)]
     return [r.resolve() for r in roots if r.is_dir()]
+
+
+def folder_root(uri: str) -> Path:
+    """The directory of a workspace folder's URI."""
+    path = to_fs_path(uri)
+    if path is None:
+        raise ValueError(f"the workspace folder {uri} is not a directory on disk; oh-lsp works on files on disk")
+    return Path(path)
 
 
 def start_logging(roots: list[Path], secrets: list[str], verbose: bool) -> None:
