@@ -13,6 +13,7 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 
 from oh_lsp.errors import ConfigError, MissingApiKeyError
 
@@ -54,6 +55,9 @@ ENV_VARS: dict[str, str] = {
     "openhands_python": "OH_LSP_OPENHANDS_PYTHON",
     "openhands_max_iterations": "OH_LSP_OPENHANDS_MAX_ITERATIONS",
 }
+# How many tasks one engine runs at once. The engine takes it as an argument, so it is not an OpenHandsConfig field;
+# its rule is stated here once for every front end. The default is the editors' `workers` (`run-engine` has its own).
+WORKERS: FieldInfo = FieldInfo.from_annotated_attribute(int, Field(default=2, ge=1, le=64))
 _BOOL_TRUE = {"1", "true", "yes", "on"}
 _BOOL_FALSE = {"0", "false", "no", "off", ""}
 

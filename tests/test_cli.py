@@ -34,6 +34,16 @@ def store_bytes(project: Path) -> bytes:
     return b"".join(p.read_bytes() for p in folder.iterdir() if p.is_file())
 
 
+def test_every_command_of_the_parser_has_one_handler() -> None:
+    import argparse
+
+    from oh_lsp.cli.commands import COMMANDS
+    from oh_lsp.cli.parser import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) - {"serve"} == set(COMMANDS), "serve starts the language server; the rest dispatch"
+
+
 def test_three_processes_complete_a_task_end_to_end(project: Path, model_server) -> None:
     model_server.script(Reply.text(fenced(GOOD_TESTS), usage=USAGE))
     env = cli_env(project, model_server.base_url)

@@ -12,8 +12,9 @@ import pytest
 from lsprotocol import types as t
 from pygls.workspace import PositionCodec
 
+from oh_lsp import progress_text
 from oh_lsp.edits import Edit, FileEdit, whole_file_edit
-from oh_lsp.lsp import actions, commands, delivery, diagnostics, progress, reports, settings, status, symbols
+from oh_lsp.lsp import actions, arguments, commands, delivery, diagnostics, errors, reports, settings, status, symbols
 from oh_lsp.paths import sha256_text
 
 UTF16 = PositionCodec(t.PositionEncodingKind.Utf16)
@@ -53,30 +54,23 @@ def test_build_config_trust_comes_from_the_editor_never_from_the_project(tmp_pat
     assert session_key.api_key.get_secret_value() == "sk-session"
     with pytest.raises(settings.SettingsError, match=r"ohLsp\.baseUrl: .*http\(s\) URL"):
         settings.build_config(tmp_path, {"baseUrl": "ftp://example"})
-    from oh_lsp.config import OpenHandsConfig
-
-    given = {"budgetPerDayUsd": 5, "maxRepairIterations": 1, "model": "m"}
-    unknown_to_the_engine = [
-        f"ohLsp.{k}" for k in given if settings.CONFIG_FIELDS[k] not in OpenHandsConfig.model_fields
-    ]
-    assert settings.not_enforced(given) == unknown_to_the_engine and "ohLsp.model" not in unknown_to_the_engine
 
 
 # --- command arguments ---------------------------------------------------------------------------------------------
 def test_command_arguments_are_checked_field_by_field() -> None:
-    args = commands.parse(commands.TargetArgs, "c", [{"uri": "file:///a.py", "symbol": {"line": 3, "character": 1}}])
-    assert args.symbol == commands.Position(3, 1) and args.description == ""
-    assert commands.parse(commands.TargetArgs, "c", [{"uri": "u", "symbol": "A.b"}]).symbol == "A.b"
-    assert commands.parse(commands.SetModelArgs, "c", [{"name": None}]).name is None
-    assert commands.parse(commands.NoArgs, "c", []) == commands.NoArgs()
-    assert commands.parse(commands.CancelArgs, "c", [{"progressToken": "tok"}]).progress_token == "tok"
-    with pytest.raises(commands.CommandError) as error:
-        commands.parse(commands.RetryArgs, "ohLsp.retryTask", [{"taskid": "x"}])
+    args = arguments.parse(arguments.TargetArgs, "c", [{"uri": "file:///a.py", "symbol": {"line": 3, "character": 1}}])
+    assert args.symbol == arguments.Position(3, 1) and args.description == ""
+    assert arguments.parse(arguments.TargetArgs, "c", [{"uri": "u", "symbol": "A.b"}]).symbol == "A.b"
+    assert arguments.parse(arguments.SetModelArgs, "c", [{"name": None}]).name is None
+    assert arguments.parse(arguments.NoArgs, "c", []) == arguments.NoArgs()
+    assert arguments.parse(arguments.CancelArgs, "c", [{"progressToken": "tok"}]).progress_token == "tok"
+    with pytest.raises(errors.CommandError) as error:
+        arguments.parse(arguments.RetryArgs, "ohLsp.retryTask", [{"taskid": "x"}])
     assert str(error.value) == (
         "ohLsp.retryTask: unknown argument 'taskid'; taskId is missing. ohLsp.retryTask takes"
         " one object argument {taskId: string, withFeedback?: boolean}."
     )
-    assert commands.usage(commands.TargetArgs) == (
+    assert arguments.usage(arguments.TargetArgs) == (
         "{uri: string, symbol?: string | {line, character} | null, description?: string}"
     )
 
@@ -357,12 +351,14 @@ async def test_debouncer_sends_at_most_once_per_interval() -> None:
         sent.append(loop.time())
 
     debouncer = status.Debouncer(send, interval=0.05)
+    started = loop.time()
     for _ in range(200):
         debouncer.poke()
         await asyncio.sleep(0.001)
     await asyncio.sleep(0.12)
     await debouncer.aclose()
-    assert 2 <= len(sent) <= 8, sent
+    most = (loop.time() - started) / 0.05 + 1  # 200 pokes take longer than 0.2 s on a busy machine
+    assert 2 <= len(sent) <= most < 200, sent
     assert all(b - a >= 0.045 for a, b in itertools.pairwise(sent))
 
 
@@ -374,11 +370,11 @@ def test_outcome_text_names_file_score_tests_coverage_and_cost() -> None:
         "coverage": {"before": 40.0, "after": 72.5},
         "validation": {"errors": [{"code": "test-failed", "test": "test_c"}]},
     }
-    assert progress.outcome_text("completed", result, cost=0.0123, delivered="applied in the editor") == (
+    assert progress_text.outcome_text("completed", result, cost=0.0123, delivered="applied in the editor") == (
         "tests/test_m.py (applied in the editor), score 0.75, 2 tests kept, 1 dropped,"
         " coverage 40% → 72% (+32 pts), $0.0123"
     )
-    assert progress.outcome_text("failed", None, error="HTTP 401") == "failed: HTTP 401, $0.000000"
+    assert progress_text.outcome_text("failed", None, error="HTTP 401") == "failed: HTTP 401, $0.000000"
 
 
 def test_summaries_of_several_stores() -> None:

@@ -7,6 +7,7 @@ import time
 from typing import TextIO
 
 from oh_lsp import events as ev
+from oh_lsp.progress_text import event_text
 
 _REDRAW_EVERY = 0.1
 
@@ -33,7 +34,7 @@ class ProgressView:
                 self.out.write(json.dumps({"event": event.kind, "task_id": event.task_id, **data}, default=str) + "\n")
                 self.out.flush()
             return
-        text = describe(event)
+        text = event_text(event)
         if text is None:
             return
         if self.live:
@@ -56,33 +57,3 @@ class ProgressView:
     def close(self) -> None:
         if self.live and self.lines:
             self._redraw()
-
-
-def describe(event: ev.Event) -> str | None:
-    d = event.data
-    if event.kind == ev.QUEUED:
-        return f"queued (position {d.get('position')}) {d.get('kind')} {d.get('target') or ''}".rstrip()
-    if event.kind == ev.STARTED:
-        return f"started {d.get('kind')} {d.get('target') or ''} (attempt {d.get('attempt')})"
-    if event.kind == ev.MODEL_CHOSEN:
-        return f"model {d.get('model')} ({d.get('why')})"
-    if event.kind == ev.TOKENS:
-        return (
-            f"streaming: {d.get('chunks', 0)} chunks"
-            if not d.get("final")
-            else f"answer received: {d.get('tokens')} tokens, ${d.get('cost', 0):.6f}"
-        )
-    if event.kind == ev.VALIDATING:
-        return f"validating: {d.get('step')}"
-    if event.kind == ev.PROGRESS:
-        return str(d.get("message"))
-    if event.kind == ev.RETRYING:
-        return f"will retry in {d.get('delay', 0):.1f}s: {d.get('error')}"
-    if event.kind == ev.COMPLETED:
-        result = d.get("result") or {}
-        return f"completed: {result.get('output_file')} (score {result.get('score', 0):.2f}, ${d.get('cost', 0):.6f})"
-    if event.kind == ev.FAILED:
-        return f"failed: {d.get('error')}"
-    if event.kind == ev.CANCELLED:
-        return f"cancelled: {d.get('reason', '')}"
-    return None

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from oh_lsp.progress_text import money
 from oh_lsp.tasks import QueuedTask
-
-
-def money(value: float) -> str:
-    return f"${value:.6f}" if value < 0.01 else f"${value:.4f}"
 
 
 def task_report(task: QueuedTask) -> str:
@@ -24,7 +21,7 @@ def task_report(task: QueuedTask) -> str:
     if task.model:
         lines.append(f"  model:    {task.model}   tokens: {task.tokens}   cost: {money(task.cost)}")
     if result.get("output_file"):
-        delivered = {None: "not delivered yet"}.get(task.delivery, task.delivery)
+        delivered = "not delivered yet" if task.delivery is None else task.delivery
         lines.append(f"  output:   {result['output_file']}  ({delivered})")
     validation = result.get("validation") or {}
     if validation:

@@ -7,9 +7,11 @@ for the function or class under the cursor, `quickfix` on a diagnostic.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as t
+from pygls.uris import to_fs_path
 
 from oh_lsp.lsp import ids as cmd
 from oh_lsp.lsp.ids import (
@@ -21,7 +23,14 @@ from oh_lsp.lsp.ids import (
     SYMBOL_REFACTOR,
     SYMBOL_TESTS,
 )
-from oh_lsp.lsp.symbols import Symbol
+from oh_lsp.lsp.symbols import Symbol, symbol_at
+from oh_lsp.paths import module_name
+
+if TYPE_CHECKING:
+    from pygls.lsp.server import LanguageServer
+
+    from oh_lsp.lsp.diagnostics import DiagnosticStore
+    from oh_lsp.lsp.folders import Folders
 
 
 def _action(
@@ -97,3 +106,26 @@ def regenerate_fixes(diagnostics: Iterable[t.Diagnostic]) -> list[t.CodeAction]:
         )
         for task_id, found in by_task.items()
     ]
+
+
+def actions_at(
+    ls: LanguageServer,
+    folders: Folders,
+    diagnostics: DiagnosticStore,
+    kinds: Iterable[str],
+    uri: str,
+    cursor: t.Position,
+    context: t.CodeActionContext,
+) -> list[t.CodeAction]:
+    """What oh-lsp offers at `cursor` in `uri`: nothing outside Python files of a running workspace folder."""
+    path = to_fs_path(uri) if uri.startswith("file:") else None
+    if not path or not path.endswith(".py"):
+        return []
+    folder = folders.holding(Path(path))
+    if folder is None or folder.engine is None:
+        return []
+    document = ls.workspace.get_text_document(uri)
+    line = document.position_from_client_units(cursor).line + 1
+    module = module_name(Path(path).resolve().relative_to(folder.root))
+    found = diagnostics.with_task_ids(uri, context.diagnostics)
+    return code_actions(uri, module, symbol_at(document.source, line), kinds, found, context.only)

@@ -20,10 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as t
 
+from oh_lsp.lsp import editor
+from oh_lsp.lsp.ids import DIAGNOSTIC_SOURCE as SOURCE
+from oh_lsp.lsp.symbols import find_symbol
+
 if TYPE_CHECKING:
+    from pygls.lsp.server import LanguageServer
     from pygls.workspace import PositionCodec as Codec  # code points -> the client's units
 
-from oh_lsp.lsp.ids import DIAGNOSTIC_SOURCE as SOURCE
+    from oh_lsp.tasks import QueuedTask
 
 _SEVERITY = {
     "error": t.DiagnosticSeverity.Error,
@@ -178,3 +183,25 @@ class DiagnosticStore:
                     )
             out.append(diagnostic)
         return out
+
+
+def publish_task_diagnostics(ls: LanguageServer, store: DiagnosticStore, root: Path, task: QueuedTask) -> None:
+    """Make the finished `task`'s diagnostics current for its kind and target in the folder `root`, and send every
+    file whose diagnostics changed."""
+    target = task.target_file.as_posix() if task.target_file else ""
+    anchor = None
+    if task.metadata.get("symbol"):
+        found = find_symbol(editor.text_of(ls, root, target)[0] or "", task.metadata["symbol"])
+        anchor = found.line if found else None
+    by_file = task_diagnostics(
+        task.task_id,
+        task.result,
+        completed=task.status.value == "completed",
+        target=target,
+        text_of=lambda p: editor.text_of(ls, root, p)[0],
+        codec=ls.workspace.position_codec,
+        anchor_line=anchor,
+    )
+    by_uri = {editor.uri_of(root, path): items for path, items in by_file.items()}
+    for uri in store.replace((str(root), task.task_type, target), task.task_id, by_uri):
+        ls.text_document_publish_diagnostics(t.PublishDiagnosticsParams(uri=uri, diagnostics=store.for_uri(uri)))

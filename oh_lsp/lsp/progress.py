@@ -11,16 +11,17 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lsprotocol import types as t
 
 from oh_lsp import events as ev
-from oh_lsp.cli.progress import describe
-from oh_lsp.cli.render import money
+from oh_lsp.progress_text import stage_text
 
 if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
+
+    from oh_lsp.lsp.folders import Folder
 
 log = logging.getLogger(__name__)
 TOKEN_REPORT_INTERVAL = 0.25  # seconds between "streaming" reports of one task
@@ -32,7 +33,7 @@ class Track:
     """A task this session shows: its progress token, title, target, and where its progress stands."""
 
     task_id: str
-    folder: Any  # session.Folder
+    folder: Folder
     kind: str
     target: str  # relative to the folder, POSIX
     token: str
@@ -47,60 +48,6 @@ class Track:
     @property
     def title(self) -> str:
         return f"oh-lsp: {TITLES.get(self.kind, self.kind)} {self.symbol or self.target}"
-
-
-def stage_text(event: ev.Event) -> str | None:
-    """A progress report for a stage (None: nothing to report). The same wording as the CLI's live view."""
-    if event.kind == ev.QUEUED:
-        position = event.data.get("position")
-        return f"queued (position {position})" if position else "queued"
-    return describe(event)
-
-
-def _coverage_text(coverage: Any) -> str | None:
-    if isinstance(coverage, dict):
-        before, after = coverage.get("before"), coverage.get("after")
-        if isinstance(before, (int, float)) and isinstance(after, (int, float)):
-            return f"coverage {before:.0f}% → {after:.0f}% ({after - before:+.0f} pts)"
-        gain = coverage.get("gain")
-        return f"coverage {gain:+.0f} pts" if isinstance(gain, (int, float)) else None
-    if isinstance(coverage, (int, float)):
-        return f"coverage {coverage:.0f}%"
-    return None
-
-
-def outcome_text(
-    status: str,
-    result: dict[str, Any] | None,
-    *,
-    cost: float = 0.0,
-    error: str | None = None,
-    delivered: str | None = None,
-) -> str:
-    """The end of a task's progress: the file, the score, tests kept and dropped, coverage gain and cost."""
-    result = result or {}
-    validation = result.get("validation") or {}
-    details = validation.get("details") or {}
-    dropped = details.get("dropped")
-    if dropped is None:
-        dropped = sorted({f["test"] for f in validation.get("errors", []) if f.get("test")})
-    kept = details.get("kept")
-    if kept is None:
-        kept = [name for name in result.get("tests") or [] if name not in dropped] if status == "completed" else []
-    parts = []
-    if status == "completed":
-        parts.append(f"{result.get('output_file') or 'done'}" + (f" ({delivered})" if delivered else ""))
-    else:
-        parts.append(status + (f": {error}" if error and status == "failed" else ""))
-    if result.get("score") is not None:
-        parts.append(f"score {float(result['score']):.2f}")
-    if result.get("kind", "unit_test") == "unit_test" and (kept or dropped):
-        parts.append(f"{len(kept)} tests kept, {len(dropped)} dropped")
-    coverage = _coverage_text(result.get("coverage"))
-    if coverage:
-        parts.append(coverage)
-    parts.append(money(cost))
-    return ", ".join(parts)
 
 
 class Progress:

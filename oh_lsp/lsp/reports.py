@@ -100,7 +100,7 @@ async def list_tasks(session: Session, status: str | None) -> list[dict[str, Any
     from oh_lsp.tasks import TaskStatus
 
     rows = []
-    for folder in session.folders.values():
+    for folder in session.folders:
         if folder.engine is None:
             continue
         for task in await folder.engine.queue.list_tasks(TaskStatus(status) if status else None):
@@ -123,8 +123,6 @@ async def list_tasks(session: Session, status: str | None) -> list[dict[str, Any
 
 async def list_models(session: Session) -> list[dict[str, Any]]:
     """Every model of the catalog (for this endpoint), with its prices and its state now."""
-    import asyncio
-
     selector = await session.gateway().selector()
     rows = await asyncio.to_thread(selector.list_models)
     return [

@@ -11,13 +11,11 @@ import gc
 import importlib
 import logging
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as t
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.uris import to_fs_path
 
 from oh_lsp import __version__
 from oh_lsp.lsp import ids
@@ -41,7 +39,8 @@ class OhLspServer(LanguageServer):
 
         async def load() -> Session:
             module = await asyncio.to_thread(importlib.import_module, "oh_lsp.lsp.session")
-            session = module.Session(self)
+            await asyncio.to_thread(importlib.import_module, "oh_lsp.lsp.commands")  # off the loop: the first command
+            session: Session = module.Session(self)
             session.initialize(self.options)
             await session.start()
             # Everything loaded so far lives as long as the server: keep it out of the garbage collector's full
@@ -93,10 +92,9 @@ async def did_change_configuration(ls: OhLspServer, params: t.DidChangeConfigura
 @server.feature(t.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
 async def did_change_folders(ls: OhLspServer, params: t.DidChangeWorkspaceFoldersParams) -> None:
     session = await ls.session()
-    for folder in params.event.removed:
-        await session.remove_folder(Path(to_fs_path(folder.uri)).resolve())
-    for folder in params.event.added:
-        await session.add_folder(Path(to_fs_path(folder.uri)).resolve())
+    await session.change_folders(
+        added=[f.uri for f in params.event.added], removed=[f.uri for f in params.event.removed]
+    )
 
 
 @server.feature(t.TEXT_DOCUMENT_CODE_ACTION, t.CodeActionOptions(code_action_kinds=list(ids.ACTION_KINDS)))
@@ -109,26 +107,28 @@ async def code_action(ls: OhLspServer, params: t.CodeActionParams) -> list[t.Cod
     t.TEXT_DOCUMENT_DIAGNOSTIC,
     t.DiagnosticOptions(identifier=ids.DIAGNOSTIC_SOURCE, inter_file_dependencies=False, workspace_diagnostics=False),
 )
-async def pull_diagnostics(ls: OhLspServer, params: t.DocumentDiagnosticParams) -> t.FullDocumentDiagnosticReport:
+async def pull_diagnostics(
+    ls: OhLspServer, params: t.DocumentDiagnosticParams
+) -> t.RelatedFullDocumentDiagnosticReport:
     session = await ls.session()
     return t.RelatedFullDocumentDiagnosticReport(items=session.diagnostics.for_uri(params.text_document.uri))
 
 
 @server.feature(t.WINDOW_WORK_DONE_PROGRESS_CANCEL)  # runs after pygls' built-in handler
 async def progress_cancelled(ls: OhLspServer, params: t.WorkDoneProgressCancelParams) -> None:
-    await (await ls.session()).cancel_by_token(str(params.token))
+    await (await ls.session()).tracker.cancel_by_token(str(params.token))
 
 
 def _register(name: str) -> None:
-    async def handler(ls: OhLspServer, *arguments: Any) -> Any:
+    async def handler(ls: OhLspServer, *params: Any) -> Any:
         session = await ls.session()
         from oh_lsp.errors import OhLspError
-        from oh_lsp.lsp import commands
+        from oh_lsp.lsp.commands import run_command
+        from oh_lsp.lsp.errors import CommandError
 
-        args_class, run = commands.COMMANDS[name]
         try:
-            return await run(session, commands.parse(args_class, name, arguments))
-        except commands.CommandError as exc:
+            return await run_command(session, name, params)
+        except CommandError as exc:
             raise JsonRpcInvalidParams(message=str(exc)) from None
         except OhLspError as exc:
             raise JsonRpcException(message=str(exc), code=REQUEST_FAILED) from None
@@ -148,7 +148,6 @@ def serve(tcp: tuple[str, int] | None = None, verbose: bool = False) -> int:
     console = logging.StreamHandler(sys.stderr)  # until the log file of the first folder is set up
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     console.addFilter(RedactSecrets([]))
-    console._oh_lsp = True  # type: ignore[attr-defined]  # replaced by setup_logging
     logging.getLogger().addHandler(console)
     logging.getLogger().setLevel(logging.DEBUG if verbose else logging.WARNING)
     if not verbose:

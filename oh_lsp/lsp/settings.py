@@ -4,39 +4,34 @@
 Settings are kept as the values the editor gave explicitly; anything not given falls back to the environment (and
 the project's `.env`), then to oh-lsp's defaults. `trusted` is the exception: only the editor (or the user's own
 process environment, never a project's `.env`) can make a workspace trusted to run generated code.
+
+Each setting's rule (its type, bounds and default) is stated once, as a pydantic field: the `OpenHandsConfig` field
+it sets, or `config.WORKERS`. The checks and messages here are read from those fields (`oh_lsp.field_rules`), and
+`tests/test_settings_schema.py` checks that the VS Code extension's settings schema says the same.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
+
+from oh_lsp.config import WORKERS, OpenHandsConfig
+from oh_lsp.errors import ConfigError
+from oh_lsp.field_rules import FieldRule, rule_of
 from oh_lsp.lsp.ids import SETTINGS_SECTION as SECTION
 
 if TYPE_CHECKING:
-    from oh_lsp.config import OpenHandsConfig
+    from pydantic.fields import FieldInfo
 
-DEFAULT_WORKERS = 2
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-# setting -> what it must be. A null value always means "back to the default".
-_KINDS: dict[str, str] = {
-    "model": "a model name",
-    "baseUrl": "an http(s) URL",
-    "apiKey": "a string",
-    "apiKeyEnv": "the name of an environment variable",
-    "workers": "a whole number from 1 to 64",
-    "timeoutSeconds": "a whole number of seconds, at least 1",
-    "budgetPerTaskUsd": "a number of dollars, at least 0, or null",
-    "budgetPerDayUsd": "a number of dollars, at least 0, or null",
-    "qualityThreshold": "a number from 0 to 1",
-    "maxRepairIterations": "a whole number from 0 to 10",
-    "trusted": "true or false",
-}
-# setting -> OpenHandsConfig field
+# setting -> the OpenHandsConfig field it sets (and whose rule it follows)
 CONFIG_FIELDS = {
     "model": "model",
     "baseUrl": "base_url",
@@ -47,39 +42,42 @@ CONFIG_FIELDS = {
     "budgetPerDayUsd": "budget_per_day_usd",
     "maxRepairIterations": "max_repair_iterations",
 }
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+_UNITS = {"timeoutSeconds": "seconds", "budgetPerTaskUsd": "dollars", "budgetPerDayUsd": "dollars"}
+_TEXT_WORDS = {"model": "a model name", "baseUrl": "an http(s) URL"}  # the field's validator checks the rest
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One `ohLsp.*` setting: what a value must be (for messages) and the check. Null always resets it."""
+
+    words: str
+    accepts: Callable[[Any], bool]
+    rule: FieldRule | None = None  # the field it follows, if any
+
+    @property
+    def whole(self) -> bool:
+        return self.rule is not None and self.rule.kind == "whole"
+
+
+def _following(key: str, field: FieldInfo) -> Setting:
+    rule = rule_of(field)
+    words = _TEXT_WORDS.get(key) if rule.kind == "text" else None
+    return Setting(words or rule.words(_UNITS.get(key, "")), rule.accepts, rule)
+
+
+SETTINGS: dict[str, Setting] = {
+    **{key: _following(key, OpenHandsConfig.model_fields[name]) for key, name in CONFIG_FIELDS.items()},
+    "workers": _following("workers", WORKERS),
+    "apiKey": Setting("a string", lambda value: isinstance(value, str) and bool(value.strip())),
+    "apiKeyEnv": Setting(
+        "the name of an environment variable", lambda value: isinstance(value, str) and bool(_ENV_NAME.match(value))
+    ),
+}
+_TRUE = {"1", "true", "yes", "on"}
 
 
 class SettingsError(ValueError):
     """One or more settings are invalid. The message names each one and says what it must be."""
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _whole(value: Any) -> bool:
-    return _number(value) and float(value).is_integer()
-
-
-def _valid(key: str, value: Any) -> bool:
-    if key in ("model", "baseUrl", "apiKey"):
-        return isinstance(value, str) and bool(value.strip())
-    if key == "apiKeyEnv":
-        return isinstance(value, str) and bool(_ENV_NAME.match(value))
-    if key == "workers":
-        return _whole(value) and 1 <= value <= 64
-    if key == "timeoutSeconds":
-        return _whole(value) and value >= 1
-    if key in ("budgetPerTaskUsd", "budgetPerDayUsd"):
-        return _number(value) and value >= 0
-    if key == "qualityThreshold":
-        return _number(value) and 0 <= value <= 1
-    if key == "maxRepairIterations":
-        return _whole(value) and 0 <= value <= 10
-    if key == "trusted":
-        return isinstance(value, bool)
-    return False
 
 
 def section_of(raw: Any) -> dict[str, Any] | None:
@@ -98,18 +96,16 @@ def merge_settings(current: dict[str, Any], raw: dict[str, Any]) -> tuple[dict[s
     problems: list[str] = []
     unknown: list[str] = []
     for key, value in raw.items():
-        if key not in _KINDS:
+        setting = SETTINGS.get(key)
+        if setting is None:
             unknown.append(key)
-            continue
-        if value is None:
+        elif value is None:
             merged.pop(key, None)
-        elif _valid(key, value):
-            merged[key] = (
-                int(value) if _whole(value) and key in ("workers", "timeoutSeconds", "maxRepairIterations") else value
-            )
+        elif setting.accepts(value):
+            merged[key] = int(value) if setting.whole else value
         else:
             shown = "<hidden>" if key == "apiKey" else repr(value)
-            problems.append(f"{SECTION}.{key} must be {_KINDS[key]}, not {shown}")
+            problems.append(f"{SECTION}.{key} must be {setting.words}, not {shown}")
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems) + ". The previous settings stay in force.")
     return merged, unknown
@@ -130,11 +126,6 @@ class Overrides:
 
 def build_config(root: Path, settings: dict[str, Any], overrides: Overrides | None = None) -> OpenHandsConfig:
     """The engine configuration of the workspace folder `root`. Raises `SettingsError` naming the setting."""
-    from pydantic import SecretStr
-
-    from oh_lsp.config import OpenHandsConfig
-    from oh_lsp.errors import ConfigError
-
     overrides = overrides or Overrides()
     try:
         config = OpenHandsConfig.from_env(env_file=root / ".env")
@@ -144,16 +135,16 @@ def build_config(root: Path, settings: dict[str, Any], overrides: Overrides | No
         ) from None
     values: dict[str, Any] = {}
     for key, name in CONFIG_FIELDS.items():
-        if key in settings and name in OpenHandsConfig.model_fields:
+        if key in settings:
             values[name] = settings[key]
     values["trusted"] = settings.get("trusted", _process_trusted())
     if overrides.model:
         values["model"] = overrides.model
-    key = overrides.api_key or settings.get("apiKey")
-    if not key and settings.get("apiKeyEnv"):
-        key = os.environ.get(settings["apiKeyEnv"]) or None
-    if key:
-        values["api_key"] = SecretStr(key)
+    api_key: str | None = overrides.api_key or settings.get("apiKey")
+    if not api_key and settings.get("apiKeyEnv"):
+        api_key = os.environ.get(settings["apiKeyEnv"]) or None
+    if api_key:
+        values["api_key"] = SecretStr(api_key)
     problems = []
     for name, value in values.items():
         try:
@@ -167,16 +158,5 @@ def build_config(root: Path, settings: dict[str, Any], overrides: Overrides | No
     return config
 
 
-def not_enforced(settings: dict[str, Any]) -> list[str]:
-    """Settings that were given but that this version cannot act on yet (no such engine setting)."""
-    from oh_lsp.config import OpenHandsConfig
-
-    return [
-        f"{SECTION}.{key}"
-        for key, name in CONFIG_FIELDS.items()
-        if settings.get(key) is not None and name not in OpenHandsConfig.model_fields
-    ]
-
-
 def workers(settings: dict[str, Any]) -> int:
-    return int(settings.get("workers", DEFAULT_WORKERS))
+    return int(settings.get("workers", WORKERS.default))

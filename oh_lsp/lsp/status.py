@@ -8,9 +8,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oh_lsp import events as ev
+
+if TYPE_CHECKING:
+    from oh_lsp.engine import ExecutionEngine
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL = 0.25  # seconds between two notifications
@@ -98,6 +101,14 @@ def build_status(
         "breakers": list(model_state.get("breakers", [])),
         "budgetLeftToday": model_state.get("budgetLeftToday"),
     }
+
+
+async def collect_status(counts: SessionCounts, engines: list[ExecutionEngine]) -> dict[str, Any]:
+    """The notification's payload: this session's counts and every folder's store."""
+    stats = [await e.queue.get_stats() for e in engines]
+    metrics = [await asyncio.to_thread(e.get_metrics_summary) for e in engines]
+    configured = engines[0].config.model if engines else None
+    return build_status(counts, stats, metrics, configured, model_layer_state(metrics))
 
 
 class Debouncer:

@@ -49,7 +49,7 @@ async def stub_executor(task: QueuedTask, ctx: TaskContext) -> Outcome:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from oh_lsp import ExecutionEngine, OpenHandsConfig
-    from oh_lsp.cli.commands import serve
+    from oh_lsp.cli.engine_commands import run_until_stopped
 
     config = OpenHandsConfig(
         model="stub",
@@ -77,7 +77,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.start_at:  # several workers start together (benchmarks)
         await asyncio.sleep(max(0.0, args.start_at - time.time()))
         late = time.time() - args.start_at
-    await serve(engine, until_idle=args.until_idle, duration=args.duration)  # as `oh-lsp run-engine` does
+    await run_until_stopped(engine, until_idle=args.until_idle, duration=args.duration)  # as `oh-lsp run-engine` does
     return {
         "completed": completed,
         "started": started,
