@@ -1,0 +1,313 @@
+"""A pytest plugin that records what each test *tries* that a test must not do, even when the sandbox stops it: the
+user's own pytest will later run the delivered tests with no sandbox at all. Loaded with ``-p oh_lsp_audit`` next to
+``oh_lsp_report`` (whose `_write` it uses), in the project's interpreter: standard library only, Python 3.8 syntax.
+
+Recorded, one ``{"event": "attempt", ...}`` line each, with the test's node id and the line of the test module:
+- ``network``: a connection, datagram or name lookup beyond the loopback;
+- ``write``: a file written, created, removed or renamed outside the temporary folders (TMPDIR, /tmp, /var/tmp,
+  /dev/shm, ``$HOME/.cache``);
+- ``project``: a file of the project copy changed, other than the usual caches (``.pytest_cache``, ``.hypothesis``,
+  ``__pycache__``, ``.coverage*``); also found by comparing the copy before and after each test, which catches
+  changes made by a subprocess;
+- ``environ``: another process's ``/proc/<pid>/environ`` opened;
+- ``signal``: a signal sent to a process the test did not start (itself and its descendants are allowed);
+- ``process``: a process the test started still running when the test has ended (it is then killed).
+
+Python-level actions are seen through audit hooks (PEP 578). What a subprocess does (``rm``, ``kill``, ``cat``) is
+not, except through the comparison of the copy and the leftover-process check; the sandbox still blocks it.
+"""
+
+import ctypes
+import os
+import signal
+import sys
+import tempfile
+import time
+
+from oh_lsp_report import _write
+
+CACHE_NAMES = (".pytest_cache", ".hypothesis", "__pycache__")
+SKIP_DIRS = (".git", ".venv", "venv", "node_modules", ".tox", ".nox", *CACHE_NAMES)
+LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "", "::ffff:127.0.0.1", "ip6-localhost")
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+PATH_EVENTS = {
+    "os.remove": "removes",
+    "os.rmdir": "removes",
+    "os.mkdir": "creates",
+    "os.chmod": "changes the mode of",
+    "os.chown": "changes the owner of",
+    "os.truncate": "truncates",
+    "os.utime": "touches",
+    "shutil.rmtree": "removes the tree",
+}
+TWO_PATH_EVENTS = {
+    "os.rename": "renames",
+    "os.replace": "renames",
+    "os.link": "links",
+    "os.symlink": "links",
+    "shutil.move": "moves",
+    "shutil.copyfile": "copies",
+    "shutil.copytree": "copies",
+}
+
+_state = {"test": None, "file": None, "busy": False, "root": None, "temp": (), "own": ()}
+
+
+def _real(path):
+    try:
+        return os.path.realpath(os.path.abspath(os.fsdecode(path)))
+    except (TypeError, ValueError):
+        return None
+
+
+def _below(path, root):
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _is_cache(relative):
+    return any(part in CACHE_NAMES or part.startswith(".coverage") for part in relative.split("/"))
+
+
+def _where(path):
+    """What writing `path` is: None (allowed), ("project", ...) or ("write", ...)."""
+    if path is None or path in _state["own"] or any(_below(path, root) for root in _state["temp"]):
+        return None
+    if path.startswith("/dev/") and not path.startswith("/dev/shm/"):
+        return (
+            None if path in ("/dev/null", "/dev/zero", "/dev/full", "/dev/stdout", "/dev/stderr") else ("write", path)
+        )
+    root = _state["root"]
+    if root and _below(path, root):
+        relative = os.path.relpath(path, root)
+        return None if _is_cache(relative) else ("project", relative)
+    return ("write", path)
+
+
+def _line():
+    """The innermost line of the running test's module (else of any file in the project) on the current stack."""
+    frame = sys._getframe(2)
+    fallback = None
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if _state["file"] and name == _state["file"]:
+            return name, frame.f_lineno
+        if fallback is None and _state["root"] and name.startswith(_state["root"]) and "site-packages" not in name:
+            fallback = (name, frame.f_lineno)
+        frame = frame.f_back
+    return fallback or (None, None)
+
+
+def _record(kind, detail, path=None, line=None):
+    if path is None:
+        path, line = _line()
+    root = _state["root"]
+    if path and root and _below(path, root):
+        path = os.path.relpath(path, root)
+    _state["busy"] = True
+    try:
+        _write(
+            {"event": "attempt", "nodeid": _state["test"], "kind": kind, "detail": detail, "path": path, "line": line}
+        )
+    finally:
+        _state["busy"] = False
+
+
+def _check_write(verb, raw):
+    found = _where(_real(raw))
+    if found:
+        kind, where = found
+        _record(kind, f"{verb} {where}" + ("" if kind == "project" else " (outside its temporary folders)"))
+
+
+def _check_open(args):
+    path, mode, flags = args[0], args[1], args[2]
+    if isinstance(path, int):
+        return
+    text = os.fsdecode(path)
+    if text.startswith("/proc/") and text.endswith("/environ"):
+        pid = text.split("/")[2]
+        if pid not in ("self", "thread-self", str(os.getpid())):
+            _record("environ", f"reads another process's environment ({text})")
+        return
+    writes = (flags or 0) & WRITE_FLAGS or (isinstance(mode, str) and any(c in mode for c in "wax+"))
+    if writes:
+        _check_write("writes", path)
+
+
+def _host_outside(host):
+    if isinstance(host, bytes):
+        host = host.decode(errors="replace")
+    return isinstance(host, str) and host not in LOOPBACK and not host.startswith("127.")
+
+
+def _check_address(event, args):
+    address = args[1] if len(args) > 1 else None
+    if isinstance(address, tuple) and address and _host_outside(address[0]):
+        _record("network", f"{event.split('.')[1]}s to {address[0]}:{address[1] if len(address) > 1 else ''}")
+
+
+def _check_lookup(event, args):
+    if args and _host_outside(args[0]):
+        _record("network", f"looks up {args[0]!r} (a name beyond the loopback)")
+
+
+def _parent(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _descends(pid):
+    me, seen = os.getpid(), 0
+    while pid and pid > 1 and seen < 64:
+        if pid == me:
+            return True
+        pid, seen = _parent(pid), seen + 1
+    return False
+
+
+def _check_signal(event, args):
+    target, number = args[0], args[1]
+    if number == 0 or target == os.getpid():
+        return
+    if event == "os.killpg" or target <= 0:
+        group = abs(target) if target else os.getpgid(0)
+        allowed = group != os.getpgid(0) and _descends(group)
+        what = f"process group {group}"
+    else:
+        allowed, what = _descends(target), f"process {target}"
+    if not allowed:
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
+        _record("signal", f"sends {name} to {what}, which it did not start")
+
+
+def _hook(event, args):
+    if _state["busy"]:
+        return
+    try:
+        if event == "open":
+            _check_open(args)
+        elif event in PATH_EVENTS:
+            if not isinstance(args[0], int):
+                _check_write(PATH_EVENTS[event], args[0])
+        elif event in TWO_PATH_EVENTS:
+            for path in args[:2]:
+                if not isinstance(path, int):
+                    _check_write(TWO_PATH_EVENTS[event], path)
+        elif event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
+            _check_address(event, args)
+        elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr"):
+            _check_lookup(event, args)
+        elif event in ("os.kill", "os.killpg"):
+            _check_signal(event, args)
+    except Exception:  # noqa: BLE001 - an audit hook must never break the test it watches
+        pass
+
+
+# --- per test: the copy before and after, and the processes left ----------------------------------------------------
+def _snapshot():
+    root, files = _state["root"], {}
+    if not root:
+        return files
+    for top, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not os.path.ismount(os.path.join(top, d))]
+        for name in names:
+            path = os.path.join(top, name)
+            relative = os.path.relpath(path, root)
+            if _is_cache(relative):
+                continue
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            files[relative] = (info.st_mtime_ns, info.st_size)
+    return files
+
+
+def _descendants():
+    found = {}
+    try:
+        entries = [int(e) for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return found
+    for pid in entries:
+        if pid != os.getpid() and _descends(pid):
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as stat:
+                    if stat.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                        continue
+                with open(f"/proc/{pid}/cmdline", "rb") as cmd:
+                    found[pid] = cmd.read().replace(b"\0", b" ").decode(errors="replace").strip()[:200]
+            except OSError:
+                continue
+    return found
+
+
+def _leftovers(before):
+    deadline = time.monotonic() + 1.0
+    left = {}
+    while True:
+        left = {pid: cmd for pid, cmd in _descendants().items() if pid not in before}
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def pytest_configure(config):
+    if not hasattr(sys, "addaudithook"):
+        return
+    temp = [tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"]
+    if os.environ.get("HOME"):
+        temp.append(os.path.join(os.environ["HOME"], ".cache"))
+    _state["temp"] = tuple(_real(p) for p in temp)
+    _state["own"] = tuple(_real(p) for p in [os.environ.get("OH_LSP_REPORT")] if p)
+    _state["root"] = _real(str(config.rootpath if hasattr(config, "rootpath") else config.rootdir))
+    try:  # orphans of a test (a daemon it started) are re-parented to us, so that they can be found
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+    sys.addaudithook(_hook)
+
+
+_pending = {}  # pid -> (node id, its location, command line) of a process a test left behind
+
+
+try:
+    import pytest
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        before_files, before_procs = _snapshot(), _descendants()
+        _state["test"], _state["file"] = item.nodeid, _real(str(item.fspath))
+        try:
+            yield
+        finally:
+            after = _snapshot()
+            changed = set(before_files) ^ set(after)
+            changed |= {k for k in after if before_files.get(k, after[k]) != after[k]}
+            where = (item.location[0], item.location[1] + 1)
+            for relative in sorted(changed):
+                verb = "deletes" if relative not in after else "creates" if relative not in before_files else "changes"
+                _record("project", f"{verb} {relative}", *where)
+            for pid, cmd in _descendants().items():
+                if pid not in before_procs and pid not in _pending:
+                    _pending[pid] = (item.nodeid, where, cmd)
+            _state["test"], _state["file"] = None, None
+
+    def pytest_sessionfinish(session, exitstatus):
+        """Processes a test started that are still running once every fixture is torn down."""
+        alive = _leftovers(set(_descendants()) - set(_pending)) if _pending else {}
+        for pid in sorted(alive):
+            if pid in _pending:
+                nodeid, where, cmd = _pending[pid]
+                _state["test"] = nodeid
+                _record("process", f"leaves a process running after it ended: {cmd or pid}", *where)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        _state["test"] = None
+except ImportError:  # imported outside pytest (the plugin is only ever loaded by pytest)
+    pass
