@@ -29,6 +29,7 @@ from oh_lsp_report import _write
 CACHE_NAMES = (".pytest_cache", ".hypothesis", "__pycache__")
 SKIP_DIRS = (".git", ".venv", "venv", "node_modules", ".tox", ".nox", *CACHE_NAMES)
 LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "", "::ffff:127.0.0.1", "ip6-localhost")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/stdout", "/dev/stderr", "/dev/tty")
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 PATH_EVENTS = {
     "os.remove": "removes",
@@ -50,7 +51,7 @@ TWO_PATH_EVENTS = {
     "shutil.copytree": "copies",
 }
 
-_state = {"test": None, "file": None, "busy": False, "root": None, "temp": (), "own": ()}
+_state = {"test": None, "file": None, "busy": False, "root": None, "temp": (), "own": (), "skip": (), "real": None}
 
 
 def _real(path):
@@ -70,16 +71,14 @@ def _is_cache(relative):
 
 def _where(path):
     """What writing `path` is: None (allowed), ("project", ...) or ("write", ...)."""
-    if path is None or path in _state["own"] or any(_below(path, root) for root in _state["temp"]):
+    if path is None or path in _state["own"]:
         return None
-    if path.startswith("/dev/") and not path.startswith("/dev/shm/"):
-        return (
-            None if path in ("/dev/null", "/dev/zero", "/dev/full", "/dev/stdout", "/dev/stderr") else ("write", path)
-        )
-    root = _state["root"]
-    if root and _below(path, root):
-        relative = os.path.relpath(path, root)
-        return None if _is_cache(relative) else ("project", relative)
+    for root in (_state["root"], _state["real"]):  # first: the project itself may lie under /tmp
+        if root and _below(path, root):
+            relative = os.path.relpath(path, root)
+            return None if _is_cache(relative) else ("project", relative)
+    if any(_below(path, temp) for temp in _state["temp"]) or path in DEVICES:
+        return None
     return ("write", path)
 
 
@@ -190,7 +189,8 @@ def _hook(event, args):
         if event == "open":
             _check_open(args)
         elif event in PATH_EVENTS:
-            if not isinstance(args[0], int):
+            relative_to_fd = event in ("os.remove", "os.rmdir") and isinstance(args[1], int) and args[1] >= 0
+            if not isinstance(args[0], int) and not relative_to_fd:  # (inside a tree shutil.rmtree reported)
                 _check_write(PATH_EVENTS[event], args[0])
         elif event in TWO_PATH_EVENTS:
             for path in args[:2]:
@@ -212,7 +212,7 @@ def _snapshot():
     if not root:
         return files
     for top, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not os.path.ismount(os.path.join(top, d))]
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and os.path.join(top, d) not in _state["skip"]]
         for name in names:
             path = os.path.join(top, name)
             relative = os.path.relpath(path, root)
@@ -263,6 +263,8 @@ def pytest_configure(config):
         temp.append(os.path.join(os.environ["HOME"], ".cache"))
     _state["temp"] = tuple(_real(p) for p in temp)
     _state["own"] = tuple(_real(p) for p in [os.environ.get("OH_LSP_REPORT")] if p)
+    _state["real"] = _real(os.environ["OH_LSP_PROJECT"]) if os.environ.get("OH_LSP_PROJECT") else None
+    _state["skip"] = tuple(_real(p) for p in [os.environ.get("OH_LSP_SANDBOX_DIR")] if p)  # oh-lsp's, not the copy
     _state["root"] = _real(str(config.rootpath if hasattr(config, "rootpath") else config.rootdir))
     try:  # orphans of a test (a daemon it started) are re-parented to us, so that they can be found
         ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER

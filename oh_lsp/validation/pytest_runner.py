@@ -190,7 +190,8 @@ async def run_pytest(
     shutil.copyfile(AUDIT_PLUGIN, box.tools / "oh_lsp_audit.py")
     tag = os.urandom(4).hex()
     report = box.base / f"report-{tag}.jsonl"
-    run_env = {"OH_LSP_REPORT": str(report), **(env or {})}
+    run_env = {"OH_LSP_REPORT": str(report), "OH_LSP_SANDBOX_DIR": str(box.base), **(env or {})}
+    run_env["OH_LSP_PROJECT"] = str(box.project_root)  # the real one: writing there is changing the project
     pytest_args = [
         "-p",
         "oh_lsp_report",
@@ -202,6 +203,8 @@ async def run_pytest(
         "--color=no",
         "--rootdir",
         str(box.inside_root),
+        "-c",
+        str(_inifile(box)),
         *(f"--deselect={nodeid}" for nodeid in deselect or []),
     ]
     if seed is not None:
@@ -220,6 +223,27 @@ async def run_pytest(
     if cover is not None and not result.timed_out:
         run.coverage = _read_coverage(out, box.inside_root, cover)
     return run
+
+
+_INI_SECTIONS = {
+    "pytest.ini": "",
+    ".pytest.ini": "",
+    "pyproject.toml": "[tool.pytest.ini_options]",
+    "tox.ini": "[pytest]",
+    "setup.cfg": "[tool:pytest]",
+}
+
+
+def _inifile(box: Sandbox) -> Path:
+    """The project's pytest configuration file, as pytest would pick it, else an empty one of oh-lsp's. Given
+    explicitly, so that pytest never looks for one above the copy (there, Landlock denies reading)."""
+    for name, section in _INI_SECTIONS.items():
+        path = box.root / name
+        if path.is_file() and section in path.read_text(encoding="utf-8", errors="replace"):
+            return box.inside_root / name
+    empty = box.tools / "pytest.ini"
+    empty.write_text("[pytest]\n")
+    return empty
 
 
 def _fast_scratch(box: Sandbox) -> Path:
