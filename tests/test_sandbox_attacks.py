@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from oh_lsp import TaskStatus
+from oh_lsp.sandbox.measure import path_without_bwrap
 from oh_lsp.testing.model_server import Reply
 from oh_lsp.validation import sandbox
 from tests.conftest import CALC, GOOD_TESTS, SENTINEL_KEY, fenced, run_task
@@ -81,8 +82,7 @@ def layer(request, monkeypatch, tmp_path) -> str:
         if not sandbox.bwrap_available():
             missing("bubblewrap is not installed (apt-get install bubblewrap)")
         return "bwrap"
-    path = [p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p) / "bwrap").exists()]
-    monkeypatch.setenv("PATH", os.pathsep.join(path))
+    monkeypatch.setenv("PATH", path_without_bwrap(os.environ["PATH"], tmp_path / "path"))
     assert not sandbox.bwrap_available()
     if request.param == "landlock":
         if not sandbox.probe_kernel()["landlock"]:
