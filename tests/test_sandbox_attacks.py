@@ -128,7 +128,8 @@ async def test_attacking_tests_are_contained_and_dropped(project: Path, model_se
     }, validation["errors"]
     text = "\n".join(f["message"] for f in findings)
     assert "environment (/proc/" in text and "removes the tree" in text and "sends SIGKILL" in text
-    assert ".env" in text and "leaves a process running" in text and f"sleep {MARK}" in text
+    assert ".env" in text and "leaves a process running" in text
+    assert f"sleep {MARK}" in text or layer == "landlock"  # Landlock alone hides other processes' command lines
     source = attacks(project).splitlines()
     lines = {(f["test"], f["line"]) for f in findings}
     assert ("test_kills_oh_lsp", source.index("    os.kill(os.getppid(), 9)") + 1) in lines

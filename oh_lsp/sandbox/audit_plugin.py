@@ -18,6 +18,7 @@ not, except through the comparison of the copy and the leftover-process check; t
 """
 
 import ctypes
+import ipaddress
 import os
 import signal
 import sys
@@ -73,11 +74,14 @@ def _where(path):
     """What writing `path` is: None (allowed), ("project", ...) or ("write", ...)."""
     if path is None or path in _state["own"]:
         return None
-    for root in (_state["root"], _state["real"]):  # first: the project itself may lie under /tmp
-        if root and _below(path, root):
-            relative = os.path.relpath(path, root)
-            return None if _is_cache(relative) else ("project", relative)
-    if any(_below(path, temp) for temp in _state["temp"]) or path in DEVICES:
+    # in this order: the copy, its own temporary folders (which may lie in the real project's scratch folder), the
+    # real project (which may lie under /tmp), then the machine's temporary folders
+    for roots, project in ((_state["root"], True), (_state["temp"][:2], False), (_state["real"], True)):
+        for root in roots if isinstance(roots, tuple) else (roots,):
+            if root and _below(path, root):
+                relative = os.path.relpath(path, root)
+                return None if not project or _is_cache(relative) else ("project", relative)
+    if any(_below(path, temp) for temp in _state["temp"][2:]) or path in DEVICES:
         return None
     return ("write", path)
 
@@ -139,6 +143,14 @@ def _host_outside(host):
     return isinstance(host, str) and host not in LOOPBACK and not host.startswith("127.")
 
 
+def _is_address(host):
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
 def _check_address(event, args):
     address = args[1] if len(args) > 1 else None
     if isinstance(address, tuple) and address and _host_outside(address[0]):
@@ -146,25 +158,43 @@ def _check_address(event, args):
 
 
 def _check_lookup(event, args):
-    if args and _host_outside(args[0]):
+    if args and _host_outside(args[0]) and not _is_address(args[0]):  # a literal address needs no lookup
         _record("network", f"looks up {args[0]!r} (a name beyond the loopback)")
 
 
-def _parent(pid):
+def _children(pid):
+    found = []
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return int(stat.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as children:
+                found += [int(child) for child in children.read().split()]
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def _tree():
+    """This process's descendants, as far as /proc shows them (under Landlock alone: its children)."""
+    seen, todo = [], [os.getpid()]
+    while todo:
+        for child in _children(todo.pop()):
+            if child not in seen:
+                seen.append(child)
+                todo.append(child)
+    return seen
+
+
+def _own_child(pid):
+    """Whether `pid` is a child of this process, without reaping it (works where /proc is hidden)."""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        return True
+    except (ChildProcessError, OSError, AttributeError):
+        return False
 
 
 def _descends(pid):
-    me, seen = os.getpid(), 0
-    while pid and pid > 1 and seen < 64:
-        if pid == me:
-            return True
-        pid, seen = _parent(pid), seen + 1
-    return False
+    return pid in _tree() or _own_child(pid)
 
 
 def _check_signal(event, args):
@@ -227,21 +257,26 @@ def _snapshot():
 
 
 def _descendants():
+    """pid -> command line of each live descendant (zombies left out)."""
     found = {}
-    try:
-        entries = [int(e) for e in os.listdir("/proc") if e.isdigit()]
-    except OSError:
-        return found
-    for pid in entries:
-        if pid != os.getpid() and _descends(pid):
+    for pid in _tree():
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                if stat.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    continue
+        except (OSError, IndexError):
+            if not _own_child(pid):
+                continue
             try:
-                with open(f"/proc/{pid}/stat", "rb") as stat:
-                    if stat.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                        continue
-                with open(f"/proc/{pid}/cmdline", "rb") as cmd:
-                    found[pid] = cmd.read().replace(b"\0", b" ").decode(errors="replace").strip()[:200]
+                if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                    continue  # exited, not yet reaped
             except OSError:
                 continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmd:
+                found[pid] = cmd.read().replace(b"\0", b" ").decode(errors="replace").strip()[:200]
+        except OSError:
+            found[pid] = f"pid {pid} (its command line is hidden from the sandbox)"
     return found
 
 
@@ -258,9 +293,8 @@ def _leftovers(before):
 def pytest_configure(config):
     if not hasattr(sys, "addaudithook"):
         return
-    temp = [tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"]
-    if os.environ.get("HOME"):
-        temp.append(os.path.join(os.environ["HOME"], ".cache"))
+    home_cache = os.path.join(os.environ.get("HOME") or tempfile.gettempdir(), ".cache")
+    temp = [tempfile.gettempdir(), home_cache, "/tmp", "/var/tmp", "/dev/shm"]  # the test's own ones first
     _state["temp"] = tuple(_real(p) for p in temp)
     _state["own"] = tuple(_real(p) for p in [os.environ.get("OH_LSP_REPORT")] if p)
     _state["real"] = _real(os.environ["OH_LSP_PROJECT"]) if os.environ.get("OH_LSP_PROJECT") else None

@@ -19,6 +19,7 @@ Layers, in this order:
 import ctypes
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -38,6 +39,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC, MS_PRIVATE = 1024, 2048, 4096, 16384, 1 << 18
 MS_RELATIME, MS_STRICTATIME = 1 << 21, 1 << 24
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 1, 24, 38, 47
+PR_SET_CHILD_SUBREAPER = 36
 
 FS_EXECUTE, FS_WRITE_FILE, FS_READ_FILE, FS_READ_DIR = 1, 2, 4, 8
 FS_ABI1 = (1 << 13) - 1  # execute .. make_sym
@@ -66,13 +68,15 @@ def landlock_abi():
 
 
 # --- Landlock -------------------------------------------------------------------------------------------------------
-def apply_landlock(read, write, deny_tcp, scope):
-    """Restrict this process (and what it execs) to `read`/`write` paths; returns the ABI used."""
+def apply_landlock(read, write, deny_tcp, scope, listable=()):
+    """Restrict this process (and what it execs) to `read`/`write` paths (and `listable` folders, whose files stay
+    unreadable); returns the ABI used."""
     abi = landlock_abi()
     if abi < 1:
         raise LayerError(0, "Landlock is not available in this kernel")
     fs = FS_ABI1 | (FS_REFER if abi >= 2 else 0) | (FS_TRUNCATE if abi >= 3 else 0) | (FS_IOCTL_DEV if abi >= 5 else 0)
     net = NET_BIND_TCP | NET_CONNECT_TCP if deny_tcp and abi >= 4 else 0
+    ports = _ephemeral_ports() if net else range(0)
     scoped = SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET if scope and abi >= 6 else 0
     attr = struct.pack("=QQQ", fs, net, scoped)
     ruleset = _check(
@@ -80,14 +84,27 @@ def apply_landlock(read, write, deny_tcp, scope):
         "landlock_create_ruleset",
     )
     try:
-        for paths, rights in ((read, READ_RIGHTS), (write, fs)):
+        for paths, rights in ((listable, FS_READ_DIR), (read, READ_RIGHTS), (write, fs)):
             for path in paths:
                 _add_path_rule(ruleset, path, rights & fs)
+        for port in ports:  # a test's own loopback server binds port 0 and is reached on an ephemeral port
+            rights = NET_BIND_TCP | NET_CONNECT_TCP if port else NET_BIND_TCP
+            attr = struct.pack("=QQ", rights, port)
+            _check(_libc.syscall(SYS_LANDLOCK_ADD_RULE, ruleset, ctypes.c_int(2), attr, ctypes.c_uint32(0)), "port")
         _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
         _check(_libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, ctypes.c_uint32(0)), "landlock_restrict_self")
     finally:
         os.close(ruleset)
     return abi
+
+
+def _ephemeral_ports():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            low, high = (int(v) for v in ports.read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return [0, *range(low, high + 1)]
 
 
 def _add_path_rule(ruleset, path, rights):
@@ -169,7 +186,7 @@ def _mounts():
     with open("/proc/self/mountinfo") as info:
         for line in info:
             fields = line.split()
-            point = fields[4].encode().decode("unicode_escape")
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])  # \040 is a space
             flags = 0
             for option in fields[5].split(","):
                 flags |= _FLAG_NAMES.get(option, 0)
@@ -248,6 +265,40 @@ def _init(child):
             os._exit(_exit_status(status))
 
 
+def _children():
+    found = []
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as children:
+                found += [int(pid) for pid in children.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def _reaper(child):
+    """Without a PID namespace: wait for `child`, then kill every process it left (orphans come to us, the
+    subreaper) and exit with its status."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda number, _frame: os.kill(child, number))
+    _, status = os.waitpid(child, 0)
+    for _ in range(100):
+        left = _children()
+        if not left:
+            break
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            break
+    os._exit(_exit_status(status))
+
+
 def _fail(message):
     os.write(2, f"oh-lsp sandbox: {message}\n".encode())
     os._exit(125)
@@ -273,10 +324,16 @@ def run(spec, argv):
                 _loopback_up()
         except (LayerError, OSError) as exc:
             _fail(f"cannot set up /proc or the loopback: {exc}")
+    if spec.get("reap") and not namespaces:  # the reaper stays outside Landlock: the command cannot signal it
+        _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        child = os.fork()
+        if child:
+            _reaper(child)
     landlock = spec.get("landlock")
     if landlock:
         try:
-            apply_landlock(landlock["read"], landlock["write"], landlock.get("deny_tcp", False), True)
+            rules = (landlock["read"], landlock["write"], landlock.get("deny_tcp", False), True)
+            apply_landlock(*rules, landlock.get("listable", ()))
         except (LayerError, OSError) as exc:
             _fail(f"cannot apply Landlock: {exc}")
     if namespaces:

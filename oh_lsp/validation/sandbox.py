@@ -323,8 +323,10 @@ class Sandbox:
         return os.pathsep.join(str(e) for e in entries)
 
     def _readable(self, readable: list[Path]) -> list[Path]:
+        """`readable`, the launcher's interpreter, and the folders of PATH (a covered one is bound back)."""
         python = launcher_python()
-        return [*readable, python.parent.parent, Path(sys.base_prefix).resolve()]
+        on_path = [Path(p).resolve() for p in os.environ.get("PATH", "").split(os.pathsep) if os.path.isabs(p)]
+        return [*readable, python.parent.parent, Path(sys.base_prefix).resolve(), *[p for p in on_path if p.is_dir()]]
 
     def mount_plan(self, readable: list[Path]) -> list[list[Any]]:
         """The namespaces' view, as ["tmpfs", path] and ["bind", source, target, writable] steps in order: /tmp,
@@ -354,8 +356,13 @@ class Sandbox:
         else:
             writable.append(Path("/dev/shm"))  # shared here; POSIX semaphores (multiprocessing) need it
         read = [*SYSTEM_READABLE, "/dev", *self._readable(readable)]
+        if (
+            not self.isolated
+        ):  # the machine's /proc: its own entry only (Landlock alone lets /proc/<pid>/environ be read)
+            read = [p for p in read if p != "/proc"] + ["/proc/self"]
         return {
             "read": [str(p) for p in read],
+            "listable": [] if self.isolated else ["/proc"],
             "write": [str(p) for p in writable],
             "deny_tcp": not self.network and not self.isolated,
         }
@@ -363,6 +370,7 @@ class Sandbox:
     def spec(self, readable: list[Path], cpu_seconds: int | None = None) -> dict[str, Any]:
         """What the launcher sets up (see oh_lsp/sandbox/launch.py)."""
         spec: dict[str, Any] = {
+            "reap": True,  # without a PID namespace, the launcher ends what the command leaves behind
             "limits": {"cpu": cpu_seconds, "memory": self.memory_bytes},
             "chdir": str(self.inside_root),
             "network": self.network,
