@@ -173,31 +173,11 @@ async def test_in_none_mode_the_key_a_test_prints_is_redacted_everywhere(project
 
 
 async def test_none_mode_warns_before_the_run_that_the_key_is_readable(project: Path, model_server) -> None:
-    from pydantic import SecretStr
-
-    from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask
     from oh_lsp import events as ev
 
     model_server.script(Reply.text(fenced(GOOD_TESTS)))
-    config = OpenHandsConfig(
-        api_key=SecretStr(SENTINEL_KEY),
-        model="test-model",
-        base_url=model_server.base_url,
-        python=Path(os.environ["OH_LSP_PYTHON"]),
-        max_repair_iterations=0,
-        quality_threshold=0.0,
-        sandbox="none",
-    )
-    engine = ExecutionEngine(config, 1, project_root=project, poll_interval=0.05)
     seen: list[ev.Event] = []
-    engine.events.subscribe(seen.append)
-    await engine.start()
-    try:
-        task_id = await engine.submit_task(QueuedTask(task_type="unit_test", target_file=Path("pkg/calc.py")))
-        task = await engine.wait_for(task_id, timeout=180)
-    finally:
-        await engine.stop()
-        engine.close()
+    task = await run_task(project, model_server, sandbox="none", events=seen)
     assert task.status is TaskStatus.COMPLETED, task.error
     kinds = [(e.kind, e.data.get("message") or e.data.get("step") or "") for e in seen]
     warning = next(i for i, (kind, _) in enumerate(kinds) if kind == ev.WARNING)

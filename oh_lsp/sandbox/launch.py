@@ -157,6 +157,8 @@ def apply_mount_plan(plan, writable):
         if op[0] == "tmpfs":
             _mountpoint(op[1], True)
             _mount("tmpfs", op[1], "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+        elif op[0] == "devpts":
+            _private_ptys()
         else:
             src, dst, rw = op[1], op[2], op[3]
             _mountpoint(dst, src in directories)
@@ -166,6 +168,16 @@ def apply_mount_plan(plan, writable):
     for fd in sources.values():
         os.close(fd)
     _read_only_elsewhere(writable)
+
+
+def _private_ptys():
+    """A devpts instance of the sandbox's own on /dev/pts (and its ptmx on /dev/ptmx): terminals (tmux, pty) work,
+    the user's own terminals are not there. Left as it is where the kernel refuses."""
+    try:
+        _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
+        _mount("/dev/pts/ptmx", "/dev/ptmx", None, MS_BIND)
+    except LayerError:
+        pass
 
 
 def _mountpoint(path, directory):

@@ -202,7 +202,7 @@ def choose_layers(mode: str) -> Layers:
 
 
 SYSTEM_READABLE = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/opt", "/proc", "/sys")
-DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/ptmx", "/dev/pts", "/dev/tty")
 _HERE = Path(__file__).resolve().parent.parent / "sandbox"
 LAUNCHER = _HERE / "launch.py"
 AUDIT_PLUGIN = _HERE / "audit_plugin.py"
@@ -363,7 +363,7 @@ class Sandbox:
         return {
             "read": [str(p) for p in read],
             "listable": [] if self.isolated else ["/proc"],
-            "write": [str(p) for p in writable],
+            "write": [str(p) for p in writable if self.isolated or not str(p).startswith(("/dev/pt", "/dev/tty"))],
             "deny_tcp": not self.network and not self.isolated,
         }
 
@@ -378,7 +378,7 @@ class Sandbox:
         if self.layers.namespaces == "namespaces":
             plan = self.mount_plan(readable)
             writable = [str(self.project_root), str(self.base), "/tmp", "/dev/shm"]
-            spec["namespaces"] = {"plan": [*plan, ["tmpfs", "/dev/shm"]], "writable": writable}
+            spec["namespaces"] = {"plan": [*plan, ["tmpfs", "/dev/shm"], ["devpts"]], "writable": writable}
         if self.layers.landlock:
             spec["landlock"] = self.landlock_rules(readable)
         return spec
