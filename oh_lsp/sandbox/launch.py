@@ -352,7 +352,8 @@ def run(spec, argv):
         child = os.fork()
         if child:
             _init(child)
-        _drop_capabilities()
+    if namespaces or landlock:
+        _drop_capabilities()  # none for the command, root or not
     if spec.get("chdir"):
         os.chdir(spec["chdir"])
     try:

@@ -30,6 +30,7 @@ ROWS = {
     "signal": "signal oh-lsp's process (signal 0)",
     "environ": "read oh-lsp's `/proc/<pid>/environ`",
     "outlive": "leave a process running after the run",
+    "capability": "hold a capability (run as root: e.g. to unmount the copy)",
 }
 LAYERS = {  # column -> OH_LSP_SANDBOX mode (bubblewrap hidden from PATH except for "bwrap")
     "none": "none",
@@ -64,6 +65,8 @@ attempt("tcp_host_ephemeral", lambda: connect(spec["ephemeral_port"]))
 got["see_processes"] = os.path.exists("/proc/%d" % spec["pid"])
 attempt("signal", lambda: os.kill(spec["pid"], 0))
 attempt("environ", lambda: open("/proc/%d/environ" % spec["pid"], "rb").read())
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+got["capability"] = int(status["CapEff"].strip(), 16) != 0
 subprocess.Popen(["sleep", spec["mark"]], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(json.dumps(got))
 """

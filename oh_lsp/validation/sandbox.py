@@ -394,6 +394,8 @@ class Sandbox:
             *args,
             "--unshare-all",
             *(["--share-net"] if self.network else []),
+            "--cap-drop",  # run by root, bubblewrap would otherwise leave it every capability (measured)
+            "ALL",
             "--die-with-parent",
             "--new-session",
             "--chdir",
