@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from oh_lsp.redaction import MARK, known_secrets, redact, redact_data
 from oh_lsp.sandbox.measure import LAYERS, ROWS, measure_all, table
 from tests.conftest import SENTINEL_KEY
@@ -50,3 +52,58 @@ def test_redaction_takes_out_every_form_of_every_known_secret() -> None:
     assert SENTINEL_KEY not in repr(redact_data(nested, secrets))
     quoted = 'ab"cd\\ef-secret'
     assert redact(repr(quoted) + " " + '"ab\\"cd\\\\ef-secret"', [quoted]) == f"'{MARK}' \"{MARK}\""
+
+
+@pytest.fixture
+def world_reachable_dir():
+    """A folder `nobody` can reach (pytest's own temporary folders are private to root)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="oh-lsp-nobody-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_launcher_sandboxes_an_unprivileged_user_too(world_reachable_dir: Path) -> None:
+    """The layers need no root: as `nobody` (switched to with setpriv when this runs as root), with the machine's own
+    Python (the launcher uses the standard library only), the copy is seen at the project's path, /proc shows only
+    the sandbox, and Landlock keeps writes in the copy."""
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    from oh_lsp.validation.sandbox import LAUNCHER, probe_kernel
+
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not python:
+        missing("needs root (to become nobody with setpriv) and /usr/bin/python3")
+    if probe_kernel()["namespaces"] is not None or not probe_kernel()["landlock"]:
+        missing(f"this kernel lacks a layer: {probe_kernel()}")
+    tmp_path = world_reachable_dir
+    real, copy = tmp_path / "project", tmp_path / "copy"
+    for folder, text in ((real, "real"), (copy, "copy")):
+        folder.mkdir()
+        (folder / "what.txt").write_text(text)
+    shutil.copyfile(LAUNCHER, tmp_path / "launch.py")
+    subprocess.run(["chown", "-R", "65534:65534", str(tmp_path)], check=True)
+    tmp_path.chmod(0o755)
+    spec = {
+        "namespaces": {"plan": [["tmpfs", "/tmp"], ["bind", str(copy), str(real), True]], "writable": [str(real), "/tmp"]},
+        "landlock": {"read": ["/usr", "/lib", "/lib64", "/bin", "/etc", "/proc", "/dev"], "write": [str(real)]},
+        "chdir": str(real),
+    }
+    script = "id -u; cat what.txt; echo; ls /proc | grep -c '^[0-9]'; touch new.txt && echo wrote; touch /tmp/x"
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-I", "-S", str(tmp_path / "launch.py")]
+        + [json.dumps(spec), "--", "/bin/sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    uid, seen, processes, wrote = done.stdout.split()[:4]
+    assert (uid, seen, wrote) == ("65534", "copy", "wrote"), done
+    assert int(processes) <= 4, "only the sandbox's own processes"
+    assert "Permission denied" in done.stderr  # /tmp is mounted writable, but Landlock does not let it write there
+    assert (copy / "new.txt").exists() and not (real / "new.txt").exists()

@@ -326,7 +326,7 @@ class Sandbox:
         """`readable`, the launcher's interpreter, and the folders of PATH (a covered one is bound back)."""
         python = launcher_python()
         on_path = [Path(p).resolve() for p in os.environ.get("PATH", "").split(os.pathsep) if os.path.isabs(p)]
-        return [*readable, python.parent.parent, Path(sys.base_prefix).resolve(), *[p for p in on_path if p.is_dir()]]
+        return [*readable, python.parent.parent, Path(sys.base_prefix).resolve(), *[p for p in on_path if os.path.isdir(p)]]
 
     def mount_plan(self, readable: list[Path]) -> list[list[Any]]:
         """The namespaces' view, as ["tmpfs", path] and ["bind", source, target, writable] steps in order: /tmp,
@@ -337,14 +337,14 @@ class Sandbox:
         if home != Path("/") and not _below_any(home, [Path("/tmp"), self.project_root]):
             covered.append(home)
         for hidden in (*self.hidden, self.scratch):
-            if hidden.exists() and not _below_any(hidden, [*covered, self.project_root]):
+            if os.path.exists(hidden) and not _below_any(hidden, [*covered, self.project_root]):
                 covered.append(hidden)
         plan: list[list[Any]] = [["tmpfs", str(c)] for c in covered]
         plan.append(["bind", str(self.root), str(self.project_root), True])
         plan.append(["bind", str(self.base), str(self.base), True])
         roots = [*covered, self.project_root]
         for path in sorted(set(self._readable(readable)), key=lambda p: len(p.parts)):
-            if path.exists() and _below_any(path, roots):
+            if os.path.exists(path) and _below_any(path, roots):
                 plan.append(["bind", str(path), str(path), False])
         return plan
 
