@@ -90,14 +90,17 @@ def test_the_launcher_sandboxes_an_unprivileged_user_too(world_reachable_dir: Pa
     subprocess.run(["chown", "-R", "65534:65534", str(tmp_path)], check=True)
     tmp_path.chmod(0o755)
     spec = {
-        "namespaces": {"plan": [["tmpfs", "/tmp"], ["bind", str(copy), str(real), True]], "writable": [str(real), "/tmp"]},
+        "namespaces": {
+            "plan": [["tmpfs", "/tmp"], ["bind", str(copy), str(real), True]],
+            "writable": [str(real), "/tmp"],
+        },
         "landlock": {"read": ["/usr", "/lib", "/lib64", "/bin", "/etc", "/proc", "/dev"], "write": [str(real)]},
         "chdir": str(real),
     }
     script = "id -u; cat what.txt; echo; ls /proc | grep -c '^[0-9]'; touch new.txt && echo wrote; touch /tmp/x"
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     done = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-I", "-S", str(tmp_path / "launch.py")]
-        + [json.dumps(spec), "--", "/bin/sh", "-c", script],
+        [*as_nobody, python, "-I", "-S", str(tmp_path / "launch.py"), json.dumps(spec), "--", "/bin/sh", "-c", script],
         capture_output=True,
         text=True,
         timeout=60,

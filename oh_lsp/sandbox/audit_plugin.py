@@ -17,6 +17,8 @@ Python-level actions are seen through audit hooks (PEP 578). What a subprocess d
 not, except through the comparison of the copy and the leftover-process check; the sandbox still blocks it.
 """
 
+from __future__ import annotations
+
 import ctypes
 import ipaddress
 import os
@@ -24,8 +26,10 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from typing import Any
 
-from oh_lsp_report import _write
+from oh_lsp_report import _write  # type: ignore[import-not-found]  # beside it in the sandbox's tools
 
 CACHE_NAMES = (".pytest_cache", ".hypothesis", "__pycache__")
 SKIP_DIRS = (".git", ".venv", "venv", "node_modules", ".tox", ".nox", *CACHE_NAMES)
@@ -52,25 +56,34 @@ TWO_PATH_EVENTS = {
     "shutil.copytree": "copies",
 }
 
-_state = {"test": None, "file": None, "busy": False, "root": None, "temp": (), "own": (), "skip": (), "real": None}
+_state: dict[str, Any] = {
+    "test": None,
+    "file": None,
+    "busy": False,
+    "root": None,
+    "temp": (),
+    "own": (),
+    "skip": (),
+    "real": None,
+}
 
 
-def _real(path):
+def _real(path: Any) -> str | None:
     try:
         return os.path.realpath(os.path.abspath(os.fsdecode(path)))
     except (TypeError, ValueError):
         return None
 
 
-def _below(path, root):
+def _below(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _is_cache(relative):
+def _is_cache(relative: str) -> bool:
     return any(part in CACHE_NAMES or part.startswith(".coverage") for part in relative.split("/"))
 
 
-def _where(path):
+def _where(path: str | None) -> tuple[str, str] | None:
     """What writing `path` is: None (allowed), ("project", ...) or ("write", ...)."""
     if path is None or path in _state["own"]:
         return None
@@ -86,10 +99,10 @@ def _where(path):
     return ("write", path)
 
 
-def _line():
+def _line() -> tuple[str | None, int | None]:
     """The innermost line of the running test's module (else of any file in the project) on the current stack."""
-    frame = sys._getframe(2)
-    fallback = None
+    frame: Any = sys._getframe(2)
+    fallback: tuple[str, int] | None = None
     while frame is not None:
         name = frame.f_code.co_filename
         if _state["file"] and name == _state["file"]:
@@ -100,7 +113,7 @@ def _line():
     return fallback or (None, None)
 
 
-def _record(kind, detail, path=None, line=None):
+def _record(kind: str, detail: str, path: str | None = None, line: int | None = None) -> None:
     if path is None:
         path, line = _line()
     root = _state["root"]
@@ -115,14 +128,14 @@ def _record(kind, detail, path=None, line=None):
         _state["busy"] = False
 
 
-def _check_write(verb, raw):
+def _check_write(verb: str, raw: Any) -> None:
     found = _where(_real(raw))
     if found:
         kind, where = found
         _record(kind, f"{verb} {where}" + ("" if kind == "project" else " (outside its temporary folders)"))
 
 
-def _check_open(args):
+def _check_open(args: tuple[Any, ...]) -> None:
     path, mode, flags = args[0], args[1], args[2]
     if isinstance(path, int):
         return
@@ -137,13 +150,13 @@ def _check_open(args):
         _check_write("writes", path)
 
 
-def _host_outside(host):
+def _host_outside(host: Any) -> bool:
     if isinstance(host, bytes):
         host = host.decode(errors="replace")
     return isinstance(host, str) and host not in LOOPBACK and not host.startswith("127.")
 
 
-def _is_address(host):
+def _is_address(host: Any) -> bool:
     try:
         ipaddress.ip_address(host)
         return True
@@ -151,18 +164,18 @@ def _is_address(host):
         return False
 
 
-def _check_address(event, args):
+def _check_address(event: str, args: tuple[Any, ...]) -> None:
     address = args[1] if len(args) > 1 else None
     if isinstance(address, tuple) and address and _host_outside(address[0]):
         _record("network", f"{event.split('.')[1]}s to {address[0]}:{address[1] if len(address) > 1 else ''}")
 
 
-def _check_lookup(event, args):
+def _check_lookup(event: str, args: tuple[Any, ...]) -> None:
     if args and _host_outside(args[0]) and not _is_address(args[0]):  # a literal address needs no lookup
         _record("network", f"looks up {args[0]!r} (a name beyond the loopback)")
 
 
-def _children(pid):
+def _children(pid: int) -> list[int]:
     found = []
     try:
         for task in os.listdir(f"/proc/{pid}/task"):
@@ -173,7 +186,7 @@ def _children(pid):
     return found
 
 
-def _tree():
+def _tree() -> list[int]:
     """This process's descendants, as far as /proc shows them (under Landlock alone: its children)."""
     seen, todo = [], [os.getpid()]
     while todo:
@@ -184,7 +197,7 @@ def _tree():
     return seen
 
 
-def _own_child(pid):
+def _own_child(pid: int) -> bool:
     """Whether `pid` is a child of this process, without reaping it (works where /proc is hidden)."""
     try:
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
@@ -193,11 +206,11 @@ def _own_child(pid):
         return False
 
 
-def _descends(pid):
+def _descends(pid: int) -> bool:
     return pid in _tree() or _own_child(pid)
 
 
-def _check_signal(event, args):
+def _check_signal(event: str, args: tuple[Any, ...]) -> None:
     target, number = args[0], args[1]
     if number == 0 or target == os.getpid():
         return
@@ -212,7 +225,7 @@ def _check_signal(event, args):
         _record("signal", f"sends {name} to {what}, which it did not start")
 
 
-def _hook(event, args):
+def _hook(event: str, args: tuple[Any, ...]) -> None:
     if _state["busy"]:
         return
     try:
@@ -237,8 +250,8 @@ def _hook(event, args):
 
 
 # --- per test: the copy before and after, and the processes left ----------------------------------------------------
-def _snapshot():
-    root, files = _state["root"], {}
+def _snapshot() -> dict[str, tuple[int, int]]:
+    root, files = _state["root"], {}  # type: str | None, dict[str, tuple[int, int]]
     if not root:
         return files
     for top, dirs, names in os.walk(root):
@@ -256,7 +269,7 @@ def _snapshot():
     return files
 
 
-def _descendants():
+def _descendants() -> dict[int, str]:
     """pid -> command line of each live descendant (zombies left out)."""
     found = {}
     for pid in _tree():
@@ -280,7 +293,7 @@ def _descendants():
     return found
 
 
-def _leftovers(before):
+def _leftovers(before: set[int]) -> dict[int, str]:
     deadline = time.monotonic() + 1.0
     left = {}
     while True:
@@ -290,7 +303,7 @@ def _leftovers(before):
         time.sleep(0.05)
 
 
-def pytest_configure(config):
+def pytest_configure(config: Any) -> None:
     if not hasattr(sys, "addaudithook"):
         return
     home_cache = os.path.join(os.environ.get("HOME") or tempfile.gettempdir(), ".cache")
@@ -307,14 +320,16 @@ def pytest_configure(config):
     sys.addaudithook(_hook)
 
 
-_pending = {}  # pid -> (node id, its location, command line) of a process a test left behind
+_pending: dict[
+    int, tuple[str, tuple[str, int], str]
+] = {}  # pid -> (node id, its location, command line) of a process a test left behind
 
 
 try:
     import pytest
 
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_protocol(item, nextitem):
+    def pytest_runtest_protocol(item: Any, nextitem: Any) -> Iterator[None]:
         before_files, before_procs = _snapshot(), _descendants()
         _state["test"], _state["file"] = item.nodeid, _real(str(item.fspath))
         try:
@@ -332,7 +347,7 @@ try:
                     _pending[pid] = (item.nodeid, where, cmd)
             _state["test"], _state["file"] = None, None
 
-    def pytest_sessionfinish(session, exitstatus):
+    def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
         """Processes a test started that are still running once every fixture is torn down."""
         alive = _leftovers(set(_descendants()) - set(_pending)) if _pending else {}
         for pid in sorted(alive):

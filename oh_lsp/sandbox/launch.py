@@ -16,6 +16,8 @@ Layers, in this order:
 ``--probe`` prints, as JSON, what this kernel allows: {"landlock": ABI or 0, "namespaces": null or the error}.
 """
 
+from __future__ import annotations
+
 import ctypes
 import json
 import os
@@ -24,6 +26,8 @@ import signal
 import socket
 import struct
 import sys
+from collections.abc import Iterable
+from typing import Any, NoReturn
 
 # --- system calls ---------------------------------------------------------------------------------------------------
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -54,21 +58,21 @@ class LayerError(OSError):
     """A layer the spec asks for cannot be set up here."""
 
 
-def _check(result, what):
+def _check(result: int, what: str) -> int:
     if result < 0:
         err = ctypes.get_errno()
         raise LayerError(err, f"{what}: {os.strerror(err)}")
     return result
 
 
-def landlock_abi():
+def landlock_abi() -> int:
     """The Landlock ABI version of this kernel, 0 when it has none (or it is disabled)."""
     version = _libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
     return max(int(version), 0)
 
 
 # --- Landlock -------------------------------------------------------------------------------------------------------
-def apply_landlock(read, write, deny_tcp, scope, listable=()):
+def apply_landlock(read: list[str], write: list[str], deny_tcp: bool, scope: bool, listable: Iterable[str] = ()) -> int:
     """Restrict this process (and what it execs) to `read`/`write` paths (and `listable` folders, whose files stay
     unreadable); returns the ABI used."""
     abi = landlock_abi()
@@ -98,7 +102,7 @@ def apply_landlock(read, write, deny_tcp, scope, listable=()):
     return abi
 
 
-def _ephemeral_ports():
+def _ephemeral_ports() -> list[int]:
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
             low, high = (int(v) for v in ports.read().split())
@@ -107,7 +111,7 @@ def _ephemeral_ports():
     return [0, *range(low, high + 1)]
 
 
-def _add_path_rule(ruleset, path, rights):
+def _add_path_rule(ruleset: int, path: str, rights: int) -> None:
     try:
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except OSError:
@@ -122,7 +126,7 @@ def _add_path_rule(ruleset, path, rights):
 
 
 # --- namespaces -----------------------------------------------------------------------------------------------------
-def enter_namespaces(network):
+def enter_namespaces(network: bool) -> None:
     """Unshare user, mount, PID, IPC, UTS and (unless `network`) network namespaces, mapping only our own ids."""
     uid, gid = os.geteuid(), os.getegid()
     flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | (0 if network else CLONE_NEWNET)
@@ -133,17 +137,17 @@ def enter_namespaces(network):
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
 
 
-def _write(path, text):
+def _write(path: str, text: str) -> None:
     with open(path, "w") as handle:
         handle.write(text)
 
 
-def _mount(source, target, fstype, flags, data=None):
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     enc = [None if v is None else os.fsencode(v) for v in (source, target, fstype, data)]
     _check(_libc.mount(enc[0], enc[1], enc[2], ctypes.c_ulong(flags), enc[3]), f"mount {target}")
 
 
-def apply_mount_plan(plan, writable):
+def apply_mount_plan(plan: list[list[Any]], writable: list[str]) -> None:
     """`plan`: [["tmpfs", dst] | ["bind", src, dst, writable?]] in order. Bind sources are opened before anything
     is covered, so a folder under /tmp or HOME can be bound back after a tmpfs hides it. Afterwards every other
     mount is remounted read-only."""
@@ -170,7 +174,7 @@ def apply_mount_plan(plan, writable):
     _read_only_elsewhere(writable)
 
 
-def _private_ptys():
+def _private_ptys() -> None:
     """A devpts instance of the sandbox's own on /dev/pts (and its ptmx on /dev/ptmx): terminals (tmux, pty) work,
     the user's own terminals are not there. Left as it is where the kernel refuses."""
     try:
@@ -180,7 +184,7 @@ def _private_ptys():
         pass
 
 
-def _mountpoint(path, directory):
+def _mountpoint(path: str, directory: bool) -> None:
     if os.path.lexists(path):
         return
     os.makedirs(path if directory else os.path.dirname(path), exist_ok=True)
@@ -192,7 +196,7 @@ _FLAG_NAMES = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noa
 _FLAG_NAMES.update(nodiratime=MS_NODIRATIME, relatime=MS_RELATIME, strictatime=MS_STRICTATIME, ro=MS_RDONLY)
 
 
-def _mounts():
+def _mounts() -> list[tuple[str, int]]:
     """(mount point, flags) of every mount, from /proc/self/mountinfo."""
     found = []
     with open("/proc/self/mountinfo") as info:
@@ -206,29 +210,29 @@ def _mounts():
     return found
 
 
-def _mount_flags(path):
+def _mount_flags(path: str) -> int:
     return dict(_mounts()).get(path, 0)
 
 
-def _remount_read_only(path, flags):
+def _remount_read_only(path: str, flags: int) -> None:
     try:
         _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | flags)
     except LayerError:
         pass  # a mount this namespace may not change (it stays as it was; Landlock still guards writes)
 
 
-def _read_only_elsewhere(writable):
+def _read_only_elsewhere(writable: list[str]) -> None:
     for point, flags in _mounts():
         if flags & MS_RDONLY or point.startswith(("/proc", "/sys")) or _below_any(point, writable):
             continue
         _remount_read_only(point, flags)
 
 
-def _below_any(path, roots):
+def _below_any(path: str, roots: list[str]) -> bool:
     return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
-def _loopback_up():
+def _loopback_up() -> None:
     """Bring up `lo` in the new network namespace (SIOCGIFFLAGS / SIOCSIFFLAGS with IFF_UP)."""
     import fcntl
 
@@ -238,7 +242,7 @@ def _loopback_up():
         fcntl.ioctl(sock, 0x8914, struct.pack("16sH14x", b"lo", flags | 1))
 
 
-def _drop_capabilities():
+def _drop_capabilities() -> None:
     for cap in range(64):
         if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0:
             break
@@ -247,7 +251,7 @@ def _drop_capabilities():
 
 
 # --- the run --------------------------------------------------------------------------------------------------------
-def _limits(limits):
+def _limits(limits: dict[str, Any]) -> None:
     import resource
 
     if limits.get("cpu"):
@@ -257,13 +261,13 @@ def _limits(limits):
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _exit_status(status):
+def _exit_status(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
 
 
-def _init(child):
+def _init(child: int) -> NoReturn:
     """PID 1 of the sandbox: reap every process until `child` ends, then exit with its status (the kernel then
     kills whatever is left in the namespace)."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -277,7 +281,7 @@ def _init(child):
             os._exit(_exit_status(status))
 
 
-def _children():
+def _children() -> list[int]:
     found = []
     try:
         for task in os.listdir("/proc/self/task"):
@@ -288,7 +292,7 @@ def _children():
     return found
 
 
-def _reaper(child):
+def _reaper(child: int) -> NoReturn:
     """Without a PID namespace: wait for `child`, then kill every process it left (orphans come to us, the
     subreaper) and exit with its status."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -311,12 +315,12 @@ def _reaper(child):
     os._exit(_exit_status(status))
 
 
-def _fail(message):
+def _fail(message: str) -> NoReturn:
     os.write(2, f"oh-lsp sandbox: {message}\n".encode())
     os._exit(125)
 
 
-def run(spec, argv):
+def run(spec: dict[str, Any], argv: list[str]) -> None:
     _limits(spec.get("limits", {}))
     namespaces = spec.get("namespaces")
     if namespaces:
@@ -362,9 +366,9 @@ def run(spec, argv):
         _fail(f"cannot run {argv[0]}: {exc}")
 
 
-def probe():
+def probe() -> dict[str, Any]:
     """What this kernel allows, tried in a throwaway child: {"landlock": ABI, "namespaces": None or the error}."""
-    result = {"landlock": landlock_abi(), "namespaces": None}
+    result: dict[str, Any] = {"landlock": landlock_abi(), "namespaces": None}
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -389,14 +393,14 @@ def probe():
         os.write(write, message)
         os._exit(1 if message else 0)
     os.close(write)
-    message = os.read(read, 4096).decode(errors="replace")
+    why = os.read(read, 4096).decode(errors="replace")
     _, status = os.waitpid(pid, 0)
     if status != 0:
-        result["namespaces"] = message or "the namespaces could not be set up"
+        result["namespaces"] = why or "the namespaces could not be set up"
     return result
 
 
-def main(args):
+def main(args: list[str]) -> None:
     if args[:1] == ["--probe"]:
         print(json.dumps(probe()))
         return

@@ -126,7 +126,7 @@ async def measure(mode: str) -> dict[str, bool] | str:
             fixed.close()
             ephemeral.close()
         try:
-            got = json.loads(result.stdout.strip().splitlines()[-1])
+            got: dict[str, bool] = json.loads(result.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             return f"the probe failed: {result.output[-500:]}"
         got["write_outside"] = Path(spec["outside"]).exists()

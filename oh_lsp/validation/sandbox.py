@@ -326,7 +326,12 @@ class Sandbox:
         """`readable`, the launcher's interpreter, and the folders of PATH (a covered one is bound back)."""
         python = launcher_python()
         on_path = [Path(p).resolve() for p in os.environ.get("PATH", "").split(os.pathsep) if os.path.isabs(p)]
-        return [*readable, python.parent.parent, Path(sys.base_prefix).resolve(), *[p for p in on_path if os.path.isdir(p)]]
+        return [
+            *readable,
+            python.parent.parent,
+            Path(sys.base_prefix).resolve(),
+            *[p for p in on_path if os.path.isdir(p)],
+        ]
 
     def mount_plan(self, readable: list[Path]) -> list[list[Any]]:
         """The namespaces' view, as ["tmpfs", path] and ["bind", source, target, writable] steps in order: /tmp,
