@@ -30,7 +30,7 @@ class RedactSecrets(logging.Filter):
     def _clean(self, text: str) -> str:
         from oh_lsp.redaction import redact
 
-        return _KEY_PARAM.sub(r"\1'***'", redact(text, self.secrets))
+        return _KEY_PARAM.sub(r"\1'***'", redact(text, self.secrets, "***"))
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

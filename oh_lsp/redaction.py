@@ -28,14 +28,15 @@ def known_secrets(configured: Iterable[str | None] = (), environ: dict[str, str]
     return sorted(found, key=len, reverse=True)
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every occurrence of each secret (as it is, and as JSON or `repr` would escape it) replaced."""
+def redact(text: str, secrets: Iterable[str], mark: str = MARK) -> str:
+    """`text` with every occurrence of each secret (as it is, and as JSON or `repr` would escape it) replaced by
+    `mark`."""
     for secret in secrets:
         if not secret or len(secret) < MIN_LENGTH:
             continue
         for form in {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]}:
             if form in text:
-                text = text.replace(form, MARK)
+                text = text.replace(form, mark)
     return text
 
 
