@@ -70,6 +70,12 @@ def test_leaves_a_process_behind():
     )
 
 
+LEAK = """from pkg.calc import add
+
+
+def test_leaks():
+    assert add(1, 1) == 3, open({env!r}).read()
+"""
 LAYERS = ["namespaces (bwrap hidden)", "landlock", "bubblewrap"]
 
 
@@ -160,8 +166,7 @@ async def test_in_none_mode_the_key_a_test_prints_is_redacted_everywhere(project
     """With no sandbox (the user's explicit choice) a test can read the project's real `.env`; what it puts in its
     failure message is redacted before it reaches the result, the store and the repair prompt."""
     (project / ".env").write_text(f"OPENROUTER_API_KEY={SENTINEL_KEY}\n")
-    leak = f"from pkg.calc import add\n\n\ndef test_leaks():\n    assert add(1, 1) == 3, open({str(project / '.env')!r}).read()\n"
-    model_server.script(Reply.text(fenced(leak)), Reply.text(fenced(GOOD_TESTS)))
+    model_server.script(Reply.text(fenced(LEAK.format(env=str(project / ".env")))), Reply.text(fenced(GOOD_TESTS)))
     task = await run_task(project, model_server, sandbox="none", max_repair_iterations=1, quality_threshold=1.0)
     assert task.result["attempts"][0]["errors"], "the leaking test failed"
     repair = model_server.requests[1].body["messages"][-1]["content"]
@@ -202,3 +207,35 @@ async def test_no_sandbox_no_run(project: Path, model_server, monkeypatch) -> No
     assert "Landlock" in error["message"] and "Operation not permitted" in error["message"]
     assert not marker.exists() and not list((project / "openhands_workspace").glob("sandboxes/*"))
     assert (project / "pkg" / "calc.py").read_text() == CALC
+
+
+def test_the_cli_warns_before_an_unsandboxed_run_and_prints_no_key(project: Path, model_server) -> None:
+    """The CLI, as a user runs it: with OH_LSP_SANDBOX=none the engine's warning comes before the first run of the
+    generated tests (here in `run-engine --json`'s event lines), and what the leaking test printed is redacted in every
+    output and in `get-status`."""
+    import json
+    import subprocess
+
+    from tests.conftest import OH_LSP, cli_env
+
+    (project / ".env").write_text(f"OPENROUTER_API_KEY={SENTINEL_KEY}\n")
+    model_server.script(Reply.text(fenced(LEAK.format(env=str(project / ".env")))))
+    env = cli_env(project, model_server.base_url, OH_LSP_SANDBOX="none", OH_LSP_MAX_REPAIR_ITERATIONS="0")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*OH_LSP, *args], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+
+    submitted = cli("submit-task", "--task-type", "unit_test", "--target-file", "pkg/calc.py", "--json")
+    task_id = json.loads(submitted.stdout)["submitted"][0]["task_id"]
+    ran = cli("run-engine", "--until-idle", "--json")
+    events = [json.loads(line) for line in ran.stdout.splitlines() if line.startswith("{")]
+    kinds = [e["event"] for e in events]
+    assert "warning" in kinds, ran.stdout + ran.stderr
+    first_run = next(i for i, e in enumerate(events) if e["event"] == "validating" and "run 1" in str(e.get("step")))
+    assert kinds.index("warning") < first_run
+    assert "API key" in events[kinds.index("warning")]["message"]
+    status = cli("get-status", "--task-id", task_id, "--json")
+    assert "OPENROUTER_API_KEY=[redacted]" in status.stdout, status.stdout[-2000:]
+    for text in (submitted.stdout, submitted.stderr, ran.stdout, ran.stderr, status.stdout, status.stderr):
+        assert SENTINEL_KEY not in text
+    _assert_store_clean()
