@@ -30,10 +30,12 @@ from collections.abc import Iterable
 from typing import Any, NoReturn
 
 # --- system calls ---------------------------------------------------------------------------------------------------
+LINUX = sys.platform.startswith("linux")  # elsewhere no layer exists: only rlimits and the plain exec
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+if LINUX:
+    _libc.syscall.restype = ctypes.c_long
+    _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 
 SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446  # every arch
 
@@ -67,6 +69,8 @@ def _check(result: int, what: str) -> int:
 
 def landlock_abi() -> int:
     """The Landlock ABI version of this kernel, 0 when it has none (or it is disabled)."""
+    if not LINUX:
+        return 0
     version = _libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
     return max(int(version), 0)
 
@@ -340,7 +344,7 @@ def run(spec: dict[str, Any], argv: list[str]) -> None:
                 _loopback_up()
         except (LayerError, OSError) as exc:
             _fail(f"cannot set up /proc or the loopback: {exc}")
-    if spec.get("reap") and not namespaces:  # the reaper stays outside Landlock: the command cannot signal it
+    if spec.get("reap") and not namespaces and LINUX:  # the reaper stays outside Landlock: the command cannot signal it
         _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         child = os.fork()
         if child:
@@ -369,6 +373,8 @@ def run(spec: dict[str, Any], argv: list[str]) -> None:
 def probe() -> dict[str, Any]:
     """What this kernel allows, tried in a throwaway child: {"landlock": ABI, "namespaces": None or the error}."""
     result: dict[str, Any] = {"landlock": landlock_abi(), "namespaces": None}
+    if not LINUX:
+        return {**result, "namespaces": f"not Linux ({sys.platform})"}
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
