@@ -98,7 +98,7 @@ class OpenHandsConfig(BaseModel):
     test_timeout_seconds: float = Field(default=120.0, gt=0)
     quality_threshold: float = Field(default=0.7, ge=0, le=1)
     trusted: bool = True
-    sandbox: Literal["auto", "bwrap", "none"] = "auto"
+    sandbox: Literal["auto", "bwrap", "namespaces", "landlock", "none"] = "auto"  # see docs/sandbox.md
     test_seeds: list[int] | None = None  # fixed seeds for the 3 runs of generated tests (reproducing a flaky one)
     max_repair_iterations: int = Field(default=2, ge=0, le=10)
     # a queue shared by workers on many machines (postgresql://...); None: the project's embedded SQLite store

@@ -18,6 +18,7 @@ QUEUED = "queued"
 STARTED = "started"
 MODEL_CHOSEN = "model_chosen"
 PROGRESS = "progress"
+WARNING = "warning"  # data: message; shown before what it warns about (e.g. code about to run unsandboxed)
 TOKENS = "tokens"
 VALIDATING = "validating"
 RETRYING = "retrying"

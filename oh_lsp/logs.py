@@ -28,9 +28,9 @@ class RedactSecrets(logging.Filter):
             self.secrets.append(secret)
 
     def _clean(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return _KEY_PARAM.sub(r"\1'***'", text)
+        from oh_lsp.redaction import redact
+
+        return _KEY_PARAM.sub(r"\1'***'", redact(text, self.secrets, "***"))
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -40,7 +40,11 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
     iterations = answer_limit(task, ctx.config)
     metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.task_type, attempt=task.attempts)
     env = CheckEnv(
-        root=ctx.root, config=ctx.config, exclude=ctx.exclude, progress=lambda text: ctx.emit(ev.VALIDATING, step=text)
+        root=ctx.root,
+        config=ctx.config,
+        exclude=ctx.exclude,
+        progress=lambda text: ctx.emit(ev.VALIDATING, step=text),
+        warn=lambda text: ctx.emit(ev.WARNING, message=text),
     )
     messages = kind.build_messages(target, task, await ctx.gateway.context_tokens(task))
     history: list[Attempt] = []

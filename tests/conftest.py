@@ -235,9 +235,11 @@ async def run_task(
     metadata: dict | None = None,
     apply_edits: bool = False,
     description: str = "",
+    events: list | None = None,
     **config_kw,
 ):
-    """Run one task through the real engine against the scripted server; returns the final QueuedTask."""
+    """Run one task through the real engine against the scripted server; returns the final QueuedTask. `events`, if
+    given, receives every event the engine publishes."""
     from pydantic import SecretStr
 
     from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask
@@ -255,6 +257,8 @@ async def run_task(
     engine = ExecutionEngine(
         OpenHandsConfig(**values), 1, project_root=project, poll_interval=0.05, apply_edits=apply_edits
     )
+    if events is not None:
+        engine.events.subscribe(events.append)
     await engine.start()
     try:
         task_id = await engine.submit_task(

@@ -14,10 +14,7 @@ from oh_lsp import TaskStatus
 from oh_lsp.edits import Edit, FileEdit, apply_to_disk
 from oh_lsp.errors import TargetError
 from oh_lsp.testing.model_server import Reply
-from oh_lsp.validation.sandbox import bwrap_available
 from tests.conftest import FAILING_TESTS, GOOD_TESTS, SENTINEL_KEY, fenced, run_task
-
-needs_bwrap = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed (.ci/run installs it)")
 
 
 async def test_repair_sends_the_findings_back_and_the_second_answer_passes(project: Path, model_server) -> None:
@@ -42,7 +39,6 @@ async def test_repair_lists_earlier_attempts_and_stops_after_n(project: Path, mo
     assert "Earlier failed attempts" in third and "attempt 1" in third
 
 
-@needs_bwrap
 async def test_attacks_fail_inside_the_sandbox(project: Path, model_server, monkeypatch) -> None:
     monkeypatch.setenv("OPENROUTER_API_KEY", SENTINEL_KEY)  # as a user would have it: in the engine's environment
     (project / ".env").write_text(f"OPENROUTER_API_KEY={SENTINEL_KEY}\n")

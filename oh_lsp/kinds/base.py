@@ -60,6 +60,7 @@ class CheckEnv:
     config: OpenHandsConfig
     exclude: list[Path] = field(default_factory=list)  # directories kept out of sandbox copies (the state dir)
     progress: Callable[[str], None] = lambda _text: None
+    warn: Callable[[str], None] = lambda _text: None  # a warning the user must see before what follows it
 
     @property
     def scratch(self) -> Path:

@@ -34,7 +34,7 @@ from oh_lsp.validation import findings as F
 from oh_lsp.validation.findings import Finding
 from oh_lsp.validation.pytest_runner import ensure_pytest, run_pytest
 from oh_lsp.validation.result import ValidationResult
-from oh_lsp.validation.sandbox import Sandbox
+from oh_lsp.validation.sandbox import Sandbox, sandbox_refusal
 
 NAME = "refactoring"
 
@@ -172,9 +172,12 @@ async def _run_existing_tests(
 ) -> ValidationResult:
     python = env.python
     timeout = env.config.test_timeout_seconds
+    refused = await sandbox_refusal(env.config.sandbox)
+    if refused:
+        return ValidationResult.from_findings([Finding(F.NO_SANDBOX, refused, file=candidate.output_file)], 0.0)
     env.progress(f"running the {len(tests)} test module(s) that import {target.module}")
     async with Sandbox(
-        env.root, env.scratch, secrets=env.config.secrets(), exclude=env.exclude, mode=env.config.sandbox
+        env.root, env.scratch, secrets=env.config.secrets(), exclude=env.exclude, mode=env.config.sandbox, warn=env.warn
     ) as box:
         try:
             await ensure_pytest(box, python)
@@ -187,7 +190,7 @@ async def _run_existing_tests(
         if broken_ids or after.collect_errors:
             box.write(target.path, target.text)  # the same tests on the original code tell whose fault it is
             baseline = await run_pytest(box, python, tests, timeout=timeout)
-        isolated = box.isolated
+        isolated = box.sandboxed
     findings: list[Finding] = []
     already_failing = {t.nodeid for t in baseline.failed} if baseline else set()
     for test in after.failed:

@@ -26,10 +26,11 @@ from oh_lsp.kinds.test_layout import locate_tests, tests_importing
 from oh_lsp.paths import module_name, sha256_text
 from oh_lsp.tasks import QueuedTask
 from oh_lsp.validation import findings as F
+from oh_lsp.validation.behaviour import attempted, behaviour_findings, module_findings
 from oh_lsp.validation.findings import Finding
 from oh_lsp.validation.pytest_runner import CaseResult, Coverage, PytestRun, ensure_pytest, run_pytest
 from oh_lsp.validation.result import ValidationResult
-from oh_lsp.validation.sandbox import Sandbox
+from oh_lsp.validation.sandbox import Sandbox, sandbox_refusal
 
 NAME = "unit_test"
 RUNS = 3
@@ -248,8 +249,13 @@ async def check_tests(
     new_tests = candidate.extra.get("tests")
     selected = [f"{output_file}::{name}" for name in new_tests] if new_tests else [output_file]
     timeout = env.config.test_timeout_seconds
+    refused = await sandbox_refusal(env.config.sandbox)
+    if refused:
+        return ValidationResult.from_findings(
+            [Finding(F.NO_SANDBOX, refused, file=output_file)], 0.0, run=False
+        ), candidate
     async with Sandbox(
-        env.root, env.scratch, secrets=env.config.secrets(), exclude=env.exclude, mode=env.config.sandbox
+        env.root, env.scratch, secrets=env.config.secrets(), exclude=env.exclude, mode=env.config.sandbox, warn=env.warn
     ) as box:
         try:
             await ensure_pytest(box, python)
@@ -262,11 +268,18 @@ async def check_tests(
             run_pytest(box, python, selected, timeout=timeout, seed=seeds[0]),
             _baseline(box, python, target, selected, timeout) if target else _no_coverage(),
         )
-        broken = _run_findings(first, tree, output_file)
-        if broken or not first.passed:
+        broken = _run_findings(first, tree, output_file) + module_findings(first, output_file)
+        unsafe = attempted(first)  # tried what a test must not: dropped like a failure (validation/behaviour.py)
+        names = {t.nodeid: t.name for t in first.tests.values()}
+        if broken or not [t for t in first.passed if t.nodeid not in unsafe]:
             findings = broken + _dropped_findings(first.failed, [], tree, output_file, target_path, final=True)
-            return _verdict(findings, 0.0, first, box.isolated, python, seeds), candidate
-        passing = [t.nodeid for t in first.passed]
+            findings += behaviour_findings(unsafe, names, output_file, severity=F.ERROR)
+            return _verdict(findings, 0.0, first, box.sandboxed, python, seeds), candidate
+        passing = [t.nodeid for t in first.passed if t.nodeid not in unsafe]
+        if any(a["kind"] == "project" for tried in unsafe.values() for a in tried):  # the copy was changed
+            await box.reset()
+            for edit in candidate.edit.files:
+                box.write(edit.path, edit.new_text)
         env.progress(f"re-running {len(passing)} passing tests with seeds {seeds[1]} and {seeds[2]}")
         second, third = await asyncio.gather(
             run_pytest(box, python, passing, timeout=timeout, seed=seeds[1], cover=target_path),
@@ -279,13 +292,17 @@ async def check_tests(
             if t.nodeid in passing and t.outcome != "passed"
         }
         failed = first.failed
-        kept = [nodeid for nodeid in passing if nodeid not in flaky]
-        drop = {_test_key(t.nodeid) for t in failed} | {_test_key(n) for n in flaky}
+        unsafe = attempted(first, second, third)
+        kept = [nodeid for nodeid in passing if nodeid not in flaky and nodeid not in unsafe]
+        drop = {_test_key(t.nodeid) for t in failed} | {_test_key(n) for n in flaky} | {_test_key(n) for n in unsafe}
         dropped = _dropped_findings(
             failed, list(flaky.values()), tree, output_file, target_path, final=not kept or not narrowing
         )
+        dropped += behaviour_findings(
+            unsafe, names, output_file, severity=F.ERROR if not kept or not narrowing else F.WARNING
+        )
         if not kept:
-            return _verdict(dropped, 0.0, first, box.isolated, python, seeds), candidate
+            return _verdict(dropped, 0.0, first, box.sandboxed, python, seeds), candidate
         findings = dropped
         final, final_candidate = second, candidate
         if drop and narrowing and target:  # run what will be delivered: the module without the dropped tests
@@ -315,7 +332,7 @@ async def check_tests(
         findings,
         round(score, 4),
         first,
-        box.isolated,
+        box.sandboxed,
         python,
         seeds,
         coverage=coverage,
@@ -452,7 +469,7 @@ def _verdict(
             *findings,
             Finding(
                 F.NOT_ISOLATED,
-                "the tests ran as a plain subprocess (not isolated): no sandbox such as bubblewrap is available",
+                "the tests ran without a sandbox (not isolated), as OH_LSP_SANDBOX=none asked",
                 severity=F.INFO,
             ),
         ]

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from oh_lsp.errors import InterpreterError
-from oh_lsp.validation.sandbox import RunResult, Sandbox
+from oh_lsp.redaction import redact_data
+from oh_lsp.validation.sandbox import AUDIT_PLUGIN, RunResult, Sandbox
 
 _PLUGIN = Path(__file__).with_name("pytest_report_plugin.py")
 _imports_ok: dict[tuple[str, str], bool] = {}
@@ -33,6 +34,7 @@ class CaseResult:
     crash: dict[str, Any] | None = None
     frames: list[dict[str, Any]] = field(default_factory=list)
     duration: float = 0.0
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # what it tried that a test must not (audit plugin)
 
 
 @dataclass
@@ -61,6 +63,7 @@ class PytestRun:
     output: str = ""
     seed: int | None = None
     coverage: Coverage | None = None
+    module_attempts: list[dict[str, Any]] = field(default_factory=list)  # tried outside any test (at import)
 
     @property
     def passed(self) -> list[CaseResult]:
@@ -184,18 +187,24 @@ async def run_pytest(
     `cover` (a project-relative file) measures that file's line coverage with coverage.py; when the project's
     interpreter lacks coverage.py, oh-lsp's own copy is made importable for the run."""
     shutil.copyfile(_PLUGIN, box.tools / "oh_lsp_report.py")
+    shutil.copyfile(AUDIT_PLUGIN, box.tools / "oh_lsp_audit.py")
     tag = os.urandom(4).hex()
     report = box.base / f"report-{tag}.jsonl"
-    run_env = {"OH_LSP_REPORT": str(report), **(env or {})}
+    run_env = {"OH_LSP_REPORT": str(report), "OH_LSP_SANDBOX_DIR": str(box.base), **(env or {})}
+    run_env["OH_LSP_PROJECT"] = str(box.project_root)  # the real one: writing there is changing the project
     pytest_args = [
         "-p",
         "oh_lsp_report",
+        "-p",
+        "oh_lsp_audit",
         "-p",
         "no:cacheprovider",
         "-q",
         "--color=no",
         "--rootdir",
         str(box.inside_root),
+        "-c",
+        str(_inifile(box)),
         *(f"--deselect={nodeid}" for nodeid in deselect or []),
     ]
     if seed is not None:
@@ -208,12 +217,33 @@ async def run_pytest(
     if cover is not None:
         command = await _under_coverage(box, python, command, cover, tag, out, readable)
     result = await box.run(command, timeout=timeout, env=run_env, readable=readable)
-    run = _read_report(report, result)
+    run = _read_report(report, result, box.secrets)
     run.seed = seed
     report.unlink(missing_ok=True)
     if cover is not None and not result.timed_out:
         run.coverage = _read_coverage(out, box.inside_root, cover)
     return run
+
+
+_INI_SECTIONS = {
+    "pytest.ini": "",
+    ".pytest.ini": "",
+    "pyproject.toml": "[tool.pytest.ini_options]",
+    "tox.ini": "[pytest]",
+    "setup.cfg": "[tool:pytest]",
+}
+
+
+def _inifile(box: Sandbox) -> Path:
+    """The project's pytest configuration file, as pytest would pick it, else an empty one of oh-lsp's. Given
+    explicitly, so that pytest never looks for one above the copy (there, Landlock denies reading)."""
+    for name, section in _INI_SECTIONS.items():
+        path = box.root / name
+        if path.is_file() and section in path.read_text(encoding="utf-8", errors="replace"):
+            return box.inside_root / name
+    empty = box.tools / "pytest.ini"
+    empty.write_text("[pytest]\n")
+    return empty
 
 
 def _fast_scratch(box: Sandbox) -> Path:
@@ -262,14 +292,15 @@ def _read_coverage(out: Path, inside_root: Path, cover: str) -> Coverage:
     return Coverage()
 
 
-def _read_report(report: Path, result: RunResult) -> PytestRun:
+def _read_report(report: Path, result: RunResult, secrets: list[str]) -> PytestRun:
+    """What the plugins wrote, redacted: a test's failure message may hold whatever it could read."""
     run = PytestRun(
         exit_code=result.returncode, timed_out=result.timed_out, duration=result.duration, output=result.output
     )
     lines = report.read_text(encoding="utf-8").splitlines() if report.exists() else []
     for line in lines:
         try:
-            record = json.loads(line)
+            record = redact_data(json.loads(line), secrets)
         except json.JSONDecodeError:
             continue
         event = record.get("event")
@@ -295,6 +326,9 @@ def _read_report(report: Path, result: RunResult) -> PytestRun:
             elif outcome == "skipped" and test.outcome == "passed":
                 test.outcome = "skipped"
                 test.message = record.get("reason", "")
+        elif event == "attempt":
+            case = run.tests.get(record.get("nodeid") or "")
+            (case.attempts if case else run.module_attempts).append(record)
     return run
 
 
