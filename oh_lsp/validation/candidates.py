@@ -53,10 +53,14 @@ async def measure_candidates(
     alive: MutationReport | None = None,
     mutation_seconds: float = 0.0,
 ) -> Measured:
-    """Measure the new tests `nodeids` of `test_file` (already written in `box`). `alive` is the mutation report of
-    the existing and kept tests: its surviving and uncovered mutants are tried against the candidates."""
+    """Measure the new tests `nodeids` of `test_file` (already written in `box`); a class or a parametrized function
+    stands for each test it holds, and an id that collects nothing gets an "error" outcome. `alive` is the mutation
+    report of the existing and kept tests: its surviving and uncovered mutants are tried against the candidates."""
     started = time.monotonic()
     first = await run_pytest(box, python, nodeids, timeout=timeout, seed=seeds[0], cover_map=[target, test_file])
+    asked = nodeids  # a test class or a parametrized function stands for every test it holds
+    nodeids = [n for n in first.tests if any(n == a or n.startswith((a + "::", a + "[")) for a in asked)]
+    nodeids += [a for a in asked if not any(n == a or n.startswith((a + "::", a + "[")) for n in first.tests)]
     maps = first.coverage_map or {}
     coverage = FileCoverage.from_dump(maps.get(target))
     own_lines = FileCoverage.from_dump(maps.get(test_file))
