@@ -10,7 +10,6 @@ and the median. The mutation time counts pytest's start and the clean run of the
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import statistics
@@ -21,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.vendored import Vendored, light_python, make_project, vendored
+from bench.vendored import Vendored, chosen_modules, light_python, make_project, module_arguments
 from oh_lsp.validation.baseline import measure_baseline
 from oh_lsp.validation.mutation import analyse_mutants
 from oh_lsp.validation.sandbox import Sandbox
@@ -61,17 +60,9 @@ async def one(module: Vendored, python: Path, seconds: float) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--modules", default="", help="comma-separated names under bench/quality (default: all with tests)"
-    )
-    parser.add_argument("--seconds", type=float, default=20.0, help="the mutation cap (mutationSeconds)")
-    parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--python", type=Path, default=None, help="the interpreter that runs the tests")
-    args = parser.parse_args()
+    args = module_arguments(__doc__).parse_args()
     python = args.python or light_python()
-    wanted = {n for n in args.modules.split(",") if n}
-    modules = [m for m in vendored() if m.upstream_tests and (not wanted or m.name in wanted)]
+    modules = chosen_modules(args)
     print(f"python {python}; cap {args.seconds:g} s; {os.cpu_count()} cores; load {os.getloadavg()[0]:.1f}")
     header = (
         f"{'module':<12} {'lines':>5} {'tests':>5} {'cov%':>6} {'mutants':>7} {'killed':>6} {'t/o':>4} {'surv':>5}"

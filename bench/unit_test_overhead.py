@@ -15,7 +15,6 @@ text plays the model's answer. Two ways to check it, no model involved:
 
 from __future__ import annotations
 
-import argparse
 import ast
 import asyncio
 import os
@@ -27,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.vendored import Vendored, light_python, make_project, vendored
+from bench.vendored import Vendored, chosen_modules, light_python, make_project, module_arguments
 from oh_lsp import OpenHandsConfig
 from oh_lsp.kinds import unit_test
 from oh_lsp.kinds.base import CheckEnv, Target
@@ -105,17 +104,9 @@ async def one(module: Vendored, python: Path, mutation_seconds: float) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--modules", default="", help="comma-separated names under bench/quality (default: all with tests)"
-    )
-    parser.add_argument("--seconds", type=float, default=20.0, help="the mutation cap (mutationSeconds)")
-    parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--python", type=Path, default=None)
-    args = parser.parse_args()
+    args = module_arguments(__doc__).parse_args()
     python = args.python or light_python()
-    wanted = {n for n in args.modules.split(",") if n}
-    modules = [m for m in vendored() if m.upstream_tests and (not wanted or m.name in wanted)]
+    modules = chosen_modules(args)
     print(f"python {python}; cap {args.seconds:g} s; {os.cpu_count()} cores; load {os.getloadavg()[0]:.1f}")
     print(f"{'module':<12} {'lines':>5} {'today s':>8} {'kept':>5} {'new s':>7} {'kept':>5} {'of':>4} {'new/today':>9}")
     ratios = []

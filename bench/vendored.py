@@ -9,6 +9,7 @@ import of this repository's own pytest plugins. `--python` in the benchmarks pic
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -66,3 +67,21 @@ def light_python() -> Path:
             ["uv", "pip", "install", "-q", "--python", str(python), "pytest>=8.3,<10", "coverage>=7.5,<8"], check=True
         )
     return python
+
+
+def module_arguments(description: str | None) -> argparse.ArgumentParser:
+    """The options the benchmarks over vendored modules share: --modules, --seconds, --repeat, --python."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--modules", default="", help="comma-separated names under bench/quality (default: all with tests)"
+    )
+    parser.add_argument("--seconds", type=float, default=20.0, help="the mutation cap (mutationSeconds)")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--python", type=Path, default=None, help="the interpreter that runs the tests")
+    return parser
+
+
+def chosen_modules(args: argparse.Namespace) -> list[Vendored]:
+    """The vendored modules with upstream tests that --modules names (all of them by default)."""
+    wanted = {name for name in args.modules.split(",") if name}
+    return [m for m in vendored() if m.upstream_tests and (not wanted or m.name in wanted)]
