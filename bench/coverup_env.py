@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -70,7 +71,7 @@ def coverup_env(base_url: str, api_key: str) -> dict[str, str]:
 
 def run_coverup(
     module: Vendored, project: Path, *, base_url: str, model: str, api_key: str, prompt: str | None, timeout: float
-) -> dict:
+) -> dict[str, Any]:
     """CoverUp on the module of `project` (tests in project/tests, with an import test added when none exists)."""
     tests = project / "tests"
     tests.mkdir(exist_ok=True)

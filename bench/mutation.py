@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -26,7 +27,7 @@ from oh_lsp.validation.mutation import analyse_mutants
 from oh_lsp.validation.sandbox import Sandbox
 
 
-async def one(module: Vendored, python: Path, seconds: float) -> dict:
+async def one(module: Vendored, python: Path, seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["OH_LSP_STATE_DIR"] = str(Path(tmp, "state"))
         project = make_project(module, Path(tmp, "project"), with_tests=True)

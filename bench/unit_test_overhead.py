@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -44,7 +45,7 @@ def answer_of(module: Vendored) -> str:
     return "\n\n".join(t.read_text(encoding="utf-8") for t in module.upstream_tests)
 
 
-async def today(module: Vendored, python: Path, tmp: Path) -> tuple[float, dict]:
+async def today(module: Vendored, python: Path, tmp: Path) -> tuple[float, dict[str, Any]]:
     project = make_project(module, tmp / "today", with_tests=False)
     text = (project / module.module_file.name).read_text(encoding="utf-8")
     target = Target(project, Path(module.module_file.name), text, module.module, sha256_text(text))
@@ -56,7 +57,7 @@ async def today(module: Vendored, python: Path, tmp: Path) -> tuple[float, dict]
     return seconds, {"score": verdict.score, "kept": len(verdict.details.get("kept", []))}
 
 
-async def new(module: Vendored, python: Path, tmp: Path, mutation_seconds: float) -> tuple[float, dict]:
+async def new(module: Vendored, python: Path, tmp: Path, mutation_seconds: float) -> tuple[float, dict[str, Any]]:
     project = make_project(module, tmp / "new", with_tests=False)
     text = (project / module.module_file.name).read_text(encoding="utf-8")
     target_path = module.module_file.name
@@ -95,7 +96,7 @@ async def new(module: Vendored, python: Path, tmp: Path, mutation_seconds: float
     return seconds, {"kept": sum(v.kept for v in verdicts), "tests": len(verdicts)}
 
 
-async def one(module: Vendored, python: Path, mutation_seconds: float) -> dict:
+async def one(module: Vendored, python: Path, mutation_seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["OH_LSP_STATE_DIR"] = str(Path(tmp, "state"))
         today_s, today_info = await today(module, python, Path(tmp))

@@ -9,13 +9,16 @@ It runs inside the *project's* interpreter, which may be another Python version 
 nothing from oh-lsp and sticks to syntax that Python 3.8 understands.
 """
 
+from __future__ import annotations
+
 import importlib
 import os
+from collections.abc import Generator
 
 import pytest
 
 
-def _switch(name):
+def _switch(name: str) -> None:
     try:
         import coverage
     except ImportError:
@@ -26,7 +29,7 @@ def _switch(name):
         measuring.switch_context(name)
 
 
-def pytest_collection_finish(session):
+def pytest_collection_finish(session: pytest.Session) -> None:
     module = os.environ.get("OH_LSP_IMPORT_TARGET")
     if module:
         try:
@@ -36,7 +39,7 @@ def pytest_collection_finish(session):
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item, nextitem):
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
     _switch(item.nodeid)
     yield
     _switch("")

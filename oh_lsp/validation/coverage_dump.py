@@ -7,16 +7,19 @@ destination is an exit from the code object whose first line is its absolute val
 lines and branch arcs that ran. Imports nothing from oh-lsp; Python 3.8 syntax.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re
 import sys
 import tempfile
+from typing import Any
 
 import coverage
 
 
-def _report(cov, files):
+def _report(cov: coverage.Coverage, files: list[str]) -> dict[str, dict[str, Any]]:
     handle, path = tempfile.mkstemp(suffix=".json")
     os.close(handle)
     try:
@@ -25,30 +28,32 @@ def _report(cov, files):
         except coverage.CoverageException:  # "no data to report": nothing ran
             return {}
         with open(path, encoding="utf-8") as source:
-            return json.load(source).get("files", {})
+            found: dict[str, dict[str, Any]] = json.load(source).get("files", {})
+            return found
     finally:
         os.unlink(path)
 
 
-def _find(report, wanted):
+def _find(report: dict[str, dict[str, Any]], wanted: str) -> dict[str, Any] | None:
     for name, info in report.items():
         if os.path.abspath(name) == wanted or wanted.endswith("/" + name.replace(os.sep, "/")):
             return info
     return None
 
 
-def main(rcfile, out, files):
+def main(rcfile: str, out: str, files: list[str]) -> None:
     cov = coverage.Coverage(config_file=rcfile)
     cov.load()
     data = cov.get_data()
     report = _report(cov, files)
     measured = {os.path.abspath(name): name for name in data.measured_files()}
     contexts = sorted(data.measured_contexts())
-    result = {"version": coverage.__version__, "files": {}}
+    documents: dict[str, Any] = {}
+    result = {"version": coverage.__version__, "files": documents}
     for wanted in files:
         info = _find(report, wanted)
         if info is None:
-            result["files"][wanted] = None
+            documents[wanted] = None
             continue
         branches = [list(a) for a in info.get("executed_branches", []) + info.get("missing_branches", [])]
         branch_set = {tuple(a) for a in branches}
@@ -63,7 +68,7 @@ def main(rcfile, out, files):
                 if lines or arcs:
                     per_context[context] = {"lines": lines, "arcs": [list(a) for a in arcs]}
             data.set_query_contexts(None)
-        result["files"][wanted] = {
+        documents[wanted] = {
             "statements": statements,
             "missing": sorted(info.get("missing_lines", [])),
             "branches": sorted(branches),

@@ -94,10 +94,10 @@ class FileCoverage:
         """Both measures of the same file together (for example, existing tests and new ones, run apart)."""
         lines = {k: set(v) for k, v in self.lines_by_test.items()}
         arcs = {k: set(v) for k, v in self.arcs_by_test.items()}
-        for name, ran in other.lines_by_test.items():
-            lines.setdefault(name, set()).update(ran)
-        for name, ran in other.arcs_by_test.items():
-            arcs.setdefault(name, set()).update(ran)
+        for name, ran_lines in other.lines_by_test.items():
+            lines.setdefault(name, set()).update(ran_lines)
+        for name, ran_arcs in other.arcs_by_test.items():
+            arcs.setdefault(name, set()).update(ran_arcs)
         return FileCoverage(self.statements | other.statements, self.branches | other.branches, lines, arcs)
 
 
@@ -166,7 +166,8 @@ def gaps(coverage: FileCoverage, tests: Iterable[str] | None = None) -> list[Gap
     found: list[Gap] = []
     statements = sorted(coverage.statements)
     position = {line: i for i, line in enumerate(statements)}
-    start = previous = None
+    start: int | None = None
+    previous = 0
     for line in [*missing, None]:
         if start is not None and (line is None or position[line] != position[previous] + 1):
             words = f"line {start} is never run" if start == previous else f"lines {start}–{previous} are never run"

@@ -293,9 +293,9 @@ def _mutate(c: _Collector, node: ast.AST) -> None:
                 old_text, new_text = _SYMBOLS[type(op)], _SYMBOLS[new]
                 c.swap_token(operands[i], operands[i + 1], old_text, new_text, kind, f"{_tag(type(op))}-{_tag(new)}")
     elif isinstance(node, ast.BoolOp):
-        old, new = ("and", "or") if isinstance(node.op, ast.And) else ("or", "and")
+        old_word, new_word = ("and", "or") if isinstance(node.op, ast.And) else ("or", "and")
         for left, right in zip(node.values, node.values[1:], strict=False):
-            c.swap_token(left, right, old, new, "boolean", f"{old}-{new}")
+            c.swap_token(left, right, old_word, new_word, "boolean", f"{old_word}-{new_word}")
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
         if isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
             return  # `-1`: the constant's own mutant changes it

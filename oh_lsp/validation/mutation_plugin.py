@@ -17,6 +17,8 @@ It runs inside the *project's* interpreter, which may be another Python version 
 from oh-lsp and sticks to syntax that Python 3.8 understands.
 """
 
+from __future__ import annotations
+
 import gc
 import json
 import os
@@ -24,34 +26,38 @@ import signal
 import sys
 import time
 import types
+from typing import IO, Any
 
 import pytest
 
-_state = {"plan": None, "timed_out": False}
+
+class _State:
+    plan: dict[str, Any] | None = None
+    timed_out = False
 
 
 class MutantTimeout(Exception):
     """Raised in a test by the timer: the mutant made it run too long."""
 
 
-def _on_alarm(signum, frame):
-    _state["timed_out"] = True
+def _on_alarm(signum: int, frame: types.FrameType | None) -> None:
+    _State.timed_out = True
     raise MutantTimeout("the test ran too long under a mutant")
 
 
-def pytest_configure(config):
+def pytest_configure(config: pytest.Config) -> None:
     path = os.environ.get("OH_LSP_MUTATION_PLAN")
     if path:
         with open(path, encoding="utf-8") as handle:
-            _state["plan"] = json.load(handle)
+            _State.plan = json.load(handle)
 
 
-def _write(handle, record):
+def _write(handle: IO[str], record: dict[str, Any]) -> None:
     handle.write(json.dumps(record) + "\n")
     handle.flush()
 
 
-def _code_path(code, path):
+def _code_path(code: types.CodeType, path: list[tuple[str, int]]) -> types.CodeType | None:
     """The code object reached from `code` by following (name, first line) pairs through nested code constants."""
     for name, first_line in path:
         found = None
@@ -65,9 +71,9 @@ def _code_path(code, path):
     return code
 
 
-def _live_functions(module_name):
+def _live_functions(module_name: str) -> dict[tuple[str, int], list[types.FunctionType]]:
     """Every function object of the module, by (qualified name, first line)."""
-    found = {}
+    found: dict[tuple[str, int], list[types.FunctionType]] = {}
     for obj in gc.get_objects():
         if isinstance(obj, types.FunctionType) and getattr(obj, "__module__", None) == module_name:
             key = (obj.__qualname__, obj.__code__.co_firstlineno)
@@ -75,9 +81,9 @@ def _live_functions(module_name):
     return found
 
 
-def _clear_caches(module):
+def _clear_caches(module: types.ModuleType) -> None:
     for value in list(vars(module).values()):
-        targets = [value]
+        targets: list[Any] = [value]
         if isinstance(value, type):
             targets += list(vars(value).values())
         for target in targets:
@@ -90,15 +96,15 @@ def _clear_caches(module):
                     pass
 
 
-def _run(item, limit):
+def _run(item: pytest.Item, limit: float | None) -> str:
     """Run one test; 'passed', 'failed' or 'timeout'. Fixtures are torn down completely after it."""
     from _pytest.runner import runtestprotocol
 
-    _state["timed_out"] = False
+    _State.timed_out = False
     use_timer = hasattr(signal, "setitimer") and limit is not None
     if use_timer:
         previous = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, limit, 0.5)  # and again every 0.5 s, should the test catch it
+        signal.setitimer(signal.ITIMER_REAL, limit or 0.0, 0.5)  # and again every 0.5 s, should the test catch it
     try:
         reports = runtestprotocol(item, nextitem=None, log=False)
     except MutantTimeout:
@@ -107,14 +113,21 @@ def _run(item, limit):
         if use_timer:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
-    if _state["timed_out"]:
+    if _State.timed_out:
         return "timeout"
     if reports is None or any(r.failed for r in reports):
         return "failed"
     return "passed"
 
 
-def _mutate_and_run(plan, mutant, items, durations, live, module):
+def _mutate_and_run(
+    plan: dict[str, Any],
+    mutant: dict[str, Any],
+    items: dict[str, pytest.Item],
+    durations: dict[str, float],
+    live: dict[tuple[str, int], list[types.FunctionType]],
+    module: types.ModuleType,
+) -> dict[str, Any]:
     text = plan["source"]
     mutated = text[: mutant["start"]] + mutant["replacement"] + text[mutant["end"] :]
     try:
@@ -129,7 +142,7 @@ def _mutate_and_run(plan, mutant, items, durations, live, module):
     if any(len(f.__code__.co_freevars) != len(new_code.co_freevars) for f in functions):
         return {"status": "not-analysed", "reason": "the mutant changes the function's free variables"}
     originals = [(f, f.__code__) for f in functions]
-    killers = []
+    killers: list[str] = []
     status = "survived"
     try:
         for f in functions:
@@ -160,13 +173,13 @@ def _mutate_and_run(plan, mutant, items, durations, live, module):
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_runtestloop(session):
-    plan = _state["plan"]
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    plan = _State.plan
     if plan is None or session.config.option.collectonly:
         return None
     items = {item.nodeid: item for item in session.items}
     with open(plan["results"], "a", encoding="utf-8") as out:
-        durations = {}
+        durations: dict[str, float] = {}
         for nodeid in plan["tests"]:
             item = items.get(nodeid)
             if item is None:

@@ -273,6 +273,7 @@ async def _under_coverage(
         shutil.copyfile(_COVERAGE_DUMP, box.tools / "oh_lsp_coverage_dump.py")
         report = shlex.join([str(python), str(box.tools / "oh_lsp_coverage_dump.py"), str(rcfile), str(out), *files])
     else:
+        assert cover is not None  # one of the two is given
         rcfile.write_text(f"[run]\ndata_file = {data}\ninclude = {box.inside_root / cover}\n")
         report = shlex.join([str(python), "-m", "coverage", "json", "-q", f"--rcfile={rcfile}", "-o", str(out)])
     run = shlex.join([str(python), "-m", "coverage", "run", f"--rcfile={rcfile}", *command[1:]])
