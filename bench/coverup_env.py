@@ -7,16 +7,18 @@ its plugin pytest-isolate 0.0.17 fails on pytest 9.2 with "module '_pytest.warni
 "CoverUp against a local endpoint"):
 
 - `OPENAI_API_BASE` = the endpoint and `--model openai/<name>`; litellm sends the request there;
-- a model name that litellm's price map knows to support tool calls (`openai/gpt-4o`) for CoverUp's default prompt
-  (gpt-v2, which offers the `get_info` tool); with any other name CoverUp stops at once: "The openai/<name> model
-  does not support function calling". `--prompt gpt-v1` offers no tool and accepts any name;
+- a model name that litellm's price map knows, with tool calls: with any other name CoverUp stops at once under its
+  default prompt (gpt-v2, which offers the `get_info` tool): "The openai/<name> model does not support function
+  calling"; under `--prompt gpt-v1` (no tool) it crashes after the first answer, in `litellm.completion_cost`
+  ("ModelNotMappedError: This model isn't mapped yet"). So this script registers an unknown name with litellm (tool
+  calls on, price 0) through a `sitecustomize.py` that only CoverUp's own process runs;
 - `LITELLM_LOCAL_MODEL_COST_MAP=True` and `TIKTOKEN_CACHE_DIR` = litellm's bundled encodings, or litellm and tiktoken
   try to download their price map and `o200k_base` at start (no network here);
 - a test that imports the module: with none, coverage.py never sees the module, CoverUp reports "100.0%" and asks
   nothing;
 - `--max-concurrency 2` on 2 cores: with the default 50, every segment's coverage run timed out after 60 s.
 
-    uv run python bench/coverup_env.py --base-url http://127.0.0.1:PORT/v1 --model openai/gpt-4o --module isoweek
+    uv run python bench/coverup_env.py --base-url http://127.0.0.1:PORT/v1 --model openai/NAME --module isoweek
 """
 
 from __future__ import annotations
@@ -38,6 +40,21 @@ from bench.vendored import REPO, Vendored, make_project, vendored
 
 COVERUP_VENV = REPO / ".cache" / "coverup"
 COVERUP_SPECS = ["coverup==0.6.3", "pytest>=8,<9"]
+REGISTER = """\
+# Written by oh-lsp's bench/coverup_env.py: lets CoverUp use a model name that litellm does not know (a local model).
+import os
+import sys
+
+if os.path.basename(sys.argv[0] if sys.argv else "") == "coverup" and os.environ.get("COVERUP_LOCAL_MODEL"):
+    import litellm
+
+    name = os.environ["COVERUP_LOCAL_MODEL"]
+    if name not in litellm.model_cost and name.split("/", 1)[-1] not in litellm.model_cost:
+        litellm.register_model({name: {
+            "litellm_provider": "openai", "mode": "chat", "supports_function_calling": True,
+            "input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "max_tokens": 4096, "max_input_tokens": 8192,
+        }})
+"""
 
 
 def coverup_python() -> Path:
@@ -49,9 +66,13 @@ def coverup_python() -> Path:
     return python
 
 
-def coverup_env(base_url: str, api_key: str) -> dict[str, str]:
-    """The environment of a CoverUp run against `base_url`: nothing fetched from outside at start."""
+def coverup_env(base_url: str, api_key: str, model: str) -> dict[str, str]:
+    """The environment of a CoverUp run against `base_url`: nothing fetched from outside at start, and `model`
+    registered with litellm when it does not know it."""
     python = coverup_python()
+    site = COVERUP_VENV / "oh-lsp-site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(REGISTER)
     found = subprocess.run(
         [str(python), "-c", "import litellm, os; print(os.path.dirname(litellm.__file__))"],
         capture_output=True,
@@ -66,6 +87,8 @@ def coverup_env(base_url: str, api_key: str) -> dict[str, str]:
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "TIKTOKEN_CACHE_DIR": str(Path(found) / "litellm_core_utils" / "tokenizers"),
         "PYTHONWARNINGS": "ignore",
+        "PYTHONPATH": str(site),
+        "COVERUP_LOCAL_MODEL": model,
     }
 
 
@@ -97,7 +120,7 @@ def run_coverup(
         done = subprocess.run(
             command,
             cwd=project,
-            env=coverup_env(base_url, api_key),
+            env=coverup_env(base_url, api_key, model),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -128,7 +151,7 @@ def main() -> None:
     parser.add_argument(
         "--base-url", required=True, help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1"
     )
-    parser.add_argument("--model", default="openai/gpt-4o", help="litellm's name: openai/<name>")
+    parser.add_argument("--model", required=True, help="litellm's name: openai/<the endpoint's model name>")
     parser.add_argument("--prompt", default=None, help="CoverUp's prompt family (gpt-v1 needs no tool calls)")
     parser.add_argument("--module", default="isoweek", help="a name under bench/quality")
     parser.add_argument("--with-tests", action="store_true", help="start from the module's upstream tests")
