@@ -50,6 +50,8 @@ ENV_VARS: dict[str, str] = {
     "sandbox": "OH_LSP_SANDBOX",
     "test_seeds": "OH_LSP_TEST_SEEDS",
     "max_repair_iterations": "OH_LSP_MAX_REPAIR_ITERATIONS",
+    "mutation": "OH_LSP_MUTATION",
+    "mutation_seconds": "OH_LSP_MUTATION_SECONDS",
     "runtime": "OH_LSP_RUNTIME",
     "openhands_env": "OH_LSP_OPENHANDS_ENV",
     "openhands_python": "OH_LSP_OPENHANDS_PYTHON",
@@ -101,6 +103,8 @@ class OpenHandsConfig(BaseModel):
     sandbox: Literal["auto", "bwrap", "namespaces", "landlock", "none"] = "auto"  # see docs/sandbox.md
     test_seeds: list[int] | None = None  # fixed seeds for the 3 runs of generated tests (reproducing a flaky one)
     max_repair_iterations: int = Field(default=2, ge=0, le=10)
+    mutation: bool = True  # mutation analysis of a unit_test target (docs/validation.md); OH_LSP_MUTATION=off
+    mutation_seconds: float = Field(default=20.0, gt=0, le=3600)  # the cap on one task's mutation analysis
     # a queue shared by workers on many machines (postgresql://...); None: the project's embedded SQLite store
     queue_url: str | None = Field(default=None, repr=False)
     # who answers a task: the direct chat call, or an OpenHands SDK agent in a subprocess (see oh_lsp/agent/)

@@ -40,6 +40,14 @@ BEHAVIOUR_CHANGED = "behaviour-changed"
 UNKNOWN_PARAMETER = "unknown-parameter"
 PUBLIC_NAME_REMOVED = "public-name-removed"
 EXISTING_TESTS_BROKEN = "existing-tests-broken"
+# coverage baselines, mutation analysis and the per-test value gate (docs/validation.md)
+EXISTING_TESTS_FAILING = "existing-tests-failing"
+BASELINE_INCOMPLETE = "baseline-incomplete"
+NO_ASSERTION = "no-assertion"
+NO_VALUE = "adds-nothing"
+UNCOVERED = "uncovered"
+SURVIVING_MUTANT = "surviving-mutant"
+MUTATION_INCOMPLETE = "mutation-incomplete"
 
 
 @dataclass(frozen=True)

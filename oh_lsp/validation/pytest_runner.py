@@ -10,6 +10,7 @@ import os
 import shlex
 import shutil
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from oh_lsp.redaction import redact_data
 from oh_lsp.validation.sandbox import AUDIT_PLUGIN, RunResult, Sandbox
 
 _PLUGIN = Path(__file__).with_name("pytest_report_plugin.py")
+_CONTEXTS_PLUGIN = Path(__file__).with_name("coverage_context_plugin.py")
+_COVERAGE_DUMP = Path(__file__).with_name("coverage_dump.py")
 _imports_ok: dict[tuple[str, str], bool] = {}
 _sys_paths: dict[str, list[Path]] = {}
 
@@ -64,6 +67,7 @@ class PytestRun:
     seed: int | None = None
     coverage: Coverage | None = None
     module_attempts: list[dict[str, Any]] = field(default_factory=list)  # tried outside any test (at import)
+    coverage_map: dict[str, Any] | None = None  # `cover_map`'s measure: see oh_lsp.validation.coverage_map
 
     @property
     def passed(self) -> list[CaseResult]:
@@ -180,14 +184,24 @@ async def run_pytest(
     cover: str | None = None,
     deselect: list[str] | None = None,
     env: dict[str, str] | None = None,
+    cover_map: Sequence[str] | None = None,
+    plugins: Mapping[str, Path] | None = None,
+    args: Sequence[str] = (),
 ) -> PytestRun:
     """Run pytest on `targets` (paths or node ids relative to the project) and read the report plugin's lines.
 
     `seed` seeds `random` before each test, `PYTHONHASHSEED`, and pytest-randomly when the project has it.
     `cover` (a project-relative file) measures that file's line coverage with coverage.py; when the project's
-    interpreter lacks coverage.py, oh-lsp's own copy is made importable for the run."""
+    interpreter lacks coverage.py, oh-lsp's own copy is made importable for the run. `cover_map` (project-relative
+    files) measures lines and branches per test instead (`run.coverage_map`). `plugins` are more pytest plugins (module
+    name: file, copied beside the report plugin and loaded with -p), `args` more pytest arguments."""
+    plugins = dict(plugins or {})
+    if cover_map is not None:
+        plugins["oh_lsp_contexts"] = _CONTEXTS_PLUGIN
     shutil.copyfile(_PLUGIN, box.tools / "oh_lsp_report.py")
     shutil.copyfile(AUDIT_PLUGIN, box.tools / "oh_lsp_audit.py")
+    for name, source in plugins.items():
+        shutil.copyfile(source, box.tools / f"{name}.py")
     tag = os.urandom(4).hex()
     report = box.base / f"report-{tag}.jsonl"
     run_env = {"OH_LSP_REPORT": str(report), "OH_LSP_SANDBOX_DIR": str(box.base), **(env or {})}
@@ -206,6 +220,8 @@ async def run_pytest(
         "-c",
         str(_inifile(box)),
         *(f"--deselect={nodeid}" for nodeid in deselect or []),
+        *(arg for name in plugins for arg in ("-p", name)),
+        *args,
     ]
     if seed is not None:
         run_env.update(OH_LSP_SEED=str(seed), PYTHONHASHSEED=str(seed % 4294967296))
@@ -214,13 +230,15 @@ async def run_pytest(
     command = [str(python), "-m", "pytest", *pytest_args, *targets]
     readable = await interpreter_paths(python, box.project_root)
     out = box.base / f"coverage-{tag}.json"
-    if cover is not None:
-        command = await _under_coverage(box, python, command, cover, tag, out, readable)
+    if cover is not None or cover_map is not None:
+        command = await _under_coverage(box, python, command, cover, tag, out, readable, cover_map)
     result = await box.run(command, timeout=timeout, env=run_env, readable=readable)
     run = _read_report(report, result, box.secrets)
     run.seed = seed
     report.unlink(missing_ok=True)
-    if cover is not None and not result.timed_out:
+    if cover_map is not None and not result.timed_out:
+        run.coverage_map = _read_coverage_map(out, box.inside_root, cover_map)
+    elif cover is not None and not result.timed_out:
         run.coverage = _read_coverage(out, box.inside_root, cover)
     return run
 
@@ -256,11 +274,19 @@ def _fast_scratch(box: Sandbox) -> Path:
 
 
 async def _under_coverage(
-    box: Sandbox, python: Path, command: list[str], cover: str, tag: str, out: Path, readable: list[Path]
+    box: Sandbox,
+    python: Path,
+    command: list[str],
+    cover: str | None,
+    tag: str,
+    out: Path,
+    readable: list[Path],
+    cover_map: Sequence[str] | None = None,
 ) -> list[str]:
     """`command` (a pytest run) wrapped to run under coverage.py and write the JSON report to `out`, in one
     process of the sandbox. When the project's interpreter lacks coverage.py, oh-lsp's own copy is lent to it (and
-    added to the `readable` folders of the run)."""
+    added to the `readable` folders of the run). With `cover_map`, branches are measured too, and `out` gets
+    coverage_dump.py's per-test document of those files instead."""
     if not await _can_import(box, python, "coverage"):
         import coverage  # a dependency of oh-lsp; its C tracer may not load there, the Python one will
 
@@ -271,9 +297,16 @@ async def _under_coverage(
         readable.append(lent)  # oh-lsp's own environment may be under /tmp, which the sandbox replaces
     data = _fast_scratch(box) / f"oh-lsp-coverage-{tag}"
     rcfile = box.base / f"coveragerc-{tag}"
-    rcfile.write_text(f"[run]\ndata_file = {data}\ninclude = {box.inside_root / cover}\n")
+    if cover_map is not None:
+        files = [str(box.inside_root / name) for name in cover_map]
+        rcfile.write_text(f"[run]\ndata_file = {data}\nbranch = True\ninclude =\n    " + "\n    ".join(files) + "\n")
+        shutil.copyfile(_COVERAGE_DUMP, box.tools / "oh_lsp_coverage_dump.py")
+        report = shlex.join([str(python), str(box.tools / "oh_lsp_coverage_dump.py"), str(rcfile), str(out), *files])
+    else:
+        assert cover is not None  # one of the two is given
+        rcfile.write_text(f"[run]\ndata_file = {data}\ninclude = {box.inside_root / cover}\n")
+        report = shlex.join([str(python), "-m", "coverage", "json", "-q", f"--rcfile={rcfile}", "-o", str(out)])
     run = shlex.join([str(python), "-m", "coverage", "run", f"--rcfile={rcfile}", *command[1:]])
-    report = shlex.join([str(python), "-m", "coverage", "json", "-q", f"--rcfile={rcfile}", "-o", str(out)])
     return ["/bin/sh", "-c", f"{run}; status=$?; {report}; rm -f {shlex.quote(str(data))}; exit $status"]
 
 
@@ -290,6 +323,15 @@ def _read_coverage(out: Path, inside_root: Path, cover: str) -> Coverage:
                 set(info.get("executed_lines", [])),
             )
     return Coverage()
+
+
+def _read_coverage_map(out: Path, inside_root: Path, files: Sequence[str]) -> dict[str, Any]:
+    """coverage_dump.py's document, keyed by the project-relative names asked for (None: not measured)."""
+    if not out.exists():
+        return {}
+    measured = json.loads(out.read_text(encoding="utf-8")).get("files", {})
+    out.unlink()
+    return {name: measured.get(str(inside_root / name)) for name in files}
 
 
 def _read_report(report: Path, result: RunResult, secrets: list[str]) -> PytestRun:
