@@ -192,6 +192,7 @@ async def ask_model(
         cost=metrics.cost,
         final=True,
         estimated=metrics.tokens_estimated,
+        estimated_by=answer.tokens_estimated,
         cost_source=answer.cost_source,
     )
     return answer
