@@ -73,7 +73,11 @@ class PromptFit:
         as some local servers reject a value larger than theirs."""
         cap = self.max_tokens_cap.get(model.name)
         if limit:
-            room = limit - self.prompt_tokens(model, messages) - CONTEXT_MARGIN_TOKENS
+            prompt = self.prompt_tokens(model, messages)
+            # until the endpoint's own count is known, leave a quarter of the estimate spare (code often takes more
+            # tokens than characters / 4)
+            margin = CONTEXT_MARGIN_TOKENS if model.name in self.ratio else max(CONTEXT_MARGIN_TOKENS, prompt // 4)
+            room = limit - prompt - margin
             tokens = max(min(self.default_max_tokens, room), MIN_COMPLETION_TOKENS)
             return min(tokens, cap) if cap else tokens
         return cap
