@@ -42,7 +42,7 @@ def jitter(seconds: float) -> float:
 
 
 def backoff(failures: int) -> float:
-    return min(BACKOFF_BASE_SECONDS * 2 ** (failures - 1), BACKOFF_MAX_SECONDS) * random.uniform(1.0, 1.25)
+    return min(BACKOFF_BASE_SECONDS * 2.0 ** (failures - 1), BACKOFF_MAX_SECONDS) * random.uniform(1.0, 1.25)
 
 
 @dataclass
