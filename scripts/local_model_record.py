@@ -16,6 +16,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def build_row(build_record: Path, venv: Path) -> str:
@@ -38,7 +39,7 @@ def build_row(build_record: Path, venv: Path) -> str:
     return "unknown"
 
 
-def rows(report: dict | None, build: str) -> list[tuple[str, str]]:
+def rows(report: dict[str, Any] | None, build: str) -> list[tuple[str, str]]:
     rc = os.environ["RC"]
     head = [
         ("date", datetime.date.today().isoformat()),

@@ -17,6 +17,7 @@ from oh_lsp.kinds.context import TRUNCATED
 from oh_lsp.llm.catalog import learned_context_lengths
 from oh_lsp.llm.errors import ContextFigures, ErrorKind, ModelCallError, classify_body_error, classify_status
 from oh_lsp.testing.model_server import Reply
+from oh_lsp.testing.model_server.wire import context_exceeded, model_entry, scripted_tokens
 from tests.conftest import GOOD_TESTS, SENTINEL_KEY, fenced, run_task
 from tests.models_support import MODEL_A, MODEL_B, Events, ab_config, gateway_for, task
 
@@ -101,14 +102,17 @@ def test_other_errors_are_not_context_errors() -> None:
 @pytest.mark.parametrize(
     "too_long",
     [
-        pytest.param(lambda: Reply.http_error(400, OPENAI_400), id="OpenAI-style 400"),
-        pytest.param(
-            lambda: Reply(error_body={"message": LLAMA_CPP_PYTHON, "code": 500}, stream_error_after=0),
-            id="error event after HTTP 200",
-        ),
+        pytest.param(lambda: context_exceeded("openai", 13170, 4096), id="OpenAI-style 400"),
+        pytest.param(lambda: context_exceeded("llama.cpp", 13170, 4096), id="llama-server 400"),
+        pytest.param(lambda: context_exceeded("llama.cpp-stream", 13170, 4096), id="llama-server error: line"),
+        pytest.param(lambda: context_exceeded("in-stream", 13170, 4096), id="error event after HTTP 200"),
         pytest.param(
             lambda: Reply.text(ANSWER, error_body={"message": LLAMA_CPP_PYTHON}, stream_error_after=2),
             id="error event mid-stream",
+        ),
+        pytest.param(
+            lambda: Reply(error_body={"message": LLAMA_CPP_PYTHON, "code": 400}, stream=False),
+            id="HTTP-200 error body",
         ),
     ],
 )
@@ -141,7 +145,7 @@ async def test_a_context_error_is_retried_once_with_a_smaller_prompt_never_as_is
 async def test_the_learned_context_fits_the_next_tasks_first_prompt(
     project: Path, model_server, tmp_path: Path
 ) -> None:
-    model_server.script(Reply.http_error(400, OPENAI_400), Reply.text(ANSWER), Reply.text(ANSWER))
+    model_server.script(context_exceeded("openai", 13170, 4096), Reply.text(ANSWER), Reply.text(ANSWER))
     config = one_model(model_server, tmp_path, context_length=None)
     gateway = gateway_for(config, project)
     try:
@@ -163,7 +167,7 @@ async def test_without_a_smaller_prompt_the_request_moves_to_a_larger_context(
 ) -> None:
     """No refit and figures that show the prompt itself is too long: no same-model retry (it would be the same
     request), straight to the model with the larger context."""
-    model_server.script(Reply.http_error(400, OPENAI_400), model="model-a")
+    model_server.script(context_exceeded("openai", 13170, 4096), model="model-a")
     model_server.default = Reply.text(ANSWER)
     gateway = gateway_for(
         ab_config(model_server, tmp_path, models={"model-a": MODEL_A | {"context_length": 4096}, "model-b": MODEL_B}),
@@ -180,7 +184,7 @@ async def test_without_a_smaller_prompt_the_request_moves_to_a_larger_context(
 async def test_when_no_model_fits_the_task_fails_with_the_figures_and_no_request_is_repeated(
     project: Path, model_server, tmp_path: Path
 ) -> None:
-    model_server.default = Reply.http_error(400, OPENAI_400)
+    model_server.default = context_exceeded("openai", 13170, 4096)
     models = {"model-a": {"quality": 4.5}, "model-b": {"quality": 4}, "model-c": MODEL_A | {"context_length": 4096}}
     gateway = gateway_for(ab_config(model_server, tmp_path, models=models, breaker_failures=1), project)
     try:
@@ -203,9 +207,7 @@ async def test_when_no_model_fits_the_task_fails_with_the_figures_and_no_request
 async def test_the_pipeline_refits_with_the_kinds_prompt_builder(project: Path, model_server) -> None:
     """The real task: the second request is the prompt builder's own, fitted to the context the error gave."""
     (project / "pkg" / "calc.py").write_text((project / "pkg" / "calc.py").read_text() + "\n\n" + SOURCE)
-    model_server.script(
-        Reply(error_body={"message": LLAMA_CPP_PYTHON, "code": 500}, stream_error_after=0), Reply.text(ANSWER)
-    )
+    model_server.script(context_exceeded("in-stream", 13170, 4096), Reply.text(ANSWER))
     final = await run_task(project, model_server)
     assert final.status is TaskStatus.COMPLETED, final.error
     first, second = (r.body["messages"][-1]["content"] for r in model_server.requests)
@@ -214,16 +216,9 @@ async def test_the_pipeline_refits_with_the_kinds_prompt_builder(project: Path, 
 
 
 # --- learning the context length ------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "entry",
-    [
-        {"id": "local-m", "object": "model", "context_length": 2048},  # OpenRouter, LM Studio's shape
-        {"id": "local-m", "object": "model", "max_model_len": 2048},  # vLLM
-        {"id": "local-m", "object": "model", "meta": {"n_ctx": 2048, "n_ctx_train": 8192}},  # llama.cpp
-    ],
-)
-async def test_the_context_length_comes_from_the_endpoints_models_list(project: Path, model_server, entry) -> None:
-    model_server.models = [entry]
+@pytest.mark.parametrize("style", ["openrouter", "vllm", "lmstudio", "llama.cpp"])
+async def test_the_context_length_comes_from_the_endpoints_models_list(project: Path, model_server, style) -> None:
+    model_server.models = [model_entry("local-m", 2048, style)]
     model_server.default = Reply.text(ANSWER)
     config = OpenHandsConfig(api_key=SecretStr(SENTINEL_KEY), base_url=model_server.base_url, model="local-m")
     gateway = gateway_for(config, project)
@@ -239,7 +234,7 @@ async def test_the_context_length_comes_from_the_endpoints_models_list(project: 
 async def test_the_setting_gives_the_context_length_when_the_endpoint_does_not(
     project: Path, model_server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model_server.models = [{"id": "local-m", "object": "model"}]  # llama-cpp-python's list: no size
+    model_server.models = [model_entry("local-m", 4096, "llama-cpp-python")]  # its list gives no size
     model_server.default = Reply.text(ANSWER)
     monkeypatch.setenv("OH_LSP_CONTEXT_TOKENS", "3000")
     config = OpenHandsConfig.from_env(None, base_url=model_server.base_url, model="local-m")
@@ -251,3 +246,73 @@ async def test_the_setting_gives_the_context_length_when_the_endpoint_does_not(
         await gateway.aclose()
     ((_, chars, max_tokens),) = sizes(model_server)
     assert max_tokens is not None and chars / 4 + max_tokens <= 3000
+
+
+async def test_llama_servers_props_give_the_context_length(project: Path, model_server) -> None:
+    model_server.models = [{"id": "local-m", "object": "model"}]
+    model_server.props = {"default_generation_settings": {"n_ctx": 2048}, "total_slots": 1}
+    config = OpenHandsConfig(api_key=SecretStr(SENTINEL_KEY), base_url=model_server.base_url, model="local-m")
+    gateway = gateway_for(config, project)
+    try:
+        assert await gateway.context_tokens(task()) == 2048
+    finally:
+        await gateway.aclose()
+
+
+# --- llama-cpp-python: HTTP 200, then a stream without a word -------------------------------------------------------
+def local_config(server, **kw) -> OpenHandsConfig:
+    server.models = [model_entry("local-m", style="llama-cpp-python")]
+    return OpenHandsConfig(api_key=SecretStr(SENTINEL_KEY), base_url=server.base_url, model="local-m", **kw)
+
+
+async def test_a_silent_stream_is_a_context_error_when_the_servers_tokenizer_says_so(
+    project: Path, model_server
+) -> None:
+    """llama-cpp-python answers an oversized prompt with HTTP 200 and an empty stream (its words go to its own
+    log). Its tokenizer tells: the prompt is counted, reported with that figure, and the next try is smaller."""
+    model_server.tokenizer = "llama-cpp-python"
+    model_server.script(context_exceeded("llama-cpp-python", 13170, 4096), Reply.text(ANSWER))
+    gateway = gateway_for(local_config(model_server), project)
+    events = Events()
+    try:
+        result = await gateway.complete(task(), FULL, emit=events, refit=refit)
+        state = gateway.store.model_states()["local-m"]
+    finally:
+        await gateway.aclose()
+    assert result.content == ANSWER
+    (_, first, _), (_, second, _) = sizes(model_server)
+    assert second < first * 0.6, "the next try has about half the prompt"
+    reported = [data["context"] for _, data in events.seen if data.get("context")]
+    assert reported == [
+        {"prompt": scripted_tokens("\n".join(m["content"] for m in FULL)) + 8, "requested": None, "limit": None}
+    ]
+    assert not state.failures, "not counted toward the breaker"
+
+
+async def test_a_silent_stream_stays_a_transient_failure_without_evidence(project: Path, model_server) -> None:
+    """No tokenizer to ask, or a prompt that fits the known context: the usual transient failure (retried twice)."""
+    model_server.default = context_exceeded("llama-cpp-python", 13170, 4096)
+    gateway = gateway_for(local_config(model_server), project)
+    try:
+        with pytest.raises(ModelCallError) as caught:
+            await gateway.complete(task(), FULL, emit=Events(), refit=refit)
+    finally:
+        await gateway.aclose()
+    assert caught.value.kind is ErrorKind.TRANSIENT and "without a single event" in str(caught.value)
+    assert len(model_server.requests) == 3
+
+
+async def test_a_local_servers_tokenizer_fits_the_prompt_before_it_is_sent(project: Path, model_server) -> None:
+    """A known context (the setting) and a local server with a tokenizer: the prompt is counted by it first, and
+    what is sent fits exactly, by the server's own count."""
+    model_server.tokenizer = "llama.cpp"
+    model_server.default = Reply.text(ANSWER)
+    gateway = gateway_for(local_config(model_server, context_tokens=4096), project)
+    try:
+        await gateway.complete(task(), FULL, emit=Events(), refit=refit)
+    finally:
+        await gateway.aclose()
+    (request,) = model_server.requests
+    counted = scripted_tokens("\n".join(m["content"] for m in request.body["messages"]))
+    assert counted + request.body["max_tokens"] <= 4096 and counted > 1000
+    assert model_server.tokenized, "the server's tokenizer was asked"

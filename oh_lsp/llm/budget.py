@@ -16,7 +16,7 @@ from typing import Any
 from oh_lsp.llm.catalog import ModelInfo
 from oh_lsp.llm.errors import ErrorKind, ModelCallError
 from oh_lsp.llm.state import local_day, next_local_midnight
-from oh_lsp.llm.tokens import estimate_prompt_tokens  # noqa: F401  (the budget's estimate; agent/runtime.py uses it)
+from oh_lsp.llm.tokens import estimate_prompt_tokens as estimate_prompt_tokens  # agent/runtime.py uses it here
 from oh_lsp.store.thread import StoreThread
 
 log = logging.getLogger("oh_lsp.models")

@@ -295,9 +295,13 @@ def learned_context_lengths(base_url: str) -> dict[str, int]:
 def remember_context_length(base_url: str, model_id: str, tokens: int) -> None:
     """Keep what a context-length error said, so that the next process fits its first prompt."""
     data = _read_cache(base_url)
-    learned = data.get("learned_context_length") if isinstance(data.get("learned_context_length"), dict) else {}
+    learned = _dict(data.get("learned_context_length"))
     if learned.get(model_id) != tokens:
         _write_cache(base_url, {**data, "learned_context_length": {**learned, model_id: tokens}})
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def server_context_length(props: Any) -> int | None:
@@ -314,7 +318,7 @@ def entry_context_length(entry: dict[str, Any]) -> int | None:
     """The context length a models-list entry gives: OpenRouter's ``context_length``, vLLM's ``max_model_len``, LM
     Studio's ``max_context_length``, or llama.cpp's ``meta.n_ctx`` (not ``n_ctx_train``: the server may run with less
     than the model was trained for)."""
-    meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+    meta = _dict(entry.get("meta"))
     for value in (entry.get(k) for k in ("context_length", "max_model_len", "max_context_length", "context_window")):
         number = _number(value)
         if number and number > 0:

@@ -7,7 +7,9 @@ does not parse), into a `ModelCallError`. Cancelling the coroutine closes the co
 
 An error event may come as ``data: {"error": ...}`` (OpenAI, Ollama), as ``event: error`` followed by its data, or
 as llama.cpp's ``error: {...}`` line. One that says the prompt does not fit is a context-length error, never a
-truncated stream.
+truncated stream. A stream that ends without a single event after HTTP 200 is an `EmptyStream`: llama-cpp-python's
+server does that when the prompt exceeds its context (its "Requested tokens (N) exceed context window of M" goes to
+its own log only), and the gateway asks the server's tokenizer which it was.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from typing import Any
 import httpx
 
 from oh_lsp.config import OpenHandsConfig
-from oh_lsp.llm.errors import ErrorKind, ModelCallError, classify_body_error, classify_status, context_error
+from oh_lsp.llm.errors import (
+    EmptyStream,
+    ErrorKind,
+    ModelCallError,
+    classify_body_error,
+    classify_status,
+    context_error,
+)
 from oh_lsp.llm.tokens import EndpointTokenizer, endpoint_root
 
 DeltaCallback = Callable[[str], None]
@@ -43,6 +52,7 @@ class ChatResult:
     chunks: int = 0
     usage: dict[str, Any] = field(default_factory=dict)
     done: bool = False  # the stream's [DONE] arrived
+    events: int = 0  # the stream's events (with text or not)
     tokens_estimated: str | None = None  # the endpoint sent no usage: how the counts were estimated
 
     @property
@@ -162,6 +172,10 @@ class ChatClient:
             # the server kept the response open after [DONE]; the answer is complete, the connection is dropped
         done = result.done
         result.content = "".join(pieces)
+        if not done and result.finish_reason is None and not result.events:
+            raise EmptyStream(
+                "the server answered HTTP 200 and then ended the stream without a single event", model=result.model
+            )
         if not done and result.finish_reason is None:
             raise ModelCallError(
                 ErrorKind.TRANSIENT, "the stream ended before the answer was complete (truncated)", model=result.model
@@ -212,6 +226,7 @@ class ChatClient:
                 )
             if event.get("error"):
                 raise classify_body_error(event, model=result.model, where="stream")
+            result.events += 1
             self._take_usage(event, result)
             for choice in event.get("choices") or []:
                 delta = choice.get("delta") or {}

@@ -71,6 +71,14 @@ class ModelCallError(Exception):
         return f"{code}{self.message}{where}"
 
 
+class EmptyStream(ModelCallError):
+    """HTTP 200, then the stream ended without a single event: a transient failure, unless the prompt turns out to
+    be larger than the model's context (`ModelGateway` asks the endpoint's tokenizer)."""
+
+    def __init__(self, message: str, *, model: str | None = None) -> None:
+        super().__init__(ErrorKind.TRANSIENT, message, model=model)
+
+
 # --- context length exceeded ---------------------------------------------------------------------------------------
 # The words providers use. OpenAI, vLLM, OpenRouter and llama-cpp-python (400): "This model's maximum context length is
 # 4096 tokens. However, you requested 4170 tokens (...)"; llama-cpp-python's engine: "Requested tokens (4170) exceed

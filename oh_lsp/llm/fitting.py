@@ -91,6 +91,10 @@ class PromptFit:
         smaller = self.refit(budget)
         return smaller if self.prompt_tokens(model, smaller) < self.prompt_tokens(model) else None
 
+    def calibrate(self, model: ModelInfo, messages: Messages, tokens: int) -> None:
+        """The endpoint counted `messages` as `tokens`: estimates for this model are corrected by that ratio."""
+        self.ratio[model.name] = max(tokens / max(estimate_prompt_tokens(messages), 1), 0.5)
+
     # --- after a context-length error -----------------------------------------------------------------------------
     def sent(self, model: ModelInfo, messages: Messages, max_tokens: int | None) -> tuple[str, str, int | None]:
         return (model.id, _digest(messages), max_tokens)
@@ -101,9 +105,8 @@ class PromptFit:
         self.refused.add(sent)
         figures = figures or ContextFigures()
         messages = self.messages.get(model.name, self.original)
-        estimate = estimate_prompt_tokens(messages)
         if figures.prompt:
-            self.ratio[model.name] = max(figures.prompt / max(estimate, 1), 0.5)
+            self.calibrate(model, messages, figures.prompt)
         if figures.limit:
             self.learned[model.name] = figures.limit
         limit = self.limit(model)

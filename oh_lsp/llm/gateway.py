@@ -31,7 +31,7 @@ from oh_lsp.llm.catalog import (
     server_context_length,
 )
 from oh_lsp.llm.client import ChatClient, ChatResult, DeltaCallback
-from oh_lsp.llm.errors import ErrorKind, ModelCallError
+from oh_lsp.llm.errors import ContextFigures, EmptyStream, ErrorKind, ModelCallError
 from oh_lsp.llm.fitting import PromptFit, Refit
 from oh_lsp.llm.health import ModelHealth
 from oh_lsp.llm.rotation import Rotation
@@ -170,7 +170,7 @@ class ModelGateway:
                         rotation={"from": pick.rotated_from, "to": model.name, "reason": rotation.reason},
                     )
                 emit(ev.MODEL_CHOSEN, model=model.name, id=model.id, why=pick.why)
-                request, max_tokens = fit.request(model)
+                request, max_tokens = await self._fitted(model, fit)
                 prompt_tokens = fit.prompt_tokens(model, request)
                 await self.budget.check(task.task_id, model, prompt_tokens, max_tokens or self.config.max_tokens)
                 return await self._call(task, model, request, max_tokens, on_delta, rotation, fit, emit)
@@ -193,6 +193,8 @@ class ModelGateway:
             result = await self.client.chat(model.id, messages, max_tokens=max_tokens, on_delta=on_delta)
         except ModelCallError as error:
             error.model = model.name
+            if isinstance(error, EmptyStream):
+                error = await self._diagnose_empty_stream(model, messages, error, fit)
             call.outcome, call.latency_ms = error.kind.value, (time.monotonic() - started) * 1000
             await self.health.record_call(call)
             smaller = False
@@ -214,6 +216,37 @@ class ModelGateway:
         call.cost, call.cost_source = result.cost, result.cost_source
         await self.health.succeeded(model.name, call=call)
         return result
+
+    async def _fitted(self, model: ModelInfo, fit: PromptFit) -> tuple[list[dict[str, Any]], int | None]:
+        """The request for `model`, fitted to its context. On a local server whose context is known, the prompt is
+        counted by the server's own tokenizer first (a local call, a few milliseconds), so that it fits exactly."""
+        request, max_tokens = fit.request(model)
+        if self.config.endpoint_is_local and fit.limit(model) and model.name not in fit.ratio:
+            tokens = await self.client.tokenizer().count_messages(request)
+            if tokens is not None:
+                fit.calibrate(model, request, tokens)
+                request, max_tokens = fit.request(model)
+        return request, max_tokens
+
+    async def _diagnose_empty_stream(
+        self, model: ModelInfo, messages: list[dict[str, Any]], error: ModelCallError, fit: PromptFit
+    ) -> ModelCallError:
+        """HTTP 200 and then not a single event: llama-cpp-python's server does that when the prompt exceeds its
+        context. The endpoint's own tokenizer tells: a prompt at least as long as the model's context (or of any
+        length, when the context is not known) makes it a context-length error with that figure."""
+        prompt = await self.client.tokenizer().count_messages(messages)
+        limit = fit.limit(model)
+        if prompt is None or (limit and prompt < limit):
+            return error  # no tokenizer to ask, or the prompt fits: something else went wrong
+        hint = "" if limit else "; its context length is not known: set OH_LSP_CONTEXT_TOKENS to the server's --n_ctx"
+        figures = ContextFigures(prompt=prompt, limit=limit)
+        return ModelCallError(
+            ErrorKind.CONTEXT_LENGTH,
+            f"the prompt does not fit the model's context, it seems ({figures}, by the server's own tokenizer):"
+            f" {error.message}{hint}",
+            model=model.name,
+            figures=figures,
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()

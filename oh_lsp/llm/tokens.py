@@ -9,6 +9,7 @@ the character heuristic. Nothing is downloaded: no tokenizer files, no tiktoken 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -45,10 +46,10 @@ def endpoint_root(base_url: str) -> str:
     return root.removesuffix("/v1")
 
 
-# (path, request body for a text, how to read the count from the answer)
-TOKENIZERS = (
-    ("/tokenize", lambda text: {"content": text, "add_special": False}, lambda body: len(body["tokens"])),
-    ("/extras/tokenize/count", lambda text: {"input": text}, lambda body: int(body["count"])),
+# (path, the field of the request body that holds the text, how to read the count from the answer)
+TOKENIZERS: tuple[tuple[str, str, Callable[[Any], int]], ...] = (
+    ("/tokenize", "content", lambda body: len(body["tokens"])),  # llama.cpp's server
+    ("/extras/tokenize/count", "input", lambda body: int(body["count"])),  # llama-cpp-python's
 )
 
 
@@ -68,34 +69,50 @@ class EndpointTokenizer:
         if self._absent:
             return None
         candidates = [self._found] if self._found is not None else range(len(TOKENIZERS))
+        refused = 0
         for index in candidates:
-            path, request, read = TOKENIZERS[index]
-            try:
-                response = await self.http.post(
-                    self.root + path, json=request(text), headers=self.headers, timeout=TOKENIZE_TIMEOUT
-                )
-                count = read(response.json()) if response.status_code == 200 else None
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
-                count = None
+            count, answered = await self._ask(index, text)
             if count is not None:
                 self._found = index
                 return count
-        if self._found is None:
-            self._absent = True
+            refused += answered
+        if self._found is None and refused == len(TOKENIZERS):
+            self._absent = True  # every path answered, none with a count: the endpoint has no tokenizer
             log.info(
                 "%s has no tokenizer endpoint; token counts without usage are estimated from characters", self.root
             )
         return None
+
+    async def _ask(self, index: int, text: str) -> tuple[int | None, bool]:
+        """(the count, whether the server answered at all). A pooled connection that the server closed (as after a
+        stream it broke off) is retried once on a new one."""
+        path, field, read = TOKENIZERS[index]
+        for _ in range(2):
+            try:
+                response = await self.http.post(
+                    self.root + path, json={field: text}, headers=self.headers, timeout=TOKENIZE_TIMEOUT
+                )
+            except httpx.TransportError:
+                continue
+            try:
+                return (read(response.json()) if response.status_code == 200 else None), True
+            except (ValueError, KeyError, TypeError):
+                return None, True
+        return None, False
+
+    async def count_messages(self, messages: list[dict[str, Any]]) -> int | None:
+        """A chat prompt's tokens by the endpoint's tokenizer (the template's few tokens per message estimated)."""
+        count = await self.count("\n".join(message_texts(messages)))
+        return None if count is None else count + TOKENS_PER_MESSAGE * len(messages)
 
 
 async def estimate_usage(
     tokenizer: EndpointTokenizer | None, messages: list[dict[str, Any]], answer: str
 ) -> tuple[int, int, str]:
     """(prompt tokens, completion tokens, how they were estimated) for a call that reported no usage."""
-    texts = message_texts(messages)
     if tokenizer is not None:
-        prompt = await tokenizer.count("\n".join(texts))
+        prompt = await tokenizer.count_messages(messages)
         completion = await tokenizer.count(answer) if prompt is not None and answer else 0
         if prompt is not None and completion is not None:
-            return prompt + TOKENS_PER_MESSAGE * len(messages), completion, ESTIMATED_BY_TOKENIZER
+            return prompt, completion, ESTIMATED_BY_TOKENIZER
     return estimate_prompt_tokens(messages), estimate_text_tokens(answer), ESTIMATED_BY_CHARACTERS
