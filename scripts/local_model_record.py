@@ -5,7 +5,7 @@
 REPORT is the JSON that tests/test_local_model.py wrote for this run; when it is missing (the test failed before it
 could write one), the table says that, so the page never shows an older run's result as this one's. BUILD_RECORD is
 the build.json that the script writes after it builds llama-cpp-python. The environment gives RC (pytest's exit
-status), NETWORK, N_CTX and LLAMA (llama-cpp-python's version).
+status), NETWORK, N_CTX, N_THREADS and LLAMA (llama-cpp-python's version).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def rows(report: dict[str, Any] | None, build: str) -> list[tuple[str, str]]:
         ("model answered", f"yes, {report['answers']} answer(s)" if report["answers"] else "no"),
         ("tokens", tokens),
         ("cost", cost),
-        ("task status", report["status"]),
+        ("task status", f"{report['status']} after {report['attempts']} attempt(s)"),
+        ("retried because", "; ".join(report.get("retries") or []) or "-"),
         ("validator verdict", f"passed={verdict.get('passed')}, score {verdict.get('score')}" if verdict else "none"),
         ("findings", "; ".join(verdict.get("findings") or []) or "none"),
         ("task time", f"{report['seconds']} s"),

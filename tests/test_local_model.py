@@ -83,6 +83,8 @@ async def test_unit_test_task_through_a_real_local_model(project: Path) -> None:
         "status": final.status.value,
         "error": final.error,
         "seconds": round(elapsed, 1),
+        "attempts": final.attempts,  # the queue's: an attempt that timed out is tried again
+        "retries": [str(e.data.get("error"))[:200] for e in seen if e.kind == ev.RETRYING],
         "answers": len(answers),
         "streamed_chunks": sum(e.data.get("chunks") or 0 for e in answers),
         "tokens": final.tokens,
