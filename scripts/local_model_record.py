@@ -46,8 +46,8 @@ def rows(report: dict[str, Any] | None, build: str) -> list[tuple[str, str]]:
         ("test", "passed" if rc == "0" else f"FAILED (pytest exit {rc})"),
         (
             "server",
-            f"llama-cpp-python {os.environ['LLAMA']} (`llama_cpp.server --n_ctx {os.environ['N_CTX']}`),"
-            f" {os.environ['NETWORK']}",
+            f"llama-cpp-python {os.environ['LLAMA']} (`llama_cpp.server --n_ctx {os.environ['N_CTX']} --n_threads"
+            f" {os.environ['N_THREADS']}`), {os.environ['NETWORK']}",
         ),
         ("llama-cpp-python build", build),
     ]
