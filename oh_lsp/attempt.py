@@ -128,6 +128,7 @@ def attempt_outcome(
         "execution_result": verdict.details.get("execution_result"),
         "model": model,
         "tokens": metrics.tokens_used,
+        "tokens_estimated": metrics.tokens_estimated,
         "cost": metrics.cost,
         "iterations": len(history),
         "attempts": [a.summary() for a in history],

@@ -40,6 +40,7 @@ ENV_VARS: dict[str, str] = {
     "budget_per_task_usd": "OH_LSP_BUDGET_PER_TASK_USD",
     "budget_per_day_usd": "OH_LSP_BUDGET_PER_DAY_USD",
     "max_tokens": "OH_LSP_MAX_TOKENS",
+    "context_tokens": "OH_LSP_CONTEXT_TOKENS",
     "model_catalog": "OH_LSP_MODEL_CATALOG",
     "breaker_failures": "OH_LSP_BREAKER_FAILURES",
     "breaker_window_seconds": "OH_LSP_BREAKER_WINDOW_SECONDS",
@@ -92,7 +93,10 @@ class OpenHandsConfig(BaseModel):
     # model access: budgets, the catalog file, the circuit breaker (see oh_lsp/llm/)
     budget_per_task_usd: float | None = Field(default=None, ge=0)
     budget_per_day_usd: float | None = Field(default=None, ge=0)
-    max_tokens: int = Field(default=4096, ge=16)
+    max_tokens: int = Field(default=4096, ge=16)  # at most; fitted to the model's context when it is known
+    # the context length of the endpoint's models when neither the catalog nor the endpoint gives one (a local
+    # server's --ctx-size / --n_ctx)
+    context_tokens: int | None = Field(default=None, ge=512)
     model_catalog: Path | None = None
     breaker_failures: int = Field(default=5, ge=1)
     breaker_window_seconds: float = Field(default=60.0, gt=0)

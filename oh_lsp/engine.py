@@ -356,6 +356,7 @@ class ExecutionEngine:
         details = {
             "model": outcome.model,
             "tokens": outcome.metrics.tokens_used if outcome.metrics else 0,
+            "tokens_estimated": bool(outcome.metrics and outcome.metrics.tokens_estimated),
             "cost": outcome.metrics.cost if outcome.metrics else 0.0,
         }
         if outcome.status == "completed":

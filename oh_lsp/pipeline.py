@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from oh_lsp import events as ev
@@ -47,6 +48,7 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         warn=lambda text: ctx.emit(ev.WARNING, message=text),
     )
     messages = kind.build_messages(target, task, await ctx.gateway.context_tokens(task))
+    first_prompt = len(messages)
     history: list[Attempt] = []
     best: Attempt | None = None
     for iteration in range(1, iterations + 1):
@@ -58,7 +60,9 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
                 iteration=iteration,
             )
         try:
-            answer = await ask_model(task, ctx, messages, metrics)
+            answer = await ask_model(
+                task, ctx, messages, metrics, refit=prompt_refit(kind, target, task, messages[first_prompt:])
+            )
         except MissingApiKeyError as exc:
             return Outcome("failed", error=str(exc), metrics=metrics if metrics.model_id else None)
         except ModelCallError as exc:
@@ -89,8 +93,28 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
     return attempt_outcome(task, target, best, history, threshold, metrics, started)
 
 
+def prompt_refit(kind: Any, target: Any, task: QueuedTask, turns: list[dict[str, Any]]) -> Callable[[int], Any]:
+    """How the gateway gets a smaller prompt (a context-length error, a model with a small context): the kind's
+    prompt builder fits the project's context into the budget; of the repair conversation (`turns`), the last
+    answer and its findings are kept."""
+    from oh_lsp.kinds.context import ANSWER_RESERVE_TOKENS
+    from oh_lsp.llm.tokens import estimate_prompt_tokens
+
+    turns = turns[-2:]
+
+    def refit(tokens: int) -> list[dict[str, Any]]:
+        budget = max(tokens - estimate_prompt_tokens(turns), 1) + ANSWER_RESERVE_TOKENS
+        return [*kind.build_messages(target, task, budget), *turns]
+
+    return refit
+
+
 async def ask_model(
-    task: QueuedTask, ctx: TaskContext, messages: list[dict[str, Any]], metrics: ExecutionMetrics
+    task: QueuedTask,
+    ctx: TaskContext,
+    messages: list[dict[str, Any]],
+    metrics: ExecutionMetrics,
+    refit: Callable[[int], Any] | None = None,
 ) -> Any:
     """One answer through the gateway, streamed as token events and added to `metrics` (tokens, cost, model).
     Raises `ModelCallError` when no model could answer."""
@@ -101,11 +125,21 @@ async def ask_model(
         chunks += 1
         ctx.emit(ev.TOKENS, chunks=chunks)
 
-    answer = await ctx.gateway.complete(task, messages, emit=ctx.emit, on_delta=on_delta)
+    answer = await ctx.gateway.complete(task, messages, emit=ctx.emit, on_delta=on_delta, refit=refit)
     metrics.model_id = answer.model
     metrics.prompt_tokens += answer.prompt_tokens
     metrics.completion_tokens += answer.completion_tokens
     metrics.tokens_used += answer.total_tokens
+    metrics.tokens_estimated = metrics.tokens_estimated or answer.tokens_estimated is not None
     metrics.cost += answer.cost or 0.0
-    ctx.emit(ev.TOKENS, chunks=chunks, tokens=metrics.tokens_used, cost=metrics.cost, final=True)
+    ctx.emit(
+        ev.TOKENS,
+        chunks=chunks,
+        tokens=metrics.tokens_used,
+        cost=metrics.cost,
+        final=True,
+        estimated=metrics.tokens_estimated,
+        estimated_by=answer.tokens_estimated,
+        cost_source=answer.cost_source,
+    )
     return answer

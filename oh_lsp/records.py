@@ -27,6 +27,7 @@ class ExecutionMetrics:
     task_type: str
     success: bool = False
     tokens_used: int = 0
+    tokens_estimated: bool = False  # the endpoint reported no usage: the tokens were estimated
     cost: float = 0.0
     quality_score: float = 0.0
     validation_passed: bool = False

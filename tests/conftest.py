@@ -62,16 +62,34 @@ def light_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
+USER_ENV = dict(os.environ)  # as the suite started, before any test changed it
+
+
+def is_setting(name: str) -> bool:
+    return name in OH_VARS or (name.startswith("OH_LSP_") and name != "OH_LSP_STATE_DIR")
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, light_python: Path) -> Path:
+def isolated_env(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    light_python: Path,
+) -> Path:
     """Every test gets its own state directory, none of the developer's oh-lsp settings, and (for configurations
-    read from the environment) the light test interpreter."""
+    read from the environment) the light test interpreter. A test marked `user_settings` keeps the user's settings
+    instead (their own interpreter too); only the state directory and the sentinel key stay the test's."""
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("OH_LSP_STATE_DIR", str(state))
     for name in list(os.environ):
-        if name in OH_VARS or (name.startswith("OH_LSP_") and name != "OH_LSP_STATE_DIR"):
+        if is_setting(name):
             monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("OH_LSP_PYTHON", str(light_python))
+    if request.node.get_closest_marker("user_settings"):
+        for name, value in USER_ENV.items():
+            if is_setting(name):
+                monkeypatch.setenv(name, value)
+    else:
+        monkeypatch.setenv("OH_LSP_PYTHON", str(light_python))
     monkeypatch.setenv("OPENROUTER_API_KEY", SENTINEL_KEY)  # the whole suite runs with it; see pytest_sessionfinish
     return state
 

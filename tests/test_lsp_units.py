@@ -333,6 +333,7 @@ def test_status_counts_events_and_adds_up_the_stores() -> None:
         "failed": 1,
         "cancelled": 1,
         "tokens": 111,
+        "tokensEstimated": False,
         "costSession": 0.75,
         "costToday": 1.5,
         "successRate": 0.75,

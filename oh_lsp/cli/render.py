@@ -19,7 +19,8 @@ def task_report(task: QueuedTask) -> str:
     if task.description:
         lines.append(f"  asked:    {task.description}")
     if task.model:
-        lines.append(f"  model:    {task.model}   tokens: {task.tokens}   cost: {money(task.cost)}")
+        tokens = f"{task.tokens} (estimated)" if result.get("tokens_estimated") else str(task.tokens)
+        lines.append(f"  model:    {task.model}   tokens: {tokens}   cost: {money(task.cost)}")
     if result.get("output_file"):
         delivered = "not delivered yet" if task.delivery is None else task.delivery
         lines.append(f"  output:   {result['output_file']}  ({delivered})")

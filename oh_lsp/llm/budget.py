@@ -15,31 +15,23 @@ from typing import Any
 
 from oh_lsp.llm.catalog import ModelInfo
 from oh_lsp.llm.errors import ErrorKind, ModelCallError
+from oh_lsp.llm.tokens import estimate_prompt_tokens as estimate_prompt_tokens  # agent/runtime.py uses it here
 from oh_lsp.records import local_day, next_local_midnight
 from oh_lsp.store.thread import StoreThread
 
 log = logging.getLogger("oh_lsp.models")
-CHARS_PER_TOKEN = 4
-TOKENS_PER_MESSAGE = 4
+LOCAL_NO_COST = "local: no cost"  # what the cost of a call to a model on this machine says
 _unpriced_warned: set[str] = set()
 
 
-def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    """A deliberately generous count (about 4 characters a token) for budget checks and `max_tokens`."""
-    chars = 0
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            content = "".join(str(part.get("text") or "") for part in content if isinstance(part, dict))
-        chars += len(content) if isinstance(content, str) else 0
-    return -(-chars // CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages)
-
-
-def call_cost(result: Any, model: ModelInfo) -> tuple[float, str]:
-    """(cost, source) of a finished call: the provider's usage.cost, else price x tokens, else 0 "unknown"."""
+def call_cost(result: Any, model: ModelInfo, *, local: bool = False) -> tuple[float, str]:
+    """(cost, source) of a finished call: the provider's usage.cost, else price x tokens, else 0: "local" for a
+    model on this machine that no catalog prices, "unknown" for any other."""
     if result.cost is not None:
         return float(result.cost), "provider"
     computed = model.cost(result.prompt_tokens, result.completion_tokens)
+    if local and not computed:
+        return 0.0, "local"
     if computed is not None:
         return computed, "catalog"
     if model.name not in _unpriced_warned:

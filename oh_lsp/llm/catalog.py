@@ -254,25 +254,81 @@ def cache_path(base_url: str) -> Path:
     return cache_dir() / f"models-{host}-{hashlib.sha256(base_url.encode()).hexdigest()[:10]}.json"
 
 
-def save_cache(base_url: str, entries: list[dict[str, Any]]) -> Path:
-    from oh_lsp.edits import atomic_write  # a temporary file of its own, so concurrent writers never collide
-
-    path = cache_path(base_url)
-    atomic_write(path, json.dumps({"base_url": base_url, "fetched_at": time.time(), "models": entries}))
-    return path
-
-
-def load_cache(base_url: str) -> list[dict[str, Any]]:
+def _read_cache(base_url: str) -> dict[str, Any]:
     try:
         data = json.loads(cache_path(base_url).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return []
-    models = data.get("models") if isinstance(data, dict) else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(base_url: str, data: dict[str, Any]) -> Path:
+    from oh_lsp.edits import atomic_write  # a temporary file of its own, so concurrent writers never collide
+
+    path = cache_path(base_url)
+    atomic_write(path, json.dumps({**data, "base_url": base_url}))
+    return path
+
+
+def save_cache(base_url: str, entries: list[dict[str, Any]]) -> Path:
+    """The endpoint's models list; the context lengths learned from its errors are kept."""
+    learned = _read_cache(base_url).get("learned_context_length")
+    data: dict[str, Any] = {"fetched_at": time.time(), "models": entries}
+    if isinstance(learned, dict):
+        data["learned_context_length"] = learned
+    return _write_cache(base_url, data)
+
+
+def load_cache(base_url: str) -> list[dict[str, Any]]:
+    models = _read_cache(base_url).get("models")
     return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
 
 
+def learned_context_lengths(base_url: str) -> dict[str, int]:
+    """Context lengths that the endpoint's own context-length errors gave, by model id."""
+    learned = _read_cache(base_url).get("learned_context_length")
+    if not isinstance(learned, dict):
+        return {}
+    return {str(k): int(v) for k, v in learned.items() if isinstance(v, int) and v > 0}
+
+
+def remember_context_length(base_url: str, model_id: str, tokens: int) -> None:
+    """Keep what a context-length error said, so that the next process fits its first prompt."""
+    data = _read_cache(base_url)
+    learned = _dict(data.get("learned_context_length"))
+    if learned.get(model_id) != tokens:
+        _write_cache(base_url, {**data, "learned_context_length": {**learned, model_id: tokens}})
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def server_context_length(props: Any) -> int | None:
+    """llama.cpp's ``GET /props``: the context the server was started with (``--ctx-size``)."""
+    if not isinstance(props, dict):
+        return None
+    settings = props.get("default_generation_settings")
+    value = props.get("n_ctx") or (settings.get("n_ctx") if isinstance(settings, dict) else None)
+    number = _number(value)
+    return int(number) if number and number > 0 else None
+
+
+def entry_context_length(entry: dict[str, Any]) -> int | None:
+    """The context length a models-list entry gives: OpenRouter's ``context_length``, vLLM's ``max_model_len``, LM
+    Studio's ``max_context_length``, or llama.cpp's ``meta.n_ctx`` (not ``n_ctx_train``: the server may run with less
+    than the model was trained for)."""
+    meta = _dict(entry.get("meta"))
+    for value in (entry.get(k) for k in ("context_length", "max_model_len", "max_context_length", "context_window")):
+        number = _number(value)
+        if number and number > 0:
+            return int(number)
+    number = _number(meta.get("n_ctx"))
+    return int(number) if number and number > 0 else None
+
+
 def _listed_model(entry: dict[str, Any], free: bool) -> ModelInfo | None:
-    """A models-list entry (OpenRouter's ``pricing``/``context_length``, vLLM's ``max_model_len``) as a ModelInfo."""
+    """A models-list entry (its prices, its context length) as a ModelInfo."""
     model_id = entry.get("id")
     if not isinstance(model_id, str) or not model_id:
         return None
@@ -282,13 +338,13 @@ def _listed_model(entry: dict[str, Any], free: bool) -> ModelInfo | None:
     prompt, completion = _number(pricing.get("prompt")), _number(pricing.get("completion"))
     if free and prompt is None and completion is None:
         prompt = completion = 0.0  # a local server costs nothing per token
-    context = _number(entry.get("context_length") or entry.get("max_model_len"))
+    context = entry_context_length(entry)
     return ModelInfo(
         name=model_id,
         id=model_id,
         price_prompt=prompt,
         price_completion=completion,
-        context_length=int(context) if context else None,
+        context_length=context,
         source="endpoint",
     )
 

@@ -4,6 +4,12 @@
 as they arrive. It reports each piece of text to a callback (for progress), and turns every failure, including the
 quiet ones (an HTTP-200 body that carries an `error`, an error event mid-stream, a stream that stops early, JSON that
 does not parse), into a `ModelCallError`. Cancelling the coroutine closes the connection at once.
+
+An error event may come as ``data: {"error": ...}`` (OpenAI, Ollama), as ``event: error`` followed by its data, or
+as llama.cpp's ``error: {...}`` line. One that says the prompt does not fit is a context-length error, never a
+truncated stream. A stream that ends without a single event after HTTP 200 is an `EmptyStream`: llama-cpp-python's
+server does that when the prompt exceeds its context (its "Requested tokens (N) exceed context window of M" goes to
+its own log only), and the gateway asks the server's tokenizer which it was.
 """
 
 from __future__ import annotations
@@ -18,7 +24,15 @@ from typing import Any
 import httpx
 
 from oh_lsp.config import OpenHandsConfig
-from oh_lsp.llm.errors import ErrorKind, ModelCallError, classify_body_error, classify_status
+from oh_lsp.llm.errors import (
+    EmptyStream,
+    ErrorKind,
+    ModelCallError,
+    classify_body_error,
+    classify_status,
+    context_error,
+)
+from oh_lsp.llm.tokens import EndpointTokenizer, endpoint_root
 
 DeltaCallback = Callable[[str], None]
 AFTER_DONE_SECONDS = 2.0  # how long to read on after [DONE] (to keep the connection), before giving up on it
@@ -38,6 +52,8 @@ class ChatResult:
     chunks: int = 0
     usage: dict[str, Any] = field(default_factory=dict)
     done: bool = False  # the stream's [DONE] arrived
+    events: int = 0  # the stream's events (with text or not)
+    tokens_estimated: str | None = None  # the endpoint sent no usage: how the counts were estimated
 
     @property
     def total_tokens(self) -> int:
@@ -69,6 +85,7 @@ class ChatClient:
             timeout=httpx.Timeout(connect=15.0, read=float(config.timeout_seconds), write=30.0, pool=None),
         )
         self._url = httpx.URL(config.base_url + "/chat/completions")  # parsed once, not per call
+        self._tokenizer: EndpointTokenizer | None = None
 
     def _headers(self) -> dict[str, str]:
         headers = {
@@ -81,6 +98,13 @@ class ChatClient:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
+
+    def tokenizer(self) -> EndpointTokenizer:
+        """The endpoint's own tokenizer (for calls that report no usage)."""
+        if self._tokenizer is None:
+            headers = {k: v for k, v in self._headers().items() if k != "Accept"}
+            self._tokenizer = EndpointTokenizer(self._http, self.config.base_url, headers)
+        return self._tokenizer
 
     def _body(self, model: str, messages: list[dict[str, Any]], max_tokens: int | None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -148,6 +172,10 @@ class ChatClient:
             # the server kept the response open after [DONE]; the answer is complete, the connection is dropped
         done = result.done
         result.content = "".join(pieces)
+        if not done and result.finish_reason is None and not result.events:
+            raise EmptyStream(
+                "the server answered HTTP 200 and then ended the stream without a single event", model=result.model
+            )
         if not done and result.finish_reason is None:
             raise ModelCallError(
                 ErrorKind.TRANSIENT, "the stream ended before the answer was complete (truncated)", model=result.model
@@ -164,10 +192,22 @@ class ChatClient:
         pieces: list[str],
         deadline: asyncio.Timeout,
     ) -> None:
+        event_type = ""
         async for line in response.aiter_lines():
-            if result.done or not line.startswith("data:"):
-                continue  # comments (": keep-alive"), other SSE fields, and the end of the body after [DONE]
+            if result.done:
+                continue  # the end of the body after [DONE]
+            if line.startswith("event:"):
+                event_type = line[6:].strip()
+                continue
+            if line.startswith("error:"):  # llama.cpp's server: an SSE field named "error"
+                raise _stream_error(line[6:].strip(), result.model)
+            if not line.startswith("data:"):
+                if not line:
+                    event_type = ""  # a blank line ends an SSE event
+                continue  # comments (": keep-alive") and other SSE fields
             data = line[5:].strip()
+            if event_type == "error":
+                raise _stream_error(data, result.model)
             if data == "[DONE]":
                 # Read on to the end of the body rather than break: httpx closes a connection whose response was
                 # left unread, so breaking here cost a new TCP (and TLS) connection on every call.
@@ -177,7 +217,7 @@ class ChatClient:
             try:
                 event = json.loads(data)
             except json.JSONDecodeError:
-                raise ModelCallError(
+                raise context_error(data, model=result.model, where=" (in the stream)") or ModelCallError(
                     ErrorKind.TRANSIENT, f"malformed event in the stream: {data[:120]!r}", model=result.model
                 ) from None
             if not isinstance(event, dict):
@@ -186,6 +226,7 @@ class ChatClient:
                 )
             if event.get("error"):
                 raise classify_body_error(event, model=result.model, where="stream")
+            result.events += 1
             self._take_usage(event, result)
             for choice in event.get("choices") or []:
                 delta = choice.get("delta") or {}
@@ -251,8 +292,27 @@ class ChatClient:
             )
         return [entry for entry in data if isinstance(entry, dict)]
 
+    async def server_props(self) -> Any:
+        """llama.cpp's ``GET /props`` (the server's settings, its context length among them); None when the endpoint
+        has no such page."""
+        try:
+            response = await self._http.get(endpoint_root(self.config.base_url) + "/props", timeout=5.0)
+        except httpx.HTTPError:
+            return None
+        return _json_or_text(response.text) if response.status_code == 200 else None
+
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _stream_error(data: str, model: str) -> ModelCallError:
+    """An error event: its JSON (``{"error": {...}}`` or the error object itself), or its text."""
+    body = _json_or_text(data)
+    if isinstance(body, dict) and "error" not in body:
+        body = {"error": body}
+    if not isinstance(body, dict):
+        body = {"error": {"message": str(body)}}
+    return classify_body_error(body, model=model, where="stream")
 
 
 def _json_or_text(text: str) -> Any:

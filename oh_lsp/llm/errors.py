@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +40,7 @@ class ModelCallError(Exception):
         retry_after: float | None = None,
         reset_at: float | None = None,
         fatal: bool | None = None,
+        figures: ContextFigures | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -48,6 +50,7 @@ class ModelCallError(Exception):
         self.retry_after = retry_after
         self.reset_at = reset_at
         self._fatal = fatal
+        self.figures = figures  # a context-length error: the sizes the provider gave
 
     @property
     def fatal(self) -> bool:
@@ -66,6 +69,115 @@ class ModelCallError(Exception):
         where = f" ({self.model})" if self.model else ""
         code = f"HTTP {self.status}: " if self.status else ""
         return f"{code}{self.message}{where}"
+
+
+class EmptyStream(ModelCallError):
+    """HTTP 200, then the stream ended without a single event: a transient failure, unless the prompt turns out to
+    be larger than the model's context (`ModelGateway` asks the endpoint's tokenizer)."""
+
+    def __init__(self, message: str, *, model: str | None = None) -> None:
+        super().__init__(ErrorKind.TRANSIENT, message, model=model)
+
+
+# --- context length exceeded ---------------------------------------------------------------------------------------
+# The words providers use. OpenAI, vLLM, OpenRouter and llama-cpp-python (400): "This model's maximum context length is
+# 4096 tokens. However, you requested 4170 tokens (...)"; llama-cpp-python's engine: "Requested tokens (4170) exceed
+# context window of 4096"; llama.cpp's llama-server: "the request exceeds the available context size" (with n_ctx and
+# n_prompt_tokens); Ollama: "input length exceeds the context length"; Anthropic-style: "prompt is too long".
+CONTEXT_WORDS = (
+    "context length",
+    "context_length",
+    "maximum context",
+    "context window",
+    "context size",
+    "exceed_context",
+    "too many tokens",
+    "prompt is too long",
+    "input is too long",
+    "exceeds the context",
+)
+# Where each figure stands in the providers' words (lower-cased, thousands separators removed).
+_LIMIT = (
+    r"context window of (\d+)",
+    r"maximum context length is (\d+)",
+    r"(\d+) (?:tokens? )?maximum",
+    r"context (?:window|length|size) (?:is|of) (\d+)",
+    r"n_ctx\W+(\d+)",
+)
+_PROMPT = (
+    r"requested tokens \((\d+)\)",
+    r"\((\d+) in the messages",
+    r"has (\d+) input tokens",
+    r"messages resulted in (\d+)",
+    r"prompt is too long: (\d+)",
+    r"input length \((\d+)",
+    r"n_prompt_tokens\W+(\d+)",
+)
+_REQUESTED = (r"you requested (?:about )?(\d+) tokens",)
+
+
+def _first(patterns: tuple[str, ...], text: str) -> int | None:
+    for pattern in patterns:
+        match = re.search(pattern, text)
+        if match:
+            return int(match[1])
+    return None
+
+
+class ContextFigures:
+    """The sizes a context-length error gave (None: not said): the prompt's tokens, all tokens asked for (prompt and
+    completion), and the context's limit."""
+
+    def __init__(self, prompt: int | None = None, limit: int | None = None, requested: int | None = None) -> None:
+        self.prompt = prompt
+        self.limit = limit
+        self.requested = requested
+
+    @classmethod
+    def parse(cls, body: Any, text: str) -> ContextFigures:
+        """From llama.cpp's `n_prompt_tokens`/`n_ctx` fields, else from the message's words."""
+        err = body.get("error", body) if isinstance(body, dict) else None
+        fields = err if isinstance(err, dict) else {}
+        lowered = text.lower().replace(",", "")
+        prompt, limit = fields.get("n_prompt_tokens"), fields.get("n_ctx")
+        return cls(
+            prompt if isinstance(prompt, int) else _first(_PROMPT, lowered),
+            limit if isinstance(limit, int) else _first(_LIMIT, lowered),
+            _first(_REQUESTED, lowered),
+        )
+
+    def __str__(self) -> str:
+        said = []
+        if self.prompt:
+            said.append(f"prompt {self.prompt} tokens")
+        if self.requested:
+            said.append(f"{self.requested} asked in all")
+        if self.limit:
+            said.append(f"context {self.limit}")
+        return ", ".join(said) or "no sizes given"
+
+
+def is_context_error(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in CONTEXT_WORDS)
+
+
+def context_error(
+    body: Any, *, status: int | None = None, model: str | None = None, where: str = ""
+) -> ModelCallError | None:
+    """A `CONTEXT_LENGTH` error when `body` (an error body, a stream's error event or its text) says the prompt does
+    not fit; None otherwise. Never retried as it was sent (the contract's retry table)."""
+    message = error_message(body)
+    if not is_context_error(message):
+        return None
+    figures = ContextFigures.parse(body, message)
+    return ModelCallError(
+        ErrorKind.CONTEXT_LENGTH,
+        f"the prompt does not fit the model's context ({figures}){where}: {message}",
+        status=status,
+        model=model,
+        figures=figures,
+    )
 
 
 def parse_reset(value: str | None, now: float | None = None) -> float | None:
@@ -171,13 +283,10 @@ def classify_status(
             model=model,
             retry_after=parse_retry_after(headers.get("retry-after"), now),
         )
-    if status == 400 and any(
-        s in lowered
-        for s in ("context length", "context_length", "maximum context", "too many tokens", "context window")
-    ):
-        return ModelCallError(
-            ErrorKind.CONTEXT_LENGTH, f"the prompt is too long for this model: {message}", status=status, model=model
-        )
+    if status in (400, 413, 422):
+        too_long = context_error(body if isinstance(body, dict) else message, status=status, model=model)
+        if too_long is not None:
+            return too_long
     if status == 404 or "no endpoints found" in lowered or "model not found" in lowered:
         return ModelCallError(
             ErrorKind.MODEL_UNAVAILABLE, f"model not available: {message}", status=status, model=model
@@ -188,7 +297,11 @@ def classify_status(
 
 
 def classify_body_error(body: Any, *, model: str | None = None, where: str = "response") -> ModelCallError:
-    """An `error` object inside an HTTP-200 body or a stream event."""
+    """An `error` object inside an HTTP-200 body or a stream event. One that says the prompt does not fit the
+    context is a context-length error whatever its code (llama.cpp and Ollama send it after HTTP 200)."""
+    too_long = context_error(body, model=model, where=f" (an error in the {where})")
+    if too_long is not None:
+        return too_long
     err = body.get("error") if isinstance(body, dict) else None
     code = err.get("code") if isinstance(err, dict) else None
     status = code if isinstance(code, int) and 400 <= code < 600 else None

@@ -5,6 +5,9 @@ the request layer's single retry loop (tenacity): each attempt takes the next mo
 budget, streams the call, and accounts for it (tokens, true cost, latency) in the store. The loop's wait is
 recomputed from the latest error, and it never runs past the task's timeout. A `ModelCallError` that escapes means
 no model could answer now; its `fatal` and `retry_after` tell the task layer (the queue) what to do.
+
+Each request's prompt and `max_tokens` are fitted to the model's context (`PromptFit`). A call whose endpoint sent
+no ``usage`` has its tokens estimated (`tokens.estimate_usage`) and marked so.
 """
 
 from __future__ import annotations
@@ -18,13 +21,22 @@ from typing import Any
 from oh_lsp import events as ev
 from oh_lsp.config import OpenHandsConfig
 from oh_lsp.llm.breaker import BreakerPolicy
-from oh_lsp.llm.budget import Budget, call_cost, estimate_prompt_tokens
-from oh_lsp.llm.catalog import ModelInfo, save_cache
+from oh_lsp.llm.budget import Budget, call_cost
+from oh_lsp.llm.catalog import (
+    ModelInfo,
+    entry_context_length,
+    learned_context_lengths,
+    remember_context_length,
+    save_cache,
+    server_context_length,
+)
 from oh_lsp.llm.client import ChatClient, ChatResult, DeltaCallback
-from oh_lsp.llm.errors import ErrorKind, ModelCallError
+from oh_lsp.llm.errors import ContextFigures, EmptyStream, ErrorKind, ModelCallError
+from oh_lsp.llm.fitting import PromptFit, Refit
 from oh_lsp.llm.health import ModelHealth
 from oh_lsp.llm.rotation import Rotation
 from oh_lsp.llm.selector import ModelSelector, Selection, TaskRequirements
+from oh_lsp.llm.tokens import estimate_usage
 from oh_lsp.records import ModelCall
 from oh_lsp.store.thread import StoreThread
 from oh_lsp.tasks import QueuedTask
@@ -57,6 +69,7 @@ class ModelGateway:
         self.budget = Budget(config, store, self.store_thread)
         self._selector = selector
         self._selector_ready = asyncio.Lock()  # many workers ask at once; the first one builds it
+        self._learned: dict[str, int] | None = None  # context lengths the endpoint's errors gave, by model id
 
     async def selector(self) -> ModelSelector:
         """The selector for this endpoint. For an endpoint other than OpenRouter, its ``/models`` list is read once
@@ -78,7 +91,26 @@ class ModelGateway:
                 exc or "timed out",
             )
             return
+        if entries and not any(entry_context_length(entry) for entry in entries):
+            # llama.cpp's server says its context length in /props, not in /models (one model per server)
+            n_ctx = server_context_length(await self.client.server_props())
+            if n_ctx:
+                entries = [{**entry, "context_length": n_ctx} for entry in entries]
         await asyncio.to_thread(save_cache, self.config.base_url, entries)
+
+    def context_limit(self, model: ModelInfo) -> int | None:
+        """`model`'s context length as known now: what the endpoint's own errors said, else the catalog's (or the
+        endpoint's list), else the ``OH_LSP_CONTEXT_TOKENS`` setting."""
+        if self._learned is None:
+            self._learned = learned_context_lengths(self.config.base_url)
+        return self._learned.get(model.id) or model.context_length or self.config.context_tokens
+
+    async def _learn(self, model: ModelInfo, tokens: int) -> None:
+        if self.context_limit(model) != tokens:
+            assert self._learned is not None
+            self._learned[model.id] = tokens
+            log.info("context length of %s: %d tokens (from its context-length error)", model.name, tokens)
+            await asyncio.to_thread(remember_context_length, self.config.base_url, model.id, tokens)
 
     async def select(self, task: QueuedTask) -> Selection:
         """The ranked chain for `task` (also for other runtimes that need the same fallbacks)."""
@@ -97,7 +129,7 @@ class ModelGateway:
         except ModelCallError:
             return None  # complete() will report why no model can answer
         head = selection.chain[0] if selection.chain else (selection.ranked[0] if selection.ranked else None)
-        return head.context_length if head else None
+        return self.context_limit(head) if head else None
 
     async def complete(
         self,
@@ -106,8 +138,11 @@ class ModelGateway:
         *,
         emit: Callable[..., None],
         on_delta: DeltaCallback | None = None,
+        refit: Refit | None = None,
     ) -> ChatResult:
-        """One answer for `task`. Raises `ModelCallError` (with `.model` set) when no model could give one."""
+        """One answer for `task`. Raises `ModelCallError` (with `.model` set) when no model could give one.
+        `refit(tokens)` builds the messages again for a smaller prompt, after a context-length error or for a model
+        with a small context."""
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
         selection = await self.select(task)
@@ -117,7 +152,7 @@ class ModelGateway:
             why=selection.why,
             deadline=time.monotonic() + self.config.timeout_seconds * DEADLINE_SHARE,
         )
-        prompt_tokens = estimate_prompt_tokens(messages)
+        fit = PromptFit(messages, refit=refit, default_max_tokens=self.config.max_tokens, limits=self.context_limit)
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, ModelCallError) and rotation.wait is not None),
             wait=lambda _state: rotation.wait or 0.0,
@@ -135,9 +170,10 @@ class ModelGateway:
                         rotation={"from": pick.rotated_from, "to": model.name, "reason": rotation.reason},
                     )
                 emit(ev.MODEL_CHOSEN, model=model.name, id=model.id, why=pick.why)
-                max_tokens = rotation.max_tokens(model, prompt_tokens, self.config.max_tokens)
+                request, max_tokens = await self._fitted(model, fit)
+                prompt_tokens = fit.prompt_tokens(model, request)
                 await self.budget.check(task.task_id, model, prompt_tokens, max_tokens or self.config.max_tokens)
-                return await self._call(task, model, messages, max_tokens, on_delta, rotation)
+                return await self._call(task, model, request, max_tokens, on_delta, rotation, fit, emit)
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _call(
@@ -148,6 +184,8 @@ class ModelGateway:
         max_tokens: int | None,
         on_delta: DeltaCallback | None,
         rotation: Rotation,
+        fit: PromptFit,
+        emit: Callable[..., None],
     ) -> ChatResult:
         started = time.monotonic()
         call = ModelCall(model=model.name, outcome="ok", task_id=task.task_id, task_kind=task.task_type)
@@ -155,18 +193,67 @@ class ModelGateway:
             result = await self.client.chat(model.id, messages, max_tokens=max_tokens, on_delta=on_delta)
         except ModelCallError as error:
             error.model = model.name
+            if isinstance(error, EmptyStream):
+                error = await self._diagnose_empty_stream(model, messages, error, fit)
             call.outcome, call.latency_ms = error.kind.value, (time.monotonic() - started) * 1000
             await self.health.record_call(call)
-            raise await rotation.failed(model, error) from None
+            smaller = False
+            if error.kind is ErrorKind.CONTEXT_LENGTH:
+                smaller = fit.shrink(model, error.figures, fit.sent(model, messages, max_tokens))
+                if model.name in fit.learned:
+                    await self._learn(model, fit.learned[model.name])
+                log.info("%s; %s", error, "retrying with a smaller prompt" if smaller else "no smaller prompt fits")
+                emit(ev.PROGRESS, message=f"prompt too long for {model.name}", context=_figures(error))
+            raise await rotation.failed(model, error, smaller=smaller) from None
         result.model = model.name
-        result.cost, result.cost_source = call_cost(result, model)
+        if not result.usage:
+            result.prompt_tokens, result.completion_tokens, result.tokens_estimated = await estimate_usage(
+                self.client.tokenizer(), messages, result.content
+            )
+        result.cost, result.cost_source = call_cost(result, model, local=self.config.endpoint_is_local)
         call.latency_ms = result.latency_seconds * 1000
         call.prompt_tokens, call.completion_tokens = result.prompt_tokens, result.completion_tokens
         call.cost, call.cost_source = result.cost, result.cost_source
         await self.health.succeeded(model.name, call=call)
         return result
 
+    async def _fitted(self, model: ModelInfo, fit: PromptFit) -> tuple[list[dict[str, Any]], int | None]:
+        """The request for `model`, fitted to its context. On a local server whose context is known, the prompt is
+        counted by the server's own tokenizer first (a local call, a few milliseconds), so that it fits exactly."""
+        request, max_tokens = fit.request(model)
+        if self.config.endpoint_is_local and fit.limit(model) and model.name not in fit.ratio:
+            tokens = await self.client.tokenizer().count_messages(request)
+            if tokens is not None:
+                fit.calibrate(model, request, tokens)
+                request, max_tokens = fit.request(model)
+        return request, max_tokens
+
+    async def _diagnose_empty_stream(
+        self, model: ModelInfo, messages: list[dict[str, Any]], error: ModelCallError, fit: PromptFit
+    ) -> ModelCallError:
+        """HTTP 200 and then not a single event: llama-cpp-python's server does that when the prompt exceeds its
+        context. The endpoint's own tokenizer tells: a prompt at least as long as the model's context (or of any
+        length, when the context is not known) makes it a context-length error with that figure."""
+        prompt = await self.client.tokenizer().count_messages(messages)
+        limit = fit.limit(model)
+        if prompt is None or (limit and prompt < limit):
+            return error  # no tokenizer to ask, or the prompt fits: something else went wrong
+        hint = "" if limit else "; its context length is not known: set OH_LSP_CONTEXT_TOKENS to the server's --n_ctx"
+        figures = ContextFigures(prompt=prompt, limit=limit)
+        return ModelCallError(
+            ErrorKind.CONTEXT_LENGTH,
+            f"the prompt does not fit the model's context, it seems ({figures}, by the server's own tokenizer):"
+            f" {error.message}{hint}",
+            model=model.name,
+            figures=figures,
+        )
+
     async def aclose(self) -> None:
         await self.client.aclose()
         if self._own_store_thread:
             self.store_thread.close(wait=False)
+
+
+def _figures(error: ModelCallError) -> dict[str, Any]:
+    figures = error.figures
+    return {"prompt": figures.prompt, "requested": figures.requested, "limit": figures.limit} if figures else {}

@@ -10,7 +10,9 @@ many seconds. `wait` stays None when the error must go to the task layer (fatal,
 - 402: the provider is cooled down until midnight; fatal. 401/403 and other 4xx: fatal.
 - 408, 5xx, timeouts, truncated streams, error events and bodies: retry the same model (at most twice, with
   backoff), then rotate. These count toward the model's circuit breaker.
-- 400 context length: retry once with a smaller `max_tokens`, then only models with a larger context.
+- context length exceeded (a 400, an HTTP-200 error body or an error event in the stream): never resent as it was;
+  retry once with a smaller request (`PromptFit.shrink` makes it), then only models with a larger context; failed,
+  with the figures, when none fits. Not a fault of the model: no count toward its breaker.
 
 Each pick starts again from the head of the chain, so the chain wraps around and the preferred model is used again as
 soon as its cooldown ends.
@@ -32,8 +34,6 @@ TRANSIENT_RETRIES = 2  # same-model retries after a transient failure, then rota
 DEFAULT_COOLDOWN_SECONDS = 30.0  # a 429 with neither Retry-After nor a reset header
 DAILY_COOLDOWN_SECONDS = 3600.0  # a daily cap without a reset header: look again in an hour
 BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS = 0.5, 8.0
-MIN_COMPLETION_TOKENS = 256
-CONTEXT_MARGIN_TOKENS = 64
 
 
 def jitter(seconds: float) -> float:
@@ -62,7 +62,8 @@ class Rotation:
         self.dropped: dict[str, str] = {}  # models given up on for this request, and why
         self.again: ModelInfo | None = None  # the same model is retried next
         self.again_why = ""
-        self.shrunk: set[str] = set()  # models already retried with a smaller context
+        self.shrunk: set[str] = set()  # models already retried with a smaller request
+        self.too_long: dict[str, str] = {}  # models whose context the prompt did not fit, with the figures
         self.previous: ModelInfo | None = None
         self.reason = ""  # why the request left `previous`
         self.wait: float | None = None  # retry after this many seconds; None: give the error to the task layer
@@ -74,19 +75,6 @@ class Rotation:
 
     def fits(self, seconds: float) -> bool:
         return time.monotonic() + seconds <= self.deadline
-
-    def max_tokens(self, model: ModelInfo, prompt_tokens: int, default: int) -> int | None:
-        """`max_tokens` to send: the default, within the model's context; halved after a context-length error.
-        None (not sent) when the context is unknown, as some local servers reject a value larger than theirs."""
-        tokens: int | None
-        if model.context_length:
-            room = model.context_length - prompt_tokens - CONTEXT_MARGIN_TOKENS
-            tokens = max(min(default, room), MIN_COMPLETION_TOKENS)
-        else:
-            tokens = default if model.name in self.shrunk else None
-        if tokens is not None and model.name in self.shrunk:
-            tokens = max(tokens // 2, MIN_COMPLETION_TOKENS)
-        return tokens
 
     # --- choosing --------------------------------------------------------------------------------------------------
     async def next_model(self) -> Pick:
@@ -160,8 +148,9 @@ class Rotation:
         )
 
     # --- after an error ----------------------------------------------------------------------------------------
-    async def failed(self, model: ModelInfo, error: ModelCallError) -> ModelCallError:
-        """Record `error` and decide what follows. Returns the error to raise (`wait` set: try again)."""
+    async def failed(self, model: ModelInfo, error: ModelCallError, *, smaller: bool = False) -> ModelCallError:
+        """Record `error` and decide what follows. Returns the error to raise (`wait` set: try again). `smaller`:
+        after a context-length error, a smaller request to the same model could fit."""
         self.wait = None
         now = time.time()
         await self.health.failed(model.name, error, now)
@@ -180,7 +169,7 @@ class Rotation:
         if kind is ErrorKind.TRANSIENT:
             return await self._transient(model, error)
         if kind is ErrorKind.CONTEXT_LENGTH:
-            return self._too_long(model, error)
+            return self._too_long(model, error, smaller)
         self.dropped[model.name] = error.message  # e.g. the model does not exist on this endpoint
         self.reason = error.message
         return self._elsewhere(error)
@@ -211,28 +200,32 @@ class Rotation:
         self.reason = f"{failures} failures, last: {error.message}"
         return self._elsewhere(error)
 
-    def _too_long(self, model: ModelInfo, error: ModelCallError) -> ModelCallError:
-        if model.name not in self.shrunk:
+    def _too_long(self, model: ModelInfo, error: ModelCallError, smaller: bool) -> ModelCallError:
+        figures = error.figures
+        self.too_long[model.name] = str(figures) if figures else error.message
+        if smaller and model.name not in self.shrunk:
             self.shrunk.add(model.name)
             self.again, self.wait = model, 0.0
-            self.again_why = f"retry on {model.name} with a smaller context after: {error.message}"
+            self.again_why = f"retry on {model.name} with a smaller prompt ({self.too_long[model.name]})"
             return error
-        limit = model.context_length or 0
-        self.dropped[model.name] = "the prompt does not fit its context"
+        limit = (figures.limit if figures else None) or model.context_length or 0
+        self.dropped[model.name] = f"the prompt does not fit its context ({self.too_long[model.name]})"
         for other in self.chain:
             if other.name not in self.dropped and other.context_length is not None and other.context_length <= limit:
                 self.dropped[other.name] = f"its context ({other.context_length}) is not larger than {model.name}'s"
         if all(m.name in self.dropped for m in self.chain):
+            tried = "; ".join(f"{name}: {why}" for name, why in self.dropped.items())
             return ModelCallError(
                 ErrorKind.CONTEXT_LENGTH,
-                f"the prompt is too long for every model in the chain"
-                f" (last: {error.message}); make the target smaller or add a model with a larger"
-                " context",
+                f"the prompt does not fit the context of any model in the chain ({tried}). Make the target"
+                " smaller, start the local server with a larger context (llama.cpp: --ctx-size / --n_ctx), or add a"
+                " model with a larger context",
                 status=error.status,
                 model=model.name,
                 fatal=True,
+                figures=figures,
             )
-        self.reason = "the prompt is too long for its context"
+        self.reason = f"the prompt does not fit its context ({self.too_long[model.name]})"
         return self._elsewhere(error)
 
     def _elsewhere(self, error: ModelCallError) -> ModelCallError:

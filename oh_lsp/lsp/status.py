@@ -27,6 +27,7 @@ class SessionCounts:
     failed: int = 0
     cancelled: int = 0
     tokens: int = 0
+    tokens_estimated: bool = False  # some of `tokens` were estimated (an endpoint that reports no usage)
     cost: float = 0.0
     model: str | None = None
 
@@ -48,6 +49,7 @@ class SessionCounts:
             return False
         # attempts that ended (completed, failed, retried) carry what they spent
         self.tokens += int(data.get("tokens") or 0)
+        self.tokens_estimated = self.tokens_estimated or bool(data.get("tokens_estimated"))
         self.cost += float(data.get("cost") or 0.0)
         return True
 
@@ -93,6 +95,7 @@ def build_status(
         "failed": counts.failed,
         "cancelled": counts.cancelled,
         "tokens": counts.tokens,
+        "tokensEstimated": counts.tokens_estimated,
         "costSession": round(counts.cost, 10),
         "costToday": round(sum(s.get("cost_today", 0.0) for s in systems), 10),
         "successRate": successful / executions if executions else 0.0,

@@ -35,12 +35,15 @@ def queue_replies(script: ReplyScript, spec: dict[str, Any]) -> int:
 
 
 def load_spec(script: ReplyScript, spec: list[dict[str, Any]] | dict[str, Any]) -> None:
-    """Apply a script file: a list of reply dicts, or ``{"replies", "model", "default", "models"}``."""
+    """Apply a script file: a list of reply dicts, or ``{"replies", "model", "default", "models", "tokenizer",
+    "props"}``."""
     spec = {"replies": spec} if isinstance(spec, list) else spec
     queue_replies(script, spec)
     if "default" in spec:
         script.default = Reply.from_dict(spec["default"])
     script.models = spec.get("models", script.models)
+    script.tokenizer = spec.get("tokenizer", script.tokenizer)
+    script.props = spec.get("props", script.props)
 
 
 def control(script: ReplyScript, method: str, path: str, raw: bytes) -> tuple[int, Any]:

@@ -12,14 +12,14 @@ import json
 
 from oh_lsp.testing.model_server.framing import LAST_CHUNK, chunk, head, write_json
 from oh_lsp.testing.model_server.script import RecordedRequest, Reply
-from oh_lsp.testing.model_server.wire import Event, completion, sse, stream_error, stream_steps
+from oh_lsp.testing.model_server.wire import Event, completion, sse, sse_error, stream_error, stream_steps
 
 
 async def send_reply(rec: RecordedRequest, reply: Reply, writer: asyncio.StreamWriter, keep: bool) -> None:
     """Write the scripted response; ``rec.completed`` is set just before the last byte."""
     if reply.latency > 0:
         await asyncio.sleep(reply.latency)
-    if rec.stream and reply.status == 200 and not reply.malformed:
+    if rec.stream and reply.stream is not False and reply.status == 200 and not reply.malformed:
         return await _stream(rec, reply, writer, keep)
     if reply.malformed:
         payload = b'{"choices": ['
@@ -45,11 +45,14 @@ async def _stream(rec: RecordedRequest, reply: Reply, writer: asyncio.StreamWrit
         out.clear()
         await writer.drain()
 
-    async def send(event: Event) -> None:
-        """Queue one SSE event; a paced stream sleeps first and sends it at once."""
+    async def send(event: Event, frame: bytes | None = None) -> None:
+        """Queue one SSE event (`frame`: its bytes, when not the usual data line); a paced stream sleeps first and
+        sends it at once."""
         if event.paced and reply.chunk_delay > 0:
             await asyncio.sleep(reply.chunk_delay)
-        out.extend(chunk(sse(event.data)))
+        frame = sse(event.data) if frame is None else frame
+        if frame:
+            out.extend(chunk(frame))
         if reply.chunk_delay > 0:
             await flush()  # unpaced streams go out in one write: far less CPU under load
 
@@ -61,7 +64,8 @@ async def _stream(rec: RecordedRequest, reply: Reply, writer: asyncio.StreamWrit
         if reply.truncate_after is not None and i >= reply.truncate_after:
             return await flush()  # the caller hangs up: no [DONE], no chunked terminator
         if error_after is not None and i >= error_after:
-            await send(stream_error(reply))
+            event = stream_error(reply)
+            await send(event, sse_error(reply, event))
             break
         for event in step:
             await send(event)

@@ -38,6 +38,12 @@ class Reply:
     tool_calls: list[dict[str, Any]] | None = (
         None  # OpenAI function calls: [{"id", "type": "function", "function": {...}}]
     )
+    usage_chunk: bool = True  # False: the answer carries no usage at all (llama-cpp-python's streams)
+    # how a stream's error event goes out: "data" (data: {"error": ...}, as OpenAI and Ollama), "event" (event: error,
+    # then its data), "llama.cpp" (llama-server's SSE field "error: {...}"), "silent" (nothing: the stream just ends,
+    # as llama-cpp-python's does when the prompt exceeds its context)
+    error_style: str = "data"
+    stream: bool | None = None  # None: as the request asks; False: one JSON body even for a streamed request
 
     @classmethod
     def text(cls, content: str, **kw: Any) -> Reply:
@@ -126,7 +132,10 @@ class ReplyScript:
     """
 
     def __init__(self) -> None:
-        self.models: list[dict[str, Any]] = []  # what GET /models lists
+        self.models: list[dict[str, Any]] = []  # what GET /models lists (wire.model_entry gives providers' shapes)
+        self.tokenizer: str | None = None  # "llama.cpp" (POST /tokenize), "llama-cpp-python" (/extras/tokenize/count)
+        self.props: dict[str, Any] | None = None  # what llama.cpp's GET /props answers (None: 404)
+        self.tokenized: list[str] = []  # the texts sent to the tokenizer, in order
         self.default: Reply = unscripted()
         self.responder: Callable[[RecordedRequest], Reply | None] | None = None
         self._lock = threading.Lock()  # guards queues and requests; never held across an await

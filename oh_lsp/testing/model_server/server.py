@@ -1,7 +1,8 @@
 """The scripted model server itself: listening, one task per connection, and routing each request.
 
 A chat-completions request is recorded, answered by the :class:`ReplyScript` it inherits, and sent by
-``respond.py``; ``/models`` lists ``self.models``; ``/__*`` goes to ``control.py``. Runs on a private event loop in a
+``respond.py``; ``/models`` lists ``self.models``; the tokenizer endpoints and ``/props`` answer as
+``self.tokenizer`` and ``self.props`` say; ``/__*`` goes to ``control.py``. Runs on a private event loop in a
 daemon thread (:meth:`ScriptedModelServer.start`) or inside the caller's loop (:meth:`ScriptedModelServer.astart`).
 """
 
@@ -18,7 +19,15 @@ from oh_lsp.testing.model_server.control import control, is_control
 from oh_lsp.testing.model_server.framing import Connection, RequestHead, read_head, write_json
 from oh_lsp.testing.model_server.respond import send_reply
 from oh_lsp.testing.model_server.script import RecordedRequest, ReplyScript
-from oh_lsp.testing.model_server.wire import CHAT_PATHS, MODELS_PATHS, error, model_list
+from oh_lsp.testing.model_server.wire import (
+    CHAT_PATHS,
+    MODELS_PATHS,
+    PROPS_PATH,
+    TOKENIZE_PATHS,
+    error,
+    model_list,
+    tokenize,
+)
 
 
 class ScriptedModelServer(ReplyScript):
@@ -128,6 +137,13 @@ class ScriptedModelServer(ReplyScript):
             status, payload = control(self, req.method, req.path, raw)
         elif req.path in MODELS_PATHS and req.method == "GET":
             status, payload = 200, model_list(self.models)
+        elif req.path in TOKENIZE_PATHS and req.method == "POST":
+            text = json.loads(raw) if raw else None
+            status, payload = tokenize(self.tokenizer, req.path, text)
+            if status == 200 and isinstance(text, dict):
+                self.tokenized.append(str(text.get("content", text.get("input"))))
+        elif req.path == PROPS_PATH and req.method == "GET" and self.props is not None:
+            status, payload = 200, self.props
         else:
             status, payload = 404, error(f"not found: {req.method} {req.path}", 404)
         write_json(writer, status, payload, keep)

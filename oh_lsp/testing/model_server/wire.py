@@ -4,9 +4,11 @@ Every body the server sends to a model client is shaped here: the endpoints' pat
 a streamed one (SSE), usage, error objects and the model list. Pure functions of a :class:`Reply` and the
 :class:`RecordedRequest` it answers: no sockets, no timing (``respond.py`` paces and breaks streams).
 
-Provider variants belong here too, switched by a :class:`Reply` field: OpenRouter's usage details (``cost``, cached
-tokens), llama.cpp's in-stream errors, streams without a usage chunk, other endpoints (``/tokenize``, a model list with
-context lengths).
+Provider variants belong here too, switched by a :class:`Reply` field or a server attribute: OpenRouter's usage
+details (``cost``), streams without usage (``Reply.usage_chunk``), error events in each provider's form
+(``Reply.error_style``) and their "context exceeded" answers (`context_exceeded`), bodies that ignore ``stream``
+(``Reply.stream``), the tokenizer endpoints (``server.tokenizer``), llama.cpp's ``/props`` (``server.props``) and
+model lists with context lengths (`model_entry`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from oh_lsp.testing.model_server.script import RecordedRequest, Reply
 
 CHAT_PATHS = {"/v1/chat/completions", "/chat/completions", "/api/v1/chat/completions"}
 MODELS_PATHS = {"/v1/models", "/models", "/api/v1/models"}
+TOKENIZE_PATHS = {"/tokenize": "llama.cpp", "/extras/tokenize/count": "llama-cpp-python"}  # at the server's root
+PROPS_PATH = "/props"  # llama.cpp's server settings, its context length among them
 DONE = "[DONE]"  # the SSE data line that ends a stream
+CHARS_PER_SCRIPTED_TOKEN = 3  # the scripted tokenizer's rule: not oh-lsp's characters / 4, so a test tells them apart
 
 
 def error(message: str, code: int) -> dict[str, Any]:
@@ -62,19 +67,85 @@ def completion(rec: RecordedRequest, reply: Reply) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.content}
     if reply.tool_calls:
         message["tool_calls"] = reply.tool_calls
-    return {
+    body = {
         "id": new_id(),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": reply.model or rec.model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(reply)}],
-        "usage": usage(rec, reply),
     }
+    return {**body, "usage": usage(rec, reply)} if reply.usage_chunk else body
 
 
 def model_list(models: list[dict[str, Any]]) -> dict[str, Any]:
     """The body of GET /models."""
     return {"object": "list", "data": models}
+
+
+def model_entry(model_id: str, context_length: int | None = None, style: str = "openrouter") -> dict[str, Any]:
+    """One GET /models entry as a provider writes it, with its context length: "openrouter" (``context_length``),
+    "vllm" (``max_model_len``), "lmstudio" (``max_context_length``), "llama.cpp" (``meta.n_ctx``, beside the
+    ``n_ctx_train`` it was trained with), "llama-cpp-python" (no size at all)."""
+    entry: dict[str, Any] = {"id": model_id, "object": "model", "owned_by": "scripted"}
+    if context_length is None or style == "llama-cpp-python":
+        return entry
+    if style == "llama.cpp":
+        return {**entry, "meta": {"n_ctx": context_length, "n_ctx_train": 8 * context_length, "n_vocab": 49152}}
+    key = {"openrouter": "context_length", "vllm": "max_model_len", "lmstudio": "max_context_length"}[style]
+    return {**entry, key: context_length}
+
+
+def scripted_tokens(text: str) -> int:
+    """How many tokens the scripted tokenizer counts in `text`."""
+    return -(-len(text) // CHARS_PER_SCRIPTED_TOKEN)
+
+
+def tokenize(style: str | None, path: str, body: Any) -> tuple[int, Any]:
+    """A tokenizer endpoint: llama.cpp's ``POST /tokenize {"content"}`` -> ``{"tokens": [...]}``, or
+    llama-cpp-python's ``POST /extras/tokenize/count {"input"}`` -> ``{"count": n}``; 404 on any other server."""
+    if style is None or TOKENIZE_PATHS.get(path) != style:
+        return 404, {"detail": "Not Found"}
+    field = "content" if style == "llama.cpp" else "input"
+    text = body.get(field) if isinstance(body, dict) else None
+    if not isinstance(text, str):
+        return 422, {"detail": f"{field} is required"}
+    count = scripted_tokens(text)
+    return 200, {"tokens": list(range(count))} if style == "llama.cpp" else {"count": count}
+
+
+def context_exceeded(style: str, prompt_tokens: int, n_ctx: int, max_tokens: int = 4096) -> Reply:
+    """The "prompt does not fit" answer of a provider:
+
+    - "openai": HTTP 400 in OpenAI's words (also vLLM's, and llama-cpp-python's own for a request it can read first);
+    - "llama.cpp": HTTP 400 from llama-server, with ``n_prompt_tokens`` and ``n_ctx``;
+    - "llama.cpp-stream": HTTP 200, then llama-server's SSE ``error:`` field with the same body;
+    - "llama-cpp-python": HTTP 200, then a stream that ends without a word (the words go to its own log);
+    - "in-stream": HTTP 200, then ``data: {"error": ...}`` with llama-cpp-python's engine's words.
+    """
+    engine = f"Requested tokens ({prompt_tokens}) exceed context window of {n_ctx}"
+    if style == "openai":
+        return Reply.http_error(
+            400,
+            f"This model's maximum context length is {n_ctx} tokens. However, you requested"
+            f" {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, {max_tokens} in the completion)."
+            " Please reduce the length of the messages or completion.",
+        )
+    server = {
+        "code": 400,
+        "message": "the request exceeds the available context size, try increasing it",
+        "type": "exceed_context_size_error",
+        "n_prompt_tokens": prompt_tokens,
+        "n_ctx": n_ctx,
+    }
+    if style == "llama.cpp":
+        return Reply(status=400, error_body=server)
+    if style == "llama.cpp-stream":
+        return Reply(error_body=server, stream_error_after=0, error_style="llama.cpp")
+    if style == "llama-cpp-python":
+        return Reply(error_body={"message": engine}, stream_error_after=0, error_style="silent")
+    if style == "in-stream":
+        return Reply(error_body={"message": engine, "code": 500}, stream_error_after=0)
+    raise ValueError(f"unknown provider style {style!r}")
 
 
 @dataclass(frozen=True)
@@ -107,7 +178,8 @@ def stream_steps(rec: RecordedRequest, reply: Reply) -> list[list[Event]]:
     steps += [[Event(chunk({"content": piece}))] for piece in pieces[1:]]
     closing = [Event(chunk({"tool_calls": [{"index": n, **call}]})) for n, call in enumerate(reply.tool_calls or [])]
     closing.append(Event(chunk({}, finish_reason(reply))))
-    closing.append(Event({**base, "choices": [], "usage": usage(rec, reply)}, paced=False))
+    if reply.usage_chunk:
+        closing.append(Event({**base, "choices": [], "usage": usage(rec, reply)}, paced=False))
     closing.append(Event(DONE, paced=False))
     return [*steps, closing]
 
@@ -120,3 +192,14 @@ def stream_error(reply: Reply) -> Event:
 def sse(data: Any) -> bytes:
     """One server-sent event carrying ``data`` (a JSON object, or DONE)."""
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
+
+
+def sse_error(reply: Reply, event: Event) -> bytes:
+    """The error event in the reply's `error_style` (see `Reply.error_style`); b"" for "silent"."""
+    if reply.error_style == "silent":
+        return b""
+    if reply.error_style == "event":
+        return b"event: error\n" + sse(event.data)
+    if reply.error_style == "llama.cpp":
+        return f"error: {json.dumps(event.data['error'])}\n\n".encode()
+    return sse(event.data)
