@@ -35,6 +35,7 @@ _KINDS: dict[str, str] = {
     "qualityThreshold": "a number from 0 to 1",
     "maxRepairIterations": "a whole number from 0 to 10",
     "trusted": "true or false",
+    "reviewEdits": "true or false",  # the editor shows the edit for review before it lands (lsp/delivery.py)
 }
 # setting -> OpenHandsConfig field
 CONFIG_FIELDS = {
@@ -77,7 +78,7 @@ def _valid(key: str, value: Any) -> bool:
         return _number(value) and 0 <= value <= 1
     if key == "maxRepairIterations":
         return _whole(value) and 0 <= value <= 10
-    if key == "trusted":
+    if key in ("trusted", "reviewEdits"):
         return isinstance(value, bool)
     return False
 
