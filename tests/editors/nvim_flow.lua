@@ -315,6 +315,12 @@ local function run()
   local ok, rendered = pcall(vim.api.nvim_eval_statusline, vim.o.statusline, {})
   out.rendered_statusline = ok and rendered.str or ('error: ' .. tostring(rendered))
 
+  -- :OhResult!'s details (formatting only: the ohLsp/taskEnded payload is written here, as a server would send it)
+  out.details_lines = require('oh_lsp.outcome').lines({ taskId = 't', kind = 'unit_test', status = 'completed',
+    target = 'pkg/calc.py', outputFile = 'tests/pkg/test_calc.py', score = 0.92, coverage = { before = 40, after = 95.4 },
+    cost = 0.0015, model = 'deepseek-chat', testsKept = { 'test_add', 'test_divide' },
+    testsDropped = { { name = 'test_flaky', reason = 'flaky: failed 1 of 3 runs' } } })
+
   -- a breaker that is open (formatting only: the payload is written here, as a server would send it)
   local fake = vim.deepcopy(out.status_budget)
   fake.breakers = { { model = 'test-model', state = 'open' }, { model = 'fast-model', state = 'closed' } }

@@ -285,6 +285,25 @@ def test_without_the_candidate_request_the_user_is_told_why(flow) -> None:
     assert note["msg"].startswith(f"oh-lsp: the rejected candidate of task {flow['failed_task']} cannot be shown: ")
 
 
+def test_oh_result_details_show_score_tests_kept_and_dropped_coverage_and_cost(flow) -> None:
+    assert flow["details_lines"] == [
+        "oh-lsp: unit_test for pkg/calc.py",
+        "",
+        "Status: completed",
+        "Result: tests/pkg/test_calc.py",
+        "Score: 0.92",
+        "Line coverage of the target: 40% -> 95%",
+        "Cost: $0.0015 (deepseek-chat)",
+        "",
+        "Tests kept (2):",
+        "  test_add",
+        "  test_divide",
+        "",
+        "Tests dropped (1):",
+        "  test_flaky: flaky: failed 1 of 3 runs",
+    ]
+
+
 @pytest.mark.xfail(strict=True, reason=NEEDS_TASK_ENDED)
 def test_oh_result_opens_the_tests_the_task_delivered(flow) -> None:
     assert "result" not in flow["optional_errors"], flow["optional_errors"].get("result")

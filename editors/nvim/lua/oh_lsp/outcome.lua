@@ -37,22 +37,17 @@ function M.lines(outcome)
   if type(outcome.error) == 'string' then
     lines[#lines + 1] = 'Why it failed: ' .. outcome.error
   end
-  local kept = type(outcome.testsKept) == 'table' and outcome.testsKept or {}
-  if #kept > 0 then
-    lines[#lines + 1] = ''
-    lines[#lines + 1] = string.format('Tests kept (%d):', #kept)
-    for _, name in ipairs(kept) do
-      lines[#lines + 1] = '  ' .. name
+  local function section(title, items, line_of)
+    items = type(items) == 'table' and items or {}
+    if #items > 0 then
+      vim.list_extend(lines, { '', string.format('%s (%d):', title, #items) })
+      vim.list_extend(lines, vim.tbl_map(line_of, items))
     end
   end
-  local dropped = type(outcome.testsDropped) == 'table' and outcome.testsDropped or {}
-  if #dropped > 0 then
-    lines[#lines + 1] = ''
-    lines[#lines + 1] = string.format('Tests dropped (%d):', #dropped)
-    for _, test in ipairs(dropped) do
-      lines[#lines + 1] = '  ' .. tostring(test.name) .. ': ' .. tostring(test.reason)
-    end
-  end
+  section('Tests kept', outcome.testsKept, function(name) return '  ' .. tostring(name) end)
+  section('Tests dropped', outcome.testsDropped, function(test)
+    return '  ' .. tostring(test.name) .. ': ' .. tostring(test.reason)
+  end)
   return lines
 end
 
