@@ -20,24 +20,31 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+if TYPE_CHECKING:
+    from oh_lsp.pipeline import TaskContext
+
 LATENCY = 0.2
-BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "hi"}]
+BODY = {"model": "m", "messages": MESSAGES, "stream": True}
 
 
-def start_server() -> tuple[subprocess.Popen, str]:
+def start_server() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "oh_lsp.testing.model_server", "--port", "0"], stdout=subprocess.PIPE, text=True
     )
-    base = json.loads(proc.stdout.readline())["base_url"]
+    assert proc.stdout is not None
+    base: str = json.loads(proc.stdout.readline())["base_url"]
     httpx.post(base + "/__default", json={"content": "def test_ok():\n    assert True\n", "latency": LATENCY})
     return proc, base
 
 
-async def drive(n: int, seconds: float, call) -> float:
+async def drive(n: int, seconds: float, call: Callable[[int], Awaitable[object]]) -> float:
     done = 0
     stop = time.monotonic() + seconds
 
@@ -90,7 +97,7 @@ async def ours(base: str, n: int, seconds: float) -> float:
 
     client = ChatClient(OpenHandsConfig(base_url=base, model="m"))
     try:
-        return await drive(n, seconds, lambda _i: client.chat("m", BODY["messages"]))
+        return await drive(n, seconds, lambda _i: client.chat("m", MESSAGES))
     finally:
         await client.aclose()
 
@@ -100,9 +107,9 @@ async def engine(base: str, n: int, seconds: float) -> float:
     from oh_lsp.metrics import ExecutionMetrics
     from oh_lsp.pipeline import Outcome, ask_model
 
-    async def one_call(task, ctx):
+    async def one_call(task: QueuedTask, ctx: TaskContext) -> Outcome:
         metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.task_type)
-        await ask_model(task, ctx, BODY["messages"], metrics)
+        await ask_model(task, ctx, MESSAGES, metrics)
         metrics.success = True
         return Outcome("completed", result={}, model=metrics.model_id, metrics=metrics)
 
@@ -119,7 +126,7 @@ async def engine(base: str, n: int, seconds: float) -> float:
         await eng.start()
         await eng.run_until_idle()
         elapsed = time.monotonic() - started
-        done = eng.get_metrics_summary()["system"]["successful"]
+        done: int = eng.get_metrics_summary()["system"]["successful"]
         await eng.stop(grace=0)
         eng.close()
         assert done == total, f"{done} of {total} tasks succeeded"

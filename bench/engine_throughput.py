@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask
+from oh_lsp.events import Event
 from oh_lsp.testing.fleet_worker import stub_executor  # the model call and the checks, stubbed in-process
 
 
@@ -25,7 +26,7 @@ async def one_run(tasks: int, workers: int) -> dict[str, float]:
         engine = ExecutionEngine(config, workers, project_root=tmp, executor=stub_executor, poll_interval=0.05)
         events = 0
 
-        def count(_event) -> None:
+        def count(_event: Event) -> None:
             nonlocal events
             events += 1
 

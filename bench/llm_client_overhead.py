@@ -58,7 +58,7 @@ def _is_loopback(host: Any) -> bool:
 def _watch_network(outside: list[str]) -> None:
     """Record every connect or name lookup outside the loopback (installed before any client library is imported)."""
 
-    def hook(event: str, args: tuple) -> None:
+    def hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "socket.connect":
             address = args[1]
             if isinstance(address, tuple) and not _is_loopback(address[0]):
@@ -218,6 +218,7 @@ def worker(name: str, base_url: str) -> None:
     measured = 0
     for line in sys.stdin:
         command = json.loads(line)
+        reply: dict[str, Any]
         if command["cmd"] == "phase":  # a new answer size: warm up on it, then start counting CPU afresh
             check = Check(command["content"])
             for _ in range(command["warmup"]):
@@ -253,21 +254,25 @@ class Worker:
         self.ready = self.read()
 
     def read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
             raise SystemExit(f"the {self.name} worker died (exit {self.proc.wait()}); see its messages above")
-        return json.loads(line)
+        reply: dict[str, Any] = json.loads(line)
+        return reply
 
     def ask(self, **command: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(command) + "\n")
         self.proc.stdin.flush()
         return self.read()
 
 
-def start_server() -> tuple[subprocess.Popen, str]:
+def start_server() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "oh_lsp.testing.model_server", "--port", "0"], stdout=subprocess.PIPE, text=True
     )
+    assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line:
         raise SystemExit("the scripted model server did not start")
@@ -294,7 +299,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run_phase(workers: dict[str, Worker], base_url: str, chunks: int, args: argparse.Namespace) -> dict[str, dict]:
+def run_phase(
+    workers: dict[str, Worker], base_url: str, chunks: int, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
     content = answer_text(chunks, args.chunk_chars)
     set_answer(base_url, content, args.chunk_chars)
     for w in workers.values():
@@ -326,7 +333,9 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b > 0 else "n/a"
 
 
-def report(chunks: int, args: argparse.Namespace, stats: dict[str, dict], versions: dict[str, str]) -> list[str]:
+def report(
+    chunks: int, args: argparse.Namespace, stats: dict[str, dict[str, Any]], versions: dict[str, str]
+) -> list[str]:
     lines = [
         f"answer: {chunks} SSE chunks of {args.chunk_chars} chars; {stats['ours']['n']} measured requests per"
         f" client ({args.rounds} rounds x {args.block}), {args.warmup} warm-up",

@@ -19,7 +19,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -44,7 +46,7 @@ class Client:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.ids = itertools.count(1)
-        self.waiting: dict[int, asyncio.Future] = {}
+        self.waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.notifications = 0
         self.reader = asyncio.ensure_future(self._read())
 
@@ -59,13 +61,13 @@ class Client:
             elif message.get("id") in self.waiting:
                 self.waiting.pop(message["id"]).set_result(message)
 
-    def send(self, message: dict) -> None:
+    def send(self, message: dict[str, Any]) -> None:
         assert self.proc.stdin
         self.proc.stdin.write(frame(message))
 
-    async def request(self, method: str, params: dict) -> dict:
+    async def request(self, method: str, params: dict[str, Any]) -> Any:
         request_id = next(self.ids)
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.waiting[request_id] = future
         self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
         answer = await future
@@ -73,11 +75,13 @@ class Client:
             raise RuntimeError(answer["error"])
         return answer["result"]
 
-    def notify(self, method: str, params: dict) -> None:
+    def notify(self, method: str, params: dict[str, Any]) -> None:
         self.send({"jsonrpc": "2.0", "method": method, "params": params})
 
 
-async def measure(client: Client, uri: str, seconds: float, active=lambda: 0) -> tuple[list[float], list[int]]:
+async def measure(
+    client: Client, uri: str, seconds: float, active: Callable[[], int] = lambda: 0
+) -> tuple[list[float], list[int]]:
     params = {
         "textDocument": {"uri": uri},
         "range": {"start": {"line": 150, "character": 8}, "end": {"line": 150, "character": 8}},

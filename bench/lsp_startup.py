@@ -21,16 +21,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 
 
-def frame(message: dict) -> bytes:
+def frame(message: dict[str, Any]) -> bytes:
     body = json.dumps(message).encode()
     return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
-async def read_message(stream: asyncio.StreamReader) -> dict:
+async def read_message(stream: asyncio.StreamReader) -> dict[str, Any]:
     length = 0
     while True:
         line = await stream.readline()
@@ -39,10 +40,11 @@ async def read_message(stream: asyncio.StreamReader) -> dict:
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":")[1])
         elif line in (b"\r\n", b"\n") and length:
-            return json.loads(await stream.readexactly(length))
+            message: dict[str, Any] = json.loads(await stream.readexactly(length))
+            return message
 
 
-async def read_response(stream: asyncio.StreamReader, request_id: int) -> dict:
+async def read_response(stream: asyncio.StreamReader, request_id: int) -> dict[str, Any]:
     while True:
         message = await read_message(stream)
         if message.get("id") == request_id and "method" not in message:
@@ -56,7 +58,7 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-async def start_once(command: list[str], workspace: Path, env: dict[str, str], *, idle: float = 0.0) -> dict:
+async def start_once(command: list[str], workspace: Path, env: dict[str, str], *, idle: float = 0.0) -> dict[str, Any]:
     """Spawn, initialize, measure; then shut the server down. Returns the timings and memory."""
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(

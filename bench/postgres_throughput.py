@@ -45,7 +45,7 @@ def query(url: str, sql: str) -> dict[str, Any]:
 
 
 def commits(url: str) -> int:
-    return query(url, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")["xact_commit"]
+    return int(query(url, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")["xact_commit"])
 
 
 async def submit(url: str, root: str, tasks: int) -> tuple[float, int]:

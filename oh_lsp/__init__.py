@@ -30,16 +30,21 @@ _EXPORTS = {
 
 __all__ = [*_EXPORTS, "__version__"]
 
-if TYPE_CHECKING:
-    from oh_lsp.config import OpenHandsConfig
-    from oh_lsp.engine import ExecutionEngine
-    from oh_lsp.events import Event
-    from oh_lsp.llm.selector import ModelSelector, TaskRequirements
-    from oh_lsp.metrics import ExecutionMetrics, MetricsCollector
-    from oh_lsp.queue import TaskQueue
-    from oh_lsp.tasks import QueuedTask, TaskCategory, TaskPriority, TaskStatus
-    from oh_lsp.validation.result import ValidationResult
-    from oh_lsp.validation.validator import ResultValidator
+if TYPE_CHECKING:  # `X as X` marks a re-export, for a type checker that does not infer them (mypy --strict)
+    from oh_lsp.config import OpenHandsConfig as OpenHandsConfig
+    from oh_lsp.engine import ExecutionEngine as ExecutionEngine
+    from oh_lsp.events import Event as Event
+    from oh_lsp.llm.selector import ModelSelector as ModelSelector
+    from oh_lsp.llm.selector import TaskRequirements as TaskRequirements
+    from oh_lsp.metrics import ExecutionMetrics as ExecutionMetrics
+    from oh_lsp.metrics import MetricsCollector as MetricsCollector
+    from oh_lsp.queue import TaskQueue as TaskQueue
+    from oh_lsp.tasks import QueuedTask as QueuedTask
+    from oh_lsp.tasks import TaskCategory as TaskCategory
+    from oh_lsp.tasks import TaskPriority as TaskPriority
+    from oh_lsp.tasks import TaskStatus as TaskStatus
+    from oh_lsp.validation.result import ValidationResult as ValidationResult
+    from oh_lsp.validation.validator import ResultValidator as ResultValidator
 
 
 def __getattr__(name: str) -> Any:

@@ -124,7 +124,7 @@ def rebase(
         return Rebased(None, FileOutcome(change.path, "unchanged", "already up to date"))
     if current is None and not change.creates:
         return Rebased(None, FileOutcome(change.path, "refused", "the file was deleted since the edit was made"))
-    final = change
+    final: FileEdit | None = change
     if current is not None and not (overwrite and change.creates) and change.base_sha256 != sha256_text(current):
         final = recompute(change, current) if recompute else None
         if final is None:

@@ -42,6 +42,11 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+def is_ours(handler: logging.Handler) -> bool:
+    """Whether oh-lsp set `handler` up: every handler oh-lsp adds redacts secrets, and no other one does."""
+    return any(isinstance(log_filter, RedactSecrets) for log_filter in handler.filters)
+
+
 def redact_also(secret: str) -> None:
     """Hide `secret` from every log handler set up by `setup_logging` (a key given at run time)."""
     for handler in logging.getLogger().handlers:
@@ -57,7 +62,7 @@ def setup_logging(log_dir: Path, secrets: list[str], *, verbose: bool = False, s
     redact = RedactSecrets(secrets)
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if getattr(handler, "_oh_lsp", False):
+        if is_ours(handler):
             root.removeHandler(handler)
     handlers: list[logging.Handler] = [
         logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
@@ -70,7 +75,6 @@ def setup_logging(log_dir: Path, secrets: list[str], *, verbose: bool = False, s
     for handler in handlers:
         handler.setFormatter(logging.Formatter(_FORMAT))
         handler.addFilter(redact)
-        handler._oh_lsp = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)

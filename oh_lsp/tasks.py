@@ -10,7 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 
 class TaskPriority(enum.IntEnum):
@@ -100,9 +100,10 @@ class QueuedTask:
         self.task_type = TaskCategory.parse(self.task_type).value
         self.priority = TaskPriority.parse(self.priority)
         self.status = TaskStatus(self.status)
-        if self.target_file is not None and not isinstance(self.target_file, Path):
+        # Callers the type checker does not see (the guide's snippets, JSON) pass a str path or metadata=None.
+        if self.target_file is not None:
             self.target_file = Path(self.target_file)
-        if self.metadata is None:
+        if cast("dict[str, Any] | None", self.metadata) is None:
             self.metadata = {}
 
     @property

@@ -105,9 +105,11 @@ class LogFile:
         return self.path.read_text()
 
     def close(self) -> None:
+        from oh_lsp.logs import is_ours
+
         root = logging.getLogger()
         for handler in list(root.handlers):
-            if getattr(handler, "_oh_lsp", False):
+            if is_ours(handler):
                 root.removeHandler(handler)
                 handler.close()
 

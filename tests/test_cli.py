@@ -227,10 +227,23 @@ def test_generate_tests_runs_and_waits(project: Path, model_server) -> None:
 
 
 def test_python_dash_m_and_console_script_agree(project: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "oh_lsp", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "submit-task" in out.stdout
+    """`python -m oh_lsp` and the `oh-lsp` console script are one program: the same output and the same exit code, for
+    the parser's own exits and for a command's return value."""
+    env = cli_env(project, "http://127.0.0.1:9/v1")  # nothing here calls the model
     script = Path(sys.executable).with_name("oh-lsp")
-    assert subprocess.run([str(script), "--help"], capture_output=True, text=True).returncode == 0
+    runs = {"help": ["--help"], "usage error": ["no-such-command"], "missing task": ["get-status", "--task-id", "nope"]}
+    outputs = {}
+    for name, args in runs.items():
+        module = run(project, env, *args)
+        console = subprocess.run(
+            [str(script), *args], cwd=project, env=env, capture_output=True, text=True, timeout=120
+        )
+        outputs[name] = (module.returncode, module.stdout, module.stderr)
+        assert (console.returncode, console.stdout, console.stderr) == outputs[name], name
+    # what they agree on is the real thing, not two identical failures
+    assert outputs["help"][0] == 0 and "submit-task" in outputs["help"][1]
+    assert outputs["usage error"][0] == 2 and "invalid choice: 'no-such-command'" in outputs["usage error"][2]
+    assert outputs["missing task"][0] == 2 and "no task nope in the store" in outputs["missing task"][2]
 
 
 def test_run_engine_on_a_terminal_shows_live_progress(project: Path, model_server) -> None:

@@ -9,8 +9,12 @@ None when the breaker did not change. The store applies them atomically, so seve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from oh_lsp.llm.state import CLOSED, HALF_OPEN, OPEN, ModelState
+
+if TYPE_CHECKING:
+    from oh_lsp.config import OpenHandsConfig
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,7 @@ class BreakerPolicy:
     probe_lease_seconds: float = 300.0  # a probe that never reports back frees the slot after this long
 
     @classmethod
-    def from_config(cls, config) -> BreakerPolicy:
+    def from_config(cls, config: OpenHandsConfig) -> BreakerPolicy:
         return cls(
             enabled=config.enable_circuit_breaker,
             failures=config.breaker_failures,

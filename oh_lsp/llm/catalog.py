@@ -72,9 +72,9 @@ class ModelInfo:
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         """Catalog price x tokens, or None when the price is unknown."""
-        if not self.priced:
+        if self.price_prompt is None or self.price_completion is None:
             return None
-        return prompt_tokens * self.price_prompt + completion_tokens * self.price_completion  # type: ignore[operator]
+        return prompt_tokens * self.price_prompt + completion_tokens * self.price_completion
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -276,7 +276,9 @@ def _listed_model(entry: dict[str, Any], free: bool) -> ModelInfo | None:
     model_id = entry.get("id")
     if not isinstance(model_id, str) or not model_id:
         return None
-    pricing = entry.get("pricing") if isinstance(entry.get("pricing"), dict) else {}
+    pricing = entry.get("pricing")
+    if not isinstance(pricing, dict):
+        pricing = {}
     prompt, completion = _number(pricing.get("prompt")), _number(pricing.get("completion"))
     if free and prompt is None and completion is None:
         prompt = completion = 0.0  # a local server costs nothing per token

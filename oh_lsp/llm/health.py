@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from oh_lsp.llm import breaker
 from oh_lsp.llm.breaker import BreakerPolicy
@@ -19,12 +19,15 @@ from oh_lsp.llm.errors import ErrorKind, ModelCallError
 from oh_lsp.llm.state import CLOSED, HALF_OPEN, ModelCall, ModelState, provider_key
 from oh_lsp.store.thread import StoreThread
 
+if TYPE_CHECKING:
+    from oh_lsp.store.base import TaskStore
+
 log = logging.getLogger("oh_lsp.models")
 T = TypeVar("T")
 
 
 class ModelHealth:
-    def __init__(self, store: Any, policy: BreakerPolicy, base_url: str, store_thread: StoreThread) -> None:
+    def __init__(self, store: TaskStore, policy: BreakerPolicy, base_url: str, store_thread: StoreThread) -> None:
         self.store = store
         self.store_thread = store_thread
         self.policy = policy

@@ -42,7 +42,7 @@ def jitter(seconds: float) -> float:
 
 
 def backoff(failures: int) -> float:
-    return min(BACKOFF_BASE_SECONDS * 2 ** (failures - 1), BACKOFF_MAX_SECONDS) * random.uniform(1.0, 1.25)
+    return min(BACKOFF_BASE_SECONDS * 2.0 ** (failures - 1), BACKOFF_MAX_SECONDS) * random.uniform(1.0, 1.25)
 
 
 @dataclass
@@ -78,6 +78,7 @@ class Rotation:
     def max_tokens(self, model: ModelInfo, prompt_tokens: int, default: int) -> int | None:
         """`max_tokens` to send: the default, within the model's context; halved after a context-length error.
         None (not sent) when the context is unknown, as some local servers reject a value larger than theirs."""
+        tokens: int | None
         if model.context_length:
             room = model.context_length - prompt_tokens - CONTEXT_MARGIN_TOKENS
             tokens = max(min(default, room), MIN_COMPLETION_TOKENS)

@@ -43,25 +43,39 @@ class NoModelError(OhLspError, ValueError):
         self.retry_after = retry_after
 
 
-@dataclass
+@dataclass(init=False)
 class TaskRequirements:
-    """What a task needs from a model. ``quality_threshold`` is 0-1 (a model qualifies when quality/5 >= it)."""
+    """What a task needs from a model. ``quality_threshold`` is 0-1 (a model qualifies when quality/5 >= it).
 
-    category: TaskCategory | str
+    `category` may be given as a `TaskCategory` or its value (``"unit_test"``), as in the usage guide; it is kept as a
+    `TaskCategory`."""
+
+    category: TaskCategory
     complexity: str = "moderate"
     quality_threshold: float = 0.0
     max_latency_ms: float | None = None
     max_cost_per_call: float | None = None  # USD for a typical call (2,000 prompt + 1,000 completion tokens)
     min_context_tokens: int | None = None
 
-    def __post_init__(self) -> None:
-        self.category = TaskCategory.parse(self.category)
-        self.complexity = str(self.complexity or "moderate").strip().lower()
+    def __init__(
+        self,
+        category: TaskCategory | str,
+        complexity: str = "moderate",
+        quality_threshold: float = 0.0,
+        max_latency_ms: float | None = None,
+        max_cost_per_call: float | None = None,
+        min_context_tokens: int | None = None,
+    ) -> None:
+        self.category = TaskCategory.parse(category)
+        self.complexity = str(complexity or "moderate").strip().lower()
         if self.complexity not in COMPLEXITIES:
             raise ValueError(f"unknown complexity {self.complexity!r}: use one of {', '.join(COMPLEXITIES)}")
-        self.quality_threshold = float(self.quality_threshold or 0.0)
+        self.quality_threshold = float(quality_threshold or 0.0)
         if not 0.0 <= self.quality_threshold <= 1.0:
             raise ValueError(f"quality_threshold {self.quality_threshold} must be between 0 and 1")
+        self.max_latency_ms = max_latency_ms
+        self.max_cost_per_call = max_cost_per_call
+        self.min_context_tokens = min_context_tokens
 
     @classmethod
     def for_task(cls, task: QueuedTask, config: Any) -> TaskRequirements:
@@ -272,7 +286,7 @@ class ModelSelector:
 def _unmet(model: ModelInfo, req: TaskRequirements) -> list[str]:
     """The constraints of `req` that `model` does not meet, in words."""
     reasons = []
-    category = req.category.value  # type: ignore[union-attr]
+    category = req.category.value
     if not model.suits(category):
         reasons.append(f"not suited to {category} (suits {', '.join(model.categories)})")
     if not model.qualifies(req.quality_threshold):
@@ -300,7 +314,7 @@ def _scores(models: list[ModelInfo], complexity: str) -> dict[str, float]:
     worst_cost, worst_latency = max(cost.values()) or 1.0, max(latency.values()) or 1.0
     scores = {}
     for m in models:
-        quality = (m.quality_score if m.quality_known else UNKNOWN_QUALITY) / 5.0  # type: ignore[operator]
+        quality = (m.quality_score if m.quality_score is not None else UNKNOWN_QUALITY) / 5.0
         scores[m.name] = round(
             w_quality * quality * m.success_rate
             - w_cost * cost[m.name] / worst_cost
@@ -312,7 +326,7 @@ def _scores(models: list[ModelInfo], complexity: str) -> dict[str, float]:
 
 def _why(ranked: list[ModelInfo], req: TaskRequirements, scores: dict[str, float]) -> str:
     top = ranked[0]
-    category = req.category.value  # type: ignore[union-attr]
+    category = req.category.value
     if len(ranked) == 1:
         lead = "the only model that meets the requirements"
     else:
@@ -349,7 +363,7 @@ def _requirements_dict(req: TaskRequirements | None) -> dict[str, Any] | None:
         return None
     return {
         "category": req.category.value,
-        "complexity": req.complexity,  # type: ignore[union-attr]
+        "complexity": req.complexity,
         "quality_threshold": req.quality_threshold,
         "max_latency_ms": req.max_latency_ms,
         "max_cost_per_call": req.max_cost_per_call,

@@ -393,7 +393,7 @@ export class Server implements vscode.Disposable {
         this.log.info(`the model selected for this workspace, ${model}, is the server's model again`);
       }
     } catch (error) {
-      this.log.error(`handing the key or the model to the server: ${error instanceof Error ? error.message : error}`);
+      this.log.error(`handing the key or the model to the server: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
 
