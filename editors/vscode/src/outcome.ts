@@ -6,7 +6,8 @@ import { formatCost, shortText } from './format';
 export interface TaskOutcome {
   taskId: string;
   progressToken?: string;
-  kind: 'unit_test' | 'documentation' | 'refactoring' | string;
+  /** `unit_test`, `documentation` or `refactoring`. */
+  kind: string;
   status: 'completed' | 'failed' | 'cancelled';
   /** The target, relative to its workspace folder. */
   target?: string | null;

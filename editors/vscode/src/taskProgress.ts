@@ -157,7 +157,7 @@ export class TaskProgress implements vscode.Disposable {
       const answer = await this.server.execute<{ cancelled: boolean }>('ohLsp.cancelTask', { taskId: record.taskId });
       record.cancelAnswer = answer.cancelled;
     } catch (error) {
-      this.server.log.error(`cancelling task ${record.taskId}: ${error instanceof Error ? error.message : error}`);
+      this.server.log.error(`cancelling task ${record.taskId}: ${error instanceof Error ? error.message : String(error)}`);
       record.cancelAnswer = false;
     }
     this.changed.fire(record);
