@@ -569,6 +569,17 @@ def test_this_editors_task_shows_as_a_notification_once_with_short_text(run) -> 
     assert shown[0]["end"].startswith("tests/pkg/test_calc.py (applied in the editor)")
 
 
+def test_a_task_this_editor_did_not_start_stays_in_the_status_bar(run) -> None:
+    """A task of this workspace that the server resumed after a restart (not started by a command in this session)
+    shows as the language client's status-bar progress, never as a notification."""
+    resumed = run["resumedProgress"]
+    assert resumed["location"] == "statusBar" and resumed["messages"][0].startswith("resumed")
+    assert all(len(m) <= 60 for m in resumed["messages"])
+    notifications = [p for p in run["progressRecords"] if p["location"] == "notification"]
+    assert resumed["token"] not in {p["token"] for p in notifications}
+    assert run["resumedCancel"] == {"cancelled": True}
+
+
 def test_the_end_of_the_task_is_told(run) -> None:
     shown = run["endShown"]
     assert shown is not None and shown["source"] == "oh-lsp", run["messages"]

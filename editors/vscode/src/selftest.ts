@@ -319,7 +319,19 @@ async function trusted(c: Context): Promise<void> {
   r.statusErrorBudgetUnset = statusBar.isError;
   step('budget setting applied and reset');
 
-  // 5. bad input: each gives one message with what to do, and the server runs again once it is fixed
+  // 5. a task this editor did not start in this session (the server restarted under it: it goes back to the queue
+  // and the new server resumes it) shows in the status bar, not as a notification
+  await vscode.window.showTextDocument(slow);
+  const resumed = await vscode.commands.executeCommand<{ taskId: string }>('oh-lsp.generateTests');
+  await until('the task to run', () => (server.lastStatus?.running ?? 0) >= 1, 30);
+  await vscode.commands.executeCommand('oh-lsp.restartServer');
+  r.resumedProgress = await until('the resumed task\'s progress', () => progress.records.find((p) => p.location === 'statusBar'
+    && p.title === 'oh-lsp: Generate tests for pkg/slow.py' && p.messages.some((m) => m.startsWith('resumed'))), 60);
+  r.resumedCancel = await server.execute('ohLsp.cancelTask', { taskId: resumed.taskId });
+  await until('the resumed task to end', () => (server.lastStatus?.running === 0 ? true : undefined), 30);
+  step('a resumed task in the status bar');
+
+  // 6. bad input: each gives one message with what to do, and the server runs again once it is fixed
   r.badInput = {};
   const bad = r.badInput as Record<string, unknown>;
   const failure = async (name: string, key: string, value: unknown, prepare?: [string, unknown]): Promise<void> => {
