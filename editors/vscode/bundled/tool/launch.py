@@ -5,7 +5,9 @@
 #                                 "installed" (the interpreter itself has oh-lsp: what `fromEnvironment` runs)}
 #
 # The extension runs `--check` first, so that a Python it cannot use gets one clear message instead of a failed
-# start. This file must stay readable by any Python (2.7 included): no f-strings, no annotations.
+# start. This file must stay readable by any Python (2.7 included): no f-strings, no annotations, no unpacking in
+# list literals; hence the ruff rules it opts out of.
+# ruff: noqa: UP024, UP031, RUF005
 import json
 import os
 import sys
@@ -33,8 +35,14 @@ def check():
     """(ok, report) for the running interpreter."""
     version = "%d.%d.%d" % tuple(sys.version_info[:3])
     short = "%d.%d" % tuple(sys.version_info[:2])
-    report = {"ok": False, "version": version, "executable": sys.executable, "supported": [], "reason": "",
-              "installed": installed()}
+    report = {
+        "ok": False,
+        "version": version,
+        "executable": sys.executable,
+        "supported": [],
+        "reason": "",
+        "installed": installed(),
+    }
     try:
         report["supported"] = supported()
     except (IOError, OSError, ValueError, KeyError) as error:
@@ -47,7 +55,10 @@ def check():
         oldest, newest = report["supported"][0], report["supported"][-1]
         too_old = tuple(sys.version_info[:2]) < tuple(int(part) for part in oldest.split("."))
         report["reason"] = "it is Python %s; oh-lsp needs Python %s%s" % (
-            version, oldest, " or newer" if too_old else " to %s" % newest)
+            version,
+            oldest,
+            " or newer" if too_old else " to %s" % newest,
+        )
         report["tooOld"] = too_old
     else:
         report["ok"] = True
