@@ -61,6 +61,8 @@ ENV_VARS: dict[str, str] = {
 # How many tasks one engine runs at once. The engine takes it as an argument, so it is not an OpenHandsConfig field;
 # its rule is stated here once for every front end. The default is the editors' `workers` (`run-engine` has its own).
 WORKERS: FieldInfo = FieldInfo.from_annotated_attribute(int, Field(default=2, ge=1, le=64))
+# Whether an editor shows an edit for review before it lands (the language server's `reviewEdits`; lsp/delivery.py).
+REVIEW_EDITS: FieldInfo = FieldInfo.from_annotated_attribute(bool, Field(default=True))
 _BOOL_TRUE = {"1", "true", "yes", "on"}
 _BOOL_FALSE = {"0", "false", "no", "off", ""}
 

@@ -302,25 +302,96 @@ def test_an_edit_is_rebased_on_the_open_buffer_and_sent_in_client_units() -> Non
     assert delivery.workspace_edit(bound, UTF16, no_document_changes).changes["file:///p/tests/test_m.py"]
 
 
+def test_review_puts_every_change_under_one_annotation_that_needs_confirmation() -> None:
+    """reviewEdits: a client that honours change annotations (VS Code) gets each change annotated with one
+    `needsConfirmation` annotation, and shows the edit before it lands; other clients get the edit as it is."""
+    bound, _ = delivery.bind(
+        Edit(
+            "Generate tests for m",
+            [whole_file_edit("tests/__init__.py", None, ""), whole_file_edit("tests/test_m.py", None, "x = 1\n")],
+        ),
+        None,
+        lambda _p: (None, None),
+        lambda p: f"file:///p/{p}",
+    )
+    annotating = t.ClientCapabilities(
+        workspace=t.WorkspaceClientCapabilities(
+            apply_edit=True,
+            workspace_edit=t.WorkspaceEditClientCapabilities(
+                document_changes=True,
+                resource_operations=[t.ResourceOperationKind.Create],
+                change_annotation_support=t.ChangeAnnotationsSupportOptions(groups_on_label=True),
+            ),
+        )
+    )
+    reviewed = delivery.workspace_edit(bound, UTF16, annotating, "Generate tests for m", review=True)
+    assert list(reviewed.change_annotations) == [delivery.REVIEW]
+    note = reviewed.change_annotations[delivery.REVIEW]
+    assert note.needs_confirmation is True and note.label == "Generate tests for m"
+    creates = [c for c in reviewed.document_changes if isinstance(c, t.CreateFile)]
+    texts = [c for c in reviewed.document_changes if isinstance(c, t.TextDocumentEdit)]
+    assert [c.annotation_id for c in creates] == [delivery.REVIEW, delivery.REVIEW]
+    assert [type(e).__name__ for c in texts for e in c.edits] == ["AnnotatedTextEdit"]
+    assert all(e.annotation_id == delivery.REVIEW for c in texts for e in c.edits)
+    # reviewEdits off, or a client without annotation support (Neovim 0.11): the same edit with no annotation
+    for edit in (
+        delivery.workspace_edit(bound, UTF16, annotating, "l", review=False),
+        delivery.workspace_edit(
+            bound,
+            UTF16,
+            t.ClientCapabilities(
+                workspace=t.WorkspaceClientCapabilities(
+                    apply_edit=True, workspace_edit=t.WorkspaceEditClientCapabilities(resource_operations=["create"])
+                )
+            ),
+            "l",
+            review=True,
+        ),
+    ):
+        assert edit.change_annotations is None
+        assert all(getattr(c, "annotation_id", None) is None for c in edit.document_changes)
+        assert all(
+            type(e).__name__ == "TextEdit"
+            for c in edit.document_changes
+            if isinstance(c, t.TextDocumentEdit)
+            for e in c.edits
+        )
+    # an edit to an existing file is annotated too, in documentChanges form (annotations do not exist in `changes`)
+    existing, _ = delivery.bind(
+        Edit("l", [whole_file_edit("m.py", "a = 1\n", "a = 2\n")]), None, lambda _p: ("a = 1\n", 3), lambda p: p
+    )
+    plain_client = t.ClientCapabilities(
+        workspace=t.WorkspaceClientCapabilities(
+            apply_edit=True,
+            workspace_edit=t.WorkspaceEditClientCapabilities(
+                change_annotation_support=t.ChangeAnnotationsSupportOptions()
+            ),
+        )
+    )
+    (only,) = delivery.workspace_edit(existing, UTF16, plain_client, "l", review=True).document_changes
+    assert only.edits[0].annotation_id == delivery.REVIEW
+
+
 # --- status and progress -------------------------------------------------------------------------------------------
 def test_status_counts_events_and_adds_up_the_stores() -> None:
     from oh_lsp import events as ev
 
     counts = status.SessionCounts()
-    for kind, data in [
-        (ev.MODEL_CHOSEN, {"model": "m1"}),
-        (ev.COMPLETED, {"tokens": 100, "cost": 0.5}),
-        (ev.FAILED, {"tokens": 10, "cost": 0.25}),
-        (ev.CANCELLED, {}),
-        (ev.RETRYING, {"tokens": 1, "cost": 0.0}),
+    assert not counts.on_event(ev.Event(ev.MODEL_CHOSEN, "a", {"model": "m1"})), "chosen is not used yet"
+    for kind, task, data in [
+        (ev.COMPLETED, "a", {"tokens": 100, "cost": 0.5}),
+        (ev.FAILED, "b", {"tokens": 10, "cost": 0.25}),
+        (ev.CANCELLED, "c", {}),
+        (ev.RETRYING, "d", {"tokens": 1, "cost": 0.0}),
     ]:
-        assert counts.on_event(ev.Event(kind, "t", data))
+        assert counts.on_event(ev.Event(kind, task, data))
     assert not counts.on_event(ev.Event(ev.TOKENS, "t", {"chunks": 3}))
+    assert counts.model is None, "a model that was chosen has not answered yet"
     payload = status.build_status(
         counts,
         [{"pending": 2, "running": 1}, {"pending": 1, "running": 0}],
         [
-            {"system": {"executions": 4, "successful": 3, "cost_today": 1.0}},
+            {"system": {"executions": 4, "successful": 3, "cost_today": 1.0}, "budget": {"spent_today_usd": 1.25}},
             {"system": {"executions": 0, "successful": 0, "cost_today": 0.5}},
         ],
         "configured",
@@ -335,13 +406,39 @@ def test_status_counts_events_and_adds_up_the_stores() -> None:
         "tokens": 111,
         "tokensEstimated": False,
         "costSession": 0.75,
-        "costToday": 1.5,
+        "costToday": 1.75,  # the call ledger where the store has one (it grows per call), else the attempts
         "successRate": 0.75,
-        "model": "m1",
+        "model": None,
+        "modelSelected": "configured",
         "cooldowns": [],
         "breakers": [],
         "budgetLeftToday": None,
     }
+    nothing_ended = status.build_status(status.SessionCounts(), [], [{"system": {"executions": 0}}], None, {})
+    assert nothing_ended["successRate"] is None, "no rate before anything has finished"
+
+
+def test_status_moves_with_each_model_call_and_names_the_model_that_answered() -> None:
+    """Cost and tokens grow with each call's final `tokens` event (cumulative per attempt), the attempt's end adds
+    only what was not counted yet, and `model` is the model that answered last, not the one a call was sent to."""
+    from oh_lsp import events as ev
+
+    counts = status.SessionCounts()
+    assert not counts.on_event(ev.Event(ev.MODEL_CHOSEN, "a", {"model": "first"}))
+    assert not counts.on_event(ev.Event(ev.MODEL_CHOSEN, "a", {"model": "second"}))  # rotated: "first" failed
+    assert counts.on_event(ev.Event(ev.TOKENS, "a", {"final": True, "tokens": 400, "cost": 0.001}))
+    assert (counts.tokens, counts.cost, counts.model) == (400, 0.001, "second")
+    counts.on_event(ev.Event(ev.MODEL_CHOSEN, "a", {"model": "second"}))  # the repair call
+    counts.on_event(ev.Event(ev.TOKENS, "a", {"final": True, "tokens": 900, "cost": 0.0025}))
+    assert (counts.tokens, round(counts.cost, 6)) == (900, 0.0025)
+    counts.on_event(ev.Event(ev.COMPLETED, "a", {"tokens": 900, "cost": 0.0025, "model": "second"}))
+    assert (counts.tokens, round(counts.cost, 6), counts.completed) == (900, 0.0025, 1), "not counted twice"
+    # a runtime that reports only at the end, and a task cancelled after a call
+    counts.on_event(ev.Event(ev.FAILED, "b", {"tokens": 50, "cost": 0.0005}))
+    counts.on_event(ev.Event(ev.MODEL_CHOSEN, "c", {"model": "third"}))
+    counts.on_event(ev.Event(ev.TOKENS, "c", {"final": True, "tokens": 10, "cost": 0.0001}))
+    counts.on_event(ev.Event(ev.CANCELLED, "c", {}))
+    assert (counts.tokens, round(counts.cost, 6), counts.model) == (960, 0.0031, "third")
 
 
 async def test_debouncer_sends_at_most_once_per_interval() -> None:

@@ -3,6 +3,9 @@
 - The client can apply it (`workspace.applyEdit`, and `resourceOperations` holding `create` when a file is created):
   send `workspace/applyEdit` with a label; a new file is a `CreateFile` plus a `TextDocumentEdit`, a change to a
   file is `TextEdit`s. The user can undo it. A rejection (or an error answer) is reported as "not applied".
+- Review (the `reviewEdits` setting, on by default): when the client supports change annotations, every change
+  carries one annotation that `needsConfirmation`, so the editor shows the edit for review (VS Code: its refactor
+  preview) before it lands. Clients without annotation support get the edit as it is.
 - Otherwise: write the files to disk, then show the result with `window/showDocument` if the client advertises
   it, and say what was written with a log message.
 
@@ -102,26 +105,59 @@ def _text_edits(bound: Bound, codec: PositionCodec) -> list[t.TextEdit]:
     return edits
 
 
-def workspace_edit(bound: list[Bound], codec: PositionCodec, capabilities: t.ClientCapabilities) -> t.WorkspaceEdit:
-    """The `WorkspaceEdit` for the bound changes: `documentChanges` when a file is created or the client takes them,
-    else the plain `changes` map."""
+REVIEW = "oh-lsp.review"  # the change annotation that asks the editor to show the edit before applying it
+
+
+def can_annotate(capabilities: t.ClientCapabilities) -> bool:
+    """Whether the client honours change annotations (LSP 3.16; VS Code shows `needsConfirmation` as a preview)."""
+    workspace_caps = capabilities.workspace and capabilities.workspace.workspace_edit
+    return bool(workspace_caps and workspace_caps.change_annotation_support is not None)
+
+
+def workspace_edit(
+    bound: list[Bound], codec: PositionCodec, capabilities: t.ClientCapabilities, label: str = "", review: bool = False
+) -> t.WorkspaceEdit:
+    """The `WorkspaceEdit` for the bound changes: `documentChanges` when a file is created, the client takes them or
+    the changes are annotated for review, else the plain `changes` map. With `review` (and a client that honours
+    annotations) every change carries the annotation `REVIEW`, which needs confirmation."""
     workspace_caps = capabilities.workspace and capabilities.workspace.workspace_edit
     creates = any(b.current is None for b in bound)
-    if not creates and not (workspace_caps and (workspace_caps.document_changes or workspace_caps.resource_operations)):
+    annotate = review and can_annotate(capabilities)
+    if (
+        not creates
+        and not annotate
+        and not (workspace_caps and (workspace_caps.document_changes or workspace_caps.resource_operations))
+    ):
         return t.WorkspaceEdit(changes={b.uri: _text_edits(b, codec) for b in bound})
+    annotation = REVIEW if annotate else None
     changes: list[Any] = []
     for b in bound:
         if b.current is None:
-            changes.append(t.CreateFile(uri=b.uri, options=t.CreateFileOptions(overwrite=False, ignore_if_exists=True)))
+            changes.append(
+                t.CreateFile(
+                    uri=b.uri,
+                    options=t.CreateFileOptions(overwrite=False, ignore_if_exists=True),
+                    annotation_id=annotation,
+                )
+            )
             if not b.change.new_text:
                 continue  # an empty new file (a package's __init__.py)
+        edits: list[Any] = _text_edits(b, codec)
+        if annotation:
+            edits = [t.AnnotatedTextEdit(range=e.range, new_text=e.new_text, annotation_id=annotation) for e in edits]
         changes.append(
             t.TextDocumentEdit(
-                text_document=t.OptionalVersionedTextDocumentIdentifier(uri=b.uri, version=b.version),
-                edits=_text_edits(b, codec),
+                text_document=t.OptionalVersionedTextDocumentIdentifier(uri=b.uri, version=b.version), edits=edits
             )
         )
-    return t.WorkspaceEdit(document_changes=changes)
+    if not annotate:
+        return t.WorkspaceEdit(document_changes=changes)
+    review_note = t.ChangeAnnotation(
+        label=label or "oh-lsp",
+        needs_confirmation=True,
+        description="checked by oh-lsp (the tests were run); review it before it is applied",
+    )
+    return t.WorkspaceEdit(document_changes=changes, change_annotations={REVIEW: review_note})
 
 
 def _refused(outcomes: list[FileOutcome]) -> list[FileOutcome]:
@@ -134,8 +170,10 @@ async def deliver(
     task: QueuedTask,
     text_of: Callable[[str], tuple[str | None, int | None]],
     uri_of: Callable[[str], str],
+    review: bool = True,
 ) -> Delivery:
-    """Deliver the edit of the completed `task` to the client of `ls` (or to disk)."""
+    """Deliver the edit of the completed `task` to the client of `ls` (or to disk). `review`: the `reviewEdits`
+    setting (see the module's docstring)."""
     from oh_lsp.kinds.registry import recompute_for
 
     result = task.result or {}
@@ -151,12 +189,14 @@ async def deliver(
         return Delivery(True, "none", outcomes)
     capabilities = ls.client_capabilities
     if can_apply(capabilities, creates=any(b.current is None for b in bound)):
-        return await _apply(ls, edit.label, bound, outcomes)
+        return await _apply(ls, edit.label, bound, outcomes, review)
     return await _write(ls, root, task, uri_of)
 
 
-async def _apply(ls: LanguageServer, label: str, bound: list[Bound], outcomes: list[FileOutcome]) -> Delivery:
-    change = workspace_edit(bound, ls.workspace.position_codec, ls.client_capabilities)
+async def _apply(
+    ls: LanguageServer, label: str, bound: list[Bound], outcomes: list[FileOutcome], review: bool
+) -> Delivery:
+    change = workspace_edit(bound, ls.workspace.position_codec, ls.client_capabilities, label, review)
     try:
         answer = await ls.workspace_apply_edit_async(t.ApplyWorkspaceEditParams(edit=change, label=label))
     except Exception as exc:  # noqa: BLE001 - some clients answer with an error instead of applied: false

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from oh_lsp.config import WORKERS, OpenHandsConfig
+from oh_lsp.config import REVIEW_EDITS, WORKERS, OpenHandsConfig
 from oh_lsp.errors import ConfigError
 from oh_lsp.field_rules import FieldRule, rule_of
 from oh_lsp.lsp.ids import SETTINGS_SECTION as SECTION
@@ -68,6 +68,7 @@ def _following(key: str, field: FieldInfo) -> Setting:
 SETTINGS: dict[str, Setting] = {
     **{key: _following(key, OpenHandsConfig.model_fields[name]) for key, name in CONFIG_FIELDS.items()},
     "workers": _following("workers", WORKERS),
+    "reviewEdits": _following("reviewEdits", REVIEW_EDITS),
     "apiKey": Setting("a string", lambda value: isinstance(value, str) and bool(value.strip())),
     "apiKeyEnv": Setting(
         "the name of an environment variable", lambda value: isinstance(value, str) and bool(_ENV_NAME.match(value))

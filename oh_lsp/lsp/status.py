@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from oh_lsp import events as ev
@@ -21,7 +21,11 @@ MIN_INTERVAL = 0.25  # seconds between two notifications
 
 @dataclass
 class SessionCounts:
-    """What this server's engines did since it started (from their events)."""
+    """What this server's engines did since it started (from their events).
+
+    Tokens and cost grow with each model call (a call's final `tokens` event), not only when an attempt ends, so
+    that the editors' status moves while a task runs. `model` is the model that answered the last call (None until
+    one did): the model a call was sent to may fail and be rotated away from."""
 
     completed: int = 0
     failed: int = 0
@@ -30,28 +34,51 @@ class SessionCounts:
     tokens_estimated: bool = False  # some of `tokens` were estimated (an endpoint that reports no usage)
     cost: float = 0.0
     model: str | None = None
+    _chosen: dict[str, str] = field(default_factory=dict)  # task -> the model its current call went to
+    _counted: dict[str, tuple[int, float]] = field(default_factory=dict)  # task -> its attempt's spend counted so far
 
     def on_event(self, event: ev.Event) -> bool:
         """Count `event`; True when the status changed."""
-        data = event.data
+        data, task = event.data, event.task_id
         if event.kind == ev.MODEL_CHOSEN:
-            changed = data.get("model") != self.model
-            self.model = data.get("model") or self.model
-            return changed
+            if data.get("model"):
+                self._chosen[task] = data["model"]
+            return False
+        if event.kind == ev.TOKENS:
+            if not data.get("final"):
+                return False
+            self.model = self._chosen.get(task) or self.model
+            self._spend(task, data)  # the attempt's totals so far
+            self.tokens_estimated = self.tokens_estimated or bool(data.get("estimated"))
+            return True
         if event.kind == ev.COMPLETED:
             self.completed += 1
         elif event.kind == ev.FAILED:
             self.failed += 1
         elif event.kind == ev.CANCELLED:
             self.cancelled += 1
+            self._forget(task)
             return True
         elif event.kind not in (ev.RETRYING, ev.QUEUED, ev.STARTED):
             return False
-        # attempts that ended (completed, failed, retried) carry what they spent
-        self.tokens += int(data.get("tokens") or 0)
+        # attempts that ended (completed, failed, retried) carry what they spent in all: add what the calls'
+        # events did not already count (a runtime that reports its spend only at the end)
+        self._spend(task, data)
         self.tokens_estimated = self.tokens_estimated or bool(data.get("tokens_estimated"))
-        self.cost += float(data.get("cost") or 0.0)
+        if event.kind != ev.STARTED:
+            self._forget(task)
         return True
+
+    def _spend(self, task: str, data: dict[str, Any]) -> None:
+        tokens, cost = int(data.get("tokens") or 0), float(data.get("cost") or 0.0)
+        seen_tokens, seen_cost = self._counted.get(task, (0, 0.0))
+        self.tokens += max(tokens - seen_tokens, 0)
+        self.cost += max(cost - seen_cost, 0.0)
+        self._counted[task] = (max(tokens, seen_tokens), max(cost, seen_cost))
+
+    def _forget(self, task: str) -> None:
+        self._counted.pop(task, None)
+        self._chosen.pop(task, None)
 
 
 def model_layer_state(metrics: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -83,11 +110,19 @@ def build_status(
     configured_model: str | None,
     model_state: dict[str, Any],
 ) -> dict[str, Any]:
-    """The notification's payload. `queue_stats` and `metrics` are per workspace folder (their stores)."""
+    """The notification's payload. `queue_stats` and `metrics` are per workspace folder (their stores).
+
+    `costToday` is what today's model calls cost (the stores' call ledger, which grows per call), `successRate` is
+    None until an attempt has ended, `model` is the model that answered the last call of this session (None until
+    one did), and `modelSelected` the model new tasks start with (`configured_model`)."""
     stats = list(queue_stats)
-    systems = [m.get("system", {}) for m in metrics]
+    summaries = list(metrics)
+    systems = [m.get("system", {}) for m in summaries]
     executions = sum(s.get("executions", 0) for s in systems)
     successful = sum(s.get("successful", 0) for s in systems)
+    cost_today = sum(
+        (m.get("budget") or {}).get("spent_today_usd", m.get("system", {}).get("cost_today", 0.0)) for m in summaries
+    )
     return {
         "queued": sum(s.get("pending", 0) for s in stats),
         "running": sum(s.get("running", 0) for s in stats),
@@ -97,9 +132,10 @@ def build_status(
         "tokens": counts.tokens,
         "tokensEstimated": counts.tokens_estimated,
         "costSession": round(counts.cost, 10),
-        "costToday": round(sum(s.get("cost_today", 0.0) for s in systems), 10),
-        "successRate": successful / executions if executions else 0.0,
-        "model": counts.model or configured_model,
+        "costToday": round(cost_today, 10),
+        "successRate": successful / executions if executions else None,
+        "model": counts.model,
+        "modelSelected": configured_model,
         "cooldowns": list(model_state.get("cooldowns", [])),
         "breakers": list(model_state.get("breakers", [])),
         "budgetLeftToday": model_state.get("budgetLeftToday"),

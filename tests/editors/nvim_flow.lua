@@ -28,6 +28,28 @@ local function wait(what, timeout_ms, check)
   end
 end
 
+-- A part that waits for a server piece not every server has: its failure is written down (and checked by its own
+-- test) instead of stopping the flow.
+out.optional_errors = {}
+local function optional(name, part)
+  local ok, err = pcall(part)
+  if not ok then
+    out.optional_errors[name] = tostring(err)
+  end
+end
+
+-- The review float of the next edit: what it shows, and the key a user presses in it ('a' applies, 'q' discards).
+local function review(key)
+  wait('the review float', 60000, function() return require('oh_lsp.review').showing() ~= nil end)
+  local shown = require('oh_lsp.review').showing()
+  local seen = { title = shown.title, lines = shown.lines, filetype = vim.bo[shown.buf].filetype,
+    in_float = vim.api.nvim_get_current_win() == shown.win
+      and vim.api.nvim_win_get_config(shown.win).relative == 'editor' }
+  vim.api.nvim_feedkeys(key, 'x', false)
+  wait('the review to close', 5000, function() return require('oh_lsp.review').showing() == nil end)
+  return seen
+end
+
 -- every status the server sends, and the statusline string right after it
 vim.api.nvim_create_autocmd('User', {
   pattern = 'OhLspStatus',
@@ -124,18 +146,37 @@ local function run()
     return line:find('1 running', 1, true) ~= nil and line:find('Generate tests for', 1, true) ~= nil
   end)
   out.statusline_while_running = require('oh_lsp').status()
+  local test_file = project .. '/tests/pkg/test_calc.py'
+  wait('the edit to arrive', 60000, function() return require('oh_lsp.review').showing() ~= nil end)
+  out.on_disk_during_review = vim.fn.filereadable(test_file) == 1
+  out.review_generate = review('a')
   wait('the progress to end', 60000, function() return ended('Generate tests for pkg/calc.py', mark) end)
   out.generate = progress_of('Generate tests for pkg/calc.py', mark)
-  local test_file = project .. '/tests/pkg/test_calc.py'
   wait('the generated test file in a buffer', 5000, function() return lines(test_file) ~= nil end)
   out.generated_buffer = lines(test_file)
-  out.generated_on_disk_before_save = vim.fn.filereadable(test_file) == 1 and vim.fn.readfile(test_file) or vim.NIL
-  vim.cmd('silent wall')
+  out.generated_modified = vim.bo[vim.fn.bufnr(test_file)].modified
+  -- no :write here: the file is on disk because the plugin wrote it
+  out.generated_on_disk = vim.fn.filereadable(test_file) == 1 and vim.fn.readfile(test_file) or vim.NIL
   wait('a status counting the completed task', 5000, function()
     local s = require('oh_lsp').status_data()
     return s and s.completed >= 1 and s.running == 0
   end)
   out.statusline_after_generate = require('oh_lsp').status()
+  -- the three uses of status() the docs give: a %{...} statusline item, a lualine component, :echo
+  local item = "%{v:lua.require'oh_lsp'.status()}"
+  out.rendered_item = vim.api.nvim_eval_statusline(item, {}).str
+  local component = setmetatable({ options = { component_name = 'oh_lsp' } }, { __index = {} }) -- lualine's self
+  out.lualine_result = require('oh_lsp').status(component, true) -- as lualine's function component calls it
+  out.rendered_lualine = vim.api.nvim_eval_statusline('%#StatusLine#' .. out.lualine_result .. ' %=', {}).str
+  out.echoed = vim.api.nvim_exec2("echo v:lua.require'oh_lsp'.status()", { output = true }).output
+  out.escaped_for_format = require('oh_lsp').status({ escape = true })
+  out.rendered_format = vim.api.nvim_eval_statusline("%{%v:lua.require'oh_lsp'.status({'escape': v:true})%}", {}).str
+  optional('result', function()
+    vim.cmd('OhResult')
+    wait('the tests opened by :OhResult', 2000, function() return vim.api.nvim_buf_get_name(0) == test_file end)
+    out.result_opened = vim.api.nvim_buf_get_name(0)
+  end)
+  vim.cmd('edit ' .. project .. '/pkg/calc.py')
 
   -- 2. a failing case, from the user command with a symbol: diagnostics on the target
   step('failing case')
@@ -146,6 +187,40 @@ local function run()
   wait('oh-lsp diagnostics on calc.py', 10000, function() return #oh_diagnostics(buf) >= 2 end)
   out.diagnostics = oh_diagnostics(buf)
 
+  -- 2b. the same failing test for the whole module: its diagnostic belongs at the function it tests
+  step('failing case (module)')
+  mark = #out.progress
+  vim.cmd('OhGenerateTests')
+  wait('the failing module task to end', 60000, function() return ended('Generate tests for pkg/calc.py', mark) end)
+  out.module_failing = progress_of('Generate tests for pkg/calc.py', mark)
+  wait('its diagnostics', 10000, function()
+    for _, d in ipairs(oh_diagnostics(buf)) do
+      if d.code == 'test-failed' then return true end
+    end
+  end)
+  out.module_diagnostics = oh_diagnostics(buf)
+
+  -- 2c. the rejected candidate, read-only
+  step('candidate')
+  local failed = client:request_sync('workspace/executeCommand',
+    { command = 'ohLsp.listTasks', arguments = { { status = 'failed' } } }, 10000, buf).result
+  out.failed_task = failed[1].taskId
+  local notes_before = #out.notifications
+  optional('candidate', function()
+    vim.cmd('OhCandidate ' .. failed[1].taskId)
+    wait('the candidate buffer', 10000, function()
+      return vim.api.nvim_buf_get_name(0):find('^oh%-lsp://candidate/') ~= nil or #out.notifications > notes_before
+    end)
+    local name = vim.api.nvim_buf_get_name(0)
+    if not name:find('^oh%-lsp://candidate/') then
+      error(out.notifications[#out.notifications].msg)
+    end
+    out.candidate = { name = name, lines = vim.api.nvim_buf_get_lines(0, 0, -1, false), buftype = vim.bo.buftype,
+      readonly = vim.bo.readonly, modifiable = vim.bo.modifiable, filetype = vim.bo.filetype }
+  end)
+  out.candidate_notifications = vim.list_slice(out.notifications, notes_before + 1)
+  vim.cmd('edit ' .. project .. '/pkg/calc.py')
+
   -- 3. the "Refactor add…" code action: a client-side command that asks for the instruction
   step('refactor (client command)')
   vim.ui.input = function(opts, on_confirm)
@@ -155,17 +230,29 @@ local function run()
   mark = #out.progress
   vim.api.nvim_win_set_cursor(0, { 5, 4 })
   vim.lsp.buf.code_action({ apply = true, filter = function(a) return a.title:match('^Refactor add') ~= nil end })
+  out.review_refactor = review('a')
   wait('the refactoring to end', 60000, function() return ended('Refactor add', mark) end)
   out.refactor = progress_of('Refactor add', mark)
   out.calc_after_refactor = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
   vim.cmd('silent wall')
 
-  -- 4. :OhDocument! documents the function under the cursor
+  -- 4. :OhDocument! documents the function under the cursor: discarded in the review; then, with reviewEdits off,
+  -- applied at once
   step('document')
   mark = #out.progress
   vim.api.nvim_win_set_cursor(0, { 5, 4 })
   vim.cmd('OhDocument!')
+  out.review_document = review('q')
+  wait('the discarded documentation task to end', 60000, function() return ended('Document add', mark) end)
+  out.document_discarded = progress_of('Document add', mark)
+  out.calc_after_discard = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+  client.settings.ohLsp.reviewEdits = false
+  client:notify('workspace/didChangeConfiguration', { settings = client.settings })
+  mark = #out.progress
+  vim.api.nvim_win_set_cursor(0, { 5, 4 })
+  vim.cmd('OhDocument!')
   wait('the documentation task to end', 60000, function() return ended('Document add', mark) end)
+  out.review_shown_when_off = require('oh_lsp.review').showing() ~= nil
   out.document = progress_of('Document add', mark)
   out.calc_after_document = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
   vim.cmd('silent wall')
@@ -225,10 +312,14 @@ local function run()
   end)
   out.statusline_budget = require('oh_lsp').status()
   out.status_budget = require('oh_lsp').status_data()
-  local ok, rendered = pcall(vim.api.nvim_eval_statusline, require('oh_lsp').status(), {})
+  local ok, rendered = pcall(vim.api.nvim_eval_statusline, vim.o.statusline, {})
   out.rendered_statusline = ok and rendered.str or ('error: ' .. tostring(rendered))
-  vim.o.statusline = "%{%v:lua.require'oh_lsp'.status()%}"
-  vim.cmd('redrawstatus')
+
+  -- :OhResult!'s details (formatting only: the ohLsp/taskEnded payload is written here, as a server would send it)
+  out.details_lines = require('oh_lsp.outcome').lines({ taskId = 't', kind = 'unit_test', status = 'completed',
+    target = 'pkg/calc.py', outputFile = 'tests/pkg/test_calc.py', score = 0.92, coverage = { before = 40, after = 95.4 },
+    cost = 0.0015, model = 'deepseek-chat', testsKept = { 'test_add', 'test_divide' },
+    testsDropped = { { name = 'test_flaky', reason = 'flaky: failed 1 of 3 runs' } } })
 
   -- a breaker that is open (formatting only: the payload is written here, as a server would send it)
   local fake = vim.deepcopy(out.status_budget)

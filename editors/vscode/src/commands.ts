@@ -1,15 +1,17 @@
-// The command palette's commands, and `ohLsp.refactorPrompt` (the server's "Refactor …" code action).
+// The command palette's commands, `ohLsp.refactorPrompt` (the server's "Refactor …" code action) and
+// `ohLsp.openCandidate` (a rejected candidate, read-only).
 import * as vscode from 'vscode';
 import { ApiKeyStore } from './apiKey';
+import { CandidateParams, Candidates } from './candidates';
+import { formatCost } from './format';
+import { showMessage } from './messages';
 import { MetricsSummary, metricsMarkdown } from './metrics';
 import { Server } from './server';
-import { formatCost } from './status';
+import { TaskProgress, TaskStarted } from './taskProgress';
+import { MarkdownViews } from './views';
 
-interface TaskStarted {
-  taskId: string;
-  progressToken: string;
-  duplicate?: boolean;
-}
+/** The server commands that start a task: their progress is this editor's (a notification with Cancel). */
+export const TASK_COMMANDS = new Set(['ohLsp.generateTests', 'ohLsp.documentModule', 'ohLsp.refactor', 'ohLsp.retryTask']);
 
 interface TaskRow {
   taskId: string;
@@ -41,8 +43,6 @@ function pick<T extends vscode.QuickPickItem>(items: T[], options: vscode.QuickP
   return picked;
 }
 
-const METRICS_URI = vscode.Uri.parse('oh-lsp-metrics:/oh-lsp%20metrics.md');
-
 /** The server's error text (a JSON-RPC error's message says what was wrong and what the command takes). */
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -53,7 +53,7 @@ async function reporting<T>(what: string, action: () => Promise<T>): Promise<T |
   try {
     return await action();
   } catch (error) {
-    void vscode.window.showErrorMessage(`oh-lsp: ${what} failed: ${messageOf(error)}`);
+    void showMessage('error', `oh-lsp: ${what} failed: ${messageOf(error)}`);
     return undefined;
   }
 }
@@ -68,37 +68,33 @@ function pythonEditor(): vscode.TextEditor | undefined {
   if (editor?.document.languageId === 'python' && editor.document.uri.scheme === 'file') {
     return editor;
   }
-  void vscode.window.showWarningMessage('oh-lsp: open a Python file of the workspace first.');
+  void showMessage('warning', 'oh-lsp: open a Python file of the workspace first.');
   return undefined;
 }
 
-class MetricsDocument implements vscode.TextDocumentContentProvider {
-  private text = '';
-  private readonly changed = new vscode.EventEmitter<vscode.Uri>();
-  readonly onDidChange = this.changed.event;
-
-  update(text: string): void {
-    this.text = text;
-    this.changed.fire(METRICS_URI);
-  }
-
-  provideTextDocumentContent(): string {
-    return this.text;
-  }
+export interface CommandParts {
+  server: Server;
+  apiKeys: ApiKeyStore;
+  progress: TaskProgress;
+  views: MarkdownViews;
+  candidates: Candidates;
 }
 
-export function registerCommands(context: vscode.ExtensionContext, server: Server, apiKeys: ApiKeyStore): void {
-  const metrics = new MetricsDocument();
+export function registerCommands(context: vscode.ExtensionContext,
+                                 { server, apiKeys, progress, views, candidates }: CommandParts): void {
+  // a code action's command (run by VS Code through the language client) is this editor's task too
+  server.commandMiddleware = (command, args, next) => (TASK_COMMANDS.has(command)
+    ? progress.run(() => next(command, args) as Promise<TaskStarted | undefined>) : next(command, args));
 
   const startTask = (command: string, what: string) => async (): Promise<TaskStarted | undefined> => {
     const editor = pythonEditor();
     if (!editor) {
       return undefined;
     }
-    const started = await reporting(what, () => server.execute<TaskStarted>(command,
-      { uri: editor.document.uri.toString() }));
+    const started = await reporting(what, () => progress.run(() => server.execute<TaskStarted>(command,
+      { uri: editor.document.uri.toString() })));
     if (started?.duplicate) {
-      void vscode.window.showInformationMessage(`oh-lsp: the same task is already queued (${started.taskId.slice(0, 8)}).`);
+      void showMessage('info', `oh-lsp: the same task is already queued (${started.taskId.slice(0, 8)}).`);
     }
     return started;
   };
@@ -112,7 +108,7 @@ export function registerCommands(context: vscode.ExtensionContext, server: Serve
       return undefined;
     }
     if (tasks.length === 0) {
-      void vscode.window.showInformationMessage('oh-lsp: no task is running or queued.');
+      void showMessage('info', 'oh-lsp: no task is running or queued.');
       return undefined;
     }
     const picked = await pick(tasks.map((task) => ({
@@ -127,7 +123,7 @@ export function registerCommands(context: vscode.ExtensionContext, server: Serve
     const answer = await reporting('cancelling', () => server.execute<{ cancelled: boolean }>('ohLsp.cancelTask',
       { taskId: picked.task.taskId }));
     if (answer) {
-      void vscode.window.showInformationMessage(answer.cancelled
+      void showMessage('info', answer.cancelled
         ? `oh-lsp: cancelled ${picked.label}.` : `oh-lsp: ${picked.label} had already finished.`);
     }
     return answer?.cancelled;
@@ -139,12 +135,7 @@ export function registerCommands(context: vscode.ExtensionContext, server: Serve
       return undefined;
     }
     const text = metricsMarkdown(summary);
-    metrics.update(text);
-    try {
-      await vscode.commands.executeCommand('markdown.showPreview', METRICS_URI);
-    } catch {
-      await vscode.window.showTextDocument(METRICS_URI, { preview: true });
-    }
+    await views.show('oh-lsp metrics', text);
     return text;
   };
 
@@ -176,7 +167,7 @@ export function registerCommands(context: vscode.ExtensionContext, server: Serve
       return undefined;
     }
     await server.rememberModel(picked.name);
-    void vscode.window.showInformationMessage(picked.name
+    void showMessage('info', picked.name
       ? `oh-lsp: new tasks use ${picked.name}.` : 'oh-lsp: the model is chosen per task again.');
     return picked.name;
   };
@@ -194,13 +185,13 @@ export function registerCommands(context: vscode.ExtensionContext, server: Serve
       return false;
     }
     await apiKeys.set(key);
-    void vscode.window.showInformationMessage('oh-lsp: the API key is stored in the secret storage.');
+    void showMessage('info', 'oh-lsp: the API key is stored in the secret storage.');
     return true;
   };
 
   const refactorPrompt = async (args?: { uri?: string; symbol?: unknown }): Promise<TaskStarted | undefined> => {
     if (!args?.uri || args.symbol === undefined) {
-      void vscode.window.showWarningMessage('oh-lsp: use the "Refactor …" code action on a function or class.');
+      void showMessage('warning', 'oh-lsp: use the "Refactor …" code action on a function or class.');
       return undefined;
     }
     const name = typeof args.symbol === 'string' ? args.symbol : 'the symbol';
@@ -214,12 +205,36 @@ export function registerCommands(context: vscode.ExtensionContext, server: Serve
     if (!instruction) {
       return undefined;
     }
-    return reporting('refactoring', () => server.execute<TaskStarted>('ohLsp.refactor',
-      { uri: args.uri, symbol: args.symbol, instruction: instruction.trim() }));
+    return reporting('refactoring', () => progress.run(() => server.execute<TaskStarted>('ohLsp.refactor',
+      { uri: args.uri, symbol: args.symbol, instruction: instruction.trim() })));
+  };
+
+  // ohLsp.openCandidate {taskId, attempt?, segment?}: a client command (a failure's quick fix may carry it); the
+  // palette's "Open Rejected Candidate…" asks which failed task
+  const openCandidate = async (args?: CandidateParams): Promise<string | undefined> => {
+    let params = args?.taskId ? args : undefined;
+    if (!params) {
+      const failed = await reporting('listing the failed tasks',
+        () => server.execute<TaskRow[]>('ohLsp.listTasks', { status: 'failed' }));
+      if (!failed) {
+        return undefined;
+      }
+      if (failed.length === 0) {
+        void showMessage('info', 'oh-lsp: no task has failed, so there is no rejected candidate to open.');
+        return undefined;
+      }
+      const picked = await pick(failed.map((task) => ({ label: `${task.kind} ${task.target ?? ''}`.trim(),
+        detail: task.taskId, task })), { title: 'oh-lsp: the rejected candidate of which task?' });
+      if (!picked) {
+        return undefined;
+      }
+      params = { taskId: picked.task.taskId };
+    }
+    const document = await reporting('opening the rejected candidate', () => candidates.open(params!));
+    return document?.uri.toString();
   };
 
   context.subscriptions.push(
-    vscode.workspace.registerTextDocumentContentProvider(METRICS_URI.scheme, metrics),
     vscode.commands.registerCommand('oh-lsp.generateTests', startTask('ohLsp.generateTests', 'generating tests')),
     vscode.commands.registerCommand('oh-lsp.documentFile', startTask('ohLsp.documentModule', 'documenting')),
     vscode.commands.registerCommand('oh-lsp.cancelTask', cancelTask),
@@ -228,10 +243,12 @@ export function registerCommands(context: vscode.ExtensionContext, server: Serve
     vscode.commands.registerCommand('oh-lsp.setApiKey', setApiKey),
     vscode.commands.registerCommand('oh-lsp.clearApiKey', async () => {
       await apiKeys.clear();
-      void vscode.window.showInformationMessage('oh-lsp: the API key was removed from the secret storage.');
+      void showMessage('info', 'oh-lsp: the API key was removed from the secret storage.');
     }),
     vscode.commands.registerCommand('oh-lsp.restartServer', () => server.restart()),
     vscode.commands.registerCommand('oh-lsp.showLogs', () => server.log.show()),
+    vscode.commands.registerCommand('oh-lsp.openCandidate', () => openCandidate()),
+    vscode.commands.registerCommand('ohLsp.openCandidate', openCandidate),
     vscode.commands.registerCommand('ohLsp.refactorPrompt', refactorPrompt),
   );
 }

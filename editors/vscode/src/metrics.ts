@@ -1,5 +1,6 @@
 // `ohLsp.showMetrics`'s answer as a Markdown page. No VS Code imports: the unit tests run it under plain Node.
-import { OhLspStatus, formatCost, formatRate, problems } from './status';
+import { formatCost, formatRate } from './format';
+import { OhLspStatus, problems } from './status';
 
 interface Aggregate {
   executions?: number;
@@ -61,7 +62,7 @@ export function metricsMarkdown(summary: MetricsSummary, when: Date = new Date()
       `- Running: ${session.running}, queued: ${session.queued}`,
       `- This session: ${session.completed} completed, ${session.failed} failed, ${session.cancelled} cancelled,`
         + ` ${session.tokens} tokens, ${formatCost(session.costSession)}`,
-      `- Model: ${session.model ?? 'chosen per task'}`);
+      `- Last model used: ${session.model ?? 'none yet'}; for new tasks: ${session.modelSelected ?? 'chosen per task'}`);
     for (const problem of problems(session)) {
       lines.push(`- **${problem}**`);
     }

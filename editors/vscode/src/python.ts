@@ -15,6 +15,11 @@ interface PythonExtensionApi {
 
 const PYTHON_EXTENSION = 'ms-python.python';
 
+/** Whether the Python extension is installed (then "Python: Select Interpreter" chooses oh-lsp's interpreter). */
+export function hasPythonExtension(): boolean {
+  return vscode.extensions.getExtension(PYTHON_EXTENSION) !== undefined;
+}
+
 async function api(): Promise<PythonExtensionApi | undefined> {
   const extension = vscode.extensions.getExtension<PythonExtensionApi>(PYTHON_EXTENSION);
   if (!extension) {

@@ -1,6 +1,8 @@
 // The `ohLsp` settings the server takes (initializationOptions and workspace/didChangeConfiguration), built from
 // what the user set explicitly, so that anything left unset falls back to the server's environment and defaults.
 
+export const SECTION = 'ohLsp';
+
 /** The settings of the editor contract that the editor passes on (`trusted` comes from workspace trust). */
 export const SERVER_SETTINGS = [
   'model',
@@ -12,6 +14,7 @@ export const SERVER_SETTINGS = [
   'budgetPerDayUsd',
   'qualityThreshold',
   'maxRepairIterations',
+  'reviewEdits',
 ] as const;
 
 export type ServerSettings = Record<string, unknown> & { trusted: boolean };

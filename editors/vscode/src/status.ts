@@ -1,5 +1,8 @@
 // The status bar's text and look, from the server's `ohLsp/status` notification. No VS Code imports here, so that
 // the unit tests can run it under plain Node.
+import { formatCost, formatRate } from './format';
+
+export { formatCost, formatRate };
 
 /** The `ohLsp/status` notification (see the editor contract). */
 export interface OhLspStatus {
@@ -11,8 +14,12 @@ export interface OhLspStatus {
   tokens: number;
   costSession: number;
   costToday: number;
-  successRate: number;
+  /** The share of attempts that succeeded; null until one has ended (older servers send 0). */
+  successRate: number | null;
+  /** The model that answered the last call of this session; null until one did. */
   model: string | null;
+  /** The model new tasks start with (a setting, "Select Model…" or OPENHANDS_MODEL); null: chosen per task. */
+  modelSelected?: string | null;
   cooldowns: { model: string; secondsLeft: number }[];
   breakers: { model: string; state: 'closed' | 'open' | 'half_open' }[];
   budgetLeftToday: number | null;
@@ -24,21 +31,6 @@ export interface StatusView {
   tooltip: string;
   /** Shown with the theme's error colours: a breaker is open or the daily budget is spent. */
   error: boolean;
-}
-
-/** `$0.0012`, `$0.25`, `$12.40`: enough digits that a few cents of test runs don't show as zero. */
-export function formatCost(usd: number): string {
-  if (!Number.isFinite(usd) || usd <= 0) {
-    return '$0.00';
-  }
-  if (usd >= 1) {
-    return `$${usd.toFixed(2)}`;
-  }
-  return `$${usd.toFixed(4).replace(/(\.\d\d)(\d*?)0+$/, '$1$2')}`;
-}
-
-export function formatRate(rate: number): string {
-  return `${Math.round(Math.max(0, Math.min(1, rate || 0)) * 100)}%`;
 }
 
 /** Why the status shows an error, one line each (empty when all is well). */
@@ -54,12 +46,21 @@ export function problems(status: OhLspStatus): string[] {
   return found;
 }
 
+/** Whether a success rate means something yet: something has finished (in this session or in the store). */
+export function hasRate(status: OhLspStatus): boolean {
+  if (status.successRate === null || status.successRate === undefined) {
+    return false;
+  }
+  return status.successRate > 0 || status.completed + status.failed > 0;
+}
+
 export function renderStatus(status: OhLspStatus): StatusView {
   const trouble = problems(status);
   const busy = status.running > 0 || status.queued > 0;
   const icon = trouble.length > 0 ? '$(error)' : busy ? '$(sync~spin)' : '$(beaker)';
-  const text = `${icon} oh-lsp ${status.running} running, ${status.queued} queued · ${formatCost(status.costToday)}`
-    + ` today · ${formatRate(status.successRate)} ok`;
+  const tasks = busy ? `${status.running} running, ${status.queued} queued` : 'idle';
+  const text = `${icon} oh-lsp ${tasks} · ${formatCost(status.costToday)} today`
+    + (hasRate(status) ? ` · ${formatRate(status.successRate!)} ok` : '');
   const lines = [
     '**oh-lsp**',
     '',
@@ -70,9 +71,11 @@ export function renderStatus(status: OhLspStatus): StatusView {
     `Today: ${formatCost(status.costToday)}`
       + (status.budgetLeftToday === null || status.budgetLeftToday === undefined
         ? ' (no daily budget)' : `, ${formatCost(status.budgetLeftToday)} left of the daily budget`)
-      + `. Success rate: ${formatRate(status.successRate)}.`,
+      + (hasRate(status) ? `. Success rate: ${formatRate(status.successRate!)}.` : '. No task has finished yet.'),
     '',
-    `Model: ${status.model ?? 'chosen per task'}`,
+    `Last model used: ${status.model ?? 'none yet'}`,
+    '',
+    `Model for new tasks: ${status.modelSelected ?? 'chosen per task'}`,
   ];
   for (const cooldown of status.cooldowns ?? []) {
     lines.push('', `${cooldown.model} cools down for ${Math.ceil(cooldown.secondsLeft)} s`);

@@ -1,4 +1,5 @@
-// The status bar item: running and queued tasks, today's cost and the success rate, fed by `ohLsp/status`.
+// The status bar item: running and queued tasks, today's cost and the success rate (once something finished), fed
+// by `ohLsp/status`.
 import * as vscode from 'vscode';
 import { Server } from './server';
 import { STARTING, StatusView, renderStatus, stoppedView } from './status';
@@ -30,6 +31,12 @@ export class StatusBar implements vscode.Disposable {
 
   get text(): string {
     return this.item.text;
+  }
+
+  /** The hover's Markdown. */
+  get tooltip(): string {
+    const tooltip = this.item.tooltip;
+    return typeof tooltip === 'string' ? tooltip : tooltip?.value ?? '';
   }
 
   get isError(): boolean {

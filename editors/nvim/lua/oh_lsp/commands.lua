@@ -1,5 +1,5 @@
--- The user commands (:OhGenerateTests, :OhDocument, :OhRefactor, :OhCancel, :OhMetrics, :OhSelectModel) and the
--- client side of `ohLsp.refactorPrompt`.
+-- The user commands (:OhGenerateTests, :OhDocument, :OhRefactor, :OhCancel, :OhMetrics, :OhSelectModel, and
+-- :OhCandidate, :OhResult from their modules) and the client side of `ohLsp.refactorPrompt`.
 local client_of = require('oh_lsp.client')
 local progress = require('oh_lsp.progress')
 
@@ -159,6 +159,8 @@ function M.create()
     desc = 'oh-lsp: cancel the running task (! all of them, or the task {taskId})' })
   create('OhMetrics', metrics, { nargs = 0, desc = 'oh-lsp: show the metrics' })
   create('OhSelectModel', select_model, { nargs = 0, desc = 'oh-lsp: choose the model for new tasks' })
+  require('oh_lsp.candidate').create()
+  require('oh_lsp.outcome').create()
 end
 
 return M

@@ -52,7 +52,16 @@ local function drop_extra_last_line(path)
   end
 end
 
+-- `workspace/applyEdit`: reviewed first (a diff in a float, when `reviewEdits` is on), then applied by Neovim;
+-- the files it created are written, so that they are on disk and not only in buffers.
 local function apply_edit(err, params, ctx, cfg)
+  local review = require('oh_lsp.review')
+  local client = vim.lsp.get_client_by_id(ctx.client_id)
+  if not err and type(params) == 'table' and type(params.edit) == 'table' and review.wanted(client) then
+    if not review.review(params, client) then
+      return { applied = false, failureReason = 'discarded in the review' }
+    end
+  end
   local created = {}
   if not err and type(params) == 'table' then
     created = create_missing_files(params.edit)
@@ -62,6 +71,7 @@ local function apply_edit(err, params, ctx, cfg)
     for _, path in ipairs(created) do
       drop_extra_last_line(path)
     end
+    review.write_created(created)
   end
   return result
 end
@@ -78,11 +88,18 @@ function M.defaults()
       ['ohLsp/status'] = function(...)
         return require('oh_lsp.status').handler(...)
       end,
+      ['ohLsp/taskEnded'] = function(...)
+        return require('oh_lsp.outcome').handler(...)
+      end,
     },
     -- client-side commands: the server's "Refactor <name>…" code action carries ohLsp.refactorPrompt
     commands = {
       ['ohLsp.refactorPrompt'] = function(...)
         return require('oh_lsp.commands').refactor_prompt(...)
+      end,
+      ['ohLsp.openCandidate'] = function(command, ctx)
+        local args = (command.arguments or {})[1] or {}
+        return require('oh_lsp.candidate').open(vim.lsp.get_client_by_id(ctx.client_id), args)
       end,
     },
     -- the server reads its settings at start from `initializationOptions`: send the same section as `settings`

@@ -18,7 +18,9 @@ function M.setup(opts)
   end
 end
 
--- The statusline string (works in lualine: `sections = { lualine_x = { require('oh_lsp').status } }`).
+-- The status line, e.g. `oh-lsp: idle | $0.0015 today | 92% ok`. Right as it is for `:echo` and a `%{...}`
+-- statusline item; lualine (`sections = { lualine_x = { require('oh_lsp').status } }`) gets `%` escaped by itself;
+-- `status({ escape = true })` for `%{%...%}`. See :help oh_lsp.status().
 function M.status(opts)
   return require('oh_lsp.status').status(opts)
 end

@@ -45,7 +45,12 @@ function M.on_progress(ev)
     task_ids[k] = nil
     if entry and config.options.notify and value.message then
       local failed = value.message:match('^failed') or value.message:match('not applied')
-      vim.notify(entry.title .. ': ' .. value.message, failed and vim.log.levels.WARN or vim.log.levels.INFO)
+      local hint = ''
+      if entry.task_id and require('oh_lsp.outcome').of(entry.task_id) then
+        hint = failed and ' (:OhResult! for the details, :OhCandidate for the rejected candidate)'
+          or ' (:OhResult opens it, :OhResult! for the details)'
+      end
+      vim.notify(entry.title .. ': ' .. value.message .. hint, failed and vim.log.levels.WARN or vim.log.levels.INFO)
     end
   end
   require('oh_lsp.status').changed()

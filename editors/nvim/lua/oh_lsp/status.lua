@@ -51,8 +51,16 @@ end
 local format = require('oh_lsp.format')
 local number, money = format.number, format.money
 
--- The status as one line of plain text (no statusline escaping). `progress` (default true) adds the latest
--- message of the oldest running oh-lsp task.
+-- Whether a success rate means something yet: something has finished (null until then; older servers send 0).
+local function has_rate(status)
+  if type(status.successRate) ~= 'number' then
+    return false
+  end
+  return status.successRate > 0 or number(status.completed) + number(status.failed) > 0
+end
+
+-- The status as one line of plain text (no statusline escaping). `running`: the oldest running oh-lsp task, whose
+-- latest progress message is added (at most 60 characters).
 function M.text(status, running)
   if type(status) ~= 'table' then
     return ''
@@ -61,8 +69,7 @@ function M.text(status, running)
   local parts = { busy > 0 and string.format('oh-lsp: %d running, %d queued', number(status.running),
     number(status.queued)) or 'oh-lsp: idle' }
   parts[#parts + 1] = money(status.costToday) .. ' today'
-  local finished = number(status.completed) + number(status.failed)
-  if finished > 0 or number(status.successRate) > 0 then
+  if has_rate(status) then
     parts[#parts + 1] = format.percent(status.successRate) .. ' ok'
   end
   local open = {}
@@ -83,16 +90,19 @@ function M.text(status, running)
     parts[#parts + 1] = string.format('%d cooling down', cooling)
   end
   if running and running.message then
-    parts[#parts + 1] = running.title:gsub('^oh%-lsp: ', '') .. ': ' .. running.message
+    parts[#parts + 1] = running.title:gsub('^oh%-lsp: ', '') .. ': ' .. format.short(running.message)
   end
   return table.concat(parts, ' | ')
 end
 
--- The statusline string: '' until a server sent its status. `opts.progress` (default true): include the running
--- task's progress; `opts.escape` (default true): `%` doubled, as statusline items (lualine, `%{%...%}`) need.
+-- The status line: '' until a server sent its status. As it is, for `:echo` and a `%{...}` statusline item (whose
+-- result Neovim shows as it is). `opts.escape = true` doubles `%` for a string that is read as statusline format
+-- (`%{%...%}`); lualine, which calls this with its component object, gets that too (it shows a function
+-- component's result as format). `opts.progress` (default true): add the running task's progress.
 function M.status(opts)
-  if type(opts) ~= 'table' or getmetatable(opts) ~= nil then
-    opts = {} -- lualine passes its component object: not options
+  local lualine = type(opts) == 'table' and getmetatable(opts) ~= nil
+  if type(opts) ~= 'table' or lualine then
+    opts = {}
   end
   local status, client_id = M.data()
   if not status then
@@ -103,7 +113,7 @@ function M.status(opts)
     running = require('oh_lsp.progress').running(client_id)[1]
   end
   local text = M.text(status, running)
-  if opts.escape ~= false then
+  if opts.escape or lualine then
     text = text:gsub('%%', '%%%%')
   end
   return text

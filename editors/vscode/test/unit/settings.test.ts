@@ -12,6 +12,7 @@ test('only what the user set is sent; the rest is null (the server\'s default) a
   assert.equal(settings.baseUrl, null); // an empty string is "unset"
   assert.equal(settings.qualityThreshold, null);
   assert.deepEqual(Object.keys(settings).sort(), [...SERVER_SETTINGS, 'trusted'].sort());
+  assert.ok(SERVER_SETTINGS.includes('reviewEdits'), 'the review setting reaches the server too');
   assert.ok(!('apiKey' in settings)); // the key never travels as a setting
 });
 
