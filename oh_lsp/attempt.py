@@ -118,7 +118,7 @@ def attempt_outcome(
     metrics.duration_seconds = time.monotonic() - started
     model = metrics.model_id
     result: dict[str, Any] = {
-        "kind": task.task_type,
+        "kind": task.kind,
         "target_file": target.path.as_posix(),
         "target_sha256": target.sha256,
         "validation": verdict.to_dict(),

@@ -195,7 +195,7 @@ class ExecutionEngine:
             task_id,
             position=position,
             duplicate=not created,
-            kind=task.task_type,
+            kind=task.kind,
             target=str(task.target_file) if task.target_file else None,
         )
         if self._wakeup:
@@ -265,7 +265,7 @@ class ExecutionEngine:
         assert self._wakeup is not None
         while not self._stopping and number < self.max_concurrent_tasks:
             try:
-                task = await self.queue.dequeue(self.config.lease_seconds)
+                task = await self.queue.claim(self.config.lease_seconds)
             except Exception:
                 log.exception("worker %d could not read the queue; retrying", number)
                 await asyncio.sleep(self.poll_interval)
@@ -282,7 +282,7 @@ class ExecutionEngine:
             except Exception as exc:  # a bug of ours: never leave the task "running" behind
                 log.exception("worker %d failed while handling task %s", number, task.task_id)
                 try:
-                    await self.queue.retry_later(
+                    await self.queue.retry(
                         task.task_id, f"internal error: {type(exc).__name__}: {exc}", retry_delay(task.attempts)
                     )
                 except Exception:
@@ -294,7 +294,7 @@ class ExecutionEngine:
             ev.STARTED,
             task_id,
             attempt=task.attempts,
-            kind=task.task_type,
+            kind=task.kind,
             target=str(task.target_file) if task.target_file else None,
         )
         context = TaskContext(
@@ -334,7 +334,7 @@ class ExecutionEngine:
     async def _after_cancel(self, task: QueuedTask, reason: str | None) -> None:
         task_id = task.task_id
         if reason == "cancel":
-            await self.queue.mark_cancelled(task_id)
+            await self.queue.finish(task_id, TaskStatus.CANCELLED)
             self.events.publish(ev.CANCELLED, task_id, reason="cancelled while running")
         elif reason == "timeout":
             await self._record(
@@ -360,17 +360,24 @@ class ExecutionEngine:
             "cost": outcome.metrics.cost if outcome.metrics else 0.0,
         }
         if outcome.status == "completed":
-            if await self.queue.mark_completed(task_id, outcome.result, metrics=outcome.metrics, model=outcome.model):
+            if await self.queue.finish(
+                task_id, TaskStatus.COMPLETED, result=outcome.result, metrics=outcome.metrics, model=outcome.model
+            ):
                 self.events.publish(ev.COMPLETED, task_id, result=outcome.result, **details)
                 if self.apply_edits and task.submitter == self.submitter:
                     await self._deliver(task_id)
         elif outcome.status == "failed":
-            if await self.queue.mark_failed(
-                task_id, outcome.error or "failed", result=outcome.result, metrics=outcome.metrics, model=outcome.model
+            if await self.queue.finish(
+                task_id,
+                TaskStatus.FAILED,
+                error=outcome.error or "failed",
+                result=outcome.result,
+                metrics=outcome.metrics,
+                model=outcome.model,
             ):
                 self.events.publish(ev.FAILED, task_id, error=outcome.error, result=outcome.result, **details)
         else:
-            status = await self.queue.retry_later(
+            status = await self.queue.retry(
                 task_id,
                 outcome.error or "retry",
                 outcome.delay,

@@ -33,13 +33,13 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
 
     started = time.monotonic()
     try:
-        kind = get_kind(task.task_type)
+        kind = get_kind(task.kind)
         target = load_target(ctx.root, task)
     except TargetError as exc:
         return Outcome("failed", error=str(exc))
     threshold = task_threshold(task, ctx.config)
     iterations = answer_limit(task, ctx.config)
-    metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.task_type, attempt=task.attempts)
+    metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.kind, attempt=task.attempts)
     env = CheckEnv(
         root=ctx.root,
         config=ctx.config,

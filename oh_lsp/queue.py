@@ -1,8 +1,10 @@
 """`TaskQueue`: the async, durable queue of the usage guide.
 
 It is a thin async face on a `TaskStore`: each call runs on the store's thread (`StoreThread`, shared with the model
-gateway of the same engine), so the caller's event loop never waits on SQLite locks. Leases handed out by `dequeue` are remembered here, so `mark_completed(task_id, result)` works
-as in the guide while still being fenced against a worker that lost its lease.
+gateway of the same engine), so the caller's event loop never waits on SQLite locks. Leases handed out by `claim` are
+remembered here, so `finish(task_id, status)` works without the lease id while still being fenced against a worker
+that lost its lease. Its words are the store's (`submit`, `claim`, `finish`, `retry`, `stats`); the usage guide's
+names for them (`enqueue`, `dequeue`, `mark_completed`, `get_stats`) stay as aliases (docs/guide-compat.md).
 """
 
 from __future__ import annotations
@@ -64,23 +66,17 @@ class TaskQueue:
                 task.target_sha256 = sha256_text(path.read_text(encoding="utf-8", errors="surrogateescape"))
             except OSError:
                 task.target_sha256 = None
-        parts = (task.task_type, str(task.target_file or ""), task.target_sha256 or "", task.description.strip())
+        parts = (task.kind, str(task.target_file or ""), task.target_sha256 or "", task.description.strip())
         return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
-    async def enqueue(self, task: QueuedTask) -> str:
-        """Store `task` and return its id, or the id of an equal task that is still pending or running.
+    async def submit(self, task: QueuedTask) -> tuple[str, bool]:
+        """Store `task`: its id and True, or the id of an equal task still pending or running and False.
 
         Raises `QueueFullError` when `max_size` tasks are unfinished."""
         key = self.dedupe_key(task)
-        task_id, _created = await self.store_thread.run(self.store.add, task, dedupe_key=key, max_size=self.max_size)
-        return task_id
-
-    async def submit(self, task: QueuedTask) -> tuple[str, bool]:
-        """Like `enqueue`, also saying whether the task is new (False: an equal unfinished task was found)."""
-        key = self.dedupe_key(task)
         return await self.store_thread.run(self.store.add, task, dedupe_key=key, max_size=self.max_size)
 
-    async def dequeue(self, lease_seconds: float | None = None) -> QueuedTask | None:
+    async def claim(self, lease_seconds: float | None = None) -> QueuedTask | None:
         """The next ready task with a lease held by this queue, or None when nothing is ready."""
         task = await self.store_thread.run(self.store.claim, self.owner, lease_seconds or self.lease_seconds)
         if task is not None and task.lease_id:
@@ -98,38 +94,33 @@ class TaskQueue:
             self.store.heartbeat, task_id, self._lease(task_id), lease_seconds or self.lease_seconds
         )
 
-    async def _finish(self, task_id: str, status: TaskStatus, **kwargs: Any) -> bool:
-        done = await self.store_thread.run(self.store.finish, task_id, self._lease(task_id), status, **kwargs)
+    async def finish(
+        self,
+        task_id: str,
+        status: TaskStatus,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        metrics: ExecutionMetrics | None = None,
+        model: str | None = None,
+    ) -> bool:
+        """End a task this queue holds: completed, failed (with `error`) or cancelled. False if the lease was lost."""
+        if status is TaskStatus.CANCELLED:
+            error = error or "cancelled"
+        done = await self.store_thread.run(
+            self.store.finish,
+            task_id,
+            self._lease(task_id),
+            status,
+            result=result,
+            error=error,
+            metrics=metrics,
+            model=model,
+        )
         self._leases.pop(task_id, None)
         return done
 
-    async def mark_completed(
-        self,
-        task_id: str,
-        result: dict[str, Any] | None = None,
-        *,
-        metrics: ExecutionMetrics | None = None,
-        model: str | None = None,
-    ) -> bool:
-        return await self._finish(task_id, TaskStatus.COMPLETED, result=result, metrics=metrics, model=model)
-
-    async def mark_failed(
-        self,
-        task_id: str,
-        error: str,
-        *,
-        result: dict[str, Any] | None = None,
-        metrics: ExecutionMetrics | None = None,
-        model: str | None = None,
-    ) -> bool:
-        return await self._finish(task_id, TaskStatus.FAILED, error=error, result=result, metrics=metrics, model=model)
-
-    async def mark_cancelled(
-        self, task_id: str, *, metrics: ExecutionMetrics | None = None, model: str | None = None
-    ) -> bool:
-        return await self._finish(task_id, TaskStatus.CANCELLED, error="cancelled", metrics=metrics, model=model)
-
-    async def retry_later(
+    async def retry(
         self,
         task_id: str,
         reason: str,
@@ -186,7 +177,7 @@ class TaskQueue:
     async def position(self, task_id: str) -> int | None:
         return await self.store_thread.run(self.store.position, task_id)
 
-    async def get_stats(self) -> dict[str, Any]:
+    async def stats(self) -> dict[str, Any]:
         stats = await self.store_thread.run(self.store.stats)
         stats["max_size"] = self.max_size
         return stats
@@ -200,6 +191,33 @@ class TaskQueue:
 
     async def outstanding(self, horizon: float) -> int:
         return await self.store_thread.run(self.store.outstanding, horizon)
+
+    # --- the usage guide's names for the same operations ------------------------------------------------------
+    async def enqueue(self, task: QueuedTask) -> str:
+        """Store `task` and return its id, or the id of an equal task that is still pending or running (`submit`).
+
+        Raises `QueueFullError` when `max_size` tasks are unfinished."""
+        task_id, _created = await self.submit(task)
+        return task_id
+
+    async def dequeue(self, lease_seconds: float | None = None) -> QueuedTask | None:
+        """`claim`: the next ready task, leased to this queue."""
+        return await self.claim(lease_seconds)
+
+    async def mark_completed(
+        self,
+        task_id: str,
+        result: dict[str, Any] | None = None,
+        *,
+        metrics: ExecutionMetrics | None = None,
+        model: str | None = None,
+    ) -> bool:
+        """`finish` with the status completed."""
+        return await self.finish(task_id, TaskStatus.COMPLETED, result=result, metrics=metrics, model=model)
+
+    async def get_stats(self) -> dict[str, Any]:
+        """`stats`: counts by status and priority."""
+        return await self.stats()
 
     def close(self) -> None:
         self.store_thread.close()

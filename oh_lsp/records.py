@@ -38,6 +38,11 @@ class ExecutionMetrics:
     error: str | None = None
     created_at: float = field(default_factory=time.time)
 
+    @property
+    def kind(self) -> str:
+        """The task kind; `task_type` is the usage guide's name for it."""
+        return self.task_type
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -107,6 +107,12 @@ class QueuedTask:
             self.metadata = {}
 
     @property
+    def kind(self) -> str:
+        """The task kind (`unit_test`, `documentation`, `refactoring`): the one name used inside oh-lsp, in the store
+        and in the editors. `task_type` is the usage guide's name for it and stays the constructor's argument."""
+        return self.task_type
+
+    @property
     def category(self) -> TaskCategory:
         return TaskCategory(self.task_type)
 
@@ -114,7 +120,8 @@ class QueuedTask:
         """A JSON-ready view of the task (what `get-status --json` prints)."""
         return {
             "task_id": self.task_id,
-            "task_type": self.task_type,
+            "kind": self.task_type,
+            "task_type": self.task_type,  # the usage guide's name for `kind`
             "status": self.status.value,
             "priority": self.priority.name.lower(),
             "description": self.description,

@@ -92,7 +92,13 @@ def test_rules_read_from_fields() -> None:
     assert budget.words("dollars") == "a number of dollars, at least 0, or null" and budget.accepts(None)
     assert rule_of(field(int, ge=0, le=10)).words() == "a whole number from 0 to 10"
     assert rule_of(field(float, ge=0, le=1)).range_words() == "between 0 and 1"
-    assert rule_of(OpenHandsConfig.model_fields["sandbox"]).choices == ("auto", "bwrap", "namespaces", "landlock", "none")
+    assert rule_of(OpenHandsConfig.model_fields["sandbox"]).choices == (
+        "auto",
+        "bwrap",
+        "namespaces",
+        "landlock",
+        "none",
+    )
     assert rule_of(OpenHandsConfig.model_fields["trusted"]).words() == "true or false"
     assert rule_of(WORKERS).words() == "a whole number from 1 to 64" and WORKERS.default == 2
 

@@ -101,13 +101,13 @@ async def test_priority_then_fifo(queue: TaskQueue) -> None:
     ]:
         ids[await queue.enqueue(task(name, prio))] = name
     order = []
-    while (t := await queue.dequeue()) is not None:
+    while (t := await queue.claim()) is not None:
         order.append(ids[t.task_id])
     assert order == ["c1", "h1", "h2", "n1", "n2", "l1"]
 
 
 async def test_dequeue_returns_none_when_empty(queue: TaskQueue) -> None:
-    assert await queue.dequeue() is None
+    assert await queue.claim() is None
 
 
 async def test_full_queue_raises_and_drops_nothing(queue: TaskQueue) -> None:
@@ -115,11 +115,11 @@ async def test_full_queue_raises_and_drops_nothing(queue: TaskQueue) -> None:
         await queue.enqueue(task(f"t{i}"))
     with pytest.raises(QueueFullError, match="the queue is full: 10 tasks"):
         await queue.enqueue(task("one too many"))
-    stats = await queue.get_stats()
+    stats = await queue.stats()
     assert stats["pending"] == 10 and stats["total"] == 10
     # finishing one frees a place
-    t = await queue.dequeue()
-    await queue.mark_completed(t.task_id, {"result": "ok"})
+    t = await queue.claim()
+    await queue.finish(t.task_id, TaskStatus.COMPLETED, result={"result": "ok"})
     await queue.enqueue(task("now it fits"))
 
 
@@ -134,9 +134,9 @@ async def test_equal_unfinished_task_returns_existing_id(queue: TaskQueue, tmp_p
     changed = await queue.enqueue(task("same", target_file=Path("m.py")))
     assert changed != first
     # once finished, an equal task is new work again
-    t = await queue.dequeue()
+    t = await queue.claim()
     assert t.task_id == first
-    await queue.mark_completed(first, {})
+    await queue.finish(first, TaskStatus.COMPLETED, result={})
     (tmp_path / "m.py").write_text("x = 1\n")
     assert await queue.enqueue(task("same", target_file=Path("m.py"))) != first
 
@@ -148,20 +148,20 @@ async def test_expired_lease_is_handed_out_again_and_fences_the_old_worker(
     a = TaskQueue(store=backend.store(clock), project_root=tmp_path, lease_seconds=10)
     b = TaskQueue(store=backend.store(clock), project_root=tmp_path, lease_seconds=10)
     tid = await a.enqueue(task("x"))
-    held = await a.dequeue()
+    held = await a.claim()
     assert held.task_id == tid and held.status is TaskStatus.RUNNING
     clock.now += 5
-    assert await b.dequeue() is None  # lease still held: never touched
+    assert await b.claim() is None  # lease still held: never touched
     assert await a.heartbeat(tid) is Heartbeat.OK  # renewed until now + 10
     clock.now += 9
-    assert await b.dequeue() is None
+    assert await b.claim() is None
     clock.now += 2  # expired
-    again = await b.dequeue()
+    again = await b.claim()
     assert again.task_id == tid and again.attempts == 2
     # the first worker's late completion is refused, the second's counts
     assert await a.heartbeat(tid) is Heartbeat.LOST
-    assert await a.mark_completed(tid, {"by": "a"}) is False
-    assert await b.mark_completed(tid, {"by": "b"}) is True
+    assert await a.finish(tid, TaskStatus.COMPLETED, result={"by": "a"}) is False
+    assert await b.finish(tid, TaskStatus.COMPLETED, result={"by": "b"}) is True
     final = await b.get_task(tid)
     assert final.status is TaskStatus.COMPLETED and final.result == {"by": "b"}
 
@@ -169,15 +169,15 @@ async def test_expired_lease_is_handed_out_again_and_fences_the_old_worker(
 async def test_retries_are_bounded_and_back_off(queue: TaskQueue, clock: Clock) -> None:
     tid = await queue.enqueue(task("flaky provider", max_retries=2))
     for attempt in (1, 2):
-        t = await queue.dequeue()
+        t = await queue.claim()
         assert t.attempts == attempt
-        assert await queue.retry_later(tid, f"HTTP 503 #{attempt}", delay=5) is TaskStatus.PENDING
-        assert await queue.dequeue() is None  # backing off
+        assert await queue.retry(tid, f"HTTP 503 #{attempt}", delay=5) is TaskStatus.PENDING
+        assert await queue.claim() is None  # backing off
         assert "retrying in 5.0s" in (await queue.get_task(tid)).note
         clock.now += 6
-    t = await queue.dequeue()
+    t = await queue.claim()
     assert t.attempts == 3
-    assert await queue.retry_later(tid, "HTTP 503 #3", delay=5) is TaskStatus.FAILED
+    assert await queue.retry(tid, "HTTP 503 #3", delay=5) is TaskStatus.FAILED
     final = await queue.get_task(tid)
     assert final.status is TaskStatus.FAILED
     assert final.error == "failed after 3 attempts; last error: HTTP 503 #3"
@@ -185,9 +185,9 @@ async def test_retries_are_bounded_and_back_off(queue: TaskQueue, clock: Clock) 
 
 async def test_lease_expiry_counts_as_an_attempt(queue: TaskQueue, clock: Clock) -> None:
     tid = await queue.enqueue(task("dies", max_retries=0))
-    await queue.dequeue()
+    await queue.claim()
     clock.now += 31
-    assert await queue.dequeue() is None
+    assert await queue.claim() is None
     final = await queue.get_task(tid)
     assert final.status is TaskStatus.FAILED and "stopped renewing the lease" in final.error
 
@@ -195,22 +195,22 @@ async def test_lease_expiry_counts_as_an_attempt(queue: TaskQueue, clock: Clock)
 async def test_cancel_pending_and_running(queue: TaskQueue) -> None:
     pending = await queue.enqueue(task("p"))
     running = await queue.enqueue(task("r", TaskPriority.HIGH))
-    t = await queue.dequeue()
+    t = await queue.claim()
     assert t.task_id == running
     assert await queue.cancel(pending) is TaskStatus.PENDING  # it was pending: cancelled now
     assert (await queue.get_task(pending)).status is TaskStatus.CANCELLED
     assert await queue.cancel(running) is TaskStatus.RUNNING  # flagged for its worker
     assert await queue.heartbeat(running) is Heartbeat.CANCEL
-    await queue.mark_cancelled(running)
+    await queue.finish(running, TaskStatus.CANCELLED)
     assert (await queue.get_task(running)).status is TaskStatus.CANCELLED
     assert await queue.cancel(pending) is TaskStatus.CANCELLED  # already final: nothing changes
     assert await queue.cancel("no-such-task") is None
-    assert await queue.dequeue() is None
+    assert await queue.claim() is None
 
 
 async def test_release_returns_task_without_charging_the_attempt(queue: TaskQueue) -> None:
     tid = await queue.enqueue(task("x"))
-    await queue.dequeue()
+    await queue.claim()
     assert await queue.release(tid)
     t = await queue.get_task(tid)
     assert t.status is TaskStatus.PENDING and t.attempts == 0
@@ -218,7 +218,7 @@ async def test_release_returns_task_without_charging_the_attempt(queue: TaskQueu
 
 async def test_completion_records_metrics_atomically(queue: TaskQueue) -> None:
     tid = await queue.enqueue(task("x"))
-    await queue.dequeue()
+    await queue.claim()
     m = ExecutionMetrics(
         task_id=tid,
         model_id="m",
@@ -230,7 +230,7 @@ async def test_completion_records_metrics_atomically(queue: TaskQueue) -> None:
         validation_passed=True,
         duration_seconds=1.5,
     )
-    assert await queue.mark_completed(tid, {"ok": 1}, metrics=m, model="m")
+    assert await queue.finish(tid, TaskStatus.COMPLETED, result={"ok": 1}, metrics=m, model="m")
     t = await queue.get_task(tid)
     assert (t.tokens, t.cost, t.model) == (120, 0.0042, "m")
     summary = queue.store.metrics_summary()
@@ -249,15 +249,16 @@ def test_unwritable_state_dir_gives_a_clear_error(tmp_path: Path) -> None:
 WORKER = textwrap.dedent("""
     import asyncio, json, sys
     from oh_lsp.queue import TaskQueue
+    from oh_lsp.tasks import TaskStatus
     from tests.test_store_contract import open_spec
 
     async def main():
         q = TaskQueue(store=open_spec(sys.argv[1]), project_root=sys.argv[2])
         got = []
-        while (t := await q.dequeue()) is not None:
+        while (t := await q.claim()) is not None:
             got.append(t.task_id)
             await asyncio.sleep(0.01)  # some work, so that every process gets a share
-            await q.mark_completed(t.task_id, {"worker": sys.argv[3]})
+            await q.finish(t.task_id, TaskStatus.COMPLETED, result={"worker": sys.argv[3]})
         print(json.dumps(got))
         q.close()
 
@@ -300,12 +301,12 @@ async def test_a_cancel_from_another_machine_reaches_the_worker_at_its_heartbeat
     worker = TaskQueue(store=backend.store(), project_root=tmp_path)
     elsewhere = TaskQueue(store=backend.store(), project_root=tmp_path)
     tid = await elsewhere.enqueue(task("long"))
-    assert (await worker.dequeue()).task_id == tid
+    assert (await worker.claim()).task_id == tid
     assert await worker.heartbeat(tid) is Heartbeat.OK
     assert await elsewhere.cancel(tid) is TaskStatus.RUNNING
     assert elsewhere.store.cancel_requested(tid) and worker.store.cancel_requested(tid)
     assert await worker.heartbeat(tid) is Heartbeat.CANCEL
-    assert await worker.mark_cancelled(tid)
+    assert await worker.finish(tid, TaskStatus.CANCELLED)
     assert (await elsewhere.get_task(tid)).status is TaskStatus.CANCELLED
 
 
@@ -315,7 +316,7 @@ async def test_status_metrics_and_costs_are_visible_from_another_machine(
     worker = TaskQueue(store=backend.store(clock), project_root=tmp_path)
     viewer = TaskQueue(store=backend.store(clock), project_root=tmp_path)
     done, later = await worker.enqueue(task("done")), await worker.enqueue(task("later", max_retries=1))
-    await worker.dequeue()
+    await worker.claim()
     m = ExecutionMetrics(
         task_id=done,
         model_id="m1",
@@ -328,8 +329,8 @@ async def test_status_metrics_and_costs_are_visible_from_another_machine(
         quality_score=4.0,
         created_at=clock.now,
     )
-    assert await worker.mark_completed(done, {"edit": {"files": []}}, metrics=m, model="m1")
-    await worker.dequeue()
+    assert await worker.finish(done, TaskStatus.COMPLETED, result={"edit": {"files": []}}, metrics=m, model="m1")
+    await worker.claim()
     failed = ExecutionMetrics(
         task_id=later,
         model_id="m2",
@@ -339,9 +340,9 @@ async def test_status_metrics_and_costs_are_visible_from_another_machine(
         error="HTTP 503",
         created_at=clock.now,
     )
-    assert await worker.retry_later(later, "HTTP 503", delay=60, metrics=failed, model="m2") is TaskStatus.PENDING
+    assert await worker.retry(later, "HTTP 503", delay=60, metrics=failed, model="m2") is TaskStatus.PENDING
 
-    stats = await viewer.get_stats()
+    stats = await viewer.stats()
     assert (stats["completed"], stats["pending"], stats["total"]) == (1, 1, 2)
     assert stats["waiting_for_retry"] == 1 and stats["next_retry_at"] == pytest.approx(clock.now + 60)
     assert await viewer.outstanding(30) == 0 and await viewer.outstanding(90) == 1
@@ -365,8 +366,8 @@ async def test_delivery_waits_in_the_store_for_its_submitter(backend: Backend, t
     mine = await editor.enqueue(task("from the editor", submitter="lsp:/ws"))
     other = await editor.enqueue(task("from the cli", submitter="cli"))
     for _ in range(2):
-        t = await worker.dequeue()
-        await worker.mark_completed(t.task_id, {"edit": {"files": [{"path": "x.py"}]}})
+        t = await worker.claim()
+        await worker.finish(t.task_id, TaskStatus.COMPLETED, result={"edit": {"files": [{"path": "x.py"}]}})
     assert [t.task_id for t in await editor.undelivered("lsp:/ws")] == [mine]
     assert (await editor.undelivered("lsp:/ws"))[0].result == {"edit": {"files": [{"path": "x.py"}]}}
     await editor.set_delivery(mine, "applied")

@@ -34,9 +34,9 @@ AGENT_DIRECTIONS = {
 
 
 # --- the copy, the prompt, the spec ----------------------------------------------------------------------------------
-def agent_output_path(task_type: str, root: Path, target: Target) -> str:
+def agent_output_path(kind: str, root: Path, target: Target) -> str:
     """The file the agent is asked to write: the project's test module for unit_test, else the target itself."""
-    if task_type == "unit_test":
+    if kind == "unit_test":
         from oh_lsp.kinds.test_layout import locate_tests
 
         return locate_tests(root, target.path).path.as_posix()
@@ -55,7 +55,7 @@ def agent_message(
 ) -> str:
     """The kind's own prompt (same intent, same target), plus how an agent hands in its work."""
     rules = "\n\n".join(str(m["content"]) for m in messages)
-    directions = AGENT_DIRECTIONS[task.task_type].format(path=workspace / output, relative=output)
+    directions = AGENT_DIRECTIONS[task.kind].format(path=workspace / output, relative=output)
     return (
         f"{rules}\n\n## How to work\nYou are working in a copy of the project at {workspace} (the working"
         f" directory). Ignore the answer format asked for above: only the file you write counts.\n"
@@ -124,11 +124,11 @@ def changed_files(original: Path, copy: Path) -> dict[str, str]:
     return changed
 
 
-def agent_output(task_type: str, target: Any, changes: dict[str, str], output: str) -> tuple[str | None, str]:
+def agent_output(kind: str, target: Any, changes: dict[str, str], output: str) -> tuple[str | None, str]:
     """The text the kind takes as its answer, and the file it came from (None when the agent wrote none)."""
     if output in changes:
         text = changes[output]
-    elif task_type == "unit_test":
+    elif kind == "unit_test":
         tests = sorted(p for p in changes if Path(p).name.startswith("test_") or p.endswith("_test.py"))
         if not tests:
             return None, output
@@ -136,7 +136,7 @@ def agent_output(task_type: str, target: Any, changes: dict[str, str], output: s
         text = changes[output]
     else:
         return None, output
-    if task_type == "unit_test" and (target.root / output).is_file():
+    if kind == "unit_test" and (target.root / output).is_file():
         text = new_tests_only((target.root / output).read_text(encoding="utf-8"), text)
     return text, output
 

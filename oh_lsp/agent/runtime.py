@@ -98,7 +98,7 @@ async def run_agent_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
     if not config.trusted:
         return Outcome("failed", error=UNTRUSTED)
     try:
-        kind = get_kind(task.task_type)
+        kind = get_kind(task.kind)
         target = load_target(ctx.root, task)
         if config.use_docker_runtime:
             await require_docker()
@@ -106,7 +106,7 @@ async def run_agent_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         environment = await asyncio.to_thread(agent_python, ctx.root / env_dir if env_dir else None)
     except (TargetError, AgentEnvironmentError, AgentRuntimeError) as exc:
         return Outcome("failed", error=str(exc))
-    metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.task_type, attempt=task.attempts)
+    metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.kind, attempt=task.attempts)
     try:
         api_key = config.require_api_key()
         selection = await ctx.gateway.select(task)
@@ -159,7 +159,7 @@ async def _converse(
     check_env = CheckEnv(
         root=ctx.root, config=config, exclude=ctx.exclude, progress=lambda text: ctx.emit(ev.VALIDATING, step=text)
     )
-    output = agent_output_path(task.task_type, ctx.root, target)
+    output = agent_output_path(task.kind, ctx.root, target)
     scratch = await asyncio.to_thread(workspace_dir, ctx.root, config.workspace_path)
     async with Sandbox(
         ctx.root, scratch, secrets=config.secrets(), exclude=ctx.exclude, mode=config.sandbox, network=True
@@ -308,7 +308,7 @@ async def _account(event: dict[str, Any], ctx: TaskContext, run: AgentRun, agent
             model=model.name,
             outcome="ok",
             task_id=task.task_id,
-            task_kind=task.task_type,
+            task_kind=task.kind,
             latency_ms=float(event.get("latency") or 0.0) * 1000,
             prompt_tokens=prompt,
             completion_tokens=completion,
@@ -343,7 +343,7 @@ async def _judge(
     from oh_lsp.repair import Attempt, no_code_verdict
 
     changes = await asyncio.to_thread(changed_files, ctx.root, copy)
-    text, path = agent_output(task.task_type, target, changes, output)
+    text, path = agent_output(task.kind, target, changes, output)
     if text is None:
         found = ", ".join(sorted(changes)) or "no file"
         return Attempt(
@@ -390,7 +390,7 @@ async def _no_result(task: QueuedTask, ctx: TaskContext, run: AgentRun, agent: A
             ErrorKind.BAD_REQUEST, f"the OpenHands agent failed: {message}", model=model.name, fatal=False
         )
     await ctx.gateway.health.record_call(
-        ModelCall(model=model.name, outcome=failure.kind.value, task_id=task.task_id, task_kind=task.task_type)
+        ModelCall(model=model.name, outcome=failure.kind.value, task_id=task.task_id, task_kind=task.kind)
     )
     return model_error_outcome(task, failure, metrics)
 

@@ -101,7 +101,6 @@ async def _generate_tests(root: Path, config: OpenHandsConfig, target: Path, arg
                 description=args.description,
                 target_file=target,
                 priority=TaskPriority.parse(args.priority),
-                metadata={"category": "unit_test"},
                 submitter=SUBMITTER,
             )
         )

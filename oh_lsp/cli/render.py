@@ -13,7 +13,7 @@ def task_report(task: QueuedTask) -> str:
     lines = [
         f"Task {task.task_id}",
         f"  status:   {task.status.value}" + (f" ({task.note})" if task.note else ""),
-        f"  kind:     {task.task_type}   priority: {task.priority.name.lower()}   attempts: {task.attempts}",
+        f"  kind:     {task.kind}   priority: {task.priority.name.lower()}   attempts: {task.attempts}",
         f"  target:   {task.target_file or '-'}",
     ]
     if task.description:

@@ -9,7 +9,7 @@ from oh_lsp.cli.common import EXIT_OK, ask_queue, config_of, print_json, root_of
 
 
 def queue_stats(args: argparse.Namespace) -> int:
-    stats = ask_queue(args, lambda queue: queue.get_stats())
+    stats = ask_queue(args, lambda queue: queue.stats())
     return show(args, stats, render.stats_report)
 
 

@@ -74,7 +74,7 @@ def submit_task(args: argparse.Namespace) -> int:
         targets = staged
     relative = [python_target(root, t) for t in targets]  # refuse bad targets before queueing any
     config = config_of(root, args)
-    metadata: dict[str, Any] = {"category": args.kind}
+    metadata: dict[str, Any] = {}
     if args.complexity:
         metadata["complexity"] = args.complexity
     if args.quality_threshold is not None:
@@ -135,7 +135,7 @@ def list_tasks(args: argparse.Namespace) -> int:
     rows = [
         {
             "task_id": t.task_id,
-            "kind": t.task_type,
+            "kind": t.kind,
             "target": str(t.target_file or ""),
             "status": t.status.value,
             "model": t.model,

@@ -33,7 +33,7 @@ class Target:
 
 def load_target(root: Path, task: QueuedTask) -> Target:
     if task.target_file is None:
-        raise TargetError(f"a {task.task_type} task needs a target file (--target-file or a file argument)")
+        raise TargetError(f"a {task.kind} task needs a target file (--target-file or a file argument)")
     relative = python_target(root, task.target_file)
     try:
         text = (root / relative).read_text(encoding="utf-8")

@@ -188,7 +188,7 @@ class ModelGateway:
         emit: Callable[..., None],
     ) -> ChatResult:
         started = time.monotonic()
-        call = ModelCall(model=model.name, outcome="ok", task_id=task.task_id, task_kind=task.task_type)
+        call = ModelCall(model=model.name, outcome="ok", task_id=task.task_id, task_kind=task.kind)
         try:
             result = await self.client.chat(model.id, messages, max_tokens=max_tokens, on_delta=on_delta)
         except ModelCallError as error:

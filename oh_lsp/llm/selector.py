@@ -79,12 +79,13 @@ class TaskRequirements:
 
     @classmethod
     def for_task(cls, task: QueuedTask, config: Any) -> TaskRequirements:
-        """From the task's metadata (category, complexity, quality_threshold, max_latency_ms, max_cost_per_call);
-        the quality threshold defaults to the configured one (OH_LSP_QUALITY_THRESHOLD)."""
+        """From the task's kind and its metadata (complexity, quality_threshold, max_latency_ms, max_cost_per_call);
+        the quality threshold defaults to the configured one (OH_LSP_QUALITY_THRESHOLD). The usage guide also puts
+        a ``category`` in the metadata: the task's kind is the one that counts (they are the same in the guide)."""
         meta = task.metadata
         threshold = meta.get("quality_threshold")
         return cls(
-            category=meta.get("category") or task.task_type,
+            category=task.kind,
             complexity=meta.get("complexity") or "moderate",
             quality_threshold=config.quality_threshold if threshold is None else float(threshold),
             max_latency_ms=meta.get("max_latency_ms"),

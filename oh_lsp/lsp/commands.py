@@ -93,7 +93,7 @@ async def retry_task(session: Session, args: RetryArgs) -> dict[str, Any]:
     instruction = task.metadata.get("instruction") or task.description  # without an earlier attempt's feedback
     feedback = feedback_text(task) if args.with_feedback else ""
     target = session.target_of_task(folder, task, RETRY_TASK)
-    return await session.tracker.submit(target, task.task_type, instruction, feedback, retry_of=task.task_id)
+    return await session.tracker.submit(target, task.kind, instruction, feedback, retry_of=task.task_id)
 
 
 async def show_metrics(session: Session, _args: NoArgs) -> dict[str, Any]:
@@ -112,7 +112,7 @@ async def select_model(session: Session, args: SelectModelArgs) -> dict[str, Any
     from oh_lsp.llm.errors import ModelCallError
     from oh_lsp.tasks import QueuedTask
 
-    metadata: dict[str, Any] = {"category": args.kind}
+    metadata: dict[str, Any] = {}
     if args.complexity:
         metadata["complexity"] = args.complexity
     if args.quality_threshold is not None:

@@ -203,5 +203,5 @@ def publish_task_diagnostics(ls: LanguageServer, store: DiagnosticStore, root: P
         anchor_line=anchor,
     )
     by_uri = {editor.uri_of(root, path): items for path, items in by_file.items()}
-    for uri in store.replace((str(root), task.task_type, target), task.task_id, by_uri):
+    for uri in store.replace((str(root), task.kind, target), task.task_id, by_uri):
         ls.text_document_publish_diagnostics(t.PublishDiagnosticsParams(uri=uri, diagnostics=store.for_uri(uri)))

@@ -67,7 +67,7 @@ class Handover:
             )
         elif not findings:
             editor.show(
-                self.ls, f"oh-lsp: {task.task_type} for {task.target_file} failed: {task.error}", t.MessageType.Error
+                self.ls, f"oh-lsp: {task.kind} for {task.target_file} failed: {task.error}", t.MessageType.Error
             )
 
     async def deliver(self, folder: Folder, task: QueuedTask) -> Delivery:
@@ -105,7 +105,7 @@ class Handover:
                         delivery = await self.deliver(folder, task)
                         editor.log(
                             self.ls,
-                            f"oh-lsp: result of task {task.task_id[:8]} ({task.task_type} {task.target_file},"
+                            f"oh-lsp: result of task {task.task_id[:8]} ({task.kind} {task.target_file},"
                             f" finished elsewhere): {delivery.summary()}",
                         )
             await asyncio.sleep(DELIVERY_POLL_SECONDS)

@@ -57,7 +57,7 @@ def merge_metrics(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def merge_counts(stats: list[dict[str, Any]]) -> dict[str, Any]:
-    """One `get_stats()` shape for several stores: counts added, the earliest retry, every store named."""
+    """One `stats()` shape for several stores: counts added, the earliest retry, every store named."""
     if len(stats) == 1:
         return dict(stats[0])
     merged: dict[str, Any] = {}
@@ -88,7 +88,7 @@ async def metrics(session: Session) -> dict[str, Any]:
 
 
 async def queue_stats(session: Session) -> dict[str, Any]:
-    stats = {str(e.root): await e.queue.get_stats() for e in session.engines()}
+    stats = {str(e.root): await e.queue.stats() for e in session.engines()}
     merged = merge_counts(list(stats.values())) if stats else {}
     if len(stats) > 1:
         merged["folders"] = stats
@@ -108,7 +108,7 @@ async def list_tasks(session: Session, status: str | None) -> list[dict[str, Any
             rows.append(
                 {
                     "taskId": task.task_id,
-                    "kind": task.task_type,
+                    "kind": task.kind,
                     "target": target.as_posix() if target else None,
                     "uri": session.uri_of(folder, target) if target else None,
                     "status": task.status.value,

@@ -144,7 +144,7 @@ def build_status(
 
 async def collect_status(counts: SessionCounts, engines: list[ExecutionEngine]) -> dict[str, Any]:
     """The notification's payload: this session's counts and every folder's store."""
-    stats = [await e.queue.get_stats() for e in engines]
+    stats = [await e.queue.stats() for e in engines]
     metrics = [await asyncio.to_thread(e.get_metrics_summary) for e in engines]
     configured = engines[0].config.model if engines else None
     return build_status(counts, stats, metrics, configured, model_layer_state(metrics))

@@ -88,7 +88,7 @@ class TaskEvents:
         ):
             return
         track = self.tracker.track(
-            folder, task.task_id, task.task_type, task.target_file.as_posix(), task.metadata.get("symbol")
+            folder, task.task_id, task.kind, task.target_file.as_posix(), task.metadata.get("symbol")
         )
         self.progress.begin(track, f"resumed: {stage_text(event)}")
 

@@ -50,7 +50,7 @@ class Tracker:
         folder = target.folder
         assert folder.engine is not None
         symbol = target.symbol.qualname if target.symbol else None
-        metadata: dict[str, Any] = {"category": kind, "source": "lsp", "instruction": instruction}
+        metadata: dict[str, Any] = {"source": "lsp", "instruction": instruction}
         if symbol:
             metadata["symbol"] = symbol
         if retry_of:

@@ -131,7 +131,7 @@ def task_row(task: QueuedTask, dedupe_key: str) -> dict[str, Any]:
     """The `TASK_COLUMNS` of a task to add (a retry limit of 2 when neither the task nor the engine set one)."""
     return {
         "id": task.task_id,
-        "kind": task.task_type,
+        "kind": task.kind,
         "description": task.description,
         "target_file": task.target_file.as_posix() if task.target_file is not None else None,
         "target_sha256": task.target_sha256,
@@ -149,7 +149,7 @@ def metrics_row(m: ExecutionMetrics) -> dict[str, Any]:
         "task_id": m.task_id,
         "attempt": m.attempt,
         "model_id": m.model_id,
-        "task_type": m.task_type,
+        "task_type": m.kind,
         "success": bool(m.success),
         "validation_passed": bool(m.validation_passed),
         "tokens_used": int(m.tokens_used),

@@ -36,7 +36,7 @@ async def stub_executor(task: QueuedTask, ctx: TaskContext) -> Outcome:
     metrics = ExecutionMetrics(
         task_id=task.task_id,
         model_id="stub",
-        task_type=task.task_type,
+        task_type=task.kind,
         success=True,
         tokens_used=30,
         cost=0.0001,
@@ -44,7 +44,7 @@ async def stub_executor(task: QueuedTask, ctx: TaskContext) -> Outcome:
         quality_score=5.0,
         attempt=task.attempts,
     )
-    return Outcome("completed", result={"kind": task.task_type}, model="stub", metrics=metrics)
+    return Outcome("completed", result={"kind": task.kind}, model="stub", metrics=metrics)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
