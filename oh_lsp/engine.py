@@ -188,8 +188,7 @@ class ExecutionEngine:
             task.submitter = self.submitter
         if task.max_retries is None:
             task.max_retries = self.config.max_retries
-        task_id, created = await self.queue.submit(task)
-        position = await self.queue.position(task_id)
+        task_id, created, position = await self.queue.submit(task)
         self.events.publish(
             ev.QUEUED,
             task_id,
@@ -263,13 +262,15 @@ class ExecutionEngine:
 
     async def _worker(self, number: int) -> None:
         assert self._wakeup is not None
+        task: QueuedTask | None = None  # the next task, when ending the last one claimed it in the same trip
         while not self._stopping and number < self.max_concurrent_tasks:
-            try:
-                task = await self.queue.claim(self.config.lease_seconds)
-            except Exception:
-                log.exception("worker %d could not read the queue; retrying", number)
-                await asyncio.sleep(self.poll_interval)
-                continue
+            if task is None:
+                try:
+                    task = await self.queue.claim(self.config.lease_seconds)
+                except Exception:
+                    log.exception("worker %d could not read the queue; retrying", number)
+                    await asyncio.sleep(self.poll_interval)
+                    continue
             if task is None:
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), self._idle_wait)
@@ -277,18 +278,27 @@ class ExecutionEngine:
                     pass
                 self._wakeup.clear()
                 continue
+            current, task = task, None
             try:
-                await self._process(task)
+                task = await self._process(current, claim_next=lambda: self._keeps(number))
             except Exception as exc:  # a bug of ours: never leave the task "running" behind
-                log.exception("worker %d failed while handling task %s", number, task.task_id)
+                log.exception("worker %d failed while handling task %s", number, current.task_id)
                 try:
                     await self.queue.retry(
-                        task.task_id, f"internal error: {type(exc).__name__}: {exc}", retry_delay(task.attempts)
+                        current.task_id, f"internal error: {type(exc).__name__}: {exc}", retry_delay(current.attempts)
                     )
                 except Exception:
-                    log.exception("could not give task %s back to the queue", task.task_id)
+                    log.exception("could not give task %s back to the queue", current.task_id)
+        if task is not None:  # claimed while the engine began to stop: back to the queue, uncharged
+            await self.queue.release(task.task_id)
 
-    async def _process(self, task: QueuedTask) -> None:
+    def _keeps(self, number: int) -> bool:
+        """Whether worker `number` goes on to another task."""
+        return not self._stopping and number < self.max_concurrent_tasks
+
+    async def _process(self, task: QueuedTask, claim_next: Callable[[], bool] = lambda: False) -> QueuedTask | None:
+        """Run one attempt at `task` and record how it ended. Returns the next task when recording it also claimed
+        one (`claim_next()` says whether to)."""
         task_id = task.task_id
         self.events.publish(
             ev.STARTED,
@@ -319,7 +329,7 @@ class ExecutionEngine:
         reason = self._cancel_reasons.pop(task_id, None)
         if job.cancelled():
             await self._after_cancel(task, reason)
-            return
+            return None
         if isinstance(job.exception(), StoreUnavailableError):  # the model layer's state lives on the queue's server
             log.warning("task %s: %s; the attempt goes back to the queue", task_id, job.exception())
             outcome = Outcome("retry", error=str(job.exception()), delay=retry_delay(task.attempts))
@@ -329,7 +339,7 @@ class ExecutionEngine:
             outcome = Outcome("failed", error=f"internal error: {type(exc).__name__}: {exc}")
         else:
             outcome = job.result()
-        await self._record(task, outcome)
+        return await self._record(task, outcome, claim_next())
 
     async def _after_cancel(self, task: QueuedTask, reason: str | None) -> None:
         task_id = task.task_id
@@ -351,7 +361,9 @@ class ExecutionEngine:
             await self.queue.release(task_id)
             self.events.publish(ev.PROGRESS, task_id, message="re-queued: the engine stopped")
 
-    async def _record(self, task: QueuedTask, outcome: Outcome) -> None:
+    async def _record(self, task: QueuedTask, outcome: Outcome, claim_next: bool = False) -> QueuedTask | None:
+        """Write how the attempt ended and publish it. With `claim_next`, a completed or failed task's record also
+        claims the next task (one trip to the store), which is returned."""
         task_id = task.task_id
         details = {
             "model": outcome.model,
@@ -359,37 +371,39 @@ class ExecutionEngine:
             "tokens_estimated": bool(outcome.metrics and outcome.metrics.tokens_estimated),
             "cost": outcome.metrics.cost if outcome.metrics else 0.0,
         }
-        if outcome.status == "completed":
-            if await self.queue.finish(
-                task_id, TaskStatus.COMPLETED, result=outcome.result, metrics=outcome.metrics, model=outcome.model
-            ):
+        if outcome.status in ("completed", "failed"):
+            status = TaskStatus.COMPLETED if outcome.status == "completed" else TaskStatus.FAILED
+            done, claimed = await self.queue.finish_then_claim(
+                task_id,
+                status,
+                result=outcome.result,
+                error=None if status is TaskStatus.COMPLETED else (outcome.error or "failed"),
+                metrics=outcome.metrics,
+                model=outcome.model,
+                claim=claim_next,
+                lease_seconds=self.config.lease_seconds,
+            )
+            if done and status is TaskStatus.COMPLETED:
                 self.events.publish(ev.COMPLETED, task_id, result=outcome.result, **details)
                 if self.apply_edits and task.submitter == self.submitter:
                     await self._deliver(task_id)
-        elif outcome.status == "failed":
-            if await self.queue.finish(
-                task_id,
-                TaskStatus.FAILED,
-                error=outcome.error or "failed",
-                result=outcome.result,
-                metrics=outcome.metrics,
-                model=outcome.model,
-            ):
+            elif done:
                 self.events.publish(ev.FAILED, task_id, error=outcome.error, result=outcome.result, **details)
-        else:
-            status = await self.queue.retry(
-                task_id,
-                outcome.error or "retry",
-                outcome.delay,
-                metrics=outcome.metrics,
-                model=outcome.model,
-                result=outcome.result,
-            )
-            if status is TaskStatus.PENDING:
-                self.events.publish(ev.RETRYING, task_id, error=outcome.error, delay=outcome.delay, **details)
-            elif status is TaskStatus.FAILED:
-                final = await self.queue.get_task(task_id)
-                self.events.publish(ev.FAILED, task_id, error=final.error if final else outcome.error, **details)
+            return claimed
+        after = await self.queue.retry(
+            task_id,
+            outcome.error or "retry",
+            outcome.delay,
+            metrics=outcome.metrics,
+            model=outcome.model,
+            result=outcome.result,
+        )
+        if after is TaskStatus.PENDING:
+            self.events.publish(ev.RETRYING, task_id, error=outcome.error, delay=outcome.delay, **details)
+        elif after is TaskStatus.FAILED:
+            final = await self.queue.get_task(task_id)
+            self.events.publish(ev.FAILED, task_id, error=final.error if final else outcome.error, **details)
+        return None
 
     async def _heartbeat(self, task_id: str, job: asyncio.Task[Outcome]) -> None:
         while not job.done():

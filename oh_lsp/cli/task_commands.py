@@ -92,7 +92,7 @@ def submit_task(args: argparse.Namespace) -> int:
                 submitter=SUBMITTER,
                 max_retries=config.max_retries,
             )
-            task_id, created = asyncio.run(queue.submit(task))
+            task_id, created, _position = asyncio.run(queue.submit(task))
             submitted.append({"task_id": task_id, "target_file": target.as_posix(), "new": created})
     finally:
         queue.close()

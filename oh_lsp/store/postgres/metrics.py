@@ -18,7 +18,8 @@ METRICS_INSERT = (
     " SELECT %(m_task_id)s::text, %(m_attempt)s::integer, %(m_model_id)s::text, %(m_task_type)s::text,"
     " %(m_success)s::boolean, %(m_validation_passed)s::boolean, %(m_tokens_used)s::bigint,"
     " %(m_prompt_tokens)s::bigint, %(m_completion_tokens)s::bigint, %(m_cost)s::float8, %(m_quality_score)s::float8,"
-    " %(m_duration_seconds)s::float8, %(m_error)s::text, to_timestamp(%(m_created_at)s::float8), %(m_day)s::text"
+    " %(m_duration_seconds)s::float8, %(m_error)s::text, to_timestamp(%(m_created_at)s::float8), %(m_day)s::text,"
+    " %(m_cached_tokens)s::bigint, %(m_saved)s::float8, %(m_from_cache)s::boolean"
 )
 # one group of attempts (all, one model, one task kind), as `shared.aggregate` reads it
 _AGGREGATE = (
@@ -27,7 +28,9 @@ _AGGREGATE = (
     " coalesce(sum(completion_tokens), 0)::bigint AS completion_tokens, coalesce(sum(cost), 0.0) AS cost,"
     " coalesce(avg(duration_seconds), 0.0) AS avg_duration_seconds,"
     " coalesce(avg(quality_score) FILTER (WHERE success), 0.0) AS avg_quality_score,"
-    " count(*) FILTER (WHERE validation_passed) AS validations_passed"
+    " count(*) FILTER (WHERE validation_passed) AS validations_passed,"
+    " coalesce(sum(cached_tokens), 0)::bigint AS cached_tokens, coalesce(sum(saved), 0.0) AS saved,"
+    " count(*) FILTER (WHERE from_cache) AS cache_hits"
 )
 
 

@@ -22,7 +22,9 @@ _AGGREGATE = (
     " coalesce(sum(completion_tokens), 0) AS completion_tokens, coalesce(sum(cost), 0.0) AS cost,"
     " coalesce(avg(duration_seconds), 0.0) AS avg_duration_seconds,"
     " coalesce(avg(CASE WHEN success THEN quality_score END), 0.0) AS avg_quality_score,"
-    " coalesce(sum(validation_passed), 0) AS validations_passed"
+    " coalesce(sum(validation_passed), 0) AS validations_passed,"
+    " coalesce(sum(cached_tokens), 0) AS cached_tokens, coalesce(sum(saved), 0.0) AS saved,"
+    " coalesce(sum(from_cache), 0) AS cache_hits"
 )
 _COST_SUMS = (
     "count(*) AS calls, coalesce(sum(cost), 0.0) AS cost, coalesce(sum(prompt_tokens + completion_tokens), 0) AS tokens"
