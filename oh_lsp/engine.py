@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from oh_lsp import events as ev
+from oh_lsp import result_cache
 from oh_lsp.attempt import Executor, Outcome, TaskContext, retry_delay
 from oh_lsp.config import OpenHandsConfig
 from oh_lsp.edits import DeliveryReport, Edit, FileOutcome, apply_to_disk
@@ -314,7 +315,7 @@ class ExecutionEngine:
             emit=lambda kind, **data: self.events.publish(kind, task_id, **data),
             exclude=self._exclude,
         )
-        job = asyncio.create_task(self._executor(task, context), name=f"oh-lsp-task-{task_id[:8]}")
+        job = asyncio.create_task(self._attempt(task, context), name=f"oh-lsp-task-{task_id[:8]}")
         self._jobs[task_id] = job
         heartbeat = asyncio.create_task(self._heartbeat(task_id, job))
         try:
@@ -340,6 +341,37 @@ class ExecutionEngine:
         else:
             outcome = job.result()
         return await self._record(task, outcome, claim_next())
+
+    async def _attempt(self, task: QueuedTask, context: TaskContext) -> Outcome:
+        """One attempt, under the task's lease, timeout and cancellation: the result cache's answer when it has one
+        for these inputs, else the executor's (kept in the cache when it completes)."""
+        key = await self._cache_key(task)
+        if key is not None and not result_cache.bypassed(task):
+            entry = await self.queue.cache_get(key)
+            if entry is not None:
+                context.emit(ev.PROGRESS, message=result_cache.describe(entry), from_cache=True)
+                return result_cache.served(task, entry)
+        outcome = await self._executor(task, context)
+        if key is not None and outcome.status == "completed":
+            await self._remember(task, key, outcome)
+        return outcome
+
+    async def _cache_key(self, task: QueuedTask) -> str | None:
+        """The result cache's key of `task`'s inputs now (None: the cache does not serve it)."""
+        if task.target_file is None or not self.config.result_cache:
+            return None
+        return await asyncio.to_thread(result_cache.cache_key, task, self.root, self.config)
+
+    async def _remember(self, task: QueuedTask, key: str, outcome: Outcome) -> None:
+        """Keep a completed result in the result cache, if its inputs did not change while it was made. A cache that
+        cannot be written is only logged: the task is not affected."""
+        entry = result_cache.entry_of(task, key, outcome)
+        if entry is None or await self._cache_key(task) != key:
+            return
+        try:
+            await self.queue.cache_put(entry, self.config.result_cache_entries)
+        except Exception as exc:  # noqa: BLE001 - it is only a cache
+            log.warning("the result cache could not be written (%s); task %s is not affected", exc, task.task_id)
 
     async def _after_cancel(self, task: QueuedTask, reason: str | None) -> None:
         task_id = task.task_id

@@ -29,6 +29,7 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
     from oh_lsp.kinds.base import CheckEnv, load_target
     from oh_lsp.kinds.registry import get_kind
     from oh_lsp.llm.errors import ModelCallError
+    from oh_lsp.llm.prompt_cache import mark_stable
     from oh_lsp.repair import Attempt, feedback_message, no_code_verdict
 
     started = time.monotonic()
@@ -84,9 +85,9 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         if attempt.verdict.passed and attempt.verdict.score >= threshold:
             break
         if iteration < iterations:
-            messages = [
+            messages = [  # the conversation so far stays the prefix: the provider's prompt cache serves it
                 *messages,
-                {"role": "assistant", "content": answer.content},
+                mark_stable({"role": "assistant", "content": answer.content}),
                 {"role": "user", "content": feedback_message(attempt, history, threshold)},
             ]
     assert best is not None
@@ -132,6 +133,8 @@ async def ask_model(
     metrics.tokens_used += answer.total_tokens
     metrics.tokens_estimated = metrics.tokens_estimated or answer.tokens_estimated is not None
     metrics.cost += answer.cost or 0.0
+    metrics.cached_tokens += answer.cached_tokens
+    metrics.saved_cost += answer.saved_cost
     ctx.emit(
         ev.TOKENS,
         chunks=chunks,
@@ -141,5 +144,7 @@ async def ask_model(
         estimated=metrics.tokens_estimated,
         estimated_by=answer.tokens_estimated,
         cost_source=answer.cost_source,
+        cached_tokens=metrics.cached_tokens,
+        saved=metrics.saved_cost,
     )
     return answer

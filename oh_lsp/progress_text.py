@@ -3,7 +3,8 @@ progress use these functions, so a stage is worded in one place.
 
 - `event_text`: one engine event as a line of its own (it names the kind and the target where it starts);
 - `stage_text`: the same for a view that already names the task (an editor's progress title);
-- `outcome_text`: the last words on a finished task (file, score, tests kept and dropped, coverage, cost);
+- `outcome_text`: the last words on a finished task (file, score, tests kept and dropped, coverage, cost, and
+  "from cache" when the result cache served it);
 - `money`: a cost in dollars.
 
 Plain functions of events and results: this module knows neither LSP nor the terminal.
@@ -18,6 +19,15 @@ from oh_lsp import events as ev
 
 def money(value: float) -> str:
     return f"${value:.6f}" if value < 0.01 else f"${value:.4f}"
+
+
+def savings_text(aggregate: dict[str, Any]) -> str:
+    """ "saved $x (y % cached)": what the prompt cache and the result cache saved, and the share of prompt tokens the
+    provider read from its cache, from a metrics aggregate (`metrics_summary()["system"]`)."""
+    share = float(aggregate.get("cached_share") or 0.0)
+    text = f"saved {money(float(aggregate.get('saved_cost') or 0.0))} ({100 * share:.0f} % cached)"
+    hits = int(aggregate.get("cache_hits") or 0)
+    return text + (f", {hits} result{'s' if hits != 1 else ''} from cache" if hits else "")
 
 
 def event_text(event: ev.Event) -> str | None:
@@ -43,7 +53,11 @@ def event_text(event: ev.Event) -> str | None:
         return f"will retry in {d.get('delay', 0):.1f}s: {d.get('error')}"
     if event.kind == ev.COMPLETED:
         result = d.get("result") or {}
-        return f"completed: {result.get('output_file')} (score {result.get('score', 0):.2f}, ${d.get('cost', 0):.6f})"
+        cached = ", from cache" if result.get("from_cache") else ""
+        return (
+            f"completed: {result.get('output_file')} (score {result.get('score', 0):.2f},"
+            f" ${d.get('cost', 0):.6f}{cached})"
+        )
     if event.kind == ev.FAILED:
         return f"failed: {d.get('error')}"
     if event.kind == ev.CANCELLED:
@@ -102,4 +116,6 @@ def outcome_text(
     if coverage:
         parts.append(coverage)
     parts.append(money(cost))
+    if result.get("from_cache"):
+        parts.append("from cache")
     return ", ".join(parts)

@@ -21,7 +21,7 @@ from typing import Any
 
 from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import sha256_text
-from oh_lsp.records import ExecutionMetrics
+from oh_lsp.records import CachedResult, ExecutionMetrics
 from oh_lsp.store.base import Heartbeat, Submitted, TaskStore
 from oh_lsp.store.thread import StoreThread
 from oh_lsp.tasks import QueuedTask, TaskStatus
@@ -229,6 +229,13 @@ class TaskQueue:
 
     async def outstanding(self, horizon: float) -> int:
         return await self.store_thread.run(self.store.outstanding, horizon)
+
+    async def cache_get(self, key: str) -> CachedResult | None:
+        """The result cache's entry for `key` (None: none, or one that cannot be read)."""
+        return await self.store_thread.run(self.store.cache_get, key)
+
+    async def cache_put(self, entry: CachedResult, limit: int) -> None:
+        await self.store_thread.run(self.store.cache_put, entry, limit)
 
     # --- the usage guide's names for the same operations ------------------------------------------------------
     async def enqueue(self, task: QueuedTask) -> str:

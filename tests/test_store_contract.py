@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -23,7 +25,7 @@ import pytest
 
 from oh_lsp import QueuedTask, TaskPriority, TaskQueue, TaskStatus
 from oh_lsp.errors import QueueFullError, StoreError
-from oh_lsp.records import ExecutionMetrics, ModelCall, ModelState, local_day
+from oh_lsp.records import CachedResult, ExecutionMetrics, ModelCall, ModelState, local_day
 from oh_lsp.store.base import Heartbeat, TaskStore
 from oh_lsp.store.sqlite import SQLiteStore
 
@@ -545,3 +547,61 @@ def test_model_calls_costs_and_spending_are_shared(backend: Backend, clock: Cloc
         2,
     )
     assert summary["model_state"]["model-a"] == ModelState("model-a", rotations_away=2).view(clock.now)
+
+
+# --- the result cache (issue 14) ------------------------------------------------------------------------------
+def cache_entry(key: str, **result: object) -> CachedResult:
+    return CachedResult(
+        key=key, kind="unit_test", task_id=f"task-{key}", result={"kind": "unit_test", **result}, tokens=5, cost=0.5
+    )
+
+
+def test_an_entry_is_kept_replaced_and_read_back(backend: Backend, clock: Clock) -> None:
+    store = backend.store(clock)
+    assert store.cache_get("k1") is None
+    store.cache_put(cache_entry("k1", edit={"files": []}), limit=10)
+    got = store.cache_get("k1")
+    assert got is not None and got.result == {"kind": "unit_test", "edit": {"files": []}}
+    assert (got.task_id, got.tokens, got.cost, got.created_at) == ("task-k1", 5, 0.5, clock.now)
+    store.cache_put(CachedResult("k1", "unit_test", "newer", {"kind": "unit_test", "n": 2}), limit=10)
+    again = store.cache_get("k1")
+    assert again is not None and (again.task_id, again.result["n"]) == ("newer", 2)
+
+
+def test_the_cache_is_bounded_and_the_oldest_go_first(backend: Backend, clock: Clock) -> None:
+    store = backend.store(clock)
+    for n in range(5):
+        clock.now += 1
+        store.cache_put(cache_entry(f"k{n}"), limit=3)
+    assert [k for k in ("k0", "k1", "k2", "k3", "k4") if store.cache_get(k)] == ["k2", "k3", "k4"]
+    clock.now += 1
+    store.cache_put(cache_entry("k2", n=1), limit=3)  # replacing an entry makes it the newest
+    clock.now += 1
+    store.cache_put(cache_entry("k5"), limit=3)
+    assert [k for k in ("k2", "k3", "k4", "k5") if store.cache_get(k)] == ["k2", "k4", "k5"]
+
+
+def corrupt(backend: Backend, key: str) -> None:
+    """Damage an entry as a crash or a hand edit could: its result is no longer JSON."""
+    if backend.name == "postgres":
+        import psycopg
+
+        with psycopg.connect(backend.spec, autocommit=True) as conn:
+            conn.execute("UPDATE oh_lsp_result_cache SET result = '{\"kind\": trunc' WHERE key = %s", (key,))
+    else:
+        with sqlite3.connect(backend.spec) as db:
+            db.execute("UPDATE result_cache SET result = '{\"kind\": trunc' WHERE key = ?", (key,))
+
+
+def test_a_corrupt_entry_is_ignored_and_replaced(
+    backend: Backend, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = backend.store(clock)
+    store.cache_put(cache_entry("k1"), limit=10)
+    corrupt(backend, "k1")
+    with caplog.at_level(logging.WARNING):
+        assert store.cache_get("k1") is None
+    assert "cannot be read" in caplog.text and "will be replaced" in caplog.text
+    store.cache_put(cache_entry("k1", fresh=True), limit=10)
+    fixed = store.cache_get("k1")
+    assert fixed is not None and fixed.result["fresh"] is True

@@ -102,6 +102,7 @@ async def _generate_tests(root: Path, config: OpenHandsConfig, target: Path, arg
                 target_file=target,
                 priority=TaskPriority.parse(args.priority),
                 submitter=SUBMITTER,
+                metadata={"no_cache": True} if args.no_cache else {},
             )
         )
         await engine.wait_for(task_id)

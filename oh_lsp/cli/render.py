@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oh_lsp.progress_text import money
+from oh_lsp.progress_text import money, savings_text
 from oh_lsp.tasks import QueuedTask
 
 
@@ -21,6 +21,12 @@ def task_report(task: QueuedTask) -> str:
     if task.model:
         tokens = f"{task.tokens} (estimated)" if result.get("tokens_estimated") else str(task.tokens)
         lines.append(f"  model:    {task.model}   tokens: {tokens}   cost: {money(task.cost)}")
+    cached = result.get("from_cache")
+    if cached:
+        lines.append(
+            f"  from cache: the result of task {cached.get('task_id')}, no model call (it took"
+            f" {cached.get('tokens', 0)} tokens, {money(float(cached.get('cost') or 0.0))})"
+        )
     if result.get("output_file"):
         delivered = "not delivered yet" if task.delivery is None else task.delivery
         lines.append(f"  output:   {result['output_file']}  ({delivered})")
@@ -63,6 +69,7 @@ def metrics_report(summary: dict[str, Any]) -> str:
         f"  executions {system['executions']}  successful {system['successful']}  failed {system['failed']}  "
         f"success rate {system['success_rate']:.0%}",
         f"  tokens {system['total_tokens']}  cost {money(system['total_cost'])}  (today {money(system['cost_today'])})",
+        f"  {savings_text(system)}",
         f"  average duration {system['avg_duration_seconds']:.1f}s"
         f"  average quality {system['avg_quality_score']:.2f}/5",
         "Models",

@@ -79,6 +79,8 @@ def submit_task(args: argparse.Namespace) -> int:
         metadata["complexity"] = args.complexity
     if args.quality_threshold is not None:
         metadata["quality_threshold"] = args.quality_threshold
+    if args.no_cache:
+        metadata["no_cache"] = True
     queue = open_queue(root, config)
     submitted = []
     try:

@@ -20,9 +20,9 @@ from oh_lsp.edits import Edit, FileEdit, Recompute, whole_file_edit
 from oh_lsp.errors import InterpreterError
 from oh_lsp.extract import extract_python, parse_python
 from oh_lsp.kinds.base import Candidate, CheckEnv, Target
-from oh_lsp.kinds.context import prompt_sections
+from oh_lsp.kinds.context import context_files, prompt_sections, user_message
 from oh_lsp.kinds.placement import filter_generated, merge_tests
-from oh_lsp.kinds.test_layout import locate_tests, tests_importing
+from oh_lsp.kinds.test_layout import locate_tests, tests_importing, tests_of
 from oh_lsp.paths import module_name, sha256_text
 from oh_lsp.tasks import QueuedTask
 from oh_lsp.validation import findings as F
@@ -33,6 +33,7 @@ from oh_lsp.validation.result import ValidationResult
 from oh_lsp.validation.sandbox import Sandbox, sandbox_refusal
 
 NAME = "unit_test"
+PROMPT_VERSION = "1"  # part of the result cache's key (kinds/base.py)
 RUNS = 3
 
 SYSTEM_PROMPT = """You write pytest unit tests for Python code.
@@ -59,7 +60,7 @@ def build_messages(target: Target, task: QueuedTask, context_tokens: int | None 
             (2, f"Existing tests in {location.path.as_posix()} (do not repeat them)", existing),
         ],
     )
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": SYSTEM_PROMPT}, user_message(user)]
 
 
 # --- candidate -----------------------------------------------------------------------------------------------------
@@ -500,3 +501,8 @@ def _error_line(text: str) -> str:
         if stripped.startswith("E ") or "Error" in stripped:
             return stripped.lstrip("E ").strip()
     return ""
+
+
+def cache_inputs(target: Target) -> list[Path]:
+    """The files besides the target whose text changes what this task returns: its test module, the tests that import it, their conftest files, and the project context of the prompt."""
+    return [*tests_of(target.root, target.path, target.module), *context_files(target)]

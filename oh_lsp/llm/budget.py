@@ -29,7 +29,9 @@ def call_cost(result: Any, model: ModelInfo, *, local: bool = False) -> tuple[fl
     model on this machine that no catalog prices, "unknown" for any other."""
     if result.cost is not None:
         return float(result.cost), "provider"
-    computed = model.cost(result.prompt_tokens, result.completion_tokens)
+    computed = model.cost(
+        result.prompt_tokens, result.completion_tokens, result.cached_tokens, result.cache_write_tokens
+    )
     if local and not computed:
         return 0.0, "local"
     if computed is not None:
@@ -42,6 +44,18 @@ def call_cost(result: Any, model: ModelInfo, *, local: bool = False) -> tuple[fl
             model.name,
         )
     return 0.0, "unknown"
+
+
+def cache_savings(result: Any, model: ModelInfo, cost: float) -> float:
+    """What the provider's prompt cache saved on a finished call of `cost`: the call at the full prompt price minus
+    what it cost (the provider's own figure when it gave one; else the catalog's cache prices). Negative when writing
+    to the cache cost more than reading from it saved; 0 when no price is known or nothing was cached."""
+    if not (result.cached_tokens or result.cache_write_tokens):
+        return 0.0
+    full = model.cost(result.prompt_tokens, result.completion_tokens)
+    if full is None or model.price_prompt is None:
+        return 0.0
+    return min(full - cost, float(result.cached_tokens) * model.price_prompt)
 
 
 class Budget:

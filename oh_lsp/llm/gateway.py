@@ -21,7 +21,7 @@ from typing import Any
 from oh_lsp import events as ev
 from oh_lsp.config import OpenHandsConfig
 from oh_lsp.llm.breaker import BreakerPolicy
-from oh_lsp.llm.budget import Budget, call_cost
+from oh_lsp.llm.budget import Budget, cache_savings, call_cost
 from oh_lsp.llm.catalog import (
     ModelInfo,
     entry_context_length,
@@ -190,7 +190,13 @@ class ModelGateway:
         started = time.monotonic()
         call = ModelCall(model=model.name, outcome="ok", task_id=task.task_id, task_kind=task.kind)
         try:
-            result = await self.client.chat(model.id, messages, max_tokens=max_tokens, on_delta=on_delta)
+            result = await self.client.chat(
+                model.id,
+                messages,
+                max_tokens=max_tokens,
+                on_delta=on_delta,
+                cache_breakpoints=self.config.prompt_cache and model.breakpoints,
+            )
         except ModelCallError as error:
             error.model = model.name
             if isinstance(error, EmptyStream):
@@ -211,9 +217,11 @@ class ModelGateway:
                 self.client.tokenizer(), messages, result.content
             )
         result.cost, result.cost_source = call_cost(result, model, local=self.config.endpoint_is_local)
+        result.saved_cost = cache_savings(result, model, result.cost)
         call.latency_ms = result.latency_seconds * 1000
         call.prompt_tokens, call.completion_tokens = result.prompt_tokens, result.completion_tokens
         call.cost, call.cost_source = result.cost, result.cost_source
+        call.cached_tokens, call.saved_cost = result.cached_tokens, result.saved_cost
         await self.health.succeeded(model.name, call=call)
         return result
 

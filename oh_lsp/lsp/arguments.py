@@ -40,12 +40,14 @@ class TargetArgs:
     uri: str = arg()
     symbol: SymbolArg | None = arg(default=None)
     description: str = arg(default="")
+    no_cache: bool = arg("noCache", False)  # skip the result cache
 
 
 @attrs.frozen
 class DocumentArgs:
     uri: str = arg()
     symbol: SymbolArg | None = arg(default=None)
+    no_cache: bool = arg("noCache", False)
 
 
 @attrs.frozen
@@ -53,6 +55,7 @@ class RefactorArgs:
     uri: str = arg()
     symbol: SymbolArg = arg()
     instruction: str = arg()
+    no_cache: bool = arg("noCache", False)
 
 
 @attrs.frozen

@@ -50,20 +50,22 @@ async def generate_tests(session: Session, args: TargetArgs) -> dict[str, Any]:
     instruction = f"Write unit tests for {what} in module {target.module}."
     if args.description.strip():
         instruction += f"\n{args.description.strip()}"
-    return await session.tracker.submit(target, "unit_test", instruction)
+    return await session.tracker.submit(target, "unit_test", instruction, no_cache=args.no_cache)
 
 
 async def document(session: Session, args: DocumentArgs) -> dict[str, Any]:
     session.require_kind("documentation", DOCUMENT)
     target = session.resolve_target(args.uri, args.symbol, DOCUMENT)
     what = target.symbol.qualname if target.symbol else f"module {target.module}"
-    return await session.tracker.submit(target, "documentation", f"Add or complete the docstrings of {what}.")
+    return await session.tracker.submit(
+        target, "documentation", f"Add or complete the docstrings of {what}.", no_cache=args.no_cache
+    )
 
 
 async def refactor(session: Session, args: RefactorArgs) -> dict[str, Any]:
     session.require_kind("refactoring", REFACTOR)
     target = session.resolve_target(args.uri, args.symbol, REFACTOR)
-    return await session.tracker.submit(target, "refactoring", args.instruction.strip())
+    return await session.tracker.submit(target, "refactoring", args.instruction.strip(), no_cache=args.no_cache)
 
 
 async def cancel_task(session: Session, args: CancelArgs) -> dict[str, Any]:
@@ -93,7 +95,8 @@ async def retry_task(session: Session, args: RetryArgs) -> dict[str, Any]:
     instruction = task.metadata.get("instruction") or task.description  # without an earlier attempt's feedback
     feedback = feedback_text(task) if args.with_feedback else ""
     target = session.target_of_task(folder, task, RETRY_TASK)
-    return await session.tracker.submit(target, task.kind, instruction, feedback, retry_of=task.task_id)
+    # asked again on purpose: never the cached answer (the new one replaces it)
+    return await session.tracker.submit(target, task.kind, instruction, feedback, retry_of=task.task_id, no_cache=True)
 
 
 async def show_metrics(session: Session, _args: NoArgs) -> dict[str, Any]:

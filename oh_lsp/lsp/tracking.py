@@ -41,10 +41,18 @@ class Tracker:
         return self.tokens.get(token)
 
     async def submit(
-        self, target: CommandTarget, kind: str, instruction: str, feedback: str = "", retry_of: str | None = None
+        self,
+        target: CommandTarget,
+        kind: str,
+        instruction: str,
+        feedback: str = "",
+        retry_of: str | None = None,
+        *,
+        no_cache: bool = False,
     ) -> dict[str, Any]:
         """Queue a task of `kind` on `target`; its progress starts with the engine's "queued" event. An equal task
-        already pending or running is the answer instead (`duplicate: true`)."""
+        already pending or running is the answer instead (`duplicate: true`). `no_cache`: never served from the result
+        cache."""
         from oh_lsp.tasks import QueuedTask, TaskPriority
 
         folder = target.folder
@@ -55,6 +63,8 @@ class Tracker:
             metadata["symbol"] = symbol
         if retry_of:
             metadata["retry_of"] = retry_of
+        if no_cache:
+            metadata["no_cache"] = True
         task = QueuedTask(
             task_type=kind,
             description=f"{instruction}\n\n{feedback}" if feedback else instruction,
