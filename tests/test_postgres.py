@@ -1,6 +1,6 @@
 """The PostgreSQL backend beyond the shared contract: backend choice, schema migrations, submits racing from many
 processes, wakeups by NOTIFY, and fleets of worker processes (the real engine with a stub model) that survive a
-kill -9 and a database outage. The contract itself (same semantics as SQLite) is `test_store_contract.py`."""
+kill -9 and a database outage. The store interface's tests, run against SQLite too, are in `test_store_contract.py`."""
 
 from __future__ import annotations
 

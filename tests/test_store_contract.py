@@ -1,6 +1,6 @@
-"""The contract of the store interface, run against every backend (SQLite and PostgreSQL): order, capacity,
-idempotent submit, leases, bounded retries, cancel, delivery, metrics, sharing between processes, and the model
-layer's state (cooldowns, breakers, rotations, model calls, costs and spending).
+"""What the store interface (`TaskStore`) promises, run against every backend (SQLite and PostgreSQL): order,
+capacity, idempotent submit, leases, bounded retries, cancel, delivery, metrics, sharing between processes, schema
+migrations, and the model layer's state (cooldowns, breakers, rotations, model calls, costs and spending).
 
 A new backend gets a `Backend` here; a method added to `TaskStore` fails `test_store_implements_the_whole_interface`
 on every backend that lacks it.

@@ -255,7 +255,7 @@ def summary_view(
     return {
         "system": totals,
         "models": {row["model_id"]: aggregate(row) for row in models},
-        "task_types": {row["kind"]: aggregate(row) for row in kinds},  # the usage guide's name for the kinds
+        "task_types": {row["kind"]: aggregate(row) for row in kinds},  # the usage guide's key (docs/guide-compat.md)
         "costs": {key: cost_view(rows) for key, rows in costs.items()},
         "model_state": {name: state.view(now) for name, state in sorted(states.items())},
         "rotations": sum(state.rotations_away for state in states.values()),
