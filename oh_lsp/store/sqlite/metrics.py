@@ -23,6 +23,7 @@ _AGGREGATE = (
     " coalesce(avg(duration_seconds), 0.0) AS avg_duration_seconds,"
     " coalesce(avg(CASE WHEN success THEN quality_score END), 0.0) AS avg_quality_score,"
     " coalesce(sum(validation_passed), 0) AS validations_passed,"
+    " coalesce(max(tokens_estimated), 0) AS tokens_estimated,"
     " coalesce(sum(cached_tokens), 0) AS cached_tokens, coalesce(sum(saved), 0.0) AS saved,"
     " coalesce(sum(from_cache), 0) AS cache_hits"
 )
@@ -58,7 +59,7 @@ class MetricsRecords:
             db.execute(f"SELECT {_AGGREGATE} FROM metrics").fetchone(),
             (today[0], today[1]),
             db.execute(f"SELECT model_id, {_AGGREGATE} FROM metrics GROUP BY model_id ORDER BY model_id"),
-            db.execute(f"SELECT task_type, {_AGGREGATE} FROM metrics GROUP BY task_type ORDER BY task_type"),
+            db.execute(f"SELECT kind, {_AGGREGATE} FROM metrics GROUP BY kind ORDER BY kind"),
             {key: _cost_rows(db, column) for key, column in shared.COST_GROUPS},
             self.model_states(),
             now,

@@ -94,6 +94,13 @@ CREATE INDEX IF NOT EXISTS model_calls_day ON model_calls (day);
 CREATE INDEX IF NOT EXISTS model_calls_model ON model_calls (model, created_at);
 """
 
+# One name for the task kind (`kind`, as in `tasks`), and whether an attempt's tokens were estimated (the endpoint
+# reported no usage).
+_V3 = """
+ALTER TABLE metrics RENAME COLUMN task_type TO kind;
+ALTER TABLE metrics ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0;
+"""
+
 # Issue 14: the result cache; cached prompt tokens and the money they (and the result cache) saved, per call and per
 # attempt; the count of tasks by status and priority, kept by triggers, so that a submit checks the queue's size and a
 # new task's position without counting the table (it was O(queue) per submit); and fewer indexes to write per task:
@@ -145,6 +152,7 @@ END;
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "tasks and metrics", _V1),
     (2, "model state and model calls", _V2),
+    (3, "metrics: task_type is kind; tokens_estimated", _V3),
     (4, "result cache, cached tokens and savings, task counts", _V4),
 ]
 LATEST = MIGRATIONS[-1][0]
