@@ -17,6 +17,7 @@ from typing import Any
 from oh_lsp import events as ev
 from oh_lsp import result_cache
 from oh_lsp.attempt import Executor, Outcome, TaskContext, retry_delay
+from oh_lsp.batching import Batches
 from oh_lsp.config import OpenHandsConfig
 from oh_lsp.edits import DeliveryReport, Edit, FileOutcome, apply_to_disk
 from oh_lsp.errors import StoreUnavailableError
@@ -90,6 +91,8 @@ class ExecutionEngine:
         self.overwrite = overwrite
         self.poll_interval = poll_interval
         self.events = ev.EventBus()
+        self.batches = Batches(self.config.batch_window_seconds)  # similar tasks to one model, the first ahead
+        self.events.subscribe(self.batches.on_event)
         self._executor: Executor = executor or default_executor(self.config)
         self._workers: list[asyncio.Task[None]] = []
         self._jobs: dict[str, asyncio.Task[Outcome]] = {}
@@ -132,6 +135,7 @@ class ExecutionEngine:
         if max_concurrent_tasks is not None and max_concurrent_tasks < 1:
             raise ValueError("max_concurrent_tasks must be at least 1")
         self.config = config
+        self.batches.window = config.batch_window_seconds
         if self._gateway is not None:  # still used by running tasks: closed when the engine stops
             self._retired_gateways.append(self._gateway)
             self._gateway = None
@@ -224,17 +228,28 @@ class ExecutionEngine:
         return summary
 
     async def wait_for(self, task_id: str, timeout: float | None = None) -> QueuedTask:
-        """Wait until `task_id` ends (completed, failed or cancelled), whichever process runs it."""
+        """Wait until `task_id` ends (completed, failed or cancelled), whichever process runs it: at once when this
+        engine ends it (its final event), else at the next look at the store."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            task = await self.queue.get_task(task_id)
-            if task is None:
-                raise KeyError(f"no task {task_id}")
-            if task.status.is_final:
-                return task
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"task {task_id} is still {task.status.value}")
-            await asyncio.sleep(min(self.poll_interval, 0.2))
+        ended = asyncio.Event()
+        unsubscribe = self.events.subscribe(
+            lambda event: ended.set() if event.task_id == task_id and event.is_final else None
+        )
+        try:
+            while True:
+                task = await self.queue.get_task(task_id)
+                if task is None:
+                    raise KeyError(f"no task {task_id}")
+                if task.status.is_final:
+                    return task
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"task {task_id} is still {task.status.value}")
+                try:
+                    await asyncio.wait_for(ended.wait(), min(self.poll_interval, 0.2))
+                except TimeoutError:
+                    pass
+        finally:
+            unsubscribe()
 
     async def run_until_idle(self, timeout: float | None = None) -> None:
         """Return once no task is pending or running (tasks waiting hours for a rate-limit reset do not count)."""
@@ -344,13 +359,17 @@ class ExecutionEngine:
 
     async def _attempt(self, task: QueuedTask, context: TaskContext) -> Outcome:
         """One attempt, under the task's lease, timeout and cancellation: the result cache's answer when it has one
-        for these inputs, else the executor's (kept in the cache when it completes)."""
+        for these inputs, else the executor's (kept in the cache when it completes), once the task's place in its
+        batch of similar tasks allows (`batching.py`)."""
         key = await self._cache_key(task)
         if key is not None and not result_cache.bypassed(task):
             entry = await self.queue.cache_get(key)
             if entry is not None:
                 context.emit(ev.PROGRESS, message=result_cache.describe(entry), from_cache=True)
                 return result_cache.served(task, entry)
+        if self.batches.waits(task):
+            context.emit(ev.PROGRESS, message="batched: waiting for its batch's first answer", batched=True)
+        context.preferred_model = await self.batches.admit(task)
         outcome = await self._executor(task, context)
         if key is not None and outcome.status == "completed":
             await self._remember(task, key, outcome)

@@ -126,7 +126,9 @@ async def ask_model(
         chunks += 1
         ctx.emit(ev.TOKENS, chunks=chunks)
 
-    answer = await ctx.gateway.complete(task, messages, emit=ctx.emit, on_delta=on_delta, refit=refit)
+    answer = await ctx.gateway.complete(
+        task, messages, emit=ctx.emit, on_delta=on_delta, refit=refit, prefer=ctx.preferred_model
+    )
     metrics.model_id = answer.model
     metrics.prompt_tokens += answer.prompt_tokens
     metrics.completion_tokens += answer.completion_tokens

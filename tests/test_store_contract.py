@@ -413,10 +413,19 @@ def test_a_version_2_store_is_migrated_in_place_with_its_rows(
     with monkeypatch.context() as old_oh_lsp:  # what oh-lsp wrote before schema 3
         old_oh_lsp.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
         old_oh_lsp.setattr(schema, "LATEST", 2)
-        old = open_spec(backend.spec)
-        task_id, _ = old.add(task("kept"), dedupe_key="k", max_size=10)
-        old.record_model_call(ModelCall("m1", "ok", task_id=task_id, cost=0.25))
-        old.close()
+        open_spec(backend.spec).close()
+    task_id = "kept-task"  # the rows that oh-lsp wrote: a task and a model call, by that version's columns
+    now = "now()" if backend.name == "postgres" else "1000000.0"
+    backend.sql(
+        f"INSERT INTO {backend.table('tasks')} (id, kind, description, priority, status, submitter, dedupe_key,"
+        f" max_retries, created_at) VALUES (?, 'unit_test', 'kept', 2, 'pending', 'cli', 'k', 2, {now})",
+        (task_id,),
+    )
+    backend.sql(
+        f"INSERT INTO {backend.table('model_calls')} (created_at, day, task_id, model, outcome, cost)"
+        f" VALUES ({now}, '2025-01-01', ?, 'm1', 'ok', 0.25)",
+        (task_id,),
+    )
     metrics = backend.table("metrics")
     backend.sql(
         f"INSERT INTO {metrics} (task_id, attempt, model_id, task_type, success, validation_passed, tokens_used,"
@@ -435,6 +444,7 @@ def test_a_version_2_store_is_migrated_in_place_with_its_rows(
     columns = backend.columns("metrics")
     assert {"kind", "tokens_estimated"} <= columns and "task_type" not in columns
     assert store.get(task_id).description == "kept" and store.spent(task_id=task_id) == 0.25
+    assert store.stats()["pending"] == 1  # schema 4 counts the tasks by status from those already there
     summary = store.metrics_summary()
     assert summary["system"]["executions"] == 1 and summary["system"]["total_tokens"] == 40
     assert summary["task_types"]["unit_test"]["executions"] == 1

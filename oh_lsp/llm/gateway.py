@@ -139,17 +139,23 @@ class ModelGateway:
         emit: Callable[..., None],
         on_delta: DeltaCallback | None = None,
         refit: Refit | None = None,
+        prefer: str | None = None,
     ) -> ChatResult:
         """One answer for `task`. Raises `ModelCallError` (with `.model` set) when no model could give one.
         `refit(tokens)` builds the messages again for a smaller prompt, after a context-length error or for a model
-        with a small context."""
+        with a small context. `prefer` heads the chain when it is in it (the model whose prompt cache a batch of
+        similar tasks warmed); a model the task pins wins over it."""
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
         selection = await self.select(task)
+        ranked = preferred_first(selection.ranked, prefer)
+        why = selection.why
+        if ranked and selection.ranked and ranked[0] is not selection.ranked[0]:
+            why = f"{ranked[0].name}: its batch's first task was answered by it (its prompt cache is warm)"
         rotation = Rotation(
-            selection.ranked,
+            ranked,
             self.health,
-            why=selection.why,
+            why=why,
             deadline=time.monotonic() + self.config.timeout_seconds * DEADLINE_SHARE,
         )
         fit = PromptFit(messages, refit=refit, default_max_tokens=self.config.max_tokens, limits=self.context_limit)
@@ -260,6 +266,12 @@ class ModelGateway:
         await self.client.aclose()
         if self._own_store_thread:
             self.store_thread.close(wait=False)
+
+
+def preferred_first(ranked: list[ModelInfo], prefer: str | None) -> list[ModelInfo]:
+    """`ranked` with the model named `prefer` first, when it is there."""
+    chosen = [m for m in ranked if m.name == prefer]
+    return chosen + [m for m in ranked if m.name != prefer] if chosen else ranked
 
 
 def _figures(error: ModelCallError) -> dict[str, Any]:

@@ -87,7 +87,8 @@ class PromptCache:
       part are cached (written, at `write` x the prompt price); a later prompt that starts with one reads it.
 
     Cached tokens are billed at `read` x the prompt price. Tokens are characters / 4, as the scripted usage counts
-    them. Entries expire `ttl` seconds after their last use."""
+    them. A prompt is cached once the provider has read it (`account`'s `ready_in`, the reply's latency): a prompt
+    sent while an earlier one is still being read finds nothing. Entries expire `ttl` seconds after their last use."""
 
     mode: str = "breakpoints"
     read: float = 0.1
@@ -99,35 +100,38 @@ class PromptCache:
     def __post_init__(self) -> None:
         if self.mode not in ("automatic", "breakpoints"):
             raise ValueError(f"unknown prompt cache mode {self.mode!r}: automatic or breakpoints")
-        self._entries: dict[tuple[str, str], float] = {}  # (model, cached prefix) -> when it expires
+        self._entries: dict[tuple[str, str], tuple[float, float]] = {}  # (model, prefix) -> (readable from, expires)
         self._lock = threading.Lock()
 
-    def account(self, rec: RecordedRequest) -> dict[str, Any]:
-        """Read and write the cache for `rec`'s prompt: what `usage` reports of it."""
+    def account(self, rec: RecordedRequest, ready_in: float = 0.0) -> dict[str, Any]:
+        """Read and write the cache for `rec`'s prompt (readable by later prompts `ready_in` seconds from now): what
+        `usage` reports of it."""
         model, now = rec.model or "", time.monotonic()
         prompt, marks = _prompt_text(_messages(rec))
         with self._lock:
-            self._entries = {key: until for key, until in self._entries.items() if until > now}
+            self._entries = {key: times for key, times in self._entries.items() if times[1] > now}
+            readable = [p for (m, p), (ready, _) in self._entries.items() if m == model and ready <= now]
+            written = 0
             if self.mode == "automatic":
-                known = [p for (m, p) in self._entries if m == model]
-                shared = max((len(_common_prefix(prompt, p)) for p in known), default=0)
+                shared = max((len(_common_prefix(prompt, p)) for p in readable), default=0)
                 cached = _tokens(prompt[:shared]) // self.block * self.block
                 cached = cached if cached >= self.min_tokens else 0
-                written = 0
-                self._entries[(model, prompt)] = now + self.ttl
+                self._keep(model, prompt, now, ready_in)
             else:
-                hits = [p for (m, p) in self._entries if m == model and prompt.startswith(p)]
-                best = max(hits, key=len, default="")
+                best = max((p for p in readable if prompt.startswith(p)), key=len, default="")
                 cached = _tokens(best) if _tokens(best) >= self.min_tokens else 0
-                written = 0
                 for mark in marks:
                     prefix = prompt[:mark]
                     if _tokens(prefix) >= self.min_tokens and (model, prefix) not in self._entries:
                         written = max(written, _tokens(prefix) - cached)
-                    self._entries[(model, prefix)] = now + self.ttl
+                    self._keep(model, prefix, now, ready_in)
                 if best:
-                    self._entries[(model, best)] = now + self.ttl
+                    self._keep(model, best, now, 0.0)
         return {"cached_tokens": cached, "cache_write_tokens": written, "read": self.read, "write": self.write}
+
+    def _keep(self, model: str, prefix: str, now: float, ready_in: float) -> None:
+        ready = self._entries.get((model, prefix), (now + ready_in, 0.0))[0]
+        self._entries[(model, prefix)] = (min(ready, now + ready_in), now + self.ttl)
 
 
 def _prompt_text(messages: list[dict[str, Any]]) -> tuple[str, list[int]]:
