@@ -3,12 +3,12 @@
 Tasks of the same kind on the same target (other symbols, other gaps of one module) share their prompt's stable part
 word for word (`oh_lsp.llm.prompt_cache`). A provider caches that part once a call has sent it, for that model only.
 So when several such tasks become runnable within `window` seconds of each other, the first (the batch's leader)
-goes ahead and the others wait until its first model call has been answered (the cache is written then), and then
-go to the model that answered it, all at once. A task of the batch that comes later goes to that model too, without
-waiting. Tasks with no target, or with the window at 0, are not batched.
+goes ahead and the others wait until its first model call is being answered (the provider has read the prompt, and
+cached it, by its first words), and then go to the model that answers it, all at once. A task of the batch that comes
+later goes to that model too, without waiting. Tasks with no target, or with the window at 0, are not batched.
 
-The engine feeds every event to `on_event` (the leader's `model_chosen` and final `tokens` events say which model
-answered and when) and asks `admit` before a task's first model call.
+The engine feeds every event to `on_event` (the leader's `model_chosen` and first `tokens` events say which model
+answers, and when) and asks `admit` before a task's first model call.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Batch:
     leader: str  # task id
     started: float  # time.monotonic() of the leader's start
     model: str | None = None  # the model that answered the leader's first call
-    warm: asyncio.Event = field(default_factory=asyncio.Event)  # set once that call ended (answered or not)
+    warm: asyncio.Event = field(default_factory=asyncio.Event)  # set once that call answers (or the leader ends)
     last_used: float = 0.0
     members: int = 1
 
@@ -85,7 +85,7 @@ class Batches:
             return
         if event.kind == ev.MODEL_CHOSEN and event.data.get("model"):
             self._chosen[event.task_id] = str(event.data["model"])
-        elif event.kind == ev.TOKENS and event.data.get("final"):
+        elif event.kind == ev.TOKENS:  # its first streamed words: the provider has read the prompt and cached it
             batch.model = batch.model or self._chosen.get(event.task_id)
             batch.warm.set()
         elif event.is_final or event.kind == ev.RETRYING:  # ended before an answer: nobody waits any longer

@@ -102,6 +102,7 @@ class ExecutionEngine:
         self._idle_wait = poll_interval
         self._stopping = False
         self._gateway: Any = None
+        self._loaded_kinds: set[str] = set()  # task kinds whose modules (and the gateway's) are imported
         self._retired_gateways: list[Any] = []
         self._exclude = [state_dir(self.root), state_base()]  # kept out of sandbox copies, hidden from them
 
@@ -367,6 +368,8 @@ class ExecutionEngine:
             if entry is not None:
                 context.emit(ev.PROGRESS, message=result_cache.describe(entry), from_cache=True)
                 return result_cache.served(task, entry)
+        if task.kind not in self._loaded_kinds:
+            await asyncio.to_thread(self._load_runtime, task.kind)
         if self.batches.waits(task):
             context.emit(ev.PROGRESS, message="batched: waiting for its batch's first answer", batched=True)
         context.preferred_model = await self.batches.admit(task)
@@ -374,6 +377,19 @@ class ExecutionEngine:
         if key is not None and outcome.status == "completed":
             await self._remember(task, key, outcome)
         return outcome
+
+    def _load_runtime(self, kind: str) -> None:
+        """Import what running a task needs (the model gateway with its HTTP client, the task kind) on a worker
+        thread, once: an idle engine does without them (a language server's memory), and the event loop never waits
+        for them."""
+        import importlib
+
+        from oh_lsp.kinds.registry import KIND_MODULES
+
+        importlib.import_module("oh_lsp.llm.gateway")
+        if kind in KIND_MODULES:
+            importlib.import_module(KIND_MODULES[kind])
+        self._loaded_kinds.add(kind)
 
     async def _cache_key(self, task: QueuedTask) -> str | None:
         """The result cache's key of `task`'s inputs now (None: the cache does not serve it)."""
