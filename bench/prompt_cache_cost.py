@@ -66,11 +66,15 @@ def answer(request: RecordedRequest) -> Reply:
     return Reply.text(f"```python\n{tests}```")
 
 
-async def one_run(folder: Path, server: ScriptedModelServer, tasks: int, latency: float, **settings: Any) -> dict:
+async def one_run(
+    folder: Path, server: ScriptedModelServer, tasks: int, latency: float, **settings: Any
+) -> dict[str, Any]:
     project = folder / "proj"
     (project / "pkg").mkdir(parents=True)
     (project / "pkg" / "__init__.py").write_text("")
-    (project / "pkg" / "big.py").write_text('"""Twenty ways to sum."""\n' + "".join(FUNCTION.format(n=n) for n in range(20)))
+    (project / "pkg" / "big.py").write_text(
+        '"""Twenty ways to sum."""\n' + "".join(FUNCTION.format(n=n) for n in range(20))
+    )
     (project / "pyproject.toml").write_text('[project]\nname = "proj"\nversion = "0"\n')
     catalog = folder / "catalog.json"
     catalog.write_text(

@@ -2,10 +2,11 @@
 
 Tasks of the same kind on the same target (other symbols, other gaps of one module) share their prompt's stable part
 word for word (`oh_lsp.llm.prompt_cache`). A provider caches that part once a call has sent it, for that model only.
-So when several such tasks become runnable within `window` seconds of each other, the first (the batch's leader)
-goes ahead and the others wait until its first model call is being answered (the provider has read the prompt, and
-cached it, by its first words), and then go to the model that answers it, all at once. A task of the batch that comes
-later goes to that model too, without waiting. Tasks with no target, or with the window at 0, are not batched.
+So when several such tasks become runnable within `window` seconds of the first (the batch's leader), the leader goes
+ahead and the others wait until its first model call is being answered (the provider has read the prompt, and cached
+it, by its first words), and then go to the model that answers it, all at once. A task that comes after the window
+leads a batch of its own: the selector's choice stands for it. Tasks with no target, or with the window at 0, are not
+batched.
 
 The engine feeds every event to `on_event` (the leader's `model_chosen` and first `tokens` events say which model
 answers, and when) and asks `admit` before a task's first model call.
@@ -20,7 +21,6 @@ from dataclasses import dataclass, field
 from oh_lsp import events as ev
 from oh_lsp.tasks import QueuedTask
 
-LINGER_SECONDS = 300.0  # a batch is forgotten this long after its last task began (a provider cache's usual life)
 MAX_WAIT_SECONDS = 120.0  # a follower never waits longer than this for its leader's first answer
 
 
@@ -30,7 +30,6 @@ class Batch:
     started: float  # time.monotonic() of the leader's start
     model: str | None = None  # the model that answered the leader's first call
     warm: asyncio.Event = field(default_factory=asyncio.Event)  # set once that call answers (or the leader ends)
-    last_used: float = 0.0
     members: int = 1
 
 
@@ -52,15 +51,13 @@ class Batches:
         if key is None or self.window <= 0:
             return None
         now = time.monotonic()
-        self._forget_old(now)
         batch = self._batches.get(key)
-        if batch is None or batch.leader == task.task_id:
-            batch = self._batches[key] = Batch(leader=task.task_id, started=now, last_used=now)
+        if batch is None or batch.leader == task.task_id or now - batch.started > self.window:
+            batch = self._batches[key] = Batch(leader=task.task_id, started=now)
             self._leading[task.task_id] = batch
             return None
-        batch.last_used = now
         batch.members += 1
-        if not batch.warm.is_set() and now - batch.started <= self.window:
+        if not batch.warm.is_set():
             try:
                 await asyncio.wait_for(batch.warm.wait(), MAX_WAIT_SECONDS)
             except TimeoutError:
@@ -93,8 +90,6 @@ class Batches:
         if event.is_final:
             self._leading.pop(event.task_id, None)
             self._chosen.pop(event.task_id, None)
-
-    def _forget_old(self, now: float) -> None:
-        for key, batch in list(self._batches.items()):
-            if now - batch.last_used > LINGER_SECONDS and batch.warm.is_set():
-                del self._batches[key]
+            for key, known in list(self._batches.items()):
+                if known is batch and time.monotonic() - batch.started > self.window:
+                    del self._batches[key]  # no task can join it any more

@@ -103,6 +103,7 @@ class ExecutionEngine:
         self._stopping = False
         self._gateway: Any = None
         self._loaded_kinds: set[str] = set()  # task kinds whose modules (and the gateway's) are imported
+        self._delivering: set[str] = set()  # completed tasks whose edits this engine is writing now
         self._retired_gateways: list[Any] = []
         self._exclude = [state_dir(self.root), state_base()]  # kept out of sandbox copies, hidden from them
 
@@ -233,9 +234,16 @@ class ExecutionEngine:
         engine ends it (its final event), else at the next look at the store."""
         deadline = None if timeout is None else time.monotonic() + timeout
         ended = asyncio.Event()
-        unsubscribe = self.events.subscribe(
-            lambda event: ended.set() if event.task_id == task_id and event.is_final else None
-        )
+
+        def watch(event: ev.Event) -> None:
+            if event.task_id != task_id:
+                return
+            if (event.kind == ev.PROGRESS and "delivered" in event.data) or (
+                event.is_final and task_id not in self._delivering  # a result this engine writes: once written
+            ):
+                ended.set()
+
+        unsubscribe = self.events.subscribe(watch)
         try:
             while True:
                 task = await self.queue.get_task(task_id)
@@ -274,7 +282,12 @@ class ExecutionEngine:
         if self._gateway is None:
             from oh_lsp.llm.gateway import ModelGateway
 
-            self._gateway = ModelGateway(self.config, store=self.queue.store, store_thread=self.queue.store_thread)
+            self._gateway = ModelGateway(
+                self.config,
+                store=self.queue.store,
+                store_thread=self.queue.store_thread,
+                states=self.queue.model_states,
+            )
         return self._gateway
 
     async def _worker(self, number: int) -> None:
@@ -451,8 +464,11 @@ class ExecutionEngine:
                 lease_seconds=self.config.lease_seconds,
             )
             if done and status is TaskStatus.COMPLETED:
+                delivers = self.apply_edits and task.submitter == self.submitter
+                if delivers:
+                    self._delivering.add(task_id)
                 self.events.publish(ev.COMPLETED, task_id, result=outcome.result, **details)
-                if self.apply_edits and task.submitter == self.submitter:
+                if delivers:
                     await self._deliver(task_id)
             elif done:
                 self.events.publish(ev.FAILED, task_id, error=outcome.error, result=outcome.result, **details)
@@ -486,11 +502,14 @@ class ExecutionEngine:
 
     # --- delivery ----------------------------------------------------------------------------------------------
     async def _deliver(self, task_id: str) -> None:
-        task = await self.queue.get_task(task_id)
-        if task is None:
-            return
-        report = await asyncio.to_thread(deliver_task, self.root, task, overwrite=self.overwrite)
-        await self.queue.set_delivery(task_id, report.delivery_state)
+        try:
+            task = await self.queue.get_task(task_id)
+            if task is None:
+                return
+            report = await asyncio.to_thread(deliver_task, self.root, task, overwrite=self.overwrite)
+            await self.queue.set_delivery(task_id, report.delivery_state)
+        finally:
+            self._delivering.discard(task_id)
         self.events.publish(ev.PROGRESS, task_id, message=f"delivered: {report.summary()}", delivered=report.applied)
 
     async def _deliver_pending(self) -> None:

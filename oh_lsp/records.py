@@ -143,6 +143,29 @@ class ModelCall:
 
 
 @dataclass
+class StatesSnapshot:
+    """The models' states as last read from the store, shared by the queue (which reads them in the same trip as a
+    claim, when someone `wanted` them) and the model layer (which uses them while fresh instead of asking the store
+    again, and forgets them when it changes a state). `version` counts those changes."""
+
+    states: dict[str, ModelState] = field(default_factory=dict)
+    read_at: float = float("-inf")  # time.monotonic() of the read
+    wanted: bool = False
+    version: int = 0
+
+    def fresh(self, max_age: float) -> bool:
+        return time.monotonic() - self.read_at <= max_age
+
+    def put(self, states: dict[str, ModelState]) -> None:
+        self.states, self.read_at = states, time.monotonic()
+
+    def changed(self) -> None:
+        """A state was written: the snapshot is stale, and rankings made from it too."""
+        self.read_at = float("-inf")
+        self.version += 1
+
+
+@dataclass
 class CachedResult:
     """A completed task's result, kept in the store's result cache under the key of its inputs (`result_cache.py`)."""
 

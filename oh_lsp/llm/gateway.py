@@ -37,12 +37,13 @@ from oh_lsp.llm.health import ModelHealth
 from oh_lsp.llm.rotation import Rotation
 from oh_lsp.llm.selector import ModelSelector, Selection, TaskRequirements
 from oh_lsp.llm.tokens import estimate_usage
-from oh_lsp.records import ModelCall
+from oh_lsp.records import ModelCall, StatesSnapshot
 from oh_lsp.store.thread import StoreThread
 from oh_lsp.tasks import QueuedTask
 
 log = logging.getLogger("oh_lsp.models")
 DEADLINE_SHARE = 0.8  # of the task timeout, for the request layer (the rest is for validation)
+RANK_SECONDS = 30.0  # a ranked chain is made again at least this often (the observed calls move it)
 LIST_MODELS_TIMEOUT = 5.0
 
 
@@ -55,6 +56,7 @@ class ModelGateway:
         client: ChatClient | None = None,
         selector: ModelSelector | None = None,
         store_thread: StoreThread | None = None,
+        states: StatesSnapshot | None = None,
     ) -> None:
         if store is None:
             from oh_lsp.store import open_store
@@ -65,11 +67,14 @@ class ModelGateway:
         self._own_store_thread = store_thread is None
         self.store_thread = store_thread or StoreThread()  # an engine passes its queue's: one thread per store
         self.client = client or ChatClient(config)
-        self.health = ModelHealth(store, BreakerPolicy.from_config(config), config.base_url, self.store_thread)
+        # `states`: the engine's queue reads them with each claim (StatesSnapshot)
+        self.health = ModelHealth(store, BreakerPolicy.from_config(config), config.base_url, self.store_thread, states)
         self.budget = Budget(config, store, self.store_thread)
         self._selector = selector
         self._selector_ready = asyncio.Lock()  # many workers ask at once; the first one builds it
         self._learned: dict[str, int] | None = None  # context lengths the endpoint's errors gave, by model id
+        # ranked chains by (requirements, pinned model): (the states' version they were made at, when, the ranking)
+        self._ranked: dict[tuple[Any, ...], tuple[int, float, Selection]] = {}
 
     async def selector(self) -> ModelSelector:
         """The selector for this endpoint. For an endpoint other than OpenRouter, its ``/models`` list is read once
@@ -113,12 +118,22 @@ class ModelGateway:
             await asyncio.to_thread(remember_context_length, self.config.base_url, model.id, tokens)
 
     async def select(self, task: QueuedTask) -> Selection:
-        """The ranked chain for `task` (also for other runtimes that need the same fallbacks)."""
+        """The ranked chain for `task` (also for other runtimes that need the same fallbacks).
+
+        Ranking reads the catalog and the models' observed calls (a few milliseconds on the store's thread): the
+        ranked chain of the same requirements is reused until a model's state changes, or for `RANK_SECONDS`.
+        Which of its models can take a call now is judged from the states each time."""
         selector = await self.selector()
         pinned = task.metadata.get("model")
         try:
             requirements = None if pinned else TaskRequirements.for_task(task, self.config)
-            return await self.store_thread.run(selector.explain, requirements, pinned=str(pinned) if pinned else None)
+            key = (str(pinned) if pinned else None, requirements.key() if requirements else None)
+            version = self.health.snapshot.version
+            cached = self._ranked.get(key)
+            if cached is None or cached[0] != version or time.monotonic() - cached[1] > RANK_SECONDS:
+                ranked = await self.store_thread.run(selector.explain, requirements, pinned=key[0], states={})
+                self._ranked[key] = cached = (version, time.monotonic(), ranked)
+            return selector.available(cached[2], await self.health.states(), time.time())
         except ValueError as exc:  # NoModelError, or metadata that makes no sense
             raise ModelCallError(ErrorKind.NO_MODEL, str(exc)) from None
 

@@ -39,6 +39,11 @@ class StoreThread:
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`fn(*args, **kwargs)` on the store's thread, awaited without blocking the event loop."""
+        return await self.later(fn, *args, **kwargs)
+
+    def later(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        """`fn(*args, **kwargs)` queued for the store's thread; the future says how it went. Calls run in the order
+        they were queued, so a later call sees what this one wrote."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._ready:
@@ -49,7 +54,7 @@ class StoreThread:
                 self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
                 self._thread.start()
             self._ready.notify()
-        return await future
+        return future
 
     def _serve(self) -> None:
         while True:
