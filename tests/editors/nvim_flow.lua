@@ -28,8 +28,7 @@ local function wait(what, timeout_ms, check)
   end
 end
 
--- A part that waits for a server piece not every server has: its failure is written down (and checked by its own
--- test) instead of stopping the flow.
+-- A part whose failure is written down (and checked by its own test) instead of stopping the flow.
 out.optional_errors = {}
 local function optional(name, part)
   local ok, err = pcall(part)
@@ -220,6 +219,16 @@ local function run()
   end)
   out.candidate_notifications = vim.list_slice(out.notifications, notes_before + 1)
   vim.cmd('edit ' .. project .. '/pkg/calc.py')
+  -- a task with no rejected candidate (it completed): one message, and the window stays where it was
+  local completed = client:request_sync('workspace/executeCommand',
+    { command = 'ohLsp.listTasks', arguments = { { status = 'completed' } } }, 10000, buf).result
+  out.completed_task = completed[1].taskId
+  notes_before = #out.notifications
+  vim.cmd('OhCandidate ' .. out.completed_task)
+  wait('the message about the missing candidate', 10000, function() return #out.notifications > notes_before end)
+  vim.wait(300) -- nothing else follows
+  out.no_candidate_notifications = vim.list_slice(out.notifications, notes_before + 1)
+  out.buffer_after_no_candidate = vim.api.nvim_buf_get_name(0)
 
   -- 3. the "Refactor add…" code action: a client-side command that asks for the instruction
   step('refactor (client command)')
