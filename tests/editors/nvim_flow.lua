@@ -219,6 +219,16 @@ local function run()
   end)
   out.candidate_notifications = vim.list_slice(out.notifications, notes_before + 1)
   vim.cmd('edit ' .. project .. '/pkg/calc.py')
+  -- the same from the failure's quick fix (on `def divide`, where the diagnostic is): ohLsp.openCandidate
+  optional('candidate_fix', function()
+    vim.api.nvim_win_set_cursor(0, { 8, 0 })
+    vim.lsp.buf.code_action({ apply = true, filter = function(a) return a.title == 'Open the rejected candidate' end })
+    wait('the candidate buffer from the quick fix', 10000, function()
+      return vim.api.nvim_buf_get_name(0):find('^oh%-lsp://candidate/') ~= nil
+    end)
+    out.candidate_from_fix = vim.api.nvim_buf_get_name(0)
+  end)
+  vim.cmd('edit ' .. project .. '/pkg/calc.py')
   -- a task with no rejected candidate (it completed): one message, and the window stays where it was
   local completed = client:request_sync('workspace/executeCommand',
     { command = 'ohLsp.listTasks', arguments = { { status = 'completed' } } }, 10000, buf).result

@@ -258,6 +258,8 @@ def test_the_rejected_candidate_opens_read_only(flow) -> None:
     assert "def test_divide_by_zero_gives_zero():" in candidate["lines"]
     assert candidate["buftype"] == "nofile" and candidate["readonly"] and not candidate["modifiable"]
     assert candidate["filetype"] == "python"
+    assert "candidate_fix" not in flow["optional_errors"], flow["optional_errors"].get("candidate_fix")
+    assert flow["candidate_from_fix"] == candidate["name"], "the quick fix on the failure opens the same document"
 
 
 def test_a_task_without_a_candidate_is_told_in_one_message(flow) -> None:
