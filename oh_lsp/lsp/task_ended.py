@@ -1,6 +1,6 @@
-"""The `ohLsp/taskEnded` notification (an extension of the editor contract): how a task this session started ended,
-sent just before its progress ends, so that the editor can say it with actions ("Open tests", "Show details",
-"Open candidate").
+"""The `ohLsp/taskEnded` notification (an extension of the editor protocol, README "In the editor"): how a task this
+session started ended, sent just before its progress ends, so that the editor can say it with actions ("Open tests",
+"Show details", "Open candidate").
 
 `{taskId, progressToken, kind, status, target, outputFile, outputUri, written, delivery, score, testsKept,
 testsDropped: [{name, reason}], coverage: {before, after} | null, mutation: {before, after} | null, cost, model, error,
