@@ -111,6 +111,15 @@ async def start_server(
     return client
 
 
+async def start_vscode_server(
+    workspace: tuple[Path, Path], base_url: str, light_python: Path, **env: str | None
+) -> LanguageClient:
+    """`start_server` for a module's shared server: VS Code's recorded capabilities, the light test interpreter."""
+    project, state = workspace
+    capabilities = pytest_lsp.client_capabilities("visual-studio-code")
+    return await start_server(project, state, base_url, capabilities, OH_LSP_PYTHON=str(light_python), **env)
+
+
 async def stop_server(client: LanguageClient) -> None:
     try:
         await asyncio.wait_for(client.shutdown_session(), 20)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-import pytest_lsp
 from lsprotocol import types as t
 from pygls.exceptions import JsonRpcInvalidParams
 
@@ -21,7 +20,7 @@ from tests.lsp_client import (
     ended,
     make_project,
     run_command,
-    start_server,
+    start_vscode_server,
     stop_server,
     until,
 )
@@ -61,14 +60,7 @@ def model():
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(workspace, model, light_python):
-    project, state = workspace
-    client = await start_server(
-        project,
-        state,
-        model.base_url,
-        pytest_lsp.client_capabilities("visual-studio-code"),
-        OH_LSP_PYTHON=str(light_python),
-    )
+    client = await start_vscode_server(workspace, model.base_url, light_python)
     yield client
     await stop_server(client)
 

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-import pytest_lsp
 from lsprotocol import types as t
 from pygls.exceptions import JsonRpcInvalidParams
 
 from oh_lsp.testing.model_server import Reply, ScriptedModelServer
 from tests.conftest import GOOD_TESTS, fenced
-from tests.lsp_client import candidate, ended, make_project, run_command, start_server, stop_server, until
+from tests.lsp_client import candidate, ended, make_project, run_command, start_vscode_server, stop_server, until
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
@@ -55,15 +54,7 @@ def model():
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(workspace, model, light_python):
-    project, state = workspace
-    client = await start_server(
-        project,
-        state,
-        model.base_url,
-        pytest_lsp.client_capabilities("visual-studio-code"),
-        OH_LSP_PYTHON=str(light_python),
-        OPENHANDS_MODEL=None,  # no model chosen: the selector's choice
-    )
+    client = await start_vscode_server(workspace, model.base_url, light_python, OPENHANDS_MODEL=None)  # no model set
     yield client
     await stop_server(client)
 
@@ -132,32 +123,30 @@ async def test_review_edits_on_annotates_the_edit_and_off_sends_it_plain(client,
         )
 
 
+async def failing_module_task(client, calc: str, model, tests: str) -> dict[str, t.Diagnostic]:
+    """A module-wide task whose answer is `tests`, which fail: its diagnostics on the target, by code."""
+    model.script(Reply.text(fenced(tests)))
+    result, end = await generate(client, {"uri": calc, "description": tests})
+    assert end.message.startswith("failed: ")
+    found = await until(
+        lambda: [d for d in client.diagnostics.get(calc, []) if d.data["taskId"] == result["taskId"]],
+        10,
+        "the diagnostics",
+    )
+    return {d.code: d for d in found}
+
+
 async def test_a_module_tasks_failing_test_points_at_the_function_it_tests(client, calc, model) -> None:
     """No symbol was given: the failing test's diagnostic goes to the function under test, found from its traceback
     (`divide`, where it raised), or else from its call (`plus` is `add`: the traceback never enters the target)."""
-    model.script(Reply.text(fenced(RAISES_IN_DIVIDE)))
-    result, end = await generate(client, {"uri": calc, "description": "module, raises"})
-    assert end.message.startswith("failed: ")
-    failed = await until(
-        lambda: [d for d in client.diagnostics.get(calc, []) if d.data["taskId"] == result["taskId"]],
-        10,
-        "the diagnostics",
-    )
-    by_code = {d.code: d for d in failed}
+    by_code = await failing_module_task(client, calc, model, RAISES_IN_DIVIDE)
     assert by_code["test-failed"].range.start.line == 7, "`def divide`, where the test's traceback went"
     assert by_code["possible-bug"].range.start.line == 9  # the `raise`, as before
 
-    model.script(Reply.text(fenced(ASSERTS_WRONG_SUM)))
-    result, end = await generate(client, {"uri": calc, "description": "module, wrong sum"})
-    assert end.message.startswith("failed: ")
-    failed = await until(
-        lambda: [d for d in client.diagnostics.get(calc, []) if d.data["taskId"] == result["taskId"]],
-        10,
-        "the diagnostics",
-    )
-    (test_failed,) = [d for d in failed if d.code == "test-failed"]
+    by_code = await failing_module_task(client, calc, model, ASSERTS_WRONG_SUM)
+    test_failed = by_code["test-failed"]
     assert test_failed.range.start.line == 3, "`def add`, the function its call names"
-    assert "possible-bug" not in {d.code for d in failed}
+    assert "possible-bug" not in by_code
 
 
 async def test_the_candidate_request_gives_each_file_and_refuses_bad_input_clearly(client, calc, model) -> None:

@@ -100,28 +100,13 @@ def task_fixes(diagnostics: Iterable[t.Diagnostic]) -> list[t.CodeAction]:
             by_task.setdefault(task_id, []).append(diagnostic)
     fixes = []
     for task_id, found in by_task.items():
-        fixes.append(
-            _action(
-                "Regenerate with feedback",
-                QUICKFIX,
-                cmd.RETRY_TASK,
-                {"taskId": task_id, "withFeedback": True},
-                diagnostics=found,
-            )
-        )
+        offered = [("Regenerate with feedback", cmd.RETRY_TASK, {"taskId": task_id, "withFeedback": True})]
         attempt = next(
             (d.data.get("attempt") for d in found if isinstance(d.data, dict) and d.data.get("attempt")), None
         )
         if isinstance(attempt, int):
-            fixes.append(
-                _action(
-                    "Open the rejected candidate",
-                    QUICKFIX,
-                    cmd.OPEN_CANDIDATE,
-                    {"taskId": task_id, "attempt": attempt},
-                    diagnostics=found,
-                )
-            )
+            offered.append(("Open the rejected candidate", cmd.OPEN_CANDIDATE, {"taskId": task_id, "attempt": attempt}))
+        fixes.extend(_action(title, QUICKFIX, command, args, diagnostics=found) for title, command, args in offered)
     return fixes
 
 
