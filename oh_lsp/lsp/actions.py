@@ -98,7 +98,7 @@ def task_fixes(diagnostics: Iterable[t.Diagnostic]) -> list[t.CodeAction]:
         task_id = task_of(diagnostic)
         if task_id:
             by_task.setdefault(task_id, []).append(diagnostic)
-    fixes = []
+    fixes: list[t.CodeAction] = []
     for task_id, found in by_task.items():
         offered = [("Regenerate with feedback", cmd.RETRY_TASK, {"taskId": task_id, "withFeedback": True})]
         attempt = next(
