@@ -174,6 +174,9 @@ local function run()
     vim.cmd('OhResult')
     wait('the tests opened by :OhResult', 2000, function() return vim.api.nvim_buf_get_name(0) == test_file end)
     out.result_opened = vim.api.nvim_buf_get_name(0)
+    vim.cmd('OhResult!') -- the details of the same task, from the server's ohLsp/taskEnded
+    out.result_details = vim.api.nvim_buf_get_lines(0, 0, -1, false)
+    vim.cmd('close')
   end)
   vim.cmd('edit ' .. project .. '/pkg/calc.py')
 
@@ -337,7 +340,7 @@ local function run()
   -- :OhResult!'s details (formatting only: the ohLsp/taskEnded payload is written here, as a server would send it)
   out.details_lines = require('oh_lsp.outcome').lines({ taskId = 't', kind = 'unit_test', status = 'completed',
     target = 'pkg/calc.py', outputFile = 'tests/pkg/test_calc.py', score = 0.92, coverage = { before = 40, after = 95.4 },
-    cost = 0.0015, model = 'deepseek-chat', testsKept = { 'test_add', 'test_divide' },
+    mutation = { before = vim.NIL, after = 62.5 }, cost = 0.0015, model = 'deepseek-chat', testsKept = { 'test_add', 'test_divide' },
     testsDropped = { { name = 'test_flaky', reason = 'flaky: failed 1 of 3 runs' } } })
 
   -- a breaker that is open (formatting only: the payload is written here, as a server would send it)

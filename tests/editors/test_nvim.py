@@ -283,6 +283,7 @@ def test_oh_result_details_show_score_tests_kept_and_dropped_coverage_and_cost(f
         "Result: tests/pkg/test_calc.py",
         "Score: 0.92",
         "Line coverage of the target: 40% -> 95%",
+        "Mutants of the target detected: 63%",
         "Cost: $0.0015 (deepseek-chat)",
         "",
         "Tests kept (2):",
@@ -297,6 +298,21 @@ def test_oh_result_details_show_score_tests_kept_and_dropped_coverage_and_cost(f
 def test_oh_result_opens_the_tests_the_task_delivered(flow) -> None:
     assert "result" not in flow["optional_errors"], flow["optional_errors"].get("result")
     assert flow["result_opened"] == str(flow["project"] / "tests" / "pkg" / "test_calc.py")
+    details = flow["result_details"]  # :OhResult! of the same task: what the server sent
+    assert details[:4] == [
+        "oh-lsp: unit_test for pkg/calc.py",
+        "",
+        "Status: completed (applied in the editor)",
+        "Result: tests/pkg/test_calc.py",
+    ]
+    assert details[4].startswith("Score: ") and details[5].startswith("Line coverage of the target: ")
+    assert details[5].endswith(" -> 100%") and "Cost: $0.0012 (test-model)" in details
+    assert details[details.index("Tests kept (3):") :] == [
+        "Tests kept (3):",
+        "  test_add",
+        "  test_divide",
+        "  test_divide_by_zero",
+    ]
 
 
 def test_the_refactor_code_action_asks_for_the_instruction(flow) -> None:
