@@ -136,6 +136,25 @@ def bare_python(light_python: Path) -> Path:
     return light_python
 
 
+def python_without_coverage(light_python: Path, base: Path) -> Path:
+    """A project interpreter with pytest but no coverage.py (light_python's tools less coverage): to measure what
+    the generated tests cover, the server must lend it its own coverage.py, the one the .vsix bundles."""
+    tools = light_python.parent.parent / "test-tools"
+    venv = base / "no-coverage"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    shutil.copytree(tools, venv / "test-tools", ignore=shutil.ignore_patterns("coverage", "__pycache__"))
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(site, "oh_lsp_test_tools.pth").write_text(str(venv / "test-tools") + "\n")
+    assert has_module(python, "pytest") and not has_module(python, "coverage")
+    return python
+
+
 def old_python() -> Path | None:
     """An interpreter older than 3.11, if this machine has one."""
     return next((p for p in interpreters() if (version_of(p) or (3, 99)) < (3, 11)), None)
@@ -446,6 +465,7 @@ def run(editor, vsix, model, tmp_path_factory, light_python) -> dict:
     (project / "pkg" / "other.py").write_text(OTHER)
     (project / "pkg" / "slow.py").write_text(SLOW)
     python = bare_python(light_python)
+    project_python = python_without_coverage(light_python, base)
     (base / "bin").mkdir()
     (base / "bin" / "python3").symlink_to(python)
     old = old_python()
@@ -469,9 +489,11 @@ def run(editor, vsix, model, tmp_path_factory, light_python) -> dict:
         # this environment is the user's already (as when VS Code is started from a shell): VS Code does not
         # replace it with the one a login shell's profile makes, whose PATH would find another python3 first
         "VSCODE_CLI": "1",
+        # the project's interpreter has pytest but not coverage.py: the bundled server lends its own
+        "OH_LSP_PYTHON": str(project_python),
     }
     found = selftest_in_code_server(editor, vsix, base, project, selftest, {}, light_python, True, env)
-    found.update(bare_python=python, bare_version=version_of(python), old_python=old)
+    found.update(bare_python=python, bare_version=version_of(python), old_python=old, project_python=project_python)
     return found
 
 
@@ -551,6 +573,14 @@ def test_generate_preview_accept_and_the_file_on_disk_passes_pytest(run, light_p
         timeout=120,
     )
     assert done.returncode == 0 and "3 passed" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_bundled_server_lends_coverage_to_a_project_interpreter_without_it(run) -> None:
+    """The project's interpreter has pytest but no coverage.py, and the server runs from the bundle (no
+    development packages): the coverage before → after in the end message was measured with the bundle's own
+    coverage.py, lent to the project's interpreter."""
+    assert not has_module(run["project_python"], "coverage")
+    assert re.search(r"coverage \d+% → 100%", run["endShown"]["text"]), run["endShown"]["text"]
 
 
 def test_this_editors_task_shows_as_a_notification_once_with_short_text(run) -> None:
