@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from oh_lsp.testing.model_server import Reply, ScriptedModelServer
-from tests.conftest import GOOD_TESTS, OH_VARS, fenced
+from tests.conftest import GOOD_TESTS, OH_VARS, fenced, site_packages
 from tests.lsp_client import make_project
 from tests.prerequisites import missing
 
@@ -144,13 +144,7 @@ def python_without_coverage(light_python: Path, base: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     shutil.copytree(tools, venv / "test-tools", ignore=shutil.ignore_patterns("coverage", "__pycache__"))
     python = venv / "bin" / "python"
-    site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    Path(site, "oh_lsp_test_tools.pth").write_text(str(venv / "test-tools") + "\n")
+    (site_packages(python) / "oh_lsp_test_tools.pth").write_text(str(venv / "test-tools") + "\n")
     assert has_module(python, "pytest") and not has_module(python, "coverage")
     return python
 
