@@ -86,13 +86,20 @@ def test_the_scripted_server_caches_at_breakpoints_as_openrouter_reports_it() ->
     assert other["cached_tokens"] == 0
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_a_repair_reads_the_conversation_from_the_prompt_cache(
-    project: Path, model_server, tmp_path: Path
+    project: Path, model_server, tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
     model_server.prompt_cache = PromptCache(mode="breakpoints")
     model_server.script(Reply.text(fenced(FAILING_TESTS)), Reply.text(fenced(GOOD_TESTS)))
     task = await run_task(
-        project, model_server, max_repair_iterations=1, quality_threshold=0.7, model_catalog=catalog(tmp_path)
+        project,
+        model_server,
+        max_repair_iterations=1,
+        quality_threshold=0.7,
+        model_catalog=catalog(tmp_path),
+        **({"queue_url": url} if url else {}),
     )
     assert task.status.value == "completed", task.error
     first, repair = model_server.requests
@@ -106,7 +113,7 @@ async def test_a_repair_reads_the_conversation_from_the_prompt_cache(
     assert cached > 0 and cached >= first.prompt_cache["cache_write_tokens"]
     from oh_lsp.store import open_store
 
-    store = open_store(project)
+    store = open_store(project, url=url)
     try:
         system = store.metrics_summary()["system"]
     finally:

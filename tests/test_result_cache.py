@@ -20,54 +20,64 @@ USAGE = {"prompt_tokens": 400, "completion_tokens": 100, "total_tokens": 500, "c
 TESTS_FILE = Path("tests/pkg/test_calc.py")
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_kw(request: pytest.FixtureRequest) -> dict[str, str]:
+    """`run_task`'s store: the project's SQLite store, or a PostgreSQL queue (the fleet's)."""
+    return {"queue_url": request.getfixturevalue("pg_url")} if request.param == "postgres" else {}
+
+
+def system_metrics(project: Path, store_kw: dict[str, str]) -> dict:
+    from oh_lsp.store import open_store
+
+    store = open_store(project, url=store_kw.get("queue_url"))
+    try:
+        return store.metrics_summary()["system"]
+    finally:
+        store.close()
+
+
 # --- the engine, against the scripted model and real pytest --------------------------------------------------------
-async def test_asking_again_with_nothing_changed_costs_nothing(project: Path, model_server) -> None:
+async def test_asking_again_with_nothing_changed_costs_nothing(project: Path, model_server, store_kw) -> None:
     model_server.script(Reply.text(fenced(GOOD_TESTS), usage=USAGE))
-    first = await run_task(project, model_server)
+    first = await run_task(project, model_server, **store_kw)
     assert first.status.value == "completed" and first.tokens == 500 and len(model_server.requests) == 1
     events: list = []
-    second = await run_task(project, model_server, events=events)  # nothing scripted: a model call would fail
+    second = await run_task(project, model_server, events=events, **store_kw)  # nothing scripted: a call would fail
     assert len(model_server.requests) == 1, "the second task called the model"
     assert second.status.value == "completed" and second.tokens == 0 and second.cost == 0.0
     assert second.result["from_cache"]["task_id"] == first.task_id
     assert second.result["from_cache"]["tokens"] == 500 and second.result["from_cache"]["cost"] == 0.0021
     assert second.result["edit"] == first.result["edit"] and second.result["content"] == GOOD_TESTS
     assert any(e.kind == "progress" and e.data.get("from_cache") for e in events)
-    from oh_lsp.store import open_store
-
-    store = open_store(project)
-    try:
-        system = store.metrics_summary()["system"]
-    finally:
-        store.close()
+    system = system_metrics(project, store_kw)
     assert system["cache_hits"] == 1 and system["saved_cost"] == pytest.approx(0.0021)
     assert system["executions"] == 2 and system["total_tokens"] == 500
 
 
-async def test_no_cache_asks_the_model_and_replaces_the_entry(project: Path, model_server) -> None:
+async def test_no_cache_asks_the_model_and_replaces_the_entry(project: Path, model_server, store_kw) -> None:
     model_server.script(Reply.text(fenced(GOOD_TESTS), usage=USAGE), Reply.text(fenced(GOOD_TESTS), usage=USAGE))
-    first = await run_task(project, model_server)
-    bypass = await run_task(project, model_server, metadata={"no_cache": True})
+    first = await run_task(project, model_server, **store_kw)
+    bypass = await run_task(project, model_server, metadata={"no_cache": True}, **store_kw)
     assert len(model_server.requests) == 2 and bypass.tokens == 500 and "from_cache" not in bypass.result
-    third = await run_task(project, model_server)
+    third = await run_task(project, model_server, **store_kw)
     assert len(model_server.requests) == 2
     assert third.result["from_cache"]["task_id"] == bypass.task_id != first.task_id, "the bypass's result replaced it"
 
 
-async def test_a_changed_test_file_is_a_miss_and_undoing_the_edit_a_hit(project: Path, model_server) -> None:
+async def test_a_changed_test_file_is_a_miss_and_undoing_the_edit_a_hit(project: Path, model_server, store_kw) -> None:
     model_server.script(Reply.text(fenced(GOOD_TESTS), usage=USAGE), Reply.text(fenced(GOOD_TESTS), usage=USAGE))
-    await run_task(project, model_server, apply_edits=True)  # the tests are written: the tests' text changed
+    await run_task(project, model_server, apply_edits=True, **store_kw)  # the tests are written: their text changed
     assert (project / TESTS_FILE).read_text() == GOOD_TESTS
-    after = await run_task(project, model_server)
+    after = await run_task(project, model_server, **store_kw)
     assert len(model_server.requests) == 2, "a changed test file must not be served from the cache"
     assert "from_cache" not in after.result
     (project / TESTS_FILE).unlink()  # the user undid the edit: the tests' text is back to before
-    undone = await run_task(project, model_server, apply_edits=True)
+    undone = await run_task(project, model_server, apply_edits=True, **store_kw)
     assert len(model_server.requests) == 2 and undone.result["from_cache"]
     assert (project / TESTS_FILE).read_text() == GOOD_TESTS, "the cached edit is delivered again"
     (project / "pkg" / "calc.py").write_text((project / "pkg" / "calc.py").read_text() + "\n# changed\n")
     model_server.script(Reply.text(fenced(GOOD_TESTS), usage=USAGE))
-    changed = await run_task(project, model_server)
+    changed = await run_task(project, model_server, **store_kw)
     assert len(model_server.requests) == 3 and "from_cache" not in changed.result, "a changed target is a miss"
 
 
