@@ -32,47 +32,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.lsp_latency import Client
+from bench.lsp_latency import Client, start_server
 from oh_lsp.testing.model_server import Reply, ScriptedModelServer
+from oh_lsp.testing.sample_project import GOOD_TESTS as TESTS
+from oh_lsp.testing.sample_project import make_project
 
-CALC = '''"""A small module to test."""
-
-
-def add(a, b):
-    return a + b
-
-
-def divide(a, b):
-    if b == 0:
-        raise ZeroDivisionError("b must not be zero")
-    return a / b
-'''
-TESTS = """import pytest
-
-from pkg.calc import add, divide
-
-
-def test_add():
-    assert add(2, 3) == 5
-
-
-def test_divide():
-    assert divide(6, 3) == 2
-
-
-def test_divide_by_zero():
-    with pytest.raises(ZeroDivisionError):
-        divide(1, 0)
-"""
 USAGE = {"prompt_tokens": 400, "completion_tokens": 120, "total_tokens": 520, "cost": 0.0012}
-
-
-def make_project(root: Path) -> Path:
-    (root / "pkg").mkdir(parents=True)
-    (root / "pkg" / "__init__.py").write_text("")
-    (root / "pkg" / "calc.py").write_text(CALC)
-    (root / "pyproject.toml").write_text('[project]\nname = "proj"\nversion = "0"\n')
-    return root
 
 
 def environment(tmp: Path, base_url: str) -> dict[str, str]:
@@ -159,34 +124,11 @@ class ProgressClient(Client):
 
 async def server(tmp: Path, model: ScriptedModelServer, repeat: int) -> dict[str, Any]:
     project = make_project(tmp / "lsp-proj")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "oh_lsp",
-        "serve",
-        env=environment(tmp, model.base_url),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    client = ProgressClient(proc)
+    workspace = {"applyEdit": True, "workspaceEdit": {"documentChanges": True, "resourceOperations": ["create"]}}
+    environ = environment(tmp, model.base_url)
+    client = await start_server(environ, project, {"trusted": True}, workspace, ProgressClient)
+    assert isinstance(client, ProgressClient)
     uri = (project / "pkg" / "calc.py").as_uri()
-    await client.request(
-        "initialize",
-        {
-            "processId": os.getpid(),
-            "rootUri": project.as_uri(),
-            "workspaceFolders": [{"uri": project.as_uri(), "name": "proj"}],
-            "capabilities": {
-                "window": {"workDoneProgress": True},
-                "workspace": {
-                    "applyEdit": True,
-                    "workspaceEdit": {"documentChanges": True, "resourceOperations": ["create"]},
-                },
-            },
-            "initializationOptions": {"ohLsp": {"trusted": True}},
-        },
-    )
-    client.notify("initialized", {})
 
     async def ask() -> tuple[float, str]:
         started = time.perf_counter()
@@ -212,7 +154,7 @@ async def server(tmp: Path, model: ScriptedModelServer, repeat: int) -> dict[str
     assert all("from cache" in m for m in messages), messages[:3]
     await client.request("shutdown", {})
     client.notify("exit", {})
-    await asyncio.wait_for(proc.wait(), 20)
+    await asyncio.wait_for(client.proc.wait(), 20)
     client.reader.cancel()
     return {"progress_ms": times, "message": messages[-1]}
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from oh_lsp.testing import sample_project
+
 SENTINEL_KEY = "sk-or-v1-SENTINEL-0123456789abcdef-never-print-me"
 OH_VARS = (
     "OPENROUTER_API_KEY",
@@ -163,38 +165,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         fail_session(session, f"SECRET LEAK: the sentinel API key was found in {len(leaks)} file(s):", leaks)
 
 
-CALC = '''\
-"""A small module to test."""
-
-
-def add(a, b):
-    return a + b
-
-
-def divide(a, b):
-    if b == 0:
-        raise ZeroDivisionError("b must not be zero")
-    return a / b
-'''
-
-GOOD_TESTS = """\
-import pytest
-
-from pkg.calc import add, divide
-
-
-def test_add():
-    assert add(2, 3) == 5
-
-
-def test_divide():
-    assert divide(6, 3) == 2
-
-
-def test_divide_by_zero():
-    with pytest.raises(ZeroDivisionError):
-        divide(1, 0)
-"""
+CALC, GOOD_TESTS = sample_project.CALC, sample_project.GOOD_TESTS  # the module the tests ask about
 
 FAILING_TESTS = """\
 from pkg.calc import add
