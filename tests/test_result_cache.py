@@ -115,14 +115,17 @@ def cli(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedP
 
 
 def test_the_cli_serves_from_the_cache_and_says_so(project: Path, model_server) -> None:
-    model_server.script(Reply.text(fenced(GOOD_TESTS), usage=USAGE), Reply.text(fenced(GOOD_TESTS), usage=USAGE))
+    model_server.script(*[Reply.text(fenced(GOOD_TESTS), usage=USAGE)] * 3)
     env = cli_env(project, model_server.base_url)
     first = cli(project, env, "generate-tests", "pkg/calc.py", "--json")
     assert first.returncode == 0, first.stdout + first.stderr
-    (project / TESTS_FILE).unlink()  # undo
+    (project / TESTS_FILE).write_text("def test_nothing():\n    assert True\n")  # the user changed the tests
+    changed = cli(project, env, "generate-tests", "pkg/calc.py")
+    assert len(model_server.requests) == 2 and "from cache" not in changed.stdout, "a changed test file is a miss"
+    (project / TESTS_FILE).unlink()  # back to the first task's inputs (no test module)
     second = cli(project, env, "generate-tests", "pkg/calc.py")
     assert second.returncode == 0, second.stdout + second.stderr
-    assert len(model_server.requests) == 1
+    assert len(model_server.requests) == 2
     assert "from cache" in second.stdout and (project / TESTS_FILE).read_text() == GOOD_TESTS
     task_id = next(line.split()[1] for line in second.stdout.splitlines() if line.startswith("Task "))
     status = cli(project, env, "get-status", "--task-id", task_id)
@@ -130,7 +133,7 @@ def test_the_cli_serves_from_the_cache_and_says_so(project: Path, model_server) 
     assert "tokens: 0" in status.stdout
     (project / TESTS_FILE).unlink()
     bypass = cli(project, env, "generate-tests", "pkg/calc.py", "--no-cache")
-    assert bypass.returncode == 0 and len(model_server.requests) == 2 and "from cache" not in bypass.stdout
+    assert bypass.returncode == 0 and len(model_server.requests) == 3 and "from cache" not in bypass.stdout
     metrics = cli(project, env, "metrics")
     assert "1 result from cache" in metrics.stdout and "saved $0.0021" in metrics.stdout, metrics.stdout
     assert json.loads(cli(project, env, "metrics", "--json").stdout)["system"]["cache_hits"] == 1
