@@ -24,7 +24,9 @@ from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import state_base, state_dir
 from oh_lsp.pipeline import run_model_task
 from oh_lsp.queue import TaskQueue
+from oh_lsp.redaction import known_secrets
 from oh_lsp.store.base import Heartbeat
+from oh_lsp.task_log import TaskLog
 from oh_lsp.tasks import QueuedTask, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class ExecutionEngine:
         self.overwrite = overwrite
         self.poll_interval = poll_interval
         self.events = ev.EventBus()
+        self.events.subscribe(TaskLog(lambda: known_secrets(self.config.secrets())))
         self._executor: Executor = executor or default_executor(self.config)
         self._workers: list[asyncio.Task[None]] = []
         self._jobs: dict[str, asyncio.Task[Outcome]] = {}
@@ -188,8 +191,7 @@ class ExecutionEngine:
             task.submitter = self.submitter
         if task.max_retries is None:
             task.max_retries = self.config.max_retries
-        task_id, created = await self.queue.submit(task)
-        position = await self.queue.position(task_id)
+        task_id, created, position = await self.queue.submit_placed(task)
         self.events.publish(
             ev.QUEUED,
             task_id,
@@ -297,12 +299,15 @@ class ExecutionEngine:
             kind=task.kind,
             target=str(task.target_file) if task.target_file else None,
         )
+        choice: dict[str, Any] = {}  # the model chosen last, and why: kept with the result (`get-status`)
+
+        def emit(kind: str, **data: Any) -> None:
+            if kind == ev.MODEL_CHOSEN:
+                choice.update(model=data.get("model"), why=data.get("why"))
+            self.events.publish(kind, task_id, **data)
+
         context = TaskContext(
-            config=self.config,
-            root=self.root,
-            gateway_factory=self._gateway_factory,
-            emit=lambda kind, **data: self.events.publish(kind, task_id, **data),
-            exclude=self._exclude,
+            config=self.config, root=self.root, gateway_factory=self._gateway_factory, emit=emit, exclude=self._exclude
         )
         job = asyncio.create_task(self._executor(task, context), name=f"oh-lsp-task-{task_id[:8]}")
         self._jobs[task_id] = job
@@ -329,6 +334,8 @@ class ExecutionEngine:
             outcome = Outcome("failed", error=f"internal error: {type(exc).__name__}: {exc}")
         else:
             outcome = job.result()
+        if outcome.result is not None and choice:
+            outcome.result["model_choice"] = choice
         await self._record(task, outcome)
 
     async def _after_cancel(self, task: QueuedTask, reason: str | None) -> None:
@@ -410,7 +417,13 @@ class ExecutionEngine:
             return
         report = await asyncio.to_thread(deliver_task, self.root, task, overwrite=self.overwrite)
         await self.queue.set_delivery(task_id, report.delivery_state)
-        self.events.publish(ev.PROGRESS, task_id, message=f"delivered: {report.summary()}", delivered=report.applied)
+        self.events.publish(
+            ev.PROGRESS,
+            task_id,
+            message=f"{'written' if report.applied else 'not written'}: {report.summary()}",
+            delivered=report.applied,
+            output_file=(task.result or {}).get("output_file"),
+        )
 
     async def _deliver_pending(self) -> None:
         """Deliver results that finished while no front end of this submitter was there to write them."""

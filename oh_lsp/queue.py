@@ -76,6 +76,18 @@ class TaskQueue:
         key = self.dedupe_key(task)
         return await self.store_thread.run(self.store.add, task, dedupe_key=key, max_size=self.max_size)
 
+    async def submit_placed(self, task: QueuedTask) -> tuple[str, bool, int | None]:
+        """`submit`, and the task's place in the queue (1: next; None: no longer pending), read in the same turn of
+        the store's thread: no claim of this queue comes between them, so a "queued" event published with it comes
+        before the "started" event of the worker that claims the task."""
+        key = self.dedupe_key(task)
+
+        def add_and_place() -> tuple[str, bool, int | None]:
+            task_id, created = self.store.add(task, dedupe_key=key, max_size=self.max_size)
+            return task_id, created, self.store.position(task_id)
+
+        return await self.store_thread.run(add_and_place)
+
     async def claim(self, lease_seconds: float | None = None) -> QueuedTask | None:
         """The next ready task with a lease held by this queue, or None when nothing is ready."""
         task = await self.store_thread.run(self.store.claim, self.owner, lease_seconds or self.lease_seconds)
