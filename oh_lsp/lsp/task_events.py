@@ -16,7 +16,7 @@ from lsprotocol import types as t
 
 from oh_lsp import events as ev
 from oh_lsp.lsp import editor
-from oh_lsp.progress_text import stage_text
+from oh_lsp.progress_text import fit, stage_text
 
 if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
@@ -60,7 +60,7 @@ class TaskEvents:
         elif event.kind == ev.QUEUED:
             self.progress.begin(track, stage_text(event) or "queued")
         elif event.kind == ev.PROGRESS and str(event.data.get("message", "")).startswith("re-queued"):
-            self.progress.end(track, "re-queued: oh-lsp stopped; the task resumes when it starts again")
+            self.progress.end(track, "re-queued: resumes when oh-lsp starts again")
             self.tracker.forget(track)
         else:
             self.progress.update(track, event)
@@ -90,7 +90,7 @@ class TaskEvents:
         track = self.tracker.track(
             folder, task.task_id, task.kind, task.target_file.as_posix(), task.metadata.get("symbol")
         )
-        self.progress.begin(track, f"resumed: {stage_text(event)}")
+        self.progress.begin(track, fit(f"resumed: {stage_text(event)}"))
 
     async def _finish(self, folder: Folder, event: ev.Event, track: Track | None) -> None:
         assert folder.engine is not None
@@ -107,6 +107,7 @@ class TaskEvents:
             log.exception("could not finish task %s", task.task_id)
             text, level = f"{event.kind}, but oh-lsp could not hand over the result: {exc}", t.MessageType.Error
             editor.show(self.ls, f"oh-lsp: {text}", level)
+            text = fit(text)
         if track:
             self.progress.end(track, text, level)
             self.tracker.forget(track)
