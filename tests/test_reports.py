@@ -245,9 +245,10 @@ def test_the_log_file_tells_each_tasks_life_with_the_key_redacted(project: Path,
     assert failed.returncode == 1, failed.stderr
     failed_id = json.loads(failed.stdout)["task_id"]
     model_server.script(Reply.text(fenced(GOOD_TESTS)))
-    done = run(project, env, "generate-tests", "pkg/calc.py", "--json", "--description", "again")
+    done = run(project, env, "generate-tests", "pkg/calc.py", "--json", "--description", "again", "-v")
     assert done.returncode == 0, done.stderr
     done_id = json.loads(done.stdout)["task_id"]
+    assert f"task {done_id} model test-model; why: test-model: the configured model" in done.stderr, "-v shows it"
 
     logs = run(project, env, "logs", "-n", "200")
     assert logs.returncode == 0
