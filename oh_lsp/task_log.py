@@ -28,13 +28,13 @@ class TaskLog:
         self._models: dict[str, tuple[Any, Any]] = {}  # task id -> the model chosen last, and why
 
     def __call__(self, event: ev.Event) -> None:
-        if event.kind == ev.TOKENS and not event.data.get("final"):
+        if event.is_final:
+            self._models.pop(event.task_id, None)
+        if (event.kind == ev.TOKENS and not event.data.get("final")) or not log.isEnabledFor(logging.INFO):
             return  # streamed chunks: the answer's totals are logged once it is complete
         level, text = self._line(event)
         if text is not None and log.isEnabledFor(level):
             log.log(level, "task %s %s", event.task_id, redact(text, self.secrets()))
-        if event.is_final:
-            self._models.pop(event.task_id, None)
 
     def _line(self, event: ev.Event) -> tuple[int, str | None]:
         d = event.data
