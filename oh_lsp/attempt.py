@@ -129,8 +129,8 @@ def attempt_outcome(
         "tokens_estimated": metrics.tokens_estimated,
         "cost": metrics.cost,
         "iterations": len(history),  # the answers the model gave (the queue's `attempts` counts runs of the task)
-        "best_iteration": best.iteration,
-        "last_iteration": last.iteration,
+        "attempt": best.iteration,  # the attempt whose answer this result holds (the best; its candidate, if rejected)
+        "last_attempt": last.iteration,  # the last answer's attempt (its verdict: `attempts[-1]`)
         "attempts": [a.summary() for a in history],
         "written": False,  # an attempt writes nothing; delivery does (`QueuedTask.written`)
     }

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from oh_lsp import events as ev
+from oh_lsp.result_facts import ResultFacts, result_facts
 
 MAX_CHARS = 60
 
@@ -165,21 +166,9 @@ def event_text(event: ev.Event, limit: int = MAX_CHARS) -> str | None:
 
 
 # --- a finished task ------------------------------------------------------------------------------------------------
-def tests_kept_and_dropped(status: str, result: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """The names of the tests kept and dropped of a unit_test result."""
-    validation = result.get("validation") or {}
-    details = validation.get("details") or {}
-    dropped = details.get("dropped")
-    if dropped is None:
-        dropped = sorted({f["test"] for f in validation.get("errors", []) if f.get("test")})
-    kept = details.get("kept")
-    if kept is None:
-        kept = [name for name in result.get("tests") or [] if name not in dropped] if status == "completed" else []
-    return list(kept), list(dropped)
-
-
-def kept_text(kept: list[str], dropped: list[str]) -> str:
-    return f"{len(kept)} test{'' if len(kept) == 1 else 's'} kept, {len(dropped)} dropped"
+def kept_text(facts: ResultFacts) -> str:
+    kept = len(facts.kept)
+    return f"{kept} test{'' if kept == 1 else 's'} kept, {len(facts.dropped)} dropped"
 
 
 def final_text(
@@ -197,9 +186,9 @@ def final_text(
         return fit(f"failed{after}: {why}" if why else f"failed{after}")
     facts = []
     if result.get("kind", "unit_test") == "unit_test":
-        kept, dropped = tests_kept_and_dropped(status, result)
-        if kept or dropped:
-            facts.append(kept_text(kept, dropped))
+        tests = result_facts(status, result)
+        if tests.kept or tests.dropped:
+            facts.append(kept_text(tests))
     if result.get("score") is not None:
         facts.append(f"score {float(result['score']):.2f}")
     head = "not applied" if written is False else "done"
@@ -228,8 +217,8 @@ def outcome_text(
 ) -> str:
     """The long account of a finished task: the file, the score, tests kept and dropped, coverage gain and cost (for
     the log and reports; the progress ends with `final_text`)."""
+    facts = result_facts(status, result)
     result = result or {}
-    kept, dropped = tests_kept_and_dropped(status, result)
     parts = []
     if status == "completed":
         parts.append(f"{result.get('output_file') or 'done'}" + (f" ({delivered})" if delivered else ""))
@@ -237,8 +226,8 @@ def outcome_text(
         parts.append(status + (f": {error}" if error and status == "failed" else ""))
     if result.get("score") is not None:
         parts.append(f"score {float(result['score']):.2f}")
-    if result.get("kind", "unit_test") == "unit_test" and (kept or dropped):
-        parts.append(kept_text(kept, dropped))
+    if result.get("kind", "unit_test") == "unit_test" and (facts.kept or facts.dropped):
+        parts.append(kept_text(facts))
     coverage = _coverage_text(result.get("coverage"))
     if coverage:
         parts.append(coverage)

@@ -164,7 +164,7 @@ async def test_a_failed_task_reports_its_best_and_its_last_answer(project: Path,
     assert "test_add_is_wrong" in task.error.split("; last,")[0]
     assert "; last, answer 3: failed (score 0.00)" in task.error and "test_divide_is_wrong" in task.error
     result = task.result
-    assert (result["iterations"], result["best_iteration"], result["last_iteration"]) == (3, 1, 3)
+    assert (result["iterations"], result["attempt"], result["last_attempt"]) == (3, 1, 3)
     assert [a["iteration"] for a in result["attempts"]] == [1, 2, 3]
     assert result["output_file"] == "tests/pkg/test_calc.py" and result["written"] is False
     assert task.summary()["answers"] == 3 and task.summary()["written"] is False

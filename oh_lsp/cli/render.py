@@ -30,14 +30,14 @@ def task_report(task: QueuedTask) -> str:
         lines.append(f"  output:   {result['output_file']}  ({written_text(task)})")
     validation = result.get("validation") or {}
     if validation:
-        best = f", answer {result['best_iteration']} of {answers}" if answers and answers > 1 else ""
+        best = f", answer {result['attempt']} of {answers}" if answers and answers > 1 else ""
         lines.append(
             f"  checks:   {'passed' if validation.get('passed') else 'failed'}, score {validation.get('score', 0):.2f}"
             + best
         )
         lines += _finding_lines([*validation.get("errors", []), *validation.get("warnings", [])])
     last = (result.get("attempts") or [{}])[-1]
-    if task.status.value == "failed" and answers and answers > 1 and last.get("iteration") != result["best_iteration"]:
+    if task.status.value == "failed" and answers and answers > 1 and last.get("iteration") != result["attempt"]:
         lines.append(
             f"  last:     {'passed' if last.get('passed') else 'failed'}, score {last.get('score', 0):.2f}"
             f", answer {last.get('iteration')} of {answers}"
