@@ -138,12 +138,13 @@ def run_coverup(
         *(extra or []),
         module.module_file.name,
     ]
+    env = coverup_env(base_url, api_key, model)
     started = time.monotonic()
     # its own process group: at the time limit CoverUp and the pytest runs it started are stopped together
     with subprocess.Popen(
         command,
         cwd=project,
-        env=coverup_env(base_url, api_key, model),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

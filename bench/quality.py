@@ -379,6 +379,8 @@ def goals(summary: dict[str, dict[str, Any]]) -> list[str]:
     ours, theirs = summary.get("oh-lsp"), summary.get("CoverUp")
     if not ours or not theirs:
         return ["goals: not judged (both tools must have run)"]
+    if not ours["points_gained"] and not theirs["points_gained"]:
+        return ["goals: not judged: neither tool gained any coverage (no generated test passed and added a line)"]
 
     def compare(name: str, a: float | None, b: float | None, better: str) -> str:
         if a is None or b is None:
@@ -386,10 +388,17 @@ def goals(summary: dict[str, dict[str, Any]]) -> list[str]:
         met = a >= b if better == ">=" else (a > b if better == ">" else a < b)
         return f"{name}: oh-lsp {a} vs CoverUp {b}: {'met' if met else 'not met'}"
 
+    # a tool that spent tokens and gained nothing spent infinitely many per point
+    infinite = float("inf")
     return [
         compare("median coverage after ≥ CoverUp's", ours["coverage_after"], theirs["coverage_after"], ">="),
         compare("median mutation score after > CoverUp's", ours["mutation_after"], theirs["mutation_after"], ">"),
-        compare("tokens per point gained < CoverUp's", ours["tokens_per_point"], theirs["tokens_per_point"], "<"),
+        compare(
+            "tokens per point gained < CoverUp's",
+            ours["tokens_per_point"] or infinite,
+            theirs["tokens_per_point"] or infinite,
+            "<",
+        ),
     ]
 
 
@@ -413,7 +422,10 @@ def markdown(report: dict[str, Any]) -> str:
                 f" {r['seconds']:.0f} s | could not run: {r['reason']} |"
             )
             continue
-        note = r["status"]
+        note = r["status"] + (f": {r['tool_run']['error']}" if r["tool_run"].get("error") else "")
+        counts = (r["tool_run"].get("self_report") or {}).get("good_failed_useless_retries")
+        if counts:  # CoverUp's own tally of its answers: good, failed, useless, retried
+            note += ", CoverUp's tally G={} F={} U={} R={}".format(*counts)
         if r["estimated_calls"]:
             note += f"; tokens of {r['estimated_calls']} of {r['calls']} calls estimated"
         if r["after"] and not r["after"]["mutation_complete"]:

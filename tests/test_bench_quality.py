@@ -124,6 +124,7 @@ def row(tool: str, module: str, before: float, after: float | None, tokens: int,
         "ran": ran,
         "reason": extra.get("reason", ""),
         "status": "completed",
+        "tool_run": {},
         "seconds": 10.0,
         "coverage_before": before,
         "coverage_after": after,
@@ -182,7 +183,11 @@ def test_the_summary_judges_the_goals_on_medians_and_tokens_per_point() -> None:
     assert "| oh-lsp | 3 | 20.0 % → 60.0 %" in table
 
 
-def test_no_gain_means_no_tokens_per_point_and_goal_not_judged() -> None:
+def test_no_gain_means_no_tokens_per_point_and_goals_not_judged() -> None:
     summary = quality.summarise([row("oh-lsp", "a", 10.0, 10.0, 800), row("CoverUp", "a", 10.0, 10.0, 900)])
     assert summary["oh-lsp"]["tokens_per_point"] is None
-    assert quality.goals(summary)[2].startswith("tokens per point gained < CoverUp's: not judged")
+    assert quality.goals(summary) == [
+        "goals: not judged: neither tool gained any coverage (no generated test passed and added a line)"
+    ]
+    one_sided = quality.summarise([row("oh-lsp", "a", 10.0, 30.0, 800), row("CoverUp", "a", 10.0, 10.0, 900)])
+    assert quality.goals(one_sided)[2] == "tokens per point gained < CoverUp's: oh-lsp 40.0 vs CoverUp inf: met"
