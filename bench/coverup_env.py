@@ -87,7 +87,7 @@ def coverup_env(base_url: str, api_key: str, model: str) -> dict[str, str]:
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(REGISTER)
     found = subprocess.run(
-        [str(python), "-c", "import litellm, os; print(os.path.dirname(litellm.__file__))"],
+        [str(python), "-c", "import importlib.util as u, os; print(os.path.dirname(u.find_spec('litellm').origin))"],
         capture_output=True,
         text=True,
         check=True,
