@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -510,9 +511,13 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--modules", default="", help="comma-separated names under bench/quality (default: all)")
     parser.add_argument("--coverup", action=argparse.BooleanOptionalAction, default=True, help="run CoverUp too")
     parser.add_argument("--oh-lsp", action=argparse.BooleanOptionalAction, default=True, help="run oh-lsp")
-    parser.add_argument("--smoke", action="store_true", help="the scripted model server, one module, short limits")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per tool per module (default 600)")
-    parser.add_argument("--mutation-seconds", type=float, default=120.0, help="the measure's mutation cap")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the scripted model server, which answers with each module's upstream tests; short limits",
+    )
+    parser.add_argument("--timeout", type=float, help="seconds per tool per module (default 600; 180 with --smoke)")
+    parser.add_argument("--mutation-seconds", type=float, help="the measure's mutation cap (120; 30 with --smoke)")
     parser.add_argument("--with-tests", action="store_true", help="start from the module's upstream tests")
     parser.add_argument("--context-tokens", type=int, default=None, help="OH_LSP_CONTEXT_TOKENS for oh-lsp")
     parser.add_argument("--coverup-args", default="", help="more CoverUp options, e.g. '--max-attempts 1'")
@@ -532,10 +537,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.modules = args.modules or SMOKE_MODULE
-        args.timeout = min(args.timeout, 180.0)
-        args.mutation_seconds = min(args.mutation_seconds, 30.0)
     elif not args.base_url or not args.model:
         parser.error("--base-url and --model are required (or --smoke)")
+    if args.timeout is None:
+        args.timeout = 180.0 if args.smoke else 600.0
+    if args.mutation_seconds is None:
+        args.mutation_seconds = 30.0 if args.smoke else 120.0
     wanted = [name for name in args.modules.split(",") if name]
     known = {m.name: m for m in vendored()}
     unknown = [name for name in wanted if name not in known]
@@ -550,12 +557,21 @@ def main(argv: list[str] | None = None) -> int:
         from oh_lsp.testing.model_server import Reply, ScriptedModelServer
 
         with ScriptedModelServer() as server:
-            server.default = Reply.text(scripted_answer(modules[0]))
-            return run(args, endpoint_of(args, server.base_url, "scripted-model"), modules, tools)
+
+            def answer_for(module: Vendored) -> None:
+                server.default = Reply.text(scripted_answer(module))
+
+            return run(args, endpoint_of(args, server.base_url, "scripted-model"), modules, tools, answer_for)
     return run(args, endpoint_of(args, args.base_url, args.model), modules, tools)
 
 
-def run(args: argparse.Namespace, endpoint: Endpoint, modules: list[Vendored], tools: list[str]) -> int:
+def run(
+    args: argparse.Namespace,
+    endpoint: Endpoint,
+    modules: list[Vendored],
+    tools: list[str],
+    before_module: Callable[[Vendored], None] | None = None,
+) -> int:
     load = os.getloadavg()[0]
     meta = {
         "date": datetime.date.today().isoformat(),
@@ -580,6 +596,8 @@ def run(args: argparse.Namespace, endpoint: Endpoint, modules: list[Vendored], t
     for module in modules:
         todo = [t for t in tools if (module.name, t) not in done]
         if todo:
+            if before_module is not None:
+                before_module(module)
             rows += run_module(module, endpoint, args, todo)
             write(args, meta, rows, final=False)
     report = write(args, meta, rows, final=True)

@@ -191,3 +191,14 @@ def test_no_gain_means_no_tokens_per_point_and_goals_not_judged() -> None:
     ]
     one_sided = quality.summarise([row("oh-lsp", "a", 10.0, 30.0, 800), row("CoverUp", "a", 10.0, 10.0, 900)])
     assert quality.goals(one_sided)[2] == "tokens per point gained < CoverUp's: oh-lsp 40.0 vs CoverUp inf: met"
+
+
+def test_bad_arguments_say_what_is_wrong(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, message in [
+        (["--modules", "isoweek"], "--base-url and --model are required (or --smoke)"),
+        (["--smoke", "--modules", "nope"], "no module nope under bench/quality (there are: base58,"),
+        (["--smoke", "--modules", "base58"], "--smoke answers with a module's upstream tests"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            quality.main(argv)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
