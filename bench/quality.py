@@ -306,6 +306,7 @@ def make_row(
         "before": before,
         "after": after,
         "tool_run": run,
+        "model_calls": [call.summary() for call in meter.calls],
     }
     if after is not None:
         row["coverage_after"] = after["coverage"]

@@ -45,11 +45,26 @@ class MeteredCall:
     prompt_tokens: int | None = None  # None until settled, when the answer carried no usage
     completion_tokens: int | None = None
     estimated: bool = False
+    finish_reason: str | None = None  # the answer's last one; None when it gave none (a stream cut short)
     error: str = ""
 
     @property
     def tokens(self) -> int:
         return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
+
+    def summary(self) -> dict[str, Any]:
+        """What the benchmark's JSON keeps of the call (not the prompt, not the answer's text)."""
+        return {
+            "status": self.status,
+            "stream": self.stream,
+            "seconds": round(self.seconds, 1),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "estimated": self.estimated,
+            "finish_reason": self.finish_reason,
+            "answer_chars": len(self.answer),
+            **({"error": self.error} if self.error else {}),
+        }
 
 
 class UsageMeter:
@@ -231,6 +246,7 @@ def _read_answer(call: MeteredCall, data: bytes, streamed: bool) -> None:
         for choice in body.get("choices") or []:
             message = choice.get("delta" if streamed else "message") or {}
             parts.append(message.get("content") or "")
+            call.finish_reason = choice.get("finish_reason") or call.finish_reason
             for tool_call in message.get("tool_calls") or []:
                 parts.append((tool_call.get("function") or {}).get("arguments") or "")
         usage = body.get("usage")

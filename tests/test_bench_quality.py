@@ -100,6 +100,7 @@ def test_the_meter_counts_usage_estimates_the_rest_and_passes_the_key() -> None:
     assert streamed.text.rstrip().endswith("data: [DONE]")  # the stream passed through, whole
     first, second = meter.calls
     assert (first.prompt_tokens, first.completion_tokens, first.estimated) == (11, 5, False)
+    assert first.finish_reason == second.finish_reason == "stop"
     assert second.stream and second.estimated and second.prompt_tokens and second.completion_tokens
     assert [len(quality.TEST_DEF.findall(c.answer)) for c in meter.calls] == [1, 2]
     totals = meter.totals()
