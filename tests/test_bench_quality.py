@@ -108,6 +108,21 @@ def test_the_meter_counts_usage_estimates_the_rest_and_passes_the_key() -> None:
     assert totals["tokens"] == 16 + second.tokens
 
 
+def test_the_meter_shows_a_stream_cut_short_without_the_answer_text() -> None:
+    with ScriptedModelServer() as server:
+        server.script(Reply.text("def test_a():\n    assert 1 == 1\n", truncate_after=2, usage_chunk=False))
+        with UsageMeter(server.base_url) as meter:
+            body = {"model": "m", "messages": [{"role": "user", "content": "write tests"}], "stream": True}
+            try:
+                httpx.post(meter.base_url + "/chat/completions", json=body, timeout=30)
+            except httpx.HTTPError:
+                pass  # the cut may reach the client as a broken body; the meter's record is what is checked
+    (call,) = meter.calls
+    summary = call.summary()
+    assert call.stream and call.answer and summary["finish_reason"] is None  # as llama-cpp-python's interrupt does
+    assert summary["answer_chars"] == len(call.answer) and "def test_a" not in json.dumps(summary)
+
+
 def test_the_meter_says_when_the_endpoint_is_unreachable() -> None:
     with UsageMeter("http://127.0.0.1:9/v1", timeout=5) as meter:
         answer = httpx.post(meter.base_url + "/chat/completions", json={"messages": []}, timeout=30)
