@@ -26,7 +26,9 @@ from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import state_base, state_dir
 from oh_lsp.pipeline import run_model_task
 from oh_lsp.queue import TaskQueue
+from oh_lsp.redaction import known_secrets
 from oh_lsp.store.base import Heartbeat
+from oh_lsp.task_log import TaskLog
 from oh_lsp.tasks import QueuedTask, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ class ExecutionEngine:
         self.events = ev.EventBus()
         self.batches = Batches(self.config.batch_window_seconds)  # similar tasks to one model, the first ahead
         self.events.subscribe(self.batches.on_event)
+        self.events.subscribe(TaskLog(lambda: known_secrets(self.config.secrets())))
         self._executor: Executor = executor or default_executor(self.config)
         self._workers: list[asyncio.Task[None]] = []
         self._jobs: dict[str, asyncio.Task[Outcome]] = {}
@@ -315,12 +318,15 @@ class ExecutionEngine:
                 log.exception("worker %d failed while handling task %s", number, current.task_id)
                 try:
                     await self.queue.retry(
-                        current.task_id, f"internal error: {type(exc).__name__}: {exc}", retry_delay(current.attempts)
+                        current.task_id,
+                        f"internal error: {type(exc).__name__}: {exc}",
+                        retry_delay(current.attempts),
+                        lease=current.lease_id,
                     )
                 except Exception:
                     log.exception("could not give task %s back to the queue", current.task_id)
         if task is not None:  # claimed while the engine began to stop: back to the queue, uncharged
-            await self.queue.release(task.task_id)
+            await self.queue.release(task.task_id, lease=task.lease_id)
 
     def _keeps(self, number: int) -> bool:
         """Whether worker `number` goes on to another task."""
@@ -337,16 +343,19 @@ class ExecutionEngine:
             kind=task.kind,
             target=str(task.target_file) if task.target_file else None,
         )
+        choice: dict[str, Any] = {}  # the model chosen last, and why: kept with the result (`get-status`)
+
+        def emit(kind: str, **data: Any) -> None:
+            if kind == ev.MODEL_CHOSEN:
+                choice.update(model=data.get("model"), why=data.get("why"))
+            self.events.publish(kind, task_id, **data)
+
         context = TaskContext(
-            config=self.config,
-            root=self.root,
-            gateway_factory=self._gateway_factory,
-            emit=lambda kind, **data: self.events.publish(kind, task_id, **data),
-            exclude=self._exclude,
+            config=self.config, root=self.root, gateway_factory=self._gateway_factory, emit=emit, exclude=self._exclude
         )
         job = asyncio.create_task(self._attempt(task, context), name=f"oh-lsp-task-{task_id[:8]}")
         self._jobs[task_id] = job
-        heartbeat = asyncio.create_task(self._heartbeat(task_id, job))
+        heartbeat = asyncio.create_task(self._heartbeat(task_id, task.lease_id, job))
         try:
             done, _ = await asyncio.wait({job}, timeout=self.config.timeout_seconds)
             if not done:
@@ -369,6 +378,8 @@ class ExecutionEngine:
             outcome = Outcome("failed", error=f"internal error: {type(exc).__name__}: {exc}")
         else:
             outcome = job.result()
+        if outcome.result is not None and choice:
+            outcome.result["model_choice"] = choice
         return await self._record(task, outcome, claim_next())
 
     async def _attempt(self, task: QueuedTask, context: TaskContext) -> Outcome:
@@ -424,7 +435,7 @@ class ExecutionEngine:
     async def _after_cancel(self, task: QueuedTask, reason: str | None) -> None:
         task_id = task.task_id
         if reason == "cancel":
-            await self.queue.finish(task_id, TaskStatus.CANCELLED)
+            await self.queue.finish(task_id, TaskStatus.CANCELLED, lease=task.lease_id)
             self.events.publish(ev.CANCELLED, task_id, reason="cancelled while running")
         elif reason == "timeout":
             await self._record(
@@ -438,7 +449,7 @@ class ExecutionEngine:
         elif reason == "lost":
             log.warning("task %s: lease lost to another worker; dropped this attempt", task_id)
         else:  # engine stopping
-            await self.queue.release(task_id)
+            await self.queue.release(task_id, lease=task.lease_id)
             self.events.publish(ev.PROGRESS, task_id, message="re-queued: the engine stopped")
 
     async def _record(self, task: QueuedTask, outcome: Outcome, claim_next: bool = False) -> QueuedTask | None:
@@ -462,6 +473,7 @@ class ExecutionEngine:
                 model=outcome.model,
                 claim=claim_next,
                 lease_seconds=self.config.lease_seconds,
+                lease=task.lease_id,
             )
             if done and status is TaskStatus.COMPLETED:
                 delivers = self.apply_edits and task.submitter == self.submitter
@@ -480,6 +492,7 @@ class ExecutionEngine:
             metrics=outcome.metrics,
             model=outcome.model,
             result=outcome.result,
+            lease=task.lease_id,
         )
         if after is TaskStatus.PENDING:
             self.events.publish(ev.RETRYING, task_id, error=outcome.error, delay=outcome.delay, **details)
@@ -488,11 +501,11 @@ class ExecutionEngine:
             self.events.publish(ev.FAILED, task_id, error=final.error if final else outcome.error, **details)
         return None
 
-    async def _heartbeat(self, task_id: str, job: asyncio.Task[Outcome]) -> None:
+    async def _heartbeat(self, task_id: str, lease: str | None, job: asyncio.Task[Outcome]) -> None:
         while not job.done():
             await asyncio.sleep(self.config.heartbeat_seconds)
             try:
-                state = await self.queue.heartbeat(task_id, self.config.lease_seconds)
+                state = await self.queue.heartbeat(task_id, self.config.lease_seconds, lease=lease)
             except Exception:
                 log.exception("heartbeat for task %s failed", task_id)
                 continue
@@ -510,7 +523,13 @@ class ExecutionEngine:
             await self.queue.set_delivery(task_id, report.delivery_state)
         finally:
             self._delivering.discard(task_id)
-        self.events.publish(ev.PROGRESS, task_id, message=f"delivered: {report.summary()}", delivered=report.applied)
+        self.events.publish(
+            ev.PROGRESS,
+            task_id,
+            message=f"{'written' if report.applied else 'not written'}: {report.summary()}",
+            delivered=report.applied,
+            output_file=(task.result or {}).get("output_file"),
+        )
 
     async def _deliver_pending(self) -> None:
         """Deliver results that finished while no front end of this submitter was there to write them."""

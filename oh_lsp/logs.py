@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import re
+import sys
 from pathlib import Path
 
 LOG_FILENAME = "oh-lsp.log"
@@ -42,6 +43,17 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class CurrentStderr:
+    """`sys.stderr` as it is when a line is written: a live display (the CLI's progress) replaces it for a while, to
+    print log lines above itself."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def is_ours(handler: logging.Handler) -> bool:
     """Whether oh-lsp set `handler` up: every handler oh-lsp adds redacts secrets, and no other one does."""
     return any(isinstance(log_filter, RedactSecrets) for log_filter in handler.filters)
@@ -69,7 +81,7 @@ def setup_logging(log_dir: Path, secrets: list[str], *, verbose: bool = False, s
     ]
     handlers[0].setLevel(logging.DEBUG if verbose else logging.INFO)
     if stderr:
-        console = logging.StreamHandler()
+        console = logging.StreamHandler(CurrentStderr())
         console.setLevel(logging.DEBUG if verbose else logging.WARNING)
         handlers.append(console)
     for handler in handlers:

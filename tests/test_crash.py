@@ -69,8 +69,8 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
         [*OH_LSP, "run-engine", "--workers", str(workers)],
         cwd=project,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,  # the progress lines
         text=True,
     )
     deadline = time.monotonic() + 120
@@ -80,7 +80,7 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
     else:
         validating = 0
         while validating < 3 and time.monotonic() < deadline:
-            line = engine.stdout.readline()
+            line = engine.stderr.readline()
             validating += "running the generated tests" in line
     os.kill(engine.pid, signal.SIGKILL)
     engine.wait(timeout=30)

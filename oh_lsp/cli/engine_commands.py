@@ -1,5 +1,6 @@
 """The CLI's commands that run an engine in this process: `run-engine` (the queue's tasks) and `generate-tests` (one
-task, waited for), with their live progress."""
+task, waited for). Their progress goes to stderr (`cli/progress.py`); stdout carries only the result: the report of
+each task that ended (`--json`: as JSON)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ from oh_lsp.cli.common import (
     SUBMITTER,
     UsageError,
     config_of,
+    open_queue,
     print_json,
     root_of,
     start_logging,
     warn_recovered,
 )
 from oh_lsp.cli.progress import ProgressView
-from oh_lsp.cli.render import task_report
+from oh_lsp.cli.render import task_line, task_report
 from oh_lsp.paths import python_target
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
 
@@ -47,13 +49,28 @@ async def _run_engine(root: Path, config: OpenHandsConfig, args: argparse.Namesp
         config, args.workers, project_root=root, submitter=SUBMITTER, apply_edits=True, overwrite=args.overwrite
     )
     warn_recovered(engine.queue.store)
-    view = ProgressView(sys.stdout, json_lines=args.json)
+    view = ProgressView(sys.stderr, json_lines=args.json)
     engine.subscribe(view.on_event)
     try:
         await run_until_stopped(engine, until_idle=args.until_idle, duration=args.duration)
     finally:
         view.close()
+    tasks = await _tasks(root, config, view.finished)
+    if args.json:
+        print_json({"tasks": [task.summary() for task in tasks], "completed": view.completed, "failed": view.failed})
+    else:
+        print("\n".join(task_line(task) for task in tasks) or "no task ended")
     return EXIT_FAILED if view.failed else EXIT_OK
+
+
+async def _tasks(root: Path, config: OpenHandsConfig, task_ids: list[str]) -> list[QueuedTask]:
+    """The tasks `task_ids` as the store has them now (delivered or not)."""
+    queue = open_queue(root, config)
+    try:
+        found = [await queue.get_task(task_id) for task_id in dict.fromkeys(task_ids)]
+    finally:
+        queue.close()
+    return [task for task in found if task is not None]
 
 
 async def run_until_stopped(engine: Any, *, until_idle: bool = False, duration: float | None = None) -> None:
@@ -97,7 +114,7 @@ async def _generate_tests(
     root: Path, config: OpenHandsConfig, target: Path, args: argparse.Namespace, engine_class: Any, started: float
 ) -> int:
     engine = engine_class(config, 1, project_root=root, submitter=SUBMITTER, apply_edits=True, overwrite=args.overwrite)
-    view = ProgressView(sys.stderr if args.json else sys.stdout, json_lines=False)
+    view = ProgressView(sys.stderr, several=False)
     engine.subscribe(view.on_event)
     await engine.start()
     try:
