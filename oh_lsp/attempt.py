@@ -97,6 +97,63 @@ def model_error_outcome(task: QueuedTask, exc: Any, metrics: ExecutionMetrics, s
     )
 
 
+def session_outcome(
+    task: QueuedTask,
+    target: Any,
+    ending: Any,
+    verdict: Any,
+    history: list[Any],
+    threshold: float,
+    metrics: ExecutionMetrics,
+    started: float,
+) -> Outcome:
+    """The outcome of a task a kind's session ran (`ending`, a `kinds.base.Ending`; None when the session ended it
+    before any model call with `verdict`). The session decided completed or failed: the threshold is not applied
+    again here (a unit_test result below it is completed, with a warning)."""
+    metrics.validation_passed = verdict.passed
+    metrics.quality_score = round(5.0 * verdict.score, 3)
+    metrics.duration_seconds = time.monotonic() - started
+    completed = ending is not None and ending.status == "completed"
+    metrics.success = completed
+    result: dict[str, Any] = {
+        "kind": task.kind,
+        "target_file": target.path.as_posix(),
+        "target_sha256": target.sha256,
+        "validation": verdict.to_dict(),
+        "score": verdict.score,
+        "quality_threshold": threshold,
+        "execution_result": verdict.details.get("execution_result"),
+        "model": metrics.model_id or None,
+        "tokens": metrics.tokens_used,
+        "tokens_estimated": metrics.tokens_estimated,
+        "cost": metrics.cost,
+        "iterations": len(history),
+        "attempts": [a.summary() for a in history],
+        **(ending.result if ending is not None else {}),
+    }
+    if "coverage" not in result:
+        result["coverage"] = verdict.details.get("coverage")
+    if "mutation" not in result and "mutation" in verdict.details:
+        result["mutation"] = verdict.details["mutation"]
+    candidate = ending.candidate if ending is not None else None
+    if candidate is not None:
+        result.update(
+            output_file=candidate.output_file,
+            content=candidate.content,
+            edit=candidate.edit.to_dict(),
+            **candidate.extra,
+        )
+    used = metrics if metrics.model_id else None
+    if completed:
+        return Outcome("completed", result=result, model=metrics.model_id, metrics=used)
+    metrics.error = verdict.summary()
+    if "edit" in result:
+        result["rejected_edit"] = result.pop("edit")  # kept for inspection or "accept anyway"; never delivered
+    return Outcome(
+        "failed", result=result, error=f"validation {verdict.summary()}", model=metrics.model_id or None, metrics=used
+    )
+
+
 def attempt_outcome(
     task: QueuedTask,
     target: Any,

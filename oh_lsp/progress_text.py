@@ -3,7 +3,9 @@ progress use these functions, so a stage is worded in one place.
 
 - `event_text`: one engine event as a line of its own (it names the kind and the target where it starts);
 - `stage_text`: the same for a view that already names the task (an editor's progress title);
-- `outcome_text`: the last words on a finished task (file, score, tests kept and dropped, coverage, cost);
+- `outcome_text`: the last words on a finished task (file, score, tests kept and dropped, coverage and mutation
+  score before → after, cost);
+- `coverage_text`, `mutation_text`: those two figures, before → after;
 - `money`: a cost in dollars.
 
 Plain functions of events and results: this module knows neither LSP nor the terminal.
@@ -59,6 +61,21 @@ def stage_text(event: ev.Event) -> str | None:
     return event_text(event)
 
 
+def coverage_text(coverage: Any) -> str | None:
+    """ "coverage 50% → 100% (+50 pts)" (line+branch for unit_test)."""
+    return _coverage_text(coverage)
+
+
+def mutation_text(mutation: Any) -> str | None:
+    """ "mutation 0.40 → 0.85": the share of the target's mutants the tests notice, before → after."""
+    if not isinstance(mutation, dict):
+        return None
+    before, after = mutation.get("before"), mutation.get("after")
+    if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+        return f"mutation {before:.2f} → {after:.2f}"
+    return None
+
+
 def _coverage_text(coverage: Any) -> str | None:
     if isinstance(coverage, dict):
         before, after = coverage.get("before"), coverage.get("after")
@@ -101,5 +118,8 @@ def outcome_text(
     coverage = _coverage_text(result.get("coverage"))
     if coverage:
         parts.append(coverage)
+    mutation = mutation_text(result.get("mutation"))
+    if mutation:
+        parts.append(mutation)
     parts.append(money(cost))
     return ", ".join(parts)

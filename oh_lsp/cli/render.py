@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oh_lsp.progress_text import money
+from oh_lsp.progress_text import coverage_text, money, mutation_text
 from oh_lsp.tasks import QueuedTask
 
 
@@ -29,6 +29,8 @@ def task_report(task: QueuedTask) -> str:
         lines.append(
             f"  checks:   {'passed' if validation.get('passed') else 'failed'}, score {validation.get('score', 0):.2f}"
         )
+    lines += _test_lines(result)
+    if validation:
         for finding in [*validation.get("errors", []), *validation.get("warnings", [])]:
             where = f"{finding.get('file', '')}:{finding.get('line', 1)}"
             lines.append(
@@ -40,6 +42,25 @@ def task_report(task: QueuedTask) -> str:
         lines.append("  diff:")
         lines.extend("    " + line for line in result["diff"].rstrip("\n").split("\n"))
     return "\n".join(lines)
+
+
+def _test_lines(result: dict[str, Any]) -> list[str]:
+    """A unit_test result's figures: tests kept of those generated, coverage and mutation score before → after."""
+    lines = []
+    if result.get("generated_tests") is not None:
+        kept = len(result.get("kept_tests") or [])
+        lines.append(f"  tests:    {kept} kept of {result['generated_tests']} generated")
+    coverage = coverage_text(result.get("coverage"))
+    if coverage and result.get("kind") == "unit_test":
+        lines.append(f"  {coverage.replace('coverage ', 'coverage: ', 1)} (line+branch)")
+    mutation = mutation_text(result.get("mutation"))
+    if mutation:
+        figures = result["mutation"]
+        lines.append(
+            f"  {mutation.replace('mutation ', 'mutation: ', 1)} ({figures.get('detected_after')} of"
+            f" {figures.get('analysed')} mutants noticed)"
+        )
+    return lines
 
 
 def stats_report(stats: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from oh_lsp.lsp.arguments import (
     ApiKeyArgs,
     CancelArgs,
     DocumentArgs,
+    GenerateArgs,
     ListTasksArgs,
     NoArgs,
     RefactorArgs,
@@ -44,13 +45,17 @@ if TYPE_CHECKING:
     from oh_lsp.tasks import QueuedTask
 
 
-async def generate_tests(session: Session, args: TargetArgs) -> dict[str, Any]:
+async def generate_tests(session: Session, args: GenerateArgs) -> dict[str, Any]:
     target = session.resolve_target(args.uri, args.symbol, GENERATE_TESTS)
     what = target.symbol.qualname if target.symbol else target.module
     instruction = f"Write unit tests for {what} in module {target.module}."
     if args.description.strip():
         instruction += f"\n{args.description.strip()}"
-    return await session.tracker.submit(target, "unit_test", instruction)
+    aimed: dict[str, Any] = {}
+    if args.gap is not None:  # "Generate tests for this": the task aims at one gap (kinds/unit_test_gaps.py)
+        first, last = args.gap.lines
+        aimed["gap"] = {"kind": args.gap.kind, "line": first, "end_line": last, "detail": args.gap.detail}
+    return await session.tracker.submit(target, "unit_test", instruction, metadata=aimed)
 
 
 async def document(session: Session, args: DocumentArgs) -> dict[str, Any]:
@@ -140,7 +145,7 @@ async def set_api_key(session: Session, args: ApiKeyArgs) -> dict[str, Any]:
 
 # id -> (argument class, function). ohLsp.refactorPrompt is not here: editors implement it.
 COMMANDS: dict[str, tuple[type, Any]] = {
-    GENERATE_TESTS: (TargetArgs, generate_tests),
+    GENERATE_TESTS: (GenerateArgs, generate_tests),
     DOCUMENT: (DocumentArgs, document),
     REFACTOR: (RefactorArgs, refactor),
     CANCEL_TASK: (CancelArgs, cancel_task),
