@@ -285,8 +285,7 @@ async def _judge(env: CheckEnv, ledger: Ledger, code: str, label: str) -> Judged
             tried = {n: a for n, a in measured.unsafe.items() if case_key(n) == key}
             findings += behaviour_findings(tried, names, output_file, severity=severity)
             continue
-        words = reason if code_ == F.FLAKY_TEST else f"was dropped: {reason}"
-        findings.append(test_finding(code_, key, words, defs, output_file, severity))
+        findings.append(test_finding(code_, key, reason, defs, output_file, severity))
     bugs = [
         bug for t in first.failed if case_key(t.nodeid) in whole and (bug := possible_bug(t, target_path)) is not None
     ]
@@ -386,7 +385,7 @@ async def final_run(env: CheckEnv, ledger: Ledger) -> Delivered:
                     {test.nodeid: unsafe[test.nodeid]}, names, output_file, severity=F.WARNING
                 )
                 continue
-            words = f"was dropped: it passed on its own but {test.outcome} beside the other kept tests: {test.message}"
+            words = f"passed on its own but {test.outcome} beside the other kept tests: {test.message}"
             findings.append(test_finding(F.TEST_FAILED, key, words.rstrip(": "), defs, output_file, F.WARNING))
             bug = possible_bug(test, target_path)
             if bug is not None:

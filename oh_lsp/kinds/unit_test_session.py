@@ -66,7 +66,7 @@ GUIDANCE = (
 
 def default_instruction(target: Target, task: QueuedTask | None, aim: Aim) -> str:
     text = (task.description.strip() if task else "") or f"Write unit tests for {target.module}."
-    if aim.kind is not None:
+    if aim.kind is not None and (not aim.detail or aim.detail not in text):
         text += f"\nAim at one gap of {target.module}: {aim.detail or aim.label}."
     elif aim.label:
         text += f"\nAim at {aim.label} (lines {aim.first}–{aim.last})."

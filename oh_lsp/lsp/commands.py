@@ -21,7 +21,6 @@ from oh_lsp.lsp.arguments import (
     RetryArgs,
     SelectModelArgs,
     SetModelArgs,
-    TargetArgs,
     parse,
 )
 from oh_lsp.lsp.errors import CommandError
@@ -49,12 +48,17 @@ async def generate_tests(session: Session, args: GenerateArgs) -> dict[str, Any]
     target = session.resolve_target(args.uri, args.symbol, GENERATE_TESTS)
     what = target.symbol.qualname if target.symbol else target.module
     instruction = f"Write unit tests for {what} in module {target.module}."
-    if args.description.strip():
-        instruction += f"\n{args.description.strip()}"
     aimed: dict[str, Any] = {}
     if args.gap is not None:  # "Generate tests for this": the task aims at one gap (kinds/unit_test_gaps.py)
         first, last = args.gap.lines
         aimed["gap"] = {"kind": args.gap.kind, "line": first, "end_line": last, "detail": args.gap.detail}
+        where = f"line {first}" if first == last else f"lines {first}–{last}"
+        instruction = (  # the gap is in the text too: tasks aimed at different gaps are different tasks
+            f"Write unit tests for {what} in module {target.module}, aimed at one gap ({where}):"
+            f" {args.gap.detail or args.gap.kind}."
+        )
+    if args.description.strip():
+        instruction += f"\n{args.description.strip()}"
     return await session.tracker.submit(target, "unit_test", instruction, metadata=aimed)
 
 

@@ -44,7 +44,12 @@ CONFIG_FIELDS = {
     "mutation": "mutation",
     "mutationSeconds": "mutation_seconds",
 }
-_UNITS = {"timeoutSeconds": "seconds", "mutationSeconds": "seconds", "budgetPerTaskUsd": "dollars", "budgetPerDayUsd": "dollars"}
+_UNITS = {
+    "timeoutSeconds": "seconds",
+    "mutationSeconds": "seconds",
+    "budgetPerTaskUsd": "dollars",
+    "budgetPerDayUsd": "dollars",
+}
 _TEXT_WORDS = {"model": "a model name", "baseUrl": "an http(s) URL"}  # the field's validator checks the rest
 
 
