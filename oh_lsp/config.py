@@ -21,7 +21,8 @@ OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_MODEL = "mistral-small"
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 
-# field name -> environment variable. Order is the guide's table, then the additions.
+# field name -> environment variable. Order is the usage guide's table, then the additions
+# (docs/guide-compat.md#environment-variables).
 ENV_VARS: dict[str, str] = {
     "api_key": "OPENROUTER_API_KEY",
     "model": "OPENHANDS_MODEL",
@@ -157,7 +158,8 @@ class OpenHandsConfig(BaseModel):
 
     @property
     def model_was_set(self) -> bool:
-        """True when the model was chosen explicitly (code, environment or editor), not left at the guide's default."""
+        """True when the model was chosen explicitly (code, environment or editor), not left at the default
+        (docs/models.md#selection: only an explicit choice heads the chain)."""
         return "model" in self.model_fields_set
 
     @property
@@ -195,7 +197,8 @@ class OpenHandsConfig(BaseModel):
     def from_env(
         cls, env_file: str | Path | None = ".env", environ: dict[str, str] | None = None, **overrides: Any
     ) -> OpenHandsConfig:
-        """Read every variable of the guide's table (plus `OPENHANDS_BASE_URL` and `OH_LSP_*`) and an optional `.env`.
+        """Read every variable of docs/guide-compat.md#environment-variables (the usage guide's, `OPENHANDS_BASE_URL`
+        and `OH_LSP_*`) and an optional `.env`.
 
         Variables set in the process environment win over `.env`; `overrides` win over both. An invalid value raises
         `ConfigError` naming the variable.

@@ -45,7 +45,7 @@ from oh_lsp.validation.findings import Finding
 from oh_lsp.validation.mutation import analyse_mutants
 from oh_lsp.validation.pytest_runner import PytestRun, ensure_pytest, run_pytest
 from oh_lsp.validation.result import ValidationResult
-from oh_lsp.validation.sandbox import Sandbox, sandbox_refusal
+from oh_lsp.validation.sandbox import sandbox_refusal
 from oh_lsp.validation.scores import validation_score
 from oh_lsp.validation.value_gate import asserts_something
 
@@ -118,9 +118,7 @@ async def check_test_module(
         return ValidationResult.from_findings([Finding(F.NO_SANDBOX, refused, file=output_file)], 0.0, run=False)
     seeds = list(env.config.test_seeds or [random.randrange(1, 2**31) for _ in range(RUNS)])
     timeout = env.config.test_timeout_seconds
-    async with Sandbox(
-        env.root, env.scratch, secrets=env.config.secrets(), exclude=env.exclude, mode=env.config.sandbox, warn=env.warn
-    ) as box:
+    async with env.sandbox() as box:
         try:
             await ensure_pytest(box, env.python)
         except InterpreterError as exc:

@@ -13,7 +13,6 @@ from oh_lsp.kinds.test_layout import tests_importing
 from oh_lsp.validation.baseline import Baseline, cached_baseline, cached_mutation_before
 from oh_lsp.validation.mutation import MutationReport
 from oh_lsp.validation.pytest_runner import ensure_pytest
-from oh_lsp.validation.sandbox import Sandbox
 
 
 def existing_test_files(root: Path, module: str, exclude: Iterable[str] = ()) -> list[str]:
@@ -35,9 +34,7 @@ async def project_measures(
     """The baseline of a task's target and, with `mutation_seconds` > 0, the mutation analysis of the existing tests
     within that time: what a task measures before its first model call. Raises `InterpreterError` when the project's
     interpreter has no pytest."""
-    async with Sandbox(
-        env.root, env.scratch, secrets=env.config.secrets(), exclude=env.exclude, mode=env.config.sandbox, warn=env.warn
-    ) as box:
+    async with env.sandbox() as box:
         await ensure_pytest(box, env.python)
         env.progress("measuring the existing tests' coverage")
         baseline = await cached_baseline(

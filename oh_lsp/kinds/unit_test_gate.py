@@ -38,7 +38,6 @@ from oh_lsp.validation.coverage_map import Arc, FileCoverage, Totals
 from oh_lsp.validation.findings import Finding
 from oh_lsp.validation.mutation import MutationReport
 from oh_lsp.validation.pytest_runner import PytestRun, ensure_pytest, run_pytest
-from oh_lsp.validation.sandbox import Sandbox
 from oh_lsp.validation.scores import mutation_after, validation_score
 from oh_lsp.validation.value_gate import CandidateTest, GateVerdict, choose_tests
 
@@ -226,9 +225,7 @@ async def _judge(env: CheckEnv, ledger: Ledger, code: str, label: str) -> Judged
     if not nodeids:
         return Judged([Finding(F.NO_TESTS, "the answer holds no test function or class", file=output_file)])
     env.progress(f"checking {len(nodeids)} tests" + (f" ({label})" if label else ""))
-    async with Sandbox(
-        env.root, env.scratch, secrets=env.config.secrets(), exclude=env.exclude, mode=env.config.sandbox, warn=env.warn
-    ) as box:
+    async with env.sandbox() as box:
         try:
             await ensure_pytest(box, env.python)
         except InterpreterError as exc:
@@ -352,9 +349,7 @@ async def final_run(env: CheckEnv, ledger: Ledger) -> Delivered:
         _, proof, covered = ledger.proven
         return Delivered(candidate, proof, ledger.coverage.merged(covered.restricted([t.nodeid for t in proof.passed])))
     env.progress(f"running the {len(nodeids)} kept tests together")
-    async with Sandbox(
-        env.root, env.scratch, secrets=env.config.secrets(), exclude=env.exclude, mode=env.config.sandbox, warn=env.warn
-    ) as box:
+    async with env.sandbox() as box:
         for change in candidate.edit.files:
             box.write(change.path, change.new_text)
         run = await run_pytest(

@@ -116,15 +116,7 @@ def static_findings(
     try:
         tree = parse_python(content)
     except SyntaxError as exc:
-        return None, [
-            Finding(
-                F.SYNTAX_ERROR,
-                f"the test module does not parse: {exc.msg}",
-                file=output_file,
-                line=exc.lineno or 1,
-                col=max((exc.offset or 1) - 1, 0),
-            )
-        ]
+        return None, [F.syntax_error(exc, "the test module", output_file)]
     module = module_name(Path(target_path)) if target_path else None
     if module and not imports_module(tree, module):
         return tree, [

@@ -142,20 +142,8 @@ class UnitTestSession:
         target_path = self.target.path.as_posix()
         try:
             ast.parse(self.target.text)
-        except SyntaxError as exc:
-            return ValidationResult.from_findings(
-                [
-                    Finding(
-                        F.SYNTAX_ERROR,
-                        f"{target_path} does not parse ({exc.msg}): fix it before asking for tests",
-                        file=target_path,
-                        line=exc.lineno or 1,
-                        col=max((exc.offset or 1) - 1, 0),
-                    )
-                ],
-                0.0,
-                run=False,
-            )
+        except SyntaxError as exc:  # no model call: there is nothing to test until it parses
+            return ValidationResult.from_findings([F.syntax_error(exc, target_path, target_path)], 0.0, run=False)
         try:
             self.aim = aim_of(self.task.metadata if self.task else {}, self.target.text)
         except ValueError as exc:
