@@ -51,8 +51,8 @@ class ExecutionMetrics:
 @dataclass
 class ModelState:
     """Cooldown, circuit breaker and rotation counts of one model (or, with `PROVIDER_PREFIX`, one endpoint), and what
-    its unit tests were worth: of the tests it wrote, how many the value gate kept (the model's quality, contract
-    "Scores")."""
+    its unit tests were worth: of the tests it wrote, how many the value gate kept (the model's quality:
+    docs/validation.md#what-is-delivered)."""
 
     model: str
     cooldown_until: float = 0.0

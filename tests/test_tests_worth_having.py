@@ -1,8 +1,8 @@
-"""Issue 12's verdicts, through the real engine against scripted model answers (contract: "What is delivered when
-validation is mixed" and "Scores"): a partial answer delivers its good tests; an answer that asserts nothing
-delivers nothing; a branch-only gain is kept; a test that only kills a surviving mutant is kept; tests kept in attempt
-1 are still delivered after attempt 2; the first request names the uncovered lines; the loop's stop rules; and bad
-input (a target that does not parse, existing tests that fail)."""
+"""Issue 12's verdicts, through the real engine against scripted model answers (docs/validation.md#what-is-delivered,
+docs/validation.md#the-score): a partial answer delivers its good tests; an answer that asserts nothing delivers
+nothing; a branch-only gain is kept; a test that only kills a surviving mutant is kept; tests kept in attempt 1 are
+still delivered after attempt 2; the first request names the uncovered lines; the loop's stop rules; and bad input
+(a target that does not parse, existing tests that fail)."""
 
 from __future__ import annotations
 
@@ -212,3 +212,102 @@ async def test_existing_tests_that_fail_still_give_a_baseline(project: Path, mod
     assert "test_wrong" in failing["message"]
     assert task.result["baseline"]["passing"] == 1 and task.result["baseline"]["failing"] == 1
     assert 0 < task.result["coverage"]["before"] < task.result["coverage"]["after"]
+
+
+THREE = '''\
+"""Three small functions."""
+
+
+def sign(x):
+    if x > 0:
+        return 1
+    if x < 0:
+        return -1
+    return 0
+
+
+def grade(score):
+    if score >= 90:
+        return "A"
+    if score >= 50:
+        return "B"
+    return "C"
+
+
+def clamp(x, low, high):
+    if x < low:
+        return low
+    if x > high:
+        return high
+    return x
+'''
+SEGMENT_ANSWERS = {
+    "sign": "def test_sign():\n    assert (sign(3), sign(-2), sign(0)) == (1, -1, 0)\n",
+    "grade": "def test_grade():\n    assert [grade(95), grade(60), grade(10)] == ['A', 'B', 'C']\n",
+    "clamp": "def test_clamp():\n    assert (clamp(-1, 0, 5), clamp(9, 0, 5), clamp(3, 0, 5)) == (0, 5, 3)\n",
+}
+
+
+async def test_a_module_over_the_budget_is_asked_about_in_segments(project: Path, model_server) -> None:
+    """The whole module does not fit the model's context: one conversation per function holding gaps, each prompt
+    showing that function's lines (numbered as in the file), and every segment's kept tests delivered together."""
+    (project / "pkg" / "three.py").write_text(THREE)
+
+    def answer(request) -> Reply:
+        prompt = request.body["messages"][-1]["content"]
+        name = next(n for n in SEGMENT_ANSWERS if f"This part of the task: {n} (" in prompt)
+        return Reply.text(fenced(f"from pkg.three import {name}\n\n\n{SEGMENT_ANSWERS[name]}"))
+
+    model_server.responder = answer
+    events: list = []
+    task = await run_task(
+        project, model_server, target="pkg/three.py", context_tokens=4300, apply_edits=True, events=events
+    )
+    assert task.status is TaskStatus.COMPLETED, task.error
+    assert sorted(task.result["segments"]) == ["clamp", "grade", "sign"]
+    prompts = {r.body["messages"][-1]["content"] for r in model_server.requests}
+    assert len(prompts) == 3
+    sign_prompt = next(p for p in prompts if "This part of the task: sign (lines 4–9)" in p)
+    assert "\n5:     if x > 0:" in sign_prompt and "def grade" not in sign_prompt and "def clamp" not in sign_prompt
+    assert "lines 5–9 are never run: `if x > 0:`" in sign_prompt
+    assert sorted(task.result["kept_tests"]) == ["test_clamp", "test_grade", "test_sign"]
+    assert task.result["coverage"]["after"] == 100.0
+    delivered = (project / "tests/pkg/test_three.py").read_text()
+    assert [n.name for n in ast.parse(delivered).body if isinstance(n, ast.FunctionDef)] == sorted(
+        ["test_sign", "test_grade", "test_clamp"], key=delivered.index
+    )
+    aiming = [e.data["message"] for e in events if e.kind == "progress" and "aiming at" in e.data.get("message", "")]
+    assert sorted(aiming) == [
+        "part 1/3: aiming at lines 5–9",
+        "part 2/3: aiming at lines 13–17",
+        "part 3/3: aiming at lines 21–25",
+    ]
+
+
+def test_segments_aims_and_words_of_gaps() -> None:
+    from oh_lsp.kinds.unit_test_gaps import MANY_GAPS, Aim, Left, aim_of, segments, what_is_left
+    from oh_lsp.validation.coverage_map import FileCoverage, Gap
+
+    lines = [Gap("lines", n, n, text=f"line {n} is never run") for n in (5, 7, 13, 15, 21, 23)]
+    left = Left(lines)
+    assert [s.label for s in segments(THREE, left, Aim(), fits=True)] == [""], "few gaps, the module fits: one"
+    many = Left(lines * (MANY_GAPS // len(lines) + 1))
+    parts = segments(THREE, many, Aim(), fits=True)
+    assert [p.label for p in parts] == ["sign", "grade", "clamp"]  # many gaps: by the smallest function holding them
+    assert [(p.aim.first, p.aim.last) for p in parts] == [(4, 9), (12, 17), (20, 25)]
+    # the aim of a task: one gap (the editor's "Generate tests for this"), a symbol, or the whole module
+    gap = aim_of({"gap": {"kind": "branch", "line": 13, "end_line": 13, "detail": "the branch 13→15"}}, THREE)
+    assert (gap.first, gap.last, gap.kind, gap.label) == (13, 13, "branch", "branch at line 13")
+    assert (aim_of({"symbol": "grade"}, THREE).first, aim_of({"symbol": "grade"}, THREE).last) == (12, 17)
+    assert aim_of({}, THREE) == Aim()
+    for bad in ({"gap": {"kind": "file", "line": 1}}, {"gap": {"kind": "lines", "line": 0}}, {"symbol": "nope"}):
+        try:
+            aim_of(bad, THREE)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} was accepted")
+    # only the gaps inside the aim, and of its kind, are left to do
+    coverage = FileCoverage({5, 6, 13, 14}, {(13, 14), (13, 15)}, {"t": {13}}, {"t": set()})
+    found = what_is_left(coverage, [], gap)
+    assert [(g.kind, g.line) for g in found.gaps] == [("branch", 13), ("branch", 13)]  # not the lines 5–6, 14
+    assert found.names() == "branch 13→14, branch 13→15"

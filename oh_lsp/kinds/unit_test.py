@@ -1,6 +1,5 @@
 """The unit_test task kind: ask for pytest tests of a module, aimed at what its existing tests miss, and keep each
-generated test that earns it (docs/validation.md, "unit_test"; the contract's "What is delivered when validation is
-mixed" and "Scores").
+generated test that earns it (docs/validation.md#unit_test).
 
 A task runs as a session (unit_test_session.py): the coverage baseline and mutation report of the existing tests
 before the first model call (unit_test_baseline.py), prompts that name the gaps (unit_test_gaps.py), the value gate

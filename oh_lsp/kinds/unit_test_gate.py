@@ -1,4 +1,4 @@
-"""The value gate of a unit_test task, answer by answer (contract: "What is delivered when validation is mixed").
+"""The value gate of a unit_test task, answer by answer (docs/validation.md#the-value-gate-per-test).
 
 A task keeps a `Ledger`: the coverage baseline and mutation report of the project's own tests, and every test kept so
 far with what it adds (lines, branch arcs, killed mutants). `judge_answer` runs one answer's new tests in the sandbox

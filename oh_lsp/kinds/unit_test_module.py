@@ -197,7 +197,7 @@ def error_line(text: str) -> str:
 
 
 def run_details(run: PytestRun, isolated: bool, python: Path, seeds: list[int]) -> dict[str, Any]:
-    """What a verdict's details say about a run (the guide's `execution_result`, each test's outcome, failures)."""
+    """What a verdict's details say about a run (`ResultValidator`'s `execution_result`, each test's outcome, failures)."""
     considered = [t for t in run.tests.values() if t.outcome != "skipped"]
     passed = [t for t in considered if t.outcome == "passed"]
     return {

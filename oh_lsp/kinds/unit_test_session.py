@@ -1,5 +1,5 @@
-"""A unit_test task from start to end (a `TaskSession`, see kinds/base.py), by the contract's rules ("What is
-delivered when validation is mixed", "Scores"):
+"""A unit_test task from start to end (a `TaskSession`, see kinds/base.py), by the rules of
+docs/validation.md#unit_test:
 
 1. `prepare`, before any model call: the target must parse; the workspace must be trusted and a sandbox at hand; the
    coverage baseline of the existing tests and their mutation report are measured (or read from the cache); what is

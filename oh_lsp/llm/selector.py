@@ -5,7 +5,7 @@ out, each with the constraint that excluded it. The rest are ranked by a score t
 latency according to the task's complexity: a simple task favours the cheapest, fastest model; a complex one the
 best. Once the metrics store holds enough calls of a model, its observed latency and success rate replace the
 catalog's priors; once it holds enough of its unit tests, the share of them the value gate kept is its quality when
-ranking for unit_test tasks (5 x that share; contract, "Scores"). Whether a model qualifies for a quality threshold
+ranking for unit_test tasks (5 x that share; docs/validation.md#what-is-delivered). Whether a model qualifies for a quality threshold
 stays the catalog's word. The chain then leaves out models that are cooling down or whose circuit breaker is open.
 """
 
