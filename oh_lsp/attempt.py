@@ -110,48 +110,12 @@ def session_outcome(
     """The outcome of a task a kind's session ran (`ending`, a `kinds.base.Ending`; None when the session ended it
     before any model call with `verdict`). The session decided completed or failed: the threshold is not applied
     again here (a unit_test result below it is completed, with a warning)."""
-    metrics.validation_passed = verdict.passed
-    metrics.quality_score = round(5.0 * verdict.score, 3)
-    metrics.duration_seconds = time.monotonic() - started
+    extra = dict(ending.result) if ending is not None else {}
+    if "mutation" not in extra and "mutation" in verdict.details:
+        extra["mutation"] = verdict.details["mutation"]
     completed = ending is not None and ending.status == "completed"
-    metrics.success = completed
-    result: dict[str, Any] = {
-        "kind": task.kind,
-        "target_file": target.path.as_posix(),
-        "target_sha256": target.sha256,
-        "validation": verdict.to_dict(),
-        "score": verdict.score,
-        "quality_threshold": threshold,
-        "execution_result": verdict.details.get("execution_result"),
-        "model": metrics.model_id or None,
-        "tokens": metrics.tokens_used,
-        "tokens_estimated": metrics.tokens_estimated,
-        "cost": metrics.cost,
-        "iterations": len(history),
-        "attempts": [a.summary() for a in history],
-        **(ending.result if ending is not None else {}),
-    }
-    if "coverage" not in result:
-        result["coverage"] = verdict.details.get("coverage")
-    if "mutation" not in result and "mutation" in verdict.details:
-        result["mutation"] = verdict.details["mutation"]
     candidate = ending.candidate if ending is not None else None
-    if candidate is not None:
-        result.update(
-            output_file=candidate.output_file,
-            content=candidate.content,
-            edit=candidate.edit.to_dict(),
-            **candidate.extra,
-        )
-    used = metrics if metrics.model_id else None
-    if completed:
-        return Outcome("completed", result=result, model=metrics.model_id, metrics=used)
-    metrics.error = verdict.summary()
-    if "edit" in result:
-        result["rejected_edit"] = result.pop("edit")  # kept for inspection or "accept anyway"; never delivered
-    return Outcome(
-        "failed", result=result, error=f"validation {verdict.summary()}", model=metrics.model_id or None, metrics=used
-    )
+    return _outcome(task, target, verdict, completed, candidate, history, threshold, metrics, started, extra)
 
 
 def attempt_outcome(
@@ -169,11 +133,29 @@ def attempt_outcome(
     verdict = best.verdict
     if verdict.passed and verdict.score < threshold:
         verdict = below_threshold(verdict, threshold)
+    extra = {"answer": best.answer[:20000]} if best.candidate is None else {}
+    return _outcome(task, target, verdict, verdict.passed, best.candidate, history, threshold, metrics, started, extra)
+
+
+def _outcome(
+    task: QueuedTask,
+    target: Any,
+    verdict: Any,
+    completed: bool,
+    candidate: Any,
+    history: list[Any],
+    threshold: float,
+    metrics: ExecutionMetrics,
+    started: float,
+    extra: dict[str, Any],
+) -> Outcome:
+    """The outcome and its result: what was checked, what it cost, and the candidate (its edit delivered when
+    `completed`, else kept as `rejected_edit`, never delivered)."""
     metrics.validation_passed = verdict.passed
-    metrics.success = verdict.passed
+    metrics.success = completed
     metrics.quality_score = round(5.0 * verdict.score, 3)
     metrics.duration_seconds = time.monotonic() - started
-    model = metrics.model_id
+    model = metrics.model_id or None
     result: dict[str, Any] = {
         "kind": task.kind,
         "target_file": target.path.as_posix(),
@@ -189,19 +171,19 @@ def attempt_outcome(
         "cost": metrics.cost,
         "iterations": len(history),
         "attempts": [a.summary() for a in history],
+        **extra,
     }
-    if best.candidate is None:
-        result["answer"] = best.answer[:20000]
-    else:
+    if candidate is not None:
         result.update(
-            output_file=best.candidate.output_file,
-            content=best.candidate.content,
-            edit=best.candidate.edit.to_dict(),
-            **best.candidate.extra,
+            output_file=candidate.output_file,
+            content=candidate.content,
+            edit=candidate.edit.to_dict(),
+            **candidate.extra,
         )
-    if verdict.passed:
-        return Outcome("completed", result=result, model=model, metrics=metrics)
+    used = metrics if metrics.model_id else None  # a task that never asked a model has no metrics to record
+    if completed:
+        return Outcome("completed", result=result, model=model, metrics=used)
     metrics.error = verdict.summary()
     if "edit" in result:
         result["rejected_edit"] = result.pop("edit")  # kept for inspection or "accept anyway"; never delivered
-    return Outcome("failed", result=result, error=f"validation {verdict.summary()}", model=model, metrics=metrics)
+    return Outcome("failed", result=result, error=f"validation {verdict.summary()}", model=model, metrics=used)

@@ -6,7 +6,8 @@ far with what it adds (lines, branch arcs, killed mutants). `judge_answer` runs 
 passes every run, asserts something, tries nothing a test must not, and adds value over the baseline plus the tests
 kept so far (oh_lsp.validation.value_gate). The kept tests of every answer accumulate in one generated module
 (`Ledger.kept_source`); `final_run` runs that module as it will be delivered, once, and what fails there is dropped
-too. A parametrized test or a test class is kept or dropped whole: one failing case drops every case.
+too. A parametrized test is kept or dropped whole (one failing case drops every case); the methods of a test class
+are judged one by one.
 """
 
 from __future__ import annotations
@@ -167,9 +168,9 @@ def _outcome_words(test: CandidateTest, code: str, reason: str, seeds: list[int]
 
 
 def _choose(measured: Measured, ledger: Ledger) -> tuple[list[GateVerdict], dict[str, tuple[str, str]]]:
-    """The gate's verdicts on `measured`, a test function at a time: every case of a function (or test of a class)
-    one of whose cases fails, is flaky, asserts nothing or tries something unsafe is dropped with that reason, and the
-    others are chosen without it. Returns (verdicts, key -> (code, reason) of each function dropped whole)."""
+    """The gate's verdicts on `measured`, a test function (or method) at a time: every case of one whose cases fail,
+    are flaky, assert nothing or try something unsafe is dropped with that reason, and the others are chosen without
+    it. Returns (verdicts, key -> (code, reason) of each function dropped whole)."""
     by_id = {t.nodeid: t for t in measured.tests}
     safe = [t for t in measured.tests if t.nodeid not in measured.unsafe]
     lines, branches, killed = ledger.lines, ledger.branches, ledger.killed
@@ -194,10 +195,18 @@ def _beside_kept(kept_source: str, code: str) -> tuple[str, list[str]] | None:
         tree = ast.parse(code)
     except SyntaxError:
         return None
+    wanted = top_level_tests(tree)
     if not kept_source.strip():
-        return code, top_level_tests(tree)
+        return code, wanted
     placement = merge_tests(kept_source, code)
-    return placement.text, placement.tests
+    before = set(top_level_tests(ast.parse(kept_source)))
+    placed = {
+        n.name
+        for n in ast.parse(placement.text).body
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    }
+    names = [placement.renamed.get(name, name) for name in wanted]  # a name kept before is not new (left out)
+    return placement.text, [name for name in names if name in placed and name not in before]
 
 
 async def judge_answer(env: CheckEnv, ledger: Ledger, code: str, *, label: str = "") -> Judged:

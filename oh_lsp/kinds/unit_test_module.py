@@ -75,13 +75,19 @@ def _duplicate_defs(tree: ast.Module) -> bool:
 
 
 def top_level_tests(tree: ast.Module) -> list[str]:
-    """The module's top-level tests: `test*` functions and `Test*` classes."""
+    """The module's top-level tests: `test*` functions, `Test*` classes, and `unittest.TestCase` classes whatever
+    their name (pytest collects those too)."""
     return [
         n.name
         for n in tree.body
         if (isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test"))
-        or (isinstance(n, ast.ClassDef) and n.name.startswith("Test"))
+        or (isinstance(n, ast.ClassDef) and (n.name.startswith("Test") or any(_test_case(b) for b in n.bases)))
     ]
+
+
+def _test_case(base: ast.expr) -> bool:
+    name = base.id if isinstance(base, ast.Name) else base.attr if isinstance(base, ast.Attribute) else ""
+    return name.endswith("TestCase")
 
 
 def case_key(nodeid: str) -> str:
