@@ -168,8 +168,13 @@ async def test_tests_kept_in_attempt_1_are_still_delivered_after_attempt_2(proje
 async def test_the_first_request_names_the_uncovered_lines(project: Path, model_server) -> None:
     write_existing_tests(project, "from pkg.calc import add\n\n\ndef test_add():\n    assert add(1, 1) == 2\n")
     model_server.script(Reply.text(fenced(DIVIDE)))
-    task = await run_task(project, model_server)
+    events: list = []
+    task = await run_task(project, model_server, events=events)
     assert task.status is TaskStatus.COMPLETED, task.error
+    steps = [e.data["step"] for e in events if e.kind == "validating"]
+    before = task.result["coverage"]["before"]
+    assert f"existing tests: coverage {before:.0f}%, mutation {task.result['mutation']['before']:.2f}" in steps
+    assert steps.index("measuring the existing tests' coverage") < steps.index("checking 2 tests")
     prompt = model_server.requests[0].body["messages"][-1]["content"]
     assert "lines 9–11 are never run: `if b == 0:`" in prompt
     assert "line 5" not in prompt, "add() is covered by the existing test"

@@ -166,6 +166,10 @@ class UnitTestSession:
             self.target, self.baseline, self.before, seeds, mutation_left=max(config.mutation_seconds - spent, 0.0)
         )
         self.left = self._left(self.aim)
+        figures = f"existing tests: coverage {self.baseline.totals.percent:.0f}%"
+        if self.before is not None and self.before.score is not None:
+            figures += f", mutation {self.before.score:.2f}"
+        self.env.progress(figures)
         if self.left.empty:
             where = self.aim.label or self.target.module
             return ValidationResult.from_findings(
