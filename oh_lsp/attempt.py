@@ -133,7 +133,9 @@ def attempt_outcome(
     verdict = best.verdict
     if verdict.passed and verdict.score < threshold:
         verdict = below_threshold(verdict, threshold)
-    extra = {"answer": best.answer[:20000]} if best.candidate is None else {}
+    extra: dict[str, Any] = {"attempt": best.iteration}  # the attempt whose answer (or candidate) this result holds
+    if best.candidate is None:
+        extra["answer"] = best.answer[:20000]
     return _outcome(task, target, verdict, verdict.passed, best.candidate, history, threshold, metrics, started, extra)
 
 

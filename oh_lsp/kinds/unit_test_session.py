@@ -434,6 +434,7 @@ class UnitTestSession:
         last = next((j for j in reversed(self.judged) if j.candidate is not None), None)
         if last is not None:
             details.update(last.details)
+            result["attempt"] = next(n for n, j in enumerate(self.judged, 1) if j is last)  # in answer order
         verdict = ValidationResult.from_findings(findings, 0.0, **details)
         return Ending("failed", verdict, last.candidate if last else None, result, self._quality())
 
