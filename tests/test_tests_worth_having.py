@@ -112,6 +112,18 @@ async def test_an_answer_that_asserts_nothing_delivers_nothing(project: Path, mo
     assert "rejected_edit" in task.result and "edit" not in task.result
 
 
+async def test_a_task_that_keeps_nothing_names_the_answer_whose_candidate_it_keeps(project: Path, model_server) -> None:
+    """Nothing kept after a repair: the result keeps the last answer's test module as the rejected candidate and says
+    which answer it was (`attempt`), so that the editor opens that candidate (lsp/candidates.py)."""
+    model_server.script(Reply.text("I cannot write tests for this."), Reply.text(fenced(NO_ASSERTS)))
+    task = await run_task(project, model_server, max_repair_iterations=1)
+    assert task.status is TaskStatus.FAILED
+    assert len(model_server.requests) == 2, "a first answer that keeps nothing is repaired"
+    assert task.result["attempt"] == 2
+    assert "def test_add_runs" in task.result["content"]
+    assert "rejected_edit" in task.result and "edit" not in task.result
+
+
 async def test_a_branch_only_gain_is_kept(project: Path, model_server) -> None:
     (project / "pkg" / "clamp.py").write_text("def clamp_low(x):\n    if x < 0:\n        x = 0\n    return x\n")
     write_existing_tests(
