@@ -124,6 +124,22 @@ async def test_a_task_that_keeps_nothing_names_the_answer_whose_candidate_it_kee
     assert "rejected_edit" in task.result and "edit" not in task.result
 
 
+async def test_a_focused_correct_test_is_delivered_below_the_threshold(project: Path, model_server) -> None:
+    """The issue's real-model case: a correct test of one function of several, at the default threshold (0.7), with no
+    repair left. It is delivered; the threshold only decides whether to keep asking, and what is left is reported
+    (Information findings at its lines), never a failure."""
+    model_server.script(Reply.text(fenced(ADD_ONLY)))
+    task = await run_task(project, model_server, apply_edits=True, quality_threshold=0.7)
+    assert task.status is TaskStatus.COMPLETED, task.error
+    assert task.result["kept_tests"] == ["test_add"] and task.result["kept_share"] == 1.0
+    assert task.result["score"] < 0.7
+    assert "def test_add" in (project / "tests/pkg/test_calc.py").read_text()
+    warnings = task.result["validation"]["warnings"]
+    assert any(w["code"] == "below-threshold" for w in warnings)
+    gap = next(w for w in warnings if w["code"] == "uncovered")
+    assert (gap["line"], gap["end_line"], gap["severity"]) == (9, 11, "info") and "lines 9–11" in gap["message"]
+
+
 async def test_a_branch_only_gain_is_kept(project: Path, model_server) -> None:
     (project / "pkg" / "clamp.py").write_text("def clamp_low(x):\n    if x < 0:\n        x = 0\n    return x\n")
     write_existing_tests(
