@@ -212,6 +212,19 @@ async def test_the_first_request_names_the_uncovered_lines(project: Path, model_
     assert task.result["coverage"]["before"] > 0
 
 
+async def test_the_mutation_cap_reports_what_was_not_analysed(project: Path, model_server) -> None:
+    """`mutation_seconds` (mutationSeconds, OH_LSP_MUTATION_SECONDS) caps the task's mutation analysis: what is not
+    analysed by then is reported as such, and the task is not failed for it."""
+    write_existing_tests(project, "from pkg.calc import add\n\n\ndef test_add():\n    assert add(1, 1) == 2\n")
+    model_server.script(Reply.text(fenced(DIVIDE)))
+    task = await run_task(project, model_server, mutation_seconds=0.001)
+    assert task.status is TaskStatus.COMPLETED, task.error
+    mutation = task.result["mutation"]
+    assert mutation["not_analysed"] > 0 and mutation["analysed"] + mutation["not_analysed"] == mutation["mutants"]
+    incomplete = next(w for w in task.result["validation"]["warnings"] if w["code"] == "mutation-incomplete")
+    assert "were not analysed within the 0.001 s cap" in incomplete["message"]
+
+
 async def test_an_answer_that_adds_nothing_after_kept_tests_ends_the_loop(project: Path, model_server) -> None:
     model_server.script(Reply.text(fenced(ADD_ONLY)), Reply.text(fenced(ADD_ONLY)), Reply.text(fenced(DIVIDE)))
     task = await run_task(project, model_server, quality_threshold=1.0, max_repair_iterations=2)
