@@ -62,11 +62,6 @@ def stage_text(event: ev.Event) -> str | None:
     return event_text(event)
 
 
-def coverage_text(coverage: Any) -> str | None:
-    """ "coverage 50% → 100% (+50 pts)" (line+branch for unit_test)."""
-    return _coverage_text(coverage)
-
-
 def mutation_text(mutation: Any) -> str | None:
     """ "mutation 0.40 → 0.85": the share of the target's mutants the tests notice, before → after."""
     if not isinstance(mutation, dict):
@@ -77,7 +72,8 @@ def mutation_text(mutation: Any) -> str | None:
     return None
 
 
-def _coverage_text(coverage: Any) -> str | None:
+def coverage_text(coverage: Any) -> str | None:
+    """ "coverage 50% → 100% (+50 pts)" (line+branch for unit_test)."""
     if isinstance(coverage, dict):
         before, after = coverage.get("before"), coverage.get("after")
         if isinstance(before, (int, float)) and isinstance(after, (int, float)):
@@ -110,7 +106,7 @@ def outcome_text(
         parts.append(f"score {float(result['score']):.2f}")
     if result.get("kind", "unit_test") == "unit_test" and (kept or dropped):
         parts.append(f"{len(kept)} tests kept, {len(dropped)} dropped")
-    coverage = _coverage_text(result.get("coverage"))
+    coverage = coverage_text(result.get("coverage"))
     if coverage:
         parts.append(coverage)
     mutation = mutation_text(result.get("mutation"))
