@@ -225,6 +225,24 @@ async def test_the_mutation_cap_reports_what_was_not_analysed(project: Path, mod
     assert "were not analysed within the 0.001 s cap" in incomplete["message"]
 
 
+async def test_the_next_task_on_an_unchanged_module_reads_its_measures_from_the_cache(
+    project: Path, model_server
+) -> None:
+    """The baseline and the mutation report of the existing tests are cached by the content of the target and of its
+    tests: a second task on the same module measures neither again; a changed test file measures both again."""
+    write_existing_tests(project, "from pkg.calc import add\n\n\ndef test_add():\n    assert add(1, 1) == 2\n")
+    model_server.script(Reply.text(fenced(DIVIDE)), Reply.text(fenced(DIVIDE)), Reply.text(fenced(DIVIDE)))
+    first = await run_task(project, model_server)
+    again = await run_task(project, model_server)
+    assert (first.result["baseline"]["cached"], first.result["mutation"]["cached"]) == (False, False)
+    assert (again.result["baseline"]["cached"], again.result["mutation"]["cached"]) == (True, True)
+    assert again.result["coverage"]["before"] == first.result["coverage"]["before"]
+    assert again.result["mutation"]["before"] == first.result["mutation"]["before"]
+    write_existing_tests(project, "from pkg.calc import add\n\n\ndef test_add():\n    assert add(2, 2) == 4\n")
+    changed = await run_task(project, model_server)
+    assert (changed.result["baseline"]["cached"], changed.result["mutation"]["cached"]) == (False, False)
+
+
 async def test_an_answer_that_adds_nothing_after_kept_tests_ends_the_loop(project: Path, model_server) -> None:
     model_server.script(Reply.text(fenced(ADD_ONLY)), Reply.text(fenced(ADD_ONLY)), Reply.text(fenced(DIVIDE)))
     task = await run_task(project, model_server, quality_threshold=1.0, max_repair_iterations=2)
