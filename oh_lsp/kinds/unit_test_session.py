@@ -27,7 +27,7 @@ from typing import Any
 
 from oh_lsp.errors import InterpreterError, TargetError
 from oh_lsp.extract import ExtractionError, extract_python
-from oh_lsp.kinds.base import Candidate, CheckEnv, Conversation, Ending, Target, Turn
+from oh_lsp.kinds.base import CheckEnv, Conversation, Ending, Target, Turn
 from oh_lsp.kinds.context import ANSWER_RESERVE_TOKENS, DEFAULT_CONTEXT_TOKENS, estimate_tokens, prompt_sections
 from oh_lsp.kinds.test_layout import locate_tests
 from oh_lsp.kinds.unit_test_baseline import project_measures
@@ -441,12 +441,3 @@ class UnitTestSession:
 
 def _as(finding: Finding, severity: str) -> Finding:
     return Finding(**{**finding.__dict__, "severity": severity})
-
-
-def single_answer_check(target: Target, env: CheckEnv) -> UnitTestSession:
-    """A session for one answer checked on its own (the agent runtime's check): no aim, threshold 0."""
-    return UnitTestSession(target, None, env, 0.0)
-
-
-def candidate_code(candidate: Candidate) -> str:
-    return str(candidate.extra.get("generated_source") or candidate.content)
