@@ -144,7 +144,9 @@ async def test_full_flow_progress_edit_and_status(client, calc, model, workspace
         "candidate": None,
         "message": end.message,
     }
-    assert ended_with["score"] > 0.9 and ended_with["coverage"]["before"] < 100.0
+    # 0.5 x coverage after (100%) + 0.5 x mutation score after (5 of 7 mutants noticed)
+    assert ended_with["score"] == round(0.5 + 0.5 * 5 / 7, 4) and ended_with["coverage"]["before"] < 100.0
+    assert ended_with["mutation"] == {"before": 0.0, "after": round(100 * 5 / 7, 2)}  # percentages, as coverage
 
     status = await until(
         lambda: next((s for s in reversed(client.statuses) if s.completed >= 1), None), 5, "a status counting the task"
