@@ -36,6 +36,32 @@ def system_metrics(project: Path, store_kw: dict[str, str]) -> dict:
         store.close()
 
 
+def test_the_key_covers_what_changes_a_unit_test_outcome(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit_test task's result depends on the gap it aims at, the mutation analysis settings and the kind's prompt
+    version (issue 12): each one changed is another key; the same inputs are the same key."""
+    from oh_lsp.config import OpenHandsConfig
+    from oh_lsp.kinds import unit_test
+    from oh_lsp.result_cache import cache_key
+    from oh_lsp.tasks import QueuedTask
+
+    config = OpenHandsConfig(base_url="http://127.0.0.1:9/v1")
+    gap = {"kind": "lines", "line": 9, "end_line": 10, "detail": "lines 9–10 are never run"}
+
+    def key(config: OpenHandsConfig = config, **metadata: object) -> str | None:
+        task = QueuedTask(task_type="unit_test", target_file=Path("pkg/calc.py"), metadata=metadata)
+        return cache_key(task, project, config)
+
+    plain = key()
+    assert plain is not None and key() == plain
+    aimed = key(gap=gap)
+    assert aimed not in (None, plain) and key(gap=gap) == aimed
+    assert key(gap={**gap, "line": 8}) != aimed, "another gap is another task"
+    assert key(config.with_changes(mutation=False)) != plain
+    assert key(config.with_changes(mutation_seconds=5.0)) != plain
+    monkeypatch.setattr(unit_test, "PROMPT_VERSION", unit_test.PROMPT_VERSION + "-next")
+    assert key() != plain, "a new prompt version does not reuse the results of the last"
+
+
 # --- the engine, against the scripted model and real pytest --------------------------------------------------------
 async def test_asking_again_with_nothing_changed_costs_nothing(project: Path, model_server, store_kw) -> None:
     model_server.script(Reply.text(fenced(GOOD_TESTS), usage=USAGE))

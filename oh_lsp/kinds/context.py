@@ -173,12 +173,20 @@ def prompt_sections(
     instruction: str,
     extra: list[tuple[int, str, str]] | None = None,
     context_tokens: int | None = None,
+    source: str | None = None,
+    variable: list[tuple[int, str, str]] | None = None,
 ) -> str:
-    """The user message for `target`: its source, as much project context as fits, and the instruction last. What
-    precedes the instruction is the same for every task on this target (`user_message` marks it for prompt caches)."""
+    """The user message for `target`: its source (or `source`, the part of it to show, as the caller shows it), as
+    much project context as fits, the instruction, and `variable` (what changes from one prompt of a target to the
+    next, such as its gaps) last. What precedes the instruction is the same for every task on this target
+    (`user_message` marks it for providers' prompt caches)."""
     budget = (context_tokens or task.metadata.get("context_tokens") or DEFAULT_CONTEXT_TOKENS) - ANSWER_RESERVE_TOKENS
+    shown = f"```python\n{target.text if source is None else source}\n```"
+    where = f"Module path: {target.module}\nSource of {target.path.as_posix()}"
+    if source is not None:
+        where += " (each line after its line number)"
     sections = [
-        (0, f"Module path: {target.module}\nSource of {target.path.as_posix()}", f"```python\n{target.text}\n```"),
+        (0, where, shown),
         *(extra or []),
         (
             3,
@@ -191,6 +199,7 @@ def prompt_sections(
             conftest_fixtures(target.root, Path("tests") / target.path),
         ),
         (1, INSTRUCTION, instruction),
+        *(variable or []),
     ]
     return "\n\n".join(f"{title}:\n{text}" for title, text in fit(sections, max(budget, 1000)))
 

@@ -73,6 +73,8 @@ class ModelInfo:
     price_cache_read: float | None = None  # USD per prompt token read from the provider's cache; None: by provider
     price_cache_write: float | None = None  # USD per prompt token written to it
     cache_control: bool | None = None  # whether prompts need cache_control breakpoints; None: by provider
+    tests_observed: int = 0  # unit tests it wrote that the value gate judged (the store's model state)
+    kept_share: float | None = None  # of them, the share kept: its learned quality for unit tests (5 x this)
 
     @property
     def quality_known(self) -> bool:

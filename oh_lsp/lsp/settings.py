@@ -41,8 +41,15 @@ CONFIG_FIELDS = {
     "budgetPerTaskUsd": "budget_per_task_usd",
     "budgetPerDayUsd": "budget_per_day_usd",
     "maxRepairIterations": "max_repair_iterations",
+    "mutation": "mutation",
+    "mutationSeconds": "mutation_seconds",
 }
-_UNITS = {"timeoutSeconds": "seconds", "budgetPerTaskUsd": "dollars", "budgetPerDayUsd": "dollars"}
+_UNITS = {
+    "timeoutSeconds": "seconds",
+    "mutationSeconds": "seconds",
+    "budgetPerTaskUsd": "dollars",
+    "budgetPerDayUsd": "dollars",
+}
 _TEXT_WORDS = {"model": "a model name", "baseUrl": "an http(s) URL"}  # the field's validator checks the rest
 
 

@@ -50,33 +50,36 @@ class Tracker:
         instruction: str,
         feedback: str = "",
         retry_of: str | None = None,
+        metadata: dict[str, Any] | None = None,
         *,
         no_cache: bool = False,
     ) -> dict[str, Any]:
-        """Queue a task of `kind` on `target`; its progress starts with the engine's "queued" event. An equal task
-        already pending or running is the answer instead (`duplicate: true`). `no_cache`: never served from the result
-        cache."""
+        """Queue a task of `kind` on `target` (with more `metadata`, such as the gap it aims at); its progress starts
+        with the engine's "queued" event. An equal task already pending or running is the answer instead
+        (`duplicate: true`). `no_cache`: never served from the result cache."""
         from oh_lsp.tasks import QueuedTask, TaskPriority
 
         folder = target.folder
         assert folder.engine is not None
         symbol = target.symbol.qualname if target.symbol else None
-        metadata: dict[str, Any] = {"source": "lsp", "instruction": instruction}
+        task_metadata: dict[str, Any] = {"source": "lsp", "instruction": instruction, **(metadata or {})}
         if symbol:
-            metadata["symbol"] = symbol
+            task_metadata["symbol"] = symbol
         if retry_of:
-            metadata["retry_of"] = retry_of
+            task_metadata["retry_of"] = retry_of
         if no_cache:
-            metadata["no_cache"] = True
+            task_metadata["no_cache"] = True
+        gap = _gap_label(task_metadata.get("gap"))
+        label = f"{target.path.name} {gap}" if gap else symbol
         task = QueuedTask(
             task_type=kind,
             description=f"{instruction}\n\n{feedback}" if feedback else instruction,
             target_file=target.path,
             priority=TaskPriority.HIGH,
-            metadata=metadata,
+            metadata=task_metadata,
             submitter=folder.submitter,
         )
-        track = self.track(folder, task.task_id, kind, target.path.as_posix(), symbol)  # before the "queued" event
+        track = self.track(folder, task.task_id, kind, target.path.as_posix(), label)  # before the "queued" event
         try:
             task_id = await folder.engine.submit_task(task)
         except OhLspError as exc:
@@ -86,7 +89,7 @@ class Tracker:
             self.forget(track)
             existing = self.tracks.get(task_id)
             if existing is None:
-                existing = self.track(folder, task_id, kind, target.path.as_posix(), symbol)
+                existing = self.track(folder, task_id, kind, target.path.as_posix(), label)
                 self.progress.begin(existing, "already queued")
             return {"taskId": task_id, "progressToken": existing.token, "duplicate": True}
         return {"taskId": task_id, "progressToken": track.token}
@@ -109,3 +112,12 @@ class Tracker:
         task_id = self.tokens.get(token)
         if task_id is not None:
             await self.cancel(task_id, "window/workDoneProgress/cancel")
+
+
+def _gap_label(gap: Any) -> str | None:
+    """How a progress title names the gap a task aims at: "pkg/calc.py lines 9–12"."""
+    if not isinstance(gap, dict):
+        return None
+    first, last = gap.get("line"), gap.get("end_line")
+    where = f"line {first}" if first == last else f"lines {first}–{last}"
+    return {"branch": f"branch at line {first}", "mutant": f"mutant at line {first}"}.get(str(gap.get("kind")), where)
