@@ -64,6 +64,26 @@ def test_the_catalog_knows_which_providers_need_breakpoints_and_what_cached_toke
     assert local.breakpoints and local.cost(10, 0, cached=10) == 0.0
 
 
+def test_what_the_prompt_cache_saved_is_never_negative() -> None:
+    """The saving of a call is its cached tokens x the catalog's discount on them, less the premium of what it wrote
+    to the cache, and never below 0, whatever the provider reported as the call's cost (once, a reported cost above
+    the catalog's price showed as "saved $-0.000183")."""
+    from oh_lsp.llm.budget import cache_savings
+    from oh_lsp.llm.client import ChatResult
+    from oh_lsp.progress_text import savings_text
+
+    claude = ModelInfo("claude", "anthropic/claude-sonnet-4", price_prompt=3e-6, price_completion=15e-6)
+    dearer = ChatResult("", "claude", prompt_tokens=1000, completion_tokens=100, cost=1.0, cached_tokens=800)
+    assert cache_savings(dearer, claude) == pytest.approx(800 * 3e-6 * 0.9), "the catalog's discount, not its cost"
+    mixed = ChatResult("", "claude", prompt_tokens=1000, cached_tokens=100, cache_write_tokens=900)
+    assert cache_savings(mixed, claude) == 0.0, "the write premium (900 x 0.25) outweighs the discount: 0, not less"
+    assert cache_savings(ChatResult("", "claude", prompt_tokens=1000, cache_write_tokens=1000), claude) == 0.0
+    unpriced = ModelInfo("x", "x")
+    assert cache_savings(ChatResult("", "x", prompt_tokens=10, cached_tokens=10, cost=0.5), unpriced) == 0.0
+    texts = [savings_text({"saved_cost": cache_savings(r, claude)}) for r in (dearer, mixed)]
+    assert all(t.startswith("saved $") and "$-" not in t for t in texts), texts
+
+
 def test_the_scripted_server_caches_at_breakpoints_as_openrouter_reports_it() -> None:
     from oh_lsp.testing.model_server.script import RecordedRequest
 
@@ -120,11 +140,10 @@ async def test_a_repair_reads_the_conversation_from_the_prompt_cache(
         store.close()
     assert system["cached_tokens"] == cached
     assert 0 < system["cached_share"] < 1
-    # saved: what the cached tokens would have cost at the full prompt price, minus what they cost (0.1x), minus the
-    # premium of writing them on the first call (0.25x of the written tokens)
-    written = first.prompt_cache["cache_write_tokens"] + repair.prompt_cache["cache_write_tokens"]
-    expected = cached * PRICE_PROMPT * 0.9 - written * PRICE_PROMPT * 0.25
-    assert system["saved_cost"] == pytest.approx(expected, rel=1e-6)
+    # saved, call by call and never below 0: what the cached tokens would have cost at the full prompt price, minus
+    # what they cost (0.1x), minus the premium of the tokens the same call wrote (0.25x); the first call only wrote
+    expected = max(cached * PRICE_PROMPT * 0.9 - repair.prompt_cache["cache_write_tokens"] * PRICE_PROMPT * 0.25, 0)
+    assert system["saved_cost"] == pytest.approx(expected, rel=1e-6) and expected > 0
 
 
 async def test_a_provider_that_caches_on_its_own_gets_plain_prompts(

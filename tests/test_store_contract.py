@@ -479,6 +479,17 @@ def test_a_version_2_store_is_migrated_in_place_with_its_rows(
     assert summary["system"]["tokens_estimated"] is True
 
 
+def test_what_caching_saved_is_never_below_zero(backend: Backend) -> None:
+    """A negative saving in the store (an earlier build wrote one when the provider's cost exceeded the catalog's
+    price) counts as nothing saved: the summary's `saved_cost`, shown as "saved $x", never goes below 0."""
+    store = backend.store()
+    store.record_metrics(ExecutionMetrics(task_id="a", model_id="m", task_type="unit_test", saved_cost=0.002))
+    store.record_metrics(ExecutionMetrics(task_id="b", model_id="m", task_type="unit_test", saved_cost=-0.000183))
+    assert store.metrics_summary()["system"]["saved_cost"] == pytest.approx(0.002)
+    store.record_metrics(ExecutionMetrics(task_id="c", model_id="n", task_type="unit_test", saved_cost=-0.000183))
+    assert store.metrics_summary()["models"]["n"]["saved_cost"] == 0.0
+
+
 async def test_delivery_waits_in_the_store_for_its_submitter(backend: Backend, tmp_path: Path) -> None:
     worker = TaskQueue(store=backend.store(), project_root=tmp_path)
     editor = TaskQueue(store=backend.store(), project_root=tmp_path)

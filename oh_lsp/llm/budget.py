@@ -46,16 +46,19 @@ def call_cost(result: Any, model: ModelInfo, *, local: bool = False) -> tuple[fl
     return 0.0, "unknown"
 
 
-def cache_savings(result: Any, model: ModelInfo, cost: float) -> float:
-    """What the provider's prompt cache saved on a finished call of `cost`: the call at the full prompt price minus
-    what it cost (the provider's own figure when it gave one; else the catalog's cache prices). Negative when writing
-    to the cache cost more than reading from it saved; 0 when no price is known or nothing was cached."""
-    if not (result.cached_tokens or result.cache_write_tokens):
+def cache_savings(result: Any, model: ModelInfo) -> float:
+    """What the provider's prompt cache saved on a finished call, by the catalog's prices: its cached tokens at the
+    full prompt price less what they cost read from the cache, less the premium of the tokens it wrote to the cache.
+    Never below 0: a call that only wrote to the cache saved nothing (the premium is in its cost). The provider's own
+    cost is not compared with the catalog's price: the two need not agree (fees, other rates), and a reported cost
+    above the catalog's once made a negative "saved $". 0 when no price is known or nothing was read from the cache.
+    """
+    if not result.cached_tokens or model.price_prompt is None:
         return 0.0
-    full = model.cost(result.prompt_tokens, result.completion_tokens)
-    if full is None or model.price_prompt is None:
-        return 0.0
-    return min(full - cost, float(result.cached_tokens) * model.price_prompt)
+    read, write = model.cache_prices()
+    discount: float = result.cached_tokens * (model.price_prompt - read)
+    premium: float = result.cache_write_tokens * max(write - model.price_prompt, 0.0)
+    return max(discount - premium, 0.0)
 
 
 class Budget:

@@ -251,7 +251,7 @@ class ModelGateway:
                 self.client.tokenizer(), messages, result.content
             )
         result.cost, result.cost_source = call_cost(result, model, local=self.config.endpoint_is_local)
-        result.saved_cost = cache_savings(result, model, result.cost)
+        result.saved_cost = cache_savings(result, model)
         call.latency_ms = result.latency_seconds * 1000
         call.prompt_tokens, call.completion_tokens = result.prompt_tokens, result.completion_tokens
         call.cost, call.cost_source = result.cost, result.cost_source

@@ -22,7 +22,8 @@ METRICS_INSERT = (
     " %(m_tokens_estimated)s::boolean,"
     " %(m_cached_tokens)s::bigint, %(m_saved)s::float8, %(m_from_cache)s::boolean"
 )
-# one group of attempts (all, one model, one task kind), as `shared.aggregate` reads it
+# one group of attempts (all, one model, one task kind), as `shared.aggregate` reads it; a `saved` below 0 (written
+# before savings were clamped, llm/budget.py `cache_savings`) counts as 0
 _AGGREGATE = (
     "count(*) AS executions, count(*) FILTER (WHERE success) AS successful,"
     " coalesce(sum(tokens_used), 0)::bigint AS tokens, coalesce(sum(prompt_tokens), 0)::bigint AS prompt_tokens,"
@@ -31,7 +32,7 @@ _AGGREGATE = (
     " coalesce(avg(quality_score) FILTER (WHERE success), 0.0) AS avg_quality_score,"
     " count(*) FILTER (WHERE validation_passed) AS validations_passed,"
     " coalesce(bool_or(tokens_estimated), false) AS tokens_estimated,"
-    " coalesce(sum(cached_tokens), 0)::bigint AS cached_tokens, coalesce(sum(saved), 0.0) AS saved,"
+    " coalesce(sum(cached_tokens), 0)::bigint AS cached_tokens, coalesce(sum(greatest(saved, 0)), 0.0) AS saved,"
     " count(*) FILTER (WHERE from_cache) AS cache_hits"
 )
 
