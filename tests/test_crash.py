@@ -35,8 +35,8 @@ def generated_tests_for(module: str, slow: float) -> str:
 
 def respond(slow_stream: bool, slow_tests: float):
     def responder(request) -> Reply:
-        prompt = request.body["messages"][1]["content"]
-        module = re.search(r"Module path: (\S+)", prompt).group(1)
+        prompt = "\n".join(m["content"] for m in request.body["messages"])
+        module = "pkg." + re.search(r"pkg[./](mod_\d{3})", prompt).group(1)
         return Reply.text(
             fenced(generated_tests_for(module, slow_tests)), chunk_delay=0.5 if slow_stream else 0.0, chunk_size=4
         )
@@ -53,6 +53,7 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
         OH_LSP_HEARTBEAT_SECONDS="0.5",
         OH_LSP_MAX_REPAIR_ITERATIONS="0",
         OH_LSP_QUALITY_THRESHOLD="0",
+        OH_LSP_MUTATION="off",  # durability is the point here, not the tests' worth: 100 mutation analyses are not
     )
     submitted = subprocess.run(
         [*OH_LSP, "submit-task", "--task-type", "unit_test", "--json", *files],
@@ -81,7 +82,7 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
         validating = 0
         while validating < 3 and time.monotonic() < deadline:
             line = engine.stderr.readline()
-            validating += "running the generated tests" in line
+            validating += line.split(" ", 1)[-1].startswith("checking ")  # the gate runs the answer's tests
     os.kill(engine.pid, signal.SIGKILL)
     engine.wait(timeout=30)
     in_flight = sum(1 for r in server.requests if not r.completed) if phase == "streaming" else validating
