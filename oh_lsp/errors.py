@@ -23,6 +23,10 @@ class TargetError(OhLspError, ValueError):
     """A target file is missing, not Python, or outside the project root."""
 
 
+class TaskIdError(OhLspError, ValueError):
+    """A task id (or the start of one) names no task, or several."""
+
+
 class StoreError(OhLspError):
     """The state directory or its database cannot be used."""
 

@@ -287,3 +287,40 @@ def test_run_engine_on_a_terminal_shows_live_progress(project: Path, model_serve
     assert proc.returncode == 0
     assert "\x1b[2K" in screen and "\x1b[1F" in screen, "the task's line is redrawn in place"
     assert "streaming:" in screen and "completed: tests/pkg/test_calc.py" in screen
+
+
+def test_the_short_ids_run_engine_prints_find_their_task(project: Path, model_server) -> None:
+    """`run-engine` prints each task's first 8 characters; `get-status` and `cancel-task` take them (any unique start
+    of at least 8 characters), and a start that several ids share is refused, naming them."""
+    import asyncio
+
+    from oh_lsp import QueuedTask, TaskQueue
+
+    model_server.script(Reply.text(fenced(GOOD_TESTS)))
+    env = cli_env(project, model_server.base_url)
+    run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py")
+    ran = run(project, env, "run-engine", "--until-idle")
+    printed = {line.split()[0] for line in (ran.stdout + ran.stderr).splitlines() if "completed:" in line}
+    assert len(printed) == 1 and len(next(iter(printed))) == 8, ran.stdout + ran.stderr
+    short = printed.pop()
+    status = run(project, env, "get-status", "--task-id", short, "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["task_id"].startswith(short) and json.loads(status.stdout)["status"] == "completed"
+
+    async def twins() -> None:
+        queue = TaskQueue(project_root=project)
+        for suffix in ("1", "2"):
+            await queue.submit(QueuedTask(task_type="unit_test", description=suffix, task_id=f"abcdef12{suffix * 24}"))
+        queue.close()
+
+    asyncio.run(twins())
+    ambiguous = run(project, env, "get-status", "--task-id", "abcdef12")
+    assert (
+        ambiguous.returncode == 2
+        and "several task ids" in ambiguous.stderr
+        and "abcdef12" + "1" * 24 in ambiguous.stderr
+    )
+    cancelled = run(project, env, "cancel-task", "--task-id", "abcdef122", "--json")
+    assert cancelled.returncode == 0 and json.loads(cancelled.stdout)["task_id"] == "abcdef12" + "2" * 24
+    short_one = run(project, env, "get-status", "--task-id", "abcdef1")
+    assert short_one.returncode == 2 and "at least its first 8 characters" in short_one.stderr

@@ -10,6 +10,8 @@ import ast
 from dataclasses import dataclass
 from functools import lru_cache
 
+from oh_lsp.lsp.errors import shown
+
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
@@ -58,6 +60,6 @@ def find_symbol(source: str, qualname: str) -> Symbol | None:
 def describe_missing(source: str, qualname: str, path: str) -> str:
     names = [s.qualname for s in symbols(source)]
     if not names:
-        return f"{path} defines no functions or classes (or does not parse), so it has no symbol {qualname!r}"
-    shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
-    return f"{qualname!r} is not defined in {path}; it defines: {shown}"
+        return f"{path} defines no functions or classes (or does not parse), so it has no symbol {shown(qualname)}"
+    listed = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
+    return f"{shown(qualname)} is not defined in {path}; it defines: {listed}"

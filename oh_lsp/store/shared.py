@@ -19,8 +19,8 @@ from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
 
 LEASE_LOST = "its worker (%s) stopped renewing the lease (process ended or hung)"  # % lease owner
 REQUEUED = "re-queued: %s"  # % reason
-FAILED_AFTER_LEASE_LOST = "failed after %s attempts: %s"  # % (attempts, reason)
-FAILED_AFTER_RETRIES = "failed after %s attempts; last error: %s"  # % (attempts, reason)
+FAILED_AFTER_LEASE_LOST = "failed after %s: %s"  # % (attempts_text(attempts), reason)
+FAILED_AFTER_RETRIES = "failed after %s; last error: %s"  # % (attempts_text(attempts), reason)
 RETRYING = "retrying in %.1fs: %s"  # % (delay, reason)
 RELEASED = "re-queued: the engine stopped before it finished"
 CANCELLED_BEFORE_START = "cancelled before it started"
@@ -71,6 +71,11 @@ CALL_COLUMNS = (
     "cost_source",
 )
 T = TypeVar("T")
+
+
+def attempts_text(attempts: int) -> str:
+    """ "1 attempt", "3 attempts" (PostgreSQL says the same in SQL: its store's `_ATTEMPTS`)."""
+    return f"{attempts} attempt{'' if attempts == 1 else 's'}"
 
 
 def queue_full_message(unfinished: int, max_size: int) -> str:

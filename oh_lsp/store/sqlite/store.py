@@ -162,7 +162,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
                 db.execute(
                     "UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, lease_id = NULL,"
                     " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
-                    (shared.FAILED_AFTER_LEASE_LOST % (row["attempts"], reason), now, row["id"]),
+                    (shared.FAILED_AFTER_LEASE_LOST % (shared.attempts_text(row["attempts"]), reason), now, row["id"]),
                 )
             else:
                 db.execute(
@@ -263,7 +263,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
                     f" finished_at = :now, {spent} WHERE id = :id",
                     values
                     | {
-                        "error": shared.FAILED_AFTER_RETRIES % (row["attempts"], reason),
+                        "error": shared.FAILED_AFTER_RETRIES % (shared.attempts_text(row["attempts"]), reason),
                         "result": shared.to_json(result),
                     },
                 )
@@ -310,6 +310,12 @@ class SQLiteStore(MetricsRecords, ModelRecords):
 
     def get(self, task_id: str) -> QueuedTask | None:
         return self._task(self._conn(), task_id)
+
+    def ids_starting_with(self, prefix: str, limit: int) -> builtins.list[str]:
+        rows = self._conn().execute(
+            "SELECT id FROM tasks WHERE substr(id, 1, ?) = ? ORDER BY seq LIMIT ?", (len(prefix), prefix, limit)
+        )
+        return [row["id"] for row in rows.fetchall()]
 
     def list(self, status: TaskStatus | None = None, limit: int = 100) -> list[QueuedTask]:
         sql = f"SELECT {schema.TASK_COLUMNS} FROM tasks"
