@@ -221,6 +221,17 @@ class OpenHandsConfig(BaseModel):
             raise ConfigError(_explain(exc)) from None
 
 
+def check_workers(value: Any, what: str = "workers") -> int:
+    """`value` if it obeys `WORKERS`' rule, else `ConfigError` saying so: the CLI's `--workers`, the engine's
+    `max_concurrent_tasks` and the editors' `workers` share it."""
+    from oh_lsp.field_rules import rule_of
+
+    rule = rule_of(WORKERS)
+    if not rule.accepts(value):
+        raise ConfigError(f"{what} must be {rule.words()} (tasks run at once), not {value!r}")
+    return int(value)
+
+
 def field_bounds(name: str) -> dict[str, float]:
     """The numeric bounds that setting `name`'s `Field` declares (any of ``ge``, ``gt``, ``le``, ``lt``), e.g.
     ``{"ge": 0, "le": 10}``: a setting's range is written once, on its field, and other checks read it here."""

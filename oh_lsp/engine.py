@@ -16,7 +16,7 @@ from typing import Any
 
 from oh_lsp import events as ev
 from oh_lsp.attempt import Executor, Outcome, TaskContext, retry_delay
-from oh_lsp.config import OpenHandsConfig
+from oh_lsp.config import OpenHandsConfig, check_workers
 from oh_lsp.edits import DeliveryReport, Edit, FileOutcome, apply_to_disk
 from oh_lsp.errors import StoreUnavailableError
 from oh_lsp.kinds.registry import recompute_for
@@ -73,8 +73,7 @@ class ExecutionEngine:
         overwrite: bool = False,
         poll_interval: float = 0.5,
     ) -> None:
-        if max_concurrent_tasks < 1:
-            raise ValueError("max_concurrent_tasks must be at least 1")
+        check_workers(max_concurrent_tasks, "max_concurrent_tasks")
         self.config = config if config is not None else OpenHandsConfig.from_env()
         self.root = queue.project_root if queue is not None else resolve_root(project_root)
         self.queue = queue or TaskQueue(
@@ -128,8 +127,8 @@ class ExecutionEngine:
     def reconfigure(self, config: OpenHandsConfig, max_concurrent_tasks: int | None = None) -> None:
         """Use `config` from the next task on (running tasks finish with theirs), and change the number of workers:
         extra workers leave once their current task is done."""
-        if max_concurrent_tasks is not None and max_concurrent_tasks < 1:
-            raise ValueError("max_concurrent_tasks must be at least 1")
+        if max_concurrent_tasks is not None:
+            check_workers(max_concurrent_tasks, "max_concurrent_tasks")
         self.config = config
         if self._gateway is not None:  # still used by running tasks: closed when the engine stops
             self._retired_gateways.append(self._gateway)

@@ -324,3 +324,22 @@ def test_the_short_ids_run_engine_prints_find_their_task(project: Path, model_se
     assert cancelled.returncode == 0 and json.loads(cancelled.stdout)["task_id"] == "abcdef12" + "2" * 24
     short_one = run(project, env, "get-status", "--task-id", "abcdef1")
     assert short_one.returncode == 2 and "at least its first 8 characters" in short_one.stderr
+
+
+def test_workers_are_bounded_as_in_the_editor(project: Path) -> None:
+    """`--workers 100000` used to run for minutes, take 527 MB and end in a BlockingIOError traceback: now it is
+    refused at once by the rule of the editors' `workers` setting (config.WORKERS), and so is the engine's own."""
+    from oh_lsp import ExecutionEngine, OpenHandsConfig
+    from oh_lsp.config import WORKERS
+    from oh_lsp.errors import ConfigError
+
+    env = cli_env(project, "http://127.0.0.1:9/v1")
+    started = time.monotonic()
+    huge = run(project, env, "run-engine", "--workers", "100000", "--until-idle", timeout=60)
+    assert huge.returncode == 2 and "--workers: it must be a whole number from 1 to 64" in huge.stderr
+    assert "Traceback" not in huge.stderr and time.monotonic() - started < 30
+    assert run(project, env, "run-engine", "--workers", "0").returncode == 2
+    ok = run(project, env, "run-engine", "--workers", str(WORKERS.metadata[-1].le), "--until-idle", "--json")
+    assert ok.returncode == 0, ok.stderr
+    with pytest.raises(ConfigError, match="max_concurrent_tasks must be a whole number from 1 to 64"):
+        ExecutionEngine(OpenHandsConfig(), 65, project_root=project)
