@@ -45,7 +45,7 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         config=ctx.config,
         exclude=ctx.exclude,
         progress=lambda text: ctx.emit(ev.VALIDATING, step=text),
-        warn=lambda text: ctx.emit(ev.WARNING, message=text),
+        warn=once(lambda text: ctx.emit(ev.WARNING, message=text)),
     )
     messages = kind.build_messages(target, task, await ctx.gateway.context_tokens(task))
     first_prompt = len(messages)
@@ -91,6 +91,18 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
             ]
     assert best is not None
     return attempt_outcome(task, target, best, history, threshold, metrics, started)
+
+
+def once(warn: Callable[[str], None]) -> Callable[[str], None]:
+    """`warn` for each distinct text once (a task's repair iterations each open a sandbox: one warning is enough)."""
+    seen: set[str] = set()
+
+    def warn_once(text: str) -> None:
+        if text not in seen:
+            seen.add(text)
+            warn(text)
+
+    return warn_once
 
 
 def prompt_refit(kind: Any, target: Any, task: QueuedTask, turns: list[dict[str, Any]]) -> Callable[[int], Any]:

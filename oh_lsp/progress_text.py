@@ -4,6 +4,8 @@ progress use these functions, so a stage is worded in one place.
 - `event_text`: one engine event as a line of its own (it names the kind and the target where it starts);
 - `stage_text`: the same for a view that already names the task (an editor's progress title);
 - `outcome_text`: the last words on a finished task (file, score, tests kept and dropped, coverage, cost);
+- `warning_text`: a warning (the engine's `warning` event) in full: each front end shows it on its own, before what
+  it warns about (the CLI on stderr, the editors as a message), never as a progress stage;
 - `money`: a cost in dollars.
 
 Plain functions of events and results: this module knows neither LSP nor the terminal.
@@ -49,6 +51,11 @@ def event_text(event: ev.Event) -> str | None:
     if event.kind == ev.CANCELLED:
         return f"cancelled: {d.get('reason', '')}"
     return None
+
+
+def warning_text(event: ev.Event) -> str:
+    """The whole text of a `warning` event (shown before what it warns about, e.g. code about to run unsandboxed)."""
+    return f"oh-lsp: warning: {event.data.get('message')}"
 
 
 def stage_text(event: ev.Event) -> str | None:

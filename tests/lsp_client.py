@@ -64,6 +64,7 @@ async def start_server(
     base_url: str,
     capabilities: t.ClientCapabilities,
     options: dict[str, Any] | None = None,
+    unset: list[str] | None = None,
     **env: str,
 ) -> LanguageClient:
     environment = {k: v for k, v in os.environ.items() if k not in OH_VARS and not k.startswith("OH_LSP_")}
@@ -77,6 +78,8 @@ async def start_server(
     if os.environ.get("OH_LSP_PYTHON"):  # the light test interpreter (module-scoped servers pass it in `env`)
         environment["OH_LSP_PYTHON"] = os.environ["OH_LSP_PYTHON"]
     environment.update(env)
+    for name in unset or []:
+        environment.pop(name, None)
     config = ClientServerConfig(server_command=SERVER, client_factory=make_client, server_env=environment)
     client = await config.start()
     init = {"trusted": True, "maxRepairIterations": 0, **(options or {})}  # one answer per task unless a test asks

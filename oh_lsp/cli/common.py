@@ -36,11 +36,15 @@ def root_of(args: argparse.Namespace) -> Path:
 
 
 def config_of(root: Path, args: argparse.Namespace | None = None) -> OpenHandsConfig:
-    """Settings from the environment and the project's .env; `--queue-url` wins over OPENHANDS_QUEUE_URL."""
+    """Settings from the environment and the project's .env; `--queue-url` wins over OPENHANDS_QUEUE_URL. What the
+    .env may not set is said on stderr (a remote endpoint there is refused: `ConfigError`)."""
     from oh_lsp.config import OpenHandsConfig
 
     url = getattr(args, "queue_url", None)
-    return OpenHandsConfig.from_env(env_file=root / ".env", **({"queue_url": url} if url else {}))
+    config = OpenHandsConfig.from_env(env_file=root / ".env", **({"queue_url": url} if url else {}))
+    for note in config.project_notes:
+        print(f"oh-lsp: warning: {note}", file=sys.stderr)
+    return config
 
 
 def print_json(value: Any) -> None:

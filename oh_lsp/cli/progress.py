@@ -1,20 +1,24 @@
-"""Live progress of `run-engine`: one redrawn line per task on a terminal, one line per step otherwise."""
+"""Live progress of `run-engine`: one redrawn line per task on a terminal, one line per step otherwise. A warning
+(the engine's `warning` event, e.g. code about to run unsandboxed) is printed whole on stderr as it comes, before the
+run it warns about."""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import TextIO
 
 from oh_lsp import events as ev
-from oh_lsp.progress_text import event_text
+from oh_lsp.progress_text import event_text, warning_text
 
 _REDRAW_EVERY = 0.1
 
 
 class ProgressView:
-    def __init__(self, out: TextIO, *, json_lines: bool = False) -> None:
+    def __init__(self, out: TextIO, *, json_lines: bool = False, warnings: TextIO | None = None) -> None:
         self.out = out
+        self.warnings = warnings or sys.stderr
         self.json_lines = json_lines
         self.live = not json_lines and out.isatty()
         self.lines: dict[str, str] = {}
@@ -28,6 +32,8 @@ class ProgressView:
             self.failed += 1
         elif event.kind == ev.COMPLETED:
             self.completed += 1
+        if event.kind == ev.WARNING:
+            self._warn(warning_text(event))
         if self.json_lines:
             if event.kind != ev.TOKENS or event.data.get("final"):
                 data = {k: v for k, v in event.data.items() if k != "result"}
@@ -44,6 +50,15 @@ class ProgressView:
         elif event.kind != ev.TOKENS:
             self.out.write(f"{event.task_id[:8]}  {text}\n")
             self.out.flush()
+
+    def _warn(self, text: str) -> None:
+        """`text` on its own line, above the redrawn task lines on a terminal (they are drawn again below it)."""
+        if self.live and self.drawn:
+            self.out.write(f"\x1b[{self.drawn}F\x1b[J")
+            self.out.flush()
+            self.drawn = 0
+        self.warnings.write(text + "\n")
+        self.warnings.flush()
 
     def _redraw(self) -> None:
         self.last_draw = time.monotonic()

@@ -16,7 +16,7 @@ from lsprotocol import types as t
 
 from oh_lsp import events as ev
 from oh_lsp.lsp import editor
-from oh_lsp.progress_text import stage_text
+from oh_lsp.progress_text import stage_text, warning_text
 
 if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
@@ -48,6 +48,9 @@ class TaskEvents:
         self._background: set[asyncio.Task[Any]] = set()
 
     def on_event(self, folder: Folder, event: ev.Event) -> None:
+        if event.kind == ev.WARNING:  # shown now, before what it warns about (e.g. code about to run unsandboxed)
+            editor.show(self.ls, warning_text(event), t.MessageType.Warning)
+            return
         if self.counts.on_event(event):
             self.status_changed()
         track = self.tracker.get(event.task_id)
