@@ -24,6 +24,7 @@ from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import state_base, state_dir
 from oh_lsp.pipeline import run_model_task
 from oh_lsp.queue import TaskQueue
+from oh_lsp.redaction import remember
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.tasks import QueuedTask, TaskStatus
 
@@ -75,6 +76,7 @@ class ExecutionEngine:
     ) -> None:
         check_workers(max_concurrent_tasks, "max_concurrent_tasks")
         self.config = config if config is not None else OpenHandsConfig.from_env()
+        remember(*self.config.secrets())  # every text this engine stores or shows is redacted for them
         self.root = queue.project_root if queue is not None else resolve_root(project_root)
         self.queue = queue or TaskQueue(
             self.config.queue_max_size,
@@ -130,6 +132,7 @@ class ExecutionEngine:
         if max_concurrent_tasks is not None:
             check_workers(max_concurrent_tasks, "max_concurrent_tasks")
         self.config = config
+        remember(*config.secrets())
         if self._gateway is not None:  # still used by running tasks: closed when the engine stops
             self._retired_gateways.append(self._gateway)
             self._gateway = None

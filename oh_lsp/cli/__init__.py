@@ -21,16 +21,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve(tcp=args.tcp, verbose=args.verbose)
     from oh_lsp.cli.commands import COMMANDS
-    from oh_lsp.cli.common import EXIT_FAILED, EXIT_USAGE, UsageError
+    from oh_lsp.cli.common import EXIT_FAILED, EXIT_USAGE, UsageError, say
     from oh_lsp.errors import OhLspError
 
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:
-        print(f"oh-lsp {args.command}: {exc}", file=sys.stderr)
+        say(f"oh-lsp {args.command}: {exc}", err=True)
         return EXIT_USAGE
     except OhLspError as exc:
-        print(f"oh-lsp {args.command}: {exc}", file=sys.stderr)
+        say(f"oh-lsp {args.command}: {exc}", err=True)
         return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -43,12 +43,20 @@ def config_of(root: Path, args: argparse.Namespace | None = None) -> OpenHandsCo
     url = getattr(args, "queue_url", None)
     config = OpenHandsConfig.from_env(env_file=root / ".env", **({"queue_url": url} if url else {}))
     for note in config.project_notes:
-        print(f"oh-lsp: warning: {note}", file=sys.stderr)
+        say(f"oh-lsp: warning: {note}", err=True)
     return config
 
 
+def say(text: str, *, err: bool = False) -> None:
+    """Print `text` (on stderr with `err`), every secret oh-lsp knows taken out: what the CLI prints goes through
+    here or `print_json`."""
+    from oh_lsp.redaction import redact
+
+    print(redact(text), file=sys.stderr if err else sys.stdout)
+
+
 def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
+    say(json.dumps(value, indent=2, default=str))
 
 
 def show(args: argparse.Namespace, value: Any, report: Callable[[Any], str], json_value: Any = None) -> int:
@@ -56,14 +64,14 @@ def show(args: argparse.Namespace, value: Any, report: Callable[[Any], str], jso
     if args.json:
         print_json(value if json_value is None else json_value)
     else:
-        print(report(value))
+        say(report(value))
     return EXIT_OK
 
 
 def warn_recovered(store: Any) -> None:
     """Tell the user what the store had to do on opening (e.g. a corrupted file moved aside)."""
     if getattr(store, "recovered", None):
-        print(f"oh-lsp: warning: {store.recovered}", file=sys.stderr)
+        say(f"oh-lsp: warning: {store.recovered}", err=True)
 
 
 def open_queue(root: Path, config: OpenHandsConfig) -> TaskQueue:

@@ -19,6 +19,7 @@ from oh_lsp.cli.common import (
     config_of,
     print_json,
     root_of,
+    say,
     start_logging,
     warn_recovered,
 )
@@ -115,5 +116,5 @@ async def _generate_tests(root: Path, config: OpenHandsConfig, target: Path, arg
     if args.json:
         print_json({**task.summary(), "elapsed_seconds": round(time.monotonic() - started, 2)})
     else:
-        print(task_report(task))
+        say(task_report(task))
     return EXIT_OK if task.status is TaskStatus.COMPLETED else EXIT_FAILED

@@ -11,6 +11,7 @@ from typing import TextIO
 
 from oh_lsp import events as ev
 from oh_lsp.progress_text import event_text, warning_text
+from oh_lsp.redaction import redact
 
 _REDRAW_EVERY = 0.1
 
@@ -37,12 +38,14 @@ class ProgressView:
         if self.json_lines:
             if event.kind != ev.TOKENS or event.data.get("final"):
                 data = {k: v for k, v in event.data.items() if k != "result"}
-                self.out.write(json.dumps({"event": event.kind, "task_id": event.task_id, **data}, default=str) + "\n")
+                line = json.dumps({"event": event.kind, "task_id": event.task_id, **data}, default=str)
+                self.out.write(redact(line) + "\n")
                 self.out.flush()
             return
         text = event_text(event)
         if text is None:
             return
+        text = redact(text)
         if self.live:
             self.lines[event.task_id] = text
             if event.is_final or time.monotonic() - self.last_draw > _REDRAW_EVERY:
@@ -57,7 +60,7 @@ class ProgressView:
             self.out.write(f"\x1b[{self.drawn}F\x1b[J")
             self.out.flush()
             self.drawn = 0
-        self.warnings.write(text + "\n")
+        self.warnings.write(redact(text) + "\n")
         self.warnings.flush()
 
     def _redraw(self) -> None:

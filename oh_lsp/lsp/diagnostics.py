@@ -23,6 +23,7 @@ from lsprotocol import types as t
 from oh_lsp.lsp import editor
 from oh_lsp.lsp.ids import DIAGNOSTIC_SOURCE as SOURCE
 from oh_lsp.lsp.symbols import find_symbol
+from oh_lsp.redaction import redact
 
 if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
@@ -83,7 +84,7 @@ def to_diagnostic(
     code = str(finding.get("code") or "finding")
     return t.Diagnostic(
         range=rng,
-        message=prefix + str(finding.get("message") or code),
+        message=redact(prefix + str(finding.get("message") or code)),
         source=SOURCE,
         severity=_SEVERITY.get(str(finding.get("severity")), t.DiagnosticSeverity.Error),
         code=code,

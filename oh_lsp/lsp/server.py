@@ -125,9 +125,10 @@ def _register(name: str) -> None:
         from oh_lsp.errors import OhLspError
         from oh_lsp.lsp.commands import run_command
         from oh_lsp.lsp.errors import CommandError
+        from oh_lsp.redaction import redact_data
 
         try:
-            return await run_command(session, name, params)
+            return redact_data(await run_command(session, name, params))
         except CommandError as exc:
             raise JsonRpcInvalidParams(message=str(exc)) from None
         except OhLspError as exc:

@@ -381,7 +381,7 @@ class PostgresStore(MetricsRecords, ModelRecords):
             lease_id=lease_id,
             status=TaskStatus(status).value,
             result=shared.to_json(result),
-            error=error,
+            error=shared.clean(error),
             model=model,
             **shared.spent_on(metrics),
             **metrics_params(metrics),
@@ -400,6 +400,7 @@ class PostgresStore(MetricsRecords, ModelRecords):
         metrics: ExecutionMetrics | None = None,
         result: dict[str, Any] | None = None,
     ) -> TaskStatus | None:
+        reason = shared.clean(reason) or ""
         params = self._params(
             id=task_id,
             lease_id=lease_id,

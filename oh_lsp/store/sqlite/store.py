@@ -221,7 +221,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
                 {
                     "status": TaskStatus(status).value,
                     "result": shared.to_json(result),
-                    "error": error,
+                    "error": shared.clean(error),
                     "model": model,
                     "now": now,
                     "id": task_id,
@@ -247,6 +247,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
         result: dict[str, Any] | None = None,
     ) -> TaskStatus | None:
         now = self._clock()
+        reason = shared.clean(reason) or ""
         with self._write() as db:
             row = db.execute(
                 "SELECT attempts, max_retries FROM tasks WHERE id = ? AND status = 'running' AND lease_id = ?",
