@@ -31,6 +31,10 @@ class StoreError(OhLspError):
     """The state directory or its database cannot be used."""
 
 
+class StoreLostError(StoreError):
+    """The store was deleted or replaced while this process used it: what this process writes now would be lost."""
+
+
 class StoreUnavailableError(StoreError):
     """The queue's database server cannot be reached right now (down, restarting, network); worth retrying."""
 

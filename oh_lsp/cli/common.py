@@ -94,7 +94,7 @@ def ask_queue(args: argparse.Namespace, call: Callable[[Any], Coroutine[Any, Any
         queue.close()
 
 
-def start_logging(root: Path, config: OpenHandsConfig, verbose: bool) -> Path:
+def start_logging(root: Path, config: OpenHandsConfig, verbose: bool) -> Path | None:
     from oh_lsp.logs import setup_logging
     from oh_lsp.paths import state_dir
 

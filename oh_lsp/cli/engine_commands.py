@@ -25,6 +25,7 @@ from oh_lsp.cli.common import (
 )
 from oh_lsp.cli.progress import ProgressView
 from oh_lsp.cli.render import task_report
+from oh_lsp.errors import StoreError
 from oh_lsp.paths import python_target
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
 
@@ -66,7 +67,7 @@ async def run_until_stopped(engine: Any, *, until_idle: bool = False, duration: 
         loop.add_signal_handler(sig, stop.set)
     await engine.start()
     try:
-        waiters = [asyncio.create_task(stop.wait())]
+        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(engine.wait_halted())]
         if until_idle:
             waiters.append(asyncio.create_task(engine.run_until_idle()))
         await asyncio.wait(waiters, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
@@ -75,6 +76,8 @@ async def run_until_stopped(engine: Any, *, until_idle: bool = False, duration: 
     finally:
         await engine.stop()
         engine.close()
+    if engine.halted:  # its store was lost: what it held is in the log (and on disk, for delivered results)
+        raise StoreError(engine.halted)
 
 
 def generate_tests(args: argparse.Namespace) -> int:

@@ -51,6 +51,9 @@ class TaskEvents:
         if event.kind == ev.WARNING:  # shown now, before what it warns about (e.g. code about to run unsandboxed)
             editor.show(self.ls, warning_text(event), t.MessageType.Warning)
             return
+        if event.kind == ev.HALTED:  # the folder's engine stopped (its store was lost)
+            editor.show(self.ls, f"oh-lsp stopped in {folder.root}: {event.data.get('message')}", t.MessageType.Error)
+            return
         if self.counts.on_event(event):
             self.status_changed()
         track = self.tracker.get(event.task_id)
