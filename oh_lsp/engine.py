@@ -21,6 +21,7 @@ from oh_lsp.config import OpenHandsConfig, check_workers
 from oh_lsp.edits import DeliveryReport, Edit, FileOutcome, apply_to_disk
 from oh_lsp.errors import StoreError, StoreLostError, StoreUnavailableError
 from oh_lsp.kinds.registry import recompute_for
+from oh_lsp.llm.errors import SOON_SECONDS
 from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import state_base, state_dir
 from oh_lsp.pipeline import run_model_task
@@ -31,7 +32,9 @@ from oh_lsp.tasks import QueuedTask, TaskStatus
 
 log = logging.getLogger(__name__)
 
-IDLE_HORIZON_SECONDS = 300.0  # pending tasks due later than this (waiting for a daily reset) do not keep us busy
+# Pending tasks due later than this (waiting for a rate-limit reset that is not "soon") do not keep us busy: nothing
+# can run now, and front ends say what waits (`oh-lsp run-engine --until-idle` exits 3).
+IDLE_HORIZON_SECONDS = SOON_SECONDS
 NOTIFIED_POLL_SECONDS = 2.0  # idle poll when the store wakes us (PostgreSQL): for work that gets ready with time only
 
 

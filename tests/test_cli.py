@@ -343,3 +343,85 @@ def test_workers_are_bounded_as_in_the_editor(project: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     with pytest.raises(ConfigError, match="max_concurrent_tasks must be a whole number from 1 to 64"):
         ExecutionEngine(OpenHandsConfig(), 65, project_root=project)
+
+
+def test_every_model_cooling_down_for_an_hour_is_said_at_once(project: Path, model_server) -> None:
+    """Every model answers 429 with `Retry-After: 3600`: `generate-tests` used to wait an hour in silence and
+    `run-engine --until-idle` to exit 0 saying nothing while the task was still pending. Now both stop at once, name
+    each model and when it is free again, exit 3 (not 0, not 1), and the task stays queued."""
+    model_server.default = Reply.http_error(429, "rate limited", headers={"Retry-After": "3600"})
+    env = cli_env(project, model_server.base_url)
+    started = time.monotonic()
+    first = run(project, env, "generate-tests", "pkg/calc.py", timeout=120)
+    assert first.returncode == 3, first.stdout + first.stderr
+    assert time.monotonic() - started < 60, "it did not wait for the reset"
+    assert "nothing can run now: every model is cooling down" in first.stderr
+    assert "test-model: free again at" in first.stderr and "(in 60 min)" in first.stderr, first.stderr
+    assert "waiting: " in first.stderr and "unit_test pkg/calc.py  until" in first.stderr
+    stats = json.loads(run(project, env, "queue-stats", "--json").stdout)
+    assert stats["pending"] == 1 and stats["failed"] == 0, "the task stays queued for a later run-engine"
+
+    again = run(project, env, "run-engine", "--until-idle", "--json", timeout=120)
+    assert again.returncode == 3, again.stdout + again.stderr
+    waiting = json.loads(again.stdout.strip().splitlines()[-1])
+    assert waiting["event"] == "waiting" and waiting["models"][0]["model"] == "test-model"
+    assert waiting["tasks"][0]["runs_at"] > time.time() + 3000 and "rate-limit reset" in waiting["tasks"][0]["note"]
+    assert "Run `oh-lsp run-engine` again after" in again.stderr
+    assert len(model_server.requests) == 1, "the cooling model was not called again"
+    text = run(project, env, "run-engine", "--until-idle", timeout=120)
+    assert text.returncode == 3 and "test-model: free again at" in text.stderr
+
+
+SLOW_TESTS = """\
+import time
+
+from pkg.calc import add, divide
+
+
+def test_add():
+    time.sleep(1.5)
+    assert add(2, 3) == 5
+
+
+def test_divide():
+    assert divide(6, 3) == 2
+"""
+
+
+def test_kill_9_during_validation_ends_the_task_once_through_its_lease(project: Path, model_server) -> None:
+    """What a run that kills oh-lsp's own process leaves (the attacker's `os.kill(os.getppid(), 9)` before the
+    sandbox): the engine dies while the generated tests run. The sandboxed run dies with it, and the lease machinery
+    ends the task: a second engine takes it once the lease runs out and completes it, exactly once."""
+    model_server.script(Reply.text(fenced(SLOW_TESTS)))
+    model_server.default = Reply.text(fenced(GOOD_TESTS))
+    env = cli_env(  # a lease long enough that a loaded machine never loses it, short enough to wait out here
+        project, model_server.base_url, OH_LSP_LEASE_SECONDS="6", OH_LSP_HEARTBEAT_SECONDS="0.5", OH_LSP_MUTATION="off"
+    )
+    task_id = json.loads(run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py", "--json").stdout)[
+        "submitted"
+    ][0]["task_id"]
+    engine = subprocess.Popen(
+        [*OH_LSP, "run-engine", "--until-idle"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while not any(r.completed for r in model_server.requests) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # the answer is in: its tests are running (test_add takes 1.5 s a run)
+    sandboxes = list((project / "openhands_workspace" / "sandboxes").glob(f"{engine.pid}-*"))
+    assert sandboxes, "the engine was validating"
+    os.kill(engine.pid, signal.SIGKILL)
+    engine.communicate(timeout=10)
+    time.sleep(1.0)
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert str(sandboxes[0]) not in ps, "a process of the killed engine's sandbox outlived it"
+    assert json.loads(run(project, env, "get-status", "--task-id", task_id, "--json").stdout)["status"] == "running"
+
+    again = run(project, env, "run-engine", "--until-idle")
+    assert again.returncode == 0, again.stdout + again.stderr
+    status = json.loads(run(project, env, "get-status", "--task-id", task_id, "--json").stdout)
+    assert status["status"] == "completed" and status["attempts"] == 2, (status["error"], status["result"])
+    with sqlite3.connect(state_dir(project) / "oh-lsp.sqlite3") as db:
+        rows = db.execute("SELECT success FROM metrics WHERE task_id = ?", (task_id,)).fetchall()
+        statuses = db.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall()
+    assert rows == [(1,)] and statuses == [("completed", 1)], "ended once, none left running"
+    assert not sandboxes[0].exists(), "the next engine removed the killed one's sandbox copy"

@@ -1,6 +1,7 @@
 """The `oh-lsp` command line: the usage guide's commands, on the project's durable store.
 
-Exit codes: 0 ok, 1 a failed task or a runtime error, 2 a usage or configuration error.
+Exit codes: 0 ok, 1 a failed task or a runtime error, 2 a usage or configuration error, 3 nothing can run now (every
+model cooling down past a near reset; the tasks stay queued: `cli/waiting.py`).
 
 `parser.py` declares the commands, `commands.py` maps each to its handler (one module per group of commands), and
 `common.py` holds what they share. `oh-lsp serve` loads none of the handlers: it starts the language server.

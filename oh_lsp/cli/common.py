@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from oh_lsp.queue import TaskQueue
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_WAITING = 3  # nothing can run now (every model cooling down past a near reset); the tasks stay queued
 SUBMITTER = "cli"
 T = TypeVar("T")
 

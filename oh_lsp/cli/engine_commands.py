@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 import time
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from oh_lsp.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_WAITING,
     SUBMITTER,
     UsageError,
     config_of,
@@ -25,6 +27,7 @@ from oh_lsp.cli.common import (
 )
 from oh_lsp.cli.progress import ProgressView
 from oh_lsp.cli.render import task_report
+from oh_lsp.cli.waiting import waiting, waiting_report
 from oh_lsp.errors import StoreError
 from oh_lsp.paths import python_target
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
@@ -52,15 +55,34 @@ async def _run_engine(root: Path, config: OpenHandsConfig, args: argparse.Namesp
     view = ProgressView(sys.stdout, json_lines=args.json)
     engine.subscribe(view.on_event)
     try:
-        await run_until_stopped(engine, until_idle=args.until_idle, duration=args.duration)
+        await run_until_stopped(engine, until_idle=args.until_idle, duration=args.duration, close=False)
+        found = await waiting(engine) if args.until_idle and not engine.halted else None
     finally:
         view.close()
-    return EXIT_FAILED if view.failed else EXIT_OK
+        engine.close()
+    if engine.halted:  # its store was lost: what it held is in the log (and on disk, for delivered results)
+        raise StoreError(engine.halted)
+    if view.failed:
+        return EXIT_FAILED
+    if found and found["tasks"]:  # idle, yet tasks wait: for a rate-limit reset that is not soon
+        say_waiting(found, args.json)
+        return EXIT_WAITING
+    return EXIT_OK
 
 
-async def run_until_stopped(engine: Any, *, until_idle: bool = False, duration: float | None = None) -> None:
-    """Run `engine` until SIGINT or SIGTERM, `duration` seconds, or (with `until_idle`) an empty queue; then stop
-    it (running tasks finish or go back to the queue) and close it."""
+def say_waiting(found: dict[str, Any], as_json: bool) -> None:
+    """What waits and until when: on stderr (and as a JSON line on stdout with --json)."""
+    say(waiting_report(found), err=True)
+    if as_json:
+        say(json.dumps({"event": "waiting", **found}))
+
+
+async def run_until_stopped(
+    engine: Any, *, until_idle: bool = False, duration: float | None = None, close: bool = True
+) -> None:
+    """Run `engine` until SIGINT or SIGTERM, `duration` seconds, (with `until_idle`) a queue where nothing can run
+    now, or until it halts; then stop it (running tasks finish or go back to the queue) and close it (unless not
+    `close`). Raises `StoreError` when it halted (its store was lost)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -75,8 +97,9 @@ async def run_until_stopped(engine: Any, *, until_idle: bool = False, duration: 
             waiter.cancel()
     finally:
         await engine.stop()
-        engine.close()
-    if engine.halted:  # its store was lost: what it held is in the log (and on disk, for delivered results)
+        if close:
+            engine.close()
+    if engine.halted and close:  # its store was lost: what it held is in the log (and on disk, if delivered)
         raise StoreError(engine.halted)
 
 
@@ -89,15 +112,24 @@ def generate_tests(args: argparse.Namespace) -> int:
 
 
 async def _generate_tests(root: Path, config: OpenHandsConfig, target: Path, args: argparse.Namespace) -> int:
-    from oh_lsp.engine import ExecutionEngine
+    from oh_lsp import events as ev
+    from oh_lsp.engine import IDLE_HORIZON_SECONDS, ExecutionEngine
 
     engine = ExecutionEngine(
         config, 1, project_root=root, submitter=SUBMITTER, apply_edits=True, overwrite=args.overwrite
     )
     view = ProgressView(sys.stderr if args.json else sys.stdout, json_lines=False)
     engine.subscribe(view.on_event)
+    postponed = asyncio.Event()  # the task went back to the queue until a rate-limit reset that is not soon
+
+    def on_event(event: ev.Event) -> None:
+        if event.kind == ev.RETRYING and float(event.data.get("delay") or 0) > IDLE_HORIZON_SECONDS:
+            postponed.set()
+
+    engine.subscribe(on_event)
     await engine.start()
     started = time.monotonic()
+    found = None
     try:
         task_id = await engine.submit_task(
             QueuedTask(
@@ -108,14 +140,28 @@ async def _generate_tests(root: Path, config: OpenHandsConfig, target: Path, arg
                 submitter=SUBMITTER,
             )
         )
-        await engine.wait_for(task_id)
-        await engine.stop()  # lets the worker finish writing the result to disk
+        done = asyncio.create_task(engine.wait_for(task_id))
+        waits = asyncio.create_task(postponed.wait())
+        await asyncio.wait({done, waits}, return_when=asyncio.FIRST_COMPLETED)
+        waits.cancel()
+        if not done.done():  # nothing can run now: say so at once instead of waiting for the reset
+            done.cancel()
+            await engine.stop()
+            found = await waiting(engine)
+        else:
+            done.result()
+            await engine.stop()  # lets the worker finish writing the result to disk
         task = await engine.get_task_status(task_id)
         assert task is not None
     finally:
         await engine.stop()
         engine.close()
         view.close()
+    if found is not None:
+        if args.json:
+            print_json({**task.summary(), "elapsed_seconds": round(time.monotonic() - started, 2), "waiting": found})
+        say_waiting(found, as_json=False)
+        return EXIT_WAITING
     if args.json:
         print_json({**task.summary(), "elapsed_seconds": round(time.monotonic() - started, 2)})
     else:
