@@ -1,7 +1,7 @@
 """oh-lsp: an LLM coding agent for unit tests, documentation and refactoring, whose work is checked for real.
 
-The public names of the usage guide are importable from here. They load on first use, so that importing the package
-(as the language server does at start-up) stays cheap.
+The public names of the usage guide are importable from here (docs/guide-compat.md#python-api). They load on first
+use, so that importing the package (as the language server does at start-up) stays cheap.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The contract of one attempt at a task, shared by both runtimes (the direct chat call in `pipeline.py`, the OpenHands
-agent in `agent/runtime.py`) and the engine that runs them.
+"""What one attempt at a task takes and gives back, shared by both runtimes (the direct chat call in `pipeline.py`,
+the OpenHands agent in `agent/runtime.py`) and the engine that runs them.
 
 An executor takes a task and a `TaskContext` and returns an `Outcome`; it never raises for the task's own failures.
 Here too: the task's threshold and answer limit, the task layer's backoff, and how the best attempt or a failed model

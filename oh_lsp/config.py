@@ -27,7 +27,8 @@ OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_MODEL = "mistral-small"
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 
-# field name -> environment variable. Order is the guide's table, then the additions.
+# field name -> environment variable. Order is the usage guide's table, then the additions
+# (docs/guide-compat.md#environment-variables).
 ENV_VARS: dict[str, str] = {
     "api_key": "OPENROUTER_API_KEY",
     "model": "OPENHANDS_MODEL",
@@ -172,7 +173,8 @@ class OpenHandsConfig(BaseModel):
 
     @property
     def model_was_set(self) -> bool:
-        """True when the model was chosen explicitly (code, environment or editor), not left at the guide's default."""
+        """True when the model was chosen explicitly (code, environment or editor), not left at the default
+        (docs/models.md#selection: only an explicit choice heads the chain)."""
         return "model" in self.model_fields_set
 
     @property
@@ -215,7 +217,8 @@ class OpenHandsConfig(BaseModel):
         given: Iterable[str] = (),
         **overrides: Any,
     ) -> OpenHandsConfig:
-        """Read every variable of the guide's table (plus `OPENHANDS_BASE_URL` and `OH_LSP_*`) and an optional `.env`.
+        """Read every variable of docs/guide-compat.md#environment-variables (the usage guide's, `OPENHANDS_BASE_URL`
+        and `OH_LSP_*`) and an optional `.env`.
 
         Variables set in the process environment win over `.env`; `overrides` win over both (`given` names further
         settings the caller sets afterwards: their `.env` values are not looked at). A `.env` is not read for

@@ -189,7 +189,7 @@ class ExecutionEngine:
     def subscribe(self, subscriber: ev.Subscriber) -> Callable[[], None]:
         return self.events.subscribe(subscriber)
 
-    # --- the guide's API ---------------------------------------------------------------------------------------
+    # --- the usage guide's API (docs/guide-compat.md#executionengine) ----------------------------------------
     async def submit_task(self, task: QueuedTask) -> str:
         """Queue `task` and return its id (the id of an equal unfinished task, if there is one)."""
         if task.submitter == "api" and self.submitter != "api":

@@ -1,7 +1,8 @@
 """Places: the project root, the state directory, the scratch workspace, and confinement of paths to the project.
 
-See the contract: target files are relative to the project root and nothing is read or written outside it; the state
-directory holds one store per project root; `OPENHANDS_WORKSPACE_ROOT` is only scratch space.
+As README.md#where-oh-lsp-keeps-its-files says: target files are relative to the project root and nothing is read or
+written outside it; the state directory holds one store per project root; `OPENHANDS_WORKSPACE_ROOT` is only scratch
+space.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""`TaskQueue`: the async, durable queue of the usage guide.
+"""`TaskQueue`: the async, durable queue of the usage guide (docs/guide-compat.md#taskqueue).
 
 It is a thin async face on a `TaskStore`: each call runs on the store's thread (`StoreThread`, shared with the model
 gateway of the same engine), so the caller's event loop never waits on SQLite locks. Leases handed out by `claim` are
 remembered here, so `finish(task_id, status)` works without the lease id while still being fenced against a worker
 that lost its lease. Its words are the store's (`submit`, `claim`, `finish`, `retry`, `stats`); the usage guide's
-names for them (`enqueue`, `dequeue`, `mark_completed`, `get_stats`) stay as aliases (docs/guide-compat.md).
+names for them (`enqueue`, `dequeue`, `mark_completed`, `get_stats`) stay as aliases.
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ class TaskQueue:
     async def outstanding(self, horizon: float) -> int:
         return await self.store_thread.run(self.store.outstanding, horizon)
 
-    # --- the usage guide's names for the same operations ------------------------------------------------------
+    # --- the usage guide's names for the same operations (docs/guide-compat.md#taskqueue) ----------------------
     async def enqueue(self, task: QueuedTask) -> str:
         """Store `task` and return its id, or the id of an equal task that is still pending or running (`submit`).
 

@@ -40,7 +40,8 @@ class ExecutionMetrics:
 
     @property
     def kind(self) -> str:
-        """The task kind; `task_type` is the usage guide's name for it."""
+        """The task kind; `task_type` is the usage guide's name for it
+        (docs/guide-compat.md#metricscollector-executionmetrics)."""
         return self.task_type
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""`ResultValidator`: the guide's result check, running the same checks the engine runs.
+"""`ResultValidator`: the usage guide's result check (docs/guide-compat.md#resultvalidator), running the same checks
+the engine runs.
 
-It takes the guide's dict (`output_file`, `content`, `coverage`, `execution_result`, optionally `target_file` and
+It takes the usage guide's dict (`output_file`, `content`, `coverage`, `execution_result`, optionally `target_file` and
 `kind`) and never trusts what the caller claims: the file must exist in the project, and the tests are run again.
 It sits above the task kinds (it runs the unit_test kind's checks), while `oh_lsp.validation` below them only
 provides the checks' parts (pytest runs, the sandbox, findings).

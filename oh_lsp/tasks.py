@@ -100,7 +100,7 @@ class QueuedTask:
         self.task_type = TaskCategory.parse(self.task_type).value
         self.priority = TaskPriority.parse(self.priority)
         self.status = TaskStatus(self.status)
-        # Callers the type checker does not see (the guide's snippets, JSON) pass a str path or metadata=None.
+        # Callers the type checker does not see (tests/test_guide_snippets.py, JSON) pass a str path or metadata=None.
         if self.target_file is not None:
             self.target_file = Path(self.target_file)
         if cast("dict[str, Any] | None", self.metadata) is None:
@@ -109,7 +109,8 @@ class QueuedTask:
     @property
     def kind(self) -> str:
         """The task kind (`unit_test`, `documentation`, `refactoring`): the one name used inside oh-lsp, in the store
-        and in the editors. `task_type` is the usage guide's name for it and stays the constructor's argument."""
+        and in the editors. `task_type` is the usage guide's name for it and stays the constructor's argument
+        (docs/guide-compat.md#queuedtask-taskpriority-taskcategory-taskstatus)."""
         return self.task_type
 
     @property
@@ -121,7 +122,7 @@ class QueuedTask:
         return {
             "task_id": self.task_id,
             "kind": self.task_type,
-            "task_type": self.task_type,  # the usage guide's name for `kind`
+            "task_type": self.task_type,  # the usage guide's name for `kind` (docs/guide-compat.md)
             "status": self.status.value,
             "priority": self.priority.name.lower(),
             "description": self.description,

@@ -92,6 +92,7 @@ def test_three_processes_complete_a_task_end_to_end(project: Path, model_server)
     assert summary["system"]["total_tokens"] == USAGE["total_tokens"]
     assert summary["system"]["total_cost"] == pytest.approx(USAGE["cost"])
     assert summary["models"]["test-model"]["successful"] == 1
+    assert summary["models"]["test-model"]["tokens_estimated"] is False  # the server reported its usage
 
     stats = json.loads(run(project, env, "queue-stats", "--json").stdout)
     assert stats["completed"] == 1 and stats["pending"] == 0 and stats["running"] == 0

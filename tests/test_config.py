@@ -1,4 +1,5 @@
-"""OpenHandsConfig: the guide's variables, .env, clear errors that name the variable, and a key that never shows."""
+"""OpenHandsConfig: the variables of docs/guide-compat.md#environment-variables, .env, clear errors that name the
+variable, and a key that never shows."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def test_invalid_values_name_the_variable(var: str, value: str, words: str) -> N
 
 
 def test_missing_key_message_says_how_to_fix_it() -> None:
-    config = OpenHandsConfig(model="mistral-small")  # as in the guide: no key needed to build it
+    config = OpenHandsConfig(model="mistral-small")  # no key needed to build it (docs/guide-compat.md#openhandsconfig)
     with pytest.raises(MissingApiKeyError) as info:
         config.require_api_key()
     text = str(info.value)

@@ -185,3 +185,17 @@ async def test_unverifiable_refactoring_says_so(project: Path, model_server) -> 
     assert codes(task) == ["below-threshold"]
     assert task.result["validation"]["warnings"][0]["code"] == "not-verified"
     assert "rejected_edit" in task.result  # kept, deliverable on request
+
+
+async def test_an_answer_that_does_not_parse_is_a_syntax_error_at_its_line_and_column(
+    project: Path, model_server
+) -> None:
+    broken = "def add(a, b):\n    return a +* b\n"  # Python: line 2, offset 15 (1-based) -> column 14
+    for kind, what in (("documentation", "the answer"), ("refactoring", "the refactored module")):
+        model_server.script(Reply.text(fenced(broken)))
+        task = await run_task(project, model_server, kind, description="tidy", apply_edits=True)
+        assert task.status is TaskStatus.FAILED, kind
+        error = task.result["validation"]["errors"][0]
+        assert (error["code"], error["line"], error["col"]) == ("syntax-error", 2, 14), error
+        assert error["message"].startswith(f"{what} does not parse: "), error
+    assert (project / "pkg" / "calc.py").read_text() == CALC, "nothing was written"

@@ -1,8 +1,8 @@
 """The usage guide's Python examples, run as tests.
 
-Changed only as the contract allows: the import path is `oh_lsp`, top-level `await` sits in an async test, sleeps
-are shorter, OH_LSP_STATE_DIR is a temp dir (conftest), and the model server is the scripted one. Each snippet runs
-in the guide's own example project layout (`src/player_experience/api/routers/auth.py`).
+Changed only as the opening of docs/guide-compat.md says: the import path is `oh_lsp`, top-level `await` sits in an
+async test, sleeps are shorter, OH_LSP_STATE_DIR is a temp dir (conftest), and the model server is the scripted one.
+Each snippet runs in the usage guide's own example project layout (`src/player_experience/api/routers/auth.py`).
 """
 
 from __future__ import annotations

@@ -495,10 +495,11 @@ def test_summaries_of_several_stores() -> None:
             "avg_duration_seconds": 3.0,
             "avg_quality_score": 0.0,
         },
-        "models": {"a": {"executions": 2, "successful": 0}},
+        "models": {"a": {"executions": 2, "successful": 0, "tokens_estimated": True}},
         "task_types": {},
     }
     merged = reports.merge_metrics([one, two])
+    assert merged["models"]["a"]["tokens_estimated"] and not merged["system"]["tokens_estimated"]
     assert merged["system"]["success_rate"] == 0.5 and merged["system"]["total_cost"] == 1.5
     assert merged["system"]["avg_duration_seconds"] == 2.0 and merged["system"]["avg_quality_score"] == 5.0
     assert merged["models"]["a"]["executions"] == 4

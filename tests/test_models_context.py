@@ -1,4 +1,4 @@
-"""Context length: learned from the endpoint, the prompt and `max_tokens` fitted to it, and the contract's row for a
+"""Context length: learned from the endpoint, the prompt and `max_tokens` fitted to it, and the error table's row for a
 "context length exceeded" error (a 400, an HTTP-200 error body, an error event in the stream): never resent as is,
 reported with the figures, retried once with a smaller prompt, then a larger-context model; never counted toward the
 breaker; failed with the figures when nothing fits. Against the scripted server, through the real gateway."""

@@ -1,5 +1,6 @@
-"""Model selection: the guide's examples, a swapped fixture catalog, constraints that exclude models, learning from
-the store, the chain skipping unavailable models, `select-model`, and catalogs for other endpoints."""
+"""Model selection (docs/models.md#selection): the usage guide's examples, a swapped fixture catalog, constraints that
+exclude models, learning from the store, the chain skipping unavailable models, `select-model`, and catalogs for other
+endpoints."""
 
 from __future__ import annotations
 
@@ -171,7 +172,7 @@ def test_the_configured_model_heads_the_chain_only_when_set_explicitly(project: 
     store = open_store(project)
     req = TaskRequirements(category="unit_test", complexity="complex")
     unset = ModelSelector(store=store, config=OpenHandsConfig())
-    assert unset.select_model(req).name == "deepseek-chat"  # the guide's default does not head it
+    assert unset.select_model(req).name == "deepseek-chat"  # the default does not head it (docs/models.md#selection)
     explicit = ModelSelector(store=store, config=OpenHandsConfig(model="mistral-small"))
     selection = explicit.explain(req)
     assert selection.chain[0].name == "mistral-small" and "configured model" in selection.why

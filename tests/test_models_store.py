@@ -7,23 +7,24 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
+
 from oh_lsp.records import ModelCall
-from oh_lsp.store.sqlite import SQLiteStore
-from oh_lsp.store.sqlite.schema import SCHEMA, SCHEMA_VERSION
+from oh_lsp.store.sqlite import SQLiteStore, schema
 from oh_lsp.tasks import QueuedTask
 
 
-def test_a_version_1_store_is_migrated_in_place(tmp_path: Path) -> None:
+def test_a_version_1_store_is_migrated_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "old.sqlite3"
-    v1 = SCHEMA.split("CREATE TABLE IF NOT EXISTS model_state")[0]
+    with monkeypatch.context() as old_oh_lsp:  # what oh-lsp wrote before the model tables
+        old_oh_lsp.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        old_oh_lsp.setattr(schema, "LATEST", 1)
+        old = SQLiteStore(path)
+        task_id, _ = old.add(QueuedTask(task_type="unit_test", description="kept"), dedupe_key="k", max_size=10)
+        old.close()
     with sqlite3.connect(path) as db:
-        db.executescript(v1)
-        db.execute("PRAGMA user_version = 1")
-    old = SQLiteStore(path)
-    task_id, _ = old.add(QueuedTask(task_type="unit_test", description="kept"), dedupe_key="k", max_size=10)
-    old.close()
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA user_version = 1")  # as an older oh-lsp left it
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'model_calls'").fetchone()[0] == 0
     store = SQLiteStore(path)
     store.record_model_call(ModelCall("m", "ok", task_id=task_id, cost=0.25))
     assert store.get(task_id).description == "kept" and store.spent(task_id=task_id) == 0.25
@@ -32,7 +33,7 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path: Path) -> None:
     assert again.spent(task_id=task_id) == 0.25
     again.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == schema.LATEST
 
 
 def test_model_state_updates_are_atomic_across_threads(tmp_path: Path) -> None:

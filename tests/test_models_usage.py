@@ -170,3 +170,9 @@ async def test_estimated_tokens_are_marked_in_the_result_events_status_and_get_s
         timeout=60,
     )
     assert json.loads(as_json.stdout)["result"]["tokens_estimated"] is True
+    metrics = [
+        subprocess.run([*OH_LSP, "metrics", *flag], cwd=project, env=env, capture_output=True, text=True, timeout=60)
+        for flag in ((), ("--json",))
+    ]
+    assert "tokens (some estimated)" in metrics[0].stdout, metrics[0].stdout + metrics[0].stderr
+    assert json.loads(metrics[1].stdout)["models"]["local-m"]["tokens_estimated"] is True

@@ -160,7 +160,7 @@ async def test_agent_writes_the_test_file_and_our_validator_decides(
     assert result["validation"]["passed"] and result["score"] > 0
     assert sorted(result["validation"]["details"]["kept"]) == ["test_add", "test_divide", "test_divide_by_zero"]
     assert result["coverage"]["gained_lines"] > 0 and len(result["validation"]["details"]["seeds"]) == 3
-    # the delivered edit creates the test module where the project's tests go (the contract's layout)
+    # the delivered edit creates the test module where the project's tests go (README.md#quick-start, step 2)
     assert result["output_file"] == OUTPUT and result["content"] == GOOD_TESTS
     created = {f["path"]: f for f in result["edit"]["files"]}
     assert created[OUTPUT]["new_text"] == GOOD_TESTS and created[OUTPUT]["base_sha256"] is None

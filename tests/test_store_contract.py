@@ -1,6 +1,6 @@
-"""The contract of the store interface, run against every backend (SQLite and PostgreSQL): order, capacity,
-idempotent submit, leases, bounded retries, cancel, delivery, metrics, sharing between processes, and the model
-layer's state (cooldowns, breakers, rotations, model calls, costs and spending).
+"""What the store interface (`TaskStore`) promises, run against every backend (SQLite and PostgreSQL): order,
+capacity, idempotent submit, leases, bounded retries, cancel, delivery, metrics, sharing between processes, schema
+migrations, and the model layer's state (cooldowns, breakers, rotations, model calls, costs and spending).
 
 A new backend gets a `Backend` here; a method added to `TaskStore` fails `test_store_implements_the_whole_interface`
 on every backend that lacks it.
@@ -68,6 +68,47 @@ class Backend:
     def close(self) -> None:
         for store in self._opened:
             store.close()
+
+    def schema(self) -> Any:
+        """The backend's schema module (its `MIGRATIONS` and `LATEST`)."""
+        if self.name == "postgres":
+            from oh_lsp.store.postgres import schema
+
+            return schema
+        from oh_lsp.store.sqlite import schema
+
+        return schema
+
+    def sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement on the backend's data, as a tool outside oh-lsp would (`?` placeholders)."""
+        if self.name == "postgres":
+            import psycopg
+
+            with psycopg.connect(self.spec, autocommit=True) as conn:
+                cursor = conn.execute(statement.replace("?", "%s"), params)
+                return cursor.fetchall() if cursor.description else []
+        import sqlite3
+
+        with sqlite3.connect(self.spec) as db:
+            return db.execute(statement, params).fetchall()
+
+    def table(self, name: str) -> str:
+        return f"oh_lsp_{name}" if self.name == "postgres" else name
+
+    def columns(self, table: str) -> set[str]:
+        if self.name == "postgres":
+            rows = self.sql(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+                " AND table_name = ?",
+                (self.table(table),),
+            )
+            return {row[0] for row in rows}
+        return {row[1] for row in self.sql(f"PRAGMA table_info({table})")}
+
+    def version(self) -> int:
+        if self.name == "postgres":
+            return int(self.sql("SELECT max(version) FROM oh_lsp_schema_version")[0][0])
+        return int(self.sql("PRAGMA user_version")[0][0])
 
 
 @pytest.fixture(params=BACKENDS)
@@ -336,6 +377,7 @@ async def test_status_metrics_and_costs_are_visible_from_another_machine(
         model_id="m2",
         task_type="unit_test",
         tokens_used=10,
+        tokens_estimated=True,
         cost=0.5,
         error="HTTP 503",
         created_at=clock.now,
@@ -358,6 +400,53 @@ async def test_status_metrics_and_costs_are_visible_from_another_machine(
     assert summary["models"]["m1"]["total_cost"] == pytest.approx(0.25)
     assert summary["models"]["m2"]["failed"] == 1
     assert summary["task_types"]["unit_test"]["executions"] == 2
+    assert summary["models"]["m2"]["tokens_estimated"] and not summary["models"]["m1"]["tokens_estimated"]
+    assert system["tokens_estimated"] and summary["task_types"]["unit_test"]["tokens_estimated"]
+
+
+def test_a_version_2_store_is_migrated_in_place_with_its_rows(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = backend.schema()
+    with monkeypatch.context() as old_oh_lsp:  # what oh-lsp wrote before schema 3
+        old_oh_lsp.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+        old_oh_lsp.setattr(schema, "LATEST", 2)
+        old = open_spec(backend.spec)
+        task_id, _ = old.add(task("kept"), dedupe_key="k", max_size=10)
+        old.record_model_call(ModelCall("m1", "ok", task_id=task_id, cost=0.25))
+        old.close()
+    metrics = backend.table("metrics")
+    backend.sql(
+        f"INSERT INTO {metrics} (task_id, attempt, model_id, task_type, success, validation_passed, tokens_used,"
+        " prompt_tokens, completion_tokens, cost, quality_score, duration_seconds, error, created_at, day)"
+        + (
+            " VALUES (?, 1, 'm1', 'unit_test', true, true, 40, 30, 10, 0.25, 4.0, 2.0, NULL, now(), '2025-01-01')"
+            if backend.name == "postgres"
+            else " VALUES (?, 1, 'm1', 'unit_test', 1, 1, 40, 30, 10, 0.25, 4.0, 2.0, NULL, 1000000.0, '2025-01-01')"
+        ),
+        (task_id,),
+    )
+    assert backend.version() == 2 and "task_type" in backend.columns("metrics")
+
+    store = backend.store()  # opening it with this oh-lsp migrates
+    assert backend.version() == schema.LATEST >= 3
+    columns = backend.columns("metrics")
+    assert {"kind", "tokens_estimated"} <= columns and "task_type" not in columns
+    assert store.get(task_id).description == "kept" and store.spent(task_id=task_id) == 0.25
+    summary = store.metrics_summary()
+    assert summary["system"]["executions"] == 1 and summary["system"]["total_tokens"] == 40
+    assert summary["task_types"]["unit_test"]["executions"] == 1
+    assert summary["models"]["m1"]["tokens_estimated"] is False  # rows written before schema 3 were counted
+
+    store.record_metrics(
+        ExecutionMetrics(
+            task_id=task_id, model_id="m2", task_type="documentation", tokens_used=7, tokens_estimated=True
+        )
+    )
+    summary = store.metrics_summary()
+    assert sorted(summary["task_types"]) == ["documentation", "unit_test"]
+    assert summary["models"]["m2"]["tokens_estimated"] is True and summary["models"]["m1"]["tokens_estimated"] is False
+    assert summary["system"]["tokens_estimated"] is True
 
 
 async def test_delivery_waits_in_the_store_for_its_submitter(backend: Backend, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The `oh-lsp` command line: the usage guide's commands, on the project's durable store.
+"""The `oh-lsp` command line: the usage guide's commands (docs/guide-compat.md#cli), on the project's durable store.
 
 Exit codes: 0 ok, 1 a failed task or a runtime error, 2 a usage or configuration error, 3 nothing can run now (every
 model cooling down past a near reset; the tasks stay queued: `cli/waiting.py`).

@@ -70,7 +70,8 @@ def metrics_report(summary: dict[str, Any]) -> str:
     for name, model in summary["models"].items():
         lines.append(
             f"  {name}: {model['executions']} runs, {model['success_rate']:.0%} ok, "
-            f"{model['total_tokens']} tokens, {money(model['total_cost'])}"
+            f"{model['total_tokens']} tokens{' (some estimated)' if model.get('tokens_estimated') else ''},"
+            f" {money(model['total_cost'])}"
         )
     if not summary["models"]:
         lines.append("  (none yet)")

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from oh_lsp.config import OpenHandsConfig
-from oh_lsp.edits import Edit, Recompute
+from oh_lsp.edits import Edit, FileEdit, Recompute, TextEdit
 from oh_lsp.errors import TargetError
 from oh_lsp.paths import module_name, python_target, sha256_text
 from oh_lsp.tasks import QueuedTask
 
 if TYPE_CHECKING:
     from oh_lsp.validation.result import ValidationResult
+    from oh_lsp.validation.sandbox import Sandbox
 
 
 @dataclass
@@ -51,6 +52,15 @@ class Candidate:
     content: str
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def in_place(
+        cls, target: Target, content: str, edits: list[TextEdit], label: str, extra: dict[str, Any]
+    ) -> Candidate:
+        """A change to the target file itself: `edits` turn its text into `content`."""
+        path = target.path.as_posix()
+        change = FileEdit(path=path, new_text=content, base_sha256=target.sha256, edits=edits)
+        return cls(edit=Edit(label=label, files=[change]), output_file=path, content=content, extra=extra)
+
 
 @dataclass
 class CheckEnv:
@@ -73,6 +83,16 @@ class CheckEnv:
         from oh_lsp.validation.pytest_runner import project_python
 
         return project_python(self.root, self.config.python)
+
+    def sandbox(self) -> Sandbox:
+        """A sandboxed copy of the project to run the checks' tests in, as the settings choose (`warn` hears the
+        warning of a run without one, before it starts)."""
+        from oh_lsp.validation.sandbox import Sandbox
+
+        config = self.config
+        return Sandbox(
+            self.root, self.scratch, secrets=config.secrets(), exclude=self.exclude, mode=config.sandbox, warn=self.warn
+        )
 
 
 class TaskKind(Protocol):

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from oh_lsp.edits import Edit, FileEdit, Recompute, TextEdit
+from oh_lsp.edits import FileEdit, Recompute, TextEdit
 from oh_lsp.extract import extract_python, parse_python
 from oh_lsp.kinds.base import Candidate, CheckEnv, Target
 from oh_lsp.kinds.context import prompt_sections
@@ -149,19 +149,16 @@ def docstring_edits(original: str, answer: str, scope: str | None) -> list[TextE
 
 def make_candidate(answer: str, target: Target, task: QueuedTask | None = None) -> Candidate:
     code = extract_python(answer)
-    path = target.path.as_posix()
     try:
         edits = docstring_edits(target.text, code, _scope(task))
     except (SyntaxError, ValueError):
         edits = []  # the checks report the syntax error of the answer
-    content = apply_text_edits(target.text, edits)
-    change = FileEdit(path=path, new_text=content, base_sha256=target.sha256, edits=edits)
-    edit = Edit(label=f"oh-lsp: document {_scope(task) or target.module}", files=[change])
-    return Candidate(
-        edit=edit,
-        output_file=path,
-        content=content,
-        extra={"answer_code": code, "scope": _scope(task), "style": docstring_style(target.root, target)},
+    return Candidate.in_place(
+        target,
+        apply_text_edits(target.text, edits),
+        edits,
+        f"oh-lsp: document {_scope(task) or target.module}",
+        {"answer_code": code, "scope": _scope(task), "style": docstring_style(target.root, target)},
     )
 
 
@@ -263,9 +260,7 @@ async def check(candidate: Candidate, target: Target, env: CheckEnv) -> tuple[Va
     try:
         answer_tree = parse_python(candidate.extra["answer_code"])
     except SyntaxError as exc:
-        return ValidationResult.from_findings(
-            [Finding(F.SYNTAX_ERROR, f"the answer does not parse: {exc.msg}", file=path, line=exc.lineno or 1)], 0.0
-        ), candidate
+        return ValidationResult.from_findings([F.syntax_error(exc, "the answer", path)], 0.0), candidate
     original = ast.parse(target.text)
     if strip_docstrings(answer_tree) != strip_docstrings(original):
         line = first_difference(original, answer_tree)

@@ -21,7 +21,7 @@ import ast
 import textwrap
 from typing import Any
 
-from oh_lsp.edits import Edit, FileEdit, Recompute, TextEdit
+from oh_lsp.edits import Recompute, TextEdit
 from oh_lsp.errors import InterpreterError
 from oh_lsp.extract import extract_python, parse_python
 from oh_lsp.kinds.base import Candidate, CheckEnv, Target
@@ -34,7 +34,7 @@ from oh_lsp.validation import findings as F
 from oh_lsp.validation.findings import Finding
 from oh_lsp.validation.pytest_runner import ensure_pytest, run_pytest
 from oh_lsp.validation.result import ValidationResult
-from oh_lsp.validation.sandbox import Sandbox, sandbox_refusal
+from oh_lsp.validation.sandbox import sandbox_refusal
 
 NAME = "refactoring"
 
@@ -89,13 +89,12 @@ def make_candidate(answer: str, target: Target, task: QueuedTask | None = None) 
         content, edits = splice(target.text, code, scope) if scope else (code, line_edits(target.text, code))
     except (SyntaxError, ValueError):
         content, edits = code, line_edits(target.text, code)
-    change = FileEdit(path=path, new_text=content, base_sha256=target.sha256, edits=edits)
-    edit = Edit(label=f"oh-lsp: refactor {scope or target.module}", files=[change])
-    return Candidate(
-        edit=edit,
-        output_file=path,
-        content=content,
-        extra={"answer_code": code, "scope": scope, "diff": unified_diff(target.text, content, path)},
+    return Candidate.in_place(
+        target,
+        content,
+        edits,
+        f"oh-lsp: refactor {scope or target.module}",
+        {"answer_code": code, "scope": scope, "diff": unified_diff(target.text, content, path)},
     )
 
 
@@ -109,18 +108,7 @@ async def check(candidate: Candidate, target: Target, env: CheckEnv) -> tuple[Va
     try:
         new_tree = parse_python(candidate.content)
     except SyntaxError as exc:
-        return ValidationResult.from_findings(
-            [
-                Finding(
-                    F.SYNTAX_ERROR,
-                    f"the refactored module does not parse: {exc.msg}",
-                    file=path,
-                    line=exc.lineno or 1,
-                    col=max((exc.offset or 1) - 1, 0),
-                )
-            ],
-            0.0,
-        ), candidate
+        return ValidationResult.from_findings([F.syntax_error(exc, "the refactored module", path)], 0.0), candidate
     before = public_names(ast.parse(target.text))
     after = public_names(new_tree)
     removed = [
@@ -176,9 +164,7 @@ async def _run_existing_tests(
     if refused:
         return ValidationResult.from_findings([Finding(F.NO_SANDBOX, refused, file=candidate.output_file)], 0.0)
     env.progress(f"running the {len(tests)} test module(s) that import {target.module}")
-    async with Sandbox(
-        env.root, env.scratch, secrets=env.config.secrets(), exclude=env.exclude, mode=env.config.sandbox, warn=env.warn
-    ) as box:
+    async with env.sandbox() as box:
         try:
             await ensure_pytest(box, python)
         except InterpreterError as exc:

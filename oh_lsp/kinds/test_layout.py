@@ -1,4 +1,4 @@
-"""Where the tests of a module go (the contract's "Where tests go").
+"""Where the tests of a module go (README.md#quick-start, step 2; the details are here).
 
 `pkg/sub/mod.py` -> `tests/pkg/sub/test_mod.py`; `mod.py` -> `tests/test_mod.py`; `src/pkg/mod.py` ->
 `tests/pkg/test_mod.py`; unless the module already has a test file, or the project keeps its tests next to the

@@ -187,15 +187,7 @@ def static_findings(
     try:
         tree = parse_python(content)
     except SyntaxError as exc:
-        return None, [
-            Finding(
-                F.SYNTAX_ERROR,
-                f"the test module does not parse: {exc.msg}",
-                file=output_file,
-                line=exc.lineno or 1,
-                col=max((exc.offset or 1) - 1, 0),
-            )
-        ]
+        return None, [F.syntax_error(exc, "the test module", output_file)]
     module = module_name(Path(target_path)) if target_path else None
     if module and not imports_module(tree, module):
         return tree, [
@@ -254,9 +246,7 @@ async def check_tests(
         return ValidationResult.from_findings(
             [Finding(F.NO_SANDBOX, refused, file=output_file)], 0.0, run=False
         ), candidate
-    async with Sandbox(
-        env.root, env.scratch, secrets=env.config.secrets(), exclude=env.exclude, mode=env.config.sandbox, warn=env.warn
-    ) as box:
+    async with env.sandbox() as box:
         try:
             await ensure_pytest(box, python)
         except InterpreterError as exc:

@@ -1,8 +1,9 @@
-"""The model catalog: which models exist, what they cost, and what we expect of them before we have evidence.
+"""The model catalog: which models exist, what they cost, and what we expect of them before we have evidence
+(docs/models.md#the-catalog).
 
 Three layers, later ones winning:
 
-1. the built-in `catalog.json` (OpenRouter only): the guide's short names (`mistral-small`, `deepseek-chat`, ...)
+1. the built-in `catalog.json` (OpenRouter only): the usage guide's short names (`mistral-small`, `deepseek-chat`, ...)
    mapped to OpenRouter ids, with priors for latency, quality (0-5), success rate, prices and context length;
 2. the endpoint's own models list, cached by `oh-lsp models refresh` (OpenRouter: fresh prices and context lengths
    for catalog models; any other OpenAI-compatible endpoint: its models, names unchanged, quality unknown);
@@ -41,7 +42,7 @@ DEFAULT_SUCCESS_RATE = 0.95  # the prior for a model we know nothing about
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """One model. `quality_score` uses the guide's 0-5 scale; None means unknown (it then meets any threshold)."""
+    """One model. `quality_score` is 0-5 (docs/models.md#the-catalog); None means unknown (it meets any threshold)."""
 
     name: str
     id: str
@@ -67,7 +68,8 @@ class ModelInfo:
         return not self.categories or category in self.categories
 
     def qualifies(self, threshold: float) -> bool:
-        """The contract: a model qualifies for threshold t when quality / 5 >= t; unknown quality qualifies."""
+        """A model qualifies for threshold t when quality / 5 >= t; unknown quality qualifies
+        (docs/models.md#selection)."""
         return self.quality_score is None or self.quality_score / 5.0 >= threshold - 1e-9
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:

@@ -1,4 +1,4 @@
-"""What went wrong with a model call, classified once, as the contract's error table says.
+"""What went wrong with a model call, classified once, as docs/models.md#the-error-table-request-layer says.
 
 Every failure of a call becomes a `ModelCallError` whose `kind` decides what happens next: retry the same model,
 cool it down and rotate, or fail the task with a message the user can act on.
@@ -166,7 +166,7 @@ def context_error(
     body: Any, *, status: int | None = None, model: str | None = None, where: str = ""
 ) -> ModelCallError | None:
     """A `CONTEXT_LENGTH` error when `body` (an error body, a stream's error event or its text) says the prompt does
-    not fit; None otherwise. Never retried as it was sent (the contract's retry table)."""
+    not fit; None otherwise. Never retried as it was sent (docs/models.md#the-error-table-request-layer)."""
     message = error_message(body)
     if not is_context_error(message):
         return None

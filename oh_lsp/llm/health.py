@@ -2,7 +2,7 @@
 
 This is the gateway's async face on the store: every read and write runs on the store's thread (`StoreThread`, the
 engine's queue shares it), so the event loop never waits on the database. Every rotation, cooldown and breaker change is written as an INFO line to the log
-(`oh-lsp logs`), as the guide says: "check logs for model switching".
+(`oh-lsp logs`): docs/models.md#state-and-logs.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`Rotation`: one request's walk along the fallback chain, following the contract's error table.
+"""`Rotation`: one request's walk along the fallback chain, following docs/models.md#the-error-table-request-layer.
 
 The gateway's single retry loop asks it which model to call next (`next_model`) and, after an error, what to do
 (`failed`): it cools models down, counts breaker failures, and sets `wait` when the loop should try again after that

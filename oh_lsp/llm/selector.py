@@ -81,7 +81,8 @@ class TaskRequirements:
     def for_task(cls, task: QueuedTask, config: Any) -> TaskRequirements:
         """From the task's kind and its metadata (complexity, quality_threshold, max_latency_ms, max_cost_per_call);
         the quality threshold defaults to the configured one (OH_LSP_QUALITY_THRESHOLD). The usage guide also puts
-        a ``category`` in the metadata: the task's kind is the one that counts (they are the same in the guide)."""
+        a ``category`` in the metadata: the task's kind is the one that counts
+        (docs/guide-compat.md#queuedtask-taskpriority-taskcategory-taskstatus)."""
         meta = task.metadata
         threshold = meta.get("quality_threshold")
         return cls(
@@ -166,7 +167,7 @@ class ModelSelector:
             self._store = open_store(self._project_root)
         return self._store
 
-    # --- the guide's API ---------------------------------------------------------------------------------------
+    # --- the usage guide's API (docs/guide-compat.md#modelselector-taskrequirements) -------------------------
     def select_model(self, requirements: TaskRequirements) -> ModelInfo:
         """The best model that meets `requirements` and can take a call now. Raises `NoModelError`."""
         return self.explain(requirements).model
@@ -249,7 +250,8 @@ class ModelSelector:
         return rows
 
     def _preferred(self) -> ModelInfo | None:
-        """The configured model heads the chain only when it was set explicitly (not the guide's default)."""
+        """The configured model heads the chain only when it was set explicitly, not left at the default
+        (docs/models.md#selection)."""
         if not self.config.model_was_set:
             return None
         return self._with_evidence([self.catalog.resolve(self.config.model)])[0]

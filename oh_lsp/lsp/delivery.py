@@ -1,4 +1,5 @@
-"""Delivering a finished task's edit to the editor, as the contract's "Who writes files" says.
+"""Delivering a finished task's edit to the editor (README.md#in-the-editor-oh-lsp-serve, "Results as edits"; only the
+front end that submitted a task delivers it: docs/fleet.md#who-writes-the-files).
 
 - The client can apply it (`workspace.applyEdit`, and `resourceOperations` holding `create` when a file is created):
   send `workspace/applyEdit` with a label; a new file is a `CreateFile` plus a `TextDocumentEdit`, a change to a

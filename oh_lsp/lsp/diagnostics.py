@@ -4,7 +4,7 @@ current on which file.
 A finding's position is Python's (1-based line, 0-based column in code points); LSP wants 0-based lines and columns
 in the negotiated encoding (UTF-16 unless the client chose another), so columns are converted on the file's text.
 
-Where findings go (the contract's "What is delivered when validation is mixed"):
+Where findings go (README.md#in-the-editor-oh-lsp-serve, "Diagnostics"; docs/validation.md says what is delivered):
 - a completed task: each finding on the file it names (the delivered test file, or the target for a possible bug);
   a dropped test is not in the delivered file, so its finding sits on that file's first line, "dropped: …";
 - a failed task (nothing delivered): findings about the generated file are shown on the target source, at the

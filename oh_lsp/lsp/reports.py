@@ -38,6 +38,7 @@ def _merge_aggregates(parts: list[dict[str, Any]]) -> dict[str, Any]:
         if successful
         else 0.0
     )
+    merged["tokens_estimated"] = any(p.get("tokens_estimated", False) for p in parts)
     if "total_cost" in merged:
         merged["total_cost"] = round(merged["total_cost"], 10)
     return merged

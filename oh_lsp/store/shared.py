@@ -48,7 +48,7 @@ METRICS_COLUMNS = (
     "task_id",
     "attempt",
     "model_id",
-    "task_type",
+    "kind",
     "success",
     "validation_passed",
     "tokens_used",
@@ -60,6 +60,7 @@ METRICS_COLUMNS = (
     "error",
     "created_at",
     "day",
+    "tokens_estimated",
 )
 CALL_COLUMNS = (
     "created_at",
@@ -133,6 +134,7 @@ def aggregate(row: Mapping[str, Any]) -> dict[str, Any]:
         "avg_duration_seconds": row["avg_duration_seconds"],
         "avg_quality_score": row["avg_quality_score"],
         "validations_passed": row["validations_passed"],
+        "tokens_estimated": bool(row["tokens_estimated"]),  # some of the tokens were estimated (no usage reported)
     }
 
 
@@ -158,7 +160,7 @@ def metrics_row(m: ExecutionMetrics) -> dict[str, Any]:
         "task_id": m.task_id,
         "attempt": m.attempt,
         "model_id": m.model_id,
-        "task_type": m.kind,
+        "kind": m.kind,
         "success": bool(m.success),
         "validation_passed": bool(m.validation_passed),
         "tokens_used": int(m.tokens_used),
@@ -170,6 +172,7 @@ def metrics_row(m: ExecutionMetrics) -> dict[str, Any]:
         "error": clean(m.error),
         "created_at": m.created_at,
         "day": local_day(m.created_at),
+        "tokens_estimated": bool(m.tokens_estimated),
     }
 
 
@@ -268,7 +271,7 @@ def summary_view(
     return {
         "system": totals,
         "models": {row["model_id"]: aggregate(row) for row in models},
-        "task_types": {row["task_type"]: aggregate(row) for row in kinds},
+        "task_types": {row["kind"]: aggregate(row) for row in kinds},  # the usage guide's key (docs/guide-compat.md)
         "costs": {key: cost_view(rows) for key, rows in costs.items()},
         "model_state": {name: state.view(now) for name, state in sorted(states.items())},
         "rotations": sum(state.rotations_away for state in states.values()),

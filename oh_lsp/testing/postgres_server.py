@@ -39,7 +39,8 @@ def bin_dir() -> Path | None:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 class TemporaryPostgres:
@@ -48,11 +49,12 @@ class TemporaryPostgres:
     def __init__(
         self, base: str | Path | None = None, *, settings: dict[str, str] | None = None, port: int | None = None
     ) -> None:
-        self.bin = bin_dir()
-        if self.bin is None:
+        found = bin_dir()
+        if found is None:
             raise RuntimeError(
                 "PostgreSQL's server programs (initdb, pg_ctl) are not installed: apt-get install postgresql"
             )
+        self.bin: Path = found
         self._own_base = base is None
         self.base = Path(base) if base is not None else Path(tempfile.mkdtemp(prefix="oh-lsp-pg-"))
         self.data = self.base / "data"

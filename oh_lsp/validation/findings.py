@@ -74,3 +74,14 @@ class Finding:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.col + 1}: " if self.file else ""
         return f"{where}{self.code}: {self.message}"
+
+
+def syntax_error(exc: SyntaxError, what: str, file: str | None) -> Finding:
+    """`SYNTAX_ERROR` where Python found it ("{what} does not parse: ..."); its 1-based offset becomes a column."""
+    return Finding(
+        SYNTAX_ERROR,
+        f"{what} does not parse: {exc.msg}",
+        file=file,
+        line=exc.lineno or 1,
+        col=max((exc.offset or 1) - 1, 0),
+    )

@@ -1,4 +1,5 @@
-"""`ValidationResult`: the verdict of the checks, as `ResultValidator.validate` returns it (the guide's fields)."""
+"""`ValidationResult`: the verdict of the checks, as `ResultValidator.validate` returns it
+(docs/guide-compat.md#resultvalidator)."""
 
 from __future__ import annotations
 

@@ -15,10 +15,11 @@ from oh_lsp.store.postgres import model_records
 
 METRICS_INSERT = (
     f"INSERT INTO oh_lsp_metrics ({', '.join(shared.METRICS_COLUMNS)})"
-    " SELECT %(m_task_id)s::text, %(m_attempt)s::integer, %(m_model_id)s::text, %(m_task_type)s::text,"
+    " SELECT %(m_task_id)s::text, %(m_attempt)s::integer, %(m_model_id)s::text, %(m_kind)s::text,"
     " %(m_success)s::boolean, %(m_validation_passed)s::boolean, %(m_tokens_used)s::bigint,"
     " %(m_prompt_tokens)s::bigint, %(m_completion_tokens)s::bigint, %(m_cost)s::float8, %(m_quality_score)s::float8,"
-    " %(m_duration_seconds)s::float8, %(m_error)s::text, to_timestamp(%(m_created_at)s::float8), %(m_day)s::text"
+    " %(m_duration_seconds)s::float8, %(m_error)s::text, to_timestamp(%(m_created_at)s::float8), %(m_day)s::text,"
+    " %(m_tokens_estimated)s::boolean"
 )
 # one group of attempts (all, one model, one task kind), as `shared.aggregate` reads it
 _AGGREGATE = (
@@ -27,7 +28,8 @@ _AGGREGATE = (
     " coalesce(sum(completion_tokens), 0)::bigint AS completion_tokens, coalesce(sum(cost), 0.0) AS cost,"
     " coalesce(avg(duration_seconds), 0.0) AS avg_duration_seconds,"
     " coalesce(avg(quality_score) FILTER (WHERE success), 0.0) AS avg_quality_score,"
-    " count(*) FILTER (WHERE validation_passed) AS validations_passed"
+    " count(*) FILTER (WHERE validation_passed) AS validations_passed,"
+    " coalesce(bool_or(tokens_estimated), false) AS tokens_estimated"
 )
 
 
@@ -50,7 +52,7 @@ class MetricsRecords:
                 {"day": local_day(now)},
             ),
             (f"SELECT model_id, {_AGGREGATE} FROM oh_lsp_metrics GROUP BY model_id ORDER BY model_id", {}),
-            (f"SELECT task_type, {_AGGREGATE} FROM oh_lsp_metrics GROUP BY task_type ORDER BY task_type", {}),
+            (f"SELECT kind, {_AGGREGATE} FROM oh_lsp_metrics GROUP BY kind ORDER BY kind", {}),
             (model_records.STATES, {}),
             *((sql, {}) for _, sql in model_records.COSTS),
         )

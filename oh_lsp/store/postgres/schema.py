@@ -123,10 +123,18 @@ CREATE INDEX oh_lsp_model_calls_day ON oh_lsp_model_calls (day);
 CREATE INDEX oh_lsp_model_calls_recent ON oh_lsp_model_calls (created_at);
 """
 
+# One name for the task kind (`kind`, as in `oh_lsp_tasks`), and whether an attempt's tokens were estimated (the
+# endpoint reported no usage). SQLite's schema 3.
+_V3 = """
+ALTER TABLE oh_lsp_metrics RENAME COLUMN task_type TO kind;
+ALTER TABLE oh_lsp_metrics ADD COLUMN tokens_estimated boolean NOT NULL DEFAULT false;
+"""
+
 # (version, what it adds, DDL). Append only.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "tasks, metrics, ready-work notifications", _V1),
     (2, "model state and model calls", _V2),
+    (3, "metrics: task_type is kind; tokens_estimated", _V3),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -22,7 +22,8 @@ _AGGREGATE = (
     " coalesce(sum(completion_tokens), 0) AS completion_tokens, coalesce(sum(cost), 0.0) AS cost,"
     " coalesce(avg(duration_seconds), 0.0) AS avg_duration_seconds,"
     " coalesce(avg(CASE WHEN success THEN quality_score END), 0.0) AS avg_quality_score,"
-    " coalesce(sum(validation_passed), 0) AS validations_passed"
+    " coalesce(sum(validation_passed), 0) AS validations_passed,"
+    " coalesce(max(tokens_estimated), 0) AS tokens_estimated"
 )
 _COST_SUMS = (
     "count(*) AS calls, coalesce(sum(cost), 0.0) AS cost, coalesce(sum(prompt_tokens + completion_tokens), 0) AS tokens"
@@ -56,7 +57,7 @@ class MetricsRecords:
             db.execute(f"SELECT {_AGGREGATE} FROM metrics").fetchone(),
             (today[0], today[1]),
             db.execute(f"SELECT model_id, {_AGGREGATE} FROM metrics GROUP BY model_id ORDER BY model_id"),
-            db.execute(f"SELECT task_type, {_AGGREGATE} FROM metrics GROUP BY task_type ORDER BY task_type"),
+            db.execute(f"SELECT kind, {_AGGREGATE} FROM metrics GROUP BY kind ORDER BY kind"),
             {key: _cost_rows(db, column) for key, column in shared.COST_GROUPS},
             self.model_states(),
             now,

@@ -1,7 +1,9 @@
-"""The SQLite schema: its tables, its version (`PRAGMA user_version`), and how a store file is migrated and checked.
+"""The SQLite schema: its tables as numbered migrations, its version (`PRAGMA user_version`), and how a store file
+is migrated and checked.
 
-Every statement is IF NOT EXISTS, so migrating is re-running the script; a file written by a newer oh-lsp is refused.
-The PostgreSQL store keeps the same tables as numbered migrations (`store/postgres/schema.py`).
+A store file is brought to `LATEST` by running, in the caller's write transaction, each migration newer than its
+`user_version`; a file written by a newer oh-lsp is refused. A new migration is appended to `MIGRATIONS`, never edited
+in place once released. The PostgreSQL store keeps the same tables and versions (`store/postgres/schema.py`).
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ from pathlib import Path
 
 from oh_lsp.errors import StoreError
 
-SCHEMA_VERSION = 2  # 2: model_state and model_calls
-
-SCHEMA = """
+_V1 = """
 CREATE TABLE IF NOT EXISTS tasks (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS metrics (
     day TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metrics_day ON metrics (day);
+"""
+
+_V2 = """
 CREATE TABLE IF NOT EXISTS model_state (
     model TEXT PRIMARY KEY,
     data TEXT NOT NULL,
@@ -91,6 +94,21 @@ CREATE INDEX IF NOT EXISTS model_calls_day ON model_calls (day);
 CREATE INDEX IF NOT EXISTS model_calls_model ON model_calls (model, created_at);
 """
 
+# One name for the task kind (`kind`, as in `tasks`), and whether an attempt's tokens were estimated (the endpoint
+# reported no usage).
+_V3 = """
+ALTER TABLE metrics RENAME COLUMN task_type TO kind;
+ALTER TABLE metrics ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0;
+"""
+
+# (version, what it adds, DDL: statements separated by ";"). Append only.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "tasks and metrics", _V1),
+    (2, "model state and model calls", _V2),
+    (3, "metrics: task_type is kind; tokens_estimated", _V3),
+]
+LATEST = MIGRATIONS[-1][0]
+
 TASK_COLUMNS = (
     "id, kind, description, target_file, target_sha256, priority, metadata, status, submitter, attempts, max_retries,"
     " not_before, lease_id, created_at, started_at, finished_at, result, error, note, model, tokens, cost, delivery"
@@ -100,13 +118,14 @@ TASK_COLUMNS = (
 def migrate(db: sqlite3.Connection, location: Path) -> None:
     """Create or upgrade the tables, inside the caller's write transaction."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
+    if version > LATEST:
         raise StoreError(f"the store at {location} was written by a newer oh-lsp (schema {version})")
-    if version < SCHEMA_VERSION:
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                db.execute(statement)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    for number, _, ddl in MIGRATIONS:
+        if number > version:
+            for statement in ddl.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
 
 
 def file_version(path: Path) -> int:
