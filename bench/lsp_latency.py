@@ -158,7 +158,9 @@ async def main() -> None:
         await measure(client, uri, 1.0)  # the first answer waits for the engine to start: not counted
         idle, _ = await measure(client, uri, 3.0)
 
-        loaded, streams, notifications = [], [0], 0
+        loaded: list[float] = []
+        streams: list[int] = [0]
+        notifications = 0
         if args.tasks:
             for n in range(args.tasks):
                 await client.request(
