@@ -248,6 +248,22 @@ def test_add_is_wrong():
 """
 
 
+SLOW_TESTS = """\
+import time
+
+from pkg.calc import add, divide
+
+
+def test_add():
+    time.sleep(1.5)
+    assert add(2, 3) == 5
+
+
+def test_divide():
+    assert divide(6, 3) == 2
+"""  # each run of test_add takes 1.5 s: time to act on an engine while it validates
+
+
 def fenced(code: str, prose: str = "Here are the tests:") -> str:
     return f"{prose}\n\n```python\n{code}```\n\nThese cover the main paths."
 
@@ -293,6 +309,27 @@ def cli_env(project: Path, base_url: str, **extra: str) -> dict[str, str]:
 
 
 OH_LSP = [sys.executable, "-m", "oh_lsp"]
+
+
+def engine_in_background(project: Path, env: dict[str, str], server: Any, *, answered: bool = True) -> Any:
+    """`oh-lsp run-engine --until-idle` in its own process, returned once `server` got the model call (with
+    `answered`, once its answer was sent whole: the engine then validates it)."""
+    import subprocess
+    import time
+
+    engine = subprocess.Popen(
+        [*OH_LSP, "run-engine", "--until-idle"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(r.completed or not answered for r in server.requests):
+        time.sleep(0.05)
+    assert server.requests, "the engine never called the model"
+    return engine
 
 
 async def run_task(

@@ -15,7 +15,16 @@ import pytest
 
 from oh_lsp.paths import state_dir
 from oh_lsp.testing.model_server import Reply
-from tests.conftest import FAILING_TESTS, GOOD_TESTS, OH_LSP, SENTINEL_KEY, cli_env, fenced
+from tests.conftest import (
+    FAILING_TESTS,
+    GOOD_TESTS,
+    OH_LSP,
+    SENTINEL_KEY,
+    SLOW_TESTS,
+    cli_env,
+    engine_in_background,
+    fenced,
+)
 
 USAGE = {"prompt_tokens": 812, "completion_tokens": 164, "total_tokens": 976, "cost": 0.000913}
 
@@ -126,18 +135,7 @@ def test_kill_9_during_a_task_loses_nothing_and_completes_once(project: Path, mo
     env = cli_env(project, model_server.base_url, OH_LSP_LEASE_SECONDS="2", OH_LSP_HEARTBEAT_SECONDS="0.5")
     a = run(project, env, "submit-task", "--task-type", "unit_test", "--target-file", "pkg/calc.py", "--json")
     task_id = json.loads(a.stdout)["submitted"][0]["task_id"]
-    engine = subprocess.Popen(
-        [*OH_LSP, "run-engine", "--until-idle"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while not model_server.requests and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert model_server.requests, "the engine never called the model"
+    engine = engine_in_background(project, env, model_server, answered=False)
     running = json.loads(run(project, env, "get-status", "--task-id", task_id, "--json").stdout)
     assert running["status"] == "running"
     os.kill(engine.pid, signal.SIGKILL)
@@ -373,22 +371,6 @@ def test_every_model_cooling_down_for_an_hour_is_said_at_once(project: Path, mod
     assert text.returncode == 3 and "test-model: free again at" in text.stderr
 
 
-SLOW_TESTS = """\
-import time
-
-from pkg.calc import add, divide
-
-
-def test_add():
-    time.sleep(1.5)
-    assert add(2, 3) == 5
-
-
-def test_divide():
-    assert divide(6, 3) == 2
-"""
-
-
 def test_kill_9_during_validation_ends_the_task_once_through_its_lease(project: Path, model_server) -> None:
     """What a run that kills oh-lsp's own process leaves (the attacker's `os.kill(os.getppid(), 9)` before the
     sandbox): the engine dies while the generated tests run. The sandboxed run dies with it, and the lease machinery
@@ -401,12 +383,7 @@ def test_kill_9_during_validation_ends_the_task_once_through_its_lease(project: 
     task_id = json.loads(run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py", "--json").stdout)[
         "submitted"
     ][0]["task_id"]
-    engine = subprocess.Popen(
-        [*OH_LSP, "run-engine", "--until-idle"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 60
-    while not any(r.completed for r in model_server.requests) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    engine = engine_in_background(project, env, model_server)
     time.sleep(1.0)  # the answer is in: its tests are running (test_add takes 1.5 s a run)
     sandboxes = list((project / "openhands_workspace" / "sandboxes").glob(f"{engine.pid}-*"))
     assert sandboxes, "the engine was validating"

@@ -207,22 +207,6 @@ def test_the_log_falls_back_to_stderr_when_its_file_cannot_be_written(project: P
     assert (project / "tests" / "pkg" / "test_calc.py").exists()
 
 
-SLOW_TESTS = """\
-import time
-
-from pkg.calc import add, divide
-
-
-def test_add():
-    time.sleep(1.5)
-    assert add(2, 3) == 5
-
-
-def test_divide():
-    assert divide(6, 3) == 2
-"""
-
-
 @pytest.mark.parametrize("fault", ["deleted", "replaced"])
 def test_a_store_lost_under_a_running_engine_stops_it_and_keeps_the_result(
     project: Path, model_server, fault: str
@@ -234,7 +218,7 @@ def test_a_store_lost_under_a_running_engine_stops_it_and_keeps_the_result(
     import time
 
     from oh_lsp.testing.model_server import Reply
-    from tests.conftest import fenced
+    from tests.conftest import SLOW_TESTS, engine_in_background, fenced
 
     model_server.script(Reply.text(fenced(SLOW_TESTS)))
     env = cli_env(project, model_server.base_url, OH_LSP_MUTATION="off", OH_LSP_HEARTBEAT_SECONDS="0.3")
@@ -242,17 +226,7 @@ def test_a_store_lost_under_a_running_engine_stops_it_and_keeps_the_result(
         [*OH_LSP, "submit-task", "--task-type", "unit_test", "pkg/calc.py"], cwd=project, env=env, check=True
     )
     store = state_dir(project) / "oh-lsp.sqlite3"
-    engine = subprocess.Popen(
-        [*OH_LSP, "run-engine", "--until-idle"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not any(r.completed for r in model_server.requests) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    engine = engine_in_background(project, env, model_server)
     time.sleep(0.5)  # the answer is in: the engine is validating it (each run of test_add takes 1.5 s)
     for part in store.parent.glob("oh-lsp.sqlite3*"):
         part.unlink()
