@@ -238,3 +238,26 @@ def test_a_store_lost_under_a_running_engine_stops_it_and_keeps_the_result(
     assert "Traceback" not in err
     assert "is kept here" in err and '"status": "completed"' in err, "the outcome is in the log (and on stderr)"
     assert "def test_divide" in (project / "tests" / "pkg" / "test_calc.py").read_text(), "and delivered"
+
+
+@pytest.mark.asyncio
+async def test_the_editor_is_told_when_its_store_is_deleted(tmp_path: Path) -> None:
+    """The language server's engine notices too (its idle workers poll the store), and the editor gets an error
+    message saying so, instead of a server that goes on writing into a deleted file."""
+    import pytest_lsp
+
+    from tests.lsp_client import make_project, start_server, stop_server, until
+
+    project = make_project(tmp_path / "proj")
+    state = tmp_path / "state"
+    client = await start_server(project, state, "http://127.0.0.1:9/v1", pytest_lsp.client_capabilities("neovim"))
+    try:
+        await until(lambda: client.statuses, 30, "the engine to run")  # type: ignore[attr-defined]
+        store = next(state.rglob("oh-lsp.sqlite3"))
+        for part in store.parent.glob("oh-lsp.sqlite3*"):
+            part.unlink()
+        await until(lambda: any("oh-lsp stopped in" in m.message for m in client.messages), 30, "the message")
+        text = next(m for m in client.messages if "oh-lsp stopped in" in m.message)
+        assert text.type == 1 and f"the oh-lsp store at {store} was deleted" in text.message  # 1: Error
+    finally:
+        await stop_server(client)
