@@ -131,6 +131,7 @@ def attempt_outcome(
         "tokens_estimated": metrics.tokens_estimated,
         "cost": metrics.cost,
         "iterations": len(history),
+        "attempt": best.iteration,  # the attempt whose answer this result holds (its candidate, when rejected)
         "attempts": [a.summary() for a in history],
     }
     if best.candidate is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from oh_lsp import events as ev
+from oh_lsp.result_facts import result_facts
 
 
 def money(value: float) -> str:
@@ -87,15 +88,9 @@ def outcome_text(
     delivered: str | None = None,
 ) -> str:
     """The end of a task's progress: the file, the score, tests kept and dropped, coverage gain and cost."""
+    facts = result_facts(status, result)
+    kept, dropped = facts.kept, facts.dropped
     result = result or {}
-    validation = result.get("validation") or {}
-    details = validation.get("details") or {}
-    dropped = details.get("dropped")
-    if dropped is None:
-        dropped = sorted({f["test"] for f in validation.get("errors", []) if f.get("test")})
-    kept = details.get("kept")
-    if kept is None:
-        kept = [name for name in result.get("tests") or [] if name not in dropped] if status == "completed" else []
     parts = []
     if status == "completed":
         parts.append(f"{result.get('output_file') or 'done'}" + (f" ({delivered})" if delivered else ""))

@@ -54,14 +54,22 @@ def light_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             shutil.copy2(source, site / name)
     python = base / "venv" / "bin" / "python"
-    venv_site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    Path(venv_site, "oh_lsp_test_tools.pth").write_text(str(site) + "\n")
+    (site_packages(python) / "oh_lsp_test_tools.pth").write_text(str(site) + "\n")
     return python
+
+
+def site_packages(python: Path) -> Path:
+    """The folder of `python`'s pure-Python packages (a venv's site-packages)."""
+    import subprocess
+
+    return Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
 
 
 USER_ENV = dict(os.environ)  # as the suite started, before any test changed it

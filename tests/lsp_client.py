@@ -15,10 +15,13 @@ import pytest_lsp
 from lsprotocol import types as t
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from oh_lsp.lsp.server import plain
 from tests.conftest import CALC, OH_VARS, SENTINEL_KEY, saw_secret
 
 SERVER = [sys.executable, "-m", "oh_lsp", "serve"]
 STATUS = "ohLsp/status"
+TASK_ENDED = "ohLsp/taskEnded"
+CANDIDATE = "ohLsp/candidate"
 
 
 def make_client() -> LanguageClient:
@@ -44,6 +47,7 @@ def make_client() -> LanguageClient:
     client.apply_result = t.ApplyWorkspaceEditResult(applied=True)  # type: ignore[attr-defined]
     client.statuses = []  # type: ignore[attr-defined]
     client.status_times = []  # type: ignore[attr-defined]
+    client.ended = {}  # type: ignore[attr-defined]  # taskId -> the ohLsp/taskEnded payload (a dict)
 
     @client.feature(t.WORKSPACE_APPLY_EDIT)
     def apply_edit(params: t.ApplyWorkspaceEditParams) -> t.ApplyWorkspaceEditResult:
@@ -55,7 +59,17 @@ def make_client() -> LanguageClient:
         client.statuses.append(params)  # type: ignore[attr-defined]
         client.status_times.append(time.monotonic())  # type: ignore[attr-defined]
 
+    @client.feature(TASK_ENDED)
+    def task_ended(params: Any) -> None:
+        payload = plain(params)
+        client.ended[payload["taskId"]] = payload  # type: ignore[attr-defined]
+
     return client
+
+
+async def candidate(client: LanguageClient, params: Any) -> dict[str, Any]:
+    """The `ohLsp/candidate` request."""
+    return plain(await client.protocol.send_request_async(CANDIDATE, params))  # type: ignore[no-any-return]
 
 
 def make_project(root: Path) -> Path:
@@ -72,9 +86,10 @@ async def start_server(
     base_url: str,
     capabilities: t.ClientCapabilities,
     options: dict[str, Any] | None = None,
-    unset: list[str] | None = None,
-    **env: str,
+    **env: str | None,
 ) -> LanguageClient:
+    """Start `oh-lsp serve` for `project` and initialize it. `env` adds to the server's environment (None: leave that
+    variable out)."""
     environment = {k: v for k, v in os.environ.items() if k not in OH_VARS and not k.startswith("OH_LSP_")}
     environment.update(
         OPENHANDS_BASE_URL=base_url,
@@ -85,9 +100,11 @@ async def start_server(
     )
     if os.environ.get("OH_LSP_PYTHON"):  # the light test interpreter (module-scoped servers pass it in `env`)
         environment["OH_LSP_PYTHON"] = os.environ["OH_LSP_PYTHON"]
-    environment.update(env)
-    for name in unset or []:
-        environment.pop(name, None)
+    for name, value in env.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
     config = ClientServerConfig(server_command=SERVER, client_factory=make_client, server_env=environment)
     client = await config.start()
     init = {"trusted": True, "maxRepairIterations": 0, **(options or {})}  # one answer per task unless a test asks
@@ -100,6 +117,15 @@ async def start_server(
         )
     )
     return client
+
+
+async def start_vscode_server(
+    workspace: tuple[Path, Path], base_url: str, light_python: Path, **env: str | None
+) -> LanguageClient:
+    """`start_server` for a module's shared server: VS Code's recorded capabilities, the light test interpreter."""
+    project, state = workspace
+    capabilities = pytest_lsp.client_capabilities("visual-studio-code")
+    return await start_server(project, state, base_url, capabilities, OH_LSP_PYTHON=str(light_python), **env)
 
 
 async def stop_server(client: LanguageClient) -> None:

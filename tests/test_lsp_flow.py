@@ -8,14 +8,22 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-import pytest_lsp
 from lsprotocol import types as t
 from pygls.exceptions import JsonRpcInvalidParams
 
 from oh_lsp.paths import state_dir
 from oh_lsp.testing.model_server import Reply, ScriptedModelServer
 from tests.conftest import GOOD_TESTS, SENTINEL_KEY, fenced
-from tests.lsp_client import code_actions, ended, make_project, run_command, start_server, stop_server, until
+from tests.lsp_client import (
+    candidate,
+    code_actions,
+    ended,
+    make_project,
+    run_command,
+    start_vscode_server,
+    stop_server,
+    until,
+)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
@@ -52,14 +60,7 @@ def model():
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(workspace, model, light_python):
-    project, state = workspace
-    client = await start_server(
-        project,
-        state,
-        model.base_url,
-        pytest_lsp.client_capabilities("visual-studio-code"),
-        OH_LSP_PYTHON=str(light_python),
-    )
+    client = await start_vscode_server(workspace, model.base_url, light_python)
     yield client
     await stop_server(client)
 
@@ -114,12 +115,41 @@ async def test_full_flow_progress_edit_and_status(client, calc, model, workspace
     text_edit = next(c for c in changes if isinstance(c, t.TextDocumentEdit) and c.text_document.uri == test_file)
     assert text_edit.edits[0].new_text == GOOD_TESTS
     assert not (workspace[0] / "tests").exists(), "the editor applies the edit; the server writes nothing"
+    # reviewEdits is on by default and VS Code honours change annotations: every change waits for confirmation
+    (note,) = edit.edit.change_annotations.values()
+    assert note.needs_confirmation is True
+    assert all(e.annotation_id in edit.edit.change_annotations for e in text_edit.edits)
+
+    ended_with = client.ended[result["taskId"]]  # ohLsp/taskEnded, sent before the progress's end
+    assert ended_with == {
+        "taskId": result["taskId"],
+        "progressToken": result["progressToken"],
+        "kind": "unit_test",
+        "status": "completed",
+        "target": "pkg/calc.py",
+        "outputFile": "tests/pkg/test_calc.py",
+        "outputUri": test_file,
+        "written": True,
+        "delivery": "applied in the editor",
+        "score": ended_with["score"],
+        "testsKept": ["test_add", "test_divide", "test_divide_by_zero"],
+        "testsDropped": [],
+        "coverage": {"before": ended_with["coverage"]["before"], "after": 100.0},
+        "mutation": ended_with["mutation"],
+        "cost": 0.00123,
+        "model": "test-model",
+        "error": None,
+        "candidate": None,
+        "message": end.message,
+    }
+    assert ended_with["score"] > 0.9 and ended_with["coverage"]["before"] < 100.0
 
     status = await until(
         lambda: next((s for s in reversed(client.statuses) if s.completed >= 1), None), 5, "a status counting the task"
     )
     assert status.tokens >= 420 and status.costSession >= 0.00123 and status.costToday >= 0.00123
     assert status.model == "test-model" and status.cooldowns == [] and status.budgetLeftToday is None
+    assert status.modelSelected == "test-model", "OPENHANDS_MODEL chose it explicitly"
     tasks = await run_command(client, "ohLsp.listTasks", {"status": "completed"})
     assert tasks[0]["taskId"] == result["taskId"] and tasks[0]["target"] == "pkg/calc.py"
 
@@ -184,7 +214,20 @@ async def test_failed_task_gives_diagnostics_on_the_target_and_a_quick_fix(clien
     assert failed.severity == t.DiagnosticSeverity.Error
     bug = by_code["possible-bug"]
     assert bug.severity == t.DiagnosticSeverity.Warning and bug.range.start.line == 9  # the `raise` in divide
-    assert all(d.data == {"taskId": result["taskId"], "code": d.code} for d in diagnostics)
+    assert all(d.data == {"taskId": result["taskId"], "code": d.code, "attempt": 1} for d in diagnostics)
+
+    # the failing test's place is in the rejected candidate, which the editor can open: oh-lsp://candidate/…
+    uri = f"oh-lsp://candidate/{result['taskId']}/1/tests/pkg/test_calc.py"
+    (link,) = failed.related_information
+    assert link.location.uri == uri and link.location.range.start.line == 3  # `def test_divide_by_zero_gives_zero`
+    assert await candidate(client, {"taskId": result["taskId"]}) == {"uri": uri, "text": ONLY_FAILING_TESTS}
+    told = client.ended[result["taskId"]]
+    assert told["status"] == "failed" and told["written"] is False and told["outputUri"] is None
+    assert told["candidate"] == {"attempt": 1, "uri": uri}
+    assert f"{uri}:4:1: test-failed: test_divide_by_zero_gives_zero failed" in told["error"]
+    assert "tests/pkg/test_calc.py:4" not in told["error"].replace(uri, "")  # every location points into it
+    assert told["testsKept"] == [] and told["testsDropped"][0]["name"] == "test_divide_by_zero_gives_zero"
+    assert told["testsDropped"][0]["reason"].startswith("failed: ")
 
     pulled = await client.text_document_diagnostic_async(
         t.DocumentDiagnosticParams(text_document=t.TextDocumentIdentifier(uri=calc))
@@ -192,8 +235,10 @@ async def test_failed_task_gives_diagnostics_on_the_target_and_a_quick_fix(clien
     assert [(d.code, d.range, d.message) for d in pulled.items] == [(d.code, d.range, d.message) for d in diagnostics]
 
     fixes = await code_actions(client, calc, line=7, diagnostics=list(diagnostics), only=["quickfix"])
-    assert [f.title for f in fixes] == ["Regenerate with feedback"]
+    assert [f.title for f in fixes] == ["Regenerate with feedback", "Open the rejected candidate"]
     assert list(fixes[0].command.arguments) == [{"taskId": result["taskId"], "withFeedback": True}]
+    assert fixes[1].command.command == "ohLsp.openCandidate"  # the editors' own command: it asks ohLsp/candidate
+    assert list(fixes[1].command.arguments) == [{"taskId": result["taskId"], "attempt": 1}]
 
     model.script(Reply.text(fenced(GOOD_TESTS)))
     retry = await run_command(client, fixes[0].command.command, *fixes[0].command.arguments)

@@ -12,9 +12,22 @@ import pytest
 from lsprotocol import types as t
 from pygls.workspace import PositionCodec
 
-from oh_lsp import progress_text
+from oh_lsp import progress_text, result_facts
 from oh_lsp.edits import Edit, FileEdit, whole_file_edit
-from oh_lsp.lsp import actions, arguments, commands, delivery, diagnostics, errors, reports, settings, status, symbols
+from oh_lsp.lsp import (
+    actions,
+    arguments,
+    candidates,
+    commands,
+    delivery,
+    diagnostics,
+    errors,
+    reports,
+    settings,
+    status,
+    symbols,
+    under_test,
+)
 from oh_lsp.paths import sha256_text
 
 UTF16 = PositionCodec(t.PositionEncodingKind.Utf16)
@@ -161,6 +174,129 @@ def test_code_actions_by_kind_and_the_only_filter() -> None:
         ("Regenerate with feedback", "quickfix", [{"taskId": "abc", "withFeedback": True}])
     ]
     assert fixes[0].diagnostics == [ours, ours]
+    with_candidate = t.Diagnostic(
+        range=ours.range, message="m", source="oh-lsp", data={"taskId": "abc", "code": "test-failed", "attempt": 2}
+    )
+    fixes = actions.code_actions("u", "shop", None, [], [ours, with_candidate])
+    assert [(f.title, f.command.command, f.command.arguments) for f in fixes] == [
+        ("Regenerate with feedback", "ohLsp.retryTask", [{"taskId": "abc", "withFeedback": True}]),
+        ("Open the rejected candidate", "ohLsp.openCandidate", [{"taskId": "abc", "attempt": 2}]),
+    ]
+
+
+# --- the function a failing test tests, the rejected candidate --------------------------------------------------
+TARGET = """import math
+
+
+def area(r):
+    return helper(r) * 2
+
+
+def helper(r):
+    return math.pi * r * r
+
+
+class Stack:
+    def push(self, item):
+        raise NotImplementedError
+"""
+
+
+def test_the_function_under_test_from_the_traceback_a_possible_bug_or_the_call() -> None:
+    failures = {
+        "test_area": "tests/test_geo.py:4: in test_area\n    area(1)\ngeo.py:5: in area\n"
+        "    return helper(r) * 2\ngeo.py:9: ZeroDivisionError\n"
+    }
+    result = {"validation": {"details": {"failures": failures}}}
+    found = under_test.function_under_test("test_area", "geo.py", TARGET, result, None)
+    assert found is not None and found.qualname == "area", "its first frame in the target"
+    bug = {"code": "possible-bug", "test": "test_b", "file": "geo.py", "line": 14}
+    result = {"validation": {"warnings": [bug], "details": {"failures": {"test_b": "tests/test_geo.py:9: E"}}}}
+    assert under_test.function_under_test("test_b", "geo.py", TARGET, result, None).qualname == "Stack.push"
+    tests = """\
+import pytest
+from geo import helper as h, Stack
+
+
+class TestGeo:
+    def test_h(self):
+        assert round(h(1), 2) == 3.0
+
+def test_push():
+    with pytest.raises(TypeError):
+        Stack().push(1)
+
+def test_nothing_of_ours():
+    assert len([]) == 1
+"""
+    assert under_test.function_under_test("TestGeo::test_h[1]", "geo.py", TARGET, {}, tests).qualname == "helper"
+    assert under_test.function_under_test("test_push", "geo.py", TARGET, {}, tests).qualname == "Stack.push"
+    assert under_test.function_under_test("test_nothing_of_ours", "geo.py", TARGET, {}, tests) is None
+    assert under_test.function_under_test("test_missing", "geo.py", TARGET, {}, "def broken(:") is None
+
+
+def test_a_failed_module_tasks_findings_go_to_the_function_and_link_into_the_candidate() -> None:
+    generated = "from geo import area\n\n\ndef test_area():\n    assert area(1) == 0\n"
+    finding = {
+        "code": "test-failed",
+        "message": "test_area failed: see tests/test_geo.py:5:1",
+        "file": "tests/test_geo.py",
+        "line": 4,
+        "end_line": 5,
+        "test": "test_area",
+    }
+    result = {"output_file": "tests/test_geo.py", "content": generated, "validation": {"errors": [finding]}}
+    found = candidates.Candidate("T", 3, "tests/test_geo.py", {"tests/test_geo.py": generated})
+    by_file = diagnostics.task_diagnostics(
+        "T", result, completed=False, target="geo.py", text_of={"geo.py": TARGET}.get, codec=UTF16, candidate=found
+    )
+    (diagnostic,) = by_file["geo.py"]
+    assert diagnostic.range.start.line == 3, "`def area`, which the test calls"
+    uri = "oh-lsp://candidate/T/3/tests/test_geo.py"
+    assert diagnostic.message == f"generated test_geo.py: test_area failed: see {uri}:5:1"
+    (link,) = diagnostic.related_information
+    assert link.location.uri == uri and (link.location.range.start.line, link.location.range.end.line) == (3, 4)
+    assert diagnostic.data == {"taskId": "T", "code": "test-failed", "attempt": 3}
+
+
+def test_point_into_rewrites_only_the_candidates_locations() -> None:
+    found = candidates.Candidate("T", 1, "tests/test_m.py", {"tests/test_m.py": "x", "tests/__init__.py": ""})
+    text = "tests/test_m.py:3:1: failed; other/tests/test_m.py:2; tests/test_m.py is named; m.py:4: ok"
+    assert found.point_into(text) == (
+        "oh-lsp://candidate/T/1/tests/test_m.py:3:1: failed; other/tests/test_m.py:2; tests/test_m.py is named;"
+        " m.py:4: ok"
+    )
+    assert candidates.candidate_uri("a b", 2, "tests/t 1.py") == "oh-lsp://candidate/a%20b/2/tests/t%201.py"
+
+
+def test_result_facts_give_kept_dropped_with_reasons_coverage_and_mutation() -> None:
+    result = {
+        "coverage": {"before": 40.0, "after": 72.5, "gained_lines": 3},
+        "mutation": {"before": None, "after": 0.625},
+        "validation": {
+            "errors": [],
+            "warnings": [
+                {"code": "flaky-test", "test": "test_b[2]", "message": "test_b[2] is flaky: it passed, then failed"},
+                {"code": "test-failed", "test": "TestX::test_c", "message": "TestX::test_c failed: assert 1 == 2"},
+            ],
+            "details": {"kept": ["test_a"], "dropped": ["TestX::test_c", "test_b"]},
+        },
+    }
+    facts = result_facts.result_facts("completed", result)
+    assert facts.kept == ["test_a"]
+    assert facts.dropped == [
+        result_facts.Dropped("TestX::test_c", "failed: assert 1 == 2"),
+        result_facts.Dropped("test_b", "is flaky: it passed, then failed"),
+    ]
+    assert facts.coverage == {"before": 40.0, "after": 72.5}
+    assert facts.mutation == {"before": None, "after": 62.5}, "scores 0–1 as percentages"
+    bare = result_facts.result_facts("failed", {"validation": {"errors": [{"code": "x", "test": "test_q"}]}})
+    assert (bare.kept, bare.dropped, bare.coverage, bare.mutation) == (
+        [],
+        [result_facts.Dropped("test_q", "x")],
+        None,
+        None,
+    )
 
 
 # --- positions and diagnostics -------------------------------------------------------------------------------------
@@ -232,7 +368,7 @@ def test_diagnostic_store_replaces_a_slot_and_finds_tasks_without_data() -> None
     bare = t.Diagnostic(range=first.range, message="a", code="x", source="oh-lsp")
     assert store.with_task_ids("u", [bare])[0].data == {"taskId": "one", "code": "x"}
     assert store.replace(("root", "unit_test", "a.py"), "two", {}) == {"u"}
-    assert store.for_uri("u") == [] and store.task_of("u", bare) is None
+    assert store.for_uri("u") == [] and store.known("u", bare) is None
 
 
 # --- delivery ------------------------------------------------------------------------------------------------------

@@ -252,7 +252,7 @@ async def test_the_server_refuses_a_remote_endpoint_in_a_dotenv(tmp_path: Path) 
     project = make_project(tmp_path / "proj")
     (project / ".env").write_text("OPENHANDS_BASE_URL=https://evil.example/v1\n")
     client = await start_server(
-        project, tmp_path / "state", "", pytest_lsp.client_capabilities("neovim"), unset=["OPENHANDS_BASE_URL"]
+        project, tmp_path / "state", "", pytest_lsp.client_capabilities("neovim"), OPENHANDS_BASE_URL=None
     )
     try:
         await until(lambda: client.messages, 30, "a message")

@@ -77,7 +77,7 @@ def code_actions(
             actions.append(_action(f"Document {symbol.qualname}", SYMBOL_DOCS, cmd.DOCUMENT, target))
         if "refactoring" in kinds:  # the editor asks for the instruction, then calls ohLsp.refactor
             actions.append(_action(f"Refactor {symbol.qualname}…", SYMBOL_REFACTOR, cmd.REFACTOR_PROMPT, target))
-    actions.extend(regenerate_fixes(diagnostics))
+    actions.extend(task_fixes(diagnostics))
     return [a for a in actions if _wanted(str(a.kind), only)]
 
 
@@ -89,23 +89,25 @@ def task_of(diagnostic: t.Diagnostic) -> str | None:
     return task_id if isinstance(task_id, str) and task_id else None
 
 
-def regenerate_fixes(diagnostics: Iterable[t.Diagnostic]) -> list[t.CodeAction]:
-    """ "Regenerate with feedback" once per task that has a diagnostic in the request's range."""
+def task_fixes(diagnostics: Iterable[t.Diagnostic]) -> list[t.CodeAction]:
+    """The quick fixes, once per task that has a diagnostic in the request's range: "Regenerate with feedback", and
+    for a failed task whose rejected candidate is kept (its diagnostics' `data.attempt`), "Open the rejected
+    candidate" (the client command `ohLsp.openCandidate`: the editor asks `ohLsp/candidate` and opens it read-only)."""
     by_task: dict[str, list[t.Diagnostic]] = {}
     for diagnostic in diagnostics:
         task_id = task_of(diagnostic)
         if task_id:
             by_task.setdefault(task_id, []).append(diagnostic)
-    return [
-        _action(
-            "Regenerate with feedback",
-            QUICKFIX,
-            cmd.RETRY_TASK,
-            {"taskId": task_id, "withFeedback": True},
-            diagnostics=found,
+    fixes: list[t.CodeAction] = []
+    for task_id, found in by_task.items():
+        offered = [("Regenerate with feedback", cmd.RETRY_TASK, {"taskId": task_id, "withFeedback": True})]
+        attempt = next(
+            (d.data.get("attempt") for d in found if isinstance(d.data, dict) and d.data.get("attempt")), None
         )
-        for task_id, found in by_task.items()
-    ]
+        if isinstance(attempt, int):
+            offered.append(("Open the rejected candidate", cmd.OPEN_CANDIDATE, {"taskId": task_id, "attempt": attempt}))
+        fixes.extend(_action(title, QUICKFIX, command, args, diagnostics=found) for title, command, args in offered)
+    return fixes
 
 
 def actions_at(

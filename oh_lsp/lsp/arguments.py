@@ -68,6 +68,13 @@ class RetryArgs:
 
 
 @attrs.frozen
+class CandidateArgs:
+    task_id: str = arg("taskId")
+    attempt: int | None = arg(default=None)  # the repair-loop attempt (1 = the first answer)
+    segment: str | None = arg(default=None)  # one file of the candidate, relative to the project root
+
+
+@attrs.frozen
 class NoArgs:
     pass
 
@@ -106,7 +113,7 @@ def _type_text(annotation: Any) -> str:
         return " | ".join(repr(a) for a in args)
     if annotation is Position:
         return "{line, character}"
-    return {str: "string", bool: "boolean", float: "number", int: "integer", type(None): "null"}.get(
+    return {str: "string", bool: "boolean", float: "number", int: "integer ≥ 1", type(None): "null"}.get(
         annotation, str(annotation)
     )
 
@@ -146,6 +153,9 @@ def _check(value: Any, annotation: Any, key: str) -> tuple[Any, str | None]:
         return value, None
     if annotation is bool:
         return (value, None) if isinstance(value, bool) else (None, f"{key} must be true or false, not {shown(value)}")
+    if annotation is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        return (value, None) if ok else (None, f"{key} must be a whole number from 1, not {shown(value)}")
     if annotation is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return (float(value), None) if ok else (None, f"{key} must be a number, not {shown(value)}")

@@ -49,6 +49,10 @@ class Configuration:
     def workers(self) -> int:
         return cfg.workers(self.settings)
 
+    @property
+    def review_edits(self) -> bool:
+        return cfg.review_edits(self.settings)
+
     def secrets(self) -> list[str]:
         return [s for s in (self.overrides.api_key, self.settings.get("apiKey")) if s]
 

@@ -171,7 +171,8 @@ async def deliver(
     task: QueuedTask,
     text_of: Callable[[str], tuple[str | None, int | None]],
     uri_of: Callable[[str], str],
-    review: bool = True,
+    *,
+    review: bool,
 ) -> Delivery:
     """Deliver the edit of the completed `task` to the client of `ls` (or to disk). `review`: the `reviewEdits`
     setting (see the module's docstring)."""

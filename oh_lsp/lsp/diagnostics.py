@@ -8,7 +8,9 @@ Where findings go (README.md#in-the-editor-oh-lsp-serve, "Diagnostics"; docs/val
 - a completed task: each finding on the file it names (the delivered test file, or the target for a possible bug);
   a dropped test is not in the delivered file, so its finding sits on that file's first line, "dropped: …";
 - a failed task (nothing delivered): findings about the generated file are shown on the target source, at the
-  function the task was about (else line 1); findings that name a line of the target stay there.
+  function the task was about, else at the function the failing test tests (`under_test.py`), else line 1;
+  findings that name a line of the target stay there. Each links to its place in the rejected candidate
+  (`oh-lsp://candidate/…`, `candidates.py`), and the locations in its message point there too.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types as t
 
 from oh_lsp.lsp import editor
+from oh_lsp.lsp.candidates import Candidate, stored_candidate
 from oh_lsp.lsp.ids import DIAGNOSTIC_SOURCE as SOURCE
 from oh_lsp.lsp.symbols import find_symbol
+from oh_lsp.lsp.under_test import function_under_test
 from oh_lsp.redaction import redact
 
 if TYPE_CHECKING:
@@ -66,29 +70,50 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
+def finding_range(finding: dict[str, Any], lines: Sequence[str], codec: Codec) -> t.Range:
+    """The range a finding names in a file of these `lines`."""
+    return lsp_range(
+        lines,
+        codec,
+        int(finding.get("line") or 1),
+        int(finding.get("col") or 0),
+        finding.get("end_line"),
+        finding.get("end_col"),
+    )
+
+
 def to_diagnostic(
-    finding: dict[str, Any], lines: Sequence[str], codec: Codec, task_id: str, line: int | None = None, prefix: str = ""
+    finding: dict[str, Any],
+    lines: Sequence[str],
+    codec: Codec,
+    task_id: str,
+    line: int | None = None,
+    prefix: str = "",
+    candidate: Candidate | None = None,
 ) -> t.Diagnostic:
-    """One finding as a diagnostic. `line` (1-based) anchors it elsewhere than its own line (whole line then)."""
-    if line is None:
-        rng = lsp_range(
-            lines,
-            codec,
-            int(finding.get("line") or 1),
-            int(finding.get("col") or 0),
-            finding.get("end_line"),
-            finding.get("end_col"),
-        )
-    else:
-        rng = lsp_range(lines, codec, line)
+    """One finding as a diagnostic. `line` (1-based) anchors it elsewhere than its own line (whole line then).
+    With the task's rejected `candidate`, locations in the message point into it, and a finding about one of its
+    files links to its own place there (related information)."""
+    rng = finding_range(finding, lines, codec) if line is None else lsp_range(lines, codec, line)
     code = str(finding.get("code") or "finding")
+    message = prefix + str(finding.get("message") or code)
+    related = None
+    if candidate is not None:
+        message = candidate.point_into(message)
+        file = str(finding.get("file") or "")
+        if file in candidate.files:
+            where = t.Location(candidate.uri(file), finding_range(finding, split_lines(candidate.files[file]), codec))
+            related = [
+                t.DiagnosticRelatedInformation(where, f"in the rejected candidate (attempt {candidate.attempt})")
+            ]
     return t.Diagnostic(
         range=rng,
-        message=redact(prefix + str(finding.get("message") or code)),
+        message=redact(message),
         source=SOURCE,
         severity=_SEVERITY.get(str(finding.get("severity")), t.DiagnosticSeverity.Error),
         code=code,
-        data={"taskId": task_id, "code": code},
+        data={"taskId": task_id, "code": code, **({"attempt": candidate.attempt} if candidate else {})},
+        related_information=related,
     )
 
 
@@ -106,11 +131,14 @@ def task_diagnostics(
     text_of: Callable[[str], str | None],
     codec: Codec,
     anchor_line: int | None = None,
+    candidate: Candidate | None = None,
 ) -> dict[str, list[t.Diagnostic]]:
     """Diagnostics of one finished task, by file path (relative to the project root, POSIX).
 
     `text_of(path)` gives a file's text (the open buffer, else the disk; for the generated file, the text that was
-    checked). `anchor_line` is the 1-based line of the function the task was about, for a failed task's findings."""
+    checked). `anchor_line` is the 1-based line of the function the task was about, for a failed task's findings;
+    without one, a failing test's finding goes to the function it tests (`under_test.py`). `candidate`: a failed
+    task's rejected candidate, which its findings' locations point into."""
     by_file: dict[str, list[t.Diagnostic]] = {}
     output = (result or {}).get("output_file")
     dropped = {
@@ -128,12 +156,20 @@ def task_diagnostics(
         elif completed or file == target:
             text = (result or {}).get("content") if file == output else text_of(file)
             lines = split_lines(text or "")
-            by_file.setdefault(file, []).append(to_diagnostic(finding, lines, codec, task_id))
+            by_file.setdefault(file, []).append(to_diagnostic(finding, lines, codec, task_id, candidate=candidate))
         else:  # nothing was delivered: say it on the target, where the user asked
-            lines = split_lines(text_of(target) or "")
+            source = text_of(target) or ""
+            line = anchor_line
+            if line is None and finding.get("test"):
+                tested = function_under_test(
+                    str(finding["test"]), target, source, result or {}, candidate.files.get(file) if candidate else None
+                )
+                line = tested.line if tested else None
             prefix = f"generated {Path(file).name}: " if file else ""
             by_file.setdefault(target, []).append(
-                to_diagnostic(finding, lines, codec, task_id, line=anchor_line or 1, prefix=prefix)
+                to_diagnostic(
+                    finding, split_lines(source), codec, task_id, line=line or 1, prefix=prefix, candidate=candidate
+                )
             )
     return by_file
 
@@ -159,28 +195,29 @@ class DiagnosticStore:
     def for_uri(self, uri: str) -> list[t.Diagnostic]:
         return [d for per_uri in self._by_task.values() for d in per_uri.get(uri, [])]
 
-    def task_of(self, uri: str, diagnostic: t.Diagnostic) -> str | None:
-        """The task of a diagnostic sent back by a client that drops `data`: matched on code, message and range."""
-        for task_id, per_uri in self._by_task.items():
+    def known(self, uri: str, diagnostic: t.Diagnostic) -> t.Diagnostic | None:
+        """The diagnostic as sent, for one sent back by a client that drops `data`: matched on code, message and
+        range."""
+        for per_uri in self._by_task.values():
             for known in per_uri.get(uri, []):
                 if (known.code, known.message, known.range) == (diagnostic.code, diagnostic.message, diagnostic.range):
-                    return task_id
+                    return known
         return None
 
     def with_task_ids(self, uri: str, diagnostics: Iterable[t.Diagnostic]) -> list[t.Diagnostic]:
-        """`diagnostics` with `data.taskId` filled in where the client dropped it."""
+        """`diagnostics` with their `data` (`taskId`, …) filled in where the client dropped it."""
         out = []
         for diagnostic in diagnostics:
             if diagnostic.source == SOURCE and not isinstance(diagnostic.data, dict):
-                task_id = self.task_of(uri, diagnostic)
-                if task_id:
+                known = self.known(uri, diagnostic)
+                if known is not None:
                     diagnostic = t.Diagnostic(
                         range=diagnostic.range,
                         message=diagnostic.message,
                         severity=diagnostic.severity,
                         code=diagnostic.code,
                         source=SOURCE,
-                        data={"taskId": task_id, "code": diagnostic.code},
+                        data=known.data,
                     )
             out.append(diagnostic)
         return out
@@ -202,6 +239,7 @@ def publish_task_diagnostics(ls: LanguageServer, store: DiagnosticStore, root: P
         text_of=lambda p: editor.text_of(ls, root, p)[0],
         codec=ls.workspace.position_codec,
         anchor_line=anchor,
+        candidate=stored_candidate(task),
     )
     by_uri = {editor.uri_of(root, path): items for path, items in by_file.items()}
     for uri in store.replace((str(root), task.kind, target), task.task_id, by_uri):

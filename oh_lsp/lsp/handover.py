@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lsprotocol import types as t
@@ -28,10 +30,21 @@ DELIVERY_POLL_SECONDS = 2.0
 NOT_TRUSTED = "not-run-untrusted"
 
 
+@dataclass
+class Ending:
+    """How a finished task ended for the editor: the progress's last words, their level, and what became of a
+    completed task's edit."""
+
+    text: str
+    level: t.MessageType
+    delivery: Delivery | None = None
+
+
 class Handover:
-    def __init__(self, ls: LanguageServer, diagnostics: DiagnosticStore) -> None:
+    def __init__(self, ls: LanguageServer, diagnostics: DiagnosticStore, review: Callable[[], bool]) -> None:
         self.ls = ls
         self.diagnostics = diagnostics
+        self.review = review  # the `reviewEdits` setting now: whether an edit is sent for review before it lands
         self.claimed: set[str] = set()  # tasks whose result this session is delivering or has delivered
 
     def claim(self, event: ev.Event) -> None:
@@ -39,22 +52,22 @@ class Handover:
         if event.kind == ev.COMPLETED:
             self.claimed.add(event.task_id)
 
-    async def outcome(self, folder: Folder, event: ev.Event, task: QueuedTask) -> tuple[str, t.MessageType]:
-        """Deliver or explain a finished task of this session's submitter; returns the progress's last words."""
+    async def outcome(self, folder: Folder, event: ev.Event, task: QueuedTask) -> Ending:
+        """Deliver or explain a finished task of this session's submitter; returns how it ended."""
         if event.kind == ev.COMPLETED:
             delivery = await self.deliver(folder, task)
             text = outcome_text("completed", task.result, cost=task.cost, delivered=delivery.summary())
             if delivery.applied:
-                return text, t.MessageType.Info
+                return Ending(text, t.MessageType.Info, delivery)
             editor.show(
                 self.ls, f"oh-lsp: the result for {task.target_file} was {delivery.summary()}", t.MessageType.Warning
             )
-            return text, t.MessageType.Warning
+            return Ending(text, t.MessageType.Warning, delivery)
         if event.kind == ev.FAILED:
             publish_task_diagnostics(self.ls, self.diagnostics, folder.root, task)
             self._explain_failure(task)
-            return outcome_text("failed", task.result, cost=task.cost, error=task.error), t.MessageType.Error
-        return "cancelled", t.MessageType.Info
+            return Ending(outcome_text("failed", task.result, cost=task.cost, error=task.error), t.MessageType.Error)
+        return Ending("cancelled", t.MessageType.Info)
 
     def _explain_failure(self, task: QueuedTask) -> None:
         findings = findings_of(task.result)
@@ -82,6 +95,7 @@ class Handover:
             task,
             lambda p: editor.text_of(self.ls, folder.root, p),
             lambda p: editor.uri_of(folder.root, p),
+            review=self.review(),
         )
         await folder.engine.queue.set_delivery(task.task_id, delivery.state)
         if delivery.applied:

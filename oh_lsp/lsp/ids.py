@@ -5,6 +5,7 @@ GENERATE_TESTS = "ohLsp.generateTests"
 DOCUMENT = "ohLsp.documentModule"
 REFACTOR = "ohLsp.refactor"
 REFACTOR_PROMPT = "ohLsp.refactorPrompt"  # client side: the editor asks for the instruction, then calls REFACTOR
+OPEN_CANDIDATE = "ohLsp.openCandidate"  # client side: the editor opens a rejected candidate (CANDIDATE_REQUEST)
 CANCEL_TASK = "ohLsp.cancelTask"
 RETRY_TASK = "ohLsp.retryTask"
 SHOW_METRICS = "ohLsp.showMetrics"
@@ -31,6 +32,8 @@ SERVER_COMMANDS = (
 )
 
 STATUS_NOTIFICATION = "ohLsp/status"
+TASK_ENDED_NOTIFICATION = "ohLsp/taskEnded"  # a task this session started ended, just before its progress ends
+CANDIDATE_REQUEST = "ohLsp/candidate"  # a failed task's rejected candidate: {taskId, attempt?, segment?} -> {uri, text}
 SETTINGS_SECTION = "ohLsp"
 DIAGNOSTIC_SOURCE = "oh-lsp"
 

@@ -40,6 +40,7 @@ class Track:
     target: str  # relative to the folder, POSIX
     token: str
     symbol: str | None = None
+    adopted: bool = False  # shown since a restart (or started elsewhere), not started by this session
     began: bool = False
     ended: bool = False
     pending: list[str] = field(default_factory=list)  # messages before the client accepted the token

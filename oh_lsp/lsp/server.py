@@ -123,6 +123,27 @@ async def progress_cancelled(ls: OhLspServer, params: t.WorkDoneProgressCancelPa
     await (await ls.session()).tracker.cancel_by_token(str(params.token))
 
 
+def plain(value: Any) -> Any:
+    """Params (and results) of a method pygls does not know arrive as namedtuples: back to JSON's dicts and lists."""
+    if hasattr(value, "_asdict"):
+        return {key: plain(item) for key, item in value._asdict().items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+@server.feature(ids.CANDIDATE_REQUEST)
+async def candidate(ls: OhLspServer, params: Any) -> dict[str, Any]:
+    """A failed task's rejected candidate: `{taskId, attempt?, segment?}` -> `{uri, text}` (lsp/candidates.py)."""
+    session = await ls.session()
+    from oh_lsp.lsp.errors import CommandError
+
+    try:
+        return await session.candidate(plain(params))
+    except CommandError as exc:
+        raise JsonRpcInvalidParams(message=str(exc)) from None
+
+
 def _register(name: str) -> None:
     async def handler(ls: OhLspServer, *params: Any) -> Any:
         session = await ls.session()

@@ -21,12 +21,13 @@ from lsprotocol import types as t
 
 from oh_lsp.lsp import editor, startup
 from oh_lsp.lsp.actions import actions_at
-from oh_lsp.lsp.arguments import SymbolArg
+from oh_lsp.lsp.arguments import CandidateArgs, SymbolArg, parse
+from oh_lsp.lsp.candidates import candidate_document
 from oh_lsp.lsp.configuration import Configuration
 from oh_lsp.lsp.diagnostics import DiagnosticStore
 from oh_lsp.lsp.folders import Folder, Folders
 from oh_lsp.lsp.handover import Handover
-from oh_lsp.lsp.ids import STATUS_NOTIFICATION
+from oh_lsp.lsp.ids import CANDIDATE_REQUEST, STATUS_NOTIFICATION
 from oh_lsp.lsp.progress import Progress
 from oh_lsp.lsp.status import Debouncer, SessionCounts, collect_status
 from oh_lsp.lsp.targets import CommandTarget, require_kind, resolve_target, target_of_task
@@ -52,7 +53,7 @@ class Session:
         self.counts = SessionCounts()
         self.folders = Folders(on_event=lambda folder, event: self.events.on_event(folder, event))
         self.tracker = Tracker(self.folders, Progress(ls))
-        self.handover = Handover(ls, self.diagnostics)
+        self.handover = Handover(ls, self.diagnostics, review=lambda: self.configuration.review_edits)
         self.events = TaskEvents(ls, self.tracker, self.handover, self.counts, self.poke_status)
         self._status = Debouncer(self.send_status)
         self._poller: asyncio.Task[None] | None = None
@@ -120,6 +121,13 @@ class Session:
 
     def target_of_task(self, folder: Folder, task: QueuedTask, command: str) -> CommandTarget:
         return target_of_task(self.ls, self.folders, folder, task, command)
+
+    async def candidate(self, params: Any) -> dict[str, Any]:
+        """The `ohLsp/candidate` request: `{uri, text}` of a failed task's rejected candidate. Raises
+        `CommandError` for bad params, an unknown task, or a task without one."""
+        args = parse(CandidateArgs, CANDIDATE_REQUEST, [] if params is None else [params])
+        _folder, task = await self.tracker.find_task(args.task_id, CANDIDATE_REQUEST)
+        return candidate_document(task, args.attempt, args.segment)
 
     def uri_of(self, folder: Folder, relative: str | Path) -> str:
         return editor.uri_of(folder.root, relative)

@@ -194,3 +194,8 @@ def build_config(root: Path, settings: dict[str, Any], overrides: Overrides | No
 
 def workers(settings: dict[str, Any]) -> int:
     return int(settings.get("workers", WORKERS.default))
+
+
+def review_edits(settings: dict[str, Any]) -> bool:
+    """`reviewEdits`: whether an edit is sent with a change annotation that needs confirmation (lsp/delivery.py)."""
+    return bool(settings.get("reviewEdits", REVIEW_EDITS.default))

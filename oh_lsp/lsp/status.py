@@ -114,7 +114,8 @@ def build_status(
 
     `costToday` is what today's model calls cost (the stores' call ledger, which grows per call), `successRate` is
     None until an attempt has ended, `model` is the model that answered the last call of this session (None until
-    one did), and `modelSelected` the model new tasks start with (`configured_model`)."""
+    one did), and `modelSelected` the model new tasks start with (`configured_model`: the model chosen explicitly, by
+    the environment, the settings or `ohLsp.setModel`; None when the selector chooses per task)."""
     stats = list(queue_stats)
     summaries = list(metrics)
     systems = [m.get("system", {}) for m in summaries]
@@ -146,8 +147,9 @@ async def collect_status(counts: SessionCounts, engines: list[ExecutionEngine]) 
     """The notification's payload: this session's counts and every folder's store."""
     stats = [await e.queue.stats() for e in engines]
     metrics = [await asyncio.to_thread(e.get_metrics_summary) for e in engines]
-    configured = engines[0].config.model if engines else None
-    return build_status(counts, stats, metrics, configured, model_layer_state(metrics))
+    configured = engines[0].config if engines else None
+    selected = configured.model if configured is not None and configured.model_was_set else None
+    return build_status(counts, stats, metrics, selected, model_layer_state(metrics))
 
 
 class Debouncer:

@@ -16,6 +16,9 @@ from lsprotocol import types as t
 
 from oh_lsp import events as ev
 from oh_lsp.lsp import editor
+from oh_lsp.lsp.handover import Ending
+from oh_lsp.lsp.ids import TASK_ENDED_NOTIFICATION
+from oh_lsp.lsp.task_ended import task_ended
 from oh_lsp.progress_text import stage_text, warning_text
 
 if TYPE_CHECKING:
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from oh_lsp.lsp.progress import Track
     from oh_lsp.lsp.status import SessionCounts
     from oh_lsp.lsp.tracking import Tracker
+    from oh_lsp.tasks import QueuedTask
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +98,7 @@ class TaskEvents:
         ):
             return
         track = self.tracker.track(
-            folder, task.task_id, task.kind, task.target_file.as_posix(), task.metadata.get("symbol")
+            folder, task.task_id, task.kind, task.target_file.as_posix(), task.metadata.get("symbol"), adopted=True
         )
         self.progress.begin(track, f"resumed: {stage_text(event)}")
 
@@ -108,12 +112,22 @@ class TaskEvents:
                 self.tracker.forget(track)
             return
         try:
-            text, level = await self.handover.outcome(folder, event, task)
+            ending = await self.handover.outcome(folder, event, task)
         except Exception as exc:  # a bug of ours: say so, and still end the progress
             log.exception("could not finish task %s", task.task_id)
-            text, level = f"{event.kind}, but oh-lsp could not hand over the result: {exc}", t.MessageType.Error
-            editor.show(self.ls, f"oh-lsp: {text}", level)
+            ending = Ending(f"{event.kind}, but oh-lsp could not hand over the result: {exc}", t.MessageType.Error)
+            editor.show(self.ls, f"oh-lsp: {ending.text}", ending.level)
         if track:
-            self.progress.end(track, text, level)
+            if not track.adopted:  # the editor that started it says how it ended (with its own actions)
+                self._tell_ended(folder, task, track, ending)
+            self.progress.end(track, ending.text, ending.level)
             self.tracker.forget(track)
         self.status_changed()
+
+    def _tell_ended(self, folder: Folder, task: QueuedTask, track: Track, ending: Ending) -> None:
+        try:
+            payload = task_ended(task, folder.root, track.token, ending.delivery, ending.text)
+        except Exception:  # a bug of ours must not keep the progress from ending
+            log.exception("could not describe the end of task %s", task.task_id)
+            return
+        self.ls.protocol.notify(TASK_ENDED_NOTIFICATION, payload)

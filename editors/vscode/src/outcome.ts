@@ -24,6 +24,8 @@ export interface TaskOutcome {
   testsDropped?: { name: string; reason: string }[];
   /** Line coverage of the target, in percent, before and after the kept tests. */
   coverage?: { before: number; after: number } | null;
+  /** The share of the target's mutants the tests detect, in percent, before (null: not measured) and after. */
+  mutation?: { before: number | null; after: number } | null;
   cost?: number;
   model?: string | null;
   /** Why it failed (failed tasks). */
@@ -101,6 +103,11 @@ export function detailsMarkdown(outcome: TaskOutcome): string {
   const coverage = coverageText(outcome.coverage);
   if (coverage) {
     lines.push(`- Line coverage of the target: ${coverage.replace('coverage ', '')}`);
+  }
+  const mutation = outcome.mutation;
+  if (mutation && typeof mutation.after === 'number') {
+    const before = typeof mutation.before === 'number' ? `${Math.round(mutation.before)}% → ` : '';
+    lines.push(`- Mutants of the target detected: ${before}${Math.round(mutation.after)}%`);
   }
   lines.push(`- Cost: ${formatCost(outcome.cost)}${outcome.model ? ` (${outcome.model})` : ''}`);
   if (outcome.error) {

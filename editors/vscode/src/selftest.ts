@@ -64,8 +64,8 @@ async function until<T>(what: string, check: () => T | undefined | Promise<T | u
   }
 }
 
-/** Runs a part of the flow that waits for a server piece not every server has: its failure is written down (and
- * checked by its own test) instead of stopping the flow. */
+/** Runs a part of the flow whose failure is written down (and checked by its own test) instead of stopping the
+ * flow. */
 async function optional(r: Record<string, unknown>, name: string, part: () => Promise<void>): Promise<void> {
   try {
     await part();
@@ -266,8 +266,14 @@ async function trusted(c: Context): Promise<void> {
   r.statusAfterFailing = await until('a status counting the failed task',
     () => (server.lastStatus?.failed ?? 0) >= 1 && statusBar.text, 30);
   await optional(r, 'candidate', async () => {
-    const failedId = (r.paletteResult as { taskId: string }).taskId;
-    const opened = await vscode.commands.executeCommand<string | undefined>('ohLsp.openCandidate', { taskId: failedId });
+    // the quick fix "Open the rejected candidate" carries the client command ohLsp.openCandidate {taskId, attempt}
+    const fix = fixes.find((a) => a.title === 'Open the rejected candidate');
+    if (!fix?.command) {
+      throw new Error(`no "Open the rejected candidate" quick fix: ${JSON.stringify(r.quickFixes)}`);
+    }
+    r.candidateCommand = { command: fix.command.command, arguments: fix.command.arguments };
+    const opened = await vscode.commands.executeCommand<string | undefined>(fix.command.command,
+      ...(fix.command.arguments ?? []));
     if (!opened) {
       throw new Error(`no candidate document opened: ${JSON.stringify(messages.slice(-2))}`);
     }

@@ -29,9 +29,17 @@ function M.lines(outcome)
   if type(outcome.score) == 'number' then
     lines[#lines + 1] = string.format('Score: %.2f', outcome.score)
   end
+  local function percent(value)
+    return math.floor(value + 0.5) .. '%'
+  end
   if type(outcome.coverage) == 'table' then
-    lines[#lines + 1] = string.format('Line coverage of the target: %d%% -> %d%%', math.floor(outcome.coverage.before + 0.5),
-      math.floor(outcome.coverage.after + 0.5))
+    lines[#lines + 1] = 'Line coverage of the target: ' .. percent(outcome.coverage.before) .. ' -> '
+      .. percent(outcome.coverage.after)
+  end
+  local mutation = outcome.mutation
+  if type(mutation) == 'table' and type(mutation.after) == 'number' then
+    lines[#lines + 1] = 'Mutants of the target detected: '
+      .. (type(mutation.before) == 'number' and (percent(mutation.before) .. ' -> ') or '') .. percent(mutation.after)
   end
   lines[#lines + 1] = 'Cost: ' .. format.money(outcome.cost) .. (type(outcome.model) == 'string' and (' (' .. outcome.model .. ')') or '')
   if type(outcome.error) == 'string' then

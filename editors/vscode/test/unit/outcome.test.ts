@@ -38,6 +38,11 @@ test('the details page lists the tests kept and dropped with the reason', () => 
   assert.match(page, /- Cost: \$0\.0015 \(deepseek-chat\)/);
   assert.match(page, /## Tests kept \(2\)\n\n- `test_add`\n- `test_divide`/);
   assert.match(page, /\| `test_flaky` \| flaky: failed 1 of 3 runs \|/);
+  assert.doesNotMatch(page, /Mutants/);
+  assert.match(detailsMarkdown({ ...completed, mutation: { before: 40, after: 62.5 } }),
+    /- Line coverage of the target: 40% → 95%\n- Mutants of the target detected: 40% → 63%\n/);
+  assert.match(detailsMarkdown({ ...completed, mutation: { before: null, after: 80 } }),
+    /- Mutants of the target detected: 80%\n/);
 });
 
 test('an edit: the files it creates, whether it asks for review, and the same edit without the review', () => {
