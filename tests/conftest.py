@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -319,20 +320,17 @@ def cli_env(project: Path, base_url: str, **extra: str) -> dict[str, str]:
 OH_LSP = [sys.executable, "-m", "oh_lsp"]
 
 
+def oh_lsp_process(project: Path, env: dict[str, str], *args: str, stderr: int = subprocess.PIPE) -> Any:
+    """`oh-lsp ARGS` started in `project`, not waited for: its stdout (text) and, by default, stderr are pipes."""
+    return subprocess.Popen([*OH_LSP, *args], cwd=project, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+
 def engine_in_background(project: Path, env: dict[str, str], server: Any, *, answered: bool = True) -> Any:
     """`oh-lsp run-engine --until-idle` in its own process, returned once `server` got the model call (with
     `answered`, once its answer was sent whole: the engine then validates it)."""
-    import subprocess
     import time
 
-    engine = subprocess.Popen(
-        [*OH_LSP, "run-engine", "--until-idle"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    engine = oh_lsp_process(project, env, "run-engine", "--until-idle")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(r.completed or not answered for r in server.requests):
         time.sleep(0.05)

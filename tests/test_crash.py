@@ -14,7 +14,7 @@ from pathlib import Path
 
 from oh_lsp.paths import state_dir
 from oh_lsp.testing.model_server import Reply
-from tests.conftest import OH_LSP, cli_env, fenced
+from tests.conftest import OH_LSP, cli_env, fenced, oh_lsp_process
 
 TASKS = 100
 
@@ -65,14 +65,7 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
     assert submitted.returncode == 0, submitted.stderr
     ids = [s["task_id"] for s in json.loads(submitted.stdout)["submitted"]]
     server.responder = respond(slow_stream=phase == "streaming", slow_tests=2.0 if phase == "validation" else 0)
-    engine = subprocess.Popen(
-        [*OH_LSP, "run-engine", "--workers", str(workers)],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    engine = oh_lsp_process(project, env, "run-engine", "--workers", str(workers), stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     if phase == "streaming":
         while sum(1 for r in server.requests if not r.completed) < 30 and time.monotonic() < deadline:
