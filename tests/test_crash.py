@@ -1,5 +1,6 @@
-"""Crash: kill -9 the engine with 100 tasks in flight, during model streaming and during validation. After a
-restart every task is completed, none is lost, no result is written twice, and none is left running."""
+"""Crash: kill -9 the engine with 100 tasks queued and as many in flight as `--workers` allows (64), during model
+streaming and during validation. After a restart every task is completed, none is lost, no result is written twice,
+and none is left running."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from oh_lsp.config import WORKERS
 from oh_lsp.paths import state_dir
 from oh_lsp.testing.model_server import Reply
 from tests.conftest import OH_LSP, cli_env, fenced, oh_lsp_process
 
 TASKS = 100
+MOST_WORKERS = int(WORKERS.metadata[-1].le)  # the bound of --workers
 
 
 def many_modules(project: Path) -> list[str]:
@@ -109,7 +112,7 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
 
 
 def test_kill_9_during_streaming(project: Path, model_server) -> None:
-    crash_and_recover(project, model_server, phase="streaming", workers=TASKS)
+    crash_and_recover(project, model_server, phase="streaming", workers=MOST_WORKERS)
 
 
 def test_kill_9_during_validation(project: Path, model_server) -> None:
