@@ -3,8 +3,8 @@ columns and values of the rows they write (a task, an attempt's metrics, a model
 they return (queue stats, the metrics summary, costs, model state), the read-modify-write of a model's state, and the
 messages a store writes into tasks.
 
-Every text a task row keeps (its result, error and note), an attempt's error and a model's state are redacted here for every secret
-oh-lsp knows (`to_json`, `clean`), in both backends, before they are written.
+Every text a task row keeps (its result, error and note), an attempt's error and a model's state are redacted here
+for every secret oh-lsp knows (`to_json`, `clean`), in both backends, before they are written.
 
 The message templates use `%s` placeholders so that Python (`template % values`) and PostgreSQL (`format(template,
 ...)`, when the values live in the row) fill them alike.
