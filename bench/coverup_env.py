@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,18 @@ if os.path.basename(sys.argv[0] if sys.argv else "") == "coverup" and os.environ
             "litellm_provider": "openai", "mode": "chat", "supports_function_calling": True,
             "input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "max_tokens": 4096, "max_input_tokens": 8192,
         }})
+
+# Then the next sitecustomize.py on the path, as if this one were not here (a test suite's network audit, for one).
+_here = os.path.dirname(os.path.abspath(__file__))
+for _entry in sys.path:
+    _next = os.path.join(_entry or ".", "sitecustomize.py")
+    if os.path.abspath(_entry or ".") != _here and os.path.isfile(_next):
+        import importlib.util
+
+        _spec = importlib.util.spec_from_file_location("_next_sitecustomize", _next)
+        if _spec is not None and _spec.loader is not None:
+            _spec.loader.exec_module(importlib.util.module_from_spec(_spec))
+        break
 """
 
 
@@ -74,7 +87,7 @@ def coverup_env(base_url: str, api_key: str, model: str) -> dict[str, str]:
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(REGISTER)
     found = subprocess.run(
-        [str(python), "-c", "import litellm, os; print(os.path.dirname(litellm.__file__))"],
+        [str(python), "-c", "import importlib.util as u, os; print(os.path.dirname(u.find_spec('litellm').origin))"],
         capture_output=True,
         text=True,
         check=True,
@@ -87,15 +100,24 @@ def coverup_env(base_url: str, api_key: str, model: str) -> dict[str, str]:
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "TIKTOKEN_CACHE_DIR": str(Path(found) / "litellm_core_utils" / "tokenizers"),
         "PYTHONWARNINGS": "ignore",
-        "PYTHONPATH": str(site),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
         "COVERUP_LOCAL_MODEL": model,
     }
 
 
 def run_coverup(
-    module: Vendored, project: Path, *, base_url: str, model: str, api_key: str, prompt: str | None, timeout: float
+    module: Vendored,
+    project: Path,
+    *,
+    base_url: str,
+    model: str,
+    api_key: str,
+    prompt: str | None,
+    timeout: float,
+    extra: list[str] | None = None,
 ) -> dict[str, Any]:
-    """CoverUp on the module of `project` (tests in project/tests, with an import test added when none exists)."""
+    """CoverUp on the module of `project` (tests in project/tests, with an import test added when none exists);
+    `extra` are more of CoverUp's options."""
     tests = project / "tests"
     tests.mkdir(exist_ok=True)
     if not any(tests.glob("test_*.py")):
@@ -113,24 +135,29 @@ def run_coverup(
         "--model",
         model,
         *(["--prompt", prompt] if prompt else []),
+        *(extra or []),
         module.module_file.name,
     ]
+    env = coverup_env(base_url, api_key, model)
     started = time.monotonic()
-    try:
-        done = subprocess.run(
-            command,
-            cwd=project,
-            env=coverup_env(base_url, api_key, model),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        exit_code, output = done.returncode, done.stdout + done.stderr
-    except subprocess.TimeoutExpired as exc:
-        exit_code, output = (
-            None,
-            (exc.stdout or b"").decode(errors="replace") + (exc.stderr or b"").decode(errors="replace"),
-        )
+    # its own process group: at the time limit CoverUp and the pytest runs it started are stopped together
+    with subprocess.Popen(
+        command,
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    ) as process:
+        try:
+            output, _ = process.communicate(timeout=timeout)
+            exit_code: int | None = process.returncode
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            exit_code = None
     counts = re.findall(r"G=(\d+), F=(\d+), U=(\d+), R=(\d+), cost=~\$([\d.]+)", output)
     coverage = re.findall(r"Measuring coverage\.\.\.\s+([\d.]+)%", output)
     return {

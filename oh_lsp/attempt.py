@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from oh_lsp import events as ev
 from oh_lsp.config import OpenHandsConfig, field_bounds
 from oh_lsp.records import ExecutionMetrics
 from oh_lsp.tasks import QueuedTask
@@ -107,16 +108,13 @@ def attempt_outcome(
     started: float,
 ) -> Outcome:
     """The task's outcome from its best attempt: completed when its checks passed at the threshold."""
-    from oh_lsp.repair import below_threshold
-
-    verdict = best.verdict
-    if verdict.passed and verdict.score < threshold:
-        verdict = below_threshold(verdict, threshold)
+    verdict = final_verdict(best, threshold)
     metrics.validation_passed = verdict.passed
     metrics.success = verdict.passed
     metrics.quality_score = round(5.0 * verdict.score, 3)
     metrics.duration_seconds = time.monotonic() - started
     model = metrics.model_id
+    last = history[-1] if history else best
     result: dict[str, Any] = {
         "kind": task.kind,
         "target_file": target.path.as_posix(),
@@ -130,9 +128,11 @@ def attempt_outcome(
         "tokens": metrics.tokens_used,
         "tokens_estimated": metrics.tokens_estimated,
         "cost": metrics.cost,
-        "iterations": len(history),
-        "attempt": best.iteration,  # the attempt whose answer this result holds (its candidate, when rejected)
+        "iterations": len(history),  # the answers the model gave (the queue's `attempts` counts runs of the task)
+        "attempt": best.iteration,  # the attempt whose answer this result holds (the best; its candidate, if rejected)
+        "last_attempt": last.iteration,  # the last answer's attempt (its verdict: `attempts[-1]`)
         "attempts": [a.summary() for a in history],
+        "written": False,  # an attempt writes nothing; delivery does (`QueuedTask.written`)
     }
     if best.candidate is None:
         result["answer"] = best.answer[:20000]
@@ -145,7 +145,53 @@ def attempt_outcome(
         )
     if verdict.passed:
         return Outcome("completed", result=result, model=model, metrics=metrics)
-    metrics.error = verdict.summary()
+    error = failure_text(best, last, len(history), threshold)
+    metrics.error = error.removeprefix("validation ")
     if "edit" in result:
         result["rejected_edit"] = result.pop("edit")  # kept for inspection or "accept anyway"; never delivered
-    return Outcome("failed", result=result, error=f"validation {verdict.summary()}", model=model, metrics=metrics)
+    return Outcome("failed", result=result, error=error, model=model, metrics=metrics)
+
+
+def final_verdict(attempt: Any, threshold: float) -> Any:
+    """An attempt's verdict as the task ends on it: checks that passed under the threshold are a failure that says
+    why."""
+    from oh_lsp.repair import below_threshold
+
+    verdict = attempt.verdict
+    return below_threshold(verdict, threshold) if verdict.passed and verdict.score < threshold else verdict
+
+
+def failure_text(best: Any, last: Any, answers: int, threshold: float) -> str:
+    """Why a task failed: its best attempt's verdict and, after several answers, its last one's too (the best is the
+    first of equals, so the last answer's findings would otherwise go unseen)."""
+
+    def verdict_of(attempt: Any) -> str:
+        return str(final_verdict(attempt, threshold).summary())
+
+    if answers <= 1:
+        return f"validation {verdict_of(best)}"
+    if best is last:
+        return f"validation failed after {answers} answers; the last, answer {last.iteration}, was the best: " + (
+            verdict_of(last)
+        )
+    return (
+        f"validation failed after {answers} answers; best, answer {best.iteration}: {verdict_of(best)}"
+        f"; last, answer {last.iteration}: {verdict_of(last)}"
+    )
+
+
+def report_checked(emit: Callable[..., None], attempt: Any, answers: int, threshold: float) -> None:
+    """Publish one attempt's verdict (`events.CHECKED`): the progress shows its numbers, the log its summary."""
+    verdict = final_verdict(attempt, threshold)
+    details = verdict.details or {}
+    kept = details.get("kept")
+    emit(
+        ev.CHECKED,
+        iteration=attempt.iteration,
+        of=answers,
+        passed=verdict.passed,
+        score=verdict.score,
+        code=verdict.errors[0].code if verdict.errors else None,
+        summary=verdict.summary(),
+        **({"kept": len(kept), "dropped": len(details.get("dropped") or [])} if isinstance(kept, list) else {}),
+    )

@@ -26,8 +26,9 @@ from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import state_base, state_dir
 from oh_lsp.pipeline import run_model_task
 from oh_lsp.queue import TaskQueue
-from oh_lsp.redaction import remember
+from oh_lsp.redaction import known_secrets, remember
 from oh_lsp.store.base import Heartbeat
+from oh_lsp.task_log import TaskLog
 from oh_lsp.tasks import QueuedTask, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class ExecutionEngine:
         self.overwrite = overwrite
         self.poll_interval = poll_interval
         self.events = ev.EventBus()
+        self.events.subscribe(TaskLog(lambda: known_secrets(self.config.secrets())))
         self._executor: Executor = executor or default_executor(self.config)
         self._workers: list[asyncio.Task[None]] = []
         self._jobs: dict[str, asyncio.Task[Outcome]] = {}
@@ -196,8 +198,7 @@ class ExecutionEngine:
             task.submitter = self.submitter
         if task.max_retries is None:
             task.max_retries = self.config.max_retries
-        task_id, created = await self.queue.submit(task)
-        position = await self.queue.position(task_id)
+        task_id, created, position = await self.queue.submit_placed(task)
         self.events.publish(
             ev.QUEUED,
             task_id,
@@ -301,7 +302,10 @@ class ExecutionEngine:
                 log.exception("worker %d failed while handling task %s", number, task.task_id)
                 try:
                     await self.queue.retry(
-                        task.task_id, f"internal error: {type(exc).__name__}: {exc}", retry_delay(task.attempts)
+                        task.task_id,
+                        f"internal error: {type(exc).__name__}: {exc}",
+                        retry_delay(task.attempts),
+                        lease=task.lease_id,
                     )
                 except Exception:
                     log.exception("could not give task %s back to the queue", task.task_id)
@@ -315,16 +319,19 @@ class ExecutionEngine:
             kind=task.kind,
             target=str(task.target_file) if task.target_file else None,
         )
+        choice: dict[str, Any] = {}  # the model chosen last, and why: kept with the result (`get-status`)
+
+        def emit(kind: str, **data: Any) -> None:
+            if kind == ev.MODEL_CHOSEN:
+                choice.update(model=data.get("model"), why=data.get("why"))
+            self.events.publish(kind, task_id, **data)
+
         context = TaskContext(
-            config=self.config,
-            root=self.root,
-            gateway_factory=self._gateway_factory,
-            emit=lambda kind, **data: self.events.publish(kind, task_id, **data),
-            exclude=self._exclude,
+            config=self.config, root=self.root, gateway_factory=self._gateway_factory, emit=emit, exclude=self._exclude
         )
         job = asyncio.create_task(self._executor(task, context), name=f"oh-lsp-task-{task_id[:8]}")
         self._jobs[task_id] = job
-        heartbeat = asyncio.create_task(self._heartbeat(task_id, job))
+        heartbeat = asyncio.create_task(self._heartbeat(task_id, task.lease_id, job))
         try:
             done, _ = await asyncio.wait({job}, timeout=self.config.timeout_seconds)
             if not done:
@@ -350,12 +357,14 @@ class ExecutionEngine:
             outcome = Outcome("failed", error=f"internal error: {type(exc).__name__}: {exc}")
         else:
             outcome = job.result()
+        if outcome.result is not None and choice:
+            outcome.result["model_choice"] = choice
         await self._record(task, outcome)
 
     async def _after_cancel(self, task: QueuedTask, reason: str | None) -> None:
         task_id = task.task_id
         if reason == "cancel":
-            await self.queue.finish(task_id, TaskStatus.CANCELLED)
+            await self.queue.finish(task_id, TaskStatus.CANCELLED, lease=task.lease_id)
             self.events.publish(ev.CANCELLED, task_id, reason="cancelled while running")
         elif reason == "timeout":
             await self._record(
@@ -369,7 +378,7 @@ class ExecutionEngine:
         elif reason == "lost":
             log.warning("task %s: lease lost to another worker; dropped this attempt", task_id)
         elif self.halted is None:  # engine stopping
-            await self.queue.release(task_id)
+            await self.queue.release(task_id, lease=task.lease_id)
             self.events.publish(ev.PROGRESS, task_id, message="re-queued: the engine stopped")
 
     async def _record(self, task: QueuedTask, outcome: Outcome) -> None:
@@ -391,7 +400,12 @@ class ExecutionEngine:
         }
         if outcome.status == "completed":
             if await self.queue.finish(
-                task_id, TaskStatus.COMPLETED, result=outcome.result, metrics=outcome.metrics, model=outcome.model
+                task_id,
+                TaskStatus.COMPLETED,
+                result=outcome.result,
+                metrics=outcome.metrics,
+                model=outcome.model,
+                lease=task.lease_id,
             ):
                 self.events.publish(ev.COMPLETED, task_id, result=outcome.result, **details)
                 if self.apply_edits and task.submitter == self.submitter:
@@ -404,6 +418,7 @@ class ExecutionEngine:
                 result=outcome.result,
                 metrics=outcome.metrics,
                 model=outcome.model,
+                lease=task.lease_id,
             ):
                 self.events.publish(ev.FAILED, task_id, error=outcome.error, result=outcome.result, **details)
         else:
@@ -414,6 +429,7 @@ class ExecutionEngine:
                 metrics=outcome.metrics,
                 model=outcome.model,
                 result=outcome.result,
+                lease=task.lease_id,
             )
             if status is TaskStatus.PENDING:
                 self.events.publish(ev.RETRYING, task_id, error=outcome.error, delay=outcome.delay, **details)
@@ -421,11 +437,11 @@ class ExecutionEngine:
                 final = await self.queue.get_task(task_id)
                 self.events.publish(ev.FAILED, task_id, error=final.error if final else outcome.error, **details)
 
-    async def _heartbeat(self, task_id: str, job: asyncio.Task[Outcome]) -> None:
+    async def _heartbeat(self, task_id: str, lease: str | None, job: asyncio.Task[Outcome]) -> None:
         while not job.done():
             await asyncio.sleep(self.config.heartbeat_seconds)
             try:
-                state = await self.queue.heartbeat(task_id, self.config.lease_seconds)
+                state = await self.queue.heartbeat(task_id, self.config.lease_seconds, lease=lease)
             except StoreLostError as exc:  # the attempt goes on: its outcome is kept by `_rescue`
                 self._halt(str(exc))
                 continue
@@ -483,7 +499,7 @@ class ExecutionEngine:
             if self.apply_edits and task.submitter == self.submitter and outcome.result:
                 done = dataclasses.replace(task, status=TaskStatus.COMPLETED, result=outcome.result)
                 report = await asyncio.to_thread(deliver_task, self.root, done, overwrite=self.overwrite)
-                self.events.publish(ev.PROGRESS, task.task_id, message=f"delivered: {report.summary()}")
+                self._said_delivered(done, report)
         else:
             error = f"not recorded, the store is gone: {outcome.error or outcome.status}"
             self.events.publish(ev.FAILED, task.task_id, error=error, result=outcome.result, **details)
@@ -498,7 +514,16 @@ class ExecutionEngine:
             await self.queue.set_delivery(task_id, report.delivery_state)
         except StoreLostError as exc:  # delivered all the same; the store that would say so is gone
             self._halt(str(exc))
-        self.events.publish(ev.PROGRESS, task_id, message=f"delivered: {report.summary()}", delivered=report.applied)
+        self._said_delivered(task, report)
+
+    def _said_delivered(self, task: QueuedTask, report: DeliveryReport) -> None:
+        self.events.publish(
+            ev.PROGRESS,
+            task.task_id,
+            message=f"{'written' if report.applied else 'not written'}: {report.summary()}",
+            delivered=report.applied,
+            output_file=(task.result or {}).get("output_file"),
+        )
 
     async def _deliver_pending(self) -> None:
         """Deliver results that finished while no front end of this submitter was there to write them."""

@@ -43,6 +43,17 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class CurrentStderr:
+    """`sys.stderr` as it is when a line is written: a live display (the CLI's progress) replaces it for a while, to
+    print log lines above itself."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def is_ours(handler: logging.Handler) -> bool:
     """Whether oh-lsp set `handler` up: every handler oh-lsp adds redacts secrets, and no other one does."""
     return any(isinstance(log_filter, RedactSecrets) for log_filter in handler.filters)
@@ -82,7 +93,7 @@ def setup_logging(log_dir: Path, secrets: list[str], *, verbose: bool = False, s
         )
         path, stderr = None, True
     if stderr:
-        console = logging.StreamHandler()
+        console = logging.StreamHandler(CurrentStderr())
         console.setLevel(level if path is None else logging.DEBUG if verbose else logging.WARNING)
         handlers.append(console)
     for handler in handlers:

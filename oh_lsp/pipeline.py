@@ -14,7 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 from oh_lsp import events as ev
-from oh_lsp.attempt import Outcome, TaskContext, answer_limit, attempt_outcome, model_error_outcome, task_threshold
+from oh_lsp.attempt import (
+    Outcome,
+    TaskContext,
+    answer_limit,
+    attempt_outcome,
+    model_error_outcome,
+    report_checked,
+    task_threshold,
+)
 from oh_lsp.errors import MissingApiKeyError, TargetError
 from oh_lsp.records import ExecutionMetrics
 from oh_lsp.tasks import QueuedTask
@@ -58,6 +66,8 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
                 message=f"repair iteration {iteration - 1} of {iterations - 1}: asking again with"
                 f" the findings of attempt {iteration - 1}",
                 iteration=iteration,
+                repair=iteration - 1,
+                of=iterations - 1,
             )
         try:
             answer = await ask_model(
@@ -75,9 +85,12 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         except ExtractionError as exc:
             attempt = Attempt(iteration, answer.content, None, no_code_verdict(str(exc)))
         else:
-            ctx.emit(ev.VALIDATING, step="checks", output_file=candidate.output_file, iteration=iteration)
+            ctx.emit(
+                ev.VALIDATING, step="checks", output_file=candidate.output_file, iteration=iteration, of=iterations
+            )
             verdict, candidate = await kind.check(candidate, target, env)
             attempt = Attempt(iteration, answer.content, candidate, verdict)
+        report_checked(ctx.emit, attempt, iterations, threshold)
         history.append(attempt)
         if best is None or attempt.rank > best.rank:
             best = attempt
@@ -130,12 +143,13 @@ async def ask_model(
 ) -> Any:
     """One answer through the gateway, streamed as token events and added to `metrics` (tokens, cost, model).
     Raises `ModelCallError` when no model could answer."""
-    chunks = 0
+    chunks = chars = 0
 
     def on_delta(text: str) -> None:
-        nonlocal chunks
+        nonlocal chunks, chars
         chunks += 1
-        ctx.emit(ev.TOKENS, chunks=chunks)
+        chars += len(text)
+        ctx.emit(ev.TOKENS, chunks=chunks, chars=chars)
 
     answer = await ctx.gateway.complete(task, messages, emit=ctx.emit, on_delta=on_delta, refit=refit)
     metrics.model_id = answer.model

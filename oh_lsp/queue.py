@@ -78,6 +78,18 @@ class TaskQueue:
         key = self.dedupe_key(task)
         return await self.store_thread.run(self.store.add, task, dedupe_key=key, max_size=self.max_size)
 
+    async def submit_placed(self, task: QueuedTask) -> tuple[str, bool, int | None]:
+        """`submit`, and the task's place in the queue (1: next; None: no longer pending), read in the same turn of
+        the store's thread: no claim of this queue comes between them, so a "queued" event published with it comes
+        before the "started" event of the worker that claims the task."""
+        key = self.dedupe_key(task)
+
+        def add_and_place() -> tuple[str, bool, int | None]:
+            task_id, created = self.store.add(task, dedupe_key=key, max_size=self.max_size)
+            return task_id, created, self.store.position(task_id)
+
+        return await self.store_thread.run(add_and_place)
+
     async def claim(self, lease_seconds: float | None = None) -> QueuedTask | None:
         """The next ready task with a lease held by this queue, or None when nothing is ready."""
         task = await self.store_thread.run(self.store.claim, self.owner, lease_seconds or self.lease_seconds)
@@ -85,15 +97,23 @@ class TaskQueue:
             self._leases[task.task_id] = task.lease_id
         return task
 
-    def _lease(self, task_id: str) -> str:
-        lease = self._leases.get(task_id)
+    def _lease(self, task_id: str, lease: str | None = None) -> str:
+        """The lease to act with: the one given (a worker's own claim) or the last one this queue claimed."""
+        lease = lease or self._leases.get(task_id)
         if lease is None:
             raise KeyError(f"task {task_id} is not held by this queue (dequeue it first)")
         return lease
 
-    async def heartbeat(self, task_id: str, lease_seconds: float | None = None) -> Heartbeat:
+    def _drop_lease(self, task_id: str, lease: str) -> None:
+        # a claim whose lease expired may have been claimed again by this queue: keep the newer lease
+        if self._leases.get(task_id) == lease:
+            del self._leases[task_id]
+
+    async def heartbeat(
+        self, task_id: str, lease_seconds: float | None = None, *, lease: str | None = None
+    ) -> Heartbeat:
         return await self.store_thread.run(
-            self.store.heartbeat, task_id, self._lease(task_id), lease_seconds or self.lease_seconds
+            self.store.heartbeat, task_id, self._lease(task_id, lease), lease_seconds or self.lease_seconds
         )
 
     async def finish(
@@ -105,21 +125,23 @@ class TaskQueue:
         error: str | None = None,
         metrics: ExecutionMetrics | None = None,
         model: str | None = None,
+        lease: str | None = None,
     ) -> bool:
         """End a task this queue holds: completed, failed (with `error`) or cancelled. False if the lease was lost."""
         if status is TaskStatus.CANCELLED:
             error = error or "cancelled"
+        lease = self._lease(task_id, lease)
         done = await self.store_thread.run(
             self.store.finish,
             task_id,
-            self._lease(task_id),
+            lease,
             status,
             result=result,
             error=error,
             metrics=metrics,
             model=model,
         )
-        self._leases.pop(task_id, None)
+        self._drop_lease(task_id, lease)
         return done
 
     async def retry(
@@ -131,25 +153,28 @@ class TaskQueue:
         metrics: ExecutionMetrics | None = None,
         model: str | None = None,
         result: dict[str, Any] | None = None,
+        lease: str | None = None,
     ) -> TaskStatus | None:
         """Back to the queue after `delay` seconds, or failed if its retries are used up. None if the lease was lost."""
+        lease = self._lease(task_id, lease)
         status = await self.store_thread.run(
             self.store.retry,
             task_id,
-            self._lease(task_id),
+            lease,
             reason=reason,
             delay=delay,
             metrics=metrics,
             model=model,
             result=result,
         )
-        self._leases.pop(task_id, None)
+        self._drop_lease(task_id, lease)
         return status
 
-    async def release(self, task_id: str) -> bool:
+    async def release(self, task_id: str, *, lease: str | None = None) -> bool:
         """Give a task back unfinished (without charging the attempt)."""
-        done = await self.store_thread.run(self.store.release, task_id, self._lease(task_id))
-        self._leases.pop(task_id, None)
+        lease = self._lease(task_id, lease)
+        done = await self.store_thread.run(self.store.release, task_id, lease)
+        self._drop_lease(task_id, lease)
         return done
 
     async def cancel(self, task_id: str) -> TaskStatus | None:

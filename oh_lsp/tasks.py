@@ -117,6 +117,12 @@ class QueuedTask:
     def category(self) -> TaskCategory:
         return TaskCategory(self.task_type)
 
+    @property
+    def written(self) -> bool:
+        """Whether the result's edit landed (on disk, or applied in the editor). False for a task that did not
+        complete, for an edit not delivered yet or refused, and for one the Python API returned without applying."""
+        return self.status is TaskStatus.COMPLETED and self.delivery == "applied"
+
     def summary(self) -> dict[str, Any]:
         """A JSON-ready view of the task (what `get-status --json` prints)."""
         return {
@@ -128,7 +134,8 @@ class QueuedTask:
             "description": self.description,
             "target_file": str(self.target_file) if self.target_file else None,
             "submitter": self.submitter,
-            "attempts": self.attempts,
+            "attempts": self.attempts,  # runs of the task (the queue's); the model's answers are `answers`
+            "answers": (self.result or {}).get("iterations"),
             "max_retries": self.max_retries,
             "model": self.model,
             "tokens": self.tokens,
@@ -136,9 +143,10 @@ class QueuedTask:
             "error": self.error,
             "note": self.note,
             "delivery": self.delivery,
+            "written": self.written,
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "metadata": self.metadata,
-            "result": self.result,
+            "result": None if self.result is None else {**self.result, "written": self.written},
         }

@@ -78,7 +78,7 @@ if [ "$IN_NETNS" = 0 ]; then
   if installed; then
     echo "== using $VENV ($("$PY" -c 'import llama_cpp; print("llama-cpp-python", llama_cpp.__version__)'))"
   else
-    echo "== building llama-cpp-python into $VENV (from source, once: 10-35 minutes on 2 cores, more on a busy machine)"
+    echo "== building llama-cpp-python into $VENV (from source, once: 33-41 minutes measured on busy 2-core machines)"
     started=$(date +%s) load="$(cut -d' ' -f1 /proc/loadavg)"
     uv venv --quiet --allow-existing --python "${OH_LSP_LOCAL_MODEL_PYTHON:-3.11}" "$VENV"
     rm -rf "$BUILD_DIR"

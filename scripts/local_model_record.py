@@ -69,7 +69,8 @@ def rows(report: dict[str, Any] | None, build: str) -> list[tuple[str, str]]:
         ("task status", f"{report['status']} after {report['attempts']} attempt(s)"),
         ("retried because", "; ".join(report.get("retries") or []) or "-"),
         ("validator verdict", f"passed={verdict.get('passed')}, score {verdict.get('score')}" if verdict else "none"),
-        ("findings", "; ".join(verdict.get("findings") or []) or "none"),
+        ("findings (best answer)", "; ".join(verdict.get("findings") or []) or "none"),
+        ("task error", report.get("error") or "-"),
         ("task time", f"{report['seconds']} s"),
     ]
 

@@ -173,6 +173,23 @@ def ended(client: LanguageClient, token: str) -> t.WorkDoneProgressEnd | None:
     return next((r for r in reports if isinstance(r, t.WorkDoneProgressEnd)), None)
 
 
+async def outcome_logged(client: LanguageClient, task_id: str) -> str:
+    """The whole account of a finished task, which the server writes to the editor's log (its progress ends with a
+    short stage)."""
+    return await until(
+        lambda: next(
+            (
+                m.message
+                for m in client.log_messages
+                if m.message.startswith("oh-lsp: ") and f"({task_id[:8]}): " in m.message
+            ),
+            None,
+        ),
+        10,
+        "the task's outcome in the log",
+    )
+
+
 async def code_actions(
     client: LanguageClient,
     uri: str,

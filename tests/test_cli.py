@@ -75,7 +75,7 @@ def test_three_processes_complete_a_task_end_to_end(project: Path, model_server)
 
     b = run(project, env, "run-engine", "--workers", "5", "--until-idle")
     assert b.returncode == 0, b.stdout + b.stderr
-    assert "completed: tests/pkg/test_calc.py" in b.stdout
+    assert f"{task_id}  unit_test pkg/calc.py: completed: tests/pkg/test_calc.py (written)" in b.stdout
 
     c = run(project, env, "get-status", "--task-id", task_id, "--json")
     assert c.returncode == 0, c.stderr
@@ -144,7 +144,7 @@ def test_kill_9_during_a_task_loses_nothing_and_completes_once(project: Path, mo
     again = run(project, env, "run-engine", "--until-idle")  # a new engine reclaims it once the lease expires
     assert again.returncode == 0, again.stdout + again.stderr
     status = json.loads(run(project, env, "get-status", "--task-id", task_id, "--json").stdout)
-    assert status["status"] == "completed" and status["attempts"] == 2
+    assert status["status"] == "completed" and status["attempts"] == 2, (again.stdout, again.stderr)
     assert (project / "tests/pkg/test_calc.py").read_text() == GOOD_TESTS
     with sqlite3.connect(state_dir(project) / "oh-lsp.sqlite3") as db:
         rows = db.execute("SELECT success FROM metrics WHERE task_id = ?", (task_id,)).fetchall()
@@ -231,7 +231,7 @@ def test_generate_tests_runs_and_waits(project: Path, model_server) -> None:
     env = cli_env(project, model_server.base_url)
     out = run(project, env, "generate-tests", "pkg/calc.py")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "status:   completed" in out.stdout and "(applied)" in out.stdout
+    assert "status:   completed" in out.stdout and "tests/pkg/test_calc.py  (written)" in out.stdout
     assert (project / "tests/pkg/test_calc.py").exists()
 
 
@@ -256,36 +256,20 @@ def test_python_dash_m_and_console_script_agree(project: Path) -> None:
 
 
 def test_run_engine_on_a_terminal_shows_live_progress(project: Path, model_server) -> None:
-    import pty
+    """Progress on stderr, a terminal here: rich redraws each task's row in place; stdout, piped, has the result."""
+    from tests.terminal import run_on_a_terminal
 
     model_server.script(Reply.text(fenced(GOOD_TESTS), chunk_delay=0.01))
-    env = cli_env(project, model_server.base_url)
-    run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py")
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [*OH_LSP, "run-engine", "--until-idle"],
-        cwd=project,
-        env=env,
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data.decode("utf-8", "replace"))
-    proc.wait(timeout=60)
-    os.close(leader)
-    screen = "".join(chunks)
-    assert proc.returncode == 0
-    assert "\x1b[2K" in screen and "\x1b[1F" in screen, "the task's line is redrawn in place"
-    assert "streaming:" in screen and "completed: tests/pkg/test_calc.py" in screen
+    env = cli_env(project, model_server.base_url, TERM="xterm-256color", COLUMNS="100")
+    task_id = json.loads(run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py", "--json").stdout)[
+        "submitted"
+    ][0]["task_id"]
+    code, screen, stdout = run_on_a_terminal([*OH_LSP, "run-engine", "--until-idle"], project, env)
+    assert code == 0, screen
+    assert "\x1b[2K" in screen, "the task's row is redrawn in place"
+    assert "unit_test pkg/calc.py" in screen and "✓" in screen and "done: 3 tests kept" in screen
+    assert stdout.startswith(f"{task_id}  unit_test pkg/calc.py: completed: tests/pkg/test_calc.py (written)")
+    assert "\x1b[" not in stdout
 
 
 def test_the_short_ids_run_engine_prints_find_their_task(project: Path, model_server) -> None:
@@ -299,7 +283,7 @@ def test_the_short_ids_run_engine_prints_find_their_task(project: Path, model_se
     env = cli_env(project, model_server.base_url)
     run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py")
     ran = run(project, env, "run-engine", "--until-idle")
-    printed = {line.split()[0] for line in (ran.stdout + ran.stderr).splitlines() if "completed:" in line}
+    printed = {line.split()[0] for line in ran.stderr.splitlines() if " done: " in line}  # the progress lines
     assert len(printed) == 1 and len(next(iter(printed))) == 8, ran.stdout + ran.stderr
     short = printed.pop()
     status = run(project, env, "get-status", "--task-id", short, "--json")
@@ -362,8 +346,8 @@ def test_every_model_cooling_down_for_an_hour_is_said_at_once(project: Path, mod
 
     again = run(project, env, "run-engine", "--until-idle", "--json", timeout=120)
     assert again.returncode == 3, again.stdout + again.stderr
-    waiting = json.loads(again.stdout.strip().splitlines()[-1])
-    assert waiting["event"] == "waiting" and waiting["models"][0]["model"] == "test-model"
+    waiting = json.loads(again.stdout)["waiting"]  # stdout: the result alone, one JSON document
+    assert waiting["models"][0]["model"] == "test-model"
     assert waiting["tasks"][0]["runs_at"] > time.time() + 3000 and "rate-limit reset" in waiting["tasks"][0]["note"]
     assert "Run `oh-lsp run-engine` again after" in again.stderr
     assert len(model_server.requests) == 1, "the cooling model was not called again"

@@ -68,7 +68,7 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
     assert submitted.returncode == 0, submitted.stderr
     ids = [s["task_id"] for s in json.loads(submitted.stdout)["submitted"]]
     server.responder = respond(slow_stream=phase == "streaming", slow_tests=2.0 if phase == "validation" else 0)
-    engine = oh_lsp_process(project, env, "run-engine", "--workers", str(workers), stderr=subprocess.DEVNULL)
+    engine = oh_lsp_process(project, env, "run-engine", "--workers", str(workers))  # progress: stderr
     deadline = time.monotonic() + 120
     if phase == "streaming":
         while sum(1 for r in server.requests if not r.completed) < 30 and time.monotonic() < deadline:
@@ -76,7 +76,7 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
     else:
         validating = 0
         while validating < 3 and time.monotonic() < deadline:
-            line = engine.stdout.readline()
+            line = engine.stderr.readline()
             validating += "running the generated tests" in line
     os.kill(engine.pid, signal.SIGKILL)
     engine.wait(timeout=30)

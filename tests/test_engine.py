@@ -21,7 +21,6 @@ def make_config(server, **kw) -> OpenHandsConfig:
         "model": "test-model",
         "base_url": server.base_url,
         "heartbeat_seconds": 0.2,
-        "lease_seconds": 5,
         "python": Path(os.environ["OH_LSP_PYTHON"]),
     }
     values.update(kw)
@@ -46,7 +45,9 @@ async def run_one(project: Path, config: OpenHandsConfig, task: QueuedTask, **en
     await engine.start()
     try:
         task_id = await engine.submit_task(task)
-        final = await engine.wait_for(task_id, timeout=60)
+        await engine.wait_for(task_id, timeout=60)
+        await engine.stop()  # a completed task's edit is delivered after its status is: let the worker finish
+        final = await engine.get_task_status(task_id)
     finally:
         await engine.stop()
         engine.close()

@@ -11,6 +11,7 @@ import pytest_lsp
 from lsprotocol import types as t
 
 from oh_lsp.testing.model_server import Reply, ScriptedModelServer
+from tests import lsp_client
 from tests.conftest import GOOD_TESTS, fenced
 from tests.lsp_client import code_actions, ended, make_project, run_command, start_server, stop_server, until
 
@@ -55,7 +56,8 @@ async def test_neovim_gets_progress_the_edit_and_pull_diagnostics(project, model
         model.script(Reply.text(fenced(GOOD_TESTS)))
         result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "symbol": {"line": 4, "character": 20}})
         end = await until(lambda: ended(client, result["progressToken"]), 60, "the progress to end")
-        assert "applied in the editor" in end.message
+        assert end.message.startswith("done: ")
+        assert "applied in the editor" in await lsp_client.outcome_logged(client, result["taskId"])
         assert "Write unit tests for add in module pkg.calc." in model.requests[-1].body["messages"][-1]["content"]
         changes = client.applied_edits[-1].edit.document_changes
         assert any(isinstance(c, t.CreateFile) and c.uri.endswith("tests/pkg/test_calc.py") for c in changes)
@@ -77,7 +79,8 @@ async def test_emacs_gets_the_file_on_disk_and_a_log_message(project, model, tmp
         model.script(Reply.text(fenced(GOOD_TESTS)))
         result = await run_command(client, "ohLsp.generateTests", {"uri": calc})
         end = await until(lambda: ended(client, result["progressToken"]), 60, "the progress to end")
-        assert "written to disk" in end.message
+        assert end.message.startswith("done: ")
+        assert "written to disk" in await lsp_client.outcome_logged(client, result["taskId"])
         assert (project / "tests" / "pkg" / "test_calc.py").read_text() == GOOD_TESTS
         assert (project / "tests" / "__init__.py").exists()
         assert client.applied_edits == [] and client.shown_documents == []
@@ -126,7 +129,7 @@ async def test_a_client_without_progress_or_apply_edit_gets_log_messages_and_the
             lambda: [
                 m.message
                 for m in client.log_messages
-                if "Generate tests for pkg/calc.py" in m.message and "written to disk" in m.message
+                if f"({result['taskId'][:8]}): " in m.message and "written to disk" in m.message
             ],
             10,
             "the final log line",

@@ -19,6 +19,7 @@ from tests.lsp_client import (
     code_actions,
     ended,
     make_project,
+    outcome_logged,
     run_command,
     start_vscode_server,
     stop_server,
@@ -104,8 +105,11 @@ async def test_full_flow_progress_edit_and_status(client, calc, model, workspace
     assert any(m.startswith("model test-model") for m in messages)
     assert any(m.startswith("answer received: 420 tokens") for m in messages)
     assert any(m.startswith("validating") for m in messages)
-    assert end.message.startswith("tests/pkg/test_calc.py (applied in the editor)")
-    assert "score 1.00" in end.message and "3 tests kept, 0 dropped" in end.message and "$0.0012" in end.message
+    assert end.message == "done: 3 tests kept, 0 dropped, score 1.00"
+    assert all(len(r.message) <= 60 for r in reports if r.message), "the contract: progress text is 60 characters"
+    logged = await outcome_logged(client, result["taskId"])
+    assert "tests/pkg/test_calc.py (applied in the editor)" in logged
+    assert "score 1.00" in logged and "3 tests kept, 0 dropped" in logged and "$0.0012" in logged
 
     edit = client.applied_edits[-1]
     assert edit.label == "oh-lsp: tests for pkg.calc"
@@ -152,6 +156,7 @@ async def test_full_flow_progress_edit_and_status(client, calc, model, workspace
     assert status.modelSelected == "test-model", "OPENHANDS_MODEL chose it explicitly"
     tasks = await run_command(client, "ohLsp.listTasks", {"status": "completed"})
     assert tasks[0]["taskId"] == result["taskId"] and tasks[0]["target"] == "pkg/calc.py"
+    assert tasks[0]["written"] is True
 
 
 async def test_the_edit_is_rebased_on_the_open_buffer(client, calc, model, workspace) -> None:
@@ -171,7 +176,8 @@ async def test_the_edit_is_rebased_on_the_open_buffer(client, calc, model, works
         client.text_document_did_close(
             t.DidCloseTextDocumentParams(text_document=t.TextDocumentIdentifier(uri=test_file))
         )
-    assert "recomputed against the current file" in end.message
+    assert end.message.startswith("done: ")
+    assert "recomputed against the current file" in await outcome_logged(client, result["taskId"])
     changes = client.applied_edits[-1].edit.document_changes
     assert not any(isinstance(c, t.CreateFile) and c.uri == test_file for c in changes)
     (document_edit,) = [c for c in changes if isinstance(c, t.TextDocumentEdit) and c.text_document.uri == test_file]
@@ -189,13 +195,16 @@ async def test_an_edit_the_editor_rejects_is_reported_not_applied(client, calc, 
         end = await finish(client, result)
     finally:
         client.apply_result = t.ApplyWorkspaceEditResult(applied=True)
-    assert "not applied: the editor did not apply the edit: the file is read-only" in end.message
+    assert end.message == "not applied: 3 tests kept, 0 dropped, score 1.00"
+    logged = await outcome_logged(client, result["taskId"])
+    assert "not applied: the editor did not apply the edit: the file is read-only" in logged
     warning = await until(
         lambda: next((m for m in client.messages if "not applied" in m.message), None), 5, "a warning"
     )
     assert warning.type == t.MessageType.Warning
     (row,) = [r for r in await run_command(client, "ohLsp.listTasks", {}) if r["taskId"] == result["taskId"]]
     assert row["status"] == "completed" and row["delivery"].startswith("not applied: the editor did not apply")
+    assert row["written"] is False
 
 
 async def test_failed_task_gives_diagnostics_on_the_target_and_a_quick_fix(client, calc, model, workspace) -> None:
@@ -203,7 +212,10 @@ async def test_failed_task_gives_diagnostics_on_the_target_and_a_quick_fix(clien
     edits_before = len(client.applied_edits)
     result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "symbol": "divide"})
     end = await finish(client, result)
-    assert end.message.startswith("failed: validation failed")
+    assert end.message.startswith("failed: test-failed")
+    assert "failed: validation failed" in await outcome_logged(client, result["taskId"])
+    (row,) = [r for r in await run_command(client, "ohLsp.listTasks", {}) if r["taskId"] == result["taskId"]]
+    assert row["status"] == "failed" and row["written"] is False
     assert len(client.applied_edits) == edits_before, "nothing is delivered when nothing passes"
 
     diagnostics = await until(lambda: client.diagnostics.get(calc), 10, "diagnostics on calc.py")
@@ -244,7 +256,7 @@ async def test_failed_task_gives_diagnostics_on_the_target_and_a_quick_fix(clien
     retry = await run_command(client, fixes[0].command.command, *fixes[0].command.arguments)
     assert retry["taskId"] != result["taskId"]
     end = await finish(client, retry)
-    assert "applied in the editor" in end.message
+    assert end.message.startswith("done: ") and "applied in the editor" in await outcome_logged(client, retry["taskId"])
     prompt = model.requests[-1].body["messages"][-1]["content"]
     assert "previous attempt was rejected" in prompt and "test_divide_by_zero_gives_zero" in prompt
     assert "Write unit tests for divide in module pkg.calc." in prompt

@@ -14,7 +14,16 @@ from pygls.exceptions import JsonRpcInvalidParams
 
 from oh_lsp.testing.model_server import Reply, ScriptedModelServer
 from tests.conftest import GOOD_TESTS, fenced
-from tests.lsp_client import candidate, ended, make_project, run_command, start_vscode_server, stop_server, until
+from tests.lsp_client import (
+    candidate,
+    ended,
+    make_project,
+    outcome_logged,
+    run_command,
+    start_vscode_server,
+    stop_server,
+    until,
+)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
@@ -88,8 +97,10 @@ async def test_review_edits_on_annotates_the_edit_and_off_sends_it_plain(client,
     """reviewEdits (default on): every change carries the annotation that needs confirmation (VS Code's refactor
     preview); set to false, the same kind of edit comes with no annotation, to be applied at once."""
     model.script(Reply.text(fenced(GOOD_TESTS)))
-    _result, end = await generate(client, {"uri": calc, "symbol": "add"})
-    assert "applied in the editor" in end.message
+    result, end = await generate(client, {"uri": calc, "symbol": "add"})
+    assert end.message.startswith("done: ") and "applied in the editor" in await outcome_logged(
+        client, result["taskId"]
+    )
     reviewed = client.applied_edits[-1].edit
     (note,) = reviewed.change_annotations.values()
     assert note.needs_confirmation is True
@@ -107,8 +118,9 @@ async def test_review_edits_on_annotates_the_edit_and_off_sends_it_plain(client,
     )
     try:
         model.script(Reply.text(fenced(GOOD_TESTS)))
-        _result, end = await generate(client, {"uri": calc, "symbol": "divide", "description": "review off"})
-        assert "applied in the editor" in end.message
+        result, end = await generate(client, {"uri": calc, "symbol": "divide", "description": "review off"})
+        assert end.message.startswith("done: ")
+        assert "applied in the editor" in await outcome_logged(client, result["taskId"])
         plain = client.applied_edits[-1].edit
         assert plain.change_annotations is None
         assert plain.document_changes, "a new file is still a CreateFile"

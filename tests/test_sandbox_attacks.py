@@ -211,7 +211,7 @@ async def test_no_sandbox_no_run(project: Path, model_server, monkeypatch) -> No
 
 def test_the_cli_warns_before_an_unsandboxed_run_and_prints_no_key(project: Path, model_server) -> None:
     """The CLI, as a user runs it: with OH_LSP_SANDBOX=none the engine's warning comes before the first run of the
-    generated tests (here in `run-engine --json`'s event lines), and what the leaking test printed is redacted in every
+    generated tests (here in `run-engine --json`'s event lines, on stderr), and what the leaking test printed is redacted in every
     output and in `get-status`."""
     import json
     import subprocess
@@ -228,7 +228,7 @@ def test_the_cli_warns_before_an_unsandboxed_run_and_prints_no_key(project: Path
     submitted = cli("submit-task", "--task-type", "unit_test", "--target-file", "pkg/calc.py", "--json")
     task_id = json.loads(submitted.stdout)["submitted"][0]["task_id"]
     ran = cli("run-engine", "--until-idle", "--json")
-    events = [json.loads(line) for line in ran.stdout.splitlines() if line.startswith("{")]
+    events = [json.loads(line) for line in ran.stderr.splitlines() if line.startswith("{")]  # progress: stderr
     kinds = [e["event"] for e in events]
     assert "warning" in kinds, ran.stdout + ran.stderr
     first_run = next(i for i, e in enumerate(events) if e["event"] == "validating" and "run 1" in str(e.get("step")))

@@ -57,7 +57,8 @@ async def test_the_editor_never_sees_a_key_the_endpoint_echoed(tmp_path: Path, m
     try:
         result = await run_command(client, "ohLsp.generateTests", {"uri": (project / "pkg" / "calc.py").as_uri()})
         end = await until(lambda: ended(client, result["progressToken"]), 60, "the task to end")
-        assert f"Invalid API key: {MARK}" in (end.message or ""), end
+        told = client.ended[result["taskId"]]  # type: ignore[attr-defined]  # the whole error (progress: 60 chars)
+        assert end.message and f"Invalid API key: {MARK}" in told["error"], (end, told)
     finally:
         await stop_server(client)
 

@@ -204,7 +204,25 @@ async def test_expired_lease_is_handed_out_again_and_fences_the_old_worker(
     assert await a.finish(tid, TaskStatus.COMPLETED, result={"by": "a"}) is False
     assert await b.finish(tid, TaskStatus.COMPLETED, result={"by": "b"}) is True
     final = await b.get_task(tid)
-    assert final.status is TaskStatus.COMPLETED and final.result == {"by": "b"}
+    assert final.status is TaskStatus.COMPLETED and final.result == {"by": "b", "written": False}
+
+
+async def test_one_queue_claiming_again_fences_its_own_earlier_claim(
+    backend: Backend, tmp_path: Path, clock: Clock
+) -> None:
+    # an engine's two workers share one queue: a claim whose lease expired (a loaded machine) is handed to the other
+    queue = TaskQueue(store=backend.store(clock), project_root=tmp_path, lease_seconds=10)
+    tid = await queue.enqueue(task("x"))
+    first = await queue.claim()
+    clock.now += 11
+    second = await queue.claim()
+    assert (first.task_id, second.task_id) == (tid, tid) and first.lease_id != second.lease_id
+    # the late worker is told its lease was lost (no KeyError), and leaves the newer claim usable
+    assert await queue.heartbeat(tid, lease=first.lease_id) is Heartbeat.LOST
+    assert await queue.finish(tid, TaskStatus.COMPLETED, result={"by": "first"}, lease=first.lease_id) is False
+    assert await queue.heartbeat(tid, lease=second.lease_id) is Heartbeat.OK
+    assert await queue.finish(tid, TaskStatus.COMPLETED, result={"by": "second"}, lease=second.lease_id) is True
+    assert (await queue.get_task(tid)).result == {"by": "second", "written": False}
 
 
 async def test_retries_are_bounded_and_back_off(queue: TaskQueue, clock: Clock) -> None:
@@ -458,7 +476,7 @@ async def test_delivery_waits_in_the_store_for_its_submitter(backend: Backend, t
         t = await worker.claim()
         await worker.finish(t.task_id, TaskStatus.COMPLETED, result={"edit": {"files": [{"path": "x.py"}]}})
     assert [t.task_id for t in await editor.undelivered("lsp:/ws")] == [mine]
-    assert (await editor.undelivered("lsp:/ws"))[0].result == {"edit": {"files": [{"path": "x.py"}]}}
+    assert (await editor.undelivered("lsp:/ws"))[0].result == {"edit": {"files": [{"path": "x.py"}]}, "written": False}
     await editor.set_delivery(mine, "applied")
     assert await editor.undelivered("lsp:/ws") == []
     assert [t.task_id for t in await editor.undelivered("cli")] == [other]

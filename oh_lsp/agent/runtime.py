@@ -46,6 +46,7 @@ from oh_lsp.attempt import (
     answer_limit,
     attempt_outcome,
     model_error_outcome,
+    report_checked,
     retry_delay,
     task_threshold,
 )
@@ -224,7 +225,8 @@ async def _converse(
                 if run.budget_stop or run.error:
                     break
                 iteration = len(history) + 1
-                attempt = await _judge(kind, target, task, box.root, output, check_env, iteration, ctx)
+                attempt = await _judge(kind, target, task, box.root, output, check_env, iteration, ctx, iterations)
+                report_checked(ctx.emit, attempt, iterations, threshold)
                 history.append(attempt)
                 if best is None or attempt.rank > best.rank:
                     best = attempt
@@ -234,6 +236,8 @@ async def _converse(
                     ev.PROGRESS,
                     message=f"repair iteration {iteration} of {iterations - 1}: sending the findings back to the agent",
                     iteration=iteration + 1,
+                    repair=iteration,
+                    of=iterations - 1,
                 )
                 await agent.send({"cmd": "message", "text": feedback_message(attempt, history, threshold)})
             code = await agent.close()
@@ -342,7 +346,15 @@ def _budget_message(run: AgentRun, which: str | None) -> str:
 
 
 async def _judge(
-    kind: Any, target: Any, task: QueuedTask, copy: Path, output: str, env: Any, iteration: int, ctx: TaskContext
+    kind: Any,
+    target: Any,
+    task: QueuedTask,
+    copy: Path,
+    output: str,
+    env: Any,
+    iteration: int,
+    ctx: TaskContext,
+    iterations: int,
 ) -> Any:
     """The agent's work as the kind's candidate, checked by the kind's own checks."""
     from oh_lsp.extract import ExtractionError
@@ -363,7 +375,14 @@ async def _judge(
         candidate = kind.make_candidate(answer, target, task)
     except ExtractionError as exc:
         return Attempt(iteration, answer, None, no_code_verdict(f"{path}: {exc}"))
-    ctx.emit(ev.VALIDATING, step="checks", output_file=candidate.output_file, iteration=iteration, runtime="openhands")
+    ctx.emit(
+        ev.VALIDATING,
+        step="checks",
+        output_file=candidate.output_file,
+        iteration=iteration,
+        of=iterations,
+        runtime="openhands",
+    )
     verdict, candidate = await kind.check(candidate, target, env)
     return Attempt(iteration, answer, candidate, verdict)
 

@@ -1,11 +1,11 @@
 """The CLI's commands that run an engine in this process: `run-engine` (the queue's tasks) and `generate-tests` (one
-task, waited for), with their live progress."""
+task, waited for). Their progress goes to stderr (`cli/progress.py`); stdout carries only the result: the report of
+each task that ended (`--json`: as JSON)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import sys
 import time
@@ -26,7 +26,7 @@ from oh_lsp.cli.common import (
     warn_recovered,
 )
 from oh_lsp.cli.progress import ProgressView
-from oh_lsp.cli.render import task_report
+from oh_lsp.cli.render import task_line, task_report
 from oh_lsp.cli.waiting import waiting, waiting_report
 from oh_lsp.errors import StoreError
 from oh_lsp.paths import python_target
@@ -52,29 +52,34 @@ async def _run_engine(root: Path, config: OpenHandsConfig, args: argparse.Namesp
         config, args.workers, project_root=root, submitter=SUBMITTER, apply_edits=True, overwrite=args.overwrite
     )
     warn_recovered(engine.queue.store)
-    view = ProgressView(sys.stdout, json_lines=args.json)
+    view = ProgressView(sys.stderr, json_lines=args.json)
     engine.subscribe(view.on_event)
     try:
         await run_until_stopped(engine, until_idle=args.until_idle, duration=args.duration, close=False)
         found = await waiting(engine) if args.until_idle and not engine.halted else None
+        tasks = [] if engine.halted else await _tasks(engine.queue, view.finished)
     finally:
         view.close()
         engine.close()
     if engine.halted:  # its store was lost: what it held is in the log (and on disk, for delivered results)
         raise StoreError(engine.halted)
+    waits = found if found and found["tasks"] else None  # idle, yet tasks wait: for a reset that is not soon
+    if args.json:
+        summary = {"tasks": [task.summary() for task in tasks], "completed": view.completed, "failed": view.failed}
+        print_json({**summary, "waiting": waits} if waits else summary)
+    else:
+        say("\n".join(task_line(task) for task in tasks) or "no task ended")
+    if waits:
+        say(waiting_report(waits), err=True)
     if view.failed:
         return EXIT_FAILED
-    if found and found["tasks"]:  # idle, yet tasks wait: for a rate-limit reset that is not soon
-        say_waiting(found, args.json)
-        return EXIT_WAITING
-    return EXIT_OK
+    return EXIT_WAITING if waits else EXIT_OK
 
 
-def say_waiting(found: dict[str, Any], as_json: bool) -> None:
-    """What waits and until when: on stderr (and as a JSON line on stdout with --json)."""
-    say(waiting_report(found), err=True)
-    if as_json:
-        say(json.dumps({"event": "waiting", **found}))
+async def _tasks(queue: Any, task_ids: list[str]) -> list[QueuedTask]:
+    """The tasks `task_ids` as the store has them now (delivered or not)."""
+    found = [await queue.get_task(task_id) for task_id in dict.fromkeys(task_ids)]
+    return [task for task in found if task is not None]
 
 
 async def run_until_stopped(
@@ -118,7 +123,7 @@ async def _generate_tests(root: Path, config: OpenHandsConfig, target: Path, arg
     engine = ExecutionEngine(
         config, 1, project_root=root, submitter=SUBMITTER, apply_edits=True, overwrite=args.overwrite
     )
-    view = ProgressView(sys.stderr if args.json else sys.stdout, json_lines=False)
+    view = ProgressView(sys.stderr, several=False)
     engine.subscribe(view.on_event)
     postponed = asyncio.Event()  # the task went back to the queue until a rate-limit reset that is not soon
 
@@ -160,7 +165,7 @@ async def _generate_tests(root: Path, config: OpenHandsConfig, target: Path, arg
     if found is not None:
         if args.json:
             print_json({**task.summary(), "elapsed_seconds": round(time.monotonic() - started, 2), "waiting": found})
-        say_waiting(found, as_json=False)
+        say(waiting_report(found), err=True)
         return EXIT_WAITING
     if args.json:
         print_json({**task.summary(), "elapsed_seconds": round(time.monotonic() - started, 2)})

@@ -1,77 +1,96 @@
-"""Live progress of `run-engine`: one redrawn line per task on a terminal, one line per step otherwise. A warning
-(the engine's `warning` event, e.g. code about to run unsandboxed) is printed whole on stderr as it comes, before the
-run it warns about."""
+"""The progress of the tasks an engine runs in this process (`run-engine`, `generate-tests`), always on stderr: stdout
+carries only the result, as with git and uv.
+
+- stderr is a terminal: a live display (rich), one row per task with its stage, redrawn in place;
+- otherwise: one plain line per stage (no streaming counts, no repeated line), no terminal codes;
+- `--json` on `run-engine`: one JSON object a line per event (no streamed chunks).
+
+Stages are worded by `oh_lsp.progress_text` (at most 60 characters). A warning (code about to run unsandboxed) is
+shown whole, before what it warns about. Every text is redacted (`oh_lsp.redaction`). rich is imported only for the
+live display, never by `oh-lsp serve`.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
-import time
-from typing import TextIO
+import os
+from typing import Any, TextIO
 
 from oh_lsp import events as ev
-from oh_lsp.progress_text import event_text, warning_text
+from oh_lsp.progress_text import MAX_CHARS, event_text, warning_text
 from oh_lsp.redaction import redact
 
-_REDRAW_EVERY = 0.1
+ID_CHARS = 8  # of a task's id, before its lines when several tasks run
+
+
+def wants_live(out: TextIO) -> bool:
+    """Whether `out` is a terminal that can redraw (not TERM=dumb)."""
+    try:
+        return out.isatty() and os.environ.get("TERM", "") != "dumb"
+    except (AttributeError, ValueError):
+        return False
 
 
 class ProgressView:
-    def __init__(self, out: TextIO, *, json_lines: bool = False, warnings: TextIO | None = None) -> None:
+    """An engine event subscriber. `several`: tasks may run side by side (their lines carry the task's id)."""
+
+    def __init__(self, out: TextIO, *, json_lines: bool = False, several: bool = True) -> None:
         self.out = out
-        self.warnings = warnings or sys.stderr
         self.json_lines = json_lines
-        self.live = not json_lines and out.isatty()
-        self.lines: dict[str, str] = {}
-        self.drawn = 0
-        self.last_draw = 0.0
+        self.several = several
         self.failed = 0
         self.completed = 0
+        self.finished: list[str] = []  # the ids of the tasks that ended, in order
+        self._last: dict[str, str] = {}  # task id -> its last plain line
+        self._model: dict[str, str] = {}  # task id -> the line of the model it uses (said again only when it changes)
+        self._live: Any = None
+        if not json_lines and wants_live(out):
+            from oh_lsp.cli.live import LiveDisplay
+
+            self._live = LiveDisplay(out)
+
+    @property
+    def live(self) -> bool:
+        return self._live is not None
 
     def on_event(self, event: ev.Event) -> None:
-        if event.kind == ev.FAILED:
-            self.failed += 1
-        elif event.kind == ev.COMPLETED:
-            self.completed += 1
-        if event.kind == ev.WARNING:
-            self._warn(warning_text(event))
+        if event.is_final:
+            self.finished.append(event.task_id)
+            self.failed += event.kind == ev.FAILED
+            self.completed += event.kind == ev.COMPLETED
         if self.json_lines:
-            if event.kind != ev.TOKENS or event.data.get("final"):
-                data = {k: v for k, v in event.data.items() if k != "result"}
-                line = json.dumps({"event": event.kind, "task_id": event.task_id, **data}, default=str)
-                self.out.write(redact(line) + "\n")
-                self.out.flush()
+            self._json(event)
+        elif event.kind == ev.HALTED:  # said whole by the log as it happens (stderr), and by the CLI as it exits
             return
-        text = event_text(event)
-        if text is None:
-            return
-        text = redact(text)
-        if self.live:
-            self.lines[event.task_id] = text
-            if event.is_final or time.monotonic() - self.last_draw > _REDRAW_EVERY:
-                self._redraw()
-        elif event.kind != ev.TOKENS:
-            self.out.write(f"{event.task_id[:8]}  {text}\n")
+        elif self._live is not None:
+            self._live.update(event)
+        elif event.kind != ev.TOKENS or event.data.get("final"):
+            self._line(event)
+
+    def _json(self, event: ev.Event) -> None:
+        if event.kind != ev.TOKENS or event.data.get("final"):
+            data = {k: v for k, v in event.data.items() if k != "result"}
+            line = json.dumps({"event": event.kind, "task_id": event.task_id, **data}, default=str)
+            self.out.write(redact(line) + "\n")
             self.out.flush()
 
-    def _warn(self, text: str) -> None:
-        """`text` on its own line, above the redrawn task lines on a terminal (they are drawn again below it)."""
-        if self.live and self.drawn:
-            self.out.write(f"\x1b[{self.drawn}F\x1b[J")
+    def _line(self, event: ev.Event) -> None:
+        if event.kind == ev.WARNING:  # shown whole: the user must read it before the run
+            self.out.write(redact(warning_text(event)) + "\n")
             self.out.flush()
-            self.drawn = 0
-        self.warnings.write(redact(text) + "\n")
-        self.warnings.flush()
-
-    def _redraw(self) -> None:
-        self.last_draw = time.monotonic()
-        if self.drawn:
-            self.out.write(f"\x1b[{self.drawn}F")
-        for task_id, text in self.lines.items():
-            self.out.write(f"\x1b[2K{task_id[:8]}  {text}\n")
-        self.drawn = len(self.lines)
+            return
+        prefix = f"{event.task_id[:ID_CHARS]} " if self.several else ""
+        text = event_text(event, MAX_CHARS - len(prefix))
+        if text is None or self._last.get(event.task_id) == text:
+            return
+        if event.kind == ev.MODEL_CHOSEN:
+            if self._model.get(event.task_id) == text:
+                return
+            self._model[event.task_id] = text
+        self._last[event.task_id] = text
+        self.out.write(redact(prefix + text) + "\n")
         self.out.flush()
 
     def close(self) -> None:
-        if self.live and self.lines:
-            self._redraw()
+        if self._live is not None:
+            self._live.stop()

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from oh_lsp.progress_text import money
+from oh_lsp.progress_text import money, outcome_text
 from oh_lsp.tasks import QueuedTask
 
 
 def task_report(task: QueuedTask) -> str:
     result = task.result or {}
+    answers = result.get("iterations")
+    tries = f"attempts: {task.attempts}" + (f" ({answers} answer{'' if answers == 1 else 's'})" if answers else "")
     lines = [
         f"Task {task.task_id}",
         f"  status:   {task.status.value}" + (f" ({task.note})" if task.note else ""),
-        f"  kind:     {task.kind}   priority: {task.priority.name.lower()}   attempts: {task.attempts}",
+        f"  kind:     {task.kind}   priority: {task.priority.name.lower()}   {tries}",
         f"  target:   {task.target_file or '-'}",
     ]
     if task.description:
@@ -21,25 +23,70 @@ def task_report(task: QueuedTask) -> str:
     if task.model:
         tokens = f"{task.tokens} (estimated)" if result.get("tokens_estimated") else str(task.tokens)
         lines.append(f"  model:    {task.model}   tokens: {tokens}   cost: {money(task.cost)}")
+        why = (result.get("model_choice") or {}).get("why")
+        if why:
+            lines.append(f"  why:      {why}")
     if result.get("output_file"):
-        delivered = "not delivered yet" if task.delivery is None else task.delivery
-        lines.append(f"  output:   {result['output_file']}  ({delivered})")
+        lines.append(f"  output:   {result['output_file']}  ({written_text(task)})")
     validation = result.get("validation") or {}
     if validation:
+        best = f", answer {result['attempt']} of {answers}" if answers and answers > 1 else ""
         lines.append(
             f"  checks:   {'passed' if validation.get('passed') else 'failed'}, score {validation.get('score', 0):.2f}"
+            + best
         )
-        for finding in [*validation.get("errors", []), *validation.get("warnings", [])]:
-            where = f"{finding.get('file', '')}:{finding.get('line', 1)}"
-            lines.append(
-                f"    {finding.get('severity', 'error')} {finding.get('code')}  {where}  {finding.get('message', '')}"
-            )
+        lines += _finding_lines([*validation.get("errors", []), *validation.get("warnings", [])])
+    last = (result.get("attempts") or [{}])[-1]
+    if task.status.value == "failed" and answers and answers > 1 and last.get("iteration") != result["attempt"]:
+        lines.append(
+            f"  last:     {'passed' if last.get('passed') else 'failed'}, score {last.get('score', 0):.2f}"
+            f", answer {last.get('iteration')} of {answers}"
+        )
+        lines += _finding_lines(last.get("errors", []))
     if task.error:
         lines.append(f"  error:    {task.error}")
     if result.get("diff"):
         lines.append("  diff:")
         lines.extend("    " + line for line in result["diff"].rstrip("\n").split("\n"))
     return "\n".join(lines)
+
+
+def task_line(task: QueuedTask) -> str:
+    """One line on a task that ended: its id, status, kind, target and outcome."""
+    result = task.result or {}
+    outcome = outcome_text(
+        task.status.value,
+        result,
+        cost=task.cost,
+        error=task.error,
+        delivered=written_text(task) if result.get("output_file") else None,
+    )
+    status = "completed: " if task.status.value == "completed" else ""
+    return f"{task.task_id}  {task.kind} {task.target_file or '-'}: {status}{outcome}"
+
+
+def _finding_lines(findings: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"    {f.get('severity', 'error')} {f.get('code')}  {f.get('file', '')}:{f.get('line', 1)}  {f.get('message', '')}"
+        for f in findings
+    ]
+
+
+def written_text(task: QueuedTask) -> str:
+    """Whether the result's file was written, and if not, why."""
+    if task.written:
+        return "written"
+    status = task.status.value
+    if status in ("failed", "cancelled"):
+        return f"not written: the task {'failed' if status == 'failed' else 'was cancelled'}"
+    if status != "completed":
+        return "not written yet"
+    if task.delivery is None:
+        if task.submitter == "api":
+            return "not written: the Python API returns the edit"
+        writer = "`oh-lsp run-engine`" if task.submitter == "cli" else "the editor's oh-lsp"
+        return f"not written yet: {writer} writes it"
+    return f"not written: {task.delivery}"
 
 
 def stats_report(stats: dict[str, Any]) -> str:

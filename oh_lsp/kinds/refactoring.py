@@ -21,6 +21,7 @@ import ast
 import textwrap
 from typing import Any
 
+from oh_lsp import progress_text
 from oh_lsp.edits import Recompute, TextEdit
 from oh_lsp.errors import InterpreterError
 from oh_lsp.extract import extract_python, parse_python
@@ -163,7 +164,7 @@ async def _run_existing_tests(
     refused = await sandbox_refusal(env.config.sandbox)
     if refused:
         return ValidationResult.from_findings([Finding(F.NO_SANDBOX, refused, file=candidate.output_file)], 0.0)
-    env.progress(f"running the {len(tests)} test module(s) that import {target.module}")
+    env.progress(progress_text.existing_tests_run(len(tests)))
     async with env.sandbox() as box:
         try:
             await ensure_pytest(box, python)

@@ -16,6 +16,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from oh_lsp import progress_text
 from oh_lsp.edits import Edit, FileEdit, Recompute, whole_file_edit
 from oh_lsp.errors import InterpreterError
 from oh_lsp.extract import extract_python, parse_python
@@ -253,7 +254,7 @@ async def check_tests(
             return ValidationResult.from_findings([Finding(F.INTERPRETER, str(exc), file=output_file)], 0.0), candidate
         for edit in candidate.edit.files:
             box.write(edit.path, edit.new_text)
-        env.progress(f"running the generated tests (run 1 of {RUNS}, seed {seeds[0]})")
+        env.progress(progress_text.tests_run(1, RUNS))  # the seeds are recorded with the findings
         first, baseline = await asyncio.gather(
             run_pytest(box, python, selected, timeout=timeout, seed=seeds[0]),
             _baseline(box, python, target, selected, timeout) if target else _no_coverage(),
@@ -270,7 +271,7 @@ async def check_tests(
             await box.reset()
             for edit in candidate.edit.files:
                 box.write(edit.path, edit.new_text)
-        env.progress(f"re-running {len(passing)} passing tests with seeds {seeds[1]} and {seeds[2]}")
+        env.progress(progress_text.tests_rerun(len(passing), RUNS))
         second, third = await asyncio.gather(
             run_pytest(box, python, passing, timeout=timeout, seed=seeds[1], cover=target_path),
             run_pytest(box, python, passing, timeout=timeout, seed=seeds[2]),
@@ -296,7 +297,7 @@ async def check_tests(
         findings = dropped
         final, final_candidate = second, candidate
         if drop and narrowing and target:  # run what will be delivered: the module without the dropped tests
-            env.progress("running the kept tests as they will be delivered, under coverage")
+            env.progress(progress_text.kept_tests_run())
             final_candidate = narrow(candidate, target, drop)
             for edit in final_candidate.edit.files:
                 box.write(edit.path, edit.new_text)

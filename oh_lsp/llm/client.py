@@ -33,7 +33,7 @@ from oh_lsp.llm.errors import (
     context_error,
 )
 from oh_lsp.llm.tokens import EndpointTokenizer, endpoint_root
-from oh_lsp.redaction import known_secrets, redact_data
+from oh_lsp.redaction import known_secrets, redact, redact_data
 
 DeltaCallback = Callable[[str], None]
 AFTER_DONE_SECONDS = 2.0  # how long to read on after [DONE] (to keep the connection), before giving up on it
@@ -157,6 +157,10 @@ class ChatClient:
             raise ModelCallError(
                 ErrorKind.TRANSIENT, f"connection failed or was cut: {type(exc).__name__}: {exc}", model=model
             ) from None
+        except ModelCallError as exc:  # a provider may echo the key in its error: it goes no further than here
+            exc.message = redact(exc.message, known_secrets(self.config.secrets()))
+            exc.args = (exc.message,)
+            raise
         result.latency_seconds = time.monotonic() - started
         return result
 

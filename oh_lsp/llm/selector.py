@@ -344,7 +344,7 @@ def _why(ranked: list[ModelInfo], req: TaskRequirements, scores: dict[str, float
         lead = (
             " and ".join(facts) if facts else "best balance of quality, cost and latency"
         ) + f" of {len(ranked)} qualifying models"
-    quality = f"{top.quality_score:g}/5" if top.quality_known else "quality unknown"
+    quality = f"{top.quality_score:g}/5" if top.quality_known else "unknown"
     cost = top.cost(*TYPICAL_CALL_TOKENS)
     evidence = f"observed over {top.observed_calls} calls" if top.observed_calls else "catalog priors"
     return (

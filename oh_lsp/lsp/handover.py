@@ -16,7 +16,7 @@ from lsprotocol import types as t
 from oh_lsp import events as ev
 from oh_lsp.lsp import editor
 from oh_lsp.lsp.diagnostics import DiagnosticStore, findings_of, publish_task_diagnostics
-from oh_lsp.progress_text import outcome_text
+from oh_lsp.progress_text import final_text, outcome_text
 
 if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
@@ -53,10 +53,12 @@ class Handover:
             self.claimed.add(event.task_id)
 
     async def outcome(self, folder: Folder, event: ev.Event, task: QueuedTask) -> Ending:
-        """Deliver or explain a finished task of this session's submitter; returns how it ended."""
+        """Deliver or explain a finished task of this session's submitter; returns how it ended: the progress's last
+        words are a stage of `MAX_CHARS`, and the whole account goes to the editor's log."""
         if event.kind == ev.COMPLETED:
             delivery = await self.deliver(folder, task)
-            text = outcome_text("completed", task.result, cost=task.cost, delivered=delivery.summary())
+            self._log_outcome(task, delivery.summary())
+            text = final_text("completed", task.result, written=delivery.applied)
             if delivery.applied:
                 return Ending(text, t.MessageType.Info, delivery)
             editor.show(
@@ -66,8 +68,13 @@ class Handover:
         if event.kind == ev.FAILED:
             publish_task_diagnostics(self.ls, self.diagnostics, folder.root, task)
             self._explain_failure(task)
-            return Ending(outcome_text("failed", task.result, cost=task.cost, error=task.error), t.MessageType.Error)
+            self._log_outcome(task)
+            return Ending(final_text("failed", task.result, error=task.error), t.MessageType.Error)
         return Ending("cancelled", t.MessageType.Info)
+
+    def _log_outcome(self, task: QueuedTask, delivered: str | None = None) -> None:
+        text = outcome_text(task.status.value, task.result, cost=task.cost, error=task.error, delivered=delivered)
+        editor.log(self.ls, f"oh-lsp: {task.kind} {task.target_file} ({task.task_id[:8]}): {text}")
 
     def _explain_failure(self, task: QueuedTask) -> None:
         findings = findings_of(task.result)
@@ -98,6 +105,7 @@ class Handover:
             review=self.review(),
         )
         await folder.engine.queue.set_delivery(task.task_id, delivery.state)
+        log.info("task %s %s: %s", task.task_id, "written" if delivery.applied else "not written", delivery.summary())
         if delivery.applied:
             publish_task_diagnostics(self.ls, self.diagnostics, folder.root, task)
         return delivery

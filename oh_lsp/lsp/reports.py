@@ -97,7 +97,8 @@ async def queue_stats(session: Session) -> dict[str, Any]:
 
 
 async def list_tasks(session: Session, status: str | None) -> list[dict[str, Any]]:
-    """`[{taskId, kind, target, status, model, cost}]` (plus `uri`, `delivery`, `createdAt`), newest first."""
+    """`[{taskId, kind, target, status, model, cost}]` (plus `uri`, `delivery`, `written`, `createdAt`), newest
+    first."""
     from oh_lsp.tasks import TaskStatus
 
     rows = []
@@ -116,6 +117,7 @@ async def list_tasks(session: Session, status: str | None) -> list[dict[str, Any
                     "model": task.model,
                     "cost": task.cost,
                     "delivery": task.delivery,
+                    "written": task.written,
                     "createdAt": task.created_at,
                 }
             )

@@ -19,7 +19,7 @@ from oh_lsp.lsp import editor
 from oh_lsp.lsp.handover import Ending
 from oh_lsp.lsp.ids import TASK_ENDED_NOTIFICATION
 from oh_lsp.lsp.task_ended import task_ended
-from oh_lsp.progress_text import stage_text, warning_text
+from oh_lsp.progress_text import fit, stage_text, warning_text
 
 if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
@@ -70,7 +70,7 @@ class TaskEvents:
         elif event.kind == ev.QUEUED:
             self.progress.begin(track, stage_text(event) or "queued")
         elif event.kind == ev.PROGRESS and str(event.data.get("message", "")).startswith("re-queued"):
-            self.progress.end(track, "re-queued: oh-lsp stopped; the task resumes when it starts again")
+            self.progress.end(track, "re-queued: resumes when oh-lsp starts again")
             self.tracker.forget(track)
         else:
             self.progress.update(track, event)
@@ -100,7 +100,7 @@ class TaskEvents:
         track = self.tracker.track(
             folder, task.task_id, task.kind, task.target_file.as_posix(), task.metadata.get("symbol"), adopted=True
         )
-        self.progress.begin(track, f"resumed: {stage_text(event)}")
+        self.progress.begin(track, fit(f"resumed: {stage_text(event)}"))
 
     async def _finish(self, folder: Folder, event: ev.Event, track: Track | None) -> None:
         assert folder.engine is not None
@@ -115,8 +115,9 @@ class TaskEvents:
             ending = await self.handover.outcome(folder, event, task)
         except Exception as exc:  # a bug of ours: say so, and still end the progress
             log.exception("could not finish task %s", task.task_id)
-            ending = Ending(f"{event.kind}, but oh-lsp could not hand over the result: {exc}", t.MessageType.Error)
-            editor.show(self.ls, f"oh-lsp: {ending.text}", ending.level)
+            text = f"{event.kind}, but oh-lsp could not hand over the result: {exc}"
+            editor.show(self.ls, f"oh-lsp: {text}", t.MessageType.Error)
+            ending = Ending(fit(text), t.MessageType.Error)
         if track:
             if not track.adopted:  # the editor that started it says how it ended (with its own actions)
                 self._tell_ended(folder, task, track, ending)

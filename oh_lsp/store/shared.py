@@ -91,8 +91,9 @@ def queue_full_message(unfinished: int, max_size: int) -> str:
 
 
 def task_from_row(row: Mapping[str, Any]) -> QueuedTask:
-    """A `QueuedTask` from a row holding the task columns (times as epoch seconds, JSON as text)."""
-    return QueuedTask(
+    """A `QueuedTask` from a row holding the task columns (times as epoch seconds, JSON as text). Its result says
+    whether its edit was `written`, as the delivery recorded since."""
+    task = QueuedTask(
         task_type=row["kind"],
         description=row["description"],
         target_file=Path(row["target_file"]) if row["target_file"] else None,
@@ -117,6 +118,9 @@ def task_from_row(row: Mapping[str, Any]) -> QueuedTask:
         delivery=row["delivery"],
         lease_id=row["lease_id"],
     )
+    if task.result is not None:
+        task.result["written"] = task.written
+    return task
 
 
 def aggregate(row: Mapping[str, Any]) -> dict[str, Any]:
