@@ -98,6 +98,32 @@ def model_error_outcome(task: QueuedTask, exc: Any, metrics: ExecutionMetrics, s
     )
 
 
+def session_outcome(
+    task: QueuedTask,
+    target: Any,
+    ending: Any,
+    verdict: Any,
+    history: list[Any],
+    threshold: float,
+    metrics: ExecutionMetrics,
+    started: float,
+) -> Outcome:
+    """The outcome of a task a kind's session ran (`ending`, a `kinds.base.Ending`; None when the session ended it
+    before any model call with `verdict`). The session decided completed or failed: the threshold is not applied
+    again here (a unit_test result below it is completed, with a warning)."""
+    extra = dict(ending.result) if ending is not None else {}
+    if "mutation" not in extra and "mutation" in verdict.details:
+        extra["mutation"] = verdict.details["mutation"]
+    candidate = ending.candidate if ending is not None else None
+    error = None
+    if ending is None or ending.status != "completed":
+        error = f"validation {verdict.summary()}"
+        if len(history) > 1:  # the answers' own verdicts: the best (first of equals) and the last
+            best = max(history, key=lambda attempt: attempt.rank)
+            error = failure_text(best, history[-1], len(history), threshold)
+    return _outcome(task, target, verdict, error, candidate, history, threshold, metrics, started, extra)
+
+
 def attempt_outcome(
     task: QueuedTask,
     target: Any,
@@ -109,12 +135,33 @@ def attempt_outcome(
 ) -> Outcome:
     """The task's outcome from its best attempt: completed when its checks passed at the threshold."""
     verdict = final_verdict(best, threshold)
+    extra: dict[str, Any] = {"attempt": best.iteration}  # the attempt whose answer (or candidate) this result holds
+    if best.candidate is None:
+        extra["answer"] = best.answer[:20000]
+    error = None if verdict.passed else failure_text(best, history[-1] if history else best, len(history), threshold)
+    return _outcome(task, target, verdict, error, best.candidate, history, threshold, metrics, started, extra)
+
+
+def _outcome(
+    task: QueuedTask,
+    target: Any,
+    verdict: Any,
+    error: str | None,
+    candidate: Any,
+    history: list[Any],
+    threshold: float,
+    metrics: ExecutionMetrics,
+    started: float,
+    extra: dict[str, Any],
+) -> Outcome:
+    """The outcome and its result: what was checked, what it cost, and the candidate (its edit delivered when the
+    task completed, that is when there is no `error`; else kept as `rejected_edit`, never delivered)."""
+    completed = error is None
     metrics.validation_passed = verdict.passed
-    metrics.success = verdict.passed
+    metrics.success = completed
     metrics.quality_score = round(5.0 * verdict.score, 3)
     metrics.duration_seconds = time.monotonic() - started
-    model = metrics.model_id
-    last = history[-1] if history else best
+    model = metrics.model_id or None
     result: dict[str, Any] = {
         "kind": task.kind,
         "target_file": target.path.as_posix(),
@@ -129,27 +176,25 @@ def attempt_outcome(
         "tokens_estimated": metrics.tokens_estimated,
         "cost": metrics.cost,
         "iterations": len(history),  # the answers the model gave (the queue's `attempts` counts runs of the task)
-        "attempt": best.iteration,  # the attempt whose answer this result holds (the best; its candidate, if rejected)
-        "last_attempt": last.iteration,  # the last answer's attempt (its verdict: `attempts[-1]`)
+        "last_attempt": history[-1].iteration if history else None,  # the last answer's (its verdict: `attempts[-1]`)
         "attempts": [a.summary() for a in history],
         "written": False,  # an attempt writes nothing; delivery does (`QueuedTask.written`)
+        **extra,
     }
-    if best.candidate is None:
-        result["answer"] = best.answer[:20000]
-    else:
+    if candidate is not None:
         result.update(
-            output_file=best.candidate.output_file,
-            content=best.candidate.content,
-            edit=best.candidate.edit.to_dict(),
-            **best.candidate.extra,
+            output_file=candidate.output_file,
+            content=candidate.content,
+            edit=candidate.edit.to_dict(),
+            **candidate.extra,
         )
-    if verdict.passed:
-        return Outcome("completed", result=result, model=model, metrics=metrics)
-    error = failure_text(best, last, len(history), threshold)
+    used = metrics if metrics.model_id else None  # a task that never asked a model has no metrics to record
+    if error is None:
+        return Outcome("completed", result=result, model=model, metrics=used)
     metrics.error = error.removeprefix("validation ")
     if "edit" in result:
         result["rejected_edit"] = result.pop("edit")  # kept for inspection or "accept anyway"; never delivered
-    return Outcome("failed", result=result, error=error, model=model, metrics=metrics)
+    return Outcome("failed", result=result, error=error, model=model, metrics=used)
 
 
 def final_verdict(attempt: Any, threshold: float) -> Any:

@@ -4,14 +4,19 @@ check it, and repair.
 `run_model_task` is the engine's executor for the direct runtime (the default; the engine's `default_executor` picks
 the configured one). It keeps the attempt contract (`oh_lsp.attempt`): it returns an `Outcome` and never raises for
 the task's own failures; the engine writes the outcome to the queue. It writes nothing into the project.
+
+A kind with a session (`open_session`, kinds/base.py: unit_test) runs by its own rules instead (`run_session`): its
+measures before the first call, several conversations at once (`CONVERSATIONS_AT_ONCE`), each with its own repair
+loop, and an ending the kind decides.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oh_lsp import events as ev
 from oh_lsp.attempt import (
@@ -21,13 +26,18 @@ from oh_lsp.attempt import (
     attempt_outcome,
     model_error_outcome,
     report_checked,
+    session_outcome,
     task_threshold,
 )
 from oh_lsp.errors import MissingApiKeyError, TargetError
 from oh_lsp.records import ExecutionMetrics
 from oh_lsp.tasks import QueuedTask
 
+if TYPE_CHECKING:
+    from oh_lsp.kinds.base import Conversation, Target, TaskSession
+
 log = logging.getLogger(__name__)
+CONVERSATIONS_AT_ONCE = 3  # of one task's conversations (segments), at most this many ask a model at once
 
 
 async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
@@ -55,6 +65,13 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         progress=lambda text: ctx.emit(ev.VALIDATING, step=text),
         warn=once(lambda text: ctx.emit(ev.WARNING, message=text)),
     )
+    open_session = getattr(kind, "open_session", None)
+    if open_session is not None:
+        session = open_session(target, task, env, threshold)
+        try:
+            return await run_session(session, task, ctx, target, metrics, started, iterations, threshold)
+        except TargetError as exc:
+            return Outcome("failed", error=str(exc))
     messages = kind.build_messages(target, task, await ctx.gateway.context_tokens(task))
     first_prompt = len(messages)
     history: list[Attempt] = []
@@ -122,6 +139,11 @@ def prompt_refit(kind: Any, target: Any, task: QueuedTask, turns: list[dict[str,
     """How the gateway gets a smaller prompt (a context-length error, a model with a small context): the kind's
     prompt builder fits the project's context into the budget; of the repair conversation (`turns`), the last
     answer and its findings are kept."""
+    return refit_with(lambda budget: kind.build_messages(target, task, budget), turns)
+
+
+def refit_with(build: Callable[[int], list[dict[str, Any]]], turns: list[dict[str, Any]]) -> Callable[[int], Any]:
+    """`prompt_refit` for any first-prompt builder `build(context tokens)`."""
     from oh_lsp.kinds.context import ANSWER_RESERVE_TOKENS
     from oh_lsp.llm.tokens import estimate_prompt_tokens
 
@@ -129,9 +151,86 @@ def prompt_refit(kind: Any, target: Any, task: QueuedTask, turns: list[dict[str,
 
     def refit(tokens: int) -> list[dict[str, Any]]:
         budget = max(tokens - estimate_prompt_tokens(turns), 1) + ANSWER_RESERVE_TOKENS
-        return [*kind.build_messages(target, task, budget), *turns]
+        return [*build(budget), *turns]
 
     return refit
+
+
+async def run_session(
+    session: TaskSession,
+    task: QueuedTask,
+    ctx: TaskContext,
+    target: Target,
+    metrics: ExecutionMetrics,
+    started: float,
+    iterations: int,
+    threshold: float,
+) -> Outcome:
+    """A task by its kind's session (module docstring): `prepare`, the conversations, `finish`."""
+    from oh_lsp.llm.errors import ModelCallError
+    from oh_lsp.repair import Attempt
+
+    refused = await session.prepare()
+    if refused is not None:
+        return session_outcome(task, target, None, refused, [], threshold, metrics, started)
+    context_tokens = await ctx.gateway.context_tokens(task)
+    conversations = session.conversations(context_tokens)
+    history: list[Attempt] = []
+    at_once = asyncio.Semaphore(CONVERSATIONS_AT_ONCE)
+    several = len(conversations) > 1
+
+    async def converse(number: int, conversation: Conversation) -> None:
+        async with at_once:
+            label = conversation.label
+            aim = conversation.aims_at or label
+            if aim:
+                part = f"part {number}/{len(conversations)}: " if several else ""
+                ctx.emit(ev.PROGRESS, message=f"{part}aiming at {aim}", segment=label, aims_at=aim)
+            messages = conversation.messages(context_tokens)
+            first_prompt = len(messages)
+            for iteration in range(1, iterations + 1):
+                if iteration > 1:
+                    ctx.emit(
+                        ev.PROGRESS,
+                        message=f"repair iteration {iteration - 1} of {iterations - 1}: asking again"
+                        + (f" about {label}" if label else " with the findings"),
+                        iteration=iteration,
+                        repair=iteration - 1,
+                        of=iterations - 1,
+                        segment=label,
+                    )
+                refit = refit_with(conversation.messages, messages[first_prompt:])
+                answer = await ask_model(task, ctx, messages, metrics, refit=refit)
+                ctx.emit(ev.VALIDATING, step="checks", iteration=iteration, of=iterations, segment=label)
+                turn = await session.judge(conversation, answer.content, iteration, answer.model)
+                attempt = Attempt(iteration, answer.content, turn.candidate, turn.verdict, segment=label)
+                report_checked(ctx.emit, attempt, iterations, threshold)
+                history.append(attempt)
+                if turn.feedback is None or iteration == iterations:
+                    return
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": answer.content},
+                    {"role": "user", "content": turn.feedback},
+                ]
+
+    outcomes = await asyncio.gather(
+        *(converse(n, c) for n, c in enumerate(conversations, start=1)), return_exceptions=True
+    )
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    for failure in failures:
+        if isinstance(failure, MissingApiKeyError):
+            return Outcome("failed", error=str(failure), metrics=metrics if metrics.model_id else None)
+        if not isinstance(failure, ModelCallError):
+            raise failure
+    if failures and not session.kept_any:
+        return model_error_outcome(task, failures[0], metrics, started)
+    if failures:
+        ctx.emit(ev.PROGRESS, message=f"asking stopped: {failures[0]}")
+    ending = await session.finish()
+    for model, (generated, kept) in ending.quality.items():
+        await ctx.gateway.record_kept_tests(model, generated, kept)
+    return session_outcome(task, target, ending, ending.verdict, history, threshold, metrics, started)
 
 
 async def ask_model(

@@ -9,11 +9,12 @@ verdict) is not progress: it goes to the log (`oh_lsp/task_log.py`), to `-v` and
   row of the CLI's live display);
 - `event_text`: the same as a line of its own (where the task starts, it names the kind and the target);
 - `final_text`: the last stage of a finished task (what was kept, the score, or why nothing was);
-- `outcome_text`: the long account of a finished task (file, delivery, score, tests kept and dropped, coverage,
-  cost), for the log and the CLI's report; not a progress text;
+- `outcome_text`: the long account of a finished task (file, delivery, score, tests kept and dropped, coverage
+  and mutation score before → after, cost), for the log and the CLI's report; not a progress text;
 - `warning_text`: a warning (the engine's `warning` event) in full, not cut: each front end shows it on its own,
   before what it warns about (the CLI on stderr, the editors as a message), never as a progress stage;
-- the stage texts of the checks (`tests_run`, ...), which the task kinds report while they validate;
+- the stage texts of the checks (`tests_checked`, ...), which the task kinds report while they validate;
+- `coverage_text`, `mutation_text`: those two figures, before → after;
 - `money`, `count`: a cost in dollars, a count in a few characters (1.2k).
 
 Plain functions of events and results: this module knows neither LSP nor the terminal.
@@ -70,16 +71,24 @@ def _of(number: Any, total: Any) -> str:
 
 
 # --- the stages of the checks (what the task kinds report while they validate) ------------------------------------
-def tests_run(run: int, runs: int) -> str:
-    return f"running the generated tests, run {run}/{runs}"
+def baseline_coverage() -> str:
+    return "measuring the existing tests' coverage"
 
 
-def tests_rerun(tests: int, runs: int) -> str:
-    return f"re-running {tests} passing tests, runs 2-{runs}"
+def baseline_mutation() -> str:
+    return "mutation analysis of the existing tests"
 
 
-def kept_tests_run() -> str:
-    return "running the kept tests under coverage"
+def existing_tests_figures(coverage: float, mutation: float | None) -> str:
+    return f"existing tests: coverage {coverage:.0f}%" + (f", mutation {mutation:.2f}" if mutation is not None else "")
+
+
+def tests_checked(tests: int, label: str | None = None) -> str:
+    return f"checking {tests} test{'' if tests == 1 else 's'}" + (f" ({label})" if label else "")
+
+
+def kept_tests_run(tests: int) -> str:
+    return f"running the {tests} kept tests together"
 
 
 def existing_tests_run(modules: int) -> str:
@@ -204,7 +213,18 @@ def final_text(
     return fit(f"{head}: {', '.join(facts)}" if facts else head)
 
 
-def _coverage_text(coverage: Any) -> str | None:
+def mutation_text(mutation: Any) -> str | None:
+    """ "mutation 0.40 → 0.85": the share of the target's mutants the tests notice, before → after."""
+    if not isinstance(mutation, dict):
+        return None
+    before, after = mutation.get("before"), mutation.get("after")
+    if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+        return f"mutation {before:.2f} → {after:.2f}"
+    return None
+
+
+def coverage_text(coverage: Any) -> str | None:
+    """ "coverage 50% → 100% (+50 pts)" (line+branch for unit_test)."""
     if isinstance(coverage, dict):
         before, after = coverage.get("before"), coverage.get("after")
         if isinstance(before, (int, float)) and isinstance(after, (int, float)):
@@ -237,8 +257,11 @@ def outcome_text(
         parts.append(f"score {float(result['score']):.2f}")
     if result.get("kind", "unit_test") == "unit_test" and (facts.kept or facts.dropped):
         parts.append(kept_text(facts))
-    coverage = _coverage_text(result.get("coverage"))
+    coverage = coverage_text(result.get("coverage"))
     if coverage:
         parts.append(coverage)
+    mutation = mutation_text(result.get("mutation"))
+    if mutation:
+        parts.append(mutation)
     parts.append(money(cost))
     return ", ".join(parts)

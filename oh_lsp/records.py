@@ -50,7 +50,9 @@ class ExecutionMetrics:
 
 @dataclass
 class ModelState:
-    """Cooldown, circuit breaker and rotation counts of one model (or, with `PROVIDER_PREFIX`, one endpoint)."""
+    """Cooldown, circuit breaker and rotation counts of one model (or, with `PROVIDER_PREFIX`, one endpoint), and what
+    its unit tests were worth: of the tests it wrote, how many the value gate kept (the model's quality:
+    docs/validation.md#what-is-delivered)."""
 
     model: str
     cooldown_until: float = 0.0
@@ -64,6 +66,13 @@ class ModelState:
     rotations_away: int = 0  # times a call moved from this model to another
     rotations_to: int = 0  # times a call moved to this model from another
     last_error: str = ""
+    tests_generated: int = 0  # unit tests it wrote (every answer of every unit_test task)
+    tests_kept: int = 0  # of them, kept by the value gate
+
+    @property
+    def kept_share(self) -> float | None:
+        """The share of its tests that were kept (None before it wrote any)."""
+        return self.tests_kept / self.tests_generated if self.tests_generated else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +122,9 @@ class ModelState:
             "rotations_away": self.rotations_away,
             "rotations_to": self.rotations_to,
             "last_error": self.last_error or None,
+            "tests_generated": self.tests_generated,
+            "tests_kept": self.tests_kept,
+            "kept_share": None if self.kept_share is None else round(self.kept_share, 4),
         }
 
 

@@ -20,18 +20,25 @@ class Attempt:
     answer: str
     candidate: Any  # Candidate | None when the answer held no code
     verdict: ValidationResult
+    segment: str = ""  # the part of the target its conversation was about ("" for the whole target)
 
     @property
     def rank(self) -> tuple[bool, float]:
         return (self.verdict.passed, self.verdict.score)
 
     def summary(self) -> dict[str, Any]:
-        return {
+        out = {
             "iteration": self.iteration,
             "passed": self.verdict.passed,
             "score": self.verdict.score,
             "errors": [f.to_dict() for f in self.verdict.errors[:MAX_FINDINGS]],
         }
+        for key in ("kept", "dropped", "gate"):
+            if key in self.verdict.details:
+                out[key] = self.verdict.details[key]
+        if self.segment:
+            out["segment"] = self.segment
+        return out
 
 
 def no_code_verdict(message: str) -> ValidationResult:

@@ -126,7 +126,7 @@ URL="http://127.0.0.1:$PORT/v1"
 echo "== model: $MODEL ($(du -h "$MODEL" | cut -f1))"
 echo "== starting llama_cpp.server on $URL"
 "$PY" -m llama_cpp.server --model "$MODEL" --model_alias "$ALIAS" --host 127.0.0.1 --port "$PORT" \
-  --n_ctx "$N_CTX" --n_threads "$N_THREADS" --seed 42 --verbose False >"$HOME_DIR/server.log" 2>&1 &
+  --n_ctx "$N_CTX" --n_threads "$N_THREADS" --seed 42 --interrupt_requests false --verbose False >"$HOME_DIR/server.log" 2>&1 &
 SERVER_PID=$!
 stop_server() { if kill "$SERVER_PID" 2>/dev/null; then wait "$SERVER_PID" 2>/dev/null || true; fi; }
 trap stop_server EXIT

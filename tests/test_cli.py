@@ -95,6 +95,16 @@ def test_three_processes_complete_a_task_end_to_end(project: Path, model_server)
 
     human = run(project, env, "get-status", "--task-id", task_id)
     assert "status:   completed" in human.stdout and "tests/pkg/test_calc.py" in human.stdout
+    # coverage and mutation score, before -> after, in the JSON and in the summary
+    result = status["result"]
+    assert (result["coverage"]["after"], result["mutation"]["before"], result["mutation"]["after"]) == (
+        100.0,
+        0.0,
+        round(5 / 7, 4),
+    )
+    assert f"coverage: {result['coverage']['before']:.0f}% → 100%" in human.stdout
+    assert "mutation: 0.00 → 0.71 (5 of 7 mutants noticed)" in human.stdout
+    assert "tests:    3 kept of 3 generated" in human.stdout
 
     m = run(project, env, "metrics", "--json")
     summary = json.loads(m.stdout)
@@ -102,6 +112,8 @@ def test_three_processes_complete_a_task_end_to_end(project: Path, model_server)
     assert summary["system"]["total_cost"] == pytest.approx(USAGE["cost"])
     assert summary["models"]["test-model"]["successful"] == 1
     assert summary["models"]["test-model"]["tokens_estimated"] is False  # the server reported its usage
+    quality = summary["model_state"]["test-model"]  # the share of the model's tests that were kept
+    assert (quality["tests_generated"], quality["tests_kept"], quality["kept_share"]) == (3, 3, 1.0)
 
     stats = json.loads(run(project, env, "queue-stats", "--json").stdout)
     assert stats["completed"] == 1 and stats["pending"] == 0 and stats["running"] == 0
@@ -233,6 +245,16 @@ def test_generate_tests_runs_and_waits(project: Path, model_server) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "status:   completed" in out.stdout and "tests/pkg/test_calc.py  (written)" in out.stdout
     assert (project / "tests/pkg/test_calc.py").exists()
+
+
+def test_mutation_off_leaves_the_score_to_coverage(project: Path, model_server) -> None:
+    model_server.script(Reply.text(fenced(GOOD_TESTS)))
+    env = cli_env(project, model_server.base_url, OH_LSP_MUTATION="off")
+    out = run(project, env, "generate-tests", "pkg/calc.py", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout)["result"]
+    assert result["mutation"] is None and result["score"] == 1.0 == result["coverage"]["after"] / 100
+    assert not any(f["code"] == "surviving-mutant" for f in result["validation"]["warnings"])
 
 
 def test_python_dash_m_and_console_script_agree(project: Path) -> None:

@@ -77,7 +77,7 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
         validating = 0
         while validating < 3 and time.monotonic() < deadline:
             line = engine.stderr.readline()
-            validating += "running the generated tests" in line
+            validating += "checking " in line  # the generated tests run (progress_text.tests_checked)
     os.kill(engine.pid, signal.SIGKILL)
     engine.wait(timeout=30)
     in_flight = sum(1 for r in server.requests if not r.completed) if phase == "streaming" else validating

@@ -65,7 +65,9 @@ async def test_completed_task_carries_a_validated_edit_and_writes_nothing(projec
     assert final.status is TaskStatus.COMPLETED, final.error
     result = final.result
     assert result["output_file"] == "tests/pkg/test_calc.py"
-    assert result["validation"]["passed"] and result["score"] == 1.0
+    assert result["validation"]["passed"] and result["coverage"]["after"] == 100.0
+    assert result["mutation"]["after"] == round(5 / 7, 4)  # calc's 7 mutants: 5 noticed (test_unit_test_kind.py)
+    assert result["score"] == round(0.5 * 1.0 + 0.5 * 5 / 7, 4)
     assert result["execution_result"]["passed"] == 3 and result["execution_result"]["failed"] == 0
     paths = [f["path"] for f in result["edit"]["files"]]
     assert paths == ["tests/__init__.py", "tests/pkg/__init__.py", "tests/pkg/test_calc.py"]
@@ -238,4 +240,4 @@ async def test_metrics_summary_is_numeric(project: Path, model_server) -> None:
         engine.close()
     assert summary["system"]["executions"] == 1 and summary["system"]["total_cost"] == 0.5
     assert summary["models"]["test-model"]["success_rate"] == 1.0
-    assert summary["system"]["avg_quality_score"] == 5.0
+    assert summary["system"]["avg_quality_score"] == round(5.0 * round(0.5 + 0.5 * 5 / 7, 4), 3)  # 5 x the score

@@ -35,7 +35,7 @@ from pkg.calc import divide
 def test_divide_by_zero_gives_zero():
     assert divide(1, 0) == 0
 """
-# three good tests (100% coverage) and one that fails inside the target: 3/4 kept, score 0.75 >= 0.7
+# three good tests (100% coverage) and one that fails inside the target: 3 kept and delivered, the 4th reported
 MIXED_TESTS = (
     GOOD_TESTS
     + """
@@ -105,11 +105,13 @@ async def test_full_flow_progress_edit_and_status(client, calc, model, workspace
     assert any(m.startswith("model test-model") for m in messages)
     assert any(m.startswith("answer received: 420 tokens") for m in messages)
     assert any(m.startswith("validating") for m in messages)
-    assert end.message == "done: 3 tests kept, 0 dropped, score 1.00"
+    # the score is 0.5 x coverage after + 0.5 x mutation score after (calc: 5 of its 7 mutants noticed)
+    assert end.message == "done: 3 tests kept, 0 dropped, score 0.86"
     assert all(len(r.message) <= 60 for r in reports if r.message), "the contract: progress text is 60 characters"
     logged = await outcome_logged(client, result["taskId"])
     assert "tests/pkg/test_calc.py (applied in the editor)" in logged
-    assert "score 1.00" in logged and "3 tests kept, 0 dropped" in logged and "$0.0012" in logged
+    assert "score 0.86" in logged and "3 tests kept, 0 dropped" in logged and "$0.0012" in logged
+    assert "→ 100%" in logged and "mutation 0.00 → 0.71" in logged
 
     edit = client.applied_edits[-1]
     assert edit.label == "oh-lsp: tests for pkg.calc"
@@ -146,7 +148,9 @@ async def test_full_flow_progress_edit_and_status(client, calc, model, workspace
         "candidate": None,
         "message": end.message,
     }
-    assert ended_with["score"] > 0.9 and ended_with["coverage"]["before"] < 100.0
+    # 0.5 x coverage after (100%) + 0.5 x mutation score after (5 of 7 mutants noticed)
+    assert ended_with["score"] == round(0.5 + 0.5 * 5 / 7, 4) and ended_with["coverage"]["before"] < 100.0
+    assert ended_with["mutation"] == {"before": 0.0, "after": round(100 * 5 / 7, 2)}  # percentages, as coverage
 
     status = await until(
         lambda: next((s for s in reversed(client.statuses) if s.completed >= 1), None), 5, "a status counting the task"
@@ -195,7 +199,7 @@ async def test_an_edit_the_editor_rejects_is_reported_not_applied(client, calc, 
         end = await finish(client, result)
     finally:
         client.apply_result = t.ApplyWorkspaceEditResult(applied=True)
-    assert end.message == "not applied: 3 tests kept, 0 dropped, score 1.00"
+    assert end.message == "not applied: 3 tests kept, 0 dropped, score 0.86"
     logged = await outcome_logged(client, result["taskId"])
     assert "not applied: the editor did not apply the edit: the file is read-only" in logged
     warning = await until(
@@ -260,14 +264,19 @@ async def test_failed_task_gives_diagnostics_on_the_target_and_a_quick_fix(clien
     prompt = model.requests[-1].body["messages"][-1]["content"]
     assert "previous attempt was rejected" in prompt and "test_divide_by_zero_gives_zero" in prompt
     assert "Write unit tests for divide in module pkg.calc." in prompt
-    await until(lambda: len(client.diagnostics[calc]) == 0, 5, "the regenerated result to clear the diagnostics")
+    # the regenerated result replaces the failure's diagnostics with its own: the two mutants no test notices
+    regenerated = await until(
+        lambda: [d for d in client.diagnostics[calc] if d.data["taskId"] == retry["taskId"]], 5, "new diagnostics"
+    )
+    assert {d.data["taskId"] for d in client.diagnostics[calc]} == {retry["taskId"]}
+    assert [(d.code, d.severity) for d in regenerated] == [("surviving-mutant", t.DiagnosticSeverity.Information)] * 2
 
 
 async def test_mixed_result_delivers_the_kept_tests_and_reports_the_dropped_one(client, calc, model, workspace) -> None:
     model.script(Reply.text(fenced(MIXED_TESTS)))
     result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "mixed"})
     end = await finish(client, result)
-    assert "3 tests kept, 1 dropped" in end.message and "score 0.75" in end.message
+    assert "3 tests kept, 1 dropped" in end.message and "score 0.86" in end.message
     delivered = "".join(
         e.new_text
         for c in client.applied_edits[-1].edit.document_changes
@@ -282,6 +291,89 @@ async def test_mixed_result_delivers_the_kept_tests_and_reports_the_dropped_one(
     assert dropped.severity == t.DiagnosticSeverity.Warning and dropped.range.start.line == 0
     bug = next(d for d in client.diagnostics.get(calc, []) if d.code == "possible-bug")
     assert bug.severity == t.DiagnosticSeverity.Warning and bug.range.start.line == 9  # the `raise` in divide
+
+
+ADD_AND_DIVIDE = """\
+from pkg.calc import add, divide
+
+
+def test_add():
+    assert add(2, 3) == 5
+
+
+def test_divide():
+    assert divide(6, 3) == 2
+"""
+DIVIDE_BY_ZERO = """\
+import pytest
+
+from pkg.calc import divide
+
+
+def test_divide_by_zero():
+    with pytest.raises(ZeroDivisionError):
+        divide(1, 0)
+"""
+
+
+async def test_gaps_are_information_diagnostics_with_generate_tests_for_this(client, calc, model, workspace) -> None:
+    """After a unit_test task, what no test runs and the mutants no test notices are Information diagnostics on the
+    target; "Generate tests for this" starts a task aimed at that gap, whose prompt and progress name it."""
+    model.script(Reply.text(fenced(ADD_AND_DIVIDE)))
+    result = await run_command(client, "ohLsp.generateTests", {"uri": calc, "description": "gaps"})
+    end = await finish(client, result)
+    assert end.message == "done: 2 tests kept, 0 dropped, score 0.73"
+    logged = await outcome_logged(client, result["taskId"])
+    assert "coverage 25% → 75%" in logged and "mutation 0.00 → 0.71" in logged
+    test_file = workspace[0] / "tests" / "pkg" / "test_calc.py"
+    try:
+        await aimed_at_a_gap(client, calc, model, result, test_file)
+    finally:  # the other tests of this module start from a project without tests
+        test_file.unlink(missing_ok=True)
+
+
+async def aimed_at_a_gap(client, calc: str, model, result: dict, test_file: Path) -> None:
+    # as the editor saves the file the edit created (the test client only records the edit)
+    test_file.parent.mkdir(parents=True, exist_ok=True)
+    test_file.write_text(ADD_AND_DIVIDE)
+    mine = await until(
+        lambda: [d for d in client.diagnostics.get(calc, []) if d.data["taskId"] == result["taskId"]], 10, "gaps"
+    )
+    by_code = {d.code: d for d in mine}
+    uncovered, mutant = by_code["uncovered"], by_code["surviving-mutant"]
+    assert uncovered.message == "no test runs this: line 10 is never run" and uncovered.range.start.line == 9
+    assert mutant.message == "no test notices if `0` becomes `1` here" and mutant.range.start.line == 8
+    assert (mutant.range.start.character, mutant.range.end.character) == (12, 13)  # the `0` of `if b == 0:`
+    for diagnostic in (uncovered, mutant, by_code["uncovered-branch"]):
+        assert diagnostic.severity == t.DiagnosticSeverity.Information and diagnostic.source == "oh-lsp"
+        assert diagnostic.data == {"taskId": result["taskId"], "code": diagnostic.code}
+
+    fixes = await code_actions(client, calc, line=8, diagnostics=[mutant], only=["quickfix"])
+    aimed = next(f for f in fixes if f.title == "Generate tests for this")
+    (arguments,) = aimed.command.arguments
+    assert aimed.command.command == "ohLsp.generateTests" and arguments["uri"] == calc
+    assert arguments["gap"] == {
+        "kind": "mutant",
+        "range": {"start": {"line": 8, "character": 12}, "end": {"line": 8, "character": 13}},
+        "detail": "no test notices if `0` becomes `1` here",
+    }
+    fixes = await code_actions(client, calc, line=9, diagnostics=[uncovered], only=["quickfix"])
+    assert [f.title for f in fixes] == ["Generate tests for this", "Regenerate with feedback"]
+
+    model.script(Reply.text(fenced(DIVIDE_BY_ZERO)))
+    aimed_task = await run_command(client, fixes[0].command.command, *fixes[0].command.arguments)
+    end = await finish(client, aimed_task)
+    reports = client.progress_reports[aimed_task["progressToken"]]
+    assert reports[0].title == "oh-lsp: Generate tests for calc.py line 10"
+    assert any(r.message == "aiming at line 10" for r in reports[1:-1] if getattr(r, "message", None))
+    prompt = model.requests[-1].body["messages"][-1]["content"]
+    assert "aimed at one gap (line 10): no test runs this: line 10 is never run." in prompt
+    gaps = prompt.split("What no test checks yet", 1)[1]
+    assert "line 10 is never run" in gaps and "line 9" not in gaps.split("Write tests that")[0]
+    assert end.message == "done: 1 test kept, 0 dropped, score 0.86"
+    assert "applied in the editor" in await outcome_logged(client, aimed_task["taskId"])
+    (row,) = [r for r in await run_command(client, "ohLsp.listTasks", {}) if r["taskId"] == aimed_task["taskId"]]
+    assert row["status"] == "completed"
 
 
 async def test_cancel_mid_stream_stops_the_model_call(client, calc, model) -> None:

@@ -609,6 +609,8 @@ def test_outcome_text_names_file_score_tests_coverage_and_cost() -> None:
         " coverage 40% → 72% (+32 pts), $0.0123"
     )
     assert progress_text.outcome_text("failed", None, error="HTTP 401") == "failed: HTTP 401, $0.000000"
+    result["mutation"] = {"before": 0.4, "after": 0.85}
+    assert progress_text.outcome_text("completed", result).endswith("(+32 pts), mutation 0.40 → 0.85, $0.000000")
 
 
 def test_summaries_of_several_stores() -> None:

@@ -147,6 +147,37 @@ def test_observed_success_rate_and_latency_replace_the_priors(project: Path) -> 
     store.close()
 
 
+def test_the_share_of_its_tests_kept_ranks_a_model_for_unit_tests(project: Path) -> None:
+    """The value gate's verdicts on a model's tests are its quality for unit_test tasks (docs/validation.md#what-is-
+    delivered) once 20 were judged; other kinds, and whether it qualifies for a threshold, keep the catalog's."""
+    store = open_store(project)
+    selector = ModelSelector(store=store)
+    complex_tests = TaskRequirements(category="unit_test", complexity="complex")
+    complex_docs = TaskRequirements(category="documentation", complexity="complex")
+    first = selector.select_model(complex_tests).name
+    assert selector.select_model(complex_docs).name == first
+
+    def kept(generated: int, kept: int):
+        def change(state):
+            state.tests_generated += generated
+            state.tests_kept += kept
+
+        return change
+
+    store.update_model_state(first, kept(19, 1))
+    assert selector.select_model(complex_tests).name == first, "19 tests are not enough evidence"
+    store.update_model_state(first, kept(1, 0))
+    ranked = selector.explain(complex_tests).ranked
+    learned = next(m for m in ranked if m.name == first)
+    assert (learned.tests_observed, learned.kept_share) == (20, 0.05)
+    assert ranked[0].name != first, "1 test of 20 kept: it no longer heads the chain for unit tests"
+    assert selector.select_model(complex_docs).name == first, "its documentation answers say nothing of it"
+    assert (
+        learned.quality_score == next(m for m in selector.explain(complex_docs).ranked if m.name == first).quality_score
+    )
+    store.close()
+
+
 def test_the_chain_skips_models_cooling_down_or_with_an_open_breaker(project: Path) -> None:
     store = open_store(project)
     selector = ModelSelector(store=store)

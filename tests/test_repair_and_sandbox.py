@@ -36,7 +36,7 @@ async def test_repair_lists_earlier_attempts_and_stops_after_n(project: Path, mo
     assert task.status is TaskStatus.FAILED and task.result["iterations"] == 3
     assert len(model_server.requests) == 3
     third = model_server.requests[2].body["messages"][-1]["content"]
-    assert "Earlier failed attempts" in third and "attempt 1" in third
+    assert "Earlier attempts" in third and "attempt 1: kept 0" in third
 
 
 async def test_attacks_fail_inside_the_sandbox(project: Path, model_server, monkeypatch) -> None:

@@ -129,7 +129,7 @@ def test_the_cli_warns_on_stderr_before_an_unsandboxed_run(project: Path, model_
     assert NO_SANDBOX in both, both
     lines = both.splitlines()
     warning = next(i for i, line in enumerate(lines) if NO_SANDBOX in line)
-    first_run = next(i for i, line in enumerate(lines) if "run 1/" in line)
+    first_run = next(i for i, line in enumerate(lines) if "checking " in line)
     assert warning < first_run and lines[warning].startswith("oh-lsp: warning: "), both
     assert "API key" in lines[warning]
     model_server.script(
@@ -282,7 +282,7 @@ async def test_the_server_shows_the_warning_before_an_unsandboxed_run(tmp_path: 
         assert (end.message or "").startswith("done: 3 tests kept"), end  # completed
         warning = next(i for i, e in enumerate(log) if e[0] == "message" and NO_SANDBOX in text_of(e))
         assert log[warning][1].type == t.MessageType.Warning and "API key" in text_of(log[warning])
-        first_run = next(i for i, e in enumerate(log) if e[0] == "progress" and "run 1/" in text_of(e))
+        first_run = next(i for i, e in enumerate(log) if e[0] == "progress" and "checking " in text_of(e))
         assert warning < first_run, [text_of(e) for e in log]
     finally:
         await stop_server(client)

@@ -1,4 +1,4 @@
-"""unit_test verdicts on scripted answers: kept, partly kept, flaky, no coverage gain, syntax error, wrong import."""
+"""unit_test verdicts on scripted answers: kept, partly kept, flaky, adds nothing, syntax error, wrong import."""
 
 from __future__ import annotations
 
@@ -53,7 +53,14 @@ async def test_all_good_is_kept_and_coverage_rises(project: Path, model_server) 
     details = task.result["validation"]["details"]
     assert details["kept"] == ["test_add", "test_divide", "test_divide_by_zero"] and details["dropped"] == []
     assert details["coverage"]["before"] < details["coverage"]["after"] == 100.0
-    assert task.result["score"] == 1.0 and task.result["coverage"]["gained_lines"] > 0
+    assert task.result["coverage"]["gained_lines"] > 0 and task.result["coverage"]["gained_branches"] == 2
+    # the score: 0.5 x line+branch coverage after + 0.5 x mutation score after. GOOD_TESTS notice 5 of calc's 7
+    # mutants: not `b == 0` -> `b == 1` (dividing by 0 raises the same error) nor the error's message changing
+    mutation = task.result["mutation"]
+    assert (mutation["before"], mutation["after"], mutation["analysed"]) == (0.0, round(5 / 7, 4), 7)
+    assert task.result["score"] == round(0.5 * 1.0 + 0.5 * 5 / 7, 4)
+    survivors = [w for w in task.result["validation"]["warnings"] if w["code"] == "surviving-mutant"]
+    assert sorted(w["line"] for w in survivors) == [9, 10] and all(w["severity"] == "info" for w in survivors)
     assert len(details["seeds"]) == 3 and len(set(details["seeds"])) == 3
 
 
@@ -84,11 +91,12 @@ async def test_flaky_test_is_dropped_as_flaky(project: Path, model_server) -> No
     assert task.result["validation"]["details"]["seeds"] == SEEDS
 
 
-async def test_no_coverage_gain_is_rejected(project: Path, model_server) -> None:
+async def test_a_test_that_adds_nothing_is_not_delivered(project: Path, model_server) -> None:
     model_server.script(Reply.text(fenced(NO_GAIN)))
-    task = await run_task(project, model_server)
+    task = await run_task(project, model_server, apply_edits=True)
     assert task.status is TaskStatus.FAILED
-    assert codes(task) == ["no-coverage-gain"]
+    assert codes(task) == ["adds-nothing"]
+    assert "test_module_has_add" in task.result["validation"]["errors"][0]["message"]
     assert not (project / "tests").exists()
 
 

@@ -148,7 +148,8 @@ def test_environment_holds_no_key():
         await engine.stop()
         engine.close()
     assert final.status is TaskStatus.COMPLETED, final.error
-    assert final.result["execution_result"]["passed"] == 4
+    # the snooping test ran, and passed: no key in sight (it adds no coverage, so it is not delivered)
+    assert final.result["validation"]["details"]["tests"]["test_environment_holds_no_key"] == "passed"
 
 
 def test_validator_passes_a_real_test_file_on_disk(project: Path) -> None:
@@ -157,7 +158,10 @@ def test_validator_passes_a_real_test_file_on_disk(project: Path) -> None:
     verdict = ResultValidator(project_root=project).validate(
         {"output_file": "tests/test_calc.py", "target_file": "pkg/calc.py"}
     )
-    assert verdict.passed and verdict.score == 1.0, verdict.errors
+    # every line and branch of calc runs; the tests notice 5 of its 7 mutants (docs/validation.md, the score)
+    assert verdict.passed and verdict.details["coverage"]["percent"] == 100.0, verdict.errors
+    assert verdict.details["mutation"]["score"] == 5 / 7
+    assert verdict.score == round(0.5 * 1.0 + 0.5 * 5 / 7, 4)
     assert verdict.details["execution_result"]["passed"] == 3
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oh_lsp.progress_text import money, outcome_text
+from oh_lsp.progress_text import coverage_text, money, mutation_text, outcome_text
 from oh_lsp.tasks import QueuedTask
 
 
@@ -30,14 +30,16 @@ def task_report(task: QueuedTask) -> str:
         lines.append(f"  output:   {result['output_file']}  ({written_text(task)})")
     validation = result.get("validation") or {}
     if validation:
-        best = f", answer {result['attempt']} of {answers}" if answers and answers > 1 else ""
+        best = f", answer {result['attempt']} of {answers}" if answers and answers > 1 and result.get("attempt") else ""
         lines.append(
             f"  checks:   {'passed' if validation.get('passed') else 'failed'}, score {validation.get('score', 0):.2f}"
             + best
         )
+    lines += _test_lines(result)
+    if validation:
         lines += _finding_lines([*validation.get("errors", []), *validation.get("warnings", [])])
     last = (result.get("attempts") or [{}])[-1]
-    if task.status.value == "failed" and answers and answers > 1 and last.get("iteration") != result["attempt"]:
+    if task.status.value == "failed" and answers and answers > 1 and last.get("iteration") != result.get("attempt"):
         lines.append(
             f"  last:     {'passed' if last.get('passed') else 'failed'}, score {last.get('score', 0):.2f}"
             f", answer {last.get('iteration')} of {answers}"
@@ -87,6 +89,25 @@ def written_text(task: QueuedTask) -> str:
         writer = "`oh-lsp run-engine`" if task.submitter == "cli" else "the editor's oh-lsp"
         return f"not written yet: {writer} writes it"
     return f"not written: {task.delivery}"
+
+
+def _test_lines(result: dict[str, Any]) -> list[str]:
+    """A unit_test result's figures: tests kept of those generated, coverage and mutation score before → after."""
+    lines = []
+    if result.get("generated_tests") is not None:
+        kept = len(result.get("kept_tests") or [])
+        lines.append(f"  tests:    {kept} kept of {result['generated_tests']} generated")
+    coverage = coverage_text(result.get("coverage"))
+    if coverage and result.get("kind") == "unit_test":
+        lines.append(f"  {coverage.replace('coverage ', 'coverage: ', 1)} (line+branch)")
+    mutation = mutation_text(result.get("mutation"))
+    if mutation:
+        figures = result["mutation"]
+        lines.append(
+            f"  {mutation.replace('mutation ', 'mutation: ', 1)} ({figures.get('detected_after')} of"
+            f" {figures.get('analysed')} mutants noticed)"
+        )
+    return lines
 
 
 def stats_report(stats: dict[str, Any]) -> str:

@@ -2,7 +2,9 @@
 contract a kind module keeps (`TaskKind`).
 
 A kind is one module (`oh_lsp.kinds.unit_test`, `documentation`, `refactoring`), loaded by name with
-`oh_lsp.kinds.registry.get_kind`.
+`oh_lsp.kinds.registry.get_kind`. A kind that needs more than "ask, check, repair" (unit_test: measures before the
+first call, several conversations, results that accumulate) also provides `open_session`, which returns a
+`TaskSession`: the pipeline then runs the task through it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from oh_lsp.config import OpenHandsConfig
 from oh_lsp.edits import Edit, FileEdit, Recompute, TextEdit
@@ -118,3 +120,54 @@ class TaskKind(Protocol):
     def recompute(self, result: dict[str, Any]) -> Recompute:
         """How to redo the edit of a finished task's `result` against a file that changed meanwhile."""
         ...
+
+
+@dataclass
+class Conversation:
+    """One line of questions and answers within a task: about the whole target, or one segment of it."""
+
+    label: str  # what it is about, for progress and the result ("" for the whole target)
+    messages: Callable[[int | None], list[dict[str, str]]]  # its first prompt, fitted to a context length
+    state: Any = None  # the kind's own
+    aims_at: str = ""  # what it asks for, in a few words for progress ("lines 9–12, branch 14→16")
+
+
+@dataclass
+class Turn:
+    """A kind's word on one answer of a conversation."""
+
+    verdict: ValidationResult
+    candidate: Candidate | None
+    feedback: str | None  # the next question; None ends the conversation
+
+
+@dataclass
+class Ending:
+    """How a session ends: what is delivered (a completed task) or kept for inspection (a failed one)."""
+
+    status: Literal["completed", "failed"]
+    verdict: ValidationResult
+    candidate: Candidate | None
+    result: dict[str, Any] = field(default_factory=dict)  # the kind's own result fields
+    quality: dict[str, tuple[int, int]] = field(default_factory=dict)  # model -> (its tests, of them kept)
+
+
+class TaskSession(Protocol):
+    """A task run by its kind's own rules (`open_session(target, task, env, threshold)`). The pipeline calls
+    `prepare` before any model call, asks each conversation's questions (several conversations at once), hands each
+    answer to `judge`, and ends with `finish`."""
+
+    async def prepare(self) -> ValidationResult | None:
+        """Measures before the first model call. A verdict (failed) ends the task there; `TargetError` too."""
+        ...
+
+    def conversations(self, context_tokens: int | None) -> list[Conversation]: ...
+
+    async def judge(self, conversation: Conversation, answer: str, iteration: int, model: str) -> Turn: ...
+
+    @property
+    def kept_any(self) -> bool:
+        """Whether anything is kept yet (a model that stops answering then ends the task with it)."""
+        ...
+
+    async def finish(self) -> Ending: ...

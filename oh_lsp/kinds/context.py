@@ -153,13 +153,21 @@ def prompt_sections(
     instruction: str,
     extra: list[tuple[int, str, str]] | None = None,
     context_tokens: int | None = None,
+    source: str | None = None,
+    variable: list[tuple[int, str, str]] | None = None,
 ) -> str:
-    """The user message for `target`: its source, the instruction, and as much project context as fits."""
+    """The user message for `target`: its source (or `source`, the part of it to show, as the caller shows it), the
+    instruction, and as much project context as fits.
+
+    With `variable` (what changes from one prompt of a target to the next, such as its gaps), the message is ordered
+    for providers' prompt caching: what stays the same comes first (the source, `extra`, the project context), then
+    the instruction and `variable`."""
     budget = (context_tokens or task.metadata.get("context_tokens") or DEFAULT_CONTEXT_TOKENS) - ANSWER_RESERVE_TOKENS
-    sections = [
-        (0, f"Module path: {target.module}\nSource of {target.path.as_posix()}", f"```python\n{target.text}\n```"),
-        (1, "Instruction", instruction),
-        *(extra or []),
+    shown = f"```python\n{target.text if source is None else source}\n```"
+    where = f"Module path: {target.module}\nSource of {target.path.as_posix()}"
+    if source is not None:
+        where += " (each line after its line number)"
+    context = [
         (
             3,
             "Signatures of the project modules it imports",
@@ -171,4 +179,8 @@ def prompt_sections(
             conftest_fixtures(target.root, Path("tests") / target.path),
         ),
     ]
+    if variable is None:
+        sections = [(0, where, shown), (1, "Instruction", instruction), *(extra or []), *context]
+    else:
+        sections = [(0, where, shown), *(extra or []), *context, (1, "Instruction", instruction), *variable]
     return "\n\n".join(f"{title}:\n{text}" for title, text in fit(sections, max(budget, 1000)))

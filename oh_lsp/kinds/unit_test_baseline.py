@@ -1,5 +1,6 @@
-"""The unit_test kind's way to the coverage baseline of its target (oh_lsp.validation.baseline): which test modules
-are the project's existing tests of it, and the baseline measured in a sandbox of its own, before the first model call.
+"""The unit_test kind's way to the measures of its target before the first model call: which test modules are the
+project's existing tests of it, their coverage baseline (oh_lsp.validation.baseline) and, when mutation analysis is
+on, their mutation report, both measured in a sandbox of their own and cached by content.
 """
 
 from __future__ import annotations
@@ -7,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from oh_lsp import progress_text
 from oh_lsp.kinds.base import CheckEnv, Target
 from oh_lsp.kinds.test_layout import tests_importing
-from oh_lsp.validation.baseline import Baseline, cached_baseline
+from oh_lsp.validation.baseline import Baseline, cached_baseline, cached_mutation_before
+from oh_lsp.validation.mutation import MutationReport
 from oh_lsp.validation.pytest_runner import ensure_pytest
-from oh_lsp.validation.sandbox import Sandbox
 
 
 def existing_test_files(root: Path, module: str, exclude: Iterable[str] = ()) -> list[str]:
@@ -21,13 +23,22 @@ def existing_test_files(root: Path, module: str, exclude: Iterable[str] = ()) ->
 
 
 async def project_baseline(env: CheckEnv, target: Target, *, use_cache: bool = True) -> Baseline:
-    """The baseline of a task's target, in a sandbox of its own: what a task measures before its first model call.
-    Raises `InterpreterError` when the project's interpreter has no pytest."""
-    async with Sandbox(
-        env.root, env.scratch, secrets=env.config.secrets(), exclude=env.exclude, mode=env.config.sandbox
-    ) as box:
+    """The baseline of a task's target, in a sandbox of its own. Raises `InterpreterError` when the project's
+    interpreter has no pytest."""
+    baseline, _ = await project_measures(env, target, mutation_seconds=0.0, use_cache=use_cache)
+    return baseline
+
+
+async def project_measures(
+    env: CheckEnv, target: Target, *, mutation_seconds: float, use_cache: bool = True
+) -> tuple[Baseline, MutationReport | None]:
+    """The baseline of a task's target and, with `mutation_seconds` > 0, the mutation analysis of the existing tests
+    within that time: what a task measures before its first model call. Raises `InterpreterError` when the project's
+    interpreter has no pytest."""
+    async with env.sandbox() as box:
         await ensure_pytest(box, env.python)
-        return await cached_baseline(
+        env.progress(progress_text.baseline_coverage())
+        baseline = await cached_baseline(
             box,
             env.python,
             target.path.as_posix(),
@@ -36,3 +47,10 @@ async def project_baseline(env: CheckEnv, target: Target, *, use_cache: bool = T
             test_files=existing_test_files(box.root, target.module),
             use_cache=use_cache,
         )
+        if mutation_seconds <= 0:
+            return baseline, None
+        env.progress(progress_text.baseline_mutation())
+        report = await cached_mutation_before(
+            box, env.python, baseline, target.module, target.text, seconds=mutation_seconds, use_cache=use_cache
+        )
+        return baseline, report

@@ -55,6 +55,8 @@ class ModelInfo:
     categories: tuple[str, ...] = ()  # empty: suits every category
     source: str = "builtin"  # builtin | endpoint | config | pinned
     observed_calls: int = 0  # > 0: latency and success rate come from the metrics store, not the priors
+    tests_observed: int = 0  # unit tests it wrote that the value gate judged (the store's model state)
+    kept_share: float | None = None  # of them, the share kept: its learned quality for unit tests (5 x this)
 
     @property
     def quality_known(self) -> bool:

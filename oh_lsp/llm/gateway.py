@@ -37,7 +37,7 @@ from oh_lsp.llm.health import ModelHealth
 from oh_lsp.llm.rotation import Rotation
 from oh_lsp.llm.selector import ModelSelector, Selection, TaskRequirements
 from oh_lsp.llm.tokens import estimate_usage
-from oh_lsp.records import ModelCall
+from oh_lsp.records import ModelCall, ModelState
 from oh_lsp.store.thread import StoreThread
 from oh_lsp.tasks import QueuedTask
 
@@ -111,6 +111,18 @@ class ModelGateway:
             self._learned[model.id] = tokens
             log.info("context length of %s: %d tokens (from its context-length error)", model.name, tokens)
             await asyncio.to_thread(remember_context_length, self.config.base_url, model.id, tokens)
+
+    async def record_kept_tests(self, model: str, generated: int, kept: int) -> None:
+        """What `model`'s unit tests were worth in one task: of the `generated` tests it wrote, `kept` passed the value
+        gate. Kept in the store (oh-lsp metrics shows it; the selector learns the model's quality from it)."""
+        if not model or generated <= 0:
+            return
+
+        def add(state: ModelState) -> None:
+            state.tests_generated += generated
+            state.tests_kept += min(kept, generated)
+
+        await self.store_thread.run(self.store.update_model_state, model, add)
 
     async def select(self, task: QueuedTask) -> Selection:
         """The ranked chain for `task` (also for other runtimes that need the same fallbacks)."""

@@ -4,7 +4,9 @@ Models that do not meet the requirements (category, quality threshold, latency, 
 out, each with the constraint that excluded it. The rest are ranked by a score that weighs quality against cost and
 latency according to the task's complexity: a simple task favours the cheapest, fastest model; a complex one the
 best. Once the metrics store holds enough calls of a model, its observed latency and success rate replace the
-catalog's priors. The chain then leaves out models that are cooling down or whose circuit breaker is open.
+catalog's priors; once it holds enough of its unit tests, the share of them the value gate kept is its quality when
+ranking for unit_test tasks (5 x that share; docs/validation.md#what-is-delivered). Whether a model qualifies for a quality threshold
+stays the catalog's word. The chain then leaves out models that are cooling down or whose circuit breaker is open.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ TYPICAL_CALL_TOKENS = (2000, 1000)  # prompt, completion: what "cost per call" m
 UNKNOWN_QUALITY = 3.0  # how an unknown quality ranks (it still meets any threshold)
 UNKNOWN_LATENCY_MS = 2000.0
 MIN_EVIDENCE = 20  # calls of a model before observed figures replace its priors
+MIN_TEST_EVIDENCE = 20  # unit tests of a model judged by the value gate before their kept share ranks it
 EVIDENCE_SECONDS = 7 * 86400
 
 
@@ -217,7 +220,7 @@ class ModelSelector:
                 qualified.append(preferred)
         if not qualified:
             raise NoModelError(_no_model_message(requirements, excluded, "meets the requirements"), excluded)
-        scores = _scores(qualified, requirements.complexity)
+        scores = _scores(qualified, requirements.complexity, requirements.category.value)
         ranked = sorted(qualified, key=lambda m: -scores[m.name])
         why = _why(ranked, requirements, scores)
         if preferred is not None and not preferred_note:
@@ -258,6 +261,7 @@ class ModelSelector:
 
     def _with_evidence(self, models: list[ModelInfo]) -> list[ModelInfo]:
         stats = self.store.model_call_stats(time.time() - EVIDENCE_SECONDS)
+        states: dict[str, ModelState] = self.store.model_states()
         out = []
         for model in models:
             seen = stats.get(model.name)
@@ -268,6 +272,9 @@ class ModelSelector:
                     observed_calls=seen["calls"],
                     avg_latency_ms=seen["avg_latency_ms"] or model.avg_latency_ms,
                 )
+            state = states.get(model.name)
+            if state is not None and state.tests_generated:
+                model = replace(model, tests_observed=state.tests_generated, kept_share=state.kept_share)
             out.append(model)
         return out
 
@@ -307,7 +314,15 @@ def _unmet(model: ModelInfo, req: TaskRequirements) -> list[str]:
     return reasons
 
 
-def _scores(models: list[ModelInfo], complexity: str) -> dict[str, float]:
+def ranking_quality(model: ModelInfo, category: str) -> float | None:
+    """The quality (0-5) a model ranks with: for unit tests, once `MIN_TEST_EVIDENCE` of its tests were judged, 5 x the
+    share the value gate kept; otherwise the catalog's (None: unknown)."""
+    if category == "unit_test" and model.kept_share is not None and model.tests_observed >= MIN_TEST_EVIDENCE:
+        return round(5.0 * model.kept_share, 3)
+    return model.quality_score
+
+
+def _scores(models: list[ModelInfo], complexity: str, category: str = "") -> dict[str, float]:
     """Quality counts for, cost and latency against, each relative to the worst candidate. A model that often fails
     costs more and takes longer per good answer, so cost and latency are divided by its success rate."""
     w_quality, w_cost, w_latency = WEIGHTS[complexity]
@@ -317,7 +332,8 @@ def _scores(models: list[ModelInfo], complexity: str) -> dict[str, float]:
     worst_cost, worst_latency = max(cost.values()) or 1.0, max(latency.values()) or 1.0
     scores = {}
     for m in models:
-        quality = (m.quality_score if m.quality_score is not None else UNKNOWN_QUALITY) / 5.0
+        known = ranking_quality(m, category)
+        quality = (known if known is not None else UNKNOWN_QUALITY) / 5.0
         scores[m.name] = round(
             w_quality * quality * m.success_rate
             - w_cost * cost[m.name] / worst_cost
@@ -344,7 +360,11 @@ def _why(ranked: list[ModelInfo], req: TaskRequirements, scores: dict[str, float
         lead = (
             " and ".join(facts) if facts else "best balance of quality, cost and latency"
         ) + f" of {len(ranked)} qualifying models"
-    quality = f"{top.quality_score:g}/5" if top.quality_known else "unknown"
+    learned = ranking_quality(top, category)
+    if learned is not None and learned != top.quality_score:
+        quality = f"{learned:g}/5 (learned: {top.kept_share:.0%} of its {top.tests_observed} tests kept)"
+    else:
+        quality = f"{top.quality_score:g}/5" if top.quality_known else "unknown"
     cost = top.cost(*TYPICAL_CALL_TOKENS)
     evidence = f"observed over {top.observed_calls} calls" if top.observed_calls else "catalog priors"
     return (

@@ -1,7 +1,8 @@
 """Code actions: what oh-lsp offers on a Python file, at the cursor, and on its own diagnostics.
 
 Kinds are the ones editors group by: `source.*` for the whole module (VS Code's "Source Action…"), `refactor.*`
-for the function or class under the cursor, `quickfix` on a diagnostic.
+for the function or class under the cursor, `quickfix` on a diagnostic: "Regenerate with feedback" on any of
+oh-lsp's, and "Generate tests for this" on an uncovered range or a surviving mutant (a task aimed at that gap).
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def code_actions(
             actions.append(_action(f"Document {symbol.qualname}", SYMBOL_DOCS, cmd.DOCUMENT, target))
         if "refactoring" in kinds:  # the editor asks for the instruction, then calls ohLsp.refactor
             actions.append(_action(f"Refactor {symbol.qualname}…", SYMBOL_REFACTOR, cmd.REFACTOR_PROMPT, target))
+    diagnostics = list(diagnostics)
+    actions.extend(gap_actions(uri, diagnostics))
     actions.extend(task_fixes(diagnostics))
     return [a for a in actions if _wanted(str(a.kind), only)]
 
@@ -87,6 +90,31 @@ def task_of(diagnostic: t.Diagnostic) -> str | None:
         return None
     task_id = diagnostic.data.get("taskId")
     return task_id if isinstance(task_id, str) and task_id else None
+
+
+GAP_CODES = {"uncovered": "lines", "uncovered-branch": "branch", "surviving-mutant": "mutant"}  # finding code -> gap
+
+
+def gap_actions(uri: str, diagnostics: Iterable[t.Diagnostic]) -> list[t.CodeAction]:
+    """ "Generate tests for this" on each uncovered range or surviving mutant in the request's range."""
+    actions = []
+    for diagnostic in diagnostics:
+        kind = GAP_CODES.get(str(diagnostic.code)) if diagnostic.source == DIAGNOSTIC_SOURCE else None
+        if kind is None:
+            continue
+        span = diagnostic.range
+        gap = {
+            "kind": kind,
+            "range": {
+                "start": {"line": span.start.line, "character": span.start.character},
+                "end": {"line": span.end.line, "character": span.end.character},
+            },
+            "detail": diagnostic.message,
+        }
+        actions.append(
+            _action("Generate tests for this", QUICKFIX, cmd.GENERATE_TESTS, {"uri": uri, "gap": gap}, [diagnostic])
+        )
+    return actions
 
 
 def task_fixes(diagnostics: Iterable[t.Diagnostic]) -> list[t.CodeAction]:

@@ -27,6 +27,45 @@ class Position:
 
 
 SymbolArg = str | Position  # a dotted name (`Class.method`) or the symbol at a position
+GAP_KINDS = ("lines", "branch", "mutant")
+
+
+@attrs.frozen
+class Gap:
+    """One uncovered range or surviving mutant a task aims at (the "Generate tests for this" action): an LSP range
+    (0-based lines), and the gap in words."""
+
+    kind: str  # lines | branch | mutant
+    start: Position
+    end: Position
+    detail: str = ""
+
+    @property
+    def lines(self) -> tuple[int, int]:
+        """The 1-based lines it spans (a range that ends at a line's first character ends on the line before)."""
+        last = self.end.line - 1 if self.end.line > self.start.line and self.end.character == 0 else self.end.line
+        return self.start.line + 1, max(last, self.start.line) + 1
+
+
+def _gap(value: Any, key: str) -> tuple[Gap | None, str | None]:
+    words = f"{key} must be {{kind: 'lines' | 'branch' | 'mutant', range: {{start, end}}, detail?: string}}"
+    if not isinstance(value, dict) or not {"kind", "range"} <= set(value) or set(value) - {"kind", "range", "detail"}:
+        return None, words
+    if value["kind"] not in GAP_KINDS:
+        return None, f"{key}.kind must be one of {', '.join(map(repr, GAP_KINDS))}, not {shown(value['kind'])}"
+    if not isinstance(value.get("detail", ""), str):
+        return None, f"{key}.detail must be a string"
+    span = value["range"]
+    points = []
+    for end in ("start", "end"):
+        point = span.get(end) if isinstance(span, dict) else None
+        position, problem = _check(point, Position, f"{key}.range.{end}")
+        if problem or position is None:
+            return None, f"{key}.range must be {{start: {{line, character}}, end: {{line, character}}}} (0-based)"
+        points.append(position)
+    if (points[1].line, points[1].character) < (points[0].line, points[0].character):
+        return None, f"{key}.range ends before it starts"
+    return Gap(value["kind"], points[0], points[1], value.get("detail", "")), None
 
 
 def arg(key: str | None = None, default: Any = _MISSING) -> Any:
@@ -40,6 +79,11 @@ class TargetArgs:
     uri: str = arg()
     symbol: SymbolArg | None = arg(default=None)
     description: str = arg(default="")
+
+
+@attrs.frozen
+class GenerateArgs(TargetArgs):
+    gap: Gap | None = arg(default=None)
 
 
 @attrs.frozen
@@ -113,6 +157,8 @@ def _type_text(annotation: Any) -> str:
         return " | ".join(repr(a) for a in args)
     if annotation is Position:
         return "{line, character}"
+    if annotation is Gap:
+        return "{kind, range, detail?}"
     return {str: "string", bool: "boolean", float: "number", int: "integer ≥ 1", type(None): "null"}.get(
         annotation, str(annotation)
     )
@@ -159,6 +205,8 @@ def _check(value: Any, annotation: Any, key: str) -> tuple[Any, str | None]:
     if annotation is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return (float(value), None) if ok else (None, f"{key} must be a number, not {shown(value)}")
+    if annotation is Gap:
+        return _gap(value, key)
     if annotation is Position:
         if (
             isinstance(value, dict)

@@ -14,13 +14,13 @@ from oh_lsp.lsp.arguments import (
     ApiKeyArgs,
     CancelArgs,
     DocumentArgs,
+    GenerateArgs,
     ListTasksArgs,
     NoArgs,
     RefactorArgs,
     RetryArgs,
     SelectModelArgs,
     SetModelArgs,
-    TargetArgs,
     parse,
 )
 from oh_lsp.lsp.errors import CommandError, shown
@@ -44,13 +44,22 @@ if TYPE_CHECKING:
     from oh_lsp.tasks import QueuedTask
 
 
-async def generate_tests(session: Session, args: TargetArgs) -> dict[str, Any]:
+async def generate_tests(session: Session, args: GenerateArgs) -> dict[str, Any]:
     target = session.resolve_target(args.uri, args.symbol, GENERATE_TESTS)
     what = target.symbol.qualname if target.symbol else target.module
     instruction = f"Write unit tests for {what} in module {target.module}."
+    aimed: dict[str, Any] = {}
+    if args.gap is not None:  # "Generate tests for this": the task aims at one gap (kinds/unit_test_gaps.py)
+        first, last = args.gap.lines
+        aimed["gap"] = {"kind": args.gap.kind, "line": first, "end_line": last, "detail": args.gap.detail}
+        where = f"line {first}" if first == last else f"lines {first}–{last}"
+        instruction = (  # the gap is in the text too: tasks aimed at different gaps are different tasks
+            f"Write unit tests for {what} in module {target.module}, aimed at one gap ({where}):"
+            f" {args.gap.detail or args.gap.kind}."
+        )
     if args.description.strip():
         instruction += f"\n{args.description.strip()}"
-    return await session.tracker.submit(target, "unit_test", instruction)
+    return await session.tracker.submit(target, "unit_test", instruction, metadata=aimed)
 
 
 async def document(session: Session, args: DocumentArgs) -> dict[str, Any]:
@@ -142,7 +151,7 @@ async def set_api_key(session: Session, args: ApiKeyArgs) -> dict[str, Any]:
 
 # id -> (argument class, function). ohLsp.refactorPrompt is not here: editors implement it.
 COMMANDS: dict[str, tuple[type, Any]] = {
-    GENERATE_TESTS: (TargetArgs, generate_tests),
+    GENERATE_TESTS: (GenerateArgs, generate_tests),
     DOCUMENT: (DocumentArgs, document),
     REFACTOR: (RefactorArgs, refactor),
     CANCEL_TASK: (CancelArgs, cancel_task),

@@ -50,10 +50,17 @@ CONFIG_FIELDS = {
     "budgetPerDayUsd": "budget_per_day_usd",
     "maxRepairIterations": "max_repair_iterations",
     "sandbox": "sandbox",
+    "mutation": "mutation",
+    "mutationSeconds": "mutation_seconds",
+}
+_UNITS = {
+    "timeoutSeconds": "seconds",
+    "mutationSeconds": "seconds",
+    "budgetPerTaskUsd": "dollars",
+    "budgetPerDayUsd": "dollars",
 }
 USER_ONLY = ("sandbox", "apiKeyEnv")  # never from a workspace's or a folder's settings
 WORKSPACE_KEYS = "workspaceSettings"  # the keys an editor sends whose values come from the workspace or a folder
-_UNITS = {"timeoutSeconds": "seconds", "budgetPerTaskUsd": "dollars", "budgetPerDayUsd": "dollars"}
 _TEXT_WORDS = {"model": "a model name", "baseUrl": "an http(s) URL"}  # the field's validator checks the rest
 
 

@@ -44,29 +44,38 @@ class Tracker:
         return self.tokens.get(token)
 
     async def submit(
-        self, target: CommandTarget, kind: str, instruction: str, feedback: str = "", retry_of: str | None = None
+        self,
+        target: CommandTarget,
+        kind: str,
+        instruction: str,
+        feedback: str = "",
+        retry_of: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Queue a task of `kind` on `target`; its progress starts with the engine's "queued" event. An equal task
-        already pending or running is the answer instead (`duplicate: true`)."""
+        """Queue a task of `kind` on `target` (with more `metadata`, such as the gap it aims at); its progress starts
+        with the engine's "queued" event. An equal task already pending or running is the answer instead
+        (`duplicate: true`)."""
         from oh_lsp.tasks import QueuedTask, TaskPriority
 
         folder = target.folder
         assert folder.engine is not None
         symbol = target.symbol.qualname if target.symbol else None
-        metadata: dict[str, Any] = {"source": "lsp", "instruction": instruction}
+        task_metadata: dict[str, Any] = {"source": "lsp", "instruction": instruction, **(metadata or {})}
         if symbol:
-            metadata["symbol"] = symbol
+            task_metadata["symbol"] = symbol
         if retry_of:
-            metadata["retry_of"] = retry_of
+            task_metadata["retry_of"] = retry_of
+        gap = _gap_label(task_metadata.get("gap"))
+        label = f"{target.path.name} {gap}" if gap else symbol
         task = QueuedTask(
             task_type=kind,
             description=f"{instruction}\n\n{feedback}" if feedback else instruction,
             target_file=target.path,
             priority=TaskPriority.HIGH,
-            metadata=metadata,
+            metadata=task_metadata,
             submitter=folder.submitter,
         )
-        track = self.track(folder, task.task_id, kind, target.path.as_posix(), symbol)  # before the "queued" event
+        track = self.track(folder, task.task_id, kind, target.path.as_posix(), label)  # before the "queued" event
         try:
             task_id = await folder.engine.submit_task(task)
         except OhLspError as exc:
@@ -76,7 +85,7 @@ class Tracker:
             self.forget(track)
             existing = self.tracks.get(task_id)
             if existing is None:
-                existing = self.track(folder, task_id, kind, target.path.as_posix(), symbol)
+                existing = self.track(folder, task_id, kind, target.path.as_posix(), label)
                 self.progress.begin(existing, "already queued")
             return {"taskId": task_id, "progressToken": existing.token, "duplicate": True}
         return {"taskId": task_id, "progressToken": track.token}
@@ -107,3 +116,12 @@ class Tracker:
         task_id = self.tokens.get(token)
         if task_id is not None:
             await self.cancel(task_id, "window/workDoneProgress/cancel")
+
+
+def _gap_label(gap: Any) -> str | None:
+    """How a progress title names the gap a task aims at: "pkg/calc.py lines 9–12"."""
+    if not isinstance(gap, dict):
+        return None
+    first, last = gap.get("line"), gap.get("end_line")
+    where = f"line {first}" if first == last else f"lines {first}–{last}"
+    return {"branch": f"branch at line {first}", "mutant": f"mutant at line {first}"}.get(str(gap.get("kind")), where)

@@ -11,7 +11,8 @@ the baseline is what importing the target runs.
 The cache key is the content of the target, of the test modules, of the `conftest.py` files above them and of the
 project's pytest configuration, with the interpreter's path: change any of them and the baseline is measured again.
 A change elsewhere (a module the target imports) is not seen: the cached baseline is then stale until one of those
-files changes.
+files changes. The mutation analysis of the existing tests ("before") is cached under the same key and the mutator's
+version, when it analysed every mutant in its time.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from oh_lsp import state_cache
 from oh_lsp.validation import findings as F
 from oh_lsp.validation.coverage_map import FileCoverage, Totals, totals
 from oh_lsp.validation.findings import Finding
+from oh_lsp.validation.mutation import CACHE_FORMAT, MutationReport, analyse_mutants
 from oh_lsp.validation.pytest_runner import PytestRun, run_pytest
 from oh_lsp.validation.sandbox import Sandbox
 
 NAMESPACE = "baseline"
+MUTATION_NAMESPACE = "mutation"
 FORMAT = "baseline-1"
 CONFIG_FILES = ("pyproject.toml", "pytest.ini", "setup.cfg", "tox.ini")
 
@@ -198,3 +201,30 @@ async def cached_baseline(
     if not baseline.timed_out:
         state_cache.write_cached(box.project_root, NAMESPACE, key, baseline.to_dict())
     return baseline
+
+
+async def cached_mutation_before(
+    box: Sandbox,
+    python: Path,
+    baseline: Baseline,
+    module: str,
+    source: str,
+    *,
+    seconds: float,
+    use_cache: bool = True,
+) -> MutationReport:
+    """The mutation analysis of the target by the project's passing tests (the baseline's), from the cache of `box`'s
+    project, else run in `box` within `seconds` (and cached when it analysed every mutant)."""
+    key = state_cache.cache_key(
+        CACHE_FORMAT, baseline_key(box.root, baseline.target, baseline.test_files, python), source
+    )
+    if use_cache:
+        stored = state_cache.read_cached(box.project_root, MUTATION_NAMESPACE, key)
+        if isinstance(stored, dict) and stored.get("format") == CACHE_FORMAT:
+            return MutationReport.from_cache(stored)
+    report = await analyse_mutants(
+        box, python, baseline.target, module, source, baseline.coverage, baseline.passing, seconds=seconds
+    )
+    if report.complete and not report.findings:
+        state_cache.write_cached(box.project_root, MUTATION_NAMESPACE, key, report.to_cache())
+    return report

@@ -45,9 +45,11 @@ EXISTING_TESTS_FAILING = "existing-tests-failing"
 BASELINE_INCOMPLETE = "baseline-incomplete"
 NO_ASSERTION = "no-assertion"
 NO_VALUE = "adds-nothing"
-UNCOVERED = "uncovered"
+UNCOVERED = "uncovered"  # lines no test runs
+UNCOVERED_BRANCH = "uncovered-branch"  # a branch no test takes
 SURVIVING_MUTANT = "surviving-mutant"
 MUTATION_INCOMPLETE = "mutation-incomplete"
+NOTHING_LEFT = "nothing-left"  # the existing tests already cover and notice everything the task is about
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from oh_lsp.validation.mutation import MutationReport
 def uncovered_findings(
     coverage: FileCoverage, target: str, tests: Iterable[str] | None = None, *, severity: str = F.WARNING
 ) -> list[Finding]:
-    """One finding per gap that `tests` (all measured tests when None) leave in the target."""
+    """One finding per gap that `tests` (all measured tests when None) leave in the target: `uncovered` for lines,
+    `uncovered-branch` for a branch."""
     return [
         Finding(
-            F.UNCOVERED,
+            F.UNCOVERED if gap.kind == "lines" else F.UNCOVERED_BRANCH,
             f"no test runs this: {gap.text}",
             severity=severity,
             file=target,

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+MUTATOR_VERSION = "1"  # change it when the mutants of a text change: cached mutation reports are then measured again
 NO_MUTATE = re.compile(r"#\s*pragma:\s*no\s+mutate")
 _CLASS_CELL = re.compile(r"\b(super|__class__)\b")
 

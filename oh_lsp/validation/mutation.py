@@ -25,7 +25,7 @@ from typing import Any
 from oh_lsp.validation import findings as F
 from oh_lsp.validation.coverage_map import FileCoverage
 from oh_lsp.validation.findings import Finding
-from oh_lsp.validation.mutants import Mutant, mutants_of
+from oh_lsp.validation.mutants import MUTATOR_VERSION, Mutant, mutants_of
 from oh_lsp.validation.pytest_runner import run_pytest
 from oh_lsp.validation.sandbox import Sandbox
 
@@ -37,6 +37,7 @@ TIMEOUT_FACTOR = 10.0  # a test under a mutant may run this many times its time 
 TIMEOUT_FLOOR = 1.0  # ...plus this many seconds
 MAX_PROCESSES = 5  # test processes one analysis may start (a new one after each crash)
 GRACE_SECONDS = 3.0  # for pytest to start and stop, beyond the cap
+CACHE_FORMAT = f"mutation-1/{MUTATOR_VERSION}"
 
 
 @dataclass
@@ -71,6 +72,26 @@ class MutantResult:
             out["reason"] = self.reason
         return out
 
+    def to_cache(self) -> dict[str, Any]:
+        """Everything, the mutant's whole change included (for the state cache)."""
+        return {
+            "mutant": self.mutant.to_dict(),
+            "status": self.status,
+            "killers": self.killers,
+            "reason": self.reason,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_cache(cls, data: dict[str, Any]) -> MutantResult:
+        return cls(
+            Mutant.from_dict(data["mutant"]),
+            str(data["status"]),
+            killers=list(data.get("killers", [])),
+            reason=str(data.get("reason", "")),
+            seconds=float(data.get("seconds", 0.0)),
+        )
+
 
 @dataclass
 class MutationReport:
@@ -79,6 +100,7 @@ class MutationReport:
     processes: int = 0
     failing_tests: dict[str, str] = field(default_factory=dict)  # tests that failed on the real code: not used
     findings: list[Finding] = field(default_factory=list)
+    cached: bool = False  # read from the state cache, not run now
 
     def counts(self) -> dict[str, int]:
         counted = Counter(r.status for r in self.results)
@@ -116,6 +138,27 @@ class MutationReport:
             "mutants": [r.to_dict() for r in self.results],
         }
 
+    def to_cache(self) -> dict[str, Any]:
+        return {
+            "format": CACHE_FORMAT,
+            "results": [r.to_cache() for r in self.results],
+            "seconds": self.seconds,
+            "processes": self.processes,
+            "failing_tests": self.failing_tests,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+    @classmethod
+    def from_cache(cls, data: dict[str, Any]) -> MutationReport:
+        return cls(
+            results=[MutantResult.from_cache(r) for r in data["results"]],
+            seconds=float(data.get("seconds", 0.0)),
+            processes=int(data.get("processes", 0)),
+            failing_tests=dict(data.get("failing_tests", {})),
+            findings=[Finding.from_dict(f) for f in data.get("findings", [])],
+            cached=True,
+        )
+
 
 def _covering(mutant: Mutant, coverage: FileCoverage, tests: set[str]) -> list[str]:
     return sorted(coverage.tests_covering(range(mutant.line, mutant.end_line + 1)) & tests)
@@ -133,11 +176,13 @@ async def analyse_mutants(
     seconds: float,
     mutants: list[Mutant] | None = None,
     all_killers: bool = False,
+    order: list[str] | None = None,
 ) -> MutationReport:
     """Analyse `mutants` (default: every mutant of `source`, the target's text as it is in `box`) against `tests`
     (node ids that pass on the real code), each mutant with the tests of `tests` that `coverage` says run its lines.
-    `all_killers` runs every covering test of a mutant and names each one that notices it (for choosing tests);
-    otherwise a mutant stops at its first killer."""
+    `all_killers` runs every covering test of a mutant and names each one that notices it; otherwise a mutant stops at
+    its first killer, trying its tests in `order` when given (the caller's preference: the tests it would keep
+    first), else fastest first."""
     started = time.monotonic()
     deadline = time.time() + seconds
     chosen = mutants_of(source) if mutants is None else mutants
@@ -155,7 +200,9 @@ async def analyse_mutants(
     pending = [m for m in chosen if m.id in plans]
     while pending and time.time() < deadline and report.processes < MAX_PROCESSES:
         report.processes += 1
-        outcome = await _one_process(box, python, target, module, source, pending, plans, deadline, all_killers)
+        outcome = await _one_process(
+            box, python, target, module, source, pending, plans, deadline, all_killers, order or []
+        )
         for nodeid, message in outcome.failing.items():
             report.failing_tests.setdefault(nodeid, message)
         results.update(outcome.results)
@@ -207,6 +254,7 @@ async def _one_process(
     plans: dict[str, list[str]],
     deadline: float,
     all_killers: bool,
+    order: list[str],
 ) -> _Outcome:
     tag = os.urandom(4).hex()
     plan_file, results_file = box.base / f"mutation-plan-{tag}.json", box.base / f"mutation-results-{tag}.jsonl"
@@ -219,6 +267,7 @@ async def _one_process(
         "timeout_factor": TIMEOUT_FACTOR,
         "timeout_floor": TIMEOUT_FLOOR,
         "all_killers": all_killers,
+        "order": {nodeid: rank for rank, nodeid in enumerate(order)},
         "results": str(results_file),
         "tests": tests,
         "mutants": [{**m.to_dict(), "tests": plans[m.id]} for m in mutants],

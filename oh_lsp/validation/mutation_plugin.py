@@ -8,8 +8,9 @@ code object changes, the tests that cover it) and a deadline. It takes over pyte
 2. for each mutant: the mutated module text is compiled (never executed), the mutated function's code object is taken
    out of it and put in place of the live function's `__code__` (every function object of that name and first line:
    decorated, bound or stored elsewhere, they all share it), caches (`functools.lru_cache`) of the module are
-   cleared, and the covering tests run, fastest first, each under a timer, until one fails (killed) or none does
-   (survived). With ``all_killers`` every covering test runs and each one that fails is named;
+   cleared, and the covering tests run, in the plan's `order` if it has one (else fastest first), each under a
+   timer, until one fails (killed) or none does (survived). With ``all_killers`` every covering test runs and each
+   one that fails is named;
 3. the real code goes back after each mutant. One JSON line per mutant goes to the results file as soon as it is known,
    so what is known survives a crash or a kill at the deadline.
 
@@ -148,7 +149,8 @@ def _mutate_and_run(
         for f in functions:
             f.__code__ = new_code
         _clear_caches(module)
-        for nodeid in sorted(mutant["tests"], key=lambda n: (durations.get(n, 0.0), n)):
+        order = plan.get("order") or {}  # the caller's order (its choice of tests), else fastest first
+        for nodeid in sorted(mutant["tests"], key=lambda n: (order.get(n, len(order)), durations.get(n, 0.0), n)):
             item = items.get(nodeid)
             if item is None or nodeid not in durations:
                 continue
