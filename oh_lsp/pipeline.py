@@ -29,7 +29,7 @@ from oh_lsp.attempt import (
     session_outcome,
     task_threshold,
 )
-from oh_lsp.errors import MissingApiKeyError, TargetError
+from oh_lsp.errors import MissingApiKeyError, StoreLostError, TargetError
 from oh_lsp.records import ExecutionMetrics
 from oh_lsp.tasks import QueuedTask
 
@@ -229,7 +229,11 @@ async def run_session(
         ctx.emit(ev.PROGRESS, message=f"asking stopped: {failures[0]}")
     ending = await session.finish()
     for model, (generated, kept) in ending.quality.items():
-        await ctx.gateway.record_kept_tests(model, generated, kept)
+        try:
+            await ctx.gateway.record_kept_tests(model, generated, kept)
+        except StoreLostError as exc:  # the model's record is lost with the store; the outcome is kept (the engine's)
+            log.warning("the share of %s's tests kept could not be recorded: %s", model, exc)
+            break
     return session_outcome(task, target, ending, ending.verdict, history, threshold, metrics, started)
 
 
