@@ -72,6 +72,7 @@ def every_kind_of_event() -> list[ev.Event]:
         ev.Event(ev.PROGRESS, "t" * 32, {"message": LONG, "repair": 1, "of": 2}),
         ev.Event(ev.PROGRESS, "t" * 32, {"message": LONG, "delivered": True, "output_file": LONG_PATH}),
         ev.Event(ev.WARNING, "t" * 32, {"message": LONG}),
+        ev.Event(ev.HALTED, "", {"message": LONG}),
         ev.Event(ev.RETRYING, "t" * 32, {"delay": 12345.6, "error": LONG}),
         ev.Event(ev.COMPLETED, "t" * 32, {"result": result, "cost": 1.5}),
         ev.Event(ev.FAILED, "t" * 32, {"result": result, "error": LONG}),
@@ -382,7 +383,11 @@ def test_a_warning_is_shown_whole_before_the_progress_goes_on(several: bool) -> 
     view.on_event(ev.Event(ev.MODEL_CHOSEN, "t" * 32, {"model": "m", "why": LONG}))  # a repair: the model once
     lines = out.getvalue().splitlines()
     prefix = "tttttttt " if several else ""
-    assert lines == [f"warning: {LONG}", f"{prefix}model m", f"{prefix}repair 1/2: asking again with the findings"]
+    assert lines == [
+        f"oh-lsp: warning: {LONG}",
+        f"{prefix}model m",
+        f"{prefix}repair 1/2: asking again with the findings",
+    ]
 
 
 def test_the_why_of_a_model_of_unknown_quality_says_it_once() -> None:

@@ -33,7 +33,7 @@ from oh_lsp.llm.errors import (
     context_error,
 )
 from oh_lsp.llm.tokens import EndpointTokenizer, endpoint_root
-from oh_lsp.redaction import known_secrets, redact
+from oh_lsp.redaction import known_secrets, redact, redact_data
 
 DeltaCallback = Callable[[str], None]
 AFTER_DONE_SECONDS = 2.0  # how long to read on after [DONE] (to keep the connection), before giving up on it
@@ -110,7 +110,7 @@ class ChatClient:
     def _body(self, model: str, messages: list[dict[str, Any]], max_tokens: int | None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": model,
-            "messages": messages,
+            "messages": redact_data(messages, known_secrets(self.config.secrets())),  # the key goes in a header only
             "stream": True,
             "stream_options": {"include_usage": True},
         }
