@@ -121,7 +121,7 @@ def session_outcome(
         error = f"validation {verdict.summary()}"
         if len(history) > 1:  # the answers' own verdicts: the best (first of equals) and the last
             best = max(history, key=lambda attempt: attempt.rank)
-            error = failure_text(best, history[-1], len(history), threshold)
+            error = failure_text(best, history[-1], len(history), threshold, lambda a: history.index(a) + 1)
     return _outcome(task, target, verdict, error, candidate, history, threshold, metrics, started, extra)
 
 
@@ -207,9 +207,13 @@ def final_verdict(attempt: Any, threshold: float) -> Any:
     return below_threshold(verdict, threshold) if verdict.passed and verdict.score < threshold else verdict
 
 
-def failure_text(best: Any, last: Any, answers: int, threshold: float) -> str:
+def failure_text(
+    best: Any, last: Any, answers: int, threshold: float, number: Callable[[Any], int] | None = None
+) -> str:
     """Why a task failed: its best attempt's verdict and, after several answers, its last one's too (the best is the
-    first of equals, so the last answer's findings would otherwise go unseen)."""
+    first of equals, so the last answer's findings would otherwise go unseen). `number`: an answer's number among all
+    the task's answers (by default its iteration; a session asking about several segments numbers them in order)."""
+    number = number or (lambda attempt: attempt.iteration)
 
     def verdict_of(attempt: Any) -> str:
         return str(final_verdict(attempt, threshold).summary())
@@ -217,12 +221,12 @@ def failure_text(best: Any, last: Any, answers: int, threshold: float) -> str:
     if answers <= 1:
         return f"validation {verdict_of(best)}"
     if best is last:
-        return f"validation failed after {answers} answers; the last, answer {last.iteration}, was the best: " + (
+        return f"validation failed after {answers} answers; the last, answer {number(last)}, was the best: " + (
             verdict_of(last)
         )
     return (
-        f"validation failed after {answers} answers; best, answer {best.iteration}: {verdict_of(best)}"
-        f"; last, answer {last.iteration}: {verdict_of(last)}"
+        f"validation failed after {answers} answers; best, answer {number(best)}: {verdict_of(best)}"
+        f"; last, answer {number(last)}: {verdict_of(last)}"
     )
 
 

@@ -3,16 +3,22 @@
 The environment variables are those of the usage guide (`OPENROUTER_API_KEY`, `OPENHANDS_*`) plus `OPENHANDS_BASE_URL`
 for any OpenAI-compatible endpoint, and a few `OH_LSP_*` ones for oh-lsp's own knobs. A value from the process
 environment wins over the same name in `.env`.
+
+A project's `.env` comes with the repository, so it may not choose what protects the user from the repository's
+generated code (`USER_ONLY`: the sandbox, the interpreters that run generated code) nor send the key elsewhere (a
+remote `OPENHANDS_BASE_URL`): those come from the user's own environment, user-level editor settings or the command
+line. A `.env` may name a loopback endpoint (a local model), or OpenRouter's, the default.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
 from oh_lsp.errors import ConfigError, MissingApiKeyError
@@ -68,6 +74,9 @@ ENV_VARS: dict[str, str] = {
 WORKERS: FieldInfo = FieldInfo.from_annotated_attribute(int, Field(default=2, ge=1, le=64))
 # Whether an editor shows an edit for review before it lands (the language server's `reviewEdits`; lsp/delivery.py).
 REVIEW_EDITS: FieldInfo = FieldInfo.from_annotated_attribute(bool, Field(default=True))
+# Settings a repository must not choose (the contract's "Running generated code"): a project's `.env` that sets them
+# is not read for them, and the user is told (`OpenHandsConfig.project_notes`).
+USER_ONLY = ("sandbox", "python", "openhands_python", "openhands_env")
 _BOOL_TRUE = {"1", "true", "yes", "on"}
 _BOOL_FALSE = {"0", "false", "no", "off", ""}
 
@@ -129,6 +138,13 @@ class OpenHandsConfig(BaseModel):
     prompt_cache: bool = True  # cache_control breakpoints for the providers that need them
     # similar tasks that become runnable within this many seconds go to one model, the first ahead (0: off)
     batch_window_seconds: float = Field(default=0.5, ge=0, le=60)
+
+    _project_notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def project_notes(self) -> list[str]:
+        """What the project's `.env` tried to set and was not allowed to (front ends show these as warnings)."""
+        return list(self._project_notes)
 
     @field_validator("base_url")
     @classmethod
@@ -205,33 +221,55 @@ class OpenHandsConfig(BaseModel):
 
     @classmethod
     def from_env(
-        cls, env_file: str | Path | None = ".env", environ: dict[str, str] | None = None, **overrides: Any
+        cls,
+        env_file: str | Path | None = ".env",
+        environ: dict[str, str] | None = None,
+        *,
+        given: Iterable[str] = (),
+        **overrides: Any,
     ) -> OpenHandsConfig:
         """Read every variable of docs/guide-compat.md#environment-variables (the usage guide's, `OPENHANDS_BASE_URL`
         and `OH_LSP_*`) and an optional `.env`.
 
-        Variables set in the process environment win over `.env`; `overrides` win over both. An invalid value raises
-        `ConfigError` naming the variable.
+        Variables set in the process environment win over `.env`; `overrides` win over both (`given` names further
+        settings the caller sets afterwards: their `.env` values are not looked at). A `.env` is not read for
+        `USER_ONLY` settings (`project_notes` says so), and a remote `OPENHANDS_BASE_URL` there raises `ConfigError`.
+        An invalid value raises `ConfigError` naming the variable.
         """
-        values = _read_env(env_file, os.environ if environ is None else environ)
+        values, notes = _read_env(env_file, os.environ if environ is None else environ, skip={*overrides, *given})
         raw: dict[str, Any] = {}
         for name, var in ENV_VARS.items():
             if var in values:
                 raw[name] = _coerce(name, var, values[var])
         raw.update(overrides)
         try:
-            return cls(**raw)
+            config = cls(**raw)
         except ValidationError as exc:
             raise ConfigError(_explain(exc)) from None
+        config._project_notes = notes
+        return config
 
     def with_changes(self, **changes: Any) -> OpenHandsConfig:
         """A validated copy with some settings changed; raises `ConfigError` naming the setting."""
         data = {name: getattr(self, name) for name in self.model_fields_set}
         data.update(changes)
         try:
-            return type(self)(**data)
+            changed = type(self)(**data)
         except ValidationError as exc:
             raise ConfigError(_explain(exc)) from None
+        changed._project_notes = self.project_notes
+        return changed
+
+
+def check_workers(value: Any, what: str = "workers") -> int:
+    """`value` if it obeys `WORKERS`' rule, else `ConfigError` saying so: the CLI's `--workers`, the engine's
+    `max_concurrent_tasks` and the editors' `workers` share it."""
+    from oh_lsp.field_rules import rule_of
+
+    rule = rule_of(WORKERS)
+    if not rule.accepts(value):
+        raise ConfigError(f"{what} must be {rule.words()} (tasks run at once), not {value!r}")
+    return int(value)
 
 
 def field_bounds(name: str) -> dict[str, float]:
@@ -241,14 +279,53 @@ def field_bounds(name: str) -> dict[str, float]:
     return {key: getattr(rule, key) for rule in rules for key in ("ge", "gt", "le", "lt") if hasattr(rule, key)}
 
 
-def _read_env(env_file: str | Path | None, environ: Any) -> dict[str, str]:
+def _read_env(env_file: str | Path | None, environ: Any, skip: set[str]) -> tuple[dict[str, str], list[str]]:
+    """The variables of `ENV_VARS` from `environ`, and from `env_file` where `environ` lacks them; and what the file
+    was not allowed to set. Settings in `skip` are not looked at in the file (the caller sets them)."""
     values: dict[str, str] = {}
+    notes: list[str] = []
     if env_file is not None and Path(env_file).is_file():
         from dotenv import dotenv_values
 
-        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        in_file = dotenv_values(env_file)
+        for name, var in ENV_VARS.items():
+            text = in_file.get(var) if name not in skip and var not in environ else None
+            if text is None:
+                continue
+            if name in USER_ONLY:
+                notes.append(_user_only_note(env_file, name, var))
+            elif name == "base_url" and not _is_loopback(text) and text.strip().rstrip("/") != OPENROUTER_BASE_URL:
+                raise ConfigError(_remote_url_refusal(env_file, text))
+            else:
+                values[var] = text
     values.update({k: v for k, v in environ.items() if k in ENV_VARS.values()})
-    return values
+    return values, notes
+
+
+def _is_loopback(url: str) -> bool:
+    return (urlparse(url.strip()).hostname or "") in LOCAL_HOSTS
+
+
+def _user_only_note(env_file: str | Path, name: str, var: str) -> str:
+    what = {
+        "sandbox": "the sandbox that contains generated code",
+        "python": "the interpreter that runs generated code",
+    }.get(name, "the interpreter of the OpenHands agent")
+    editor = ", or in your editor's user settings (ohLsp.sandbox)" if name == "sandbox" else ""
+    return (
+        f"{env_file} sets {var} ({what}), which a repository may not choose: ignored. Set it in your own"
+        f" environment (export {var}=...){editor}."
+    )
+
+
+def _remote_url_refusal(env_file: str | Path, url: str) -> str:
+    host = urlparse(url.strip()).hostname or url
+    return (
+        f"{env_file} sets OPENHANDS_BASE_URL to {host}, a remote endpoint: oh-lsp would send your API key there, so a"
+        " repository may not choose it. Set it in your own environment (export OPENHANDS_BASE_URL=...), on the"
+        " command line, or in your editor's user settings (ohLsp.baseUrl); a project's .env may only name a local"
+        " endpoint such as http://127.0.0.1:11434/v1, or remove the line."
+    )
 
 
 def _coerce(name: str, var: str, text: str) -> Any:

@@ -8,6 +8,7 @@ With `apply_edits` it also puts finished tasks' edits on disk (`deliver_task`, t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -18,22 +19,25 @@ from oh_lsp import events as ev
 from oh_lsp import result_cache
 from oh_lsp.attempt import Executor, Outcome, TaskContext, retry_delay
 from oh_lsp.batching import Batches
-from oh_lsp.config import OpenHandsConfig
+from oh_lsp.config import OpenHandsConfig, check_workers
 from oh_lsp.edits import DeliveryReport, Edit, FileOutcome, apply_to_disk
-from oh_lsp.errors import StoreUnavailableError
+from oh_lsp.errors import StoreError, StoreLostError, StoreUnavailableError
 from oh_lsp.kinds.registry import recompute_for
+from oh_lsp.llm.errors import SOON_SECONDS
 from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import state_base, state_dir
 from oh_lsp.pipeline import run_model_task
 from oh_lsp.queue import TaskQueue
-from oh_lsp.redaction import known_secrets
+from oh_lsp.redaction import known_secrets, remember
 from oh_lsp.store.base import Heartbeat
 from oh_lsp.task_log import TaskLog
 from oh_lsp.tasks import QueuedTask, TaskStatus
 
 log = logging.getLogger(__name__)
 
-IDLE_HORIZON_SECONDS = 300.0  # pending tasks due later than this (waiting for a daily reset) do not keep us busy
+# Pending tasks due later than this (waiting for a rate-limit reset that is not "soon") do not keep us busy: nothing
+# can run now, and front ends say what waits (`oh-lsp run-engine --until-idle` exits 3).
+IDLE_HORIZON_SECONDS = SOON_SECONDS
 NOTIFIED_POLL_SECONDS = 2.0  # idle poll when the store wakes us (PostgreSQL): for work that gets ready with time only
 
 
@@ -77,9 +81,9 @@ class ExecutionEngine:
         overwrite: bool = False,
         poll_interval: float = 0.5,
     ) -> None:
-        if max_concurrent_tasks < 1:
-            raise ValueError("max_concurrent_tasks must be at least 1")
+        check_workers(max_concurrent_tasks, "max_concurrent_tasks")
         self.config = config if config is not None else OpenHandsConfig.from_env()
+        remember(*self.config.secrets())  # every text this engine stores or shows is redacted for them
         self.root = queue.project_root if queue is not None else resolve_root(project_root)
         self.queue = queue or TaskQueue(
             self.config.queue_max_size,
@@ -104,6 +108,8 @@ class ExecutionEngine:
         self._unwatch: Callable[[], None] | None = None
         self._idle_wait = poll_interval
         self._stopping = False
+        self.halted: str | None = None  # why the engine stopped on its own (its store was lost); see `_halt`
+        self._halted = asyncio.Event()
         self._gateway: Any = None
         self._loaded_kinds: set[str] = set()  # task kinds whose modules (and the gateway's) are imported
         self._delivering: set[str] = set()  # completed tasks whose edits this engine is writing now
@@ -137,10 +143,11 @@ class ExecutionEngine:
     def reconfigure(self, config: OpenHandsConfig, max_concurrent_tasks: int | None = None) -> None:
         """Use `config` from the next task on (running tasks finish with theirs), and change the number of workers:
         extra workers leave once their current task is done."""
-        if max_concurrent_tasks is not None and max_concurrent_tasks < 1:
-            raise ValueError("max_concurrent_tasks must be at least 1")
+        if max_concurrent_tasks is not None:
+            check_workers(max_concurrent_tasks, "max_concurrent_tasks")
         self.config = config
         self.batches.window = config.batch_window_seconds
+        remember(*config.secrets())
         if self._gateway is not None:  # still used by running tasks: closed when the engine stops
             self._retired_gateways.append(self._gateway)
             self._gateway = None
@@ -249,6 +256,8 @@ class ExecutionEngine:
         unsubscribe = self.events.subscribe(watch)
         try:
             while True:
+                if self.halted is not None:
+                    raise StoreError(self.halted)
                 task = await self.queue.get_task(task_id)
                 if task is None:
                     raise KeyError(f"no task {task_id}")
@@ -267,6 +276,8 @@ class ExecutionEngine:
         """Return once no task is pending or running (tasks waiting hours for a rate-limit reset do not count)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if self.halted is not None and not self._jobs:
+                return
             try:
                 if not self._jobs and await self.queue.outstanding(IDLE_HORIZON_SECONDS) == 0:
                     return
@@ -300,6 +311,9 @@ class ExecutionEngine:
             if task is None:
                 try:
                     task = await self.queue.claim(self.config.lease_seconds)
+                except StoreLostError as exc:
+                    self._halt(str(exc))
+                    return
                 except Exception:
                     log.exception("worker %d could not read the queue; retrying", number)
                     await asyncio.sleep(self.poll_interval)
@@ -314,6 +328,9 @@ class ExecutionEngine:
             current, task = task, None
             try:
                 task = await self._process(current, claim_next=lambda: self._keeps(number))
+            except StoreLostError as exc:
+                self._halt(str(exc))
+                return
             except Exception as exc:  # a bug of ours: never leave the task "running" behind
                 log.exception("worker %d failed while handling task %s", number, current.task_id)
                 try:
@@ -326,7 +343,10 @@ class ExecutionEngine:
                 except Exception:
                     log.exception("could not give task %s back to the queue", current.task_id)
         if task is not None:  # claimed while the engine began to stop: back to the queue, uncharged
-            await self.queue.release(task.task_id, lease=task.lease_id)
+            try:
+                await self.queue.release(task.task_id, lease=task.lease_id)
+            except StoreLostError as exc:  # nothing to give it back to
+                self._halt(str(exc))
 
     def _keeps(self, number: int) -> bool:
         """Whether worker `number` goes on to another task."""
@@ -369,7 +389,10 @@ class ExecutionEngine:
         if job.cancelled():
             await self._after_cancel(task, reason)
             return None
-        if isinstance(job.exception(), StoreUnavailableError):  # the model layer's state lives on the queue's server
+        if isinstance(job.exception(), StoreLostError):  # the model layer's records could not be written
+            self._halt(str(job.exception()))
+            outcome = Outcome("failed", error=str(job.exception()))
+        elif isinstance(job.exception(), StoreUnavailableError):  # the model layer's state lives on the queue's server
             log.warning("task %s: %s; the attempt goes back to the queue", task_id, job.exception())
             outcome = Outcome("retry", error=str(job.exception()), delay=retry_delay(task.attempts))
         elif job.exception() is not None:
@@ -448,13 +471,22 @@ class ExecutionEngine:
             )
         elif reason == "lost":
             log.warning("task %s: lease lost to another worker; dropped this attempt", task_id)
-        else:  # engine stopping
+        elif self.halted is None:  # engine stopping
             await self.queue.release(task_id, lease=task.lease_id)
             self.events.publish(ev.PROGRESS, task_id, message="re-queued: the engine stopped")
 
     async def _record(self, task: QueuedTask, outcome: Outcome, claim_next: bool = False) -> QueuedTask | None:
-        """Write how the attempt ended and publish it. With `claim_next`, a completed or failed task's record also
-        claims the next task (one trip to the store), which is returned."""
+        """Write how the attempt ended and publish it (and deliver it, with `apply_edits`). With `claim_next`, a
+        completed or failed task's record also claims the next task (one trip to the store), which is returned.
+        When the store is lost meanwhile, the outcome is kept anyway (`_rescue`) and the engine stops."""
+        try:
+            return await self._write_outcome(task, outcome, claim_next)
+        except StoreLostError as exc:
+            await self._rescue(task, outcome)
+            self._halt(str(exc))
+            return None
+
+    async def _write_outcome(self, task: QueuedTask, outcome: Outcome, claim_next: bool) -> QueuedTask | None:
         task_id = task.task_id
         details = {
             "model": outcome.model,
@@ -506,12 +538,67 @@ class ExecutionEngine:
             await asyncio.sleep(self.config.heartbeat_seconds)
             try:
                 state = await self.queue.heartbeat(task_id, self.config.lease_seconds, lease=lease)
+            except StoreLostError as exc:  # the attempt goes on: its outcome is kept by `_rescue`
+                self._halt(str(exc))
+                continue
             except Exception:
                 log.exception("heartbeat for task %s failed", task_id)
                 continue
             if state is not Heartbeat.OK and not job.done():
                 self._cancel_reasons[task_id] = "cancel" if state is Heartbeat.CANCEL else "lost"
                 job.cancel()
+
+    # --- a lost store ------------------------------------------------------------------------------------------
+    def _halt(self, reason: str) -> None:
+        """Stop taking tasks: the store is gone (`StoreLostError`). Said once, as a `halted` event and in the log;
+        running attempts finish and their outcomes are kept by `_rescue`."""
+        if self.halted is not None:
+            return
+        self.halted = reason
+        self._stopping = True
+        self._halted.set()
+        if self._wakeup:
+            self._wakeup.set()
+        log.error("%s", reason)
+        self.events.publish(ev.HALTED, "", message=reason)
+
+    async def wait_halted(self) -> str:
+        """Wait until the engine stops on its own and its running attempts have ended (their outcomes kept by
+        `_rescue`); returns why it stopped."""
+        await self._halted.wait()
+        if self._workers:  # each leaves once its attempt is recorded (or kept)
+            await asyncio.wait(list(self._workers))
+        return self.halted or ""
+
+    async def _rescue(self, task: QueuedTask, outcome: Outcome) -> None:
+        """Keep the outcome of an attempt the lost store could not take: the whole of it in the log (and so on
+        stderr), and, for a completed task this engine delivers, its edit written to disk as usual."""
+        import json
+
+        from oh_lsp.redaction import redact_data
+
+        kept = redact_data(
+            {
+                "task_id": task.task_id,
+                "kind": task.kind,
+                "target": str(task.target_file or ""),
+                "status": outcome.status,
+                "error": outcome.error,
+                "model": outcome.model,
+                "result": outcome.result,
+            }
+        )
+        log.error("the store is gone: the outcome of task %s is kept here: %s", task.task_id, json.dumps(kept))
+        details = {"model": outcome.model, "cost": outcome.metrics.cost if outcome.metrics else 0.0}
+        if outcome.status == "completed":
+            self.events.publish(ev.COMPLETED, task.task_id, result=outcome.result, **details)
+            if self.apply_edits and task.submitter == self.submitter and outcome.result:
+                done = dataclasses.replace(task, status=TaskStatus.COMPLETED, result=outcome.result)
+                report = await asyncio.to_thread(deliver_task, self.root, done, overwrite=self.overwrite)
+                self._said_delivered(done, report)
+        else:
+            error = f"not recorded, the store is gone: {outcome.error or outcome.status}"
+            self.events.publish(ev.FAILED, task.task_id, error=error, result=outcome.result, **details)
 
     # --- delivery ----------------------------------------------------------------------------------------------
     async def _deliver(self, task_id: str) -> None:
@@ -520,12 +607,18 @@ class ExecutionEngine:
             if task is None:
                 return
             report = await asyncio.to_thread(deliver_task, self.root, task, overwrite=self.overwrite)
-            await self.queue.set_delivery(task_id, report.delivery_state)
+            try:
+                await self.queue.set_delivery(task_id, report.delivery_state)
+            except StoreLostError as exc:  # delivered all the same; the store that would say so is gone
+                self._halt(str(exc))
         finally:
             self._delivering.discard(task_id)
+        self._said_delivered(task, report)
+
+    def _said_delivered(self, task: QueuedTask, report: DeliveryReport) -> None:
         self.events.publish(
             ev.PROGRESS,
-            task_id,
+            task.task_id,
             message=f"{'written' if report.applied else 'not written'}: {report.summary()}",
             delivered=report.applied,
             output_file=(task.result or {}).get("output_file"),

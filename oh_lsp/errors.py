@@ -23,8 +23,16 @@ class TargetError(OhLspError, ValueError):
     """A target file is missing, not Python, or outside the project root."""
 
 
+class TaskIdError(OhLspError, ValueError):
+    """A task id (or the start of one) names no task, or several."""
+
+
 class StoreError(OhLspError):
     """The state directory or its database cannot be used."""
+
+
+class StoreLostError(StoreError):
+    """The store was deleted or replaced while this process used it: what this process writes now would be lost."""
 
 
 class StoreUnavailableError(StoreError):

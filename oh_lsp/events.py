@@ -26,6 +26,7 @@ RETRYING = "retrying"
 COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
+HALTED = "halted"  # data: message; the engine cannot go on (its store was deleted or replaced) and stopped
 FINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 
 

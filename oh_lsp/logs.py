@@ -67,28 +67,40 @@ def redact_also(secret: str) -> None:
                 log_filter.add(secret)
 
 
-def setup_logging(log_dir: Path, secrets: list[str], *, verbose: bool = False, stderr: bool = True) -> Path:
-    """Log INFO and above to `<log_dir>/oh-lsp.log` (rotated) and warnings to stderr. Returns the file's path."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    path = log_dir / LOG_FILENAME
+def setup_logging(log_dir: Path, secrets: list[str], *, verbose: bool = False, stderr: bool = True) -> Path | None:
+    """Log INFO and above to `<log_dir>/oh-lsp.log` (rotated) and warnings to stderr. Returns the file's path.
+
+    When the file cannot be written (a read-only, missing or full state directory), the log goes to stderr instead,
+    after one line saying why, and None is returned: logging never stops a command."""
+    file = log_dir / LOG_FILENAME
+    path: Path | None = file
     redact = RedactSecrets(secrets)
     root = logging.getLogger()
     for handler in list(root.handlers):
         if is_ours(handler):
             root.removeHandler(handler)
-    handlers: list[logging.Handler] = [
-        logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
-    ]
-    handlers[0].setLevel(logging.DEBUG if verbose else logging.INFO)
+    level = logging.DEBUG if verbose else logging.INFO
+    handlers: list[logging.Handler] = []
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.RotatingFileHandler(file, maxBytes=5_000_000, backupCount=3, encoding="utf-8"))
+        handlers[0].setLevel(level)
+    except OSError as exc:
+        print(
+            f"oh-lsp: warning: cannot write the log file {file} ({exc.strerror or exc}): logging to stderr."
+            " Set OH_LSP_STATE_DIR to a writable directory to keep a log.",
+            file=sys.stderr,
+        )
+        path, stderr = None, True
     if stderr:
         console = logging.StreamHandler(CurrentStderr())
-        console.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        console.setLevel(level if path is None else logging.DEBUG if verbose else logging.WARNING)
         handlers.append(console)
     for handler in handlers:
         handler.setFormatter(logging.Formatter(_FORMAT))
         handler.addFilter(redact)
         root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     return path

@@ -29,7 +29,7 @@ from oh_lsp.attempt import (
     session_outcome,
     task_threshold,
 )
-from oh_lsp.errors import MissingApiKeyError, TargetError
+from oh_lsp.errors import MissingApiKeyError, StoreLostError, TargetError
 from oh_lsp.records import ExecutionMetrics
 from oh_lsp.tasks import QueuedTask
 
@@ -64,7 +64,7 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         config=ctx.config,
         exclude=ctx.exclude,
         progress=lambda text: ctx.emit(ev.VALIDATING, step=text),
-        warn=lambda text: ctx.emit(ev.WARNING, message=text),
+        warn=once(lambda text: ctx.emit(ev.WARNING, message=text)),
     )
     open_session = getattr(kind, "open_session", None)
     if open_session is not None:
@@ -122,6 +122,18 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
             ]
     assert best is not None
     return attempt_outcome(task, target, best, history, threshold, metrics, started)
+
+
+def once(warn: Callable[[str], None]) -> Callable[[str], None]:
+    """`warn` for each distinct text once (a task's repair iterations each open a sandbox: one warning is enough)."""
+    seen: set[str] = set()
+
+    def warn_once(text: str) -> None:
+        if text not in seen:
+            seen.add(text)
+            warn(text)
+
+    return warn_once
 
 
 def prompt_refit(kind: Any, target: Any, task: QueuedTask, turns: list[dict[str, Any]]) -> Callable[[int], Any]:
@@ -219,7 +231,11 @@ async def run_session(
         ctx.emit(ev.PROGRESS, message=f"asking stopped: {failures[0]}")
     ending = await session.finish()
     for model, (generated, kept) in ending.quality.items():
-        await ctx.gateway.record_kept_tests(model, generated, kept)
+        try:
+            await ctx.gateway.record_kept_tests(model, generated, kept)
+        except StoreLostError as exc:  # the model's record is lost with the store; the outcome is kept (the engine's)
+            log.warning("the share of %s's tests kept could not be recorded: %s", model, exc)
+            break
     return session_outcome(task, target, ending, ending.verdict, history, threshold, metrics, started)
 
 

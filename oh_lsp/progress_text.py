@@ -13,6 +13,8 @@ verdict) is not progress: it goes to the log (`oh_lsp/task_log.py`), to `-v` and
 - `outcome_text`: the long account of a finished task (file, delivery, score, tests kept and dropped, coverage
   and mutation score before → after, cost, "from cache"), for the log and the CLI's report; not a progress text;
 - `savings_text`: "saved $x (y % cached)", what caching saved, from the metrics;
+- `warning_text`: a warning (the engine's `warning` event) in full, not cut: each front end shows it on its own,
+  before what it warns about (the CLI on stderr, the editors as a message), never as a progress stage;
 - the stage texts of the checks (`tests_checked`, ...), which the task kinds report while they validate;
 - `coverage_text`, `mutation_text`: those two figures, before → after;
 - `money`, `count`: a cost in dollars, a count in a few characters (1.2k).
@@ -135,11 +137,18 @@ def _stage(event: ev.Event) -> str | None:
         return _progress(d)
     if kind == ev.WARNING:
         return f"warning: {d.get('message')}"
+    if kind == ev.HALTED:
+        return f"oh-lsp stopped: {d.get('message')}"
     if kind == ev.RETRYING:
         return f"retrying in {d.get('delay', 0):.0f}s: {d.get('error')}"
     if kind in ev.FINAL:
         return final_text(kind, d.get("result"), error=d.get("error"))
     return None
+
+
+def warning_text(event: ev.Event) -> str:
+    """The whole text of a `warning` event (shown before what it warns about, e.g. code about to run unsandboxed)."""
+    return f"oh-lsp: warning: {event.data.get('message')}"
 
 
 def _tokens(d: dict[str, Any]) -> str:

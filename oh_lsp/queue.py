@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from oh_lsp.errors import TaskIdError
 from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import sha256_text
 from oh_lsp.records import CachedResult, ExecutionMetrics, StatesSnapshot
@@ -27,6 +28,7 @@ from oh_lsp.store.thread import StoreThread
 from oh_lsp.tasks import QueuedTask, TaskStatus
 
 DEFAULT_LEASE_SECONDS = 30.0
+SHORT_ID = 8  # front ends print a task id's first 8 characters; any unique start at least this long finds the task
 log = logging.getLogger(__name__)
 
 
@@ -230,6 +232,22 @@ class TaskQueue:
 
     async def get_task(self, task_id: str) -> QueuedTask | None:
         return await self.store_thread.run(self.store.get, task_id)
+
+    async def find_id(self, text: str) -> str:
+        """The id of the task `text` names: its whole id, or the start of it (at least `SHORT_ID` characters, as
+        `run-engine` prints it) when exactly one task's id starts so. Raises `TaskIdError` saying why not."""
+        found = await self.store_thread.run(self.store.ids_starting_with, text, 3)
+        if text in found:
+            return text
+        if len(found) == 1 and len(text) >= SHORT_ID:
+            return found[0]
+        if len(found) > 1 and len(text) >= SHORT_ID:
+            more = ", ..." if len(found) > 2 else ""
+            raise TaskIdError(
+                f"{text} is the start of several task ids ({found[0]}, {found[1]}{more}): give more of it"
+            )
+        hint = f" (give a task's whole id, or at least its first {SHORT_ID} characters)" if len(text) < SHORT_ID else ""
+        raise TaskIdError(f"no task {text} in the store at {self.store.location}{hint}")
 
     async def list_tasks(self, status: TaskStatus | None = None, limit: int = 100) -> list[QueuedTask]:
         return await self.store_thread.run(self.store.list, status, limit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from oh_lsp.redaction import redact
 from oh_lsp.validation import findings as F
 from oh_lsp.validation.findings import Finding
 from oh_lsp.validation.result import ValidationResult
@@ -100,4 +101,4 @@ def feedback_message(attempt: Attempt, history: list[Attempt], threshold: float)
             codes = ", ".join(sorted({f.code for f in old.verdict.errors})) or "below the threshold"
             lines.append(f"- attempt {old.iteration}: score {old.verdict.score:.2f}; {codes}")
     lines.append("Answer again with the complete module in one fenced python block, fixing these problems.")
-    return "\n".join(lines)
+    return redact("\n".join(lines))

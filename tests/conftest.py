@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,6 +108,37 @@ def isolated_env(
 
 
 NET_AUDIT = Path(__file__).parent / "netaudit"
+LEAKS: list[str] = []  # where the sentinel key was seen on its way out (see `saw_secret`)
+
+
+def saw_secret(where: str, data: str | bytes) -> None:
+    """Check one text on its way out of oh-lsp (a request body the model server received, a message the language
+    server sent): the test that caused it fails if it holds the sentinel key (`no_secret_leaves`)."""
+    needle: str | bytes = SENTINEL_KEY.encode() if isinstance(data, bytes) else SENTINEL_KEY
+    if needle in data:
+        LEAKS.append(where)
+
+
+@pytest.fixture(autouse=True)
+def no_secret_leaves() -> Iterator[None]:
+    """Fail the test during which the sentinel key reached the scripted model server or the editor."""
+    before = len(LEAKS)
+    yield
+    if len(LEAKS) > before:
+        pytest.fail(f"SECRET LEAK: the sentinel API key was in {', '.join(sorted(set(LEAKS[before:])))}")
+
+
+def _watch_the_model_servers() -> None:
+    """Every request body any scripted model server receives goes through `saw_secret`."""
+    from oh_lsp.testing.model_server.script import ReplyScript
+
+    record = ReplyScript.record
+
+    def checked(self: ReplyScript, rec: Any) -> None:
+        saw_secret(f"a request body the scripted model server received ({rec.method} {rec.path})", rec.raw_body or b"")
+        record(self, rec)
+
+    ReplyScript.record = checked  # type: ignore[method-assign]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -124,6 +158,7 @@ def pytest_configure(config: pytest.Config) -> None:
     spec.loader.exec_module(importlib.util.module_from_spec(spec))  # installs the hook in this process too
 
     config.stash[NET_LOG] = log
+    _watch_the_model_servers()
 
 
 NET_LOG = pytest.StashKey[Path]()
@@ -152,7 +187,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     base = factory.getbasetemp()
     needle = SENTINEL_KEY.encode()
-    leaks = []
+    leaks = [f"seen on its way out: {where}" for where in sorted(set(LEAKS))]
     for path in base.rglob("*"):
         if path.is_symlink() or not path.is_file() or path.name == ".env" or path.stat().st_size > 50_000_000:
             continue
@@ -161,8 +196,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 leaks.append(str(path))
         except OSError:
             continue
+        if ".sqlite" in path.name and not path.name.endswith(("-wal", "-shm", "-journal")):
+            leaks += [f"{path}: {where}" for where in _rows_holding_the_key(path)]
     if leaks:
         fail_session(session, f"SECRET LEAK: the sentinel API key was found in {len(leaks)} file(s):", leaks)
+
+
+def _rows_holding_the_key(path: Path) -> list[str]:
+    """The tables of a SQLite store (through its write-ahead log too) with a row holding the sentinel key: every
+    task's result, error and note, every attempt's and model call's fields."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            return [
+                name for name in tables if any(SENTINEL_KEY in repr(row) for row in db.execute(f"SELECT * FROM {name}"))
+            ]
+    except sqlite3.Error:
+        return []  # not a database (a test's corrupted file)
 
 
 CALC, GOOD_TESTS = sample_project.CALC, sample_project.GOOD_TESTS  # the module the tests ask about
@@ -174,6 +226,22 @@ from pkg.calc import add
 def test_add_is_wrong():
     assert add(2, 2) == 5
 """
+
+
+SLOW_TESTS = """\
+import time
+
+from pkg.calc import add, divide
+
+
+def test_add():
+    time.sleep(1.5)
+    assert add(2, 3) == 5
+
+
+def test_divide():
+    assert divide(6, 3) == 2
+"""  # each run of test_add takes 1.5 s: time to act on an engine while it validates
 
 
 def fenced(code: str, prose: str = "Here are the tests:") -> str:
@@ -221,6 +289,24 @@ def cli_env(project: Path, base_url: str, **extra: str) -> dict[str, str]:
 
 
 OH_LSP = [sys.executable, "-m", "oh_lsp"]
+
+
+def oh_lsp_process(project: Path, env: dict[str, str], *args: str, stderr: int = subprocess.PIPE) -> Any:
+    """`oh-lsp ARGS` started in `project`, not waited for: its stdout (text) and, by default, stderr are pipes."""
+    return subprocess.Popen([*OH_LSP, *args], cwd=project, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+
+def engine_in_background(project: Path, env: dict[str, str], server: Any, *, answered: bool = True) -> Any:
+    """`oh-lsp run-engine --until-idle` in its own process, returned once `server` got the model call (with
+    `answered`, once its answer was sent whole: the engine then validates it)."""
+    import time
+
+    engine = oh_lsp_process(project, env, "run-engine", "--until-idle")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(r.completed or not answered for r in server.requests):
+        time.sleep(0.05)
+    assert server.requests, "the engine never called the model"
+    return engine
 
 
 async def run_task(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -16,7 +17,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 from oh_lsp.lsp.server import plain
 from oh_lsp.testing.sample_project import make_project  # noqa: F401  (the tests import it from here)
-from tests.conftest import OH_VARS, SENTINEL_KEY
+from tests.conftest import OH_VARS, SENTINEL_KEY, saw_secret
 
 SERVER = [sys.executable, "-m", "oh_lsp", "serve"]
 STATUS = "ohLsp/status"
@@ -36,6 +37,13 @@ def make_client() -> LanguageClient:
         return converter.structure(obj, t.CodeAction)
 
     converter.register_structure_hook(t.Command | t.CodeAction, code_action_or_command)
+    structure = client.protocol.structure_message
+
+    def checked(data: dict[str, Any]) -> Any:  # every message the server sends, before anything else reads it
+        saw_secret(f"a message the language server sent ({data.get('method') or 'a response'})", json.dumps(data))
+        return structure(data)
+
+    client.protocol.structure_message = checked  # type: ignore[method-assign]
     client.applied_edits = []  # type: ignore[attr-defined]
     client.apply_result = t.ApplyWorkspaceEditResult(applied=True)  # type: ignore[attr-defined]
     client.statuses = []  # type: ignore[attr-defined]

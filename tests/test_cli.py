@@ -15,7 +15,16 @@ import pytest
 
 from oh_lsp.paths import state_dir
 from oh_lsp.testing.model_server import Reply
-from tests.conftest import FAILING_TESTS, GOOD_TESTS, OH_LSP, SENTINEL_KEY, cli_env, fenced
+from tests.conftest import (
+    FAILING_TESTS,
+    GOOD_TESTS,
+    OH_LSP,
+    SENTINEL_KEY,
+    SLOW_TESTS,
+    cli_env,
+    engine_in_background,
+    fenced,
+)
 
 USAGE = {"prompt_tokens": 812, "completion_tokens": 164, "total_tokens": 976, "cost": 0.000913}
 
@@ -138,18 +147,7 @@ def test_kill_9_during_a_task_loses_nothing_and_completes_once(project: Path, mo
     env = cli_env(project, model_server.base_url, OH_LSP_LEASE_SECONDS="2", OH_LSP_HEARTBEAT_SECONDS="0.5")
     a = run(project, env, "submit-task", "--task-type", "unit_test", "--target-file", "pkg/calc.py", "--json")
     task_id = json.loads(a.stdout)["submitted"][0]["task_id"]
-    engine = subprocess.Popen(
-        [*OH_LSP, "run-engine", "--until-idle"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while not model_server.requests and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert model_server.requests, "the engine never called the model"
+    engine = engine_in_background(project, env, model_server, answered=False)
     running = json.loads(run(project, env, "get-status", "--task-id", task_id, "--json").stdout)
     assert running["status"] == "running"
     os.kill(engine.pid, signal.SIGKILL)
@@ -294,3 +292,120 @@ def test_run_engine_on_a_terminal_shows_live_progress(project: Path, model_serve
     assert "unit_test pkg/calc.py" in screen and "✓" in screen and "done: 3 tests kept" in screen
     assert stdout.startswith(f"{task_id}  unit_test pkg/calc.py: completed: tests/pkg/test_calc.py (written)")
     assert "\x1b[" not in stdout
+
+
+def test_the_short_ids_run_engine_prints_find_their_task(project: Path, model_server) -> None:
+    """`run-engine` prints each task's first 8 characters; `get-status` and `cancel-task` take them (any unique start
+    of at least 8 characters), and a start that several ids share is refused, naming them."""
+    import asyncio
+
+    from oh_lsp import QueuedTask, TaskQueue
+
+    model_server.script(Reply.text(fenced(GOOD_TESTS)))
+    env = cli_env(project, model_server.base_url)
+    run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py")
+    ran = run(project, env, "run-engine", "--until-idle")
+    printed = {line.split()[0] for line in ran.stderr.splitlines() if " done: " in line}  # the progress lines
+    assert len(printed) == 1 and len(next(iter(printed))) == 8, ran.stdout + ran.stderr
+    short = printed.pop()
+    status = run(project, env, "get-status", "--task-id", short, "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["task_id"].startswith(short) and json.loads(status.stdout)["status"] == "completed"
+
+    async def twins() -> None:
+        queue = TaskQueue(project_root=project)
+        for suffix in ("1", "2"):
+            await queue.submit(QueuedTask(task_type="unit_test", description=suffix, task_id=f"abcdef12{suffix * 24}"))
+        queue.close()
+
+    asyncio.run(twins())
+    ambiguous = run(project, env, "get-status", "--task-id", "abcdef12")
+    assert (
+        ambiguous.returncode == 2
+        and "several task ids" in ambiguous.stderr
+        and "abcdef12" + "1" * 24 in ambiguous.stderr
+    )
+    cancelled = run(project, env, "cancel-task", "--task-id", "abcdef122", "--json")
+    assert cancelled.returncode == 0 and json.loads(cancelled.stdout)["task_id"] == "abcdef12" + "2" * 24
+    short_one = run(project, env, "get-status", "--task-id", "abcdef1")
+    assert short_one.returncode == 2 and "at least its first 8 characters" in short_one.stderr
+
+
+def test_workers_are_bounded_as_in_the_editor(project: Path) -> None:
+    """`--workers 100000` used to run for minutes, take 527 MB and end in a BlockingIOError traceback: now it is
+    refused at once by the rule of the editors' `workers` setting (config.WORKERS), and so is the engine's own."""
+    from oh_lsp import ExecutionEngine, OpenHandsConfig
+    from oh_lsp.config import WORKERS
+    from oh_lsp.errors import ConfigError
+
+    env = cli_env(project, "http://127.0.0.1:9/v1")
+    started = time.monotonic()
+    huge = run(project, env, "run-engine", "--workers", "100000", "--until-idle", timeout=60)
+    assert huge.returncode == 2 and "--workers: it must be a whole number from 1 to 64" in huge.stderr
+    assert "Traceback" not in huge.stderr and time.monotonic() - started < 30
+    assert run(project, env, "run-engine", "--workers", "0").returncode == 2
+    ok = run(project, env, "run-engine", "--workers", str(WORKERS.metadata[-1].le), "--until-idle", "--json")
+    assert ok.returncode == 0, ok.stderr
+    with pytest.raises(ConfigError, match="max_concurrent_tasks must be a whole number from 1 to 64"):
+        ExecutionEngine(OpenHandsConfig(), 65, project_root=project)
+
+
+def test_every_model_cooling_down_for_an_hour_is_said_at_once(project: Path, model_server) -> None:
+    """Every model answers 429 with `Retry-After: 3600`: `generate-tests` used to wait an hour in silence and
+    `run-engine --until-idle` to exit 0 saying nothing while the task was still pending. Now both stop at once, name
+    each model and when it is free again, exit 3 (not 0, not 1), and the task stays queued."""
+    model_server.default = Reply.http_error(429, "rate limited", headers={"Retry-After": "3600"})
+    env = cli_env(project, model_server.base_url)
+    started = time.monotonic()
+    first = run(project, env, "generate-tests", "pkg/calc.py", timeout=120)
+    assert first.returncode == 3, first.stdout + first.stderr
+    assert time.monotonic() - started < 60, "it did not wait for the reset"
+    assert "nothing can run now: every model is cooling down" in first.stderr
+    assert "test-model: free again at" in first.stderr and "(in 60 min)" in first.stderr, first.stderr
+    assert "waiting: " in first.stderr and "unit_test pkg/calc.py  until" in first.stderr
+    stats = json.loads(run(project, env, "queue-stats", "--json").stdout)
+    assert stats["pending"] == 1 and stats["failed"] == 0, "the task stays queued for a later run-engine"
+
+    again = run(project, env, "run-engine", "--until-idle", "--json", timeout=120)
+    assert again.returncode == 3, again.stdout + again.stderr
+    waiting = json.loads(again.stdout)["waiting"]  # stdout: the result alone, one JSON document
+    assert waiting["models"][0]["model"] == "test-model"
+    assert waiting["tasks"][0]["runs_at"] > time.time() + 3000 and "rate-limit reset" in waiting["tasks"][0]["note"]
+    assert "Run `oh-lsp run-engine` again after" in again.stderr
+    assert len(model_server.requests) == 1, "the cooling model was not called again"
+    text = run(project, env, "run-engine", "--until-idle", timeout=120)
+    assert text.returncode == 3 and "test-model: free again at" in text.stderr
+
+
+def test_kill_9_during_validation_ends_the_task_once_through_its_lease(project: Path, model_server) -> None:
+    """What a run that kills oh-lsp's own process leaves (the attacker's `os.kill(os.getppid(), 9)` before the
+    sandbox): the engine dies while the generated tests run. The sandboxed run dies with it, and the lease machinery
+    ends the task: a second engine takes it once the lease runs out and completes it, exactly once."""
+    model_server.script(Reply.text(fenced(SLOW_TESTS)))
+    model_server.default = Reply.text(fenced(GOOD_TESTS))
+    env = cli_env(  # a lease long enough that a loaded machine never loses it, short enough to wait out here
+        project, model_server.base_url, OH_LSP_LEASE_SECONDS="6", OH_LSP_HEARTBEAT_SECONDS="0.5", OH_LSP_MUTATION="off"
+    )
+    task_id = json.loads(run(project, env, "submit-task", "--task-type", "unit_test", "pkg/calc.py", "--json").stdout)[
+        "submitted"
+    ][0]["task_id"]
+    engine = engine_in_background(project, env, model_server)
+    time.sleep(1.0)  # the answer is in: its tests are running (test_add takes 1.5 s a run)
+    sandboxes = list((project / "openhands_workspace" / "sandboxes").glob(f"{engine.pid}-*"))
+    assert sandboxes, "the engine was validating"
+    os.kill(engine.pid, signal.SIGKILL)
+    engine.communicate(timeout=10)
+    time.sleep(1.0)
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert str(sandboxes[0]) not in ps, "a process of the killed engine's sandbox outlived it"
+    assert json.loads(run(project, env, "get-status", "--task-id", task_id, "--json").stdout)["status"] == "running"
+
+    again = run(project, env, "run-engine", "--until-idle")
+    assert again.returncode == 0, again.stdout + again.stderr
+    status = json.loads(run(project, env, "get-status", "--task-id", task_id, "--json").stdout)
+    assert status["status"] == "completed" and status["attempts"] == 2, (status["error"], status["result"])
+    with sqlite3.connect(state_dir(project) / "oh-lsp.sqlite3") as db:
+        rows = db.execute("SELECT success FROM metrics WHERE task_id = ?", (task_id,)).fetchall()
+        statuses = db.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall()
+    assert rows == [(1,)] and statuses == [("completed", 1)], "ended once, none left running"
+    assert not sandboxes[0].exists(), "the next engine removed the killed one's sandbox copy"

@@ -1,5 +1,6 @@
-"""Crash: kill -9 the engine with 100 tasks in flight, during model streaming and during validation. After a
-restart every task is completed, none is lost, no result is written twice, and none is left running."""
+"""Crash: kill -9 the engine with 100 tasks queued and as many in flight as `--workers` allows (64), during model
+streaming and during validation. After a restart every task is completed, none is lost, no result is written twice,
+and none is left running."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from oh_lsp.config import WORKERS
 from oh_lsp.paths import state_dir
 from oh_lsp.testing.model_server import Reply
-from tests.conftest import OH_LSP, cli_env, fenced
+from tests.conftest import OH_LSP, cli_env, fenced, oh_lsp_process
 
 TASKS = 100
+MOST_WORKERS = int(WORKERS.metadata[-1].le)  # the bound of --workers
 
 
 def many_modules(project: Path) -> list[str]:
@@ -35,8 +38,8 @@ def generated_tests_for(module: str, slow: float) -> str:
 
 def respond(slow_stream: bool, slow_tests: float):
     def responder(request) -> Reply:
-        prompt = request.body["messages"][1]["content"]
-        module = re.search(r"Module path: (\S+)", prompt).group(1)
+        prompt = "\n".join(m["content"] for m in request.body["messages"])
+        module = "pkg." + re.search(r"pkg[./](mod_\d{3})", prompt).group(1)
         return Reply.text(
             fenced(generated_tests_for(module, slow_tests)), chunk_delay=0.5 if slow_stream else 0.0, chunk_size=4
         )
@@ -53,6 +56,7 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
         OH_LSP_HEARTBEAT_SECONDS="0.5",
         OH_LSP_MAX_REPAIR_ITERATIONS="0",
         OH_LSP_QUALITY_THRESHOLD="0",
+        OH_LSP_MUTATION="off",  # durability is the point here, not the tests' worth: 100 mutation analyses are not
     )
     submitted = subprocess.run(
         [*OH_LSP, "submit-task", "--task-type", "unit_test", "--json", *files],
@@ -65,14 +69,7 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
     assert submitted.returncode == 0, submitted.stderr
     ids = [s["task_id"] for s in json.loads(submitted.stdout)["submitted"]]
     server.responder = respond(slow_stream=phase == "streaming", slow_tests=2.0 if phase == "validation" else 0)
-    engine = subprocess.Popen(
-        [*OH_LSP, "run-engine", "--workers", str(workers)],
-        cwd=project,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,  # the progress lines
-        text=True,
-    )
+    engine = oh_lsp_process(project, env, "run-engine", "--workers", str(workers))  # progress: stderr
     deadline = time.monotonic() + 120
     if phase == "streaming":
         while sum(1 for r in server.requests if not r.completed) < 30 and time.monotonic() < deadline:
@@ -81,7 +78,7 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
         validating = 0
         while validating < 3 and time.monotonic() < deadline:
             line = engine.stderr.readline()
-            validating += "running the generated tests" in line
+            validating += "checking " in line  # the generated tests run (progress_text.tests_checked)
     os.kill(engine.pid, signal.SIGKILL)
     engine.wait(timeout=30)
     in_flight = sum(1 for r in server.requests if not r.completed) if phase == "streaming" else validating
@@ -116,7 +113,7 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
 
 
 def test_kill_9_during_streaming(project: Path, model_server) -> None:
-    crash_and_recover(project, model_server, phase="streaming", workers=TASKS)
+    crash_and_recover(project, model_server, phase="streaming", workers=MOST_WORKERS)
 
 
 def test_kill_9_during_validation(project: Path, model_server) -> None:

@@ -294,6 +294,30 @@ async def test_under_bubblewrap_the_agent_cannot_see_or_touch_the_real_project(
     assert [f["path"] for f in task.result["edit"]["files"]][-1] == OUTPUT  # what it planted is no output
 
 
+async def test_under_landlock_alone_the_agent_works_without_a_terminal(
+    project: Path, model_server, agent_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a machine with Landlock but no namespaces (bubblewrap hidden, mode `landlock`) the agent's terminal tool
+    cannot work: its tmux server wanted a folder in the real /tmp and a pseudo-terminal of the machine, both outside
+    what Landlock allows (and opening the machine's terminals would let it read their keystrokes). The agent runs
+    with the file editor alone, says so, and its answer is checked as usual."""
+    from oh_lsp.sandbox.measure import path_without_bwrap
+    from oh_lsp.validation import sandbox
+
+    if not sandbox.probe_kernel()["landlock"]:
+        missing("this kernel has no Landlock")
+    monkeypatch.setattr(sandbox, "_bwrap_ok", None)
+    monkeypatch.setenv("PATH", path_without_bwrap(os.environ["PATH"], tmp_path / "path"))
+    play(model_server, [create(GOOD_TESTS), FINISH])
+    async with Run(project, agent_config(model_server, tmp_path, agent_env, sandbox="landlock")) as run:
+        task = await run.run()
+    assert task.status.value == "completed", task.error
+    assert {t["function"]["name"] for t in model_server.requests[0].body["tools"]} >= {"file_editor", "finish"}
+    assert "terminal" not in {t["function"]["name"] for t in model_server.requests[0].body["tools"]}
+    assert any("no terminal: this sandbox (Landlock alone)" in text for text in run.progress())
+    assert sorted(task.result["validation"]["details"]["kept"]) == ["test_add", "test_divide", "test_divide_by_zero"]
+
+
 async def test_a_refused_key_fails_fast_with_the_direct_runtimes_message(
     project: Path, model_server, agent_env, tmp_path: Path
 ) -> None:

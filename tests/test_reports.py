@@ -72,6 +72,7 @@ def every_kind_of_event() -> list[ev.Event]:
         ev.Event(ev.PROGRESS, "t" * 32, {"message": LONG, "repair": 1, "of": 2}),
         ev.Event(ev.PROGRESS, "t" * 32, {"message": LONG, "delivered": True, "output_file": LONG_PATH}),
         ev.Event(ev.WARNING, "t" * 32, {"message": LONG}),
+        ev.Event(ev.HALTED, "", {"message": LONG}),
         ev.Event(ev.RETRYING, "t" * 32, {"delay": 12345.6, "error": LONG}),
         ev.Event(ev.COMPLETED, "t" * 32, {"result": result, "cost": 1.5}),
         ev.Event(ev.FAILED, "t" * 32, {"result": result, "error": LONG}),
@@ -382,7 +383,11 @@ def test_a_warning_is_shown_whole_before_the_progress_goes_on(several: bool) -> 
     view.on_event(ev.Event(ev.MODEL_CHOSEN, "t" * 32, {"model": "m", "why": LONG}))  # a repair: the model once
     lines = out.getvalue().splitlines()
     prefix = "tttttttt " if several else ""
-    assert lines == [f"warning: {LONG}", f"{prefix}model m", f"{prefix}repair 1/2: asking again with the findings"]
+    assert lines == [
+        f"oh-lsp: warning: {LONG}",
+        f"{prefix}model m",
+        f"{prefix}repair 1/2: asking again with the findings",
+    ]
 
 
 def test_the_why_of_a_model_of_unknown_quality_says_it_once() -> None:
@@ -393,3 +398,39 @@ def test_the_why_of_a_model_of_unknown_quality_says_it_once() -> None:
     local = ModelInfo(name="smollm2", id="smollm2")
     why = _why([local], TaskRequirements(category="unit_test"), {"smollm2": 0.0})
     assert "quality unknown" in why and "quality quality" not in why
+
+
+def test_a_failed_session_numbers_its_answers_in_order_across_segments() -> None:
+    """A task asked about two segments gave 4 answers, each segment's numbered 1 and 2 in its own conversation: the
+    error counts them in the order they came ("answer 4"), never "after 4 answers; last, answer 2"."""
+    from types import SimpleNamespace
+
+    from oh_lsp import QueuedTask
+    from oh_lsp.attempt import session_outcome
+    from oh_lsp.records import ExecutionMetrics
+    from oh_lsp.repair import Attempt
+    from oh_lsp.validation.findings import Finding
+    from oh_lsp.validation.result import ValidationResult
+
+    def failed(test: str) -> ValidationResult:
+        return ValidationResult.from_findings([Finding("test-failed", f"{test} failed", file="t.py")], 0.0)
+
+    history = [
+        Attempt(1, "a", None, failed("test_a1"), segment="lines 1-9"),
+        Attempt(1, "b", None, failed("test_b1"), segment="lines 10-19"),
+        Attempt(2, "a", None, failed("test_a2"), segment="lines 1-9"),
+        Attempt(2, "b", None, failed("test_b2"), segment="lines 10-19"),
+    ]
+    target = SimpleNamespace(path=Path("pkg/calc.py"), sha256="0" * 64)
+    outcome = session_outcome(
+        QueuedTask(task_type="unit_test", description=""),
+        target,
+        None,
+        failed("all"),
+        history,
+        0.7,
+        ExecutionMetrics(task_id="t", model_id="m", task_type="unit_test"),
+        0.0,
+    )
+    assert outcome.error.startswith("validation failed after 4 answers; best, answer 1: failed (score 0.00)")
+    assert "; last, answer 4: failed (score 0.00)" in outcome.error and "test_b2" in outcome.error

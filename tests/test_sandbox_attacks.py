@@ -186,7 +186,7 @@ async def test_none_mode_warns_before_the_run_that_the_key_is_readable(project: 
     assert task.status is TaskStatus.COMPLETED, task.error
     kinds = [(e.kind, e.data.get("message") or e.data.get("step") or "") for e in seen]
     warning = next(i for i, (kind, _) in enumerate(kinds) if kind == ev.WARNING)
-    first_run = next(i for i, (kind, text) in enumerate(kinds) if kind == ev.VALIDATING and "run 1" in text)
+    first_run = next(i for i, (kind, text) in enumerate(kinds) if kind == ev.VALIDATING and "checking " in text)
     assert warning < first_run, kinds
     assert "WITHOUT a sandbox" in kinds[warning][1] and "API key" in kinds[warning][1]
 
@@ -231,7 +231,9 @@ def test_the_cli_warns_before_an_unsandboxed_run_and_prints_no_key(project: Path
     events = [json.loads(line) for line in ran.stderr.splitlines() if line.startswith("{")]  # progress: stderr
     kinds = [e["event"] for e in events]
     assert "warning" in kinds, ran.stdout + ran.stderr
-    first_run = next(i for i, e in enumerate(events) if e["event"] == "validating" and "run 1" in str(e.get("step")))
+    first_run = next(
+        i for i, e in enumerate(events) if e["event"] == "validating" and "checking " in str(e.get("step"))
+    )
     assert kinds.index("warning") < first_run
     assert "API key" in events[kinds.index("warning")]["message"]
     status = cli("get-status", "--task-id", task_id, "--json")

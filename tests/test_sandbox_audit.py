@@ -122,3 +122,30 @@ async def test_network_beyond_the_loopback_is_recorded(project: Path, model_serv
         == reaching.splitlines().index("        socket.create_connection(('192.0.2.1', 443), timeout=1)") + 1
     )
     assert sorted(task.result["validation"]["details"]["kept"]) == ["test_add", "test_divide", "test_divide_by_zero"]
+
+
+def test_a_command_line_read_while_its_process_is_inside_execve_is_read_again(monkeypatch, tmp_path: Path) -> None:
+    """Why `sleep 313.5` could be missing from the leftover-process finding on a loaded machine: `Popen` returns once
+    its close-on-exec pipe closes, which `execve` does before the new program's arguments exist, so the plugin could
+    read an empty /proc/<pid>/cmdline at the test's end. It now reads an empty one again (and the leftovers' command
+    lines again at the session's end)."""
+    import importlib
+    import io
+    import sys
+
+    # in the sandbox the plugin finds the report plugin beside it, under this name
+    monkeypatch.setitem(sys.modules, "oh_lsp_report", importlib.import_module("oh_lsp.validation.pytest_report_plugin"))
+    from oh_lsp.sandbox import audit_plugin
+
+    reads = iter([b"", b"", b"sleep\x00313.5\x00"])
+    real_open = open
+
+    def fake_open(path: str, mode: str = "r", *args, **kwargs):
+        if path == "/proc/4242/cmdline":
+            return io.BytesIO(next(reads))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(audit_plugin, "open", fake_open, raising=False)
+    assert audit_plugin._command_line(4242) == "sleep 313.5"
+    reads = iter([b""] * 1000)
+    assert audit_plugin._command_line(4242, wait=0.05) == "", "a process with no arguments stays empty, briefly"

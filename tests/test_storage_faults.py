@@ -146,3 +146,118 @@ async def test_two_engines_on_one_store_never_run_a_task_at_the_same_time(projec
     assert not overlaps and sorted(runs) == sorted(ids), "each task ran exactly once"
     assert set(statuses) == {TaskStatus.COMPLETED}
     assert os.getpid()
+
+
+COMMANDS = [
+    ["submit-task", "--task-type", "unit_test", "pkg/calc.py"],
+    ["get-status", "--task-id", "0123456789abcdef"],
+    ["cancel-task", "--task-id", "0123456789abcdef"],
+    ["list-tasks"],
+    ["queue-stats"],
+    ["metrics"],
+    ["run-engine", "--until-idle"],
+    ["generate-tests", "pkg/calc.py"],
+    ["select-model", "--task-type", "unit_test"],
+    ["models"],
+    ["queue", "migrate"],
+]
+
+
+def assert_clear_store_error(out: subprocess.CompletedProcess, args: list[str]) -> None:
+    assert out.returncode == 1, (args, out.stdout, out.stderr)
+    assert "cannot use the oh-lsp store" in out.stderr and "OH_LSP_STATE_DIR" in out.stderr, (args, out.stderr)
+    assert "Traceback" not in out.stderr + out.stdout, (args, out.stderr)
+
+
+@needs_bwrap
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: a[0] if a[0] != "queue" else "queue-migrate")
+def test_every_command_on_a_read_only_state_dir_says_so_without_a_traceback(project: Path, args: list[str]) -> None:
+    """`run-engine` used to crash here with `OSError: [Errno 30]` from the log file handler."""
+    env = cli_env(project, "http://127.0.0.1:9/v1")
+    state = Path(env["OH_LSP_STATE_DIR"])
+    state.mkdir(parents=True, exist_ok=True)
+    assert_clear_store_error(cli_in_bwrap(project, env, ["--ro-bind", str(state), str(state)], *args), args)
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: a[0] if a[0] != "queue" else "queue-migrate")
+def test_every_command_on_a_state_dir_that_cannot_exist_says_so(project: Path, args: list[str]) -> None:
+    blocker = project.parent / "a-file"
+    blocker.write_text("not a directory\n")
+    env = cli_env(project, "http://127.0.0.1:9/v1", OH_LSP_STATE_DIR=str(blocker / "state"))
+    out = subprocess.run([*OH_LSP, *args], cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert_clear_store_error(out, args)
+
+
+def test_the_log_falls_back_to_stderr_when_its_file_cannot_be_written(project: Path, model_server) -> None:
+    from oh_lsp.testing.model_server import Reply
+    from tests.conftest import GOOD_TESTS, fenced
+
+    (state_dir(project) / "oh-lsp.log").mkdir(parents=True)  # the store can be written, its log file cannot
+    model_server.script(Reply.text(fenced(GOOD_TESTS)))
+    env = cli_env(project, model_server.base_url, OH_LSP_MUTATION="off")
+    subprocess.run(
+        [*OH_LSP, "submit-task", "--task-type", "unit_test", "pkg/calc.py"], cwd=project, env=env, check=True
+    )
+    out = subprocess.run(
+        [*OH_LSP, "run-engine", "--until-idle"], cwd=project, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "cannot write the log file" in out.stderr and "logging to stderr" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert (project / "tests" / "pkg" / "test_calc.py").exists()
+
+
+@pytest.mark.parametrize("fault", ["deleted", "replaced"])
+def test_a_store_lost_under_a_running_engine_stops_it_and_keeps_the_result(
+    project: Path, model_server, fault: str
+) -> None:
+    """The store is deleted (or replaced by another file) while the engine validates a task: the engine notices at
+    its next write (a heartbeat), stops with a clear error, and keeps the outcome it holds: in the log (so on
+    stderr) and, the result being the CLI's to deliver, in the project. Before, it went on, and all history was gone
+    without a word."""
+    import time
+
+    from oh_lsp.testing.model_server import Reply
+    from tests.conftest import SLOW_TESTS, engine_in_background, fenced
+
+    model_server.script(Reply.text(fenced(SLOW_TESTS)))
+    env = cli_env(project, model_server.base_url, OH_LSP_MUTATION="off", OH_LSP_HEARTBEAT_SECONDS="0.3")
+    subprocess.run(
+        [*OH_LSP, "submit-task", "--task-type", "unit_test", "pkg/calc.py"], cwd=project, env=env, check=True
+    )
+    store = state_dir(project) / "oh-lsp.sqlite3"
+    engine = engine_in_background(project, env, model_server)
+    time.sleep(0.5)  # the answer is in: the engine is validating it (each run of test_add takes 1.5 s)
+    for part in store.parent.glob("oh-lsp.sqlite3*"):
+        part.unlink()
+    if fault == "replaced":
+        SQLiteStore(store).close()  # another, empty store at the same path
+    out, err = engine.communicate(timeout=120)
+    assert engine.returncode == 1, out + err
+    assert f"the oh-lsp store at {store} was {fault}" in err and "oh-lsp stopped" in err, err
+    assert "Traceback" not in err
+    assert "is kept here" in err and '"status": "completed"' in err, "the outcome is in the log (and on stderr)"
+    assert "def test_divide" in (project / "tests" / "pkg" / "test_calc.py").read_text(), "and delivered"
+
+
+@pytest.mark.asyncio
+async def test_the_editor_is_told_when_its_store_is_deleted(tmp_path: Path) -> None:
+    """The language server's engine notices too (its idle workers poll the store), and the editor gets an error
+    message saying so, instead of a server that goes on writing into a deleted file."""
+    import pytest_lsp
+
+    from tests.lsp_client import make_project, start_server, stop_server, until
+
+    project = make_project(tmp_path / "proj")
+    state = tmp_path / "state"
+    client = await start_server(project, state, "http://127.0.0.1:9/v1", pytest_lsp.client_capabilities("neovim"))
+    try:
+        await until(lambda: client.statuses, 30, "the engine to run")  # type: ignore[attr-defined]
+        store = next(state.rglob("oh-lsp.sqlite3"))
+        for part in store.parent.glob("oh-lsp.sqlite3*"):
+            part.unlink()
+        await until(lambda: any("oh-lsp stopped in" in m.message for m in client.messages), 30, "the message")
+        text = next(m for m in client.messages if "oh-lsp stopped in" in m.message)
+        assert text.type == 1 and f"the oh-lsp store at {store} was deleted" in text.message  # 1: Error
+    finally:
+        await stop_server(client)

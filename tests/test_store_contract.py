@@ -733,3 +733,25 @@ def test_a_corrupt_entry_is_ignored_and_replaced(
     store.cache_put(cache_entry("k1", fresh=True), limit=10)
     fixed = store.cache_get("k1")
     assert fixed is not None and fixed.result["fresh"] is True
+
+
+async def test_a_task_is_found_by_the_start_of_its_id(queue: TaskQueue) -> None:
+    from oh_lsp.errors import TaskIdError
+
+    ids = [f"feedface{tail}" for tail in ("a" * 24, "b" * 24)]
+    for task_id in ids:
+        await queue.submit(QueuedTask(task_type="unit_test", description=task_id, task_id=task_id))
+    assert await queue.find_id("feedfacea") == ids[0] and await queue.find_id(ids[1]) == ids[1]
+    with pytest.raises(TaskIdError, match="several task ids"):
+        await queue.find_id("feedface")
+    with pytest.raises(TaskIdError, match="no task 0000000000"):
+        await queue.find_id("0000000000")
+    with pytest.raises(TaskIdError, match="first 8 characters"):
+        await queue.find_id("feedfac")
+
+
+async def test_a_task_that_fails_after_one_attempt_says_so_in_the_singular(queue: TaskQueue) -> None:
+    await queue.submit(QueuedTask(task_type="unit_test", description="once", max_retries=0))
+    task = await queue.claim()
+    assert await queue.retry(task.task_id, "HTTP 503", 0) is TaskStatus.FAILED
+    assert (await queue.get_task(task.task_id)).error == "failed after 1 attempt; last error: HTTP 503"

@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from oh_lsp.redaction import known_secrets, redact
+
 log = logging.getLogger(__name__)
 STDERR_LINES = 60
 LINE_LIMIT = 8 * 1024 * 1024  # one event line (an agent message is cut short by the worker long before this)
@@ -87,9 +89,8 @@ class AgentProcess:
             self._stderr.append(self.redact(line.decode("utf-8", "replace").rstrip()))
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "<redacted>")
-        return text
+        """`text` without the agent's secrets nor any other secret oh-lsp knows (`oh_lsp.redaction`)."""
+        return redact(text, known_secrets(self.secrets))
 
     def stderr_tail(self, lines: int = 15) -> str:
         return "\n".join(list(self._stderr)[-lines:])

@@ -189,6 +189,10 @@ async def _converse(
             workspace,
             agent_message(kind, target, task, messages, workspace, output),
         )
+        # A terminal needs a pseudo-terminal: the namespaces give the agent a private one (and /tmp for tmux). Under
+        # Landlock alone the only ones are the machine's, which it may not open (it could read another terminal's
+        # keystrokes): then the agent works with the file editor alone.
+        spec["terminal"] = box.isolated or not box.layers.landlock
         command = box.command(
             [str(environment.python), str(box.tools / WORKER_FILE)],
             readable=await interpreter_paths(environment.python, box.project_root),
@@ -196,7 +200,9 @@ async def _converse(
         ctx.emit(
             ev.PROGRESS,
             message=f"starting the OpenHands agent ({'isolated copy' if box.isolated else 'copy'}"
-            f" of the project; model {run.chain[0].name})",
+            f" of the project; model {run.chain[0].name}"
+            + ("" if spec["terminal"] else "; no terminal: this sandbox (Landlock alone) has no private one")
+            + ")",
             runtime="openhands",
             isolated=box.isolated,
         )

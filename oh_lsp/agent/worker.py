@@ -209,7 +209,9 @@ def main() -> int:
     channel.emit("ready", sdk_version=__version__, import_seconds=round(time.monotonic() - started, 3))
     reporter = Reporter(channel)
     try:
-        tools = [Tool(name=FileEditorTool.name), Tool(name=TerminalTool.name)]
+        tools = [Tool(name=FileEditorTool.name)]
+        if spec.get("terminal", True):  # none under Landlock alone (oh_lsp/agent/runtime.py says why)
+            tools.append(Tool(name=TerminalTool.name))
         agent = Agent(llm=build_llm(spec, channel), tools=tools, system_prompt_kwargs={"cli_mode": spec["cli_mode"]})
         workspace = build_workspace(spec)
         options: dict[str, Any] = {

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from oh_lsp.queue import TaskQueue
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_WAITING = 3  # nothing can run now (every model cooling down past a near reset); the tasks stay queued
 SUBMITTER = "cli"
 T = TypeVar("T")
 
@@ -36,15 +37,27 @@ def root_of(args: argparse.Namespace) -> Path:
 
 
 def config_of(root: Path, args: argparse.Namespace | None = None) -> OpenHandsConfig:
-    """Settings from the environment and the project's .env; `--queue-url` wins over OPENHANDS_QUEUE_URL."""
+    """Settings from the environment and the project's .env; `--queue-url` wins over OPENHANDS_QUEUE_URL. What the
+    .env may not set is said on stderr (a remote endpoint there is refused: `ConfigError`)."""
     from oh_lsp.config import OpenHandsConfig
 
     url = getattr(args, "queue_url", None)
-    return OpenHandsConfig.from_env(env_file=root / ".env", **({"queue_url": url} if url else {}))
+    config = OpenHandsConfig.from_env(env_file=root / ".env", **({"queue_url": url} if url else {}))
+    for note in config.project_notes:
+        say(f"oh-lsp: warning: {note}", err=True)
+    return config
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """Print `text` (on stderr with `err`), every secret oh-lsp knows taken out: what the CLI prints goes through
+    here or `print_json`."""
+    from oh_lsp.redaction import redact
+
+    print(redact(text), file=sys.stderr if err else sys.stdout)
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
+    say(json.dumps(value, indent=2, default=str))
 
 
 def show(args: argparse.Namespace, value: Any, report: Callable[[Any], str], json_value: Any = None) -> int:
@@ -52,14 +65,14 @@ def show(args: argparse.Namespace, value: Any, report: Callable[[Any], str], jso
     if args.json:
         print_json(value if json_value is None else json_value)
     else:
-        print(report(value))
+        say(report(value))
     return EXIT_OK
 
 
 def warn_recovered(store: Any) -> None:
     """Tell the user what the store had to do on opening (e.g. a corrupted file moved aside)."""
     if getattr(store, "recovered", None):
-        print(f"oh-lsp: warning: {store.recovered}", file=sys.stderr)
+        say(f"oh-lsp: warning: {store.recovered}", err=True)
 
 
 def open_queue(root: Path, config: OpenHandsConfig) -> TaskQueue:
@@ -82,7 +95,7 @@ def ask_queue(args: argparse.Namespace, call: Callable[[Any], Coroutine[Any, Any
         queue.close()
 
 
-def start_logging(root: Path, config: OpenHandsConfig, verbose: bool) -> Path:
+def start_logging(root: Path, config: OpenHandsConfig, verbose: bool) -> Path | None:
     from oh_lsp.logs import setup_logging
     from oh_lsp.paths import state_dir
 

@@ -13,7 +13,8 @@ from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextCol
 from rich.text import Text
 
 from oh_lsp import events as ev
-from oh_lsp.progress_text import fit, fit_path, stage_text
+from oh_lsp.progress_text import fit, fit_path, stage_text, warning_text
+from oh_lsp.redaction import redact
 
 MARKS = {ev.COMPLETED: "[green]✓", ev.FAILED: "[red]✗", ev.CANCELLED: "[yellow]–"}
 
@@ -49,19 +50,20 @@ class LiveDisplay:
 
     def update(self, event: ev.Event) -> None:
         if event.kind == ev.WARNING:  # shown whole, above the display: the user must read it before the run
-            self.console.print(Text.assemble(("warning: ", "yellow"), str(event.data.get("message"))))
+            self.console.print(Text(redact(warning_text(event)), style="yellow"))
             return
         stage = stage_text(event)
         if stage is None:
             return
+        stage = redact(stage)
         row = self.rows.get(event.task_id)
         if row is None:
-            self.names[event.task_id] = describe(event)
+            self.names[event.task_id] = redact(describe(event))
             row = self.rows[event.task_id] = self.progress.add_task(
                 self.names[event.task_id], total=1, stage="", mark=""
             )
         if event.data.get("delivered"):  # the row keeps its last stage, and says where the result went
-            written = fit_path(str(event.data.get("output_file")), 40)
+            written = redact(fit_path(str(event.data.get("output_file")), 40))
             self.progress.update(row, description=f"{self.names[event.task_id]} → {written}")
         elif event.is_final:
             self.progress.update(row, stage=stage, completed=1, mark=MARKS.get(event.kind, "–"))

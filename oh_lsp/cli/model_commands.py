@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from oh_lsp.cli import render
-from oh_lsp.cli.common import EXIT_FAILED, EXIT_OK, config_of, print_json, root_of, show
+from oh_lsp.cli.common import EXIT_FAILED, EXIT_OK, config_of, print_json, root_of, say, show
 from oh_lsp.errors import OhLspError
 
 
@@ -36,7 +36,7 @@ def select_model(args: argparse.Namespace) -> int:
     if args.json:
         print_json(selection.to_dict())
     else:
-        print(render.selection_report(selection))
+        say(render.selection_report(selection))
     return EXIT_OK if selection.chain else EXIT_FAILED
 
 

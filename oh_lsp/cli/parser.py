@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20)
 
     p = sub.add_parser("run-engine", parents=[common], help="run queued tasks")
-    p.add_argument("--workers", type=_positive_int, default=5)
+    p.add_argument("--workers", type=_workers, default=5, help="tasks run at once: 1 to 64 (default 5)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--until-idle", action="store_true", help="stop when no task is pending or running")
     p.add_argument("--overwrite", action="store_true", help="replace existing files instead of adding to them")
@@ -142,8 +142,12 @@ def _quality_threshold(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+def _workers(text: str) -> int:
+    """`--workers`, by the rule of the editors' `workers` setting (config.WORKERS; read when the option is given)."""
+    from oh_lsp.config import check_workers
+    from oh_lsp.errors import ConfigError
+
+    try:
+        return check_workers(int(text) if text.strip().isdigit() else text, "it")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

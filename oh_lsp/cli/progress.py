@@ -6,7 +6,8 @@ carries only the result, as with git and uv.
 - `--json` on `run-engine`: one JSON object a line per event (no streamed chunks).
 
 Stages are worded by `oh_lsp.progress_text` (at most 60 characters). A warning (code about to run unsandboxed) is
-shown whole, before what it warns about. rich is imported only for the live display, never by `oh-lsp serve`.
+shown whole, before what it warns about. Every text is redacted (`oh_lsp.redaction`). rich is imported only for the
+live display, never by `oh-lsp serve`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import os
 from typing import Any, TextIO
 
 from oh_lsp import events as ev
-from oh_lsp.progress_text import MAX_CHARS, event_text
+from oh_lsp.progress_text import MAX_CHARS, event_text, warning_text
+from oh_lsp.redaction import redact
 
 ID_CHARS = 8  # of a task's id, before its lines when several tasks run
 
@@ -58,6 +60,8 @@ class ProgressView:
             self.completed += event.kind == ev.COMPLETED
         if self.json_lines:
             self._json(event)
+        elif event.kind == ev.HALTED:  # said whole by the log as it happens (stderr), and by the CLI as it exits
+            return
         elif self._live is not None:
             self._live.update(event)
         elif event.kind != ev.TOKENS or event.data.get("final"):
@@ -66,12 +70,13 @@ class ProgressView:
     def _json(self, event: ev.Event) -> None:
         if event.kind != ev.TOKENS or event.data.get("final"):
             data = {k: v for k, v in event.data.items() if k != "result"}
-            self.out.write(json.dumps({"event": event.kind, "task_id": event.task_id, **data}, default=str) + "\n")
+            line = json.dumps({"event": event.kind, "task_id": event.task_id, **data}, default=str)
+            self.out.write(redact(line) + "\n")
             self.out.flush()
 
     def _line(self, event: ev.Event) -> None:
         if event.kind == ev.WARNING:  # shown whole: the user must read it before the run
-            self.out.write(f"warning: {event.data.get('message')}\n")
+            self.out.write(redact(warning_text(event)) + "\n")
             self.out.flush()
             return
         prefix = f"{event.task_id[:ID_CHARS]} " if self.several else ""
@@ -83,7 +88,7 @@ class ProgressView:
                 return
             self._model[event.task_id] = text
         self._last[event.task_id] = text
-        self.out.write(prefix + text + "\n")
+        self.out.write(redact(prefix + text) + "\n")
         self.out.flush()
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oh_lsp.cli import render
 from oh_lsp.cli.common import (
@@ -21,9 +21,12 @@ from oh_lsp.cli.common import (
     root_of,
     show,
 )
-from oh_lsp.errors import TargetError
+from oh_lsp.errors import TaskIdError
 from oh_lsp.paths import python_target
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
+
+if TYPE_CHECKING:
+    from oh_lsp.queue import TaskQueue
 
 
 def _staged_python_files(root: Path) -> list[str] | None:
@@ -108,25 +111,30 @@ def submit_task(args: argparse.Namespace) -> int:
 
 
 def get_status(args: argparse.Namespace) -> int:
-    root = root_of(args)
-    task = ask_queue(args, lambda queue: queue.get_task(args.task_id))
+    async def find(queue: TaskQueue) -> QueuedTask | None:
+        return await queue.get_task(await queue.find_id(args.task_id))
+
+    task = ask_queue(args, find)
     if task is None:
-        raise TargetError(f"no task {args.task_id} in the store of {root}")
+        raise TaskIdError(f"no task {args.task_id} in the store of {root_of(args)}")
     return show(args, task, render.task_report, task.summary())
 
 
 def cancel_task(args: argparse.Namespace) -> int:
-    root = root_of(args)
-    status = ask_queue(args, lambda queue: queue.cancel(args.task_id))
+    async def cancel(queue: TaskQueue) -> tuple[str, TaskStatus | None]:
+        task_id = await queue.find_id(args.task_id)
+        return task_id, await queue.cancel(task_id)
+
+    task_id, status = ask_queue(args, cancel)
     if status is None:
-        raise TargetError(f"no task {args.task_id} in the store of {root}")
+        raise TaskIdError(f"no task {args.task_id} in the store of {root_of(args)}")
     cancelled = status in (TaskStatus.PENDING, TaskStatus.RUNNING)
     message = {
         TaskStatus.PENDING: "cancelled",
         TaskStatus.RUNNING: "cancel requested: its engine stops it at its next heartbeat",
     }.get(status, f"not cancelled: the task is already {status.value}")
-    print_json({"task_id": args.task_id, "cancelled": cancelled, "message": message}) if args.json else print(
-        f"{args.task_id}: {message}"
+    print_json({"task_id": task_id, "cancelled": cancelled, "message": message}) if args.json else print(
+        f"{task_id}: {message}"
     )
     return EXIT_OK if cancelled else EXIT_FAILED
 

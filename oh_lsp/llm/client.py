@@ -34,7 +34,7 @@ from oh_lsp.llm.errors import (
 )
 from oh_lsp.llm.prompt_cache import wire_messages
 from oh_lsp.llm.tokens import EndpointTokenizer, endpoint_root
-from oh_lsp.redaction import known_secrets, redact
+from oh_lsp.redaction import known_secrets, redact, redact_data
 
 DeltaCallback = Callable[[str], None]
 AFTER_DONE_SECONDS = 2.0  # how long to read on after [DONE] (to keep the connection), before giving up on it
@@ -116,7 +116,10 @@ class ChatClient:
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": model,
-            "messages": wire_messages(messages, breakpoints=breakpoints),
+            # the key goes in a header only
+            "messages": wire_messages(
+                redact_data(messages, known_secrets(self.config.secrets())), breakpoints=breakpoints
+            ),
             "stream": True,
             "stream_options": {"include_usage": True},
         }

@@ -196,8 +196,9 @@ class Rotation:
                 self.again, self.wait = model, wait
                 self.again_why = f"retry {failures} of {TRANSIENT_RETRIES} on {model.name} after: {error.message}"
             return error
-        self.dropped[model.name] = f"failed {failures} times, last: {error.message}"
-        self.reason = f"{failures} failures, last: {error.message}"
+        times = "once" if failures == 1 else f"{failures} times"
+        self.dropped[model.name] = f"failed {times}, last: {error.message}"
+        self.reason = f"{failures} failure{'' if failures == 1 else 's'}, last: {error.message}"
         return self._elsewhere(error)
 
     def _too_long(self, model: ModelInfo, error: ModelCallError, smaller: bool) -> ModelCallError:

@@ -155,7 +155,7 @@ def actions_at(
     if folder is None or folder.engine is None:
         return []
     document = ls.workspace.get_text_document(uri)
-    line = document.position_from_client_units(cursor).line + 1
+    line = cursor.line + 1  # lines are the same in every position encoding (and this splits no text)
     module = module_name(Path(path).resolve().relative_to(folder.root))
     found = diagnostics.with_task_ids(uri, context.diagnostics)
     return code_actions(uri, module, symbol_at(document.source, line), kinds, found, context.only)

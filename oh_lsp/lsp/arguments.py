@@ -12,7 +12,7 @@ import attrs
 
 from oh_lsp.config import OpenHandsConfig
 from oh_lsp.field_rules import rule_of
-from oh_lsp.lsp.errors import CommandError
+from oh_lsp.lsp.errors import CommandError, shown
 
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _MISSING = object()
@@ -52,7 +52,7 @@ def _gap(value: Any, key: str) -> tuple[Gap | None, str | None]:
     if not isinstance(value, dict) or not {"kind", "range"} <= set(value) or set(value) - {"kind", "range", "detail"}:
         return None, words
     if value["kind"] not in GAP_KINDS:
-        return None, f"{key}.kind must be one of {', '.join(map(repr, GAP_KINDS))}, not {value['kind']!r}"
+        return None, f"{key}.kind must be one of {', '.join(map(repr, GAP_KINDS))}, not {shown(value['kind'])}"
     if not isinstance(value.get("detail", ""), str):
         return None, f"{key}.detail must be a string"
     span = value["range"]
@@ -194,20 +194,20 @@ def _check(value: Any, annotation: Any, key: str) -> tuple[Any, str | None]:
         return (
             (value, None)
             if value in args
-            else (None, f"{key} must be one of {', '.join(map(repr, args))}, not {value!r}")
+            else (None, f"{key} must be one of {', '.join(map(repr, args))}, not {shown(value)}")
         )
     if annotation is str:
         if not isinstance(value, str) or not value.strip():
             return None, f"{key} must be a non-empty string"
         return value, None
     if annotation is bool:
-        return (value, None) if isinstance(value, bool) else (None, f"{key} must be true or false, not {value!r}")
+        return (value, None) if isinstance(value, bool) else (None, f"{key} must be true or false, not {shown(value)}")
     if annotation is int:
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-        return (value, None) if ok else (None, f"{key} must be a whole number from 1, not {value!r}")
+        return (value, None) if ok else (None, f"{key} must be a whole number from 1, not {shown(value)}")
     if annotation is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return (float(value), None) if ok else (None, f"{key} must be a number, not {value!r}")
+        return (float(value), None) if ok else (None, f"{key} must be a number, not {shown(value)}")
     if annotation is Gap:
         return _gap(value, key)
     if annotation is Position:
@@ -235,7 +235,7 @@ def parse(cls: type, command: str, arguments: tuple[Any, ...] | list[Any]) -> An
         )
     data = arguments[0]
     keys = {_key(f): f for f in fields}
-    problems = [f"unknown argument {name!r}" for name in data if name not in keys]
+    problems = [f"unknown argument {shown(name)}" for name in data if name not in keys]
     values: dict[str, Any] = {}
     for key, field in keys.items():
         if key not in data:
@@ -244,7 +244,7 @@ def parse(cls: type, command: str, arguments: tuple[Any, ...] | list[Any]) -> An
             continue
         value, problem = _check(data[key], hints[field.name], key)
         if problem is None and isinstance(value, str) and key == "symbol" and not _DOTTED.match(value):
-            problem = f"symbol must be a dotted name such as 'Class.method', not {value!r}"
+            problem = f"symbol must be a dotted name such as 'Class.method', not {shown(value)}"
         if problem:
             problems.append(problem)
         else:

@@ -23,7 +23,7 @@ from oh_lsp.lsp.arguments import (
     SetModelArgs,
     parse,
 )
-from oh_lsp.lsp.errors import CommandError
+from oh_lsp.lsp.errors import CommandError, shown
 from oh_lsp.lsp.ids import (
     CANCEL_TASK,
     DOCUMENT,
@@ -82,7 +82,9 @@ async def cancel_task(session: Session, args: CancelArgs) -> dict[str, Any]:
     if task_id is None:
         task_id = session.tracker.task_for_token(str(args.progress_token))
         if task_id is None:
-            raise CommandError(f"{CANCEL_TASK}: no task has the progress token {args.progress_token!r} in this session")
+            raise CommandError(
+                f"{CANCEL_TASK}: no task has the progress token {shown(args.progress_token)} in this session"
+            )
     return {"cancelled": await session.tracker.cancel(task_id, CANCEL_TASK)}
 
 

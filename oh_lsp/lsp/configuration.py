@@ -29,11 +29,14 @@ class Configuration:
         self.settings: dict[str, Any] = {}
         self.overrides = cfg.Overrides()
         self.early_problems: list[str] = []  # found before the user could be shown them
+        self.early_warnings: list[str] = []
 
     def initialize(self, options: Any) -> None:
         """Read `initializationOptions` (cheap: nothing heavy is imported here)."""
         section = cfg.section_of(options)
         if section:
+            section, notes = cfg.screen(section)
+            self.early_warnings += notes
             try:
                 self.settings, unknown = cfg.merge_settings({}, section)
             except cfg.SettingsError as exc:
@@ -57,14 +60,18 @@ class Configuration:
         return cfg.build_config(root, self.settings, self.overrides)
 
     def for_folder(self, root: Path) -> OpenHandsConfig:
-        """The configuration of a new folder; with the defaults (and a message) when the settings do not fit it."""
+        """The configuration of a new folder; with the defaults (and a message) when the settings do not fit it.
+        What the folder's `.env` may not set is shown as a warning."""
         try:
-            return self.build(root)
+            config = self.build(root)
         except cfg.SettingsError as exc:
             if not self.settings:
                 raise
             editor.show(self.ls, f"{exc} Running {root.name} with the default settings.", t.MessageType.Error)
-            return cfg.build_config(root, {}, self.overrides)
+            config = cfg.build_config(root, {}, self.overrides)
+        for note in config.project_notes:
+            editor.show(self.ls, f"oh-lsp: {note}", t.MessageType.Warning)
+        return config
 
     def change(self, raw: Any, roots: list[Path]) -> dict[Path, OpenHandsConfig] | None:
         """Take new settings from the editor: each folder's new configuration, or None (and a message) when they
@@ -72,6 +79,9 @@ class Configuration:
         section = cfg.section_of(raw)
         if section is None:
             return None
+        section, notes = cfg.screen(section)
+        for note in notes:
+            editor.show(self.ls, f"oh-lsp: {note}", t.MessageType.Warning)
         try:
             settings, _unknown = cfg.merge_settings(self.settings, section)
             configs = {root: cfg.build_config(root, settings, self.overrides) for root in roots}

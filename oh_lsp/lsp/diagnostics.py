@@ -27,6 +27,7 @@ from oh_lsp.lsp.candidates import Candidate, stored_candidate
 from oh_lsp.lsp.ids import DIAGNOSTIC_SOURCE as SOURCE
 from oh_lsp.lsp.symbols import find_symbol
 from oh_lsp.lsp.under_test import function_under_test
+from oh_lsp.redaction import redact
 
 if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
@@ -107,7 +108,7 @@ def to_diagnostic(
             ]
     return t.Diagnostic(
         range=rng,
-        message=message,
+        message=redact(message),
         source=SOURCE,
         severity=_SEVERITY.get(str(finding.get("severity")), t.DiagnosticSeverity.Error),
         code=code,

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from lsprotocol import types as t
 from pygls.uris import from_fs_path
 
+from oh_lsp.redaction import redact
+
 if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
 
@@ -29,8 +31,10 @@ def text_of(ls: LanguageServer, root: Path, relative: str | Path) -> tuple[str |
 
 
 def show(ls: LanguageServer, message: str, level: t.MessageType = t.MessageType.Info) -> None:
-    ls.window_show_message(t.ShowMessageParams(type=level, message=message))
+    """A message for the user (`window/showMessage`), every secret oh-lsp knows taken out."""
+    ls.window_show_message(t.ShowMessageParams(type=level, message=redact(message)))
 
 
 def log(ls: LanguageServer, message: str, level: t.MessageType = t.MessageType.Info) -> None:
-    ls.window_log_message(t.LogMessageParams(type=level, message=message))
+    """A line of the editor's log (`window/logMessage`), every secret oh-lsp knows taken out."""
+    ls.window_log_message(t.LogMessageParams(type=level, message=redact(message)))

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 from lsprotocol import types as t
 
 from oh_lsp import events as ev
+from oh_lsp.lsp import editor
 from oh_lsp.progress_text import stage_text
+from oh_lsp.redaction import redact
 
 if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
@@ -64,9 +66,10 @@ class Progress:
         return bool(window and window.work_done_progress)
 
     def _log(self, track: Track, message: str, level: t.MessageType = t.MessageType.Info) -> None:
-        self.ls.window_log_message(t.LogMessageParams(type=level, message=f"{track.title}: {message}"))
+        editor.log(self.ls, f"{track.title}: {message}", level)
 
     def begin(self, track: Track, message: str) -> None:
+        message = redact(message)
         if not self.supported:
             track.log_only = track.began = True
             self._log(track, message)
@@ -109,6 +112,7 @@ class Progress:
             self.report(track, message)
 
     def report(self, track: Track, message: str) -> None:
+        message = redact(message)
         if not track.began:
             if track.pending and track.pending[-1].startswith("streaming") and message.startswith("streaming"):
                 track.pending[-1] = message
@@ -120,6 +124,7 @@ class Progress:
             self.ls.work_done_progress.report(track.token, t.WorkDoneProgressReport(message=message))
 
     def end(self, track: Track, message: str, level: t.MessageType = t.MessageType.Info) -> None:
+        message = redact(message)
         if track.ended:
             return
         if not track.began:

@@ -18,7 +18,7 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from oh_lsp import __version__
-from oh_lsp.lsp import ids
+from oh_lsp.lsp import ids, rpc_errors
 
 if TYPE_CHECKING:
     from oh_lsp.lsp.session import Session
@@ -29,7 +29,7 @@ REQUEST_FAILED = -32803  # LSP's RequestFailed: valid arguments, but the work co
 
 class OhLspServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("oh-lsp", __version__)
+        super().__init__("oh-lsp", __version__, protocol_cls=rpc_errors.SafeProtocol)
         self.options: Any = None
         self.verbose = False
         self._session: asyncio.Future[Session] | None = None
@@ -50,6 +50,10 @@ class OhLspServer(LanguageServer):
             return session
 
         self._session = asyncio.ensure_future(load())
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """JSON-RPC's error replies instead of pygls' pop-ups and tracebacks (lsp/rpc_errors.py)."""
+        rpc_errors.report(self, error, source)
 
     async def session(self) -> Session:
         if self._session is None:
@@ -146,9 +150,10 @@ def _register(name: str) -> None:
         from oh_lsp.errors import OhLspError
         from oh_lsp.lsp.commands import run_command
         from oh_lsp.lsp.errors import CommandError
+        from oh_lsp.redaction import redact_data
 
         try:
-            return await run_command(session, name, params)
+            return redact_data(await run_command(session, name, params))
         except CommandError as exc:
             raise JsonRpcInvalidParams(message=str(exc)) from None
         except OhLspError as exc:

@@ -75,6 +75,8 @@ class Session:
             startup.start_logging(roots, self.configuration.secrets(), getattr(self.ls, "verbose", False))
             for problem in self.configuration.early_problems:
                 editor.show(self.ls, problem, t.MessageType.Error)
+            for warning in self.configuration.early_warnings:
+                editor.show(self.ls, f"oh-lsp: {warning}", t.MessageType.Warning)
             for root in roots:
                 await self.add_folder(root)
             self._poller = asyncio.ensure_future(self.handover.poll_undelivered(self.folders))

@@ -5,6 +5,13 @@ Settings are kept as the values the editor gave explicitly; anything not given f
 the project's `.env`), then to oh-lsp's defaults. `trusted` is the exception: only the editor (or the user's own
 process environment, never a project's `.env`) can make a workspace trusted to run generated code.
 
+Settings a repository must not choose (the contract's "Running generated code"): `sandbox` and `apiKeyEnv` come only
+from the user's own settings, and `baseUrl` from a workspace only when it is a loopback endpoint. The server reads
+the editor's settings (`initializationOptions`, `workspace/didChangeConfiguration`, an unscoped
+`workspace/configuration`) and never asks for a folder's section; an editor that merges workspace or folder values
+into what it sends names those keys in `workspaceSettings` (VS Code does; Neovim's settings are the user's own
+config), and `screen` leaves out the ones a workspace may not set. See docs/sandbox.md.
+
 Each setting's rule (its type, bounds and default) is stated once, as a pydantic field: the `OpenHandsConfig` field
 it sets, or `config.WORKERS`. The checks and messages here are read from those fields (`oh_lsp.field_rules`), and
 `tests/test_settings_schema.py` checks that the VS Code extension's settings schema says the same.
@@ -18,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from pydantic import SecretStr
 
-from oh_lsp.config import REVIEW_EDITS, WORKERS, OpenHandsConfig
+from oh_lsp.config import LOCAL_HOSTS, REVIEW_EDITS, WORKERS, OpenHandsConfig
 from oh_lsp.errors import ConfigError
 from oh_lsp.field_rules import FieldRule, rule_of
 from oh_lsp.lsp.ids import SETTINGS_SECTION as SECTION
@@ -41,6 +49,7 @@ CONFIG_FIELDS = {
     "budgetPerTaskUsd": "budget_per_task_usd",
     "budgetPerDayUsd": "budget_per_day_usd",
     "maxRepairIterations": "max_repair_iterations",
+    "sandbox": "sandbox",
     "mutation": "mutation",
     "mutationSeconds": "mutation_seconds",
 }
@@ -50,6 +59,8 @@ _UNITS = {
     "budgetPerTaskUsd": "dollars",
     "budgetPerDayUsd": "dollars",
 }
+USER_ONLY = ("sandbox", "apiKeyEnv")  # never from a workspace's or a folder's settings
+WORKSPACE_KEYS = "workspaceSettings"  # the keys an editor sends whose values come from the workspace or a folder
 _TEXT_WORDS = {"model": "a model name", "baseUrl": "an http(s) URL"}  # the field's validator checks the rest
 
 
@@ -82,6 +93,27 @@ SETTINGS: dict[str, Setting] = {
     ),
 }
 _TRUE = {"1", "true", "yes", "on"}
+
+
+def screen(section: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`section` without the values a workspace may not choose (those named in its `workspaceSettings` that are
+    `USER_ONLY`, or a remote `baseUrl`), and a note for each one left out."""
+    section = dict(section)
+    labelled = section.pop(WORKSPACE_KEYS, None)
+    from_workspace = {key for key in labelled if isinstance(key, str)} if isinstance(labelled, list) else set()
+    notes = []
+    for key in sorted(from_workspace & set(section)):
+        value = section[key]
+        if key in USER_ONLY or (
+            key == "baseUrl" and isinstance(value, str) and (urlparse(value).hostname or "") not in LOCAL_HOSTS
+        ):
+            del section[key]
+            what = "a remote endpoint, which receives your API key" if key == "baseUrl" else "a user-level setting"
+            notes.append(
+                f"The workspace's settings set {SECTION}.{key} ({what}): ignored, a repository may not choose it."
+                f" Set it in your user settings (or your own environment) instead."
+            )
+    return section, notes
 
 
 class SettingsError(ValueError):
@@ -135,8 +167,9 @@ class Overrides:
 def build_config(root: Path, settings: dict[str, Any], overrides: Overrides | None = None) -> OpenHandsConfig:
     """The engine configuration of the workspace folder `root`. Raises `SettingsError` naming the setting."""
     overrides = overrides or Overrides()
+    given = [name for key, name in CONFIG_FIELDS.items() if key in settings]
     try:
-        config = OpenHandsConfig.from_env(env_file=root / ".env")
+        config = OpenHandsConfig.from_env(env_file=root / ".env", given=given)
     except ConfigError as exc:
         raise SettingsError(
             f"{exc}. Fix the environment or the project's .env, or set it in the editor's {SECTION} settings."

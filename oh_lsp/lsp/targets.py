@@ -16,7 +16,7 @@ from pygls.uris import to_fs_path
 from oh_lsp.errors import TargetError
 from oh_lsp.lsp import editor
 from oh_lsp.lsp.arguments import Position, SymbolArg
-from oh_lsp.lsp.errors import CommandError
+from oh_lsp.lsp.errors import CommandError, shown
 from oh_lsp.lsp.symbols import Symbol, describe_missing, find_symbol, symbol_at
 from oh_lsp.paths import module_name, python_target
 
@@ -50,7 +50,7 @@ def resolve_target(
 ) -> CommandTarget:
     path = to_fs_path(uri) if uri.startswith("file:") else None
     if not path:
-        raise CommandError(f"{command}: {uri!r} is not a file URI (file:///…); oh-lsp works on files on disk")
+        raise CommandError(f"{command}: {shown(uri)} is not a file URI (file:///…); oh-lsp works on files on disk")
     folder = folders.holding(Path(path))
     if folder is None:
         open_folders = ", ".join(str(f.root) for f in folders) or "none"

@@ -19,7 +19,7 @@ from oh_lsp.lsp import editor
 from oh_lsp.lsp.handover import Ending
 from oh_lsp.lsp.ids import TASK_ENDED_NOTIFICATION
 from oh_lsp.lsp.task_ended import task_ended
-from oh_lsp.progress_text import fit, stage_text
+from oh_lsp.progress_text import fit, stage_text, warning_text
 
 if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
@@ -52,6 +52,12 @@ class TaskEvents:
         self._background: set[asyncio.Task[Any]] = set()
 
     def on_event(self, folder: Folder, event: ev.Event) -> None:
+        if event.kind == ev.WARNING:  # shown now, before what it warns about (e.g. code about to run unsandboxed)
+            editor.show(self.ls, warning_text(event), t.MessageType.Warning)
+            return
+        if event.kind == ev.HALTED:  # the folder's engine stopped (its store was lost)
+            editor.show(self.ls, f"oh-lsp stopped in {folder.root}: {event.data.get('message')}", t.MessageType.Error)
+            return
         if self.counts.on_event(event):
             self.status_changed()
         track = self.tracker.get(event.task_id)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from oh_lsp.errors import OhLspError
-from oh_lsp.lsp.errors import CommandError
+from oh_lsp.errors import OhLspError, TaskIdError
+from oh_lsp.lsp.errors import CommandError, shown
 from oh_lsp.lsp.progress import Progress, Track
 
 if TYPE_CHECKING:
@@ -95,17 +95,25 @@ class Tracker:
         return {"taskId": task_id, "progressToken": track.token}
 
     async def find_task(self, task_id: str, command: str) -> tuple[Folder, QueuedTask]:
+        """The task `task_id` names (its whole id, or a unique start of it as the CLI prints it), and its folder."""
+        problems: list[str] = []
         for folder in self.folders:
             if folder.engine is not None:
-                task = await folder.engine.get_task_status(task_id)
+                try:
+                    found = await folder.engine.queue.find_id(task_id)
+                except TaskIdError as exc:
+                    problems.append(str(exc))
+                    continue
+                task = await folder.engine.get_task_status(found)
                 if task is not None:
                     return folder, task
-        raise CommandError(f"{command}: no task {task_id!r} in the workspace folders' stores")
+        why = next((p for p in problems if "several" in p), None)
+        raise CommandError(f"{command}: " + (why or f"no task {shown(task_id)} in the workspace folders' stores"))
 
     async def cancel(self, task_id: str, command: str) -> bool:
-        folder, _task = await self.find_task(task_id, command)
+        folder, task = await self.find_task(task_id, command)
         assert folder.engine is not None
-        return await folder.engine.cancel_task(task_id)
+        return await folder.engine.cancel_task(task.task_id)
 
     async def cancel_by_token(self, token: str) -> None:
         """The client cancelled a progress."""

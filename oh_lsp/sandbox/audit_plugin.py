@@ -285,12 +285,24 @@ def _descendants() -> dict[int, str]:
                     continue  # exited, not yet reaped
             except OSError:
                 continue
+        found[pid] = _command_line(pid)
+    return found
+
+
+def _command_line(pid: int, wait: float = 0.5) -> str:
+    """The command line of `pid`. A process still inside `execve` shows an empty one (its parent's `Popen` has
+    already returned: the close-on-exec pipe it waits on closes before the new program's arguments are set up), so an
+    empty one is read again for up to `wait` seconds; on a loaded machine that window is long enough to be seen."""
+    deadline = time.monotonic() + wait
+    while True:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as cmd:
-                found[pid] = cmd.read().replace(b"\0", b" ").decode(errors="replace").strip()[:200]
+                text = cmd.read().replace(b"\0", b" ").decode(errors="replace").strip()[:200]
         except OSError:
-            found[pid] = f"pid {pid} (its command line is hidden from the sandbox)"
-    return found
+            return f"pid {pid} (its command line is hidden from the sandbox)"
+        if text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.01)
 
 
 def _leftovers(before: set[int]) -> dict[int, str]:
@@ -354,6 +366,7 @@ try:
             if pid in _pending:
                 nodeid, where, cmd = _pending[pid]
                 _state["test"] = nodeid
+                cmd = alive[pid] or cmd  # read again now: at the test's end it may have been inside `execve`
                 _record("process", f"leaves a process running after it ended: {cmd or pid}", *where)
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -90,6 +90,9 @@ class TaskStore(Protocol):
 
     def get(self, task_id: str) -> QueuedTask | None: ...
 
+    def ids_starting_with(self, prefix: str, limit: int) -> builtins.list[str]:
+        """Up to `limit` task ids that begin with `prefix` (to find a task from the short id a front end printed)."""
+
     def list(self, status: TaskStatus | None = None, limit: int = 100) -> list[QueuedTask]: ...
 
     def position(self, task_id: str) -> int | None:

@@ -3,6 +3,9 @@ columns and values of the rows they write (a task, an attempt's metrics, a model
 they return (queue stats, the metrics summary, costs, model state), the read-modify-write of a model's state, and the
 messages a store writes into tasks.
 
+Every text a task row keeps (its result, error and note), an attempt's error and a model's state are redacted here
+for every secret oh-lsp knows (`to_json`, `clean`), in both backends, before they are written.
+
 The message templates use `%s` placeholders so that Python (`template % values`) and PostgreSQL (`format(template,
 ...)`, when the values live in the row) fill them alike.
 """
@@ -16,12 +19,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from oh_lsp.records import CachedResult, ExecutionMetrics, ModelCall, ModelState, local_day
+from oh_lsp.redaction import redact, redact_data
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
 
 LEASE_LOST = "its worker (%s) stopped renewing the lease (process ended or hung)"  # % lease owner
 REQUEUED = "re-queued: %s"  # % reason
-FAILED_AFTER_LEASE_LOST = "failed after %s attempts: %s"  # % (attempts, reason)
-FAILED_AFTER_RETRIES = "failed after %s attempts; last error: %s"  # % (attempts, reason)
+FAILED_AFTER_LEASE_LOST = "failed after %s: %s"  # % (attempts_text(attempts), reason)
+FAILED_AFTER_RETRIES = "failed after %s; last error: %s"  # % (attempts_text(attempts), reason)
 RETRYING = "retrying in %.1fs: %s"  # % (delay, reason)
 RELEASED = "re-queued: the engine stopped before it finished"
 CANCELLED_BEFORE_START = "cancelled before it started"
@@ -81,6 +85,11 @@ CALL_COLUMNS = (
 CACHE_COLUMNS = ("key", "kind", "target_file", "task_id", "result", "tokens", "cost")
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+
+def attempts_text(attempts: int) -> str:
+    """ "1 attempt", "3 attempts" (PostgreSQL says the same in SQL: its store's `_ATTEMPTS`)."""
+    return f"{attempts} attempt{'' if attempts == 1 else 's'}"
 
 
 def queue_full_message(unfinished: int, max_size: int) -> str:
@@ -151,7 +160,7 @@ def task_row(task: QueuedTask, dedupe_key: str) -> dict[str, Any]:
     return {
         "id": task.task_id,
         "kind": task.kind,
-        "description": task.description,
+        "description": clean(task.description),
         "target_file": task.target_file.as_posix() if task.target_file is not None else None,
         "target_sha256": task.target_sha256,
         "priority": int(task.priority),
@@ -177,7 +186,7 @@ def metrics_row(m: ExecutionMetrics) -> dict[str, Any]:
         "cost": float(m.cost),
         "quality_score": float(m.quality_score),
         "duration_seconds": float(m.duration_seconds),
-        "error": m.error,
+        "error": clean(m.error),
         "created_at": m.created_at,
         "day": local_day(m.created_at),
         "tokens_estimated": bool(m.tokens_estimated),
@@ -212,7 +221,13 @@ def spent_on(metrics: ExecutionMetrics | None) -> dict[str, Any]:
 
 
 def to_json(value: dict[str, Any] | None) -> str | None:
-    return json.dumps(value, default=str) if value is not None else None
+    """`value` as the JSON a row keeps, every string in it redacted."""
+    return json.dumps(redact_data(value), default=str) if value is not None else None
+
+
+def clean(text: str | None) -> str | None:
+    """A text a row keeps (an error, a note, a reason), redacted."""
+    return redact(text) if text else text
 
 
 def model_state_from_json(data: str | None, model: str) -> ModelState:
@@ -221,7 +236,8 @@ def model_state_from_json(data: str | None, model: str) -> ModelState:
 
 
 def model_state_json(state: ModelState) -> str:
-    return json.dumps(state.to_dict())
+    """A model's state as stored (its cooldown and breaker reasons quote the endpoint's errors: redacted)."""
+    return json.dumps(redact_data(state.to_dict()))
 
 
 def model_states_from_json(documents: Iterable[str]) -> dict[str, ModelState]:
@@ -314,7 +330,7 @@ def cache_row(entry: CachedResult) -> dict[str, Any]:
         "kind": entry.kind,
         "target_file": entry.target_file,
         "task_id": entry.task_id,
-        "result": json.dumps(entry.result, default=str),
+        "result": to_json(entry.result),  # redacted, as every row
         "tokens": int(entry.tokens),
         "cost": float(entry.cost),
     }

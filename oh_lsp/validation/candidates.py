@@ -90,15 +90,18 @@ async def measure_candidates(
     asked = nodeids  # a test class or a parametrized function stands for every test it holds
     nodeids = [n for n in first.tests if any(n == a or n.startswith((a + "::", a + "[")) for a in asked)]
     nodeids += [a for a in asked if not any(n == a or n.startswith((a + "::", a + "[")) for n in first.tests)]
-    maps = first.coverage_map or {}
-    coverage = FileCoverage.from_dump(maps.get(target))
-    own_lines = FileCoverage.from_dump(maps.get(test_file))
     unsafe = attempted(first)
     passing = [t.nodeid for t in first.passed if t.nodeid in nodeids and t.nodeid not in unsafe]
     if any(a.get("kind") == "project" for tried in unsafe.values() for a in tried):  # the copy was changed
         await box.reset()
         if restore is not None:
             await restore()
+    maps = first.coverage_map or {}
+    if unsafe and passing:  # a test that kills or stops the run leaves no coverage: the others are measured alone
+        alone = await run_pytest(box, python, passing, timeout=timeout, seed=seeds[0], cover_map=[target, test_file])
+        maps = alone.coverage_map or {}
+    coverage = FileCoverage.from_dump(maps.get(target))
+    own_lines = FileCoverage.from_dump(maps.get(test_file))
     asserting = {nodeid: asserting_lines(test_tree, _test_key(nodeid)) or set() for nodeid in nodeids}
     ran = {nodeid: own_lines.lines_by_test.get(nodeid) for nodeid in nodeids}
     # the mutation analysis runs beside runs 2 and 3, with the tests that passed run 1 and assert something

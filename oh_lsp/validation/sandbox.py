@@ -83,9 +83,9 @@ class NoSandboxError(SandboxError):
 
 
 NONE_WARNING = (
-    "OH_LSP_SANDBOX=none: the generated code runs WITHOUT a sandbox, with your rights. It can read, change or delete"
-    " your files, reach the network, and read your API key (from oh-lsp's /proc/<pid>/environ). Unset"
-    " OH_LSP_SANDBOX (or set it to auto) to run it sandboxed."
+    "The sandbox is off (OH_LSP_SANDBOX=none, or the setting ohLsp.sandbox: none): the generated code now runs"
+    " WITHOUT a sandbox, with your rights. It can read, change or delete your files, reach the network, and read your"
+    " API key (from oh-lsp's /proc/<pid>/environ). Set the sandbox back to auto to run it sandboxed."
 )
 HOW_TO_GET_ONE = (
     "Generated code runs only in a sandbox, and none can be made here ({why}). Any one of these gives one: a Linux"

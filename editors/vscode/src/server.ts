@@ -19,7 +19,9 @@ import {
   ImportStrategy, ServerCommand, commandLine, lastErrorLine, pythonProblem, resolveServerCommand,
   startFailureMessage,
 } from './serverCommand';
-import { SECTION, SERVER_SETTINGS, ServerSettings, buildSettings, initializationOptions } from './settings';
+import {
+  SECTION, SERVER_SETTINGS, ServerSettings, USER_ONLY_SETTINGS, buildSettings, initializationOptions,
+} from './settings';
 import { OhLspStatus } from './status';
 import { TraceChannel } from './trace';
 
@@ -49,10 +51,15 @@ export type ServerState = { running: true } | { running: false; reason: string }
 /** The `ohLsp` settings as the server takes them: what the user set explicitly, plus workspace trust. */
 export function currentSettings(): ServerSettings {
   const config = vscode.workspace.getConfiguration(SECTION);
-  return buildSettings((key) => {
+  const workspaceValue = (key: string): unknown => {
     const inspected = config.inspect(key);
-    return inspected?.workspaceFolderValue ?? inspected?.workspaceValue ?? inspected?.globalValue;
-  }, vscode.workspace.isTrusted);
+    return USER_ONLY_SETTINGS.includes(key) ? undefined : inspected?.workspaceFolderValue ?? inspected?.workspaceValue;
+  };
+  return buildSettings(
+    (key) => workspaceValue(key) ?? config.inspect(key)?.globalValue,
+    vscode.workspace.isTrusted,
+    (key) => workspaceValue(key) !== undefined,
+  );
 }
 
 function spawnReason(error: NodeJS.ErrnoException, command: ServerCommand): string {

@@ -15,17 +15,37 @@ export const SERVER_SETTINGS = [
   'qualityThreshold',
   'maxRepairIterations',
   'reviewEdits',
+  'sandbox',
 ] as const;
+
+/** Settings a workspace may not choose: only the user's own value is read (`scope: machine` in package.json). */
+export const USER_ONLY_SETTINGS: readonly string[] = ['sandbox', 'apiKeyEnv'];
+
+/** The key naming the settings whose values come from the workspace or a folder, not from the user's settings: the
+ * server leaves out those a repository may not choose (a remote `baseUrl`, the user-only ones). */
+export const WORKSPACE_KEYS = 'workspaceSettings';
 
 export type ServerSettings = Record<string, unknown> & { trusted: boolean };
 
-/** `explicit(key)` is the value the user set (any scope), or undefined. Unset keys are sent as null: "back to the
- * default" for the server, so removing a setting takes effect without a restart. */
-export function buildSettings(explicit: (key: string) => unknown, trusted: boolean): ServerSettings {
+/** `explicit(key)` is the value the user set (any scope), or undefined; `fromWorkspace(key)` says whether that value
+ * is the workspace's or a folder's. Unset keys are sent as null: "back to the default" for the server, so removing a
+ * setting takes effect without a restart. */
+export function buildSettings(
+  explicit: (key: string) => unknown,
+  trusted: boolean,
+  fromWorkspace: (key: string) => boolean = () => false,
+): ServerSettings {
   const settings: ServerSettings = { trusted };
+  const workspace: string[] = [];
   for (const key of SERVER_SETTINGS) {
     const value = explicit(key);
     settings[key] = value === undefined || value === '' ? null : value;
+    if (settings[key] !== null && fromWorkspace(key)) {
+      workspace.push(key);
+    }
+  }
+  if (workspace.length > 0) {
+    settings[WORKSPACE_KEYS] = workspace;
   }
   return settings;
 }

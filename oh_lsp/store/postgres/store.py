@@ -88,11 +88,12 @@ TASK_COLUMNS = ", ".join(
     ]
 )
 _FREE_LEASE = "lease_id = NULL, lease_owner = NULL, lease_expires = NULL"
+_ATTEMPTS = "t.attempts || CASE WHEN t.attempts = 1 THEN ' attempt' ELSE ' attempts' END"  # shared.attempts_text
 _RECLAIM = f"""
 UPDATE oh_lsp_tasks t SET
     status = CASE WHEN t.attempts > t.max_retries THEN 'failed' ELSE 'pending' END,
     error = CASE WHEN t.attempts > t.max_retries
-                 THEN format(%(failed_after)s::text, t.attempts, format(%(lease_lost)s::text, t.lease_owner))
+                 THEN format(%(failed_after)s::text, {_ATTEMPTS}, format(%(lease_lost)s::text, t.lease_owner))
                  ELSE t.error END,
     note = CASE WHEN t.attempts > t.max_retries THEN t.note
                 ELSE format(%(requeued)s::text, format(%(lease_lost)s::text, t.lease_owner)) END,
@@ -162,7 +163,7 @@ _RETRY = f"""
 WITH done AS (
     UPDATE oh_lsp_tasks t SET
         status = CASE WHEN t.attempts > t.max_retries THEN 'failed' ELSE 'pending' END,
-        error = CASE WHEN t.attempts > t.max_retries THEN format(%(failed_after)s::text, t.attempts, %(reason)s::text)
+        error = CASE WHEN t.attempts > t.max_retries THEN format(%(failed_after)s::text, {_ATTEMPTS}, %(reason)s::text)
                      ELSE %(reason)s::text END,
         result = CASE WHEN t.attempts > t.max_retries THEN coalesce(%(result)s::json, t.result) ELSE t.result END,
         finished_at = CASE WHEN t.attempts > t.max_retries THEN {NOW} ELSE t.finished_at END,
@@ -394,7 +395,7 @@ class PostgresStore(MetricsRecords, ModelRecords):
             lease_id=lease_id,
             status=TaskStatus(status).value,
             result=shared.to_json(result),
-            error=error,
+            error=shared.clean(error),
             model=model,
             **shared.spent_on(metrics),
             **metrics_params(metrics),
@@ -413,6 +414,7 @@ class PostgresStore(MetricsRecords, ModelRecords):
         metrics: ExecutionMetrics | None = None,
         result: dict[str, Any] | None = None,
     ) -> TaskStatus | None:
+        reason = shared.clean(reason) or ""
         params = self._params(
             id=task_id,
             lease_id=lease_id,
@@ -462,6 +464,15 @@ class PostgresStore(MetricsRecords, ModelRecords):
     def get(self, task_id: str) -> QueuedTask | None:
         (rows,) = self._run((f"SELECT {TASK_COLUMNS} FROM oh_lsp_tasks t WHERE t.id = %(id)s", {"id": task_id}))
         return shared.task_from_row(rows[0]) if rows else None
+
+    def ids_starting_with(self, prefix: str, limit: int) -> builtins.list[str]:
+        (rows,) = self._run(
+            (
+                "SELECT id FROM oh_lsp_tasks WHERE left(id, %(n)s) = %(prefix)s ORDER BY seq LIMIT %(limit)s",
+                {"n": len(prefix), "prefix": prefix, "limit": limit},
+            )
+        )
+        return [row["id"] for row in rows]
 
     def list(self, status: TaskStatus | None = None, limit: int = 100) -> list[QueuedTask]:
         where = "" if status is None else "WHERE t.status = %(status)s"

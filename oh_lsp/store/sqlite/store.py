@@ -3,7 +3,9 @@ processes.
 
 Every write takes the database's write lock up front (`BEGIN IMMEDIATE`), so a claim, a completion or a submit is one
 atomic step across processes. Each thread gets its own connection. Leases carry a random id that fences a worker that
-lost its lease: its late completion changes nothing. A corrupted file is moved aside and a fresh store started.
+lost its lease: its late completion changes nothing. A corrupted file is moved aside and a fresh store started. A
+file deleted or replaced under a running process is noticed before its next write (`StoreLostError`): the write
+would go to a file nobody will read again.
 
 The attempts' metrics are in `metrics.py`, the model layer's state and call log in `model_records.py`, the tables in
 `schema.py`.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -22,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from oh_lsp.errors import QueueFullError, StoreError
+from oh_lsp.errors import QueueFullError, StoreError, StoreLostError
 from oh_lsp.records import CachedResult, ExecutionMetrics
 from oh_lsp.store import shared
 from oh_lsp.store.base import Heartbeat, Submitted
@@ -48,6 +51,15 @@ _CACHE_PUT = (
 )
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, None when there is none."""
+    try:
+        info = os.stat(path)
+    except OSError:  # gone, or its folder is
+        return None
+    return info.st_dev, info.st_ino
+
+
 class SQLiteStore(MetricsRecords, ModelRecords):
     """`TaskStore` on a SQLite file. Safe to share between threads of one process and between processes."""
 
@@ -59,6 +71,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self.recovered: str | None = None  # set when a corrupted file was moved aside; front ends tell the user
+        self._identity: tuple[int, int] | None = None  # the file's (device, inode) once it is open
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -69,6 +82,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
                     raise
                 self._move_aside(exc)
                 self._migrate()
+            self._identity = _identity(self.path)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(
                 f"cannot use the oh-lsp store at {self.path}: {exc}. Check that the directory is writable and has"
@@ -94,6 +108,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
         """One write transaction, holding the database's write lock from the start; inside a group commit
         (`transaction`), a savepoint of it. A full disk, a read-only file or a lock held too long becomes a
         `StoreError` that says so; nothing is half written."""
+        self._check_identity()
         db = self._conn()
         nested = db.in_transaction
         try:
@@ -120,6 +135,20 @@ class SQLiteStore(MetricsRecords, ModelRecords):
         """Group commit (`StoreThread`): the writes made inside, each in its own savepoint, commit together."""
         with self._write():
             yield
+
+    def _check_identity(self) -> None:
+        """Raise `StoreLostError` when the file this store opened is no longer at its path (deleted, or replaced by
+        another file): a write now would go to a file that nobody will read again."""
+        if self._identity is None:
+            return
+        now = _identity(self.path)
+        if now != self._identity:
+            what = "deleted" if now is None else "replaced by another file"
+            raise StoreLostError(
+                f"the oh-lsp store at {self.path} was {what} while oh-lsp was using it: the tasks, results and metrics"
+                " it held are gone from it, and what this process would write now would be lost. oh-lsp stopped;"
+                " start it again to use a new store."
+            )
 
     def _migrate(self) -> None:
         with self._write() as db:
@@ -188,7 +217,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
                 db.execute(
                     "UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, lease_id = NULL,"
                     " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
-                    (shared.FAILED_AFTER_LEASE_LOST % (row["attempts"], reason), now, row["id"]),
+                    (shared.FAILED_AFTER_LEASE_LOST % (shared.attempts_text(row["attempts"]), reason), now, row["id"]),
                 )
             else:
                 db.execute(
@@ -247,7 +276,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
                 {
                     "status": TaskStatus(status).value,
                     "result": shared.to_json(result),
-                    "error": error,
+                    "error": shared.clean(error),
                     "model": model,
                     "now": now,
                     "id": task_id,
@@ -273,6 +302,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
         result: dict[str, Any] | None = None,
     ) -> TaskStatus | None:
         now = self._clock()
+        reason = shared.clean(reason) or ""
         with self._write() as db:
             row = db.execute(
                 "SELECT attempts, max_retries FROM tasks WHERE id = ? AND status = 'running' AND lease_id = ?",
@@ -289,7 +319,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
                     f" finished_at = :now, {spent} WHERE id = :id",
                     values
                     | {
-                        "error": shared.FAILED_AFTER_RETRIES % (row["attempts"], reason),
+                        "error": shared.FAILED_AFTER_RETRIES % (shared.attempts_text(row["attempts"]), reason),
                         "result": shared.to_json(result),
                     },
                 )
@@ -336,6 +366,12 @@ class SQLiteStore(MetricsRecords, ModelRecords):
 
     def get(self, task_id: str) -> QueuedTask | None:
         return self._task(self._conn(), task_id)
+
+    def ids_starting_with(self, prefix: str, limit: int) -> builtins.list[str]:
+        rows = self._conn().execute(
+            "SELECT id FROM tasks WHERE substr(id, 1, ?) = ? ORDER BY seq LIMIT ?", (len(prefix), prefix, limit)
+        )
+        return [row["id"] for row in rows.fetchall()]
 
     def list(self, status: TaskStatus | None = None, limit: int = 100) -> list[QueuedTask]:
         sql = f"SELECT {schema.TASK_COLUMNS} FROM tasks"

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { SERVER_SETTINGS, buildSettings, initializationOptions } from '../../src/settings';
+import { SERVER_SETTINGS, WORKSPACE_KEYS, buildSettings, initializationOptions } from '../../src/settings';
 
 test('only what the user set is sent; the rest is null (the server\'s default) and trust comes from VS Code', () => {
   const explicit: Record<string, unknown> = { model: 'deepseek-chat', workers: 4, budgetPerDayUsd: 1.5, baseUrl: '' };
@@ -19,4 +19,12 @@ test('only what the user set is sent; the rest is null (the server\'s default) a
 test('initializationOptions carry the ohLsp section without the unset keys', () => {
   const options = initializationOptions(buildSettings((key) => (key === 'qualityThreshold' ? 0.8 : undefined), true));
   assert.deepEqual(options, { ohLsp: { trusted: true, qualityThreshold: 0.8 } });
+});
+
+test('values from the workspace are named, so that the server leaves out what a repository may not choose', () => {
+  const values: Record<string, unknown> = { baseUrl: 'https://evil.example/v1', model: 'm', sandbox: 'none' };
+  const settings = buildSettings((key) => values[key], true, (key) => key === 'baseUrl');
+  assert.deepEqual(settings[WORKSPACE_KEYS], ['baseUrl']);
+  assert.equal(settings.sandbox, 'none'); // the user's own value (a user-only setting is read from there alone)
+  assert.ok(!(WORKSPACE_KEYS in buildSettings((key) => values[key], true)), 'nothing from the workspace: no list');
 });
