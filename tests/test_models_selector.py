@@ -148,8 +148,8 @@ def test_observed_success_rate_and_latency_replace_the_priors(project: Path) -> 
 
 
 def test_the_share_of_its_tests_kept_ranks_a_model_for_unit_tests(project: Path) -> None:
-    """The value gate's verdicts on a model's tests are its quality for unit_test tasks (docs/validation.md#what-is-
-    delivered) once 20 were judged; other kinds, and whether it qualifies for a threshold, keep the catalog's."""
+    """The value gate's verdicts on a model's tests are its quality for unit_test tasks (docs/validation.md, "What is
+    delivered") once 20 were judged; other kinds, and whether it qualifies for a threshold, keep the catalog's."""
     store = open_store(project)
     selector = ModelSelector(store=store)
     complex_tests = TaskRequirements(category="unit_test", complexity="complex")

@@ -47,7 +47,7 @@ def test_steals_the_key_from_proc():
 
 def test_deletes_the_real_package():
     shutil.rmtree({real + "/pkg"!r})
-    assert True
+    assert not os.path.exists({real + "/pkg"!r})  # it passes (in the sandbox's copy): dropped for what it did
 
 
 def test_kills_oh_lsp():

@@ -583,7 +583,7 @@ def test_this_editors_task_shows_as_a_notification_once_with_short_text(run) -> 
     assert [p["location"] for p in shown] == ["notification"], "shown once, as a notification, not in the status bar"
     assert shown[0]["title"] == "oh-lsp: Generate tests for pkg/calc.py"
     assert shown[0]["messages"] and all(len(m) <= 60 for m in shown[0]["messages"]), shown[0]["messages"]
-    assert shown[0]["end"].startswith("tests/pkg/test_calc.py (applied in the editor)")
+    assert shown[0]["end"] == "done: 3 tests kept, 0 dropped, score 0.86"
 
 
 def test_a_task_this_editor_did_not_start_stays_in_the_status_bar(run) -> None:
@@ -775,10 +775,10 @@ def test_an_untrusted_workspace_runs_no_generated_code_and_the_server_is_told(un
     assert untrusted_run["serverStarted"] is True
     assert untrusted_run["serverCommand"].endswith("bundled/tool/launch.py")
     assert set(untrusted_run["paletteResult"]) >= {"taskId", "progressToken"}
-    # the model was asked (at the user's endpoint, with the key from the secret storage, handed over while the
-    # server ran), but its tests were not run: the server was told the workspace is not trusted
+    # the server was told the workspace is not trusted: a unit_test task measures the existing tests before asking
+    # the model, so there it stops before any call (any request made carries the key from the secret storage)
     chat = [r for r in untrusted_model.requests if r.path.endswith("/chat/completions")]
-    assert chat and {r.headers.get("authorization") for r in chat} == {f"Bearer {untrusted_run['api_key']}"}
+    assert {r.headers.get("authorization") for r in chat} <= {f"Bearer {untrusted_run['api_key']}"}
     assert [d["code"] for d in untrusted_run["diagnostics"]] == ["not-run-untrusted"]
     assert "workspace not trusted" in untrusted_run["diagnostics"][0]["message"]
     assert untrusted_run["testFileWritten"] is False
