@@ -15,17 +15,21 @@ gives back (`oh_lsp/validation/sandbox.py`, `pytest_runner.py`).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 MARK = "[redacted]"
 MIN_LENGTH = 6  # shorter values would turn up by chance in ordinary text
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.IGNORECASE)
 _remembered: set[str] = set()
+_env_scan: tuple[dict[Any, Any], frozenset[str]] | None = (
+    None  # os.environ's raw mapping as last scanned, and its secrets
+)
 _lock = threading.Lock()
 
 
@@ -38,12 +42,32 @@ def remember(*secrets: str | None) -> None:
 def known_secrets(configured: Iterable[str | None] = (), environ: dict[str, str] | None = None) -> list[str]:
     """`configured` secrets, the `remember`ed ones, and the secret-looking values of `environ` (default: this
     process's environment), longest first (so that a secret containing another is taken out whole)."""
-    env = os.environ if environ is None else environ
     found = {s for s in configured if s and len(s) >= MIN_LENGTH}
     with _lock:
         found |= _remembered
-    found |= {v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 8 and not os.path.isabs(v)}
+    found |= _environment_secrets(os.environ if environ is None else environ)
     return sorted(found, key=len, reverse=True)
+
+
+def _environment_secrets(env: Mapping[str, str]) -> frozenset[str]:
+    """The secret-looking values of `env`. This process's environment is scanned again only when it changed since
+    the last scan: every model request and log line asks, and the scan (decoding each variable, a pattern on each
+    name) cost 0.3 ms, where comparing the environment's raw mapping with a copy costs a few microseconds."""
+    global _env_scan
+    raw = getattr(env, "_data", None) if env is os.environ else None  # os.environ's own (encoded) mapping
+    if not isinstance(raw, dict):
+        return _scan(env)
+    last = _env_scan
+    if last is not None and last[0] == raw:
+        return last[1]
+    copy = dict(raw)  # before the scan: a change made meanwhile makes the next call scan again
+    found = _scan(env)
+    _env_scan = (copy, found)
+    return found
+
+
+def _scan(env: Mapping[str, str]) -> frozenset[str]:
+    return frozenset(v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 8 and not os.path.isabs(v))
 
 
 def redact(text: str, secrets: Iterable[str] | None = None, mark: str = MARK) -> str:
@@ -52,10 +76,16 @@ def redact(text: str, secrets: Iterable[str] | None = None, mark: str = MARK) ->
     for secret in known_secrets() if secrets is None else secrets:
         if not secret or len(secret) < MIN_LENGTH:
             continue
-        for form in {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]}:
+        for form in _forms(secret):
             if form in text:
                 text = text.replace(form, mark)
     return text
+
+
+@functools.lru_cache(maxsize=256)
+def _forms(secret: str) -> frozenset[str]:
+    """`secret` as it is, and as JSON or `repr` would escape it."""
+    return frozenset({secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]})
 
 
 def redact_data(value: Any, secrets: list[str] | None = None) -> Any:

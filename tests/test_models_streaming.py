@@ -4,13 +4,17 @@ cancel closes the connection before the next chunk."""
 from __future__ import annotations
 
 import asyncio
+import random
+import re
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from oh_lsp import ExecutionEngine, QueuedTask, TaskStatus
 from oh_lsp import events as ev
+from oh_lsp.llm.client import line_batches
 from oh_lsp.llm.errors import ErrorKind, ModelCallError
 from oh_lsp.testing.model_server import Reply
 from tests.conftest import GOOD_TESTS, fenced
@@ -110,3 +114,35 @@ async def test_cancelling_the_gateway_call_closes_the_stream_at_once(
     record = model_server.requests[0]
     assert record.disconnected and record.disconnected_at - cancelled_at < 0.05
     assert len(model_server.requests) == 1, "a cancel is not retried"
+
+
+# --- the stream's lines ---------------------------------------------------------------------------------------------
+LINE_BREAKS = re.compile(r"\r\n|\r|\n")
+
+
+def lines_of(text: str) -> list[str]:
+    """The SSE format's lines of `text`: ended by CRLF, LF or CR; a last line without an ending counts too."""
+    pieces = LINE_BREAKS.split(text)
+    return pieces[:-1] if pieces[-1] == "" else pieces
+
+
+async def read_lines(parts: list[bytes]) -> list[str]:
+    async def chunks() -> AsyncIterator[bytes]:
+        for part in parts:
+            yield part
+
+    return [line async for lines in line_batches(chunks()) for line in lines]
+
+
+async def test_the_streams_lines_are_the_same_however_the_body_is_cut_into_chunks() -> None:
+    """Split on the bytes: a CRLF cut between two chunks is one line break, and a character of several bytes cut
+    between two chunks is whole again (each chunk decoded alone would break both)."""
+    rng = random.Random(14)
+    words = ["data: ", "{}", "é", "漢", "\r", "\n", "\r\n", ": keep-alive", "[DONE]"]
+    for _ in range(2000):
+        text = "".join(rng.choice(words) for _ in range(rng.randint(0, 25)))
+        body = text.encode()
+        cuts = sorted(rng.sample(range(len(body) + 1), min(len(body) + 1, rng.randint(0, 6))))
+        parts = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+        assert await read_lines(parts) == lines_of(text), (text, parts)
+    assert await read_lines([b"data: 1\r", b"\ndata: \xc3", b"\xa9\r", b"data: 3"]) == ["data: 1", "data: é", "data: 3"]

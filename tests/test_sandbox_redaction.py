@@ -108,3 +108,29 @@ def test_the_repair_prompt_and_the_agents_texts_are_redacted(monkeypatch) -> Non
     agent.secrets = []
     assert agent.redact(f"env: {secret} other-token-abcdefgh") == f"env: {MARK} {MARK}"
     assert secret in known_secrets() and redact(secret) == MARK
+
+
+async def test_a_secret_put_in_the_environment_later_is_taken_out_of_the_next_prompt(
+    tmp_path: Path, model_server, monkeypatch
+) -> None:
+    """The environment's scan is kept between calls (every prompt and log line asks for it) and made again as soon
+    as the environment changes: a secret set, changed or removed after the client was made counts from the next
+    request on."""
+    from oh_lsp.config import OpenHandsConfig
+    from oh_lsp.llm.client import ChatClient
+
+    client = ChatClient(OpenHandsConfig(base_url=model_server.base_url, model="m"))
+    model_server.default = Reply.text("ok")
+    try:
+        for value in ("first-token-0123456789", "second-token-0123456789"):
+            monkeypatch.setenv("LATE_SERVICE_TOKEN", value)
+            await client.chat("m", [{"role": "user", "content": f"the token is {value}"}])
+            assert value in known_secrets()
+            assert model_server.requests[-1].body["messages"][0]["content"] == f"the token is {MARK}"
+        monkeypatch.delenv("LATE_SERVICE_TOKEN")
+        assert "second-token-0123456789" not in known_secrets()
+        await client.chat("m", [{"role": "user", "content": "the token was second-token-0123456789"}])
+    finally:
+        await client.aclose()
+    assert model_server.requests[-1].body["messages"][0]["content"] == "the token was second-token-0123456789"
+    assert "pass-word-01234" in known_secrets(environ={"A_PASSWORD": "pass-word-01234"})  # another mapping: read

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,12 +84,14 @@ class ChatClient:
 
     def __init__(self, config: OpenHandsConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
-        self._http = httpx.AsyncClient(
-            base_url=config.base_url + "/",
-            transport=transport or concurrent_transport(),
-            timeout=httpx.Timeout(connect=15.0, read=float(config.timeout_seconds), write=30.0, pool=None),
-        )
+        self._transport = transport or concurrent_transport()
+        timeout = httpx.Timeout(connect=15.0, read=float(config.timeout_seconds), write=30.0, pool=None)
+        self._http = httpx.AsyncClient(base_url=config.base_url + "/", transport=self._transport, timeout=timeout)
         self._url = httpx.URL(config.base_url + "/chat/completions")  # parsed once, not per call
+        self._extensions = {"timeout": timeout.as_dict()}
+        self._openrouter = config.resolved_provider == "openrouter"
+        self._secrets = config.secrets()  # with every other secret oh-lsp knows, taken out of prompts and errors
+        self._chat_headers: httpx.Headers | None = None  # made on the first call (it needs the key)
         self._tokenizer: EndpointTokenizer | None = None
 
     def _headers(self) -> dict[str, str]:
@@ -117,15 +119,13 @@ class ChatClient:
         body: dict[str, Any] = {
             "model": model,
             # the key goes in a header only
-            "messages": wire_messages(
-                redact_data(messages, known_secrets(self.config.secrets())), breakpoints=breakpoints
-            ),
+            "messages": wire_messages(redact_data(messages, known_secrets(self._secrets)), breakpoints=breakpoints),
             "stream": True,
             "stream_options": {"include_usage": True},
         }
         if max_tokens:
             body["max_tokens"] = max_tokens
-        if self.config.resolved_provider == "openrouter":
+        if self._openrouter:
             body["usage"] = {"include": True}
         return body
 
@@ -144,8 +144,14 @@ class ChatClient:
         result = ChatResult(content="", model=model)
         try:
             body = self._body(model, messages, max_tokens, cache_breakpoints)
-            request = self._http.build_request("POST", self._url, headers=self._headers(), json=body)
-            response = await self._http.send(request, stream=True)
+            # straight to the transport: what `AsyncClient.send` adds (cookies, auth flows, redirects, event hooks)
+            # has no use here, and cost a third of this call's CPU with 64 streams (bench/concurrency.py, P2)
+            if self._chat_headers is None:
+                self._chat_headers = httpx.Headers(self._headers())
+            request = httpx.Request(
+                "POST", self._url, headers=self._chat_headers, content=_json_bytes(body), extensions=self._extensions
+            )
+            response = await self._transport.handle_async_request(request)
             try:
                 if response.status_code != 200:
                     await response.aread()
@@ -168,7 +174,7 @@ class ChatClient:
                 ErrorKind.TRANSIENT, f"connection failed or was cut: {type(exc).__name__}: {exc}", model=model
             ) from None
         except ModelCallError as exc:  # a provider may echo the key in its error: it goes no further than here
-            exc.message = redact(exc.message, known_secrets(self.config.secrets()))
+            exc.message = redact(exc.message, known_secrets(self._secrets))
             exc.args = (exc.message,)
             raise
         result.latency_seconds = time.monotonic() - started
@@ -208,53 +214,54 @@ class ChatClient:
         deadline: asyncio.Timeout,
     ) -> None:
         event_type = ""
-        async for line in response.aiter_lines():
-            if result.done:
-                continue  # the end of the body after [DONE]
-            if line.startswith("event:"):
-                event_type = line[6:].strip()
-                continue
-            if line.startswith("error:"):  # llama.cpp's server: an SSE field named "error"
-                raise _stream_error(line[6:].strip(), result.model)
-            if not line.startswith("data:"):
-                if not line:
-                    event_type = ""  # a blank line ends an SSE event
-                continue  # comments (": keep-alive") and other SSE fields
-            data = line[5:].strip()
-            if event_type == "error":
-                raise _stream_error(data, result.model)
-            if data == "[DONE]":
-                # Read on to the end of the body rather than break: httpx closes a connection whose response was
-                # left unread, so breaking here cost a new TCP (and TLS) connection on every call.
-                result.done = True
-                deadline.reschedule(asyncio.get_running_loop().time() + AFTER_DONE_SECONDS)
-                continue
-            try:
-                event = json.loads(data)
-            except json.JSONDecodeError:
-                raise context_error(data, model=result.model, where=" (in the stream)") or ModelCallError(
-                    ErrorKind.TRANSIENT, f"malformed event in the stream: {data[:120]!r}", model=result.model
-                ) from None
-            if not isinstance(event, dict):
-                raise ModelCallError(
-                    ErrorKind.TRANSIENT, f"unexpected event in the stream: {data[:120]!r}", model=result.model
-                )
-            if event.get("error"):
-                raise classify_body_error(event, model=result.model, where="stream")
-            result.events += 1
-            self._take_usage(event, result)
-            for choice in event.get("choices") or []:
-                delta = choice.get("delta") or {}
-                text = delta.get("content")
-                if text:
-                    if result.first_token_seconds is None:
-                        result.first_token_seconds = time.monotonic() - started
-                    pieces.append(text)
-                    result.chunks += 1
-                    if on_delta is not None:
-                        on_delta(text)
-                if choice.get("finish_reason"):
-                    result.finish_reason = choice["finish_reason"]
+        async for lines in line_batches(response.aiter_bytes()):
+            for line in lines:
+                if result.done:
+                    continue  # the end of the body after [DONE]
+                if line.startswith("event:"):
+                    event_type = line[6:].strip()
+                    continue
+                if line.startswith("error:"):  # llama.cpp's server: an SSE field named "error"
+                    raise _stream_error(line[6:].strip(), result.model)
+                if not line.startswith("data:"):
+                    if not line:
+                        event_type = ""  # a blank line ends an SSE event
+                    continue  # comments (": keep-alive") and other SSE fields
+                data = line[5:].strip()
+                if event_type == "error":
+                    raise _stream_error(data, result.model)
+                if data == "[DONE]":
+                    # Read on to the end of the body rather than break: httpx closes a connection whose response was
+                    # left unread, so breaking here cost a new TCP (and TLS) connection on every call.
+                    result.done = True
+                    deadline.reschedule(asyncio.get_running_loop().time() + AFTER_DONE_SECONDS)
+                    continue
+                try:
+                    event = json.loads(data)
+                except json.JSONDecodeError:
+                    raise context_error(data, model=result.model, where=" (in the stream)") or ModelCallError(
+                        ErrorKind.TRANSIENT, f"malformed event in the stream: {data[:120]!r}", model=result.model
+                    ) from None
+                if not isinstance(event, dict):
+                    raise ModelCallError(
+                        ErrorKind.TRANSIENT, f"unexpected event in the stream: {data[:120]!r}", model=result.model
+                    )
+                if event.get("error"):
+                    raise classify_body_error(event, model=result.model, where="stream")
+                result.events += 1
+                self._take_usage(event, result)
+                for choice in event.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content")
+                    if text:
+                        if result.first_token_seconds is None:
+                            result.first_token_seconds = time.monotonic() - started
+                        pieces.append(text)
+                        result.chunks += 1
+                        if on_delta is not None:
+                            on_delta(text)
+                    if choice.get("finish_reason"):
+                        result.finish_reason = choice["finish_reason"]
 
     def _read_whole(self, body: Any, result: ChatResult, on_delta: DeltaCallback | None) -> None:
         if not isinstance(body, dict):
@@ -324,6 +331,24 @@ class ChatClient:
         await self._http.aclose()
 
 
+async def line_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[str]]:
+    """The lines of an event stream's body (ended by CRLF, LF or CR, as the SSE format allows), as text, the complete
+    lines of each chunk together. Split on the bytes, then decoded a line at a time (a line break never falls inside
+    a UTF-8 character): a third of the work of httpx's `aiter_lines`, which decodes every chunk, keeps its own buffer
+    of text and resumes the reader once per line."""
+    pending = b""
+    async for chunk in chunks:
+        start = max(len(pending) - 1, 0)  # what is pending has no line break, but for a CR at its end
+        pending += chunk
+        end = len(pending) - 1 if pending.endswith(b"\r") else len(pending)  # a CRLF may be cut in two: wait
+        cut = max(pending.rfind(b"\n", start, end), pending.rfind(b"\r", start, end))
+        if cut >= 0:
+            yield [line.decode("utf-8", "replace") for line in pending[: cut + 1].splitlines()]
+            pending = pending[cut + 1 :]
+    if pending:
+        yield [line.decode("utf-8", "replace") for line in pending.splitlines()]
+
+
 def _stream_error(data: str, model: str) -> ModelCallError:
     """An error event: its JSON (``{"error": {...}}`` or the error object itself), or its text."""
     body = _json_or_text(data)
@@ -332,6 +357,11 @@ def _stream_error(data: str, model: str) -> ModelCallError:
     if not isinstance(body, dict):
         body = {"error": {"message": str(body)}}
     return classify_body_error(body, model=model, where="stream")
+
+
+def _json_bytes(body: dict[str, Any]) -> bytes:
+    """`body` as httpx's ``json=`` would send it (compact, UTF-8)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _json_or_text(text: str) -> Any:

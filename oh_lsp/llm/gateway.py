@@ -63,6 +63,7 @@ class ModelGateway:
 
             store = open_store()
         self.config = config
+        self.local = config.endpoint_is_local  # asked on each call; the configuration of a gateway does not change
         self.store = store
         self._own_store_thread = store_thread is None
         self.store_thread = store_thread or StoreThread()  # an engine passes its queue's: one thread per store
@@ -79,6 +80,8 @@ class ModelGateway:
     async def selector(self) -> ModelSelector:
         """The selector for this endpoint. For an endpoint other than OpenRouter, its ``/models`` list is read once
         (and cached) so that its own model names make up the catalog."""
+        if self._selector is not None:  # made: no lock to take (every call asks)
+            return self._selector
         async with self._selector_ready:
             if self._selector is None:
                 if self.config.resolved_provider != "openrouter":
@@ -250,7 +253,7 @@ class ModelGateway:
             result.prompt_tokens, result.completion_tokens, result.tokens_estimated = await estimate_usage(
                 self.client.tokenizer(), messages, result.content
             )
-        result.cost, result.cost_source = call_cost(result, model, local=self.config.endpoint_is_local)
+        result.cost, result.cost_source = call_cost(result, model, local=self.local)
         result.saved_cost = cache_savings(result, model)
         call.latency_ms = result.latency_seconds * 1000
         call.prompt_tokens, call.completion_tokens = result.prompt_tokens, result.completion_tokens
@@ -263,7 +266,7 @@ class ModelGateway:
         """The request for `model`, fitted to its context. On a local server whose context is known, the prompt is
         counted by the server's own tokenizer first (a local call, a few milliseconds), so that it fits exactly."""
         request, max_tokens = fit.request(model)
-        if self.config.endpoint_is_local and fit.limit(model) and model.name not in fit.ratio:
+        if self.local and fit.limit(model) and model.name not in fit.ratio:
             tokens = await self.client.tokenizer().count_messages(request)
             if tokens is not None:
                 fit.calibrate(model, request, tokens)
@@ -291,6 +294,7 @@ class ModelGateway:
         )
 
     async def aclose(self) -> None:
+        await self.health.settle()  # the calls' records queued without waiting: written before the thread closes
         await self.client.aclose()
         if self._own_store_thread:
             self.store_thread.close(wait=False)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("oh_lsp.models")
 T = TypeVar("T")
+SETTLE_SECONDS = 10.0  # how long closing waits for the call records still queued
 FRESH_SECONDS = 1.0  # how long states read from the store (or with a claim) stand for the store's
 
 
@@ -53,6 +54,11 @@ class ModelHealth:
         self._pending.discard(future)
         if not future.cancelled() and future.exception() is not None:
             log.warning("a model call could not be recorded: %s", future.exception())
+
+    async def settle(self, timeout: float = SETTLE_SECONDS) -> None:
+        """Wait until the call records queued without waiting (`succeeded`) are written (at most `timeout` s)."""
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=timeout)
 
     async def _update(self, model: str, change: Callable[[ModelState], T]) -> T:
         try:

@@ -165,6 +165,7 @@ class ModelSelector:
 
             config = OpenHandsConfig.from_env()
         self.config = config
+        self._provider = provider_key(config.base_url)  # the endpoint's own state row
         if catalog is None:
             catalog = load_catalog(config)
         elif isinstance(catalog, (str, Path)):
@@ -302,7 +303,7 @@ class ModelSelector:
         """`selection` with its chain: the ranked models that can take a call now by `states` (a new `Selection`;
         the one given is not changed)."""
         selection = replace(selection, chain=[], excluded=dict(selection.excluded))
-        provider = states.get(provider_key(self.config.base_url))
+        provider = states.get(self._provider)
         for model in selection.ranked:
             state = states.get(model.name)
             reason = (provider.why_unavailable(now) if provider else None) or (
