@@ -7,6 +7,10 @@ divided by the ideal N / 0.2 s. Side by side, in one run:
 - oh-lsp client: `ChatClient` (httpx's API over aiohttp's pool, see oh_lsp/llm/client.py);
 - oh-lsp engine: `ExecutionEngine` with N workers, each task one streamed model call (validation off).
 
+Under the table, for the largest N: the event loop's CPU per call (our client) and per task (our engine, and its other
+threads': the store's), and the medians of an engine task's stretches (start -> model call, the call, answer ->
+recorded): what separates the engine from the client.
+
 Run:  uv run python bench/concurrency.py [--seconds 4] [--workers 1,8,32,64]
 """
 
@@ -16,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,28 +96,50 @@ async def httpx_default(base: str, n: int, seconds: float) -> float:
         return await drive(n, seconds, call)
 
 
+# what the last run of a caller spent (the explanation printed under the table, for the largest N)
+SPENT: dict[str, dict[str, float]] = {}
+
+
 async def ours(base: str, n: int, seconds: float) -> float:
     from oh_lsp.config import OpenHandsConfig
     from oh_lsp.llm.client import ChatClient
 
     client = ChatClient(OpenHandsConfig(base_url=base, model="m"))
+    calls = 0
+
+    async def call(_i: int) -> None:
+        nonlocal calls
+        await client.chat("m", MESSAGES)
+        calls += 1
+
+    cpu = time.thread_time()
     try:
-        return await drive(n, seconds, lambda _i: client.chat("m", MESSAGES))
+        return await drive(n, seconds, call)
     finally:
+        SPENT["oh-lsp client"] = {"loop_cpu_ms": (time.thread_time() - cpu) * 1000 / max(calls, 1)}
         await client.aclose()
 
 
 async def engine(base: str, n: int, seconds: float) -> float:
     from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask
     from oh_lsp.attempt import Outcome
+    from oh_lsp.events import COMPLETED, STARTED, Event
     from oh_lsp.pipeline import ask_model
     from oh_lsp.records import ExecutionMetrics
 
+    marks: dict[str, dict[str, float]] = {}  # task id -> when it started, was answered, was recorded
+
     async def one_call(task: QueuedTask, ctx: TaskContext) -> Outcome:
         metrics = ExecutionMetrics(task_id=task.task_id, model_id="", task_type=task.task_type)
+        asked = time.monotonic()
         await ask_model(task, ctx, MESSAGES, metrics)
+        marks[task.task_id].update(asked=asked, answered=time.monotonic())
         metrics.success = True
         return Outcome("completed", result={}, model=metrics.model_id, metrics=metrics)
+
+    def mark(event: Event) -> None:
+        if event.kind in (STARTED, COMPLETED):
+            marks.setdefault(event.task_id, {})[event.kind] = time.monotonic()
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["OH_LSP_STATE_DIR"] = str(Path(tmp, "state"))
@@ -123,10 +150,20 @@ async def engine(base: str, n: int, seconds: float) -> float:
         eng = ExecutionEngine(config, n, project_root=tmp, executor=one_call, poll_interval=0.01)
         for i in range(total):
             await eng.submit_task(QueuedTask(task_type="unit_test", description=f"p2 {i}"))
-        started = time.monotonic()
+        eng.subscribe(mark)
+        started, cpu, process_cpu = time.monotonic(), time.thread_time(), time.process_time()
         await eng.start()
         await eng.run_until_idle()
         elapsed = time.monotonic() - started
+        loop_cpu = time.thread_time() - cpu
+        SPENT["oh-lsp engine"] = {
+            "loop_cpu_ms": loop_cpu * 1000 / total,
+            "threads_cpu_ms": (time.process_time() - process_cpu - loop_cpu) * 1000 / total,
+            **{
+                name: 1000 * statistics.median(m[end] - m[begin] for m in marks.values())
+                for name, begin, end in STRETCHES
+            },
+        }
         done: int = eng.get_metrics_summary()["system"]["successful"]
         await eng.stop(grace=0)
         eng.close()
@@ -135,6 +172,25 @@ async def engine(base: str, n: int, seconds: float) -> float:
 
 
 CLIENTS = {"raw": raw, "httpx-default": httpx_default, "oh-lsp client": ours, "oh-lsp engine": engine}
+# an engine task's stretches (medians): from its start to its model call, the call, from the answer to its record
+STRETCHES = [
+    ("to_call_ms", "started", "asked"),
+    ("call_ms", "asked", "answered"),
+    ("to_record_ms", "answered", "completed"),
+]
+
+
+def explain(n: int) -> str:
+    """Where the time of the largest run went: the event loop's CPU per call (client) and per task (engine, with the
+    other threads': the store's), and the medians of an engine task's stretches."""
+    client, engine = SPENT.get("oh-lsp client", {}), SPENT.get("oh-lsp engine", {})
+    return (
+        f"at {n} workers, per call: oh-lsp client {client.get('loop_cpu_ms', 0):.2f} ms of event-loop CPU;"
+        f" oh-lsp engine {engine.get('loop_cpu_ms', 0):.2f} ms (+{engine.get('threads_cpu_ms', 0):.2f} ms on other"
+        f" threads: the store's), median start -> model call {engine.get('to_call_ms', 0):.1f} ms,"
+        f" the call {engine.get('call_ms', 0):.1f} ms ({LATENCY * 1000:.0f} ms answer),"
+        f" answer -> recorded {engine.get('to_record_ms', 0):.1f} ms"
+    )
 
 
 def main() -> None:
@@ -164,6 +220,7 @@ def main() -> None:
             f"at {counts[-1]} workers: {figures}; target >= 95% at 64: {verdict}"
             f" (load average at the end {os.getloadavg()[0]:.2f})"
         )
+        print(explain(counts[-1]))
     finally:
         proc.terminate()
 

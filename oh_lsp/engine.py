@@ -375,7 +375,11 @@ class ExecutionEngine:
         )
         job = asyncio.create_task(self._attempt(task, context), name=f"oh-lsp-task-{task_id[:8]}")
         self._jobs[task_id] = job
-        heartbeat = asyncio.create_task(self._heartbeat(task_id, task.lease_id, job))
+        beating: list[asyncio.Task[None]] = []  # the heartbeat, once due: an attempt that ends before costs a timer
+        first_beat = asyncio.get_running_loop().call_later(
+            self.config.heartbeat_seconds,
+            lambda: beating.append(asyncio.create_task(self._heartbeat(task_id, task.lease_id, job))),
+        )
         try:
             done, _ = await asyncio.wait({job}, timeout=self.config.timeout_seconds)
             if not done:
@@ -383,7 +387,9 @@ class ExecutionEngine:
                 job.cancel()
                 await asyncio.wait({job})
         finally:
-            heartbeat.cancel()
+            first_beat.cancel()
+            for heartbeat in beating:
+                heartbeat.cancel()
             self._jobs.pop(task_id, None)
         reason = self._cancel_reasons.pop(task_id, None)
         if job.cancelled():
@@ -488,6 +494,9 @@ class ExecutionEngine:
 
     async def _write_outcome(self, task: QueuedTask, outcome: Outcome, claim_next: bool) -> QueuedTask | None:
         task_id = task.task_id
+        for gateway in (self._gateway, *self._retired_gateways):  # the model calls' records go just ahead
+            if gateway is not None:
+                gateway.flush_records()
         details = {
             "model": outcome.model,
             "tokens": outcome.metrics.tokens_used if outcome.metrics else 0,
@@ -534,19 +543,20 @@ class ExecutionEngine:
         return None
 
     async def _heartbeat(self, task_id: str, lease: str | None, job: asyncio.Task[Outcome]) -> None:
+        """Renew the lease of `job`'s task now and every `heartbeat_seconds` until the job ends (started by
+        `_process` when the first beat is due)."""
         while not job.done():
-            await asyncio.sleep(self.config.heartbeat_seconds)
             try:
                 state = await self.queue.heartbeat(task_id, self.config.lease_seconds, lease=lease)
             except StoreLostError as exc:  # the attempt goes on: its outcome is kept by `_rescue`
                 self._halt(str(exc))
-                continue
             except Exception:
                 log.exception("heartbeat for task %s failed", task_id)
-                continue
-            if state is not Heartbeat.OK and not job.done():
-                self._cancel_reasons[task_id] = "cancel" if state is Heartbeat.CANCEL else "lost"
-                job.cancel()
+            else:
+                if state is not Heartbeat.OK and not job.done():
+                    self._cancel_reasons[task_id] = "cancel" if state is Heartbeat.CANCEL else "lost"
+                    job.cancel()
+            await asyncio.sleep(self.config.heartbeat_seconds)
 
     # --- a lost store ------------------------------------------------------------------------------------------
     def _halt(self, reason: str) -> None:

@@ -63,9 +63,9 @@ async def test_without_usage_cost_the_catalog_price_is_used_never_zero(
     gateway = gateway_for(ab_config(model_server, tmp_path, models=ONLY_A), project)
     try:
         result = await gateway.complete(task(), MESSAGES, emit=Events())
-        spent = gateway.store.spent(day=local_day())
     finally:
-        await gateway.aclose()
+        await gateway.aclose()  # the call's record, kept to share a trip with the next write, is written by then
+    spent = gateway.store.spent(day=local_day())
     assert result.cost == pytest.approx(1000 * 1e-6 + 500 * 2e-6) and result.cost_source == "catalog"
     assert spent == pytest.approx(result.cost)
 
@@ -86,6 +86,27 @@ async def test_a_per_task_cap_stops_the_call_before_it_is_sent(project: Path, mo
     assert "per-task budget" in str(caught.value) and "OH_LSP_BUDGET_PER_TASK_USD" in str(caught.value)
     # admitting a model whose breaker is closed writes nothing: model-a may have no state row at all
     assert "model-a" not in states or not states["model-a"].cooling(time.time()), "a budget cap cools no model down"
+
+
+async def test_a_cap_counts_the_call_just_made_though_its_record_waits_to_share_a_trip(
+    project: Path, model_server, tmp_path: Path
+) -> None:
+    """A successful call's record is kept to go to the store with the next write, in one trip with others
+    (`ModelHealth.flush`); the budget sends it before it sums what was spent: the task's next call, which could pass
+    the cap, is never sent."""
+    model_server.default = Reply.text("answer", usage=usage(900, 200, 0.015))
+    config = ab_config(model_server, tmp_path, models=ONLY_A, budget_per_task_usd=0.02)
+    gateway = gateway_for(config, project)
+    asking = task()
+    try:
+        first = await gateway.complete(asking, MESSAGES, emit=Events())
+        with pytest.raises(ModelCallError) as caught:
+            await gateway.complete(asking, MESSAGES, emit=Events())
+    finally:
+        await gateway.aclose()
+    assert first.cost == 0.015
+    assert caught.value.kind is ErrorKind.BUDGET and "this task has spent $0.015000" in str(caught.value)
+    assert requested(model_server) == ["model-a"], "the call that could pass the cap was never sent"
 
 
 async def test_a_daily_cap_stops_every_task_until_midnight(project: Path, model_server, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -64,13 +65,22 @@ def cache_savings(result: Any, model: ModelInfo) -> float:
 class Budget:
     """The caps of `config` (``budget_per_task_usd``, ``budget_per_day_usd``), checked against the store's totals."""
 
-    def __init__(self, config: Any, store: Any, store_thread: StoreThread | None = None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        store: Any,
+        store_thread: StoreThread | None = None,
+        before_reading: Callable[[], None] | None = None,
+    ) -> None:
         self.per_task = config.budget_per_task_usd
         self.per_day = config.budget_per_day_usd
         self.store = store
         self.store_thread = store_thread  # the engine's (model calls); `status()` alone needs none
+        self.before_reading = before_reading  # sends the calls' records not yet sent (the gateway's `ModelHealth`)
 
     async def _spent(self, **which: Any) -> float:
+        if self.before_reading is not None:
+            self.before_reading()  # queued ahead of the read, on the same thread: the sum counts every call made
         if self.store_thread is None:
             return await asyncio.to_thread(self.store.spent, **which)
         return await self.store_thread.run(self.store.spent, **which)

@@ -70,7 +70,7 @@ class ModelGateway:
         self.client = client or ChatClient(config)
         # `states`: the engine's queue reads them with each claim (StatesSnapshot)
         self.health = ModelHealth(store, BreakerPolicy.from_config(config), config.base_url, self.store_thread, states)
-        self.budget = Budget(config, store, self.store_thread)
+        self.budget = Budget(config, store, self.store_thread, before_reading=self.health.flush)
         self._selector = selector
         self._selector_ready = asyncio.Lock()  # many workers ask at once; the first one builds it
         self._learned: dict[str, int] | None = None  # context lengths the endpoint's errors gave, by model id
@@ -292,6 +292,10 @@ class ModelGateway:
             model=model.name,
             figures=figures,
         )
+
+    def flush_records(self) -> None:
+        """Send the successful calls' records kept so far to the store, in one trip (`ModelHealth.flush`)."""
+        self.health.flush()
 
     async def aclose(self) -> None:
         await self.health.settle()  # the calls' records queued without waiting: written before the thread closes

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("oh_lsp.models")
 T = TypeVar("T")
 SETTLE_SECONDS = 10.0  # how long closing waits for the call records still queued
+RECORDS_SECONDS = 0.5  # a success's record waits at most this long for the next write to go with
 FRESH_SECONDS = 1.0  # how long states read from the store (or with a claim) stand for the store's
 
 
@@ -49,18 +50,38 @@ class ModelHealth:
         self.snapshot = snapshot or StatesSnapshot()
         self.snapshot.wanted = True
         self._pending: set[asyncio.Future[None]] = set()  # call records not waited for
+        self._unsent: list[ModelCall] = []  # successes' records kept to share one trip (`flush`)
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     def _recorded(self, future: asyncio.Future[None]) -> None:
         self._pending.discard(future)
         if not future.cancelled() and future.exception() is not None:
             log.warning("a model call could not be recorded: %s", future.exception())
 
+    def flush(self) -> None:
+        """Queue the records of the successes kept so far (`succeeded`), all in one call on the store's thread, not
+        waited for. The engine flushes before it records a task's end, so the records of the calls that ended
+        meanwhile (with 64 workers, a wave of them) go to the store in one trip just ahead of it; else they go after
+        `RECORDS_SECONDS`. Every other write of this class flushes first: the store sees them in order."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if not self._unsent:
+            return
+        calls, self._unsent = self._unsent, []
+        recorded = self.store_thread.later(_record_all, self.store, calls)
+        self._pending.add(recorded)
+        recorded.add_done_callback(self._recorded)
+
     async def settle(self, timeout: float = SETTLE_SECONDS) -> None:
-        """Wait until the call records queued without waiting (`succeeded`) are written (at most `timeout` s)."""
+        """Write the call records kept or queued without waiting (`succeeded`), and wait for them (at most `timeout`
+        seconds)."""
+        self.flush()
         if self._pending:
             await asyncio.wait(list(self._pending), timeout=timeout)
 
     async def _update(self, model: str, change: Callable[[ModelState], T]) -> T:
+        self.flush()
         try:
             return await self.store_thread.run(self.store.update_model_state, model, change)
         finally:
@@ -68,6 +89,7 @@ class ModelHealth:
 
     async def states(self) -> dict[str, ModelState]:
         if not self.snapshot.fresh(FRESH_SECONDS):
+            self.flush()
             self.snapshot.put(await self.store_thread.run(self.store.model_states))
         return self.snapshot.states
 
@@ -135,11 +157,12 @@ class ModelHealth:
         nothing of a closed breaker: then only the call is recorded."""
         now = time.time() if now is None else now
         if self._closed(model, now):
-            if call is not None:  # not waited for: it commits with the next write (the attempt's end, usually)
-                recorded = self.store_thread.later(self.store.record_model_call, call)
-                self._pending.add(recorded)
-                recorded.add_done_callback(self._recorded)
+            if call is not None:  # kept, to go with the next write (the attempt's end, usually): `flush`
+                self._unsent.append(call)
+                if self._flush_timer is None:
+                    self._flush_timer = asyncio.get_running_loop().call_later(RECORDS_SECONDS, self.flush)
             return
+        self.flush()
 
         def record() -> str | None:
             if call is not None:
@@ -168,4 +191,10 @@ class ModelHealth:
         log.info("rotation: %s -> %s (%s)", source, target, reason)
 
     async def record_call(self, call: ModelCall) -> None:
+        self.flush()
         await self.store_thread.run(self.store.record_model_call, call)
+
+
+def _record_all(store: TaskStore, calls: list[ModelCall]) -> None:
+    for call in calls:
+        store.record_model_call(call)
