@@ -375,6 +375,15 @@ async def aimed_at_a_gap(client, calc: str, model, result: dict, test_file: Path
     (row,) = [r for r in await run_command(client, "ohLsp.listTasks", {}) if r["taskId"] == aimed_task["taskId"]]
     assert row["status"] == "completed"
 
+    # "Regenerate with feedback" on that task asks about the same gap again, not about the whole module
+    model.script(Reply.text(fenced(DIVIDE_BY_ZERO)))
+    again = await run_command(client, "ohLsp.retryTask", {"taskId": aimed_task["taskId"], "withFeedback": True})
+    await finish(client, again)
+    reports = client.progress_reports[again["progressToken"]]
+    assert reports[0].title == "oh-lsp: Generate tests for calc.py line 10"
+    prompt = model.requests[-1].body["messages"][-1]["content"]
+    assert "line 10 is never run" in prompt.split("What no test checks yet", 1)[1]
+
 
 async def test_cancel_mid_stream_stops_the_model_call(client, calc, model) -> None:
     model.script(Reply.text(fenced(GOOD_TESTS), chunk_size=4, chunk_delay=0.05))
