@@ -602,7 +602,7 @@ async def test_the_result_cache_answers_again_and_every_bypass_asks_the_model(cl
         assert "from cache" not in (await finish(client, retry)).message and len(model.requests) == calls + 2
 
         tests = workspace[0] / "tests"
-        (tests / "pkg").mkdir(parents=True)
+        (tests / "pkg").mkdir(parents=True, exist_ok=True)  # an earlier test may leave it empty
         (tests / "pkg" / "test_calc.py").write_text("def test_nothing():\n    assert True\n")  # the tests changed
         try:
             model.script(Reply.text(fenced(GOOD_TESTS)))
