@@ -82,6 +82,40 @@ class Client:
         self.send({"jsonrpc": "2.0", "method": method, "params": params})
 
 
+async def start_server(
+    env: dict[str, str],
+    project: Path,
+    options: dict[str, Any],
+    workspace: dict[str, Any] | None = None,
+    client_type: type[Client] = Client,
+    *,
+    initialized: bool = True,
+) -> Client:
+    """`oh-lsp serve` in its own process, initialized on `project` (one workspace folder) with the settings
+    `options`; `workspace`: the client's workspace capabilities (default: applyEdit with document changes).
+    `initialized=False`: the `initialized` notification is left to the caller."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "oh_lsp", "serve", env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    client = client_type(proc)
+    await client.request(
+        "initialize",
+        {
+            "processId": os.getpid(),
+            "rootUri": project.as_uri(),
+            "workspaceFolders": [{"uri": project.as_uri(), "name": "proj"}],
+            "capabilities": {
+                "window": {"workDoneProgress": True},
+                "workspace": workspace or {"applyEdit": True, "workspaceEdit": {"documentChanges": True}},
+            },
+            "initializationOptions": {"ohLsp": options},
+        },
+    )
+    if initialized:
+        client.notify("initialized", {})
+    return client
+
+
 async def measure(
     client: Client, uri: str, seconds: float, active: Callable[[], int] = lambda: 0, line: int = 150
 ) -> tuple[list[float], list[int]]:
@@ -127,31 +161,8 @@ async def main() -> None:
             "OPENHANDS_MODEL": "bench-model",
             "OPENROUTER_API_KEY": "sk-bench",
         }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "oh_lsp",
-            "serve",
-            env=env,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        client = Client(proc)
+        client = await start_server(env, project, {"workers": args.tasks, "trusted": False})
         uri = (project / "pkg" / "big.py").as_uri()
-        await client.request(
-            "initialize",
-            {
-                "processId": os.getpid(),
-                "rootUri": project.as_uri(),
-                "workspaceFolders": [{"uri": project.as_uri(), "name": "proj"}],
-                "capabilities": {
-                    "window": {"workDoneProgress": True},
-                    "workspace": {"applyEdit": True, "workspaceEdit": {"documentChanges": True}},
-                },
-                "initializationOptions": {"ohLsp": {"workers": args.tasks, "trusted": False}},
-            },
-        )
-        client.notify("initialized", {})
         client.notify(
             "textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": source}}
         )
@@ -192,7 +203,7 @@ async def main() -> None:
 
         await client.request("shutdown", {})
         client.notify("exit", {})
-        await asyncio.wait_for(proc.wait(), 20)
+        await asyncio.wait_for(client.proc.wait(), 20)
         client.reader.cancel()
 
     print(f"textDocument/codeAction latency, {len(source.splitlines())}-line module, sequential requests")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.lsp_latency import Client
+from bench.lsp_latency import Client, start_server
 from oh_lsp.testing.model_server import Reply, ScriptedModelServer
 
 
@@ -63,29 +63,8 @@ async def main() -> None:
             "OPENROUTER_API_KEY": "sk-bench",
             "OH_LSP_QUEUE_MAX_SIZE": str(args.tasks + 100),
         }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "oh_lsp",
-            "serve",
-            env=env,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        client = Client(proc)
-        await client.request(
-            "initialize",
-            {
-                "processId": os.getpid(),
-                "rootUri": project.as_uri(),
-                "workspaceFolders": [{"uri": project.as_uri(), "name": "proj"}],
-                "capabilities": {
-                    "window": {"workDoneProgress": True},
-                    "workspace": {"applyEdit": True, "workspaceEdit": {"documentChanges": True}},
-                },
-                "initializationOptions": {"ohLsp": {"workers": 2, "trusted": False}},
-            },
-        )
+        client = await start_server(env, project, {"workers": 2, "trusted": False}, initialized=False)
+        proc = client.proc
         after_initialize = rss_mib(proc.pid)
         client.notify("initialized", {})
         await settle(client, modules[0], 3.0)

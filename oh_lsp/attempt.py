@@ -45,6 +45,7 @@ class TaskContext:
     emit: Callable[..., None]
     gateway_factory: Callable[[], ModelGateway]
     exclude: list[Path] = field(default_factory=list)
+    preferred_model: str | None = None  # the model its batch's first answer came from (`batching.py`), if any
 
     @property
     def gateway(self) -> ModelGateway:

@@ -64,6 +64,10 @@ ENV_VARS: dict[str, str] = {
     "openhands_env": "OH_LSP_OPENHANDS_ENV",
     "openhands_python": "OH_LSP_OPENHANDS_PYTHON",
     "openhands_max_iterations": "OH_LSP_OPENHANDS_MAX_ITERATIONS",
+    "result_cache": "OH_LSP_RESULT_CACHE",
+    "result_cache_entries": "OH_LSP_RESULT_CACHE_ENTRIES",
+    "prompt_cache": "OH_LSP_PROMPT_CACHE",
+    "batch_window_seconds": "OH_LSP_BATCH_WINDOW",
 }
 # How many tasks one engine runs at once. The engine takes it as an argument, so it is not an OpenHandsConfig field;
 # its rule is stated here once for every front end. The default is the editors' `workers` (`run-engine` has its own).
@@ -128,6 +132,13 @@ class OpenHandsConfig(BaseModel):
     openhands_env: Path | None = None  # the agent environment (Python >= 3.12); default: made by `openhands setup`
     openhands_python: Path | None = None  # the Python >= 3.12 that `oh-lsp openhands setup` builds it with
     openhands_max_iterations: int = Field(default=30, ge=1, le=500)  # agent steps per conversation run
+    # issue 14 (docs/caching.md): reuse a completed task's result when nothing it depends on changed; bounded
+    result_cache: bool = True
+    result_cache_entries: int = Field(default=500, ge=1, le=1_000_000)
+    prompt_cache: bool = True  # cache_control breakpoints for the providers that need them
+    # similar tasks that become runnable within this many seconds go to one model, the first ahead (0: off)
+    batch_window_seconds: float = Field(default=0.5, ge=0, le=60)
+
     _project_notes: list[str] = PrivateAttr(default_factory=list)
 
     @property

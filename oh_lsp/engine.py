@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from oh_lsp import events as ev
+from oh_lsp import result_cache
 from oh_lsp.attempt import Executor, Outcome, TaskContext, retry_delay
+from oh_lsp.batching import Batches
 from oh_lsp.config import OpenHandsConfig, check_workers
 from oh_lsp.edits import DeliveryReport, Edit, FileOutcome, apply_to_disk
 from oh_lsp.errors import StoreError, StoreLostError, StoreUnavailableError
@@ -95,6 +97,8 @@ class ExecutionEngine:
         self.overwrite = overwrite
         self.poll_interval = poll_interval
         self.events = ev.EventBus()
+        self.batches = Batches(self.config.batch_window_seconds)  # similar tasks to one model, the first ahead
+        self.events.subscribe(self.batches.on_event)
         self.events.subscribe(TaskLog(lambda: known_secrets(self.config.secrets())))
         self._executor: Executor = executor or default_executor(self.config)
         self._workers: list[asyncio.Task[None]] = []
@@ -107,6 +111,8 @@ class ExecutionEngine:
         self.halted: str | None = None  # why the engine stopped on its own (its store was lost); see `_halt`
         self._halted = asyncio.Event()
         self._gateway: Any = None
+        self._loaded_kinds: set[str] = set()  # task kinds whose modules (and the gateway's) are imported
+        self._delivering: set[str] = set()  # completed tasks whose edits this engine is writing now
         self._retired_gateways: list[Any] = []
         self._exclude = [state_dir(self.root), state_base()]  # kept out of sandbox copies, hidden from them
 
@@ -140,6 +146,7 @@ class ExecutionEngine:
         if max_concurrent_tasks is not None:
             check_workers(max_concurrent_tasks, "max_concurrent_tasks")
         self.config = config
+        self.batches.window = config.batch_window_seconds
         remember(*config.secrets())
         if self._gateway is not None:  # still used by running tasks: closed when the engine stops
             self._retired_gateways.append(self._gateway)
@@ -198,7 +205,7 @@ class ExecutionEngine:
             task.submitter = self.submitter
         if task.max_retries is None:
             task.max_retries = self.config.max_retries
-        task_id, created, position = await self.queue.submit_placed(task)
+        task_id, created, position = await self.queue.submit(task)
         self.events.publish(
             ev.QUEUED,
             task_id,
@@ -233,19 +240,37 @@ class ExecutionEngine:
         return summary
 
     async def wait_for(self, task_id: str, timeout: float | None = None) -> QueuedTask:
-        """Wait until `task_id` ends (completed, failed or cancelled), whichever process runs it."""
+        """Wait until `task_id` ends (completed, failed or cancelled), whichever process runs it: at once when this
+        engine ends it (its final event), else at the next look at the store."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self.halted is not None:
-                raise StoreError(self.halted)
-            task = await self.queue.get_task(task_id)
-            if task is None:
-                raise KeyError(f"no task {task_id}")
-            if task.status.is_final:
-                return task
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"task {task_id} is still {task.status.value}")
-            await asyncio.sleep(min(self.poll_interval, 0.2))
+        ended = asyncio.Event()
+
+        def watch(event: ev.Event) -> None:
+            if event.task_id != task_id:
+                return
+            if (event.kind == ev.PROGRESS and "delivered" in event.data) or (
+                event.is_final and task_id not in self._delivering  # a result this engine writes: once written
+            ):
+                ended.set()
+
+        unsubscribe = self.events.subscribe(watch)
+        try:
+            while True:
+                if self.halted is not None:
+                    raise StoreError(self.halted)
+                task = await self.queue.get_task(task_id)
+                if task is None:
+                    raise KeyError(f"no task {task_id}")
+                if task.status.is_final:
+                    return task
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"task {task_id} is still {task.status.value}")
+                try:
+                    await asyncio.wait_for(ended.wait(), min(self.poll_interval, 0.2))
+                except TimeoutError:
+                    pass
+        finally:
+            unsubscribe()
 
     async def run_until_idle(self, timeout: float | None = None) -> None:
         """Return once no task is pending or running (tasks waiting hours for a rate-limit reset do not count)."""
@@ -271,21 +296,28 @@ class ExecutionEngine:
         if self._gateway is None:
             from oh_lsp.llm.gateway import ModelGateway
 
-            self._gateway = ModelGateway(self.config, store=self.queue.store, store_thread=self.queue.store_thread)
+            self._gateway = ModelGateway(
+                self.config,
+                store=self.queue.store,
+                store_thread=self.queue.store_thread,
+                states=self.queue.model_states,
+            )
         return self._gateway
 
     async def _worker(self, number: int) -> None:
         assert self._wakeup is not None
+        task: QueuedTask | None = None  # the next task, when ending the last one claimed it in the same trip
         while not self._stopping and number < self.max_concurrent_tasks:
-            try:
-                task = await self.queue.claim(self.config.lease_seconds)
-            except StoreLostError as exc:
-                self._halt(str(exc))
-                return
-            except Exception:
-                log.exception("worker %d could not read the queue; retrying", number)
-                await asyncio.sleep(self.poll_interval)
-                continue
+            if task is None:
+                try:
+                    task = await self.queue.claim(self.config.lease_seconds)
+                except StoreLostError as exc:
+                    self._halt(str(exc))
+                    return
+                except Exception:
+                    log.exception("worker %d could not read the queue; retrying", number)
+                    await asyncio.sleep(self.poll_interval)
+                    continue
             if task is None:
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), self._idle_wait)
@@ -293,24 +325,36 @@ class ExecutionEngine:
                     pass
                 self._wakeup.clear()
                 continue
+            current, task = task, None
             try:
-                await self._process(task)
+                task = await self._process(current, claim_next=lambda: self._keeps(number))
             except StoreLostError as exc:
                 self._halt(str(exc))
                 return
             except Exception as exc:  # a bug of ours: never leave the task "running" behind
-                log.exception("worker %d failed while handling task %s", number, task.task_id)
+                log.exception("worker %d failed while handling task %s", number, current.task_id)
                 try:
                     await self.queue.retry(
-                        task.task_id,
+                        current.task_id,
                         f"internal error: {type(exc).__name__}: {exc}",
-                        retry_delay(task.attempts),
-                        lease=task.lease_id,
+                        retry_delay(current.attempts),
+                        lease=current.lease_id,
                     )
                 except Exception:
-                    log.exception("could not give task %s back to the queue", task.task_id)
+                    log.exception("could not give task %s back to the queue", current.task_id)
+        if task is not None:  # claimed while the engine began to stop: back to the queue, uncharged
+            try:
+                await self.queue.release(task.task_id, lease=task.lease_id)
+            except StoreLostError as exc:  # nothing to give it back to
+                self._halt(str(exc))
 
-    async def _process(self, task: QueuedTask) -> None:
+    def _keeps(self, number: int) -> bool:
+        """Whether worker `number` goes on to another task."""
+        return not self._stopping and number < self.max_concurrent_tasks
+
+    async def _process(self, task: QueuedTask, claim_next: Callable[[], bool] = lambda: False) -> QueuedTask | None:
+        """Run one attempt at `task` and record how it ended. Returns the next task when recording it also claimed
+        one (`claim_next()` says whether to)."""
         task_id = task.task_id
         self.events.publish(
             ev.STARTED,
@@ -329,7 +373,7 @@ class ExecutionEngine:
         context = TaskContext(
             config=self.config, root=self.root, gateway_factory=self._gateway_factory, emit=emit, exclude=self._exclude
         )
-        job = asyncio.create_task(self._executor(task, context), name=f"oh-lsp-task-{task_id[:8]}")
+        job = asyncio.create_task(self._attempt(task, context), name=f"oh-lsp-task-{task_id[:8]}")
         self._jobs[task_id] = job
         heartbeat = asyncio.create_task(self._heartbeat(task_id, task.lease_id, job))
         try:
@@ -344,7 +388,7 @@ class ExecutionEngine:
         reason = self._cancel_reasons.pop(task_id, None)
         if job.cancelled():
             await self._after_cancel(task, reason)
-            return
+            return None
         if isinstance(job.exception(), StoreLostError):  # the model layer's records could not be written
             self._halt(str(job.exception()))
             outcome = Outcome("failed", error=str(job.exception()))
@@ -359,7 +403,57 @@ class ExecutionEngine:
             outcome = job.result()
         if outcome.result is not None and choice:
             outcome.result["model_choice"] = choice
-        await self._record(task, outcome)
+        return await self._record(task, outcome, claim_next())
+
+    async def _attempt(self, task: QueuedTask, context: TaskContext) -> Outcome:
+        """One attempt, under the task's lease, timeout and cancellation: the result cache's answer when it has one
+        for these inputs, else the executor's (kept in the cache when it completes), once the task's place in its
+        batch of similar tasks allows (`batching.py`)."""
+        key = await self._cache_key(task)
+        if key is not None and not result_cache.bypassed(task):
+            entry = await self.queue.cache_get(key)
+            if entry is not None:
+                context.emit(ev.PROGRESS, message=result_cache.describe(entry), from_cache=True)
+                return result_cache.served(task, entry)
+        if task.kind not in self._loaded_kinds:
+            await asyncio.to_thread(self._load_runtime, task.kind)
+        if self.batches.waits(task):
+            context.emit(ev.PROGRESS, message="batched: waiting for its batch's first answer", batched=True)
+        context.preferred_model = await self.batches.admit(task)
+        outcome = await self._executor(task, context)
+        if key is not None and outcome.status == "completed":
+            await self._remember(task, key, outcome)
+        return outcome
+
+    def _load_runtime(self, kind: str) -> None:
+        """Import what running a task needs (the model gateway with its HTTP client, the task kind) on a worker
+        thread, once: an idle engine does without them (a language server's memory), and the event loop never waits
+        for them."""
+        import importlib
+
+        from oh_lsp.kinds.registry import KIND_MODULES
+
+        importlib.import_module("oh_lsp.llm.gateway")
+        if kind in KIND_MODULES:
+            importlib.import_module(KIND_MODULES[kind])
+        self._loaded_kinds.add(kind)
+
+    async def _cache_key(self, task: QueuedTask) -> str | None:
+        """The result cache's key of `task`'s inputs now (None: the cache does not serve it)."""
+        if task.target_file is None or not self.config.result_cache:
+            return None
+        return await asyncio.to_thread(result_cache.cache_key, task, self.root, self.config)
+
+    async def _remember(self, task: QueuedTask, key: str, outcome: Outcome) -> None:
+        """Keep a completed result in the result cache, if its inputs did not change while it was made. A cache that
+        cannot be written is only logged: the task is not affected."""
+        entry = result_cache.entry_of(task, key, outcome)
+        if entry is None or await self._cache_key(task) != key:
+            return
+        try:
+            await self.queue.cache_put(entry, self.config.result_cache_entries)
+        except Exception as exc:  # noqa: BLE001 - it is only a cache
+            log.warning("the result cache could not be written (%s); task %s is not affected", exc, task.task_id)
 
     async def _after_cancel(self, task: QueuedTask, reason: str | None) -> None:
         task_id = task.task_id
@@ -381,16 +475,18 @@ class ExecutionEngine:
             await self.queue.release(task_id, lease=task.lease_id)
             self.events.publish(ev.PROGRESS, task_id, message="re-queued: the engine stopped")
 
-    async def _record(self, task: QueuedTask, outcome: Outcome) -> None:
-        """Write the outcome of an attempt to the queue (and deliver it, with `apply_edits`). When the store is lost
-        meanwhile, the outcome is kept anyway (`_rescue`) and the engine stops."""
+    async def _record(self, task: QueuedTask, outcome: Outcome, claim_next: bool = False) -> QueuedTask | None:
+        """Write how the attempt ended and publish it (and deliver it, with `apply_edits`). With `claim_next`, a
+        completed or failed task's record also claims the next task (one trip to the store), which is returned.
+        When the store is lost meanwhile, the outcome is kept anyway (`_rescue`) and the engine stops."""
         try:
-            await self._write_outcome(task, outcome)
+            return await self._write_outcome(task, outcome, claim_next)
         except StoreLostError as exc:
             await self._rescue(task, outcome)
             self._halt(str(exc))
+            return None
 
-    async def _write_outcome(self, task: QueuedTask, outcome: Outcome) -> None:
+    async def _write_outcome(self, task: QueuedTask, outcome: Outcome, claim_next: bool) -> QueuedTask | None:
         task_id = task.task_id
         details = {
             "model": outcome.model,
@@ -398,44 +494,44 @@ class ExecutionEngine:
             "tokens_estimated": bool(outcome.metrics and outcome.metrics.tokens_estimated),
             "cost": outcome.metrics.cost if outcome.metrics else 0.0,
         }
-        if outcome.status == "completed":
-            if await self.queue.finish(
+        if outcome.status in ("completed", "failed"):
+            status = TaskStatus.COMPLETED if outcome.status == "completed" else TaskStatus.FAILED
+            done, claimed = await self.queue.finish_then_claim(
                 task_id,
-                TaskStatus.COMPLETED,
+                status,
                 result=outcome.result,
+                error=None if status is TaskStatus.COMPLETED else (outcome.error or "failed"),
                 metrics=outcome.metrics,
                 model=outcome.model,
-                lease=task.lease_id,
-            ):
-                self.events.publish(ev.COMPLETED, task_id, result=outcome.result, **details)
-                if self.apply_edits and task.submitter == self.submitter:
-                    await self._deliver(task_id)
-        elif outcome.status == "failed":
-            if await self.queue.finish(
-                task_id,
-                TaskStatus.FAILED,
-                error=outcome.error or "failed",
-                result=outcome.result,
-                metrics=outcome.metrics,
-                model=outcome.model,
-                lease=task.lease_id,
-            ):
-                self.events.publish(ev.FAILED, task_id, error=outcome.error, result=outcome.result, **details)
-        else:
-            status = await self.queue.retry(
-                task_id,
-                outcome.error or "retry",
-                outcome.delay,
-                metrics=outcome.metrics,
-                model=outcome.model,
-                result=outcome.result,
+                claim=claim_next,
+                lease_seconds=self.config.lease_seconds,
                 lease=task.lease_id,
             )
-            if status is TaskStatus.PENDING:
-                self.events.publish(ev.RETRYING, task_id, error=outcome.error, delay=outcome.delay, **details)
-            elif status is TaskStatus.FAILED:
-                final = await self.queue.get_task(task_id)
-                self.events.publish(ev.FAILED, task_id, error=final.error if final else outcome.error, **details)
+            if done and status is TaskStatus.COMPLETED:
+                delivers = self.apply_edits and task.submitter == self.submitter
+                if delivers:
+                    self._delivering.add(task_id)
+                self.events.publish(ev.COMPLETED, task_id, result=outcome.result, **details)
+                if delivers:
+                    await self._deliver(task_id)
+            elif done:
+                self.events.publish(ev.FAILED, task_id, error=outcome.error, result=outcome.result, **details)
+            return claimed
+        after = await self.queue.retry(
+            task_id,
+            outcome.error or "retry",
+            outcome.delay,
+            metrics=outcome.metrics,
+            model=outcome.model,
+            result=outcome.result,
+            lease=task.lease_id,
+        )
+        if after is TaskStatus.PENDING:
+            self.events.publish(ev.RETRYING, task_id, error=outcome.error, delay=outcome.delay, **details)
+        elif after is TaskStatus.FAILED:
+            final = await self.queue.get_task(task_id)
+            self.events.publish(ev.FAILED, task_id, error=final.error if final else outcome.error, **details)
+        return None
 
     async def _heartbeat(self, task_id: str, lease: str | None, job: asyncio.Task[Outcome]) -> None:
         while not job.done():
@@ -506,14 +602,17 @@ class ExecutionEngine:
 
     # --- delivery ----------------------------------------------------------------------------------------------
     async def _deliver(self, task_id: str) -> None:
-        task = await self.queue.get_task(task_id)
-        if task is None:
-            return
-        report = await asyncio.to_thread(deliver_task, self.root, task, overwrite=self.overwrite)
         try:
-            await self.queue.set_delivery(task_id, report.delivery_state)
-        except StoreLostError as exc:  # delivered all the same; the store that would say so is gone
-            self._halt(str(exc))
+            task = await self.queue.get_task(task_id)
+            if task is None:
+                return
+            report = await asyncio.to_thread(deliver_task, self.root, task, overwrite=self.overwrite)
+            try:
+                await self.queue.set_delivery(task_id, report.delivery_state)
+            except StoreLostError as exc:  # delivered all the same; the store that would say so is gone
+                self._halt(str(exc))
+        finally:
+            self._delivering.discard(task_id)
         self._said_delivered(task, report)
 
     def _said_delivered(self, task: QueuedTask, report: DeliveryReport) -> None:

@@ -47,6 +47,7 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
     from oh_lsp.kinds.base import CheckEnv, load_target
     from oh_lsp.kinds.registry import get_kind
     from oh_lsp.llm.errors import ModelCallError
+    from oh_lsp.llm.prompt_cache import mark_stable
     from oh_lsp.repair import Attempt, feedback_message, no_code_verdict
 
     started = time.monotonic()
@@ -114,9 +115,9 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         if attempt.verdict.passed and attempt.verdict.score >= threshold:
             break
         if iteration < iterations:
-            messages = [
+            messages = [  # the conversation so far stays the prefix: the provider's prompt cache serves it
                 *messages,
-                {"role": "assistant", "content": answer.content},
+                mark_stable({"role": "assistant", "content": answer.content}),
                 {"role": "user", "content": feedback_message(attempt, history, threshold)},
             ]
     assert best is not None
@@ -168,6 +169,7 @@ async def run_session(
 ) -> Outcome:
     """A task by its kind's session (module docstring): `prepare`, the conversations, `finish`."""
     from oh_lsp.llm.errors import ModelCallError
+    from oh_lsp.llm.prompt_cache import mark_stable
     from oh_lsp.repair import Attempt
 
     refused = await session.prepare()
@@ -208,9 +210,9 @@ async def run_session(
                 history.append(attempt)
                 if turn.feedback is None or iteration == iterations:
                     return
-                messages = [
+                messages = [  # the conversation so far stays the prefix: the provider's prompt cache serves it
                     *messages,
-                    {"role": "assistant", "content": answer.content},
+                    mark_stable({"role": "assistant", "content": answer.content}),
                     {"role": "user", "content": turn.feedback},
                 ]
 
@@ -254,13 +256,17 @@ async def ask_model(
         chars += len(text)
         ctx.emit(ev.TOKENS, chunks=chunks, chars=chars)
 
-    answer = await ctx.gateway.complete(task, messages, emit=ctx.emit, on_delta=on_delta, refit=refit)
+    answer = await ctx.gateway.complete(
+        task, messages, emit=ctx.emit, on_delta=on_delta, refit=refit, prefer=ctx.preferred_model
+    )
     metrics.model_id = answer.model
     metrics.prompt_tokens += answer.prompt_tokens
     metrics.completion_tokens += answer.completion_tokens
     metrics.tokens_used += answer.total_tokens
     metrics.tokens_estimated = metrics.tokens_estimated or answer.tokens_estimated is not None
     metrics.cost += answer.cost or 0.0
+    metrics.cached_tokens += answer.cached_tokens
+    metrics.saved_cost += answer.saved_cost
     ctx.emit(
         ev.TOKENS,
         chunks=chunks,
@@ -270,5 +276,7 @@ async def ask_model(
         estimated=metrics.tokens_estimated,
         estimated_by=answer.tokens_estimated,
         cost_source=answer.cost_source,
+        cached_tokens=metrics.cached_tokens,
+        saved=metrics.saved_cost,
     )
     return answer

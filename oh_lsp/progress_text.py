@@ -8,9 +8,11 @@ verdict) is not progress: it goes to the log (`oh_lsp/task_log.py`), to `-v` and
 - `stage_text`: one engine event as a stage, for a view that already names the task (an editor's progress title, a
   row of the CLI's live display);
 - `event_text`: the same as a line of its own (where the task starts, it names the kind and the target);
-- `final_text`: the last stage of a finished task (what was kept, the score, or why nothing was);
+- `final_text`: the last stage of a finished task (what was kept, the score, or why nothing was; "from cache" when
+  the result cache served it);
 - `outcome_text`: the long account of a finished task (file, delivery, score, tests kept and dropped, coverage
-  and mutation score before → after, cost), for the log and the CLI's report; not a progress text;
+  and mutation score before → after, cost, "from cache"), for the log and the CLI's report; not a progress text;
+- `savings_text`: "saved $x (y % cached)", what caching saved, from the metrics;
 - `warning_text`: a warning (the engine's `warning` event) in full, not cut: each front end shows it on its own,
   before what it warns about (the CLI on stderr, the editors as a message), never as a progress stage;
 - the stage texts of the checks (`tests_checked`, ...), which the task kinds report while they validate;
@@ -53,6 +55,15 @@ def fit_path(path: str, limit: int) -> str:
 
 def money(value: float) -> str:
     return f"${value:.6f}" if value < 0.01 else f"${value:.4f}"
+
+
+def savings_text(aggregate: dict[str, Any]) -> str:
+    """ "saved $x (y % cached)": what the prompt cache and the result cache saved, and the share of prompt tokens the
+    provider read from its cache, from a metrics aggregate (`metrics_summary()["system"]`)."""
+    share = float(aggregate.get("cached_share") or 0.0)
+    text = f"saved {money(float(aggregate.get('saved_cost') or 0.0))} ({100 * share:.0f} % cached)"
+    hits = int(aggregate.get("cache_hits") or 0)
+    return text + (f", {hits} result{'s' if hits != 1 else ''} from cache" if hits else "")
 
 
 def count(value: float) -> str:
@@ -209,7 +220,7 @@ def final_text(
             facts.append(kept_text(tests))
     if result.get("score") is not None:
         facts.append(f"score {float(result['score']):.2f}")
-    head = "not applied" if written is False else "done"
+    head = ("not applied" if written is False else "done") + (" from cache" if result.get("from_cache") else "")
     return fit(f"{head}: {', '.join(facts)}" if facts else head)
 
 
@@ -264,4 +275,6 @@ def outcome_text(
     if mutation:
         parts.append(mutation)
     parts.append(money(cost))
+    if result.get("from_cache"):
+        parts.append("from cache")
     return ", ".join(parts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import socket
 import uuid
@@ -21,13 +22,14 @@ from typing import Any
 from oh_lsp.errors import TaskIdError
 from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import sha256_text
-from oh_lsp.records import ExecutionMetrics
-from oh_lsp.store.base import Heartbeat, TaskStore
+from oh_lsp.records import CachedResult, ExecutionMetrics, StatesSnapshot
+from oh_lsp.store.base import Heartbeat, Submitted, TaskStore
 from oh_lsp.store.thread import StoreThread
 from oh_lsp.tasks import QueuedTask, TaskStatus
 
 DEFAULT_LEASE_SECONDS = 30.0
 SHORT_ID = 8  # front ends print a task id's first 8 characters; any unique start at least this long finds the task
+log = logging.getLogger(__name__)
 
 
 class TaskQueue:
@@ -58,7 +60,9 @@ class TaskQueue:
         self.lease_seconds = lease_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._leases: dict[str, str] = {}
-        self.store_thread = StoreThread()
+        self.model_states = StatesSnapshot()  # read with each claim once the model layer wants them
+        self._transaction = getattr(store, "transaction", None)  # SQLite's group commit (PostgreSQL has none)
+        self.store_thread = StoreThread(transaction=self._transaction)
 
     def dedupe_key(self, task: QueuedTask) -> str:
         """Equal tasks (kind, target path and content, description) share a key while one is unfinished."""
@@ -71,28 +75,27 @@ class TaskQueue:
         parts = (task.kind, str(task.target_file or ""), task.target_sha256 or "", task.description.strip())
         return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
-    async def submit(self, task: QueuedTask) -> tuple[str, bool]:
-        """Store `task`: its id and True, or the id of an equal task still pending or running and False.
-
-        Raises `QueueFullError` when `max_size` tasks are unfinished."""
+    async def submit(self, task: QueuedTask) -> Submitted:
+        """Store `task`: its id, True and its position; or the id of an equal task still pending or running, False
+        and that task's position. Raises `QueueFullError` when `max_size` tasks are unfinished. The position is read
+        in the same turn of the store's thread: no claim of this queue comes between them, so a "queued" event
+        published with it comes before the "started" event of the worker that claims the task."""
         key = self.dedupe_key(task)
         return await self.store_thread.run(self.store.add, task, dedupe_key=key, max_size=self.max_size)
 
-    async def submit_placed(self, task: QueuedTask) -> tuple[str, bool, int | None]:
-        """`submit`, and the task's place in the queue (1: next; None: no longer pending), read in the same turn of
-        the store's thread: no claim of this queue comes between them, so a "queued" event published with it comes
-        before the "started" event of the worker that claims the task."""
-        key = self.dedupe_key(task)
-
-        def add_and_place() -> tuple[str, bool, int | None]:
-            task_id, created = self.store.add(task, dedupe_key=key, max_size=self.max_size)
-            return task_id, created, self.store.position(task_id)
-
-        return await self.store_thread.run(add_and_place)
-
     async def claim(self, lease_seconds: float | None = None) -> QueuedTask | None:
         """The next ready task with a lease held by this queue, or None when nothing is ready."""
-        task = await self.store_thread.run(self.store.claim, self.owner, lease_seconds or self.lease_seconds)
+        return self._held(await self.store_thread.run(self._claim, lease_seconds or self.lease_seconds))
+
+    def _claim(self, lease_seconds: float) -> QueuedTask | None:
+        """On the store's thread: a claim and, when a task came and the model layer wants them, the models' states
+        (the first thing its model call reads: one trip instead of two)."""
+        task = self.store.claim(self.owner, lease_seconds)
+        if task is not None and self.model_states.wanted:
+            self.model_states.put(self.store.model_states())
+        return task
+
+    def _held(self, task: QueuedTask | None) -> QueuedTask | None:
         if task is not None and task.lease_id:
             self._leases[task.task_id] = task.lease_id
         return task
@@ -128,21 +131,53 @@ class TaskQueue:
         lease: str | None = None,
     ) -> bool:
         """End a task this queue holds: completed, failed (with `error`) or cancelled. False if the lease was lost."""
+        done, _ = await self.finish_then_claim(
+            task_id, status, result=result, error=error, metrics=metrics, model=model, claim=False, lease=lease
+        )
+        return done
+
+    async def finish_then_claim(
+        self,
+        task_id: str,
+        status: TaskStatus,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        metrics: ExecutionMetrics | None = None,
+        model: str | None = None,
+        claim: bool = True,
+        lease_seconds: float | None = None,
+        lease: str | None = None,
+    ) -> tuple[bool, QueuedTask | None]:
+        """`finish`, then (with `claim`) `claim` the next ready task, in one trip to the store's thread and, on a
+        store with group commit, one transaction: a worker that ends a task asks for the next one at once."""
         if status is TaskStatus.CANCELLED:
             error = error or "cancelled"
         lease = self._lease(task_id, lease)
-        done = await self.store_thread.run(
-            self.store.finish,
-            task_id,
-            lease,
-            status,
-            result=result,
-            error=error,
-            metrics=metrics,
-            model=model,
-        )
+        lease_for = lease_seconds or self.lease_seconds
+
+        def work() -> tuple[bool, QueuedTask | None]:
+            done = self.store.finish(task_id, lease, status, result=result, error=error, metrics=metrics, model=model)
+            if not claim:
+                return done, None
+            try:
+                return done, self._claim(lease_for)
+            except Exception:  # the worker claims again on its own; the task just finished stays finished
+                log.warning("could not claim the next task after finishing %s", task_id, exc_info=True)
+                return done, None
+
+        if claim and self._transaction is not None:
+            transaction = self._transaction
+
+            def together() -> tuple[bool, QueuedTask | None]:
+                with transaction():
+                    return work()
+
+            done, task = await self.store_thread.run(together)
+        else:
+            done, task = await self.store_thread.run(work)
         self._drop_lease(task_id, lease)
-        return done
+        return done, self._held(task)
 
     async def retry(
         self,
@@ -235,13 +270,19 @@ class TaskQueue:
     async def outstanding(self, horizon: float) -> int:
         return await self.store_thread.run(self.store.outstanding, horizon)
 
+    async def cache_get(self, key: str) -> CachedResult | None:
+        """The result cache's entry for `key` (None: none, or one that cannot be read)."""
+        return await self.store_thread.run(self.store.cache_get, key)
+
+    async def cache_put(self, entry: CachedResult, limit: int) -> None:
+        await self.store_thread.run(self.store.cache_put, entry, limit)
+
     # --- the usage guide's names for the same operations (docs/guide-compat.md#taskqueue) ----------------------
     async def enqueue(self, task: QueuedTask) -> str:
         """Store `task` and return its id, or the id of an equal task that is still pending or running (`submit`).
 
         Raises `QueueFullError` when `max_size` tasks are unfinished."""
-        task_id, _created = await self.submit(task)
-        return task_id
+        return (await self.submit(task)).task_id
 
     async def dequeue(self, lease_seconds: float | None = None) -> QueuedTask | None:
         """`claim`: the next ready task, leased to this queue."""

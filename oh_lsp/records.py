@@ -37,6 +37,9 @@ class ExecutionMetrics:
     attempt: int = 1
     error: str | None = None
     created_at: float = field(default_factory=time.time)
+    cached_tokens: int = 0  # prompt tokens the provider read from its prompt cache
+    saved_cost: float = 0.0  # what the prompt cache, or a result served from the result cache, saved (USD)
+    from_cache: bool = False  # the result came from the result cache: no model was called
 
     @property
     def kind(self) -> str:
@@ -142,11 +145,50 @@ class ModelCall:
     cost: float = 0.0
     cost_source: str = "none"  # provider (usage.cost) | catalog (price x tokens) | unknown | none
     created_at: float = field(default_factory=time.time)
+    cached_tokens: int = 0  # of `prompt_tokens`, read from the provider's prompt cache
+    saved_cost: float = 0.0  # what those cached tokens saved against the full prompt price (USD)
 
     @property
     def day(self) -> str:
         """The local calendar day, as budgets and the metrics count it."""
         return local_day(self.created_at)
+
+
+@dataclass
+class StatesSnapshot:
+    """The models' states as last read from the store, shared by the queue (which reads them in the same trip as a
+    claim, when someone `wanted` them) and the model layer (which uses them while fresh instead of asking the store
+    again, and forgets them when it changes a state). `version` counts those changes."""
+
+    states: dict[str, ModelState] = field(default_factory=dict)
+    read_at: float = float("-inf")  # time.monotonic() of the read
+    wanted: bool = False
+    version: int = 0
+
+    def fresh(self, max_age: float) -> bool:
+        return time.monotonic() - self.read_at <= max_age
+
+    def put(self, states: dict[str, ModelState]) -> None:
+        self.states, self.read_at = states, time.monotonic()
+
+    def changed(self) -> None:
+        """A state was written: the snapshot is stale, and rankings made from it too."""
+        self.read_at = float("-inf")
+        self.version += 1
+
+
+@dataclass
+class CachedResult:
+    """A completed task's result, kept in the store's result cache under the key of its inputs (`result_cache.py`)."""
+
+    key: str
+    kind: str
+    task_id: str  # the task that produced it
+    result: dict[str, Any]
+    target_file: str | None = None
+    tokens: int = 0  # what producing it cost: what a hit saves
+    cost: float = 0.0
+    created_at: float = field(default_factory=time.time)
 
 
 def provider_key(base_url: str) -> str:

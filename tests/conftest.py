@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from oh_lsp.testing import sample_project
+
 SENTINEL_KEY = "sk-or-v1-SENTINEL-0123456789abcdef-never-print-me"
 OH_VARS = (
     "OPENROUTER_API_KEY",
@@ -215,38 +217,7 @@ def _rows_holding_the_key(path: Path) -> list[str]:
         return []  # not a database (a test's corrupted file)
 
 
-CALC = '''\
-"""A small module to test."""
-
-
-def add(a, b):
-    return a + b
-
-
-def divide(a, b):
-    if b == 0:
-        raise ZeroDivisionError("b must not be zero")
-    return a / b
-'''
-
-GOOD_TESTS = """\
-import pytest
-
-from pkg.calc import add, divide
-
-
-def test_add():
-    assert add(2, 3) == 5
-
-
-def test_divide():
-    assert divide(6, 3) == 2
-
-
-def test_divide_by_zero():
-    with pytest.raises(ZeroDivisionError):
-        divide(1, 0)
-"""
+CALC, GOOD_TESTS = sample_project.CALC, sample_project.GOOD_TESTS  # the module the tests ask about
 
 FAILING_TESTS = """\
 from pkg.calc import add

@@ -16,7 +16,8 @@ from lsprotocol import types as t
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from oh_lsp.lsp.server import plain
-from tests.conftest import CALC, OH_VARS, SENTINEL_KEY, saw_secret
+from oh_lsp.testing.sample_project import make_project  # noqa: F401  (the tests import it from here)
+from tests.conftest import OH_VARS, SENTINEL_KEY, saw_secret
 
 SERVER = [sys.executable, "-m", "oh_lsp", "serve"]
 STATUS = "ohLsp/status"
@@ -70,14 +71,6 @@ def make_client() -> LanguageClient:
 async def candidate(client: LanguageClient, params: Any) -> dict[str, Any]:
     """The `ohLsp/candidate` request."""
     return plain(await client.protocol.send_request_async(CANDIDATE, params))  # type: ignore[no-any-return]
-
-
-def make_project(root: Path) -> Path:
-    (root / "pkg").mkdir(parents=True)
-    (root / "pkg" / "__init__.py").write_text("")
-    (root / "pkg" / "calc.py").write_text(CALC)
-    (root / "pyproject.toml").write_text('[project]\nname = "proj"\nversion = "0"\n')
-    return root
 
 
 async def start_server(

@@ -4,6 +4,7 @@ scripted model server, real pytest runs. One server for the module (each start c
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from lsprotocol import types as t
 from pygls.exceptions import JsonRpcInvalidParams
 
 from oh_lsp.paths import state_dir
+from oh_lsp.progress_text import savings_text
 from oh_lsp.testing.model_server import Reply, ScriptedModelServer
 from tests.conftest import GOOD_TESTS, SENTINEL_KEY, fenced
 from tests.lsp_client import (
@@ -574,3 +576,60 @@ async def test_bad_targets_get_clear_messages(client, workspace, tmp_path) -> No
         await run_command(client, "ohLsp.retryTask", {"taskId": "nope"})
     assert "pending" in await run_command(client, "ohLsp.queueStats", {}), "the server is still alive"
     await asyncio.sleep(0)
+
+
+async def test_the_result_cache_answers_again_and_every_bypass_asks_the_model(client, calc, model, workspace) -> None:
+    """Issue 14 through the server: asking again with nothing changed is served from the result cache (no model call,
+    "from cache" at the progress's end and in the status); `noCache: true`, "Regenerate with feedback" and a changed
+    test file ask the model; a repeated prompt's cached tokens reach `ohLsp.showMetrics` and the status's savings."""
+    from oh_lsp.testing.model_server.wire import PromptCache
+
+    ask = {"uri": calc, "description": "served from the cache"}
+    model.prompt_cache = PromptCache(mode="automatic")  # bills and reports cached prompt tokens as OpenRouter does
+    try:
+        model.script(Reply.text(fenced(GOOD_TESTS)))
+        first = await run_command(client, "ohLsp.generateTests", ask)
+        end = await finish(client, first)
+        assert end.message.startswith("done: ") and "from cache" not in end.message
+        calls, edits = len(model.requests), len(client.applied_edits)
+
+        again = await run_command(client, "ohLsp.generateTests", ask)  # nothing scripted: a model call would fail
+        end = await finish(client, again)
+        assert len(model.requests) == calls, "asking again with nothing changed called the model"
+        assert end.message == "done from cache: 3 tests kept, 0 dropped, score 0.86"
+        assert "from cache" in await outcome_logged(client, again["taskId"])
+        assert len(client.applied_edits) == edits + 1, "the cached edit is delivered again"
+        assert client.ended[again["taskId"]]["cost"] == 0 and client.ended[again["taskId"]]["message"] == end.message
+
+        model.script(Reply.text(fenced(GOOD_TESTS)))
+        bypass = await finish(client, await run_command(client, "ohLsp.generateTests", {**ask, "noCache": True}))
+        assert len(model.requests) == calls + 1 and "from cache" not in bypass.message
+        assert model.requests[-1].prompt_cache["cached_tokens"] > 0, "the same prompt again reads the provider's cache"
+
+        model.script(Reply.text(fenced(GOOD_TESTS)))
+        retry = await run_command(client, "ohLsp.retryTask", {"taskId": again["taskId"], "withFeedback": True})
+        assert "from cache" not in (await finish(client, retry)).message and len(model.requests) == calls + 2
+
+        tests = workspace[0] / "tests"
+        (tests / "pkg").mkdir(parents=True, exist_ok=True)  # an earlier test may leave it empty
+        (tests / "pkg" / "test_calc.py").write_text("def test_nothing():\n    assert True\n")  # the tests changed
+        try:
+            model.script(Reply.text(fenced(GOOD_TESTS)))
+            changed = await finish(client, await run_command(client, "ohLsp.generateTests", ask))
+            assert len(model.requests) == calls + 3 and "from cache" not in changed.message
+        finally:
+            shutil.rmtree(tests)
+    finally:
+        model.prompt_cache = None
+
+    metrics = await run_command(client, "ohLsp.showMetrics", {})
+    system = metrics["system"]
+    assert system["cache_hits"] >= 1 and system["cached_tokens"] > 0
+    status = await until(  # the last status says what the metrics say (one workspace folder here)
+        lambda: next((s for s in client.statuses[-1:] if s.savings.saved == pytest.approx(system["saved_cost"])), None),
+        5,
+        "the status's savings",
+    )
+    assert status.savings.fromCache == system["cache_hits"] and status.savings.cachedShare > 0
+    assert status.savings.text == savings_text(system)
+    assert status.savings.text.startswith("saved $") and " % cached), " in status.savings.text

@@ -84,7 +84,7 @@ def test_command_arguments_are_checked_field_by_field() -> None:
         " one object argument {taskId: string, withFeedback?: boolean}."
     )
     assert arguments.usage(arguments.TargetArgs) == (
-        "{uri: string, symbol?: string | {line, character} | null, description?: string}"
+        "{uri: string, symbol?: string | {line, character} | null, description?: string, noCache?: boolean}"
     )
 
 
@@ -527,8 +527,28 @@ def test_status_counts_events_and_adds_up_the_stores() -> None:
         counts,
         [{"pending": 2, "running": 1}, {"pending": 1, "running": 0}],
         [
-            {"system": {"executions": 4, "successful": 3, "cost_today": 1.0}, "budget": {"spent_today_usd": 1.25}},
-            {"system": {"executions": 0, "successful": 0, "cost_today": 0.5}},
+            {
+                "system": {
+                    "executions": 4,
+                    "successful": 3,
+                    "cost_today": 1.0,
+                    "prompt_tokens": 1000,
+                    "cached_tokens": 600,
+                    "saved_cost": 0.002,
+                    "cache_hits": 1,
+                },
+                "budget": {"spent_today_usd": 1.25},
+            },
+            {
+                "system": {
+                    "executions": 0,
+                    "successful": 0,
+                    "cost_today": 0.5,
+                    "prompt_tokens": 1000,
+                    "cached_tokens": 200,
+                    "saved_cost": 0.001,
+                }
+            },
         ],
         "configured",
         status.model_layer_state([]),
@@ -549,6 +569,13 @@ def test_status_counts_events_and_adds_up_the_stores() -> None:
         "cooldowns": [],
         "breakers": [],
         "budgetLeftToday": None,
+        # what caching saved, added up over the stores: USD, the share of prompt tokens cached, results from cache
+        "savings": {
+            "saved": 0.003,
+            "cachedShare": 0.4,
+            "fromCache": 1,
+            "text": "saved $0.003000 (40 % cached), 1 result from cache",
+        },
     }
     nothing_ended = status.build_status(status.SessionCounts(), [], [{"system": {"executions": 0}}], None, {})
     assert nothing_ended["successRate"] is None, "no rate before anything has finished"
@@ -682,12 +709,16 @@ async def test_engine_reconfigure_changes_config_and_workers_for_the_next_tasks(
         running -= 1
         return Outcome("completed", result={})
 
-    engine = ExecutionEngine(
-        OpenHandsConfig(model="first"), 1, project_root=project, executor=executor, poll_interval=0.02
+    engine = ExecutionEngine(  # batching off: two tasks on one target would otherwise run one after the other
+        OpenHandsConfig(model="first", batch_window_seconds=0),
+        1,
+        project_root=project,
+        executor=executor,
+        poll_interval=0.02,
     )
     await engine.start()
     try:
-        engine.reconfigure(OpenHandsConfig(model="second"), max_concurrent_tasks=2)
+        engine.reconfigure(OpenHandsConfig(model="second", batch_window_seconds=0), max_concurrent_tasks=2)
         ids = [
             await engine.submit_task(QueuedTask(task_type="unit_test", description=str(i), target_file="pkg/calc.py"))
             for i in range(2)

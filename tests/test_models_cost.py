@@ -84,7 +84,8 @@ async def test_a_per_task_cap_stops_the_call_before_it_is_sent(project: Path, mo
     assert not model_server.requests, "the server never received the call"
     assert caught.value.kind is ErrorKind.BUDGET and caught.value.fatal
     assert "per-task budget" in str(caught.value) and "OH_LSP_BUDGET_PER_TASK_USD" in str(caught.value)
-    assert not states["model-a"].cooling(time.time()), "a budget cap cools no model down"
+    # admitting a model whose breaker is closed writes nothing: model-a may have no state row at all
+    assert "model-a" not in states or not states["model-a"].cooling(time.time()), "a budget cap cools no model down"
 
 
 async def test_a_daily_cap_stops_every_task_until_midnight(project: Path, model_server, tmp_path: Path) -> None:

@@ -7,27 +7,24 @@ import sqlite3
 import threading
 from pathlib import Path
 
-import pytest
-
 from oh_lsp.records import ModelCall
 from oh_lsp.store.sqlite import SQLiteStore, schema
-from oh_lsp.tasks import QueuedTask
 
 
-def test_a_version_1_store_is_migrated_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_version_1_store_is_migrated_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
-    with monkeypatch.context() as old_oh_lsp:  # what oh-lsp wrote before the model tables
-        old_oh_lsp.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
-        old_oh_lsp.setattr(schema, "LATEST", 1)
-        old = SQLiteStore(path)
-        task_id, _ = old.add(QueuedTask(task_type="unit_test", description="kept"), dedupe_key="k", max_size=10)
-        old.close()
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
-        assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'model_calls'").fetchone()[0] == 0
+    with sqlite3.connect(path) as db:  # what oh-lsp wrote before the model tables, with one task in it
+        db.executescript(schema.MIGRATIONS[0][2])
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO tasks (id, kind, description, priority, status, submitter, dedupe_key, max_retries,"
+            " created_at) VALUES ('t1', 'unit_test', 'kept', 2, 'pending', 'cli', 'k', 2, 0)"
+        )
+    task_id = "t1"
     store = SQLiteStore(path)
     store.record_model_call(ModelCall("m", "ok", task_id=task_id, cost=0.25))
     assert store.get(task_id).description == "kept" and store.spent(task_id=task_id) == 0.25
+    assert store.stats()["pending"] == 1, "the task counts kept by triggers start from the tasks already there"
     store.close()
     again = SQLiteStore(path)  # opening a current store changes nothing
     assert again.spent(task_id=task_id) == 0.25

@@ -212,7 +212,7 @@ def test_a_version_1_queue_is_upgraded_in_place_to_the_model_tables(
         old_oh_lsp.setattr(schema, "LATEST", 1)
         assert PostgresStore.migrate(pg_url) == (0, 1)
         old = PostgresStore(pg_url)
-        task_id, _ = old.add(task("kept"), dedupe_key="k", max_size=10)
+        task_id = old.add(task("kept"), dedupe_key="k", max_size=10).task_id
         old.close()
     assert sql(pg_url, "SELECT to_regclass('oh_lsp_model_calls') IS NULL AS absent")[0]["absent"]
     store = PostgresStore(pg_url)  # opening it with this oh-lsp migrates

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -23,7 +25,7 @@ import pytest
 
 from oh_lsp import QueuedTask, TaskPriority, TaskQueue, TaskStatus
 from oh_lsp.errors import QueueFullError, StoreError
-from oh_lsp.records import ExecutionMetrics, ModelCall, ModelState, local_day
+from oh_lsp.records import CachedResult, ExecutionMetrics, ModelCall, ModelState, local_day
 from oh_lsp.store.base import Heartbeat, TaskStore
 from oh_lsp.store.sqlite import SQLiteStore
 
@@ -429,10 +431,19 @@ def test_a_version_2_store_is_migrated_in_place_with_its_rows(
     with monkeypatch.context() as old_oh_lsp:  # what oh-lsp wrote before schema 3
         old_oh_lsp.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
         old_oh_lsp.setattr(schema, "LATEST", 2)
-        old = open_spec(backend.spec)
-        task_id, _ = old.add(task("kept"), dedupe_key="k", max_size=10)
-        old.record_model_call(ModelCall("m1", "ok", task_id=task_id, cost=0.25))
-        old.close()
+        open_spec(backend.spec).close()
+    task_id = "kept-task"  # the rows that oh-lsp wrote: a task and a model call, by that version's columns
+    now = "now()" if backend.name == "postgres" else "1000000.0"
+    backend.sql(
+        f"INSERT INTO {backend.table('tasks')} (id, kind, description, priority, status, submitter, dedupe_key,"
+        f" max_retries, created_at) VALUES (?, 'unit_test', 'kept', 2, 'pending', 'cli', 'k', 2, {now})",
+        (task_id,),
+    )
+    backend.sql(
+        f"INSERT INTO {backend.table('model_calls')} (created_at, day, task_id, model, outcome, cost)"
+        f" VALUES ({now}, '2025-01-01', ?, 'm1', 'ok', 0.25)",
+        (task_id,),
+    )
     metrics = backend.table("metrics")
     backend.sql(
         f"INSERT INTO {metrics} (task_id, attempt, model_id, task_type, success, validation_passed, tokens_used,"
@@ -451,6 +462,7 @@ def test_a_version_2_store_is_migrated_in_place_with_its_rows(
     columns = backend.columns("metrics")
     assert {"kind", "tokens_estimated"} <= columns and "task_type" not in columns
     assert store.get(task_id).description == "kept" and store.spent(task_id=task_id) == 0.25
+    assert store.stats()["pending"] == 1  # schema 4 counts the tasks by status from those already there
     summary = store.metrics_summary()
     assert summary["system"]["executions"] == 1 and summary["system"]["total_tokens"] == 40
     assert summary["task_types"]["unit_test"]["executions"] == 1
@@ -465,6 +477,17 @@ def test_a_version_2_store_is_migrated_in_place_with_its_rows(
     assert sorted(summary["task_types"]) == ["documentation", "unit_test"]
     assert summary["models"]["m2"]["tokens_estimated"] is True and summary["models"]["m1"]["tokens_estimated"] is False
     assert summary["system"]["tokens_estimated"] is True
+
+
+def test_what_caching_saved_is_never_below_zero(backend: Backend) -> None:
+    """A negative saving in the store (an earlier build wrote one when the provider's cost exceeded the catalog's
+    price) counts as nothing saved: the summary's `saved_cost`, shown as "saved $x", never goes below 0."""
+    store = backend.store()
+    store.record_metrics(ExecutionMetrics(task_id="a", model_id="m", task_type="unit_test", saved_cost=0.002))
+    store.record_metrics(ExecutionMetrics(task_id="b", model_id="m", task_type="unit_test", saved_cost=-0.000183))
+    assert store.metrics_summary()["system"]["saved_cost"] == pytest.approx(0.002)
+    store.record_metrics(ExecutionMetrics(task_id="c", model_id="n", task_type="unit_test", saved_cost=-0.000183))
+    assert store.metrics_summary()["models"]["n"]["saved_cost"] == 0.0
 
 
 async def test_delivery_waits_in_the_store_for_its_submitter(backend: Backend, tmp_path: Path) -> None:
@@ -652,6 +675,64 @@ def test_model_calls_costs_and_spending_are_shared(backend: Backend, clock: Cloc
         2,
     )
     assert summary["model_state"]["model-a"] == ModelState("model-a", rotations_away=2).view(clock.now)
+
+
+# --- the result cache (issue 14) ------------------------------------------------------------------------------
+def cache_entry(key: str, **result: object) -> CachedResult:
+    return CachedResult(
+        key=key, kind="unit_test", task_id=f"task-{key}", result={"kind": "unit_test", **result}, tokens=5, cost=0.5
+    )
+
+
+def test_an_entry_is_kept_replaced_and_read_back(backend: Backend, clock: Clock) -> None:
+    store = backend.store(clock)
+    assert store.cache_get("k1") is None
+    store.cache_put(cache_entry("k1", edit={"files": []}), limit=10)
+    got = store.cache_get("k1")
+    assert got is not None and got.result == {"kind": "unit_test", "edit": {"files": []}}
+    assert (got.task_id, got.tokens, got.cost, got.created_at) == ("task-k1", 5, 0.5, clock.now)
+    store.cache_put(CachedResult("k1", "unit_test", "newer", {"kind": "unit_test", "n": 2}), limit=10)
+    again = store.cache_get("k1")
+    assert again is not None and (again.task_id, again.result["n"]) == ("newer", 2)
+
+
+def test_the_cache_is_bounded_and_the_oldest_go_first(backend: Backend, clock: Clock) -> None:
+    store = backend.store(clock)
+    for n in range(5):
+        clock.now += 1
+        store.cache_put(cache_entry(f"k{n}"), limit=3)
+    assert [k for k in ("k0", "k1", "k2", "k3", "k4") if store.cache_get(k)] == ["k2", "k3", "k4"]
+    clock.now += 1
+    store.cache_put(cache_entry("k2", n=1), limit=3)  # replacing an entry makes it the newest
+    clock.now += 1
+    store.cache_put(cache_entry("k5"), limit=3)
+    assert [k for k in ("k2", "k3", "k4", "k5") if store.cache_get(k)] == ["k2", "k4", "k5"]
+
+
+def corrupt(backend: Backend, key: str) -> None:
+    """Damage an entry as a crash or a hand edit could: its result is no longer JSON."""
+    if backend.name == "postgres":
+        import psycopg
+
+        with psycopg.connect(backend.spec, autocommit=True) as conn:
+            conn.execute("UPDATE oh_lsp_result_cache SET result = '{\"kind\": trunc' WHERE key = %s", (key,))
+    else:
+        with sqlite3.connect(backend.spec) as db:
+            db.execute("UPDATE result_cache SET result = '{\"kind\": trunc' WHERE key = ?", (key,))
+
+
+def test_a_corrupt_entry_is_ignored_and_replaced(
+    backend: Backend, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = backend.store(clock)
+    store.cache_put(cache_entry("k1"), limit=10)
+    corrupt(backend, "k1")
+    with caplog.at_level(logging.WARNING):
+        assert store.cache_get("k1") is None
+    assert "cannot be read" in caplog.text and "will be replaced" in caplog.text
+    store.cache_put(cache_entry("k1", fresh=True), limit=10)
+    fixed = store.cache_get("k1")
+    assert fixed is not None and fixed.result["fresh"] is True
 
 
 async def test_a_task_is_found_by_the_start_of_its_id(queue: TaskQueue) -> None:

@@ -233,7 +233,9 @@ async def test_the_next_task_on_an_unchanged_module_reads_its_measures_from_the_
     write_existing_tests(project, "from pkg.calc import add\n\n\ndef test_add():\n    assert add(1, 1) == 2\n")
     model_server.script(Reply.text(fenced(DIVIDE)), Reply.text(fenced(DIVIDE)), Reply.text(fenced(DIVIDE)))
     first = await run_task(project, model_server)
-    again = await run_task(project, model_server)
+    # past the result cache (issue 14), which would serve the first task's whole result without measuring anything
+    again = await run_task(project, model_server, metadata={"no_cache": True})
+    assert "from_cache" not in again.result
     assert (first.result["baseline"]["cached"], first.result["mutation"]["cached"]) == (False, False)
     assert (again.result["baseline"]["cached"], again.result["mutation"]["cached"]) == (True, True)
     assert again.result["coverage"]["before"] == first.result["coverage"]["before"]

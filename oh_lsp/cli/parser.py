@@ -9,6 +9,7 @@ import argparse
 
 KINDS = ("unit_test", "documentation", "refactoring")
 PRIORITIES = ("low", "normal", "high", "critical")
+NO_CACHE_HELP = "ask the model even if an earlier task already answered the same inputs (the result cache)"
 
 
 def _common(top: bool) -> argparse.ArgumentParser:
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--priority", default="normal", choices=PRIORITIES, type=str.lower)
     p.add_argument("--complexity", choices=("simple", "moderate", "complex"))
     p.add_argument("--quality-threshold", type=_quality_threshold, metavar="0..1")
+    p.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     p.add_argument("files", nargs="*", metavar="FILE", help="target files (e.g. from a pre-commit hook)")
 
     p = sub.add_parser("get-status", parents=[common], help="show a task")
@@ -107,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", default="")
     p.add_argument("--priority", default="high", choices=PRIORITIES, type=str.lower)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
 
     p = sub.add_parser("serve", help="run the language server (stdio by default)")
     p.add_argument("--tcp", metavar="HOST:PORT", type=_host_port, help="listen on a TCP port instead of stdio")

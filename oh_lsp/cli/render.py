@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oh_lsp.progress_text import coverage_text, money, mutation_text, outcome_text
+from oh_lsp.progress_text import coverage_text, money, mutation_text, outcome_text, savings_text
 from oh_lsp.tasks import QueuedTask
 
 
@@ -26,6 +26,12 @@ def task_report(task: QueuedTask) -> str:
         why = (result.get("model_choice") or {}).get("why")
         if why:
             lines.append(f"  why:      {why}")
+    cached = result.get("from_cache")
+    if cached:
+        lines.append(
+            f"  from cache: the result of task {cached.get('task_id')}, no model call (it took"
+            f" {cached.get('tokens', 0)} tokens, {money(float(cached.get('cost') or 0.0))})"
+        )
     if result.get("output_file"):
         lines.append(f"  output:   {result['output_file']}  ({written_text(task)})")
     validation = result.get("validation") or {}
@@ -131,6 +137,7 @@ def metrics_report(summary: dict[str, Any]) -> str:
         f"  executions {system['executions']}  successful {system['successful']}  failed {system['failed']}  "
         f"success rate {system['success_rate']:.0%}",
         f"  tokens {system['total_tokens']}  cost {money(system['total_cost'])}  (today {money(system['cost_today'])})",
+        f"  {savings_text(system)}",
         f"  average duration {system['avg_duration_seconds']:.1f}s"
         f"  average quality {system['avg_quality_score']:.2f}/5",
         "Models",

@@ -82,6 +82,8 @@ def submit_task(args: argparse.Namespace) -> int:
         metadata["complexity"] = args.complexity
     if args.quality_threshold is not None:
         metadata["quality_threshold"] = args.quality_threshold
+    if args.no_cache:
+        metadata["no_cache"] = True
     queue = open_queue(root, config)
     submitted = []
     try:
@@ -95,7 +97,7 @@ def submit_task(args: argparse.Namespace) -> int:
                 submitter=SUBMITTER,
                 max_retries=config.max_retries,
             )
-            task_id, created = asyncio.run(queue.submit(task))
+            task_id, created, _position = asyncio.run(queue.submit(task))
             submitted.append({"task_id": task_id, "target_file": target.as_posix(), "new": created})
     finally:
         queue.close()

@@ -102,6 +102,9 @@ class TaskKind(Protocol):
     satisfies it (for a type checker) and returns it from `get_kind`."""
 
     NAME: str  # the kind's value: the SQL column `kind`, `task_type`, the LSP `kind`
+    # Part of the result cache's key: change it when the kind's prompt or checks change what a task returns, so that
+    # results made by the earlier version are not reused.
+    PROMPT_VERSION: str
 
     def build_messages(
         self, target: Target, task: QueuedTask, context_tokens: int | None = None
@@ -119,6 +122,11 @@ class TaskKind(Protocol):
 
     def recompute(self, result: dict[str, Any]) -> Recompute:
         """How to redo the edit of a finished task's `result` against a file that changed meanwhile."""
+        ...
+
+    def cache_inputs(self, target: Target) -> list[Path]:
+        """The project files besides the target (relative to the root) whose text changes what a task on `target`
+        returns: part of the result cache's key."""
         ...
 
 

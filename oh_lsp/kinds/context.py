@@ -21,6 +21,9 @@ DEFAULT_CONTEXT_TOKENS = 32_000
 ANSWER_RESERVE_TOKENS = 4_000
 CHARS_PER_TOKEN = 4  # a rough estimate; good enough for fitting, not for billing
 TRUNCATED = "\n# … (truncated to fit the model's context)\n"
+INSTRUCTION = (
+    "Instruction"  # the title of the prompt's instruction: what varies from one task to the next comes after it
+)
 
 
 def estimate_tokens(text: str) -> int:
@@ -64,12 +67,12 @@ def signatures(source: str) -> str:
     return "\n".join(out)
 
 
-def imported_signatures(root: Path, source: str, own_module: str) -> str:
-    """Signatures of the project-local modules that `source` imports."""
+def imported_modules(root: Path, source: str, own_module: str) -> list[tuple[str, Path]]:
+    """The project-local modules that `source` imports: (module name, its file), in order."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return ""
+        return []
     package = own_module.rsplit(".", 1)[0] if "." in own_module else ""
     modules: list[str] = []
     for node in ast.walk(tree):
@@ -82,11 +85,18 @@ def imported_signatures(root: Path, source: str, own_module: str) -> str:
                 base = ".".join([*parent, base] if base else parent)
             modules.append(base)
             modules += [f"{base}.{a.name}" for a in node.names]
-    blocks = []
+    found = []
     for module in dict.fromkeys(m for m in modules if m and m != own_module):
         path = _module_file(root, module)
-        if path is None:
-            continue
+        if path is not None:
+            found.append((module, path))
+    return found
+
+
+def imported_signatures(root: Path, source: str, own_module: str) -> str:
+    """Signatures of the project-local modules that `source` imports."""
+    blocks = []
+    for module, path in imported_modules(root, source, own_module):
         try:
             text = signatures(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, OSError):
@@ -96,17 +106,27 @@ def imported_signatures(root: Path, source: str, own_module: str) -> str:
     return "\n\n".join(blocks)
 
 
-def conftest_fixtures(root: Path, near: Path) -> str:
-    """The fixtures of the `conftest.py` files from the root down to the folder `near`, as signatures."""
+def _conftests(root: Path, near: Path) -> list[Path]:
+    """The `conftest.py` files from the root down to the folder `near`, and the tests folder's."""
     folders = [root]
     for part in near.parent.parts:
         folders.append(folders[-1] / part)
     folders += [root / "tests"]
+    return [folder / "conftest.py" for folder in dict.fromkeys(folders) if (folder / "conftest.py").is_file()]
+
+
+def context_files(target: Target) -> list[Path]:
+    """The project files, besides the target, whose text goes into the prompt's project context (relative to the
+    root): the local modules it imports and the conftest files whose fixtures are listed."""
+    files = [path for _, path in imported_modules(target.root, target.text, target.module)]
+    files += _conftests(target.root, Path("tests") / target.path)
+    return sorted({path.relative_to(target.root) for path in files})
+
+
+def conftest_fixtures(root: Path, near: Path) -> str:
+    """The fixtures of the `conftest.py` files from the root down to the folder `near`, as signatures."""
     blocks = []
-    for folder in dict.fromkeys(folders):
-        conftest = folder / "conftest.py"
-        if not conftest.is_file():
-            continue
+    for conftest in _conftests(root, near):
         try:
             tree = ast.parse(conftest.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError):
@@ -156,18 +176,18 @@ def prompt_sections(
     source: str | None = None,
     variable: list[tuple[int, str, str]] | None = None,
 ) -> str:
-    """The user message for `target`: its source (or `source`, the part of it to show, as the caller shows it), the
-    instruction, and as much project context as fits.
-
-    With `variable` (what changes from one prompt of a target to the next, such as its gaps), the message is ordered
-    for providers' prompt caching: what stays the same comes first (the source, `extra`, the project context), then
-    the instruction and `variable`."""
+    """The user message for `target`: its source (or `source`, the part of it to show, as the caller shows it), as
+    much project context as fits, the instruction, and `variable` (what changes from one prompt of a target to the
+    next, such as its gaps) last. What precedes the instruction is the same for every task on this target
+    (`user_message` marks it for providers' prompt caches)."""
     budget = (context_tokens or task.metadata.get("context_tokens") or DEFAULT_CONTEXT_TOKENS) - ANSWER_RESERVE_TOKENS
     shown = f"```python\n{target.text if source is None else source}\n```"
     where = f"Module path: {target.module}\nSource of {target.path.as_posix()}"
     if source is not None:
         where += " (each line after its line number)"
-    context = [
+    sections = [
+        (0, where, shown),
+        *(extra or []),
         (
             3,
             "Signatures of the project modules it imports",
@@ -178,9 +198,17 @@ def prompt_sections(
             "Test conventions: pytest; fixtures available from conftest.py",
             conftest_fixtures(target.root, Path("tests") / target.path),
         ),
+        (1, INSTRUCTION, instruction),
+        *(variable or []),
     ]
-    if variable is None:
-        sections = [(0, where, shown), (1, "Instruction", instruction), *(extra or []), *context]
-    else:
-        sections = [(0, where, shown), *(extra or []), *context, (1, "Instruction", instruction), *variable]
     return "\n\n".join(f"{title}:\n{text}" for title, text in fit(sections, max(budget, 1000)))
+
+
+def user_message(prompt: str) -> dict[str, str]:
+    """The user message of a prompt made by `prompt_sections`, its part before the instruction marked as stable for
+    providers' prompt caches (`oh_lsp.llm.prompt_cache`): the repair turns of a task, and the other tasks on the
+    same target (another symbol, another gap), repeat it word for word."""
+    from oh_lsp.llm.prompt_cache import mark_stable
+
+    at = prompt.find(f"\n\n{INSTRUCTION}:\n")
+    return mark_stable({"role": "user", "content": prompt}, at + 2 if at > 0 else 0)

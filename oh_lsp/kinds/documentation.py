@@ -24,7 +24,7 @@ from typing import Any
 from oh_lsp.edits import FileEdit, Recompute, TextEdit
 from oh_lsp.extract import extract_python, parse_python
 from oh_lsp.kinds.base import Candidate, CheckEnv, Target
-from oh_lsp.kinds.context import prompt_sections
+from oh_lsp.kinds.context import context_files, prompt_sections, user_message
 from oh_lsp.kinds.placement import apply_text_edits
 from oh_lsp.kinds.pysource import definitions, docstring_node, first_difference, is_public, strip_docstrings
 from oh_lsp.paths import sha256_text
@@ -34,6 +34,7 @@ from oh_lsp.validation.findings import Finding
 from oh_lsp.validation.result import ValidationResult
 
 NAME = "documentation"
+PROMPT_VERSION = "1"  # part of the result cache's key (kinds/base.py)
 STYLES = {
     "google": "Google style (Args:, Returns:, Raises: sections)",
     "numpy": "NumPy style (Parameters / Returns sections underlined with dashes)",
@@ -81,15 +82,8 @@ def build_messages(target: Target, task: QueuedTask, context_tokens: int | None 
         " code, name, import, comment or formatting. Document only parameters the signature has."
     )
     instruction = task.description.strip() or f"Add or complete the docstrings of {what}."
-    return [
-        {"role": "system", "content": system},
-        {
-            "role": "user",
-            "content": prompt_sections(
-                target, task, context_tokens=context_tokens, instruction=f"{instruction} (Scope: {what}.)"
-            ),
-        },
-    ]
+    prompt = prompt_sections(target, task, context_tokens=context_tokens, instruction=f"{instruction} (Scope: {what}.)")
+    return [{"role": "system", "content": system}, user_message(prompt)]
 
 
 # --- candidate -----------------------------------------------------------------------------------------------------
@@ -313,3 +307,8 @@ async def check(candidate: Candidate, target: Target, env: CheckEnv) -> tuple[Va
     return ValidationResult.from_findings(
         findings, score, run=False, style=style, docstring_coverage={"before": list(before), "after": list(after)}
     ), candidate
+
+
+def cache_inputs(target: Target) -> list[Path]:
+    """The files besides the target whose text changes what this task returns: the project context of the prompt (the modules it imports, the conftest files)."""
+    return context_files(target)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from oh_lsp import progress_text
@@ -26,10 +27,10 @@ from oh_lsp.edits import Recompute, TextEdit
 from oh_lsp.errors import InterpreterError
 from oh_lsp.extract import extract_python, parse_python
 from oh_lsp.kinds.base import Candidate, CheckEnv, Target
-from oh_lsp.kinds.context import prompt_sections
+from oh_lsp.kinds.context import context_files, prompt_sections, user_message
 from oh_lsp.kinds.placement import apply_text_edits
 from oh_lsp.kinds.pysource import find_symbol, line_edits, public_names, unified_diff
-from oh_lsp.kinds.test_layout import tests_importing
+from oh_lsp.kinds.test_layout import tests_importing, tests_of
 from oh_lsp.tasks import QueuedTask
 from oh_lsp.validation import findings as F
 from oh_lsp.validation.findings import Finding
@@ -38,6 +39,7 @@ from oh_lsp.validation.result import ValidationResult
 from oh_lsp.validation.sandbox import sandbox_refusal
 
 NAME = "refactoring"
+PROMPT_VERSION = "1"  # part of the result cache's key (kinds/base.py)
 
 
 def _scope(task: QueuedTask | None) -> str | None:
@@ -56,13 +58,8 @@ def build_messages(target: Target, task: QueuedTask, context_tokens: int | None 
     instruction = task.description.strip() or "Refactor for readability without changing behaviour."
     if scope:
         instruction += f" Refactor only `{scope}`."
-    return [
-        {"role": "system", "content": system},
-        {
-            "role": "user",
-            "content": prompt_sections(target, task, context_tokens=context_tokens, instruction=instruction),
-        },
-    ]
+    prompt = prompt_sections(target, task, context_tokens=context_tokens, instruction=instruction)
+    return [{"role": "system", "content": system}, user_message(prompt)]
 
 
 def _symbol_lines(tree: ast.Module, scope: str) -> tuple[int, int, int]:
@@ -228,3 +225,8 @@ async def _run_existing_tests(
         interpreter=str(python),
         execution_result={"passed": passed, "failed": len(after.failed), "collected": after.collected},
     )
+
+
+def cache_inputs(target: Target) -> list[Path]:
+    """The files besides the target whose text changes what this task returns: the tests that must stay green, and the project context of the prompt."""
+    return [*tests_of(target.root, target.path, target.module), *context_files(target)]

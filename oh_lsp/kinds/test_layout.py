@@ -121,7 +121,10 @@ def tests_importing(root: Path, module: str, limit: int = 50) -> list[Path]:
     last = module.rsplit(".", 1)[-1]
     for path in _test_files(root):
         try:
-            tree = ast.parse((root / path).read_text(encoding="utf-8"))
+            text = (root / path).read_text(encoding="utf-8")
+            if last not in text:  # cannot import it: no need to parse
+                continue
+            tree = ast.parse(text)
         except (SyntaxError, UnicodeDecodeError, OSError):
             continue
         for node in ast.walk(tree):
@@ -140,3 +143,17 @@ def tests_importing(root: Path, module: str, limit: int = 50) -> list[Path]:
         if len(found) >= limit:
             break
     return sorted(found)
+
+
+def tests_of(root: Path, target: Path, module: str) -> list[Path]:
+    """The test files whose text decides what a task on `target` finds (relative to `root`): its test module, every
+    test module that imports it, and the `conftest.py` files pytest loads for them."""
+    location = locate_tests(root, target)
+    files = {*tests_importing(root, module), *([location.path] if location.exists else [])}
+    for path in list(files):
+        for folder in [*path.parents][:-1]:
+            if (root / folder / "conftest.py").is_file():
+                files.add(folder / "conftest.py")
+    if (root / "conftest.py").is_file():
+        files.add(Path("conftest.py"))
+    return sorted(files)

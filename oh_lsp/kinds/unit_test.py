@@ -19,7 +19,9 @@ from oh_lsp.edits import FileEdit, Recompute
 from oh_lsp.errors import InterpreterError
 from oh_lsp.extract import extract_python
 from oh_lsp.kinds.base import Candidate, CheckEnv, Target
+from oh_lsp.kinds.context import context_files
 from oh_lsp.kinds.placement import merge_tests
+from oh_lsp.kinds.test_layout import tests_of
 from oh_lsp.kinds.unit_test_baseline import existing_test_files
 from oh_lsp.kinds.unit_test_gaps import Aim, Left
 from oh_lsp.kinds.unit_test_gate import judge_answer
@@ -49,8 +51,21 @@ from oh_lsp.validation.scores import validation_score
 from oh_lsp.validation.value_gate import asserts_something
 
 NAME = "unit_test"
+# part of the result cache's key (kinds/base.py); "2": the session's prompts aimed at the gaps, the value gate
+PROMPT_VERSION = "2"
 RUNS = 3
-__all__ = ["NAME", "SYSTEM_PROMPT", "build_messages", "check", "make_candidate", "open_session", "place", "recompute"]
+__all__ = [
+    "NAME",
+    "PROMPT_VERSION",
+    "SYSTEM_PROMPT",
+    "build_messages",
+    "cache_inputs",
+    "check",
+    "make_candidate",
+    "open_session",
+    "place",
+    "recompute",
+]
 
 
 def open_session(target: Target, task: QueuedTask, env: CheckEnv, threshold: float) -> UnitTestSession:
@@ -189,3 +204,9 @@ async def check_test_module(
     if not box.sandboxed:
         findings.append(not_isolated_finding())
     return ValidationResult.from_findings(findings, round(score, 4), **details)
+
+
+def cache_inputs(target: Target) -> list[Path]:
+    """The files besides the target whose text changes what this task returns: its test module, the tests that
+    import it (the baseline and mutation analysis run them), their conftest files, and the prompt's project context."""
+    return [*tests_of(target.root, target.path, target.module), *context_files(target)]

@@ -29,7 +29,13 @@ from oh_lsp import progress_text
 from oh_lsp.errors import InterpreterError, TargetError
 from oh_lsp.extract import ExtractionError, extract_python
 from oh_lsp.kinds.base import CheckEnv, Conversation, Ending, Target, Turn
-from oh_lsp.kinds.context import ANSWER_RESERVE_TOKENS, DEFAULT_CONTEXT_TOKENS, estimate_tokens, prompt_sections
+from oh_lsp.kinds.context import (
+    ANSWER_RESERVE_TOKENS,
+    DEFAULT_CONTEXT_TOKENS,
+    estimate_tokens,
+    prompt_sections,
+    user_message,
+)
 from oh_lsp.kinds.test_layout import locate_tests
 from oh_lsp.kinds.unit_test_baseline import project_measures
 from oh_lsp.kinds.unit_test_gaps import Aim, Left, Segment, aim_of, excerpt, numbered, segments, what_is_left
@@ -102,7 +108,7 @@ def first_messages(
         extra=[(2, f"Existing tests in {location.path.as_posix()} (do not repeat them)", existing)],
         variable=[(1, "What no test checks yet (line numbers as above)", f"{gaps}\n{GUIDANCE}" if gaps else "")],
     )
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": SYSTEM_PROMPT}, user_message(user)]
 
 
 def _coverage_of(ledger: Ledger) -> FileCoverage:

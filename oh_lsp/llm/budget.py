@@ -29,7 +29,9 @@ def call_cost(result: Any, model: ModelInfo, *, local: bool = False) -> tuple[fl
     model on this machine that no catalog prices, "unknown" for any other."""
     if result.cost is not None:
         return float(result.cost), "provider"
-    computed = model.cost(result.prompt_tokens, result.completion_tokens)
+    computed = model.cost(
+        result.prompt_tokens, result.completion_tokens, result.cached_tokens, result.cache_write_tokens
+    )
     if local and not computed:
         return 0.0, "local"
     if computed is not None:
@@ -42,6 +44,21 @@ def call_cost(result: Any, model: ModelInfo, *, local: bool = False) -> tuple[fl
             model.name,
         )
     return 0.0, "unknown"
+
+
+def cache_savings(result: Any, model: ModelInfo) -> float:
+    """What the provider's prompt cache saved on a finished call, by the catalog's prices: its cached tokens at the
+    full prompt price less what they cost read from the cache, less the premium of the tokens it wrote to the cache.
+    Never below 0: a call that only wrote to the cache saved nothing (the premium is in its cost). The provider's own
+    cost is not compared with the catalog's price: the two need not agree (fees, other rates), and a reported cost
+    above the catalog's once made a negative "saved $". 0 when no price is known or nothing was read from the cache.
+    """
+    if not result.cached_tokens or model.price_prompt is None:
+        return 0.0
+    read, write = model.cache_prices()
+    discount: float = result.cached_tokens * (model.price_prompt - read)
+    premium: float = result.cache_write_tokens * max(write - model.price_prompt, 0.0)
+    return max(discount - premium, 0.0)
 
 
 class Budget:

@@ -36,8 +36,23 @@ FIELDS = (
     "price_completion",
     "context_length",
     "categories",
+    "price_cache_read",
+    "price_cache_write",
+    "cache_control",
 )
 DEFAULT_SUCCESS_RATE = 0.95  # the prior for a model we know nothing about
+# Prompt caching by provider (the first part of an OpenRouter model id), as OpenRouter's prompt-caching guide gives
+# it: whether a prompt must carry cache_control breakpoints to be cached, and what a cached prompt token costs when
+# read and when written, as multiples of the prompt price. A catalog entry's own `price_cache_read`,
+# `price_cache_write` and `cache_control` (or the endpoint's `input_cache_read`/`input_cache_write` prices) win.
+PROVIDER_CACHING: dict[str, tuple[bool, float, float]] = {
+    "anthropic": (True, 0.1, 1.25),
+    "google": (True, 0.25, 1.0),
+    "openai": (False, 0.5, 1.0),
+    "deepseek": (False, 0.1, 1.0),
+    "x-ai": (False, 0.25, 1.0),
+    "moonshotai": (False, 0.25, 1.0),
+}
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,9 @@ class ModelInfo:
     categories: tuple[str, ...] = ()  # empty: suits every category
     source: str = "builtin"  # builtin | endpoint | config | pinned
     observed_calls: int = 0  # > 0: latency and success rate come from the metrics store, not the priors
+    price_cache_read: float | None = None  # USD per prompt token read from the provider's cache; None: by provider
+    price_cache_write: float | None = None  # USD per prompt token written to it
+    cache_control: bool | None = None  # whether prompts need cache_control breakpoints; None: by provider
     tests_observed: int = 0  # unit tests it wrote that the value gate judged (the store's model state)
     kept_share: float | None = None  # of them, the share kept: its learned quality for unit tests (5 x this)
 
@@ -74,11 +92,36 @@ class ModelInfo:
         (docs/models.md#selection)."""
         return self.quality_score is None or self.quality_score / 5.0 >= threshold - 1e-9
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
-        """Catalog price x tokens, or None when the price is unknown."""
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached: int = 0, written: int = 0) -> float | None:
+        """Catalog price x tokens, or None when the price is unknown. Of the prompt tokens, `cached` were read from
+        the provider's prompt cache and `written` were written to it (priced as `cache_prices` says)."""
         if self.price_prompt is None or self.price_completion is None:
             return None
-        return prompt_tokens * self.price_prompt + completion_tokens * self.price_completion
+        read, write = self.cache_prices()
+        plain = max(prompt_tokens - cached - written, 0) * self.price_prompt
+        return plain + cached * read + written * write + completion_tokens * self.price_completion
+
+    def cache_prices(self) -> tuple[float, float]:
+        """USD per prompt token read from the provider's cache and written to it (the full prompt price when the
+        provider is not known to cache)."""
+        prompt = self.price_prompt or 0.0
+        _, read, write = PROVIDER_CACHING.get(self.provider, (False, 1.0, 1.0))
+        return (
+            self.price_cache_read if self.price_cache_read is not None else prompt * read,
+            self.price_cache_write if self.price_cache_write is not None else prompt * write,
+        )
+
+    @property
+    def provider(self) -> str:
+        """The provider part of an OpenRouter id (``anthropic`` of ``anthropic/claude-...``); "" for other names."""
+        return self.id.split("/", 1)[0].lower() if "/" in self.id else ""
+
+    @property
+    def breakpoints(self) -> bool:
+        """Whether prompts to this model must carry cache_control breakpoints to be cached."""
+        if self.cache_control is not None:
+            return self.cache_control
+        return PROVIDER_CACHING.get(self.provider, (False, 1.0, 1.0))[0]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -148,6 +191,8 @@ def load_catalog(config: Any) -> Catalog:
                 price_prompt=_pick(info.price_prompt, match.price_prompt),
                 price_completion=_pick(info.price_completion, match.price_completion),
                 context_length=info.context_length or match.context_length,
+                price_cache_read=_pick(info.price_cache_read, match.price_cache_read),
+                price_cache_write=_pick(info.price_cache_write, match.price_cache_write),
             )
         elif provider == "openrouter":
             listed[info.id] = info
@@ -221,6 +266,10 @@ def _field(where: str, name: str, key: str, value: Any) -> Any:
             raise bad(str(exc)) from None
     if key == "quality" and value is None:
         return None
+    if key == "cache_control":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
     limits = {
         "avg_latency_ms": (0, math.inf),
         "quality": (0, 5),
@@ -228,6 +277,8 @@ def _field(where: str, name: str, key: str, value: Any) -> Any:
         "price_prompt": (0, math.inf),
         "price_completion": (0, math.inf),
         "context_length": (1, math.inf),
+        "price_cache_read": (0, math.inf),
+        "price_cache_write": (0, math.inf),
     }
     number = _number(value)
     low, high = limits[key]
@@ -350,6 +401,8 @@ def _listed_model(entry: dict[str, Any], free: bool) -> ModelInfo | None:
         price_completion=completion,
         context_length=context,
         source="endpoint",
+        price_cache_read=_number(pricing.get("input_cache_read")),
+        price_cache_write=_number(pricing.get("input_cache_write")),
     )
 
 

@@ -32,6 +32,7 @@ from oh_lsp.llm.errors import (
     classify_status,
     context_error,
 )
+from oh_lsp.llm.prompt_cache import wire_messages
 from oh_lsp.llm.tokens import EndpointTokenizer, endpoint_root
 from oh_lsp.redaction import known_secrets, redact, redact_data
 
@@ -55,6 +56,9 @@ class ChatResult:
     done: bool = False  # the stream's [DONE] arrived
     events: int = 0  # the stream's events (with text or not)
     tokens_estimated: str | None = None  # the endpoint sent no usage: how the counts were estimated
+    cached_tokens: int = 0  # of the prompt tokens, read from the provider's prompt cache (prompt_tokens_details)
+    cache_write_tokens: int = 0  # of the prompt tokens, written to it
+    saved_cost: float = 0.0  # what the cached tokens saved against the full prompt price (the gateway fills it in)
 
     @property
     def total_tokens(self) -> int:
@@ -107,10 +111,15 @@ class ChatClient:
             self._tokenizer = EndpointTokenizer(self._http, self.config.base_url, headers)
         return self._tokenizer
 
-    def _body(self, model: str, messages: list[dict[str, Any]], max_tokens: int | None) -> dict[str, Any]:
+    def _body(
+        self, model: str, messages: list[dict[str, Any]], max_tokens: int | None, breakpoints: bool = False
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": model,
-            "messages": redact_data(messages, known_secrets(self.config.secrets())),  # the key goes in a header only
+            # the key goes in a header only
+            "messages": wire_messages(
+                redact_data(messages, known_secrets(self.config.secrets())), breakpoints=breakpoints
+            ),
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -127,14 +136,15 @@ class ChatClient:
         *,
         max_tokens: int | None = None,
         on_delta: DeltaCallback | None = None,
+        cache_breakpoints: bool = False,
     ) -> ChatResult:
-        """Stream one completion from `model`. Raises `ModelCallError` for every kind of failure."""
+        """Stream one completion from `model`. Raises `ModelCallError` for every kind of failure. With
+        `cache_breakpoints`, the prompt's stable parts carry cache_control breakpoints (`prompt_cache.py`)."""
         started = time.monotonic()
         result = ChatResult(content="", model=model)
         try:
-            request = self._http.build_request(
-                "POST", self._url, headers=self._headers(), json=self._body(model, messages, max_tokens)
-            )
+            body = self._body(model, messages, max_tokens, cache_breakpoints)
+            request = self._http.build_request("POST", self._url, headers=self._headers(), json=body)
             response = await self._http.send(request, stream=True)
             try:
                 if response.status_code != 200:
@@ -271,6 +281,10 @@ class ChatClient:
             result.usage = usage
             result.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             result.completion_tokens = int(usage.get("completion_tokens") or 0)
+            details = usage.get("prompt_tokens_details")
+            if isinstance(details, dict):  # OpenAI's and OpenRouter's form
+                result.cached_tokens = int(details.get("cached_tokens") or 0)
+                result.cache_write_tokens = int(details.get("cache_write_tokens") or 0)
             if usage.get("cost") is not None:
                 result.cost = float(usage["cost"])
                 result.cost_source = "provider"

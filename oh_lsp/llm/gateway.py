@@ -21,7 +21,7 @@ from typing import Any
 from oh_lsp import events as ev
 from oh_lsp.config import OpenHandsConfig
 from oh_lsp.llm.breaker import BreakerPolicy
-from oh_lsp.llm.budget import Budget, call_cost
+from oh_lsp.llm.budget import Budget, cache_savings, call_cost
 from oh_lsp.llm.catalog import (
     ModelInfo,
     entry_context_length,
@@ -37,12 +37,13 @@ from oh_lsp.llm.health import ModelHealth
 from oh_lsp.llm.rotation import Rotation
 from oh_lsp.llm.selector import ModelSelector, Selection, TaskRequirements
 from oh_lsp.llm.tokens import estimate_usage
-from oh_lsp.records import ModelCall, ModelState
+from oh_lsp.records import ModelCall, ModelState, StatesSnapshot
 from oh_lsp.store.thread import StoreThread
 from oh_lsp.tasks import QueuedTask
 
 log = logging.getLogger("oh_lsp.models")
 DEADLINE_SHARE = 0.8  # of the task timeout, for the request layer (the rest is for validation)
+RANK_SECONDS = 30.0  # a ranked chain is made again at least this often (the observed calls move it)
 LIST_MODELS_TIMEOUT = 5.0
 
 
@@ -55,6 +56,7 @@ class ModelGateway:
         client: ChatClient | None = None,
         selector: ModelSelector | None = None,
         store_thread: StoreThread | None = None,
+        states: StatesSnapshot | None = None,
     ) -> None:
         if store is None:
             from oh_lsp.store import open_store
@@ -65,11 +67,14 @@ class ModelGateway:
         self._own_store_thread = store_thread is None
         self.store_thread = store_thread or StoreThread()  # an engine passes its queue's: one thread per store
         self.client = client or ChatClient(config)
-        self.health = ModelHealth(store, BreakerPolicy.from_config(config), config.base_url, self.store_thread)
+        # `states`: the engine's queue reads them with each claim (StatesSnapshot)
+        self.health = ModelHealth(store, BreakerPolicy.from_config(config), config.base_url, self.store_thread, states)
         self.budget = Budget(config, store, self.store_thread)
         self._selector = selector
         self._selector_ready = asyncio.Lock()  # many workers ask at once; the first one builds it
         self._learned: dict[str, int] | None = None  # context lengths the endpoint's errors gave, by model id
+        # ranked chains by (requirements, pinned model): (the states' version they were made at, when, the ranking)
+        self._ranked: dict[tuple[Any, ...], tuple[int, float, Selection]] = {}
 
     async def selector(self) -> ModelSelector:
         """The selector for this endpoint. For an endpoint other than OpenRouter, its ``/models`` list is read once
@@ -123,14 +128,25 @@ class ModelGateway:
             state.tests_kept += min(kept, generated)
 
         await self.store_thread.run(self.store.update_model_state, model, add)
+        self.health.snapshot.changed()  # the learned quality ranks it: rankings made before are stale
 
     async def select(self, task: QueuedTask) -> Selection:
-        """The ranked chain for `task` (also for other runtimes that need the same fallbacks)."""
+        """The ranked chain for `task` (also for other runtimes that need the same fallbacks).
+
+        Ranking reads the catalog and the models' observed calls (a few milliseconds on the store's thread): the
+        ranked chain of the same requirements is reused until a model's state changes, or for `RANK_SECONDS`.
+        Which of its models can take a call now is judged from the states each time."""
         selector = await self.selector()
         pinned = task.metadata.get("model")
         try:
             requirements = None if pinned else TaskRequirements.for_task(task, self.config)
-            return await self.store_thread.run(selector.explain, requirements, pinned=str(pinned) if pinned else None)
+            key = (str(pinned) if pinned else None, requirements.key() if requirements else None)
+            version = self.health.snapshot.version
+            cached = self._ranked.get(key)
+            if cached is None or cached[0] != version or time.monotonic() - cached[1] > RANK_SECONDS:
+                ranked = await self.store_thread.run(selector.explain, requirements, pinned=key[0], states={})
+                self._ranked[key] = cached = (version, time.monotonic(), ranked)
+            return selector.available(cached[2], await self.health.states(), time.time())
         except ValueError as exc:  # NoModelError, or metadata that makes no sense
             raise ModelCallError(ErrorKind.NO_MODEL, str(exc)) from None
 
@@ -151,17 +167,23 @@ class ModelGateway:
         emit: Callable[..., None],
         on_delta: DeltaCallback | None = None,
         refit: Refit | None = None,
+        prefer: str | None = None,
     ) -> ChatResult:
         """One answer for `task`. Raises `ModelCallError` (with `.model` set) when no model could give one.
         `refit(tokens)` builds the messages again for a smaller prompt, after a context-length error or for a model
-        with a small context."""
+        with a small context. `prefer` heads the chain when it is in it (the model whose prompt cache a batch of
+        similar tasks warmed); a model the task pins wins over it."""
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
         selection = await self.select(task)
+        ranked = preferred_first(selection.ranked, prefer)
+        why = selection.why
+        if ranked and selection.ranked and ranked[0] is not selection.ranked[0]:
+            why = f"{ranked[0].name}: its batch's first task was answered by it (its prompt cache is warm)"
         rotation = Rotation(
-            selection.ranked,
+            ranked,
             self.health,
-            why=selection.why,
+            why=why,
             deadline=time.monotonic() + self.config.timeout_seconds * DEADLINE_SHARE,
         )
         fit = PromptFit(messages, refit=refit, default_max_tokens=self.config.max_tokens, limits=self.context_limit)
@@ -202,7 +224,13 @@ class ModelGateway:
         started = time.monotonic()
         call = ModelCall(model=model.name, outcome="ok", task_id=task.task_id, task_kind=task.kind)
         try:
-            result = await self.client.chat(model.id, messages, max_tokens=max_tokens, on_delta=on_delta)
+            result = await self.client.chat(
+                model.id,
+                messages,
+                max_tokens=max_tokens,
+                on_delta=on_delta,
+                cache_breakpoints=self.config.prompt_cache and model.breakpoints,
+            )
         except ModelCallError as error:
             error.model = model.name
             if isinstance(error, EmptyStream):
@@ -223,9 +251,11 @@ class ModelGateway:
                 self.client.tokenizer(), messages, result.content
             )
         result.cost, result.cost_source = call_cost(result, model, local=self.config.endpoint_is_local)
+        result.saved_cost = cache_savings(result, model)
         call.latency_ms = result.latency_seconds * 1000
         call.prompt_tokens, call.completion_tokens = result.prompt_tokens, result.completion_tokens
         call.cost, call.cost_source = result.cost, result.cost_source
+        call.cached_tokens, call.saved_cost = result.cached_tokens, result.saved_cost
         await self.health.succeeded(model.name, call=call)
         return result
 
@@ -264,6 +294,12 @@ class ModelGateway:
         await self.client.aclose()
         if self._own_store_thread:
             self.store_thread.close(wait=False)
+
+
+def preferred_first(ranked: list[ModelInfo], prefer: str | None) -> list[ModelInfo]:
+    """`ranked` with the model named `prefer` first, when it is there."""
+    chosen = [m for m in ranked if m.name == prefer]
+    return chosen + [m for m in ranked if m.name != prefer] if chosen else ranked
 
 
 def _figures(error: ModelCallError) -> dict[str, Any]:

@@ -7,6 +7,7 @@ engine's queue shares it), so the event loop never waits on the database. Every 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 from oh_lsp.llm import breaker
 from oh_lsp.llm.breaker import BreakerPolicy
 from oh_lsp.llm.errors import ErrorKind, ModelCallError
-from oh_lsp.records import CLOSED, HALF_OPEN, ModelCall, ModelState, provider_key
+from oh_lsp.records import CLOSED, HALF_OPEN, ModelCall, ModelState, StatesSnapshot, provider_key
 from oh_lsp.store.thread import StoreThread
 
 if TYPE_CHECKING:
@@ -24,25 +25,60 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("oh_lsp.models")
 T = TypeVar("T")
+FRESH_SECONDS = 1.0  # how long states read from the store (or with a claim) stand for the store's
 
 
 class ModelHealth:
-    def __init__(self, store: TaskStore, policy: BreakerPolicy, base_url: str, store_thread: StoreThread) -> None:
+    """`snapshot`: the models' states as last read (the engine's queue reads them with each claim); while they are
+    fresh, reading the states and admitting a call to a model whose breaker is closed need no trip to the store.
+    Anything that changes a state goes to the store, atomically, and makes the snapshot stale."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        policy: BreakerPolicy,
+        base_url: str,
+        store_thread: StoreThread,
+        snapshot: StatesSnapshot | None = None,
+    ) -> None:
         self.store = store
         self.store_thread = store_thread
         self.policy = policy
         self.provider = provider_key(base_url)
+        self.snapshot = snapshot or StatesSnapshot()
+        self.snapshot.wanted = True
+        self._pending: set[asyncio.Future[None]] = set()  # call records not waited for
+
+    def _recorded(self, future: asyncio.Future[None]) -> None:
+        self._pending.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("a model call could not be recorded: %s", future.exception())
 
     async def _update(self, model: str, change: Callable[[ModelState], T]) -> T:
-        return await self.store_thread.run(self.store.update_model_state, model, change)
+        try:
+            return await self.store_thread.run(self.store.update_model_state, model, change)
+        finally:
+            self.snapshot.changed()
 
     async def states(self) -> dict[str, ModelState]:
-        return await self.store_thread.run(self.store.model_states)
+        if not self.snapshot.fresh(FRESH_SECONDS):
+            self.snapshot.put(await self.store_thread.run(self.store.model_states))
+        return self.snapshot.states
+
+    def _closed(self, model: str, now: float) -> bool:
+        """Whether the fresh snapshot shows `model` free: its breaker closed, not cooling down (admitting it then
+        changes nothing in the store)."""
+        if not self.snapshot.fresh(FRESH_SECONDS):
+            return False
+        state = self.snapshot.states.get(model)
+        return state is None or (state.breaker == CLOSED and not state.cooling(now))
 
     async def admit(self, model: str, now: float | None = None) -> tuple[bool, ModelState]:
         """Whether `model` may take a call now (not cooling down, breaker closed or a half-open probe slot free),
         and its state. Claiming a half-open probe slot happens here, atomically across processes."""
         now = time.time() if now is None else now
+        if self._closed(model, now):
+            return True, self.snapshot.states.get(model) or ModelState(model=model)
 
         def change(state: ModelState) -> tuple[bool, str | None, ModelState]:
             if state.cooling(now):
@@ -89,8 +125,15 @@ class ModelHealth:
             log.info(transition)
 
     async def succeeded(self, model: str, now: float | None = None, call: ModelCall | None = None) -> None:
-        """Note a successful call (and record `call`, in the same trip to the store's thread)."""
+        """Note a successful call (and record `call`, in the same trip to the store's thread). A success changes
+        nothing of a closed breaker: then only the call is recorded."""
         now = time.time() if now is None else now
+        if self._closed(model, now):
+            if call is not None:  # not waited for: it commits with the next write (the attempt's end, usually)
+                recorded = self.store_thread.later(self.store.record_model_call, call)
+                self._pending.add(recorded)
+                recorded.add_done_callback(self._recorded)
+            return
 
         def record() -> str | None:
             if call is not None:
@@ -99,6 +142,7 @@ class ModelHealth:
 
         transition = await self.store_thread.run(record)
         if transition:
+            self.snapshot.changed()
             log.info(transition)
 
     async def is_open(self, model: str) -> bool:

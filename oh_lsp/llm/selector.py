@@ -96,6 +96,17 @@ class TaskRequirements:
             max_cost_per_call=meta.get("max_cost_per_call"),
         )
 
+    def key(self) -> tuple[Any, ...]:
+        """The requirements as a value (equal requirements, equal keys)."""
+        return (
+            self.category.value,
+            self.complexity,
+            self.quality_threshold,
+            self.max_latency_ms,
+            self.max_cost_per_call,
+            self.min_context_tokens,
+        )
+
     def describe(self) -> str:
         parts = [self.category.value, self.complexity]
         if self.quality_threshold:
@@ -183,14 +194,20 @@ class ModelSelector:
 
     # --- details -----------------------------------------------------------------------------------------------
     def explain(
-        self, requirements: TaskRequirements | None, *, pinned: str | None = None, now: float | None = None
+        self,
+        requirements: TaskRequirements | None,
+        *,
+        pinned: str | None = None,
+        now: float | None = None,
+        states: dict[str, ModelState] | None = None,
     ) -> Selection:
-        """The whole decision: ranked models, the available chain, what was excluded and why."""
+        """The whole decision: ranked models, the available chain, what was excluded and why. `states`: the models'
+        states to judge availability by (default: the store's now)."""
         now = time.time() if now is None else now
         if pinned:
             model = self._with_evidence([self.catalog.resolve(pinned)])[0]
             return self._available(
-                Selection(requirements, [model], [], {}, f"{model.name}: pinned by the task's metadata"), now
+                Selection(requirements, [model], [], {}, f"{model.name}: pinned by the task's metadata"), now, states
             )
         if requirements is None or not len(self.catalog):
             model = self.catalog.resolve(self.config.model)
@@ -199,7 +216,7 @@ class ModelSelector:
                 if self.config.model_was_set
                 else "the default model (no catalog for this endpoint; set OPENHANDS_MODEL)"
             )
-            return self._available(Selection(requirements, [model], [], {}, why), now)
+            return self._available(Selection(requirements, [model], [], {}, why), now, states)
         candidates = self._with_evidence(list(self.catalog))
         excluded: dict[str, str] = {}
         qualified = []
@@ -230,7 +247,7 @@ class ModelSelector:
                 f"{preferred.name}: the configured model (OPENHANDS_MODEL) meets the requirements, so it heads the"
                 f" chain; the ranking's choice was {why}"
             )
-        return self._available(Selection(requirements, ranked, [], excluded, why + preferred_note, scores), now)
+        return self._available(Selection(requirements, ranked, [], excluded, why + preferred_note, scores), now, states)
 
     def list_models(self, now: float | None = None) -> list[dict[str, Any]]:
         """Every catalog model with its state now (what `oh-lsp models list` and the editors' picker show)."""
@@ -278,8 +295,13 @@ class ModelSelector:
             out.append(model)
         return out
 
-    def _available(self, selection: Selection, now: float) -> Selection:
-        states: dict[str, ModelState] = self.store.model_states()
+    def _available(self, selection: Selection, now: float, states: dict[str, ModelState] | None) -> Selection:
+        return self.available(selection, self.store.model_states() if states is None else states, now)
+
+    def available(self, selection: Selection, states: dict[str, ModelState], now: float) -> Selection:
+        """`selection` with its chain: the ranked models that can take a call now by `states` (a new `Selection`;
+        the one given is not changed)."""
+        selection = replace(selection, chain=[], excluded=dict(selection.excluded))
         provider = states.get(provider_key(self.config.base_url))
         for model in selection.ranked:
             state = states.get(model.name)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # httpx is imported by the client that makes the calls; budgets and estimates need none of it
+    import httpx
 
 log = logging.getLogger("oh_lsp.models")
 CHARS_PER_TOKEN = 4
@@ -86,6 +87,8 @@ class EndpointTokenizer:
     async def _ask(self, index: int, text: str) -> tuple[int | None, bool]:
         """(the count, whether the server answered at all). A pooled connection that the server closed (as after a
         stream it broke off) is retried once on a new one."""
+        import httpx
+
         path, field, read = TOKENIZERS[index]
         for _ in range(2):
             try:

@@ -79,6 +79,7 @@ class TargetArgs:
     uri: str = arg()
     symbol: SymbolArg | None = arg(default=None)
     description: str = arg(default="")
+    no_cache: bool = arg("noCache", False)  # skip the result cache
 
 
 @attrs.frozen
@@ -90,6 +91,7 @@ class GenerateArgs(TargetArgs):
 class DocumentArgs:
     uri: str = arg()
     symbol: SymbolArg | None = arg(default=None)
+    no_cache: bool = arg("noCache", False)
 
 
 @attrs.frozen
@@ -97,6 +99,7 @@ class RefactorArgs:
     uri: str = arg()
     symbol: SymbolArg = arg()
     instruction: str = arg()
+    no_cache: bool = arg("noCache", False)
 
 
 @attrs.frozen

@@ -59,20 +59,22 @@ async def generate_tests(session: Session, args: GenerateArgs) -> dict[str, Any]
         )
     if args.description.strip():
         instruction += f"\n{args.description.strip()}"
-    return await session.tracker.submit(target, "unit_test", instruction, metadata=aimed)
+    return await session.tracker.submit(target, "unit_test", instruction, metadata=aimed, no_cache=args.no_cache)
 
 
 async def document(session: Session, args: DocumentArgs) -> dict[str, Any]:
     session.require_kind("documentation", DOCUMENT)
     target = session.resolve_target(args.uri, args.symbol, DOCUMENT)
     what = target.symbol.qualname if target.symbol else f"module {target.module}"
-    return await session.tracker.submit(target, "documentation", f"Add or complete the docstrings of {what}.")
+    return await session.tracker.submit(
+        target, "documentation", f"Add or complete the docstrings of {what}.", no_cache=args.no_cache
+    )
 
 
 async def refactor(session: Session, args: RefactorArgs) -> dict[str, Any]:
     session.require_kind("refactoring", REFACTOR)
     target = session.resolve_target(args.uri, args.symbol, REFACTOR)
-    return await session.tracker.submit(target, "refactoring", args.instruction.strip())
+    return await session.tracker.submit(target, "refactoring", args.instruction.strip(), no_cache=args.no_cache)
 
 
 async def cancel_task(session: Session, args: CancelArgs) -> dict[str, Any]:
@@ -105,7 +107,10 @@ async def retry_task(session: Session, args: RetryArgs) -> dict[str, Any]:
     feedback = feedback_text(task) if args.with_feedback else ""
     target = session.target_of_task(folder, task, RETRY_TASK)
     aimed = {"gap": task.metadata["gap"]} if "gap" in task.metadata else None  # a task aimed at a gap stays aimed
-    return await session.tracker.submit(target, task.kind, instruction, feedback, retry_of=task.task_id, metadata=aimed)
+    # asked again on purpose: never the cached answer (the new one replaces it)
+    return await session.tracker.submit(
+        target, task.kind, instruction, feedback, retry_of=task.task_id, metadata=aimed, no_cache=True
+    )
 
 
 async def show_metrics(session: Session, _args: NoArgs) -> dict[str, Any]:

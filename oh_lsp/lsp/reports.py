@@ -20,6 +20,9 @@ _SUMMED = (
     "validations_passed",
     "cost_today",
     "tokens_today",
+    "cached_tokens",
+    "saved_cost",
+    "cache_hits",
 )
 
 
@@ -41,6 +44,8 @@ def _merge_aggregates(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged["tokens_estimated"] = any(p.get("tokens_estimated", False) for p in parts)
     if "total_cost" in merged:
         merged["total_cost"] = round(merged["total_cost"], 10)
+    prompt_tokens = merged.get("prompt_tokens", 0)
+    merged["cached_share"] = merged.get("cached_tokens", 0) / prompt_tokens if prompt_tokens else 0.0
     return merged
 
 

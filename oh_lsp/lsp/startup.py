@@ -14,7 +14,9 @@ from pygls.uris import to_fs_path
 if TYPE_CHECKING:
     from pygls.workspace import Workspace
 
-HEAVY_MODULES = ("oh_lsp.config", "oh_lsp.engine", "oh_lsp.pipeline", "oh_lsp.llm.gateway", "oh_lsp.kinds.unit_test")
+# What a server with no running task needs: the settings and the engine (its queue and store). The model gateway
+# (httpx, aiohttp), the pipeline and the task kinds load when the first task runs (P5, docs/benchmarks.md).
+HEAVY_MODULES = ("oh_lsp.config", "oh_lsp.engine")
 
 
 async def load_heavy_modules() -> None:

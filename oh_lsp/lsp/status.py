@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from oh_lsp import events as ev
+from oh_lsp.progress_text import savings_text
 
 if TYPE_CHECKING:
     from oh_lsp.engine import ExecutionEngine
@@ -115,12 +116,21 @@ def build_status(
     `costToday` is what today's model calls cost (the stores' call ledger, which grows per call), `successRate` is
     None until an attempt has ended, `model` is the model that answered the last call of this session (None until
     one did), and `modelSelected` the model new tasks start with (`configured_model`: the model chosen explicitly, by
-    the environment, the settings or `ohLsp.setModel`; None when the selector chooses per task)."""
+    the environment, the settings or `ohLsp.setModel`; None when the selector chooses per task). `savings` is what
+    caching saved in the stores: ``{saved, cachedShare, fromCache, text}`` (USD saved by the providers' prompt caches
+    and the result cache, the share of prompt tokens read from a prompt cache, results served from the result cache,
+    and "saved $x (y % cached)")."""
     stats = list(queue_stats)
     summaries = list(metrics)
     systems = [m.get("system", {}) for m in summaries]
     executions = sum(s.get("executions", 0) for s in systems)
     successful = sum(s.get("successful", 0) for s in systems)
+    prompt_tokens = sum(s.get("prompt_tokens", 0) for s in systems)
+    savings = {
+        "saved_cost": round(sum(s.get("saved_cost", 0.0) for s in systems), 10),
+        "cached_share": sum(s.get("cached_tokens", 0) for s in systems) / prompt_tokens if prompt_tokens else 0.0,
+        "cache_hits": sum(s.get("cache_hits", 0) for s in systems),
+    }
     cost_today = sum(
         (m.get("budget") or {}).get("spent_today_usd", m.get("system", {}).get("cost_today", 0.0)) for m in summaries
     )
@@ -140,6 +150,12 @@ def build_status(
         "cooldowns": list(model_state.get("cooldowns", [])),
         "breakers": list(model_state.get("breakers", [])),
         "budgetLeftToday": model_state.get("budgetLeftToday"),
+        "savings": {
+            "saved": savings["saved_cost"],
+            "cachedShare": round(savings["cached_share"], 4),
+            "fromCache": savings["cache_hits"],
+            "text": savings_text(savings),
+        },
     }
 
 

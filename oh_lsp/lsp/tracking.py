@@ -51,10 +51,12 @@ class Tracker:
         feedback: str = "",
         retry_of: str | None = None,
         metadata: dict[str, Any] | None = None,
+        *,
+        no_cache: bool = False,
     ) -> dict[str, Any]:
         """Queue a task of `kind` on `target` (with more `metadata`, such as the gap it aims at); its progress starts
         with the engine's "queued" event. An equal task already pending or running is the answer instead
-        (`duplicate: true`)."""
+        (`duplicate: true`). `no_cache`: never served from the result cache."""
         from oh_lsp.tasks import QueuedTask, TaskPriority
 
         folder = target.folder
@@ -65,6 +67,8 @@ class Tracker:
             task_metadata["symbol"] = symbol
         if retry_of:
             task_metadata["retry_of"] = retry_of
+        if no_cache:
+            task_metadata["no_cache"] = True
         gap = _gap_label(task_metadata.get("gap"))
         label = f"{target.path.name} {gap}" if gap else symbol
         task = QueuedTask(

@@ -11,13 +11,22 @@ from __future__ import annotations
 import builtins
 import enum
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from oh_lsp.records import ExecutionMetrics, ModelCall, ModelState
+    from oh_lsp.records import CachedResult, ExecutionMetrics, ModelCall, ModelState
     from oh_lsp.tasks import QueuedTask, TaskStatus
 
 T = TypeVar("T")
+
+
+class Submitted(NamedTuple):
+    """What `TaskStore.add` did: the task's id (or an equal unfinished task's), whether it was added, and its
+    1-based position among pending tasks (None when it is not pending)."""
+
+    task_id: str
+    created: bool
+    position: int | None
 
 
 class Heartbeat(str, enum.Enum):
@@ -32,8 +41,8 @@ class TaskStore(Protocol):
     location: str
 
     # --- queue -------------------------------------------------------------------------------------------------
-    def add(self, task: QueuedTask, *, dedupe_key: str, max_size: int) -> tuple[str, bool]:
-        """Insert `task`, or return the id of an equal unfinished task. Returns (task_id, created).
+    def add(self, task: QueuedTask, *, dedupe_key: str, max_size: int) -> Submitted:
+        """Insert `task`, or return the id of an equal unfinished task (`created` False), with its position.
 
         Raises `QueueFullError` when `max_size` tasks are pending or running."""
 
@@ -125,6 +134,14 @@ class TaskStore(Protocol):
 
     def spent(self, *, task_id: str | None = None, day: str | None = None) -> float:
         """Cost of the calls made for one task, or on one local day (``YYYY-MM-DD``)."""
+
+    # --- the result cache (shared by every process and machine on this store) ---------------------------------------
+    def cache_get(self, key: str) -> CachedResult | None:
+        """The result stored under `key`; None when there is none, or when the entry cannot be read (a corrupt entry
+        is ignored; the next `cache_put` of that key replaces it)."""
+
+    def cache_put(self, entry: CachedResult, limit: int) -> None:
+        """Store `entry` (replacing one with the same key), then keep only the `limit` newest entries."""
 
     # --- wakeups -----------------------------------------------------------------------------------------------
     def watch_for_work(self, callback: Callable[[], None]) -> Callable[[], None] | None:

@@ -13,11 +13,12 @@ The message templates use `%s` placeholders so that Python (`template % values`)
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from oh_lsp.records import ExecutionMetrics, ModelCall, ModelState, local_day
+from oh_lsp.records import CachedResult, ExecutionMetrics, ModelCall, ModelState, local_day
 from oh_lsp.redaction import redact, redact_data
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
 
@@ -61,6 +62,9 @@ METRICS_COLUMNS = (
     "created_at",
     "day",
     "tokens_estimated",
+    "cached_tokens",
+    "saved",
+    "from_cache",
 )
 CALL_COLUMNS = (
     "created_at",
@@ -74,8 +78,13 @@ CALL_COLUMNS = (
     "completion_tokens",
     "cost",
     "cost_source",
+    "cached_tokens",
+    "saved",
 )
+# the result cache's columns, in the order both backends select them
+CACHE_COLUMNS = ("key", "kind", "target_file", "task_id", "result", "tokens", "cost")
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def attempts_text(attempts: int) -> str:
@@ -139,6 +148,10 @@ def aggregate(row: Mapping[str, Any]) -> dict[str, Any]:
         "avg_quality_score": row["avg_quality_score"],
         "validations_passed": row["validations_passed"],
         "tokens_estimated": bool(row["tokens_estimated"]),  # some of the tokens were estimated (no usage reported)
+        "cached_tokens": row["cached_tokens"],
+        "cached_share": (row["cached_tokens"] / row["prompt_tokens"]) if row["prompt_tokens"] else 0.0,
+        "saved_cost": round(row["saved"], 10),
+        "cache_hits": row["cache_hits"],
     }
 
 
@@ -177,6 +190,9 @@ def metrics_row(m: ExecutionMetrics) -> dict[str, Any]:
         "created_at": m.created_at,
         "day": local_day(m.created_at),
         "tokens_estimated": bool(m.tokens_estimated),
+        "cached_tokens": int(m.cached_tokens),
+        "saved": float(m.saved_cost),
+        "from_cache": bool(m.from_cache),
     }
 
 
@@ -194,6 +210,8 @@ def call_row(call: ModelCall) -> dict[str, Any]:
         "completion_tokens": int(call.completion_tokens),
         "cost": float(call.cost),
         "cost_source": call.cost_source,
+        "cached_tokens": int(call.cached_tokens),
+        "saved": float(call.saved_cost),
     }
 
 
@@ -303,3 +321,39 @@ def call_stats_view(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, An
     return {
         row["model"]: {"calls": row["calls"], "ok": row["ok"], "avg_latency_ms": row["avg_latency_ms"]} for row in rows
     }
+
+
+def cache_row(entry: CachedResult) -> dict[str, Any]:
+    """The `CACHE_COLUMNS` of a result cache entry (its time is the store's own clock)."""
+    return {
+        "key": entry.key,
+        "kind": entry.kind,
+        "target_file": entry.target_file,
+        "task_id": entry.task_id,
+        "result": to_json(entry.result),  # redacted, as every row
+        "tokens": int(entry.tokens),
+        "cost": float(entry.cost),
+    }
+
+
+def cached_from_row(row: Mapping[str, Any], created_at: float) -> CachedResult | None:
+    """A result cache entry from its row; None (and a warning) when the row does not hold a usable result."""
+    try:
+        result = json.loads(row["result"])
+        if not isinstance(result, dict) or result.get("kind") != row["kind"]:
+            raise ValueError("not the result of a task of its kind")
+        return CachedResult(
+            key=row["key"],
+            kind=row["kind"],
+            task_id=row["task_id"],
+            result=result,
+            target_file=row["target_file"],
+            tokens=int(row["tokens"]),
+            cost=float(row["cost"]),
+            created_at=float(created_at),
+        )
+    except (ValueError, TypeError, KeyError) as exc:
+        log.warning(
+            "result cache: the entry %s cannot be read (%s); it is ignored and will be replaced", row["key"], exc
+        )
+        return None

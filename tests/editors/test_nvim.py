@@ -354,6 +354,7 @@ def test_metrics_are_shown(flow) -> None:
     text = "\n".join(flow["metrics"])
     assert "executions 6  successful 4  failed 2" in text, text
     assert "test-model: 6 runs" in text and "cancelled 1" in text
+    assert "  saved $0.00 (0 % cached)" in text, "what caching saved, as `oh-lsp metrics` says it"
 
 
 def test_help_parses_and_every_tag_resolves(flow) -> None:

@@ -13,6 +13,12 @@ interface Aggregate {
   avg_quality_score?: number;
   cost_today?: number;
   tokens_today?: number;
+  /** What the providers' prompt caches and the result cache saved (USD). */
+  saved_cost?: number;
+  /** The share of prompt tokens read from a provider's prompt cache (0-1). */
+  cached_share?: number;
+  /** Results served from the result cache (no model call). */
+  cache_hits?: number;
 }
 
 interface ModelState {
@@ -53,6 +59,13 @@ function table(title: string, rows: Record<string, Aggregate> | undefined): stri
   return lines;
 }
 
+/** "saved $x (y % cached)", as `oh-lsp metrics` says it (oh_lsp/progress_text.py). */
+export function savingsText(system: Aggregate): string {
+  const hits = system.cache_hits ?? 0;
+  return `Saved ${formatCost(system.saved_cost ?? 0)} (${Math.round(100 * (system.cached_share ?? 0))} % cached)`
+    + (hits > 0 ? `, ${hits} result${hits === 1 ? '' : 's'} from cache` : '');
+}
+
 export function metricsMarkdown(summary: MetricsSummary, when: Date = new Date()): string {
   const system = summary.system ?? {};
   const lines = ['# oh-lsp metrics', '', `As of ${when.toLocaleString()}.`, ''];
@@ -72,6 +85,7 @@ export function metricsMarkdown(summary: MetricsSummary, when: Date = new Date()
     `- Attempts: ${system.executions ?? 0} (${system.successful ?? 0} succeeded, ${system.failed ?? 0} failed)`,
     `- Success rate: ${formatRate(system.success_rate ?? 0)}`,
     `- Tokens: ${system.total_tokens ?? 0}; cost: ${formatCost(system.total_cost ?? 0)}`,
+    `- ${savingsText(system)}`,
     `- Today: ${formatCost(system.cost_today ?? 0)}, ${system.tokens_today ?? 0} tokens`,
     `- Average time per attempt: ${(system.avg_duration_seconds ?? 0).toFixed(1)} s;`
       + ` average quality: ${(system.avg_quality_score ?? 0).toFixed(1)}/5`);

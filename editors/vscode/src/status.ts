@@ -23,6 +23,8 @@ export interface OhLspStatus {
   cooldowns: { model: string; secondsLeft: number }[];
   breakers: { model: string; state: 'closed' | 'open' | 'half_open' }[];
   budgetLeftToday: number | null;
+  /** What caching saved (newer servers): USD, the share of prompt tokens cached, results from the result cache. */
+  savings?: { saved: number; cachedShare: number; fromCache: number; text: string };
 }
 
 export interface StatusView {

@@ -19,9 +19,11 @@ METRICS_INSERT = (
     " %(m_success)s::boolean, %(m_validation_passed)s::boolean, %(m_tokens_used)s::bigint,"
     " %(m_prompt_tokens)s::bigint, %(m_completion_tokens)s::bigint, %(m_cost)s::float8, %(m_quality_score)s::float8,"
     " %(m_duration_seconds)s::float8, %(m_error)s::text, to_timestamp(%(m_created_at)s::float8), %(m_day)s::text,"
-    " %(m_tokens_estimated)s::boolean"
+    " %(m_tokens_estimated)s::boolean,"
+    " %(m_cached_tokens)s::bigint, %(m_saved)s::float8, %(m_from_cache)s::boolean"
 )
-# one group of attempts (all, one model, one task kind), as `shared.aggregate` reads it
+# one group of attempts (all, one model, one task kind), as `shared.aggregate` reads it; a `saved` below 0 (written
+# before savings were clamped, llm/budget.py `cache_savings`) counts as 0
 _AGGREGATE = (
     "count(*) AS executions, count(*) FILTER (WHERE success) AS successful,"
     " coalesce(sum(tokens_used), 0)::bigint AS tokens, coalesce(sum(prompt_tokens), 0)::bigint AS prompt_tokens,"
@@ -29,7 +31,9 @@ _AGGREGATE = (
     " coalesce(avg(duration_seconds), 0.0) AS avg_duration_seconds,"
     " coalesce(avg(quality_score) FILTER (WHERE success), 0.0) AS avg_quality_score,"
     " count(*) FILTER (WHERE validation_passed) AS validations_passed,"
-    " coalesce(bool_or(tokens_estimated), false) AS tokens_estimated"
+    " coalesce(bool_or(tokens_estimated), false) AS tokens_estimated,"
+    " coalesce(sum(cached_tokens), 0)::bigint AS cached_tokens, coalesce(sum(greatest(saved, 0)), 0.0) AS saved,"
+    " count(*) FILTER (WHERE from_cache) AS cache_hits"
 )
 
 

@@ -35,7 +35,7 @@ _WRITE_STATE = f"UPDATE oh_lsp_model_state SET data = %(data)s::json, updated_at
 _RECORD_CALL = (
     f"INSERT INTO oh_lsp_model_calls ({', '.join(shared.CALL_COLUMNS)}) VALUES (to_timestamp(%(created_at)s::float8), %(day)s, %(task_id)s,"
     " %(task_kind)s, %(model)s, %(outcome)s, %(latency_ms)s::float8, %(prompt_tokens)s::bigint,"
-    " %(completion_tokens)s::bigint, %(cost)s::float8, %(cost_source)s)"
+    " %(completion_tokens)s::bigint, %(cost)s::float8, %(cost_source)s, %(cached_tokens)s::bigint, %(saved)s::float8)"
 )
 _CALL_STATS = (
     "SELECT model, count(*) AS calls, count(*) FILTER (WHERE outcome = 'ok') AS ok,"

@@ -130,11 +130,33 @@ ALTER TABLE oh_lsp_metrics RENAME COLUMN task_type TO kind;
 ALTER TABLE oh_lsp_metrics ADD COLUMN tokens_estimated boolean NOT NULL DEFAULT false;
 """
 
+# Issue 14 (SQLite's schema 4): the result cache shared by every worker of the fleet, bounded and pruned oldest
+# first; cached prompt tokens and the money they (and the result cache) saved, per call and per attempt.
+_V4 = """
+CREATE TABLE oh_lsp_result_cache (
+    key text PRIMARY KEY,
+    kind text NOT NULL,
+    target_file text,
+    task_id text NOT NULL,
+    result text NOT NULL,
+    tokens bigint NOT NULL DEFAULT 0,
+    cost double precision NOT NULL DEFAULT 0,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX oh_lsp_result_cache_age ON oh_lsp_result_cache (created_at);
+ALTER TABLE oh_lsp_metrics ADD COLUMN cached_tokens bigint NOT NULL DEFAULT 0;
+ALTER TABLE oh_lsp_metrics ADD COLUMN saved double precision NOT NULL DEFAULT 0;
+ALTER TABLE oh_lsp_metrics ADD COLUMN from_cache boolean NOT NULL DEFAULT false;
+ALTER TABLE oh_lsp_model_calls ADD COLUMN cached_tokens bigint NOT NULL DEFAULT 0;
+ALTER TABLE oh_lsp_model_calls ADD COLUMN saved double precision NOT NULL DEFAULT 0;
+"""
+
 # (version, what it adds, DDL). Append only.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "tasks, metrics, ready-work notifications", _V1),
     (2, "model state and model calls", _V2),
     (3, "metrics: task_type is kind; tokens_estimated", _V3),
+    (4, "result cache, cached tokens and savings", _V4),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -43,9 +43,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from oh_lsp.errors import QueueFullError, StoreError, StoreUnavailableError
-from oh_lsp.records import ExecutionMetrics
+from oh_lsp.records import CachedResult, ExecutionMetrics
 from oh_lsp.store import shared
-from oh_lsp.store.base import Heartbeat
+from oh_lsp.store.base import Heartbeat, Submitted
 from oh_lsp.store.postgres import schema
 from oh_lsp.store.postgres.listener import WorkListener
 from oh_lsp.store.postgres.metrics import METRICS_INSERT, MetricsRecords, metrics_params
@@ -131,7 +131,21 @@ WITH existing AS (
     RETURNING id
 )
 SELECT (SELECT id FROM inserted) AS inserted, (SELECT id FROM existing) AS existing,
-       (SELECT n FROM unfinished) AS unfinished
+       (SELECT n FROM unfinished) AS unfinished,
+       1 + (SELECT count(*) FROM oh_lsp_tasks WHERE status = 'pending' AND priority >= %(priority)s) AS position
+"""
+_CACHE_PUT = f"""
+WITH put AS (
+    INSERT INTO oh_lsp_result_cache ({", ".join(shared.CACHE_COLUMNS)}, created_at)
+    VALUES (%(key)s, %(kind)s, %(target_file)s, %(task_id)s, %(result)s, %(tokens)s, %(cost)s, {NOW})
+    ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, target_file = excluded.target_file,
+        task_id = excluded.task_id, result = excluded.result, tokens = excluded.tokens, cost = excluded.cost,
+        created_at = excluded.created_at
+    RETURNING key
+)
+DELETE FROM oh_lsp_result_cache WHERE key IN
+    (SELECT key FROM oh_lsp_result_cache WHERE key NOT IN (SELECT key FROM put)
+     ORDER BY created_at DESC OFFSET %(keep)s)
 """
 _FINISH = f"""
 WITH done AS (
@@ -336,13 +350,13 @@ class PostgresStore(MetricsRecords, ModelRecords):
         return self.listener.watch(callback)
 
     # --- queue -------------------------------------------------------------------------------------------------
-    def add(self, task: QueuedTask, *, dedupe_key: str, max_size: int) -> tuple[str, bool]:
+    def add(self, task: QueuedTask, *, dedupe_key: str, max_size: int) -> Submitted:
         params = self._params(**shared.task_row(task, dedupe_key), max_size=max_size)
         _, (row,) = self._run((_SUBMIT_LOCK, {}), (_SUBMIT, params))
         if row["inserted"]:
-            return row["inserted"], True
+            return Submitted(row["inserted"], True, int(row["position"]))
         if row["existing"]:
-            return row["existing"], False
+            return Submitted(row["existing"], False, self.position(row["existing"]))
         raise QueueFullError(shared.queue_full_message(row["unfinished"], max_size))
 
     def claim(self, owner: str, lease_seconds: float) -> QueuedTask | None:
@@ -502,6 +516,21 @@ class PostgresStore(MetricsRecords, ModelRecords):
             )
         )
         return int(row["n"])
+
+    # --- the result cache ------------------------------------------------------------------------------------------
+    def cache_get(self, key: str) -> CachedResult | None:
+        (rows,) = self._run(
+            (
+                f"SELECT {', '.join(shared.CACHE_COLUMNS)}, extract(epoch FROM created_at)::float8 AS created_at"
+                " FROM oh_lsp_result_cache WHERE key = %(key)s",
+                {"key": key},
+            )
+        )
+        return shared.cached_from_row(rows[0], rows[0]["created_at"]) if rows else None
+
+    def cache_put(self, entry: CachedResult, limit: int) -> None:
+        # the new entry is kept, and `limit` - 1 others, newest first
+        self._run((_CACHE_PUT, self._params(**shared.cache_row(entry), keep=max(limit, 1) - 1)))
 
     # --- results -----------------------------------------------------------------------------------------------
     def undelivered(self, submitter: str) -> builtins.list[QueuedTask]:  # `list` here is the method above

@@ -15,7 +15,8 @@ _INSERT = (
     f"INSERT INTO metrics ({', '.join(shared.METRICS_COLUMNS)})"
     f" VALUES ({', '.join(':' + column for column in shared.METRICS_COLUMNS)})"
 )
-# one group of attempts (all, one model, one task kind), as `shared.aggregate` reads it
+# one group of attempts (all, one model, one task kind), as `shared.aggregate` reads it; a `saved` below 0 (written
+# before savings were clamped, llm/budget.py `cache_savings`) counts as 0
 _AGGREGATE = (
     "count(*) AS executions, coalesce(sum(success), 0) AS successful, coalesce(sum(tokens_used), 0) AS tokens,"
     " coalesce(sum(prompt_tokens), 0) AS prompt_tokens,"
@@ -23,7 +24,9 @@ _AGGREGATE = (
     " coalesce(avg(duration_seconds), 0.0) AS avg_duration_seconds,"
     " coalesce(avg(CASE WHEN success THEN quality_score END), 0.0) AS avg_quality_score,"
     " coalesce(sum(validation_passed), 0) AS validations_passed,"
-    " coalesce(max(tokens_estimated), 0) AS tokens_estimated"
+    " coalesce(max(tokens_estimated), 0) AS tokens_estimated,"
+    " coalesce(sum(cached_tokens), 0) AS cached_tokens, coalesce(sum(max(saved, 0)), 0.0) AS saved,"
+    " coalesce(sum(from_cache), 0) AS cache_hits"
 )
 _COST_SUMS = (
     "count(*) AS calls, coalesce(sum(cost), 0.0) AS cost, coalesce(sum(prompt_tokens + completion_tokens), 0) AS tokens"

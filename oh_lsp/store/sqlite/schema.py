@@ -101,11 +101,59 @@ ALTER TABLE metrics RENAME COLUMN task_type TO kind;
 ALTER TABLE metrics ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0;
 """
 
-# (version, what it adds, DDL: statements separated by ";"). Append only.
+# Issue 14: the result cache; cached prompt tokens and the money they (and the result cache) saved, per call and per
+# attempt; the count of tasks by status and priority, kept by triggers, so that a submit checks the queue's size and a
+# new task's position without counting the table (it was O(queue) per submit); and fewer indexes to write per task:
+# expired leases are found among the running tasks through `tasks_ready` (there are as many as workers), and only
+# completed tasks awaiting delivery are indexed for it (each index is a page more in every commit that touches it).
+_V4 = """
+DROP INDEX IF EXISTS tasks_lease;
+DROP INDEX IF EXISTS tasks_delivery;
+CREATE INDEX IF NOT EXISTS tasks_undelivered ON tasks (submitter) WHERE status = 'completed' AND delivery IS NULL;
+CREATE TABLE IF NOT EXISTS result_cache (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    target_file TEXT,
+    task_id TEXT NOT NULL,
+    result TEXT NOT NULL,
+    tokens INTEGER NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS result_cache_age ON result_cache (created_at);
+ALTER TABLE metrics ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE metrics ADD COLUMN saved REAL NOT NULL DEFAULT 0;
+ALTER TABLE metrics ADD COLUMN from_cache INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE model_calls ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE model_calls ADD COLUMN saved REAL NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS queue_counts (
+    status TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (status, priority)
+) WITHOUT ROWID;
+INSERT INTO queue_counts (status, priority, n) SELECT status, priority, count(*) FROM tasks GROUP BY status, priority;
+CREATE TRIGGER IF NOT EXISTS tasks_counted_in AFTER INSERT ON tasks BEGIN
+    INSERT INTO queue_counts (status, priority, n) VALUES (new.status, new.priority, 1)
+        ON CONFLICT (status, priority) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_counted_moved AFTER UPDATE OF status, priority ON tasks
+    WHEN old.status <> new.status OR old.priority <> new.priority BEGIN
+    UPDATE queue_counts SET n = n - 1 WHERE status = old.status AND priority = old.priority;
+    INSERT INTO queue_counts (status, priority, n) VALUES (new.status, new.priority, 1)
+        ON CONFLICT (status, priority) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_counted_out AFTER DELETE ON tasks BEGIN
+    UPDATE queue_counts SET n = n - 1 WHERE status = old.status AND priority = old.priority;
+END;
+"""
+
+# (version, what it adds, DDL: statements separated by ";" -- a trigger's body is kept whole). Append only.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "tasks and metrics", _V1),
     (2, "model state and model calls", _V2),
     (3, "metrics: task_type is kind; tokens_estimated", _V3),
+    (4, "result cache, cached tokens and savings, task counts", _V4),
 ]
 LATEST = MIGRATIONS[-1][0]
 
@@ -122,10 +170,22 @@ def migrate(db: sqlite3.Connection, location: Path) -> None:
         raise StoreError(f"the store at {location} was written by a newer oh-lsp (schema {version})")
     for number, _, ddl in MIGRATIONS:
         if number > version:
-            for statement in ddl.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            for statement in statements(ddl):
+                db.execute(statement)
             db.execute(f"PRAGMA user_version = {number}")
+
+
+def statements(ddl: str) -> list[str]:
+    """The statements of a migration, in order (a trigger's body, with its own ";", stays one statement)."""
+    out: list[str] = []
+    current = ""
+    for piece in ddl.split(";"):
+        current += piece + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \n;"):
+                out.append(current.strip())
+            current = ""
+    return out
 
 
 def file_version(path: Path) -> int:

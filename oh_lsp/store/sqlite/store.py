@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from oh_lsp.errors import QueueFullError, StoreError, StoreLostError
-from oh_lsp.records import ExecutionMetrics
+from oh_lsp.records import CachedResult, ExecutionMetrics
 from oh_lsp.store import shared
-from oh_lsp.store.base import Heartbeat
+from oh_lsp.store.base import Heartbeat, Submitted
 from oh_lsp.store.sqlite import schema
 from oh_lsp.store.sqlite.metrics import MetricsRecords
 from oh_lsp.store.sqlite.model_records import ModelRecords
@@ -38,6 +38,17 @@ log = logging.getLogger(__name__)
 
 
 _FREE_LEASE = "lease_id = NULL, lease_owner = NULL, lease_expires = NULL"
+_INSERT_TASK = (
+    f"INSERT INTO tasks ({', '.join(shared.TASK_COLUMNS)}, status, created_at)"
+    f" VALUES ({', '.join(':' + column for column in shared.TASK_COLUMNS)}, :status, :created_at)"
+)
+_CACHE_PUT = (
+    f"INSERT INTO result_cache ({', '.join(shared.CACHE_COLUMNS)}, created_at)"
+    f" VALUES ({', '.join(':' + column for column in shared.CACHE_COLUMNS)}, :created_at)"
+    " ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, target_file = excluded.target_file,"
+    " task_id = excluded.task_id, result = excluded.result, tokens = excluded.tokens, cost = excluded.cost,"
+    " created_at = excluded.created_at"
+)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -94,26 +105,36 @@ class SQLiteStore(MetricsRecords, ModelRecords):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, holding the database's write lock from the start. A full disk, a read-only file
-        or a lock held too long becomes a `StoreError` that says so; nothing is half written."""
+        """One write transaction, holding the database's write lock from the start; inside a group commit
+        (`transaction`), a savepoint of it. A full disk, a read-only file or a lock held too long becomes a
+        `StoreError` that says so; nothing is half written."""
         self._check_identity()
         db = self._conn()
+        nested = db.in_transaction
         try:
-            db.execute("BEGIN IMMEDIATE")
+            db.execute("SAVEPOINT one" if nested else "BEGIN IMMEDIATE")
             try:
                 yield db
             except BaseException:
                 if db.in_transaction:
-                    db.execute("ROLLBACK")
+                    db.execute("ROLLBACK TO one" if nested else "ROLLBACK")
+                    if nested:
+                        db.execute("RELEASE one")
                 raise
-            db.execute("COMMIT")
+            db.execute("RELEASE one" if nested else "COMMIT")
         except sqlite3.OperationalError as exc:
-            if db.in_transaction:
+            if db.in_transaction and not nested:
                 db.execute("ROLLBACK")
             raise StoreError(
                 f"the oh-lsp store at {self.path} cannot be written: {exc}. Check the free space and"
                 " permissions of its directory, or set OH_LSP_STATE_DIR to another one."
             ) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group commit (`StoreThread`): the writes made inside, each in its own savepoint, commit together."""
+        with self._write():
+            yield
 
     def _check_identity(self) -> None:
         """Raise `StoreLostError` when the file this store opened is no longer at its path (deleted, or replaced by
@@ -163,22 +184,27 @@ class SQLiteStore(MetricsRecords, ModelRecords):
         return
 
     # --- queue -------------------------------------------------------------------------------------------------
-    def add(self, task: QueuedTask, *, dedupe_key: str, max_size: int) -> tuple[str, bool]:
+    def add(self, task: QueuedTask, *, dedupe_key: str, max_size: int) -> Submitted:
         now = self._clock()
         with self._write() as db:
             row = db.execute(
                 "SELECT id FROM tasks WHERE dedupe_key = ? AND status IN ('pending', 'running')", (dedupe_key,)
             ).fetchone()
             if row:
-                return row["id"], False
-            unfinished = db.execute("SELECT count(*) FROM tasks WHERE status IN ('pending', 'running')").fetchone()[0]
+                return Submitted(row["id"], False, self._position(db, row["id"]))
+            unfinished = db.execute(
+                "SELECT coalesce(sum(n), 0) FROM queue_counts WHERE status IN ('pending', 'running')"
+            ).fetchone()[0]
             if unfinished >= max_size:
                 raise QueueFullError(shared.queue_full_message(unfinished, max_size))
             row = shared.task_row(task, dedupe_key) | {"status": TaskStatus.PENDING.value, "created_at": now}
-            db.execute(
-                f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join(':' + column for column in row)})", row
-            )
-            return task.task_id, True
+            db.execute(_INSERT_TASK, row)
+            # the newest task of its priority: behind every pending task of its priority or a higher one
+            ahead = db.execute(
+                "SELECT coalesce(sum(n), 0) FROM queue_counts WHERE status = 'pending' AND priority >= ?",
+                (row["priority"],),
+            ).fetchone()[0]
+            return Submitted(task.task_id, True, int(ahead))
 
     def _reclaim_expired(self, db: sqlite3.Connection, now: float) -> None:
         expired = db.execute(
@@ -357,7 +383,9 @@ class SQLiteStore(MetricsRecords, ModelRecords):
         return [shared.task_from_row(r) for r in self._conn().execute(sql, (*args, limit)).fetchall()]
 
     def position(self, task_id: str) -> int | None:
-        db = self._conn()
+        return self._position(self._conn(), task_id)
+
+    def _position(self, db: sqlite3.Connection, task_id: str) -> int | None:
         row = db.execute("SELECT seq, priority, status FROM tasks WHERE id = ?", (task_id,)).fetchone()
         if row is None or row["status"] != "pending":
             return None
@@ -373,8 +401,8 @@ class SQLiteStore(MetricsRecords, ModelRecords):
             "SELECT count(*), min(not_before) FROM tasks WHERE status = 'pending' AND not_before > ?", (self._clock(),)
         ).fetchone()
         return shared.stats_view(
-            db.execute("SELECT status, count(*) AS n FROM tasks GROUP BY status"),
-            db.execute("SELECT priority, count(*) AS n FROM tasks WHERE status = 'pending' GROUP BY priority"),
+            db.execute("SELECT status, sum(n) AS n FROM queue_counts GROUP BY status"),
+            db.execute("SELECT priority, n FROM queue_counts WHERE status = 'pending'"),
             waiting[0],
             waiting[1],
             self.location,
@@ -406,6 +434,24 @@ class SQLiteStore(MetricsRecords, ModelRecords):
     def set_delivery(self, task_id: str, delivery: str) -> None:
         with self._write() as db:
             db.execute("UPDATE tasks SET delivery = ? WHERE id = ?", (delivery, task_id))
+
+    # --- the result cache ------------------------------------------------------------------------------------------
+    def cache_get(self, key: str) -> CachedResult | None:
+        row = (
+            self._conn()
+            .execute(f"SELECT {', '.join(shared.CACHE_COLUMNS)}, created_at FROM result_cache WHERE key = ?", (key,))
+            .fetchone()
+        )
+        return shared.cached_from_row(row, row["created_at"]) if row else None
+
+    def cache_put(self, entry: CachedResult, limit: int) -> None:
+        with self._write() as db:
+            db.execute(_CACHE_PUT, shared.cache_row(entry) | {"created_at": self._clock()})
+            db.execute(
+                "DELETE FROM result_cache WHERE key IN"
+                " (SELECT key FROM result_cache ORDER BY created_at DESC LIMIT -1 OFFSET ?)",
+                (max(limit, 1),),
+            )
 
     # --- rows --------------------------------------------------------------------------------------------------
     def _task(self, db: sqlite3.Connection, task_id: str) -> QueuedTask | None:

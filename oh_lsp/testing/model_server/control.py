@@ -7,6 +7,7 @@ endpoint              body                                                      
 ====================  =========================================================  ==================================
 ``POST /__script``    ``{"replies": [{...}, ...], "model": name?}``              ``{"ok": true, "queued": n}``
 ``POST /__default``   one reply dict                                                       ``{"ok": true}``
+``POST /__prompt_cache`` ``wire.PromptCache`` fields (``{}``: none)              ``{"ok": true}``
 ``GET /__requests``   --                                                         the recorded requests, as dicts
 ``POST /__clear``     --                                                         ``{"ok": true}``
 ====================  =========================================================  ==================================
@@ -20,7 +21,7 @@ import json
 from typing import Any
 
 from oh_lsp.testing.model_server.script import Reply, ReplyScript
-from oh_lsp.testing.model_server.wire import error
+from oh_lsp.testing.model_server.wire import PromptCache, error
 
 
 def is_control(path: str) -> bool:
@@ -44,6 +45,8 @@ def load_spec(script: ReplyScript, spec: list[dict[str, Any]] | dict[str, Any]) 
     script.models = spec.get("models", script.models)
     script.tokenizer = spec.get("tokenizer", script.tokenizer)
     script.props = spec.get("props", script.props)
+    if spec.get("prompt_cache"):
+        script.prompt_cache = PromptCache(**spec["prompt_cache"])
 
 
 def control(script: ReplyScript, method: str, path: str, raw: bytes) -> tuple[int, Any]:
@@ -55,6 +58,9 @@ def control(script: ReplyScript, method: str, path: str, raw: bytes) -> tuple[in
             return 200, {"ok": True, "queued": queue_replies(script, data)}
         if (method, path) == ("POST", "/__default"):
             script.default = Reply.from_dict(data)
+            return 200, {"ok": True}
+        if (method, path) == ("POST", "/__prompt_cache"):
+            script.prompt_cache = PromptCache(**data) if data else None
             return 200, {"ok": True}
         if (method, path) == ("GET", "/__requests"):
             return 200, [r.to_dict() for r in script.requests]

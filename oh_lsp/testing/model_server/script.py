@@ -117,6 +117,7 @@ class RecordedRequest:
     disconnected_at: float | None = None
     completed: bool = False  # the whole HTTP response was written
     connection: int = 0  # which TCP connection it came on (1, 2, ... in accept order): shows keep-alive reuse
+    prompt_cache: dict[str, Any] | None = None  # what the server's prompt cache did for it (wire.PromptCache)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form, without ``raw_body``."""
@@ -137,6 +138,7 @@ class ReplyScript:
         self.props: dict[str, Any] | None = None  # what llama.cpp's GET /props answers (None: 404)
         self.tokenized: list[str] = []  # the texts sent to the tokenizer, in order
         self.default: Reply = unscripted()
+        self.prompt_cache: Any = None  # a wire.PromptCache: report and bill cached prompt tokens as OpenRouter does
         self.responder: Callable[[RecordedRequest], Reply | None] | None = None
         self._lock = threading.Lock()  # guards queues and requests; never held across an await
         self._shared: deque[Reply] = deque()

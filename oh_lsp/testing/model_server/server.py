@@ -176,6 +176,8 @@ class ScriptedModelServer(ReplyScript):
             await writer.drain()
             return keep
         rec.reply = reply = self.choose(rec)
+        if self.prompt_cache is not None and reply.status == 200 and reply.error_body is None:
+            rec.prompt_cache = self.prompt_cache.account(rec, ready_in=reply.latency)
         # Send while a watcher reads ahead, so a client that hangs up is noticed at once
         # and the pending sleep (latency or chunk delay) is cancelled.
         sender = asyncio.ensure_future(send_reply(rec, reply, writer, keep))

@@ -5,7 +5,7 @@ a streamed one (SSE), usage, error objects and the model list. Pure functions of
 :class:`RecordedRequest` it answers: no sockets, no timing (``respond.py`` paces and breaks streams).
 
 Provider variants belong here too, switched by a :class:`Reply` field or a server attribute: OpenRouter's usage
-details (``cost``), streams without usage (``Reply.usage_chunk``), error events in each provider's form
+details (``cost``; cached prompt tokens and their prices when the server keeps a `PromptCache`), streams without usage (``Reply.usage_chunk``), error events in each provider's form
 (``Reply.error_style``) and their "context exceeded" answers (`context_exceeded`), bodies that ignore ``stream``
 (``Reply.stream``), the tokenizer endpoints (``server.tokenizer``), llama.cpp's ``/props`` (``server.props``) and
 model lists with context lengths (`model_entry`).
@@ -14,12 +14,15 @@ model lists with context lengths (`model_entry`).
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from oh_lsp.testing.model_server.script import RecordedRequest, Reply
+
+PRICE_PROMPT, PRICE_COMPLETION = 0.000001, 0.000002  # USD per token of the scripted usage's `cost`
 
 CHAT_PATHS = {"/v1/chat/completions", "/chat/completions", "/api/v1/chat/completions"}
 MODELS_PATHS = {"/v1/models", "/models", "/api/v1/models"}
@@ -42,24 +45,115 @@ def finish_reason(reply: Reply) -> str:
     return "tool_calls" if reply.tool_calls and reply.finish_reason == "stop" else reply.finish_reason
 
 
+def _text(content: Any) -> str:
+    if isinstance(content, list):  # multi-part content: the text parts
+        return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
+
+
 def usage(rec: RecordedRequest, reply: Reply) -> dict[str, Any]:
-    """``reply.usage`` verbatim, else a rough count: tokens = chars // 4 (at least 1), and OpenRouter's ``cost``."""
+    """``reply.usage`` verbatim, else a rough count: tokens = chars // 4 (at least 1), and OpenRouter's ``cost``.
+
+    When the server keeps a prompt cache (`PromptCache`), the cached and written prompt tokens are reported as
+    OpenRouter reports them (``prompt_tokens_details``) and priced with its cache prices."""
     if reply.usage is not None:
         return reply.usage
-    chars = 0
-    for msg in (rec.body or {}).get("messages") or []:
-        content = msg.get("content") if isinstance(msg, dict) else None
-        if isinstance(content, list):  # multi-part content: count the text parts
-            content = "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
-        chars += len(content) if isinstance(content, str) else 0
+    chars = sum(len(_text(msg.get("content"))) for msg in _messages(rec))
     answer = len(reply.content) + sum(len(json.dumps(c)) for c in reply.tool_calls or [])
     n, m = max(1, chars // 4), max(1, answer // 4)
-    return {
-        "prompt_tokens": n,
-        "completion_tokens": m,
-        "total_tokens": n + m,
-        "cost": round(0.000001 * n + 0.000002 * m, 10),
-    }
+    body: dict[str, Any] = {"prompt_tokens": n, "completion_tokens": m, "total_tokens": n + m}
+    cache = rec.prompt_cache
+    if cache is None:
+        return {**body, "cost": round(PRICE_PROMPT * n + PRICE_COMPLETION * m, 10)}
+    cached, written = min(cache["cached_tokens"], n), min(cache["cache_write_tokens"], n)
+    plain = max(n - cached - written, 0)
+    cost = PRICE_PROMPT * (plain + cached * cache["read"] + written * cache["write"]) + PRICE_COMPLETION * m
+    details = {"cached_tokens": cached, "cache_write_tokens": written, "audio_tokens": 0}
+    return {**body, "cost": round(cost, 10), "prompt_tokens_details": details}
+
+
+def _messages(rec: RecordedRequest) -> list[dict[str, Any]]:
+    messages = (rec.body or {}).get("messages") or []
+    return [m for m in messages if isinstance(m, dict)]
+
+
+@dataclass
+class PromptCache:
+    """A provider's prompt cache, as OpenRouter reports and bills it (`usage`), kept per model.
+
+    - "automatic" (OpenAI, DeepSeek): every request's prompt is cached; a later prompt reads the longest prefix it
+      shares with an earlier one, in whole `block`s of tokens, once that prefix has `min_tokens`;
+    - "breakpoints" (Anthropic, Gemini through OpenRouter): only the prefixes that end at a ``cache_control`` text
+      part are cached (written, at `write` x the prompt price); a later prompt that starts with one reads it.
+
+    Cached tokens are billed at `read` x the prompt price. Tokens are characters / 4, as the scripted usage counts
+    them. A prompt is cached once the provider has read it (`account`'s `ready_in`, the reply's latency): a prompt
+    sent while an earlier one is still being read finds nothing. Entries expire `ttl` seconds after their last use."""
+
+    mode: str = "breakpoints"
+    read: float = 0.1
+    write: float = 1.25
+    min_tokens: int = 0
+    block: int = 1
+    ttl: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("automatic", "breakpoints"):
+            raise ValueError(f"unknown prompt cache mode {self.mode!r}: automatic or breakpoints")
+        self._entries: dict[tuple[str, str], tuple[float, float]] = {}  # (model, prefix) -> (readable from, expires)
+        self._lock = threading.Lock()
+
+    def account(self, rec: RecordedRequest, ready_in: float = 0.0) -> dict[str, Any]:
+        """Read and write the cache for `rec`'s prompt (readable by later prompts `ready_in` seconds from now): what
+        `usage` reports of it."""
+        model, now = rec.model or "", time.monotonic()
+        prompt, marks = _prompt_text(_messages(rec))
+        with self._lock:
+            self._entries = {key: times for key, times in self._entries.items() if times[1] > now}
+            readable = [p for (m, p), (ready, _) in self._entries.items() if m == model and ready <= now]
+            written = 0
+            if self.mode == "automatic":
+                shared = max((len(_common_prefix(prompt, p)) for p in readable), default=0)
+                cached = _tokens(prompt[:shared]) // self.block * self.block
+                cached = cached if cached >= self.min_tokens else 0
+                self._keep(model, prompt, now, ready_in)
+            else:
+                best = max((p for p in readable if prompt.startswith(p)), key=len, default="")
+                cached = _tokens(best) if _tokens(best) >= self.min_tokens else 0
+                for mark in marks:
+                    prefix = prompt[:mark]
+                    if _tokens(prefix) >= self.min_tokens and (model, prefix) not in self._entries:
+                        written = max(written, _tokens(prefix) - cached)
+                    self._keep(model, prefix, now, ready_in)
+                if best:
+                    self._keep(model, best, now, 0.0)
+        return {"cached_tokens": cached, "cache_write_tokens": written, "read": self.read, "write": self.write}
+
+    def _keep(self, model: str, prefix: str, now: float, ready_in: float) -> None:
+        ready = self._entries.get((model, prefix), (now + ready_in, 0.0))[0]
+        self._entries[(model, prefix)] = (min(ready, now + ready_in), now + self.ttl)
+
+
+def _prompt_text(messages: list[dict[str, Any]]) -> tuple[str, list[int]]:
+    """The prompt's text, messages one after another, and where its ``cache_control`` breakpoints end."""
+    text, marks = "", []
+    for message in messages:
+        content = message.get("content")
+        parts = content if isinstance(content, list) else [{"text": _text(content)}]
+        for part in parts:
+            if isinstance(part, dict):
+                text += str(part.get("text") or "")
+                if part.get("cache_control"):
+                    marks.append(len(text))
+    return text, marks
+
+
+def _common_prefix(a: str, b: str) -> str:
+    return a[: next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))]
+
+
+def _tokens(text: str) -> int:
+    return len(text) // 4
 
 
 def completion(rec: RecordedRequest, reply: Reply) -> dict[str, Any]:

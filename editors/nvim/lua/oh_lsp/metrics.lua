@@ -4,6 +4,16 @@ local M = {}
 local format = require('oh_lsp.format')
 local num, money, pct = format.number, format.money, format.percent
 
+-- "saved $x (y % cached)", as `oh-lsp metrics` says it: what the prompt caches and the result cache saved.
+function M.savings(system)
+  local hits = num(system.cache_hits)
+  local text = string.format('  saved %s (%d %% cached)', money(system.saved_cost), math.floor(100 * num(system.cached_share) + 0.5))
+  if hits > 0 then
+    text = text .. string.format(', %d result%s from cache', hits, hits == 1 and '' or 's')
+  end
+  return text
+end
+
 -- The summary (`ohLsp.showMetrics`'s answer) as lines of text.
 function M.lines(summary)
   summary = type(summary) == 'table' and summary or {}
@@ -16,6 +26,7 @@ function M.lines(summary)
       num(system.successful), num(system.failed), pct(system.success_rate)),
     string.format('  tokens %d  cost %s  (today %s)', num(system.total_tokens), money(system.total_cost),
       money(system.cost_today)),
+    M.savings(system),
     string.format('  average duration %.1fs  average quality %.2f/5', num(system.avg_duration_seconds),
       num(system.avg_quality_score)),
     'Models',

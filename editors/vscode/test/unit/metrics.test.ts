@@ -30,3 +30,12 @@ test('an empty store gives a page of zeros, not an error', () => {
   assert.match(text, /- Attempts: 0 \(0 succeeded, 0 failed\)/);
   assert.doesNotMatch(text, /## By model/);
 });
+
+test('the metrics page says what caching saved, as `oh-lsp metrics` does', () => {
+  const text = metricsMarkdown({
+    system: { executions: 3, successful: 3, total_tokens: 900, total_cost: 0.002, saved_cost: 0.0031, cached_share: 0.62,
+      cache_hits: 1 },
+  });
+  assert.match(text, /- Saved \$0\.0031 \(62 % cached\), 1 result from cache\n/);
+  assert.match(metricsMarkdown({}), /- Saved \$0\.00 \(0 % cached\)\n/);
+});
