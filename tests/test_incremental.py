@@ -16,38 +16,9 @@ import pytest
 from oh_lsp.paths import store_path
 from oh_lsp.testing.model_server import RecordedRequest, Reply
 from tests.conftest import OH_LSP, cli_env, fenced, run_task
+from tests.test_tests_worth_having import THREE
 
-OPS = '''\
-"""Four small functions."""
-
-
-def sign(x):
-    if x > 0:
-        return 1
-    if x < 0:
-        return -1
-    return 0
-
-
-def grade(score):
-    if score >= 90:
-        return "A"
-    if score >= 50:
-        return "B"
-    return "C"
-
-
-def clamp(x, low, high):
-    if x < low:
-        return low
-    if x > high:
-        return high
-    return x
-
-
-def double(values):
-    return [2 * v for v in values]
-'''
+OPS = THREE + "\n\ndef double(values):\n    return [2 * v for v in values]\n"  # sign, grade, clamp, double
 # grade changed: a new branch (the lines below it move; their functions did not change)
 OPS_GRADE_CHANGED = OPS.replace(
     '        return "A"\n', '        return "A"\n    if score >= 75:\n        return "B+"\n'

@@ -32,6 +32,7 @@ from typing import Any
 from oh_lsp.kinds.placement import filter_generated
 from oh_lsp.kinds.unit_test_gaps import Left, definition_nodes, definitions, first_line, smallest
 
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 MODULE_LEVEL = "module-level code"  # the unit of what is not in a function or class
 FORMAT = 1  # of a remembered entry
 
@@ -46,14 +47,14 @@ def units(source: str) -> dict[str, str]:
     tree = ast.parse(source)
     found: dict[str, str] = {}
     for name, node in definition_nodes(tree):
-        if isinstance(node, ast.ClassDef):  # a class without its methods: each is a unit of its own
+        if isinstance(node, ast.ClassDef):  # a class without its methods (and inner classes): each is a unit
             node = copy.copy(node)
-            node.body = [n for n in node.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+            node.body = [n for n in node.body if not isinstance(n, _DEFS)]
         found[name] = _fingerprint(node)
     module = [
         n
         for i, n in enumerate(tree.body)
-        if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        if not isinstance(n, _DEFS)
         and not (i == 0 and isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))  # the docstring
     ]
     found[MODULE_LEVEL] = _fingerprint(ast.Module(body=module, type_ignores=[]))
@@ -183,9 +184,6 @@ def _present(source: str, existing: str) -> set[str]:
         return {n.name for n in ast.parse(source).body if isinstance(n, _DEFS) and _body_dump(n) in theirs}
     except SyntaxError:
         return set()
-
-
-_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def _body_dump(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> str:
