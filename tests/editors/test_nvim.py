@@ -100,8 +100,7 @@ def flow(tmp_path_factory: pytest.TempPathFactory, light_python: Path) -> dict:
             Reply.text(fenced(ONLY_FAILING_TESTS)),  # for `divide`
             Reply.text(fenced(ONLY_FAILING_TESTS)),  # for the whole module
             Reply.text(fenced(REFACTORED_ADD)),
-            Reply.text(fenced(DOCUMENTED_ADD)),  # discarded in the review
-            Reply.text(fenced(DOCUMENTED_ADD)),  # applied at once (reviewEdits off)
+            Reply.text(fenced(DOCUMENTED_ADD)),  # discarded in the review; asked again, it comes from the result cache
             Reply.text(slow, chunk_delay=0.1, chunk_size=4),
         )  # ~20 s of streaming: cancelled early
         env = {k: v for k, v in os.environ.items() if k not in OH_VARS and not k.startswith(("OH_LSP_", "XDG_"))}
