@@ -14,7 +14,7 @@ task is a plain one, what the existing tests leave is asked for). A test kept
 earlier whose units are all unchanged is *carried*: the session checks it again with the value gate (real pytest, no
 model) and it counts like a kept test. A test already in the project's test module (delivered) is neither: the
 baseline measures it. The units of the tests that cannot be carried are asked about again. Only then is the model
-asked, about the gaps of the units asked (`restrict`), with a prompt that shows those units' source and the rest of
+asked, about the gaps of the units asked and of those still untested (`with_open_gaps`), with a prompt that shows those units' source and the rest of
 the module by its signatures (`outline`) and of the existing tests only those that name them (`tests_about`).
 
 All of it is pure: sources in, data out.
@@ -77,13 +77,13 @@ def units_run(source: str, lines: set[int]) -> list[str]:
     return sorted({in_body[line] for line in lines if line in in_body})
 
 
-def restrict(left: Left, source: str, asked: set[str]) -> Left:
-    """What is left in the units `asked` only."""
+def with_open_gaps(left: Left, source: str, asked: tuple[str, ...]) -> tuple[str, ...]:
+    """The units asked about: those `asked` (changed, or whose earlier tests no longer apply) and those that still have
+    a gap (a line no test runs, a mutant no test notices), changed or not: incremental work spares the tests kept
+    earlier, never what is still untested."""
     found = definitions(ast.parse(source))
-    return Left(
-        [g for g in left.gaps if owner(found, g.line) in asked],
-        [r for r in left.mutants if owner(found, r.mutant.line) in asked],
-    )
+    open_gaps = {owner(found, g.line) for g in left.gaps} | {owner(found, r.mutant.line) for r in left.mutants}
+    return tuple(sorted(set(asked) | {unit for unit in open_gaps if unit}))
 
 
 def functions_count(found: dict[str, str]) -> int:

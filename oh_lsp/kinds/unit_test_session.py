@@ -40,7 +40,7 @@ from oh_lsp.kinds.test_layout import locate_tests
 from oh_lsp.kinds.unit_test_baseline import project_measures
 from oh_lsp.kinds.unit_test_gaps import Aim, Left, Segment, aim_of, excerpt, numbered, segments, what_is_left
 from oh_lsp.kinds.unit_test_gate import Judged, Ledger, final_run, judge_answer
-from oh_lsp.kinds.unit_test_increment import outline, restrict, tests_about
+from oh_lsp.kinds.unit_test_increment import outline, tests_about, with_open_gaps
 from oh_lsp.kinds.unit_test_module import not_isolated_finding, run_details, untrusted_finding
 from oh_lsp.kinds.unit_test_reuse import Reuse, remember, reuse
 from oh_lsp.repair import MAX_FINDINGS, trim_traceback
@@ -106,8 +106,8 @@ def first_messages(
     shown = numbered(target.text) if whole or segment is None else excerpt(target.text, segment.aim)
     if focus:
         instruction += (
-            f"\nAsked about only: {', '.join(focus)} (changed since the last tests, or their tests no longer"
-            " apply). Of the rest, only the signatures of what it uses are shown."
+            f"\nAsked about only: {', '.join(focus)} (changed since the last tests, their tests no longer apply, or"
+            " still untested). Of the rest, only the signatures of what it uses are shown."
         )
         shown = outline(target.text, {segment.label} if segment is not None and segment.label else set(focus))
         existing = tests_about(existing, {name.rsplit(".", 1)[-1] for name in focus}) if existing else ""
@@ -213,7 +213,7 @@ class UnitTestSession:
         assert self.ledger is not None
         alive = self.ledger.alive()
         left = what_is_left(_coverage_of(self.ledger), alive.results if alive else [], aim)
-        return restrict(left, self.target.text, set(self.reused.focus)) if self.reused.focus else left
+        return left
 
     @property
     def kept_any(self) -> bool:
@@ -225,7 +225,7 @@ class UnitTestSession:
         budget = (context_tokens or metadata.get("context_tokens") or DEFAULT_CONTEXT_TOKENS) - ANSWER_RESERVE_TOKENS
         if self.left.empty:  # the tests kept earlier, checked again, leave nothing to ask (incremental work)
             return []
-        focus = self.reused.focus
+        focus = with_open_gaps(self.left, self.target.text, self.reused.focus) if self.reused.focus else ()
         whole_prompt = first_messages(self.target, self.task, self.aim, self.left, None, None, focus=focus)
         fits = sum(estimate_tokens(m["content"]) for m in whole_prompt) <= budget
         parts = segments(self.target.text, self.left, self.aim, fits=fits)

@@ -203,7 +203,7 @@ def test_a_discarded_review_applies_nothing_and_review_edits_off_applies_at_once
     assert end == "not applied: score 1.00", end  # the edit was discarded in the review
     assert '"""Return the sum of a and b."""' not in "\n".join(flow["calc_after_discard"])
     assert flow["review_shown_when_off"] is False
-    assert flow["document"][-1]["message"] == "done: score 1.00"
+    assert flow["document"][-1]["message"] == "done from cache: score 1.00"  # asked again, nothing changed
 
 
 def test_the_statusline_reflects_the_status(flow) -> None:
@@ -324,7 +324,7 @@ def test_the_refactor_code_action_asks_for_the_instruction(flow) -> None:
 
 
 def test_document_the_function_under_the_cursor(flow) -> None:
-    assert flow["document"][-1]["message"] == "done: score 1.00"
+    assert flow["document"][-1]["message"] == "done from cache: score 1.00"  # asked again, nothing changed
     assert flow["calc_after_document"][3:5] == ["def add(a, b):", '    """Return the sum of a and b."""']
     assert (
         (flow["project"] / "pkg" / "calc.py")
@@ -336,7 +336,7 @@ def test_document_the_function_under_the_cursor(flow) -> None:
 def test_select_model_picks_from_the_list_and_applies_to_the_next_task(flow) -> None:
     assert flow["select_items"][0] == "automatic (oh-lsp chooses per task)"
     assert any(item.startswith("fast-model  (") for item in flow["select_items"])
-    assert [model for model, _, _ in flow["requests"]] == ["test-model"] * 6 + ["fast-model"]
+    assert [model for model, _, _ in flow["requests"]] == ["test-model"] * 5 + ["fast-model"]  # one from the cache
 
 
 def test_oh_cancel_cancels_the_streaming_task(flow) -> None:
@@ -352,8 +352,8 @@ def test_oh_cancel_cancels_the_streaming_task(flow) -> None:
 def test_metrics_are_shown(flow) -> None:
     text = "\n".join(flow["metrics"])
     assert "executions 6  successful 4  failed 2" in text, text
-    assert "test-model: 6 runs" in text and "cancelled 1" in text
-    assert "  saved $0.00 (0 % cached)" in text, "what caching saved, as `oh-lsp metrics` says it"
+    assert "test-model: 5 runs" in text and "cancelled 1" in text  # 6 executions, one from the result cache
+    assert "  saved $0.0003 (0 % cached), 1 result from cache" in text, "what caching saved, as `oh-lsp metrics` says"
 
 
 def test_help_parses_and_every_tag_resolves(flow) -> None:
