@@ -15,11 +15,12 @@ gives back (`oh_lsp/validation/sandbox.py`, `pytest_runner.py`).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 MARK = "[redacted]"
@@ -27,6 +28,9 @@ MIN_LENGTH = 6  # shorter values would turn up by chance in ordinary text
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.IGNORECASE)
 _remembered: set[str] = set()
 _lock = threading.Lock()
+# The environment as it was when its secrets were last looked for, and what was found: every store write and every
+# event is redacted, and reading the environment through `os.environ` each time cost more than the write itself.
+_scanned: tuple[dict[Any, Any] | None, frozenset[str]] = (None, frozenset())
 
 
 def remember(*secrets: str | None) -> None:
@@ -42,8 +46,28 @@ def known_secrets(configured: Iterable[str | None] = (), environ: dict[str, str]
     found = {s for s in configured if s and len(s) >= MIN_LENGTH}
     with _lock:
         found |= _remembered
-    found |= {v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 8 and not os.path.isabs(v)}
+    found |= _environment_secrets(env)
     return sorted(found, key=len, reverse=True)
+
+
+def _environment_secrets(env: Mapping[str, str]) -> frozenset[str]:
+    """The secret-looking values of `env`; for this process's environment, looked for again only when it changed
+    (compared with the copy taken when it was last looked at: any change, even of one value, is seen)."""
+    global _scanned
+    raw = getattr(env, "_data", None) if env is os.environ else None  # CPython's dict behind os.environ
+    if not isinstance(raw, dict):
+        return _secret_values(env)
+    seen, found = _scanned
+    if raw == seen:
+        return found
+    copy = dict(raw)  # before the look: a change made meanwhile differs from it, and is looked at next time
+    found = _secret_values(env)
+    _scanned = (copy, found)
+    return found
+
+
+def _secret_values(env: Mapping[str, str]) -> frozenset[str]:
+    return frozenset(v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 8 and not os.path.isabs(v))
 
 
 def redact(text: str, secrets: Iterable[str] | None = None, mark: str = MARK) -> str:
@@ -52,10 +76,16 @@ def redact(text: str, secrets: Iterable[str] | None = None, mark: str = MARK) ->
     for secret in known_secrets() if secrets is None else secrets:
         if not secret or len(secret) < MIN_LENGTH:
             continue
-        for form in {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]}:
+        for form in _forms(secret):
             if form in text:
                 text = text.replace(form, mark)
     return text
+
+
+@functools.lru_cache(maxsize=256)
+def _forms(secret: str) -> frozenset[str]:
+    """A secret as it is, and as JSON or `repr` would escape it."""
+    return frozenset({secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]})
 
 
 def redact_data(value: Any, secrets: list[str] | None = None) -> Any:

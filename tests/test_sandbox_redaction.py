@@ -108,3 +108,16 @@ def test_the_repair_prompt_and_the_agents_texts_are_redacted(monkeypatch) -> Non
     agent.secrets = []
     assert agent.redact(f"env: {secret} other-token-abcdefgh") == f"env: {MARK} {MARK}"
     assert secret in known_secrets() and redact(secret) == MARK
+
+
+def test_a_change_to_the_environment_is_seen_by_the_next_redaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment's secrets are looked for again only when it changed (every store write is redacted): a
+    secret set, changed or removed after a first redaction is seen by the next one."""
+    assert redact("a value-0123456789 b") == "a value-0123456789 b"
+    monkeypatch.setenv("LATE_API_KEY", "value-0123456789")
+    assert redact("a value-0123456789 b") == f"a {MARK} b", "a secret set later is redacted"
+    monkeypatch.setenv("LATE_API_KEY", "value-9876543210")
+    assert redact("a value-0123456789 b") == "a value-0123456789 b", "the old value is no longer a secret"
+    assert redact("a value-9876543210 b") == f"a {MARK} b", "a changed value is redacted"
+    monkeypatch.delenv("LATE_API_KEY")
+    assert "value-9876543210" not in known_secrets()
