@@ -17,14 +17,14 @@ import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from oh_lsp.errors import TaskIdError
 from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import sha256_text
 from oh_lsp.records import CachedResult, ExecutionMetrics, StatesSnapshot
 from oh_lsp.store.base import Heartbeat, Submitted, TaskStore
-from oh_lsp.store.thread import StoreThread
+from oh_lsp.store.thread import InlineStore, StoreThread
 from oh_lsp.tasks import QueuedTask, TaskStatus
 
 DEFAULT_LEASE_SECONDS = 30.0
@@ -62,7 +62,8 @@ class TaskQueue:
         self._leases: dict[str, str] = {}
         self.model_states = StatesSnapshot()  # read with each claim once the model layer wants them
         self._transaction = getattr(store, "transaction", None)  # SQLite's group commit (PostgreSQL has none)
-        self.store_thread = StoreThread(transaction=self._transaction)
+        inline = cast("InlineStore", store) if hasattr(store, "inline") else None  # SQLite's calls made at once
+        self.store_thread = StoreThread(transaction=self._transaction, inline=inline)
 
     def dedupe_key(self, task: QueuedTask) -> str:
         """Equal tasks (kind, target path and content, description) share a key while one is unfinished."""
@@ -81,11 +82,11 @@ class TaskQueue:
         in the same turn of the store's thread: no claim of this queue comes between them, so a "queued" event
         published with it comes before the "started" event of the worker that claims the task."""
         key = self.dedupe_key(task)
-        return await self.store_thread.run(self.store.add, task, dedupe_key=key, max_size=self.max_size)
+        return await self.store_thread.now(self.store.add, task, dedupe_key=key, max_size=self.max_size)
 
     async def claim(self, lease_seconds: float | None = None) -> QueuedTask | None:
         """The next ready task with a lease held by this queue, or None when nothing is ready."""
-        return self._held(await self.store_thread.run(self._claim, lease_seconds or self.lease_seconds))
+        return self._held(await self.store_thread.soon(self._claim, lease_seconds or self.lease_seconds))
 
     def _claim(self, lease_seconds: float) -> QueuedTask | None:
         """On the store's thread: a claim and, when a task came and the model layer wants them, the models' states
@@ -115,7 +116,7 @@ class TaskQueue:
     async def heartbeat(
         self, task_id: str, lease_seconds: float | None = None, *, lease: str | None = None
     ) -> Heartbeat:
-        return await self.store_thread.run(
+        return await self.store_thread.soon(
             self.store.heartbeat, task_id, self._lease(task_id, lease), lease_seconds or self.lease_seconds
         )
 
@@ -173,9 +174,9 @@ class TaskQueue:
                 with transaction():
                     return work()
 
-            done, task = await self.store_thread.run(together)
+            done, task = await self.store_thread.soon(together)
         else:
-            done, task = await self.store_thread.run(work)
+            done, task = await self.store_thread.soon(work)
         self._drop_lease(task_id, lease)
         return done, self._held(task)
 
@@ -192,7 +193,7 @@ class TaskQueue:
     ) -> TaskStatus | None:
         """Back to the queue after `delay` seconds, or failed if its retries are used up. None if the lease was lost."""
         lease = self._lease(task_id, lease)
-        status = await self.store_thread.run(
+        status = await self.store_thread.soon(
             self.store.retry,
             task_id,
             lease,
@@ -208,7 +209,7 @@ class TaskQueue:
     async def release(self, task_id: str, *, lease: str | None = None) -> bool:
         """Give a task back unfinished (without charging the attempt)."""
         lease = self._lease(task_id, lease)
-        done = await self.store_thread.run(self.store.release, task_id, lease)
+        done = await self.store_thread.soon(self.store.release, task_id, lease)
         self._drop_lease(task_id, lease)
         return done
 
@@ -231,7 +232,7 @@ class TaskQueue:
         return self.store.watch_for_work(from_any_thread)
 
     async def get_task(self, task_id: str) -> QueuedTask | None:
-        return await self.store_thread.run(self.store.get, task_id)
+        return await self.store_thread.now(self.store.get, task_id)
 
     async def find_id(self, text: str) -> str:
         """The id of the task `text` names: its whole id, or the start of it (at least `SHORT_ID` characters, as
