@@ -47,6 +47,12 @@ _INSERT_TASK = (
     f"INSERT INTO tasks ({', '.join(shared.TASK_COLUMNS)}, status, created_at)"
     f" VALUES ({', '.join(':' + column for column in shared.TASK_COLUMNS)}, :status, :created_at)"
 )
+# the first ready task (priority, then FIFO) becomes running under a new lease, and is read back, in one statement
+_CLAIM = (
+    "UPDATE tasks SET status = 'running', lease_owner = ?, lease_id = ?, lease_expires = ?, attempts = attempts + 1,"
+    " started_at = coalesce(started_at, ?), note = NULL WHERE seq = (SELECT seq FROM tasks WHERE status = 'pending'"
+    f" AND not_before <= ? ORDER BY priority DESC, seq LIMIT 1) RETURNING {schema.TASK_COLUMNS}"
+)
 _CACHE_PUT = (
     f"INSERT INTO result_cache ({', '.join(shared.CACHE_COLUMNS)}, created_at)"
     f" VALUES ({', '.join(':' + column for column in shared.CACHE_COLUMNS)}, :created_at)"
@@ -159,9 +165,10 @@ class SQLiteStore(MetricsRecords, ModelRecords):
         """One write transaction, holding the database's write lock from the start; inside a group commit
         (`transaction`), a savepoint of it. A full disk, a read-only file or a lock held too long becomes a
         `StoreError` that says so; nothing is half written."""
-        self._check_identity()
         db = self._conn()
         nested = db.in_transaction
+        if not nested:  # inside a transaction, the file was checked as it began
+            self._check_identity()
         try:
             db.execute("SAVEPOINT one" if nested else "BEGIN IMMEDIATE")
             try:
@@ -286,19 +293,8 @@ class SQLiteStore(MetricsRecords, ModelRecords):
         now = self._clock()
         with self._write() as db:
             self._reclaim_expired(db, now)
-            row = db.execute(
-                "SELECT id FROM tasks WHERE status = 'pending' AND not_before <= ? ORDER BY priority DESC, seq LIMIT 1",
-                (now,),
-            ).fetchone()
-            if row is None:
-                return None
-            lease_id = uuid.uuid4().hex
-            db.execute(
-                "UPDATE tasks SET status = 'running', lease_owner = ?, lease_id = ?, lease_expires = ?,"
-                " attempts = attempts + 1, started_at = coalesce(started_at, ?), note = NULL WHERE id = ?",
-                (owner, lease_id, now + lease_seconds, now, row["id"]),
-            )
-            return self._task(db, row["id"])
+            row = db.execute(_CLAIM, (owner, uuid.uuid4().hex, now + lease_seconds, now, now)).fetchone()
+            return shared.task_from_row(row) if row else None
 
     def heartbeat(self, task_id: str, lease_id: str, lease_seconds: float) -> Heartbeat:
         now = self._clock()
