@@ -1,7 +1,8 @@
 """`TaskQueue`: the async, durable queue of the usage guide (docs/guide-compat.md#taskqueue).
 
 It is a thin async face on a `TaskStore`: each call runs on the store's thread (`StoreThread`, shared with the model
-gateway of the same engine), so the caller's event loop never waits on SQLite locks. Leases handed out by `claim` are
+gateway of the same engine), so the caller's event loop never waits on SQLite locks; the short ones (submit, claim,
+completion, heartbeat) are made at once on the caller's thread when that cannot wait (`StoreThread.now` / `soon`). Leases handed out by `claim` are
 remembered here, so `finish(task_id, status)` works without the lease id while still being fenced against a worker
 that lost its lease. Its words are the store's (`submit`, `claim`, `finish`, `retry`, `stats`); the usage guide's
 names for them (`enqueue`, `dequeue`, `mark_completed`, `get_stats`) stay as aliases.
@@ -78,9 +79,10 @@ class TaskQueue:
 
     async def submit(self, task: QueuedTask) -> Submitted:
         """Store `task`: its id, True and its position; or the id of an equal task still pending or running, False
-        and that task's position. Raises `QueueFullError` when `max_size` tasks are unfinished. The position is read
-        in the same turn of the store's thread: no claim of this queue comes between them, so a "queued" event
-        published with it comes before the "started" event of the worker that claims the task."""
+        and that task's position. Raises `QueueFullError` when `max_size` tasks are unfinished; returns once the task
+        is committed to the store (it survives kill -9 of this process). The position is read in the same
+        transaction, and no claim of this queue overtakes the result: a "queued" event published with it comes
+        before the "started" event of the worker that claims the task."""
         key = self.dedupe_key(task)
         return await self.store_thread.now(self.store.add, task, dedupe_key=key, max_size=self.max_size)
 
@@ -89,8 +91,8 @@ class TaskQueue:
         return self._held(await self.store_thread.soon(self._claim, lease_seconds or self.lease_seconds))
 
     def _claim(self, lease_seconds: float) -> QueuedTask | None:
-        """On the store's thread: a claim and, when a task came and the model layer wants them, the models' states
-        (the first thing its model call reads: one trip instead of two)."""
+        """A claim and, when a task came and the model layer wants them, the models' states (the first thing its model
+        call reads: one trip instead of two)."""
         task = self.store.claim(self.owner, lease_seconds)
         if task is not None and self.model_states.wanted:
             self.model_states.put(self.store.model_states())
@@ -150,8 +152,8 @@ class TaskQueue:
         lease_seconds: float | None = None,
         lease: str | None = None,
     ) -> tuple[bool, QueuedTask | None]:
-        """`finish`, then (with `claim`) `claim` the next ready task, in one trip to the store's thread and, on a
-        store with group commit, one transaction: a worker that ends a task asks for the next one at once."""
+        """`finish`, then (with `claim`) `claim` the next ready task, in one trip to the store and, on a store with
+        group commit, one transaction: a worker that ends a task asks for the next one at once."""
         if status is TaskStatus.CANCELLED:
             error = error or "cancelled"
         lease = self._lease(task_id, lease)

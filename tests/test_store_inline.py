@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,17 @@ async def test_calls_are_made_in_the_order_they_were_made(queue: TaskQueue) -> N
     second, created, _ = await queue.submit(task("same"))
     assert await cancelled is TaskStatus.PENDING
     assert created and second != first, "the submit came after the cancel"
+
+
+async def test_an_inline_call_never_overtakes_a_result_on_its_way(queue: TaskQueue) -> None:
+    """A call made on the store's thread whose result has not reached this event loop yet is not overtaken by an
+    inline call (a worker's claim would start a task before its submitter heard that it was queued)."""
+    made = threading.Event()
+    first = queue.store_thread.later(made.set)
+    assert made.wait(10)
+    time.sleep(0.1)  # the event loop is held: the first result waits in its queue
+    await queue.store_thread.now(queue.store.stats)
+    assert first.done(), "the second call's result came before the first one's"
 
 
 async def test_the_calls_of_one_turn_commit_together_and_fail_alone(queue: TaskQueue) -> None:

@@ -75,6 +75,7 @@ class StoreThread:
         self._serving = False  # the store's thread is making a group of calls
         self._inline_now = False  # calls are being made inline (on their caller's thread)
         self._checkpoint_wanted = False  # the inline calls' writes call for the store's `checkpoint`
+        self._unsettled = 0  # results of the store's thread not yet handed to their callers' event loops
         self._turn: dict[asyncio.AbstractEventLoop, list[_Call]] = {}  # `soon` calls waiting for their turn's end
 
     # --- on the store's thread ---------------------------------------------------------------------------------
@@ -158,7 +159,9 @@ class StoreThread:
 
     def _enter_inline(self) -> bool:
         with self._ready:
-            if self._closed or self._calls or self._serving or self._inline_now:
+            # a call made inline before the results of earlier calls reach their callers could overtake them (a
+            # worker's claim could start a task before its submitter heard that it was queued)
+            if self._closed or self._calls or self._serving or self._inline_now or self._unsettled:
                 return False
             self._inline_now = True
             return True
@@ -196,12 +199,21 @@ class StoreThread:
         for (_, loop, future), (result, error) in zip(group, settled, strict=True):
             by_loop.setdefault(loop, []).append((future, result, error))
         for loop, outcomes in by_loop.items():
+            with self._ready:
+                self._unsettled += 1
             try:
-                loop.call_soon_threadsafe(_settle, outcomes)
+                loop.call_soon_threadsafe(self._settle_here, outcomes)
             except RuntimeError:  # that event loop is closed: nobody waits for these results any more
-                pass
+                with self._ready:
+                    self._unsettled -= 1
         if checkpoint:  # no write meanwhile (calls wait for it here): the next writer starts the WAL afresh
             self._checkpoint()
+
+    def _settle_here(self, outcomes: list[_Settled]) -> None:
+        """On the callers' event loop: hand the results over, in the order the calls were made."""
+        _settle(outcomes)
+        with self._ready:
+            self._unsettled -= 1
 
     def _checkpoint(self) -> None:
         assert self._inline is not None

@@ -5,7 +5,8 @@ Every write takes the database's write lock up front (`BEGIN IMMEDIATE`), so a c
 atomic step across processes. Each thread gets its own connection. Leases carry a random id that fences a worker that
 lost its lease: its late completion changes nothing. A corrupted file is moved aside and a fresh store started. A
 file deleted or replaced under a running process is noticed before its next write (`StoreLostError`): the write
-would go to a file nobody will read again.
+would go to a file nobody will read again. The queue's short calls can be made on the caller's own thread (`inline`,
+for `StoreThread.now`): through a connection that never waits for a lock and never checkpoints.
 
 The attempts' metrics are in `metrics.py`, the model layer's state and call log in `model_records.py`, the tables in
 `schema.py`.
