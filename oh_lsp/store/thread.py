@@ -160,8 +160,10 @@ class StoreThread:
     def _enter_inline(self) -> bool:
         with self._ready:
             # a call made inline before the results of earlier calls reach their callers could overtake them (a
-            # worker's claim could start a task before its submitter heard that it was queued)
-            if self._closed or self._calls or self._serving or self._inline_now or self._unsettled:
+            # worker's claim could start a task before its submitter heard that it was queued); and a checkpoint
+            # that is due goes first (inline calls one after another would keep the store's thread from it)
+            busy = self._calls or self._serving or self._inline_now or self._unsettled or self._checkpoint_wanted
+            if self._closed or busy:
                 return False
             self._inline_now = True
             return True
