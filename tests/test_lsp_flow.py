@@ -377,6 +377,15 @@ async def aimed_at_a_gap(client, calc: str, model, result: dict, test_file: Path
     (row,) = [r for r in await run_command(client, "ohLsp.listTasks", {}) if r["taskId"] == aimed_task["taskId"]]
     assert row["status"] == "completed"
 
+    # "Regenerate with feedback" on that task asks about the same gap again, not about the whole module
+    model.script(Reply.text(fenced(DIVIDE_BY_ZERO)))
+    again = await run_command(client, "ohLsp.retryTask", {"taskId": aimed_task["taskId"], "withFeedback": True})
+    await finish(client, again)
+    reports = client.progress_reports[again["progressToken"]]
+    assert reports[0].title == "oh-lsp: Generate tests for calc.py line 10"
+    prompt = model.requests[-1].body["messages"][-1]["content"]
+    assert "line 10 is never run" in prompt.split("What no test checks yet", 1)[1]
+
 
 async def test_cancel_mid_stream_stops_the_model_call(client, calc, model) -> None:
     model.script(Reply.text(fenced(GOOD_TESTS), chunk_size=4, chunk_delay=0.05))
@@ -602,7 +611,7 @@ async def test_the_result_cache_answers_again_and_every_bypass_asks_the_model(cl
         assert "from cache" not in (await finish(client, retry)).message and len(model.requests) == calls + 2
 
         tests = workspace[0] / "tests"
-        (tests / "pkg").mkdir(parents=True)
+        (tests / "pkg").mkdir(parents=True, exist_ok=True)  # an earlier test may leave it empty
         (tests / "pkg" / "test_calc.py").write_text("def test_nothing():\n    assert True\n")  # the tests changed
         try:
             model.script(Reply.text(fenced(GOOD_TESTS)))

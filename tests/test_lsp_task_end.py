@@ -178,7 +178,7 @@ async def test_the_candidate_request_gives_each_file_and_refuses_bad_input_clear
         ({"taskId": "nope"}, "ohLsp/candidate: no task 'nope' in the workspace folders' stores"),
         ({"taskId": completed["taskId"]}, "has no rejected candidate: it completed, and its result was delivered"),
         ({"taskId": no_code["taskId"]}, "has no rejected candidate: its model's answer held no code to check"),
-        ({"taskId": task, "attempt": 2}, "keeps the candidate of attempt 1 (the best one), not of attempt 2"),
+        ({"taskId": task, "attempt": 2}, "keeps only the candidate of attempt 1, not of attempt 2"),
         ({"taskId": task, "segment": "nope.py"}, "has no file 'nope.py'; its files: tests/__init__.py,"),
         ({"taskId": task, "attempt": 0}, "attempt must be a whole number from 1, not 0"),
         ({"attempt": 1}, "taskId is missing. ohLsp/candidate takes one object argument {taskId: string"),

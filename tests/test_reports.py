@@ -358,6 +358,25 @@ def test_generate_tests_on_a_terminal_shows_a_live_display(project: Path, model_
     assert stdout.startswith("Task ") and "(written)" in stdout and not ANSI.search(stdout)
 
 
+def test_the_live_display_shows_brackets_as_they_are() -> None:
+    """A stage is plain text, not rich markup: "[redacted]" (where a secret was) and "list[int]" are shown, and a
+    "[/]" in a model's error does not stop the display."""
+    import io
+
+    from oh_lsp.cli.live import LiveDisplay
+
+    out = io.StringIO()
+    display = LiveDisplay(out)
+    task = "b" * 32
+    display.update(ev.Event(ev.STARTED, task, {"kind": "unit_test", "target": "pkg/[x].py"}))
+    display.update(ev.Event(ev.PROGRESS, task, {"message": "key [redacted] in list[int] [/]"}))
+    display.progress.refresh()
+    display.stop()
+    screen = out.getvalue()
+    assert "key [redacted] in list[int] [/]" in screen, screen
+    assert "unit_test pkg/[x].py" in screen, screen
+
+
 def test_the_language_server_never_imports_rich() -> None:
     """`oh-lsp serve` keeps its start-up lean: no module of the server, nor the CLI's entry, imports rich."""
     code = (

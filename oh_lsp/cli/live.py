@@ -37,8 +37,9 @@ class LiveDisplay:
         self.console = Console(file=out, highlight=False)
         self.progress = Progress(
             MarkColumn(),
-            TextColumn("[bold]{task.description}"),
-            TextColumn("{task.fields[stage]}"),
+            # the names and stages are plain text: "[redacted]" or "list[int]" in them is not markup
+            TextColumn("{task.description}", style="bold", markup=False),
+            TextColumn("{task.fields[stage]}", markup=False),
             TimeElapsedColumn(),
             console=self.console,
             redirect_stdout=False,  # stdout is the result's

@@ -80,7 +80,7 @@ def candidate_document(task: QueuedTask, attempt: int | None, segment: str | Non
         raise CommandError(f"{REQUEST}: task {task_id} has no rejected candidate: {why}")
     if attempt is not None and attempt != candidate.attempt:
         raise CommandError(
-            f"{REQUEST}: task {task_id} keeps the candidate of attempt {candidate.attempt} (the best one), not of"
+            f"{REQUEST}: task {task_id} keeps only the candidate of attempt {candidate.attempt}, not of"
             f" attempt {attempt}"
         )
     path = segment or candidate.main

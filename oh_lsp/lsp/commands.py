@@ -106,8 +106,11 @@ async def retry_task(session: Session, args: RetryArgs) -> dict[str, Any]:
     instruction = task.metadata.get("instruction") or task.description  # without an earlier attempt's feedback
     feedback = feedback_text(task) if args.with_feedback else ""
     target = session.target_of_task(folder, task, RETRY_TASK)
+    aimed = {"gap": task.metadata["gap"]} if "gap" in task.metadata else None  # a task aimed at a gap stays aimed
     # asked again on purpose: never the cached answer (the new one replaces it)
-    return await session.tracker.submit(target, task.kind, instruction, feedback, retry_of=task.task_id, no_cache=True)
+    return await session.tracker.submit(
+        target, task.kind, instruction, feedback, retry_of=task.task_id, metadata=aimed, no_cache=True
+    )
 
 
 async def show_metrics(session: Session, _args: NoArgs) -> dict[str, Any]:

@@ -14,6 +14,8 @@ export const SERVER_SETTINGS = [
   'budgetPerDayUsd',
   'qualityThreshold',
   'maxRepairIterations',
+  'mutation',
+  'mutationSeconds',
   'reviewEdits',
   'sandbox',
 ] as const;

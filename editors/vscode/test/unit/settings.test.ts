@@ -1,4 +1,6 @@
 import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { SERVER_SETTINGS, WORKSPACE_KEYS, buildSettings, initializationOptions } from '../../src/settings';
 
@@ -27,4 +29,19 @@ test('values from the workspace are named, so that the server leaves out what a 
   assert.deepEqual(settings[WORKSPACE_KEYS], ['baseUrl']);
   assert.equal(settings.sandbox, 'none'); // the user's own value (a user-only setting is read from there alone)
   assert.ok(!(WORKSPACE_KEYS in buildSettings((key) => values[key], true)), 'nothing from the workspace: no list');
+});
+
+test('every server setting the extension declares reaches the server', () => {
+  // package.json's (this test runs bundled from dist-test/) `ohLsp.*` settings, less the extension's own (how to start the server, the trace)
+  const manifest = JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8'));
+  const sections = Array.isArray(manifest.contributes.configuration)
+    ? manifest.contributes.configuration
+    : [manifest.contributes.configuration];
+  const declared: string[] = sections
+    .flatMap((section: { properties: Record<string, unknown> }) => Object.keys(section.properties))
+    .map((key: string) => key.slice('ohLsp.'.length))
+    .filter((key: string) => !key.startsWith('server.') && !key.startsWith('trace.'));
+  assert.ok(declared.includes('mutationSeconds'), declared.join(', '));
+  assert.deepEqual(new Set(declared), new Set<string>(SERVER_SETTINGS));
+  assert.equal(declared.length, SERVER_SETTINGS.length);
 });
