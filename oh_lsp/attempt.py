@@ -46,6 +46,7 @@ class TaskContext:
     gateway_factory: Callable[[], ModelGateway]
     exclude: list[Path] = field(default_factory=list)
     preferred_model: str | None = None  # the model its batch's first answer came from (`batching.py`), if any
+    memory: Any = None  # what the kind keeps of its last completed task on the target (`kinds.base.Memory`), if any
 
     @property
     def gateway(self) -> ModelGateway:

@@ -420,6 +420,8 @@ class ExecutionEngine:
         if self.batches.waits(task):
             context.emit(ev.PROGRESS, message="batched: waiting for its batch's first answer", batched=True)
         context.preferred_model = await self.batches.admit(task)
+        if key is not None:  # the result cache's table also keeps what a kind remembers of its last task on a target
+            context.memory = result_cache.TaskMemory(self.queue, task, self.config.result_cache_entries)
         outcome = await self._executor(task, context)
         if key is not None and outcome.status == "completed":
             await self._remember(task, key, outcome)

@@ -65,6 +65,7 @@ async def run_model_task(task: QueuedTask, ctx: TaskContext) -> Outcome:
         exclude=ctx.exclude,
         progress=lambda text: ctx.emit(ev.VALIDATING, step=text),
         warn=once(lambda text: ctx.emit(ev.WARNING, message=text)),
+        memory=ctx.memory,
     )
     open_session = getattr(kind, "open_session", None)
     if open_session is not None:

@@ -11,7 +11,8 @@ verdict) is not progress: it goes to the log (`oh_lsp/task_log.py`), to `-v` and
 - `final_text`: the last stage of a finished task (what was kept, the score, or why nothing was; "from cache" when
   the result cache served it);
 - `outcome_text`: the long account of a finished task (file, delivery, score, tests kept and dropped, coverage
-  and mutation score before → after, cost, "from cache"), for the log and the CLI's report; not a progress text;
+  and mutation score before → after, cost, "from cache", "incremental: 1 of 10 functions changed"), for the log and
+  the CLI's report; not a progress text;
 - `savings_text`: "saved $x (y % cached)", what caching saved, from the metrics;
 - `warning_text`: a warning (the engine's `warning` event) in full, not cut: each front end shows it on its own,
   before what it warns about (the CLI on stderr, the editors as a message), never as a progress stage;
@@ -100,6 +101,15 @@ def tests_checked(tests: int, label: str | None = None) -> str:
 
 def kept_tests_run(tests: int) -> str:
     return f"running the {tests} kept tests together"
+
+
+def incremental(changed: int, functions: int) -> str:
+    """A task on a module whose last completed task is remembered (issue 14's incremental work)."""
+    return f"incremental: {changed} of {functions} functions changed"
+
+
+def carried_tests_checked(tests: int) -> str:
+    return f"checking again {tests} test{'' if tests == 1 else 's'} kept earlier"
 
 
 def existing_tests_run(modules: int) -> str:
@@ -277,4 +287,17 @@ def outcome_text(
     parts.append(money(cost))
     if result.get("from_cache"):
         parts.append("from cache")
+    reused = incremental_text(result)
+    if reused:
+        parts.append(reused)
     return ", ".join(parts)
+
+
+def incremental_text(result: dict[str, Any]) -> str | None:
+    """ "incremental: 1 of 10 functions changed, 9 tests kept earlier reused" (None for a full task)."""
+    reused = result.get("incremental")
+    if not isinstance(reused, dict):
+        return None
+    changed = [u for u in reused.get("changed") or [] if u != "module-level code"]
+    carried = len(reused.get("carried") or [])
+    return f"{incremental(len(changed), reused.get('functions') or 0)}, {carried} tests kept earlier reused"

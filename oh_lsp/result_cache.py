@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from oh_lsp.attempt import Outcome, answer_limit, task_threshold
 from oh_lsp.config import OpenHandsConfig
@@ -130,6 +130,60 @@ def entry_of(task: QueuedTask, key: str, outcome: Outcome) -> CachedResult | Non
         tokens=metrics.tokens_used if metrics else 0,
         cost=metrics.cost if metrics else 0.0,
     )
+
+
+class TaskMemory:
+    """What a kind keeps of its last completed task on a target (`kinds.base.Memory`), in the result cache's table
+    under a key of its own (kind and target path), so that it is shared, bounded and damage-proof the same way. A
+    task that bypasses the result cache (`bypassed`) does not read it, and what it completes replaces it."""
+
+    def __init__(self, store: CacheStore, task: QueuedTask, limit: int) -> None:
+        self.store = store
+        self.task = task
+        self.limit = limit
+        target = task.target_file.as_posix() if task.target_file else ""
+        text = json.dumps({"memory": KEY_VERSION, "kind": task.kind, "target": target}, sort_keys=True)
+        self.key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+    async def recall(self) -> dict[str, Any] | None:
+        if bypassed(self.task):
+            return None
+        try:
+            entry = await self.store.cache_get(self.key)
+        except Exception as exc:  # noqa: BLE001 - it is only a cache: the task starts afresh
+            log.warning("what the last %s task on %s kept cannot be read (%s)", self.task.kind, self.target, exc)
+            return None
+        return entry.result if entry is not None else None
+
+    async def keep(self, value: dict[str, Any]) -> None:
+        entry = CachedResult(
+            key=self.key,
+            kind=self.task.kind,
+            task_id=self.task.task_id,
+            result={**value, "kind": self.task.kind},
+            target_file=self.target,
+        )
+        try:
+            await self.store.cache_put(entry, self.limit)
+        except Exception as exc:  # noqa: BLE001 - it is only a cache
+            log.warning(
+                "what task %s kept for the next task on %s could not be written (%s); the task is not affected",
+                self.task.task_id,
+                self.target,
+                exc,
+            )
+
+    @property
+    def target(self) -> str | None:
+        return self.task.target_file.as_posix() if self.task.target_file else None
+
+
+class CacheStore(Protocol):
+    """The store's result cache, as the engine's queue offers it (on its store thread)."""
+
+    async def cache_get(self, key: str) -> CachedResult | None: ...
+
+    async def cache_put(self, entry: CachedResult, limit: int) -> None: ...
 
 
 def describe(entry: CachedResult) -> str:

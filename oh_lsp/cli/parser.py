@@ -9,7 +9,10 @@ import argparse
 
 KINDS = ("unit_test", "documentation", "refactoring")
 PRIORITIES = ("low", "normal", "high", "critical")
-NO_CACHE_HELP = "ask the model even if an earlier task already answered the same inputs (the result cache)"
+NO_CACHE_HELP = (
+    "ask the model afresh: even if an earlier task already answered the same inputs (the result cache), and about"
+    " every function of a changed module, not only the changed ones (incremental work)"
+)
 
 
 def _common(top: bool) -> argparse.ArgumentParser:

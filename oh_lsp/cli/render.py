@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from oh_lsp.progress_text import coverage_text, money, mutation_text, outcome_text, savings_text
+from oh_lsp.progress_text import (
+    coverage_text,
+    incremental_text,
+    money,
+    mutation_text,
+    outcome_text,
+    savings_text,
+)
 from oh_lsp.tasks import QueuedTask
 
 
@@ -102,6 +109,10 @@ def _test_lines(result: dict[str, Any]) -> list[str]:
     lines = []
     if result.get("generated_tests") is not None:
         kept = len(result.get("kept_tests") or [])
+        reused = incremental_text(result)
+        if reused:
+            lines.append(f"  {reused}")
+            kept -= len(result["incremental"].get("carried") or [])
         lines.append(f"  tests:    {kept} kept of {result['generated_tests']} generated")
     coverage = coverage_text(result.get("coverage"))
     if coverage and result.get("kind") == "unit_test":

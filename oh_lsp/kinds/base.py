@@ -64,6 +64,20 @@ class Candidate:
         return cls(edit=Edit(label=label, files=[change]), output_file=path, content=content, extra=extra)
 
 
+class Memory(Protocol):
+    """What a kind keeps, in the store, of its last completed task on a target, for the next task on it (unit_test:
+    incremental work, kinds/unit_test_increment.py). Shared like the result cache (the CLI, the server, a fleet)."""
+
+    async def recall(self) -> dict[str, Any] | None:
+        """What was kept; None when nothing was, when it cannot be read, or when the task asked for a fresh start
+        (`--no-cache`, `noCache`, "Regenerate with feedback")."""
+        ...
+
+    async def keep(self, value: dict[str, Any]) -> None:
+        """Replace what is kept (JSON-serialisable). A store that cannot write it is logged, never raised."""
+        ...
+
+
 @dataclass
 class CheckEnv:
     """Where and how checks run: the project, the settings, and a sink for progress text."""
@@ -73,6 +87,7 @@ class CheckEnv:
     exclude: list[Path] = field(default_factory=list)  # directories kept out of sandbox copies (the state dir)
     progress: Callable[[str], None] = lambda _text: None
     warn: Callable[[str], None] = lambda _text: None  # a warning the user must see before what follows it
+    memory: Memory | None = None  # what the kind keeps of its last completed task on this target (the engine's)
 
     @property
     def scratch(self) -> Path:

@@ -67,7 +67,7 @@ def aim_of(metadata: dict[str, Any], source: str) -> Aim:
         node = find_definition(source, symbol)
         if node is None:
             raise ValueError(f"there is no function or class {symbol} in the target")
-        return Aim(_first_line(node), node.end_lineno or node.lineno, label=symbol)
+        return Aim(first_line(node), node.end_lineno or node.lineno, label=symbol)
     return Aim()
 
 
@@ -90,7 +90,7 @@ def find_definition(source: str, dotted: str) -> ast.FunctionDef | ast.AsyncFunc
     return found
 
 
-def _first_line(node: ast.stmt) -> int:
+def first_line(node: ast.stmt) -> int:
     decorators: list[ast.expr] = getattr(node, "decorator_list", [])
     return min([node.lineno, *(d.lineno for d in decorators)])
 
@@ -176,15 +176,18 @@ class Segment:
     left: Left
 
 
-def _definitions(tree: ast.Module) -> list[tuple[int, int, str]]:
-    """(first line, last line, dotted name) of every function and class, nested ones too."""
-    found: list[tuple[int, int, str]] = []
+Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+
+
+def definition_nodes(tree: ast.Module) -> list[tuple[str, Definition]]:
+    """(dotted name, node) of every function and class, nested ones too, in the order of the source."""
+    found: list[tuple[str, Definition]] = []
 
     def walk(body: list[ast.stmt], prefix: str) -> None:
         for node in body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 name = f"{prefix}{node.name}"
-                found.append((_first_line(node), node.end_lineno or node.lineno, name))
+                found.append((name, node))
                 walk(node.body, name + ".")
             elif isinstance(node, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
                 walk([n for n in ast.iter_child_nodes(node) if isinstance(n, ast.stmt)], prefix)
@@ -193,8 +196,14 @@ def _definitions(tree: ast.Module) -> list[tuple[int, int, str]]:
     return found
 
 
-def _smallest(definitions: list[tuple[int, int, str]], line: int) -> tuple[int, int, str] | None:
-    holding = [d for d in definitions if d[0] <= line <= d[1]]
+def definitions(tree: ast.Module) -> list[tuple[int, int, str]]:
+    """(first line, last line, dotted name) of every function and class, nested ones too."""
+    return [(first_line(node), node.end_lineno or node.lineno, name) for name, node in definition_nodes(tree)]
+
+
+def smallest(found: list[tuple[int, int, str]], line: int) -> tuple[int, int, str] | None:
+    """The smallest of the `definitions` that holds `line` (None: the line is at module level)."""
+    holding = [d for d in found if d[0] <= line <= d[1]]
     return min(holding, key=lambda d: (d[1] - d[0], -d[0])) if holding else None
 
 
@@ -208,12 +217,12 @@ def segments(source: str, left: Left, aim: Aim, *, fits: bool) -> list[Segment]:
     own), the `MAX_SEGMENTS` with the most to do, most first."""
     if left.empty or (fits and left.count() <= MANY_GAPS) or aim.kind is not None:
         return [Segment("", aim, left)]
-    definitions = _definitions(ast.parse(source))
+    found = definitions(ast.parse(source))
     groups: dict[tuple[int, int, str], Left] = {}
     module_level = (0, 0, "")
 
     def group(line: int) -> Left:
-        return groups.setdefault(_smallest(definitions, line) or module_level, Left())
+        return groups.setdefault(smallest(found, line) or module_level, Left())
 
     for gap in left.gaps:
         group(gap.line).gaps.append(gap)

@@ -40,7 +40,9 @@ from oh_lsp.kinds.test_layout import locate_tests
 from oh_lsp.kinds.unit_test_baseline import project_measures
 from oh_lsp.kinds.unit_test_gaps import Aim, Left, Segment, aim_of, excerpt, numbered, segments, what_is_left
 from oh_lsp.kinds.unit_test_gate import Judged, Ledger, final_run, judge_answer
+from oh_lsp.kinds.unit_test_increment import outline, restrict, tests_about
 from oh_lsp.kinds.unit_test_module import not_isolated_finding, run_details, untrusted_finding
+from oh_lsp.kinds.unit_test_reuse import Reuse, remember, reuse
 from oh_lsp.repair import MAX_FINDINGS, trim_traceback
 from oh_lsp.tasks import QueuedTask
 from oh_lsp.validation import findings as F
@@ -89,9 +91,12 @@ def first_messages(
     context_tokens: int | None,
     *,
     whole: bool = True,
+    focus: tuple[str, ...] = (),
 ) -> list[dict[str, str]]:
     """The first prompt of a conversation: the target with line numbers (all of it, or the segment's part when the
-    module is over the budget), the project context, then the instruction and the gaps in words."""
+    module is over the budget), the project context, then the instruction and the gaps in words. With a `focus`
+    (incremental work: the units asked about), the target shows those units in full and the rest by its signatures,
+    and the existing tests only those that name them."""
     location = locate_tests(target.root, target.path)
     existing = (target.root / location.path).read_text(encoding="utf-8") if location.exists else ""
     instruction = default_instruction(target, task, aim)
@@ -99,6 +104,13 @@ def first_messages(
         instruction += f"\nThis part of the task: {segment.label} (lines {segment.aim.first}–{segment.aim.last})."
     gaps = left.words(target.text)
     shown = numbered(target.text) if whole or segment is None else excerpt(target.text, segment.aim)
+    if focus:
+        instruction += (
+            f"\nAsked about only: {', '.join(focus)} (changed since the last tests, or their tests no longer"
+            " apply). Of the rest, only the signatures of what it uses are shown."
+        )
+        shown = outline(target.text, {segment.label} if segment is not None and segment.label else set(focus))
+        existing = tests_about(existing, {name.rsplit(".", 1)[-1] for name in focus}) if existing else ""
     user = prompt_sections(
         target,
         task or QueuedTask(task_type="unit_test"),
@@ -143,6 +155,7 @@ class UnitTestSession:
         self.models: list[tuple[str, Judged]] = []
         self.survived_later: set[str] = set()
         self.segment_labels: list[str] = []
+        self.reused = Reuse()  # what the last completed task on the target left (incremental work)
 
     # --- before the first model call ----------------------------------------------------------------------------
     async def prepare(self) -> ValidationResult | None:
@@ -172,10 +185,11 @@ class UnitTestSession:
         self.ledger = Ledger(
             self.target, self.baseline, self.before, seeds, mutation_left=max(config.mutation_seconds - spent, 0.0)
         )
-        self.left = self._left(self.aim)
         mutation = self.before.score if self.before is not None else None
         self.env.progress(progress_text.existing_tests_figures(self.baseline.totals.percent, mutation))
-        if self.left.empty:
+        self.reused = await reuse(self.env, self.ledger, self.task, self.aim)
+        self.left = self._left(self.aim)
+        if self.left.empty and not self.ledger.kept:
             where = self.aim.label or self.target.module
             return ValidationResult.from_findings(
                 [
@@ -198,7 +212,8 @@ class UnitTestSession:
     def _left(self, aim: Aim) -> Left:
         assert self.ledger is not None
         alive = self.ledger.alive()
-        return what_is_left(_coverage_of(self.ledger), alive.results if alive else [], aim)
+        left = what_is_left(_coverage_of(self.ledger), alive.results if alive else [], aim)
+        return restrict(left, self.target.text, set(self.reused.focus)) if self.reused.focus else left
 
     @property
     def kept_any(self) -> bool:
@@ -208,14 +223,19 @@ class UnitTestSession:
     def conversations(self, context_tokens: int | None) -> list[Conversation]:
         metadata = self.task.metadata if self.task else {}
         budget = (context_tokens or metadata.get("context_tokens") or DEFAULT_CONTEXT_TOKENS) - ANSWER_RESERVE_TOKENS
-        whole_prompt = first_messages(self.target, self.task, self.aim, self.left, None, None)
+        if self.left.empty:  # the tests kept earlier, checked again, leave nothing to ask (incremental work)
+            return []
+        focus = self.reused.focus
+        whole_prompt = first_messages(self.target, self.task, self.aim, self.left, None, None, focus=focus)
         fits = sum(estimate_tokens(m["content"]) for m in whole_prompt) <= budget
         parts = segments(self.target.text, self.left, self.aim, fits=fits)
         self.segment_labels = [p.label for p in parts if p.label]
         return [
             Conversation(
                 label=part.label or self.aim.label,
-                messages=partial(first_messages, self.target, self.task, self.aim, part.left, part, whole=fits),
+                messages=partial(
+                    first_messages, self.target, self.task, self.aim, part.left, part, whole=fits, focus=focus
+                ),
                 state=_Part(part),
                 aims_at=part.left.names(),
             )
@@ -385,6 +405,7 @@ class UnitTestSession:
             "kept_share": round(kept_share(len(kept), ledger.generated), 4),
             "aim": self.aim.to_dict(),
             "segments": self.segment_labels,
+            **({"incremental": report} if (report := self.reused.report()) is not None else {}),
             "baseline": {
                 "cached": self.baseline.cached,
                 "seconds": self.baseline.seconds,
@@ -431,6 +452,7 @@ class UnitTestSession:
             verdict = ValidationResult.from_findings(findings, score, **details)
             candidate = delivered.candidate
             candidate.extra.update(tests=kept)
+            await remember(self.env, ledger, self.task, self.aim, self.reused)
             return Ending("completed", verdict, candidate, result, self._quality())
         findings = [_as(f, F.ERROR) for f in ledger.dropped]
         for judged in self.judged:
