@@ -1,7 +1,8 @@
 """`TaskQueue`: the async, durable queue of the usage guide (docs/guide-compat.md#taskqueue).
 
 It is a thin async face on a `TaskStore`: each call runs on the store's thread (`StoreThread`, shared with the model
-gateway of the same engine), so the caller's event loop never waits on SQLite locks. Leases handed out by `claim` are
+gateway of the same engine), so the caller's event loop never waits on SQLite locks; the short ones (submit, claim,
+completion, heartbeat) are made at once on the caller's thread when that cannot wait (`StoreThread.now` / `soon`). Leases handed out by `claim` are
 remembered here, so `finish(task_id, status)` works without the lease id while still being fenced against a worker
 that lost its lease. Its words are the store's (`submit`, `claim`, `finish`, `retry`, `stats`); the usage guide's
 names for them (`enqueue`, `dequeue`, `mark_completed`, `get_stats`) stay as aliases.
@@ -17,14 +18,14 @@ import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from oh_lsp.errors import TaskIdError
 from oh_lsp.paths import project_root as resolve_root
 from oh_lsp.paths import sha256_text
 from oh_lsp.records import CachedResult, ExecutionMetrics, StatesSnapshot
 from oh_lsp.store.base import Heartbeat, Submitted, TaskStore
-from oh_lsp.store.thread import StoreThread
+from oh_lsp.store.thread import InlineStore, StoreThread
 from oh_lsp.tasks import QueuedTask, TaskStatus
 
 DEFAULT_LEASE_SECONDS = 30.0
@@ -62,7 +63,8 @@ class TaskQueue:
         self._leases: dict[str, str] = {}
         self.model_states = StatesSnapshot()  # read with each claim once the model layer wants them
         self._transaction = getattr(store, "transaction", None)  # SQLite's group commit (PostgreSQL has none)
-        self.store_thread = StoreThread(transaction=self._transaction)
+        inline = cast("InlineStore", store) if hasattr(store, "inline") else None  # SQLite's calls made at once
+        self.store_thread = StoreThread(transaction=self._transaction, inline=inline)
 
     def dedupe_key(self, task: QueuedTask) -> str:
         """Equal tasks (kind, target path and content, description) share a key while one is unfinished."""
@@ -77,19 +79,20 @@ class TaskQueue:
 
     async def submit(self, task: QueuedTask) -> Submitted:
         """Store `task`: its id, True and its position; or the id of an equal task still pending or running, False
-        and that task's position. Raises `QueueFullError` when `max_size` tasks are unfinished. The position is read
-        in the same turn of the store's thread: no claim of this queue comes between them, so a "queued" event
-        published with it comes before the "started" event of the worker that claims the task."""
+        and that task's position. Raises `QueueFullError` when `max_size` tasks are unfinished; returns once the task
+        is committed to the store (it survives kill -9 of this process). The position is read in the same
+        transaction, and no claim of this queue overtakes the result: a "queued" event published with it comes
+        before the "started" event of the worker that claims the task."""
         key = self.dedupe_key(task)
-        return await self.store_thread.run(self.store.add, task, dedupe_key=key, max_size=self.max_size)
+        return await self.store_thread.now(self.store.add, task, dedupe_key=key, max_size=self.max_size)
 
     async def claim(self, lease_seconds: float | None = None) -> QueuedTask | None:
         """The next ready task with a lease held by this queue, or None when nothing is ready."""
-        return self._held(await self.store_thread.run(self._claim, lease_seconds or self.lease_seconds))
+        return self._held(await self.store_thread.soon(self._claim, lease_seconds or self.lease_seconds))
 
     def _claim(self, lease_seconds: float) -> QueuedTask | None:
-        """On the store's thread: a claim and, when a task came and the model layer wants them, the models' states
-        (the first thing its model call reads: one trip instead of two)."""
+        """A claim and, when a task came and the model layer wants them, the models' states (the first thing its model
+        call reads: one trip instead of two)."""
         task = self.store.claim(self.owner, lease_seconds)
         if task is not None and self.model_states.wanted:
             self.model_states.put(self.store.model_states())
@@ -115,7 +118,7 @@ class TaskQueue:
     async def heartbeat(
         self, task_id: str, lease_seconds: float | None = None, *, lease: str | None = None
     ) -> Heartbeat:
-        return await self.store_thread.run(
+        return await self.store_thread.soon(
             self.store.heartbeat, task_id, self._lease(task_id, lease), lease_seconds or self.lease_seconds
         )
 
@@ -149,8 +152,8 @@ class TaskQueue:
         lease_seconds: float | None = None,
         lease: str | None = None,
     ) -> tuple[bool, QueuedTask | None]:
-        """`finish`, then (with `claim`) `claim` the next ready task, in one trip to the store's thread and, on a
-        store with group commit, one transaction: a worker that ends a task asks for the next one at once."""
+        """`finish`, then (with `claim`) `claim` the next ready task, in one trip to the store and, on a store with
+        group commit, one transaction: a worker that ends a task asks for the next one at once."""
         if status is TaskStatus.CANCELLED:
             error = error or "cancelled"
         lease = self._lease(task_id, lease)
@@ -173,9 +176,9 @@ class TaskQueue:
                 with transaction():
                     return work()
 
-            done, task = await self.store_thread.run(together)
+            done, task = await self.store_thread.soon(together)
         else:
-            done, task = await self.store_thread.run(work)
+            done, task = await self.store_thread.soon(work)
         self._drop_lease(task_id, lease)
         return done, self._held(task)
 
@@ -192,7 +195,7 @@ class TaskQueue:
     ) -> TaskStatus | None:
         """Back to the queue after `delay` seconds, or failed if its retries are used up. None if the lease was lost."""
         lease = self._lease(task_id, lease)
-        status = await self.store_thread.run(
+        status = await self.store_thread.soon(
             self.store.retry,
             task_id,
             lease,
@@ -208,7 +211,7 @@ class TaskQueue:
     async def release(self, task_id: str, *, lease: str | None = None) -> bool:
         """Give a task back unfinished (without charging the attempt)."""
         lease = self._lease(task_id, lease)
-        done = await self.store_thread.run(self.store.release, task_id, lease)
+        done = await self.store_thread.soon(self.store.release, task_id, lease)
         self._drop_lease(task_id, lease)
         return done
 
@@ -231,7 +234,7 @@ class TaskQueue:
         return self.store.watch_for_work(from_any_thread)
 
     async def get_task(self, task_id: str) -> QueuedTask | None:
-        return await self.store_thread.run(self.store.get, task_id)
+        return await self.store_thread.now(self.store.get, task_id)
 
     async def find_id(self, text: str) -> str:
         """The id of the task `text` names: its whole id, or the start of it (at least `SHORT_ID` characters, as

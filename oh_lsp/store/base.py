@@ -3,7 +3,8 @@
 Two implementations: SQLite (embedded, one file per project root; the default) and PostgreSQL (one queue shared by
 workers on many machines, chosen by a `postgresql://` queue URL). The engine, CLI and language server only see this
 interface; `tests/test_store_contract.py` runs the same tests against both. Methods are synchronous and short;
-`TaskQueue` runs them on its own thread so the event loop never waits on the database.
+`TaskQueue` runs them on its own thread (or, when that never waits, on the caller's: `StoreThread`) so the event
+loop never waits on the database.
 """
 
 from __future__ import annotations

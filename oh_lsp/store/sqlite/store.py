@@ -5,7 +5,8 @@ Every write takes the database's write lock up front (`BEGIN IMMEDIATE`), so a c
 atomic step across processes. Each thread gets its own connection. Leases carry a random id that fences a worker that
 lost its lease: its late completion changes nothing. A corrupted file is moved aside and a fresh store started. A
 file deleted or replaced under a running process is noticed before its next write (`StoreLostError`): the write
-would go to a file nobody will read again.
+would go to a file nobody will read again. The queue's short calls can be made on the caller's own thread (`inline`,
+for `StoreThread.now`): through a connection that never waits for a lock and never checkpoints.
 
 The attempts' metrics are in `metrics.py`, the model layer's state and call log in `model_records.py`, the tables in
 `schema.py`.
@@ -20,10 +21,10 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from oh_lsp.errors import QueueFullError, StoreError, StoreLostError
 from oh_lsp.records import CachedResult, ExecutionMetrics
@@ -32,15 +33,26 @@ from oh_lsp.store.base import Heartbeat, Submitted
 from oh_lsp.store.sqlite import schema
 from oh_lsp.store.sqlite.metrics import MetricsRecords
 from oh_lsp.store.sqlite.model_records import ModelRecords
+from oh_lsp.store.thread import WouldWait
 from oh_lsp.tasks import QueuedTask, TaskStatus
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+# Inline calls (`inline`) leave the WAL's checkpoints to the store's thread: one is due after this many of their
+# commits (a commit of the queue writes about 5 pages; SQLite's own checkpoint comes after 1,000).
+CHECKPOINT_EVERY = 200
 
 
 _FREE_LEASE = "lease_id = NULL, lease_owner = NULL, lease_expires = NULL"
 _INSERT_TASK = (
     f"INSERT INTO tasks ({', '.join(shared.TASK_COLUMNS)}, status, created_at)"
     f" VALUES ({', '.join(':' + column for column in shared.TASK_COLUMNS)}, :status, :created_at)"
+)
+# the first ready task (priority, then FIFO) becomes running under a new lease, and is read back, in one statement
+_CLAIM = (
+    "UPDATE tasks SET status = 'running', lease_owner = ?, lease_id = ?, lease_expires = ?, attempts = attempts + 1,"
+    " started_at = coalesce(started_at, ?), note = NULL WHERE seq = (SELECT seq FROM tasks WHERE status = 'pending'"
+    f" AND not_before <= ? ORDER BY priority DESC, seq LIMIT 1) RETURNING {schema.TASK_COLUMNS}"
 )
 _CACHE_PUT = (
     f"INSERT INTO result_cache ({', '.join(shared.CACHE_COLUMNS)}, created_at)"
@@ -49,6 +61,11 @@ _CACHE_PUT = (
     " task_id = excluded.task_id, result = excluded.result, tokens = excluded.tokens, cost = excluded.cost,"
     " created_at = excluded.created_at"
 )
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite said "busy": another connection holds a lock this one would have had to wait for."""
+    return getattr(exc, "sqlite_errorcode", None) is not None and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -72,6 +89,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
         self._lock = threading.Lock()
         self.recovered: str | None = None  # set when a corrupted file was moved aside; front ends tell the user
         self._identity: tuple[int, int] | None = None  # the file's (device, inode) once it is open
+        self._inline_commits = 0  # commits of inline calls since a checkpoint was last due
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -91,26 +109,67 @@ class SQLiteStore(MetricsRecords, ModelRecords):
 
     # --- connections -------------------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
+        if getattr(self._local, "inline", False):
+            return self._inline_conn()
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn = self._connect(busy_ms=30000)
             self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
         return conn
+
+    def _inline_conn(self) -> sqlite3.Connection:
+        """This thread's connection for inline calls: it never waits for a lock (`WouldWait` instead) and never
+        checkpoints (that waits on the disk; the store's thread does it, `checkpoint`)."""
+        conn = getattr(self._local, "inline_conn", None)
+        if conn is None:
+            conn = self._connect(busy_ms=0)
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self._local.inline_conn = conn
+        return conn
+
+    def _connect(self, busy_ms: int) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")  # in WAL mode: a commit survives the process being killed
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    def inline(self, call: Callable[[], T]) -> T:
+        """`call()` on this thread (`StoreThread.soon`), through a connection that never waits: when another
+        process holds the write lock, `WouldWait`, with nothing done. `call` is one transaction, or reads."""
+        self._local.inline = True
+        try:
+            return call()
+        except sqlite3.OperationalError as exc:  # a read that found the database busy (recovering its WAL)
+            if _busy(exc):
+                raise WouldWait(str(exc)) from exc
+            raise
+        finally:
+            self._local.inline = False
+
+    def checkpoint_due(self) -> bool:
+        with self._lock:
+            if self._inline_commits < CHECKPOINT_EVERY:
+                return False
+            self._inline_commits = 0
+            return True
+
+    def checkpoint(self) -> None:
+        """Copy the WAL's pages into the database file, without waiting for readers or writers (PASSIVE)."""
+        self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, holding the database's write lock from the start; inside a group commit
         (`transaction`), a savepoint of it. A full disk, a read-only file or a lock held too long becomes a
         `StoreError` that says so; nothing is half written."""
-        self._check_identity()
         db = self._conn()
         nested = db.in_transaction
+        if not nested:  # inside a transaction, the file was checked as it began
+            self._check_identity()
         try:
             db.execute("SAVEPOINT one" if nested else "BEGIN IMMEDIATE")
             try:
@@ -122,9 +181,14 @@ class SQLiteStore(MetricsRecords, ModelRecords):
                         db.execute("RELEASE one")
                 raise
             db.execute("RELEASE one" if nested else "COMMIT")
+            if not nested and getattr(self._local, "inline", False):
+                with self._lock:
+                    self._inline_commits += 1
         except sqlite3.OperationalError as exc:
             if db.in_transaction and not nested:
                 db.execute("ROLLBACK")
+            if not nested and _busy(exc) and getattr(self._local, "inline", False):
+                raise WouldWait(str(exc)) from exc  # nothing was written: the store's thread makes the call
             raise StoreError(
                 f"the oh-lsp store at {self.path} cannot be written: {exc}. Check the free space and"
                 " permissions of its directory, or set OH_LSP_STATE_DIR to another one."
@@ -230,19 +294,8 @@ class SQLiteStore(MetricsRecords, ModelRecords):
         now = self._clock()
         with self._write() as db:
             self._reclaim_expired(db, now)
-            row = db.execute(
-                "SELECT id FROM tasks WHERE status = 'pending' AND not_before <= ? ORDER BY priority DESC, seq LIMIT 1",
-                (now,),
-            ).fetchone()
-            if row is None:
-                return None
-            lease_id = uuid.uuid4().hex
-            db.execute(
-                "UPDATE tasks SET status = 'running', lease_owner = ?, lease_id = ?, lease_expires = ?,"
-                " attempts = attempts + 1, started_at = coalesce(started_at, ?), note = NULL WHERE id = ?",
-                (owner, lease_id, now + lease_seconds, now, row["id"]),
-            )
-            return self._task(db, row["id"])
+            row = db.execute(_CLAIM, (owner, uuid.uuid4().hex, now + lease_seconds, now, now)).fetchone()
+            return shared.task_from_row(row) if row else None
 
     def heartbeat(self, task_id: str, lease_id: str, lease_seconds: float) -> Heartbeat:
         now = self._clock()
