@@ -66,6 +66,8 @@ class ExecutionEngine:
 
     `submitter` names the front end (``"api"``, ``"cli"``, ``"lsp:<folder>"``). With `apply_edits`, the engine
     writes the results of that submitter's tasks to disk as the CLI does; otherwise results stay in the store.
+    `inline_store_calls` is `TaskQueue`'s `inline_calls` (off in the language server, whose event loop answers the
+    editor).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class ExecutionEngine:
         apply_edits: bool = False,
         overwrite: bool = False,
         poll_interval: float = 0.5,
+        inline_store_calls: bool = True,
     ) -> None:
         check_workers(max_concurrent_tasks, "max_concurrent_tasks")
         self.config = config if config is not None else OpenHandsConfig.from_env()
@@ -90,6 +93,7 @@ class ExecutionEngine:
             project_root=self.root,
             lease_seconds=self.config.lease_seconds,
             queue_url=self.config.queue_url,
+            inline_calls=inline_store_calls,
         )
         self.max_concurrent_tasks = max_concurrent_tasks
         self.submitter = submitter

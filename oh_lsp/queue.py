@@ -1,9 +1,10 @@
 """`TaskQueue`: the async, durable queue of the usage guide (docs/guide-compat.md#taskqueue).
 
 It is a thin async face on a `TaskStore`: each call runs on the store's thread (`StoreThread`, shared with the model
-gateway of the same engine), so the caller's event loop never waits on SQLite locks; the short ones (submit, claim,
-completion, heartbeat) are made at once on the caller's thread when that cannot wait (`StoreThread.now` / `soon`). Leases handed out by `claim` are
-remembered here, so `finish(task_id, status)` works without the lease id while still being fenced against a worker
+gateway of the same engine), so the caller's event loop never waits on SQLite locks. With `inline_calls` (the
+default; the language server turns it off, its event loop answers the editor) the short ones (submit, claim,
+completion, heartbeat) are made at once on the caller's thread when that cannot wait (`StoreThread.now` / `soon`).
+Leases handed out by `claim` are remembered here, so `finish(task_id, status)` works without the lease id while still being fenced against a worker
 that lost its lease. Its words are the store's (`submit`, `claim`, `finish`, `retry`, `stats`); the usage guide's
 names for them (`enqueue`, `dequeue`, `mark_completed`, `get_stats`) stay as aliases.
 """
@@ -38,6 +39,8 @@ class TaskQueue:
 
     ``TaskQueue(max_size=1000)`` uses the store of the current directory's project (or `OH_LSP_STATE_DIR`);
     with `queue_url` (or `OPENHANDS_QUEUE_URL`) set to a ``postgresql://`` URL, the queue shared by a fleet.
+    `inline_calls=False` sends every call to the store's thread: for an event loop that must answer something else
+    within microseconds (the language server's), at the cost of two thread switches per call.
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class TaskQueue:
         project_root: str | Path | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         queue_url: str | None = None,
+        inline_calls: bool = True,
     ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
@@ -63,7 +67,8 @@ class TaskQueue:
         self._leases: dict[str, str] = {}
         self.model_states = StatesSnapshot()  # read with each claim once the model layer wants them
         self._transaction = getattr(store, "transaction", None)  # SQLite's group commit (PostgreSQL has none)
-        inline = cast("InlineStore", store) if hasattr(store, "inline") else None  # SQLite's calls made at once
+        # SQLite's short calls made at once on the caller's thread; off where the event loop also answers an editor
+        inline = cast("InlineStore", store) if inline_calls and hasattr(store, "inline") else None
         self.store_thread = StoreThread(transaction=self._transaction, inline=inline)
 
     def dedupe_key(self, task: QueuedTask) -> str:

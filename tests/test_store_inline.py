@@ -38,6 +38,13 @@ def queue(tmp_path: Path) -> TaskQueue:
 
 
 async def test_a_submit_made_inline_runs_on_the_callers_thread(queue: TaskQueue) -> None:
+    threads = record_threads(queue)
+    await queue.submit(task("one"))
+    assert threads == [threading.get_ident()], "no hand-off to the store's thread when nothing waits there"
+
+
+def record_threads(queue: TaskQueue) -> list[int]:
+    """The threads on which `queue`'s store adds tasks, from now on."""
     threads: list[int] = []
     add = queue.store.add
 
@@ -46,8 +53,38 @@ async def test_a_submit_made_inline_runs_on_the_callers_thread(queue: TaskQueue)
         return add(*args, **kwargs)
 
     queue.store.add = recording_add  # type: ignore[method-assign]
-    await queue.submit(task("one"))
-    assert threads == [threading.get_ident()], "no hand-off to the store's thread when nothing waits there"
+    return threads
+
+
+async def test_without_inline_calls_every_call_goes_to_the_store_thread(tmp_path: Path) -> None:
+    q = TaskQueue(store=SQLiteStore(tmp_path / "q.sqlite3"), project_root=tmp_path, inline_calls=False)
+    try:
+        threads = record_threads(q)
+        await q.submit(task("one"))
+        assert len(threads) == 1 and threads[0] != threading.get_ident(), "made on the store's thread"
+    finally:
+        q.close()
+
+
+async def test_the_language_servers_engine_never_makes_store_calls_on_its_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The language server's event loop answers the editor: its folders' engines send every store call to the store's
+    thread (the CLI's and the Python API's make the short ones inline)."""
+    from oh_lsp.config import OpenHandsConfig
+    from oh_lsp.lsp.folders import Folders
+
+    monkeypatch.setenv("OH_LSP_STATE_DIR", str(tmp_path / "state"))
+    config = OpenHandsConfig(model="stub", base_url="http://127.0.0.1:9/v1")
+    folders = Folders(lambda folder, event: None)
+    folder = await folders.add(tmp_path, lambda: config, 1)
+    assert folder.engine is not None, folder.error
+    try:
+        threads = record_threads(folder.engine.queue)
+        await folder.engine.submit_task(task("from the editor"))
+        assert len(threads) == 1 and threads[0] != threading.get_ident(), "made on the store's thread"
+    finally:
+        await folder.engine.stop()
 
 
 async def test_a_submit_never_blocks_the_event_loop_on_another_process_lock(queue: TaskQueue, tmp_path: Path) -> None:

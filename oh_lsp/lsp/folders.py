@@ -67,7 +67,10 @@ class Folders:
         try:
             settings = config()
             redact(settings)
-            folder.engine = ExecutionEngine(settings, workers, project_root=root, submitter=folder.submitter)
+            # every store call on the store's thread: this event loop answers the editor
+            folder.engine = ExecutionEngine(
+                settings, workers, project_root=root, submitter=folder.submitter, inline_store_calls=False
+            )
             folder.engine.subscribe(functools.partial(self._on_event, folder))
             await folder.engine.start()
         except (OhLspError, ValueError) as exc:
