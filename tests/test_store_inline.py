@@ -149,14 +149,47 @@ async def test_the_calls_of_one_turn_commit_together_and_fail_alone(queue: TaskQ
             db.execute("UPDATE tasks SET note = 'rolled back' WHERE id = ?", (claimed[3].task_id,))
             raise RuntimeError("this call fails")
 
+    async def failing() -> None:  # a coroutine, as the finishes are: its call is made in the same turn as theirs
+        return await queue.store_thread.soon(write_then_fail)
+
     ends = [queue.finish(t.task_id, TaskStatus.COMPLETED, result={"n": i}) for i, t in enumerate(claimed[:3])]
-    outcomes = await asyncio.gather(*ends, queue.store_thread.soon(write_then_fail), return_exceptions=True)
+    outcomes = await asyncio.gather(*ends, failing(), return_exceptions=True)
     conn.set_trace_callback(None)
     assert outcomes[:3] == [True, True, True] and isinstance(outcomes[3], RuntimeError)
     assert len(commits) == 1, f"{len(commits)} commits for one turn's calls"
     after = [await queue.get_task(t.task_id) for t in claimed]
     assert [t.status for t in after] == [TaskStatus.COMPLETED] * 3 + [TaskStatus.RUNNING]
     assert after[3].note is None, "the failed call's write was rolled back"
+
+
+async def test_a_call_that_fails_inside_a_nested_write_is_rolled_back_whole(queue: TaskQueue) -> None:
+    """Writes nested in a group's call make no savepoint of their own: a failure in the innermost one rolls back the
+    whole call (its outer write included), and the group's other calls are kept."""
+    for i in range(2):
+        await queue.submit(task(f"t{i}"))
+    first, second = await queue.claim(), await queue.claim()
+    store = queue.store
+
+    def finish_then_fail() -> None:
+        with store._write() as db:
+            db.execute("UPDATE tasks SET note = 'outer' WHERE id = ?", (first.task_id,))
+            with store._write() as inner:
+                inner.execute("UPDATE tasks SET note = 'inner' WHERE id = ?", (second.task_id,))
+                raise RuntimeError("fails after two writes")
+
+    commits: list[str] = []
+    queue.store._inline_conn().set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    outcomes = await asyncio.gather(  # both in this turn of the event loop: one group
+        queue.store_thread.soon(finish_then_fail),
+        queue.store_thread.soon(store.finish, second.task_id, second.lease_id, TaskStatus.COMPLETED, result={"ok": 1}),
+        return_exceptions=True,
+    )
+    queue.store._inline_conn().set_trace_callback(None)
+    assert isinstance(outcomes[0], RuntimeError) and outcomes[1] is True
+    assert len(commits) == 1, "one transaction for the group"
+    after = {t.task_id: await queue.get_task(t.task_id) for t in (first, second)}
+    assert after[first.task_id].note is None and after[second.task_id].note is None, "both writes were rolled back"
+    assert after[second.task_id].status is TaskStatus.COMPLETED, "the other call of the group was kept"
 
 
 async def test_inline_writes_leave_checkpoints_to_the_store_thread(

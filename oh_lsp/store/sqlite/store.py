@@ -165,13 +165,24 @@ class SQLiteStore(MetricsRecords, ModelRecords):
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, holding the database's write lock from the start; inside a group commit
         (`transaction`), a savepoint of it. A full disk, a read-only file or a lock held too long becomes a
-        `StoreError` that says so; nothing is half written."""
+        `StoreError` that says so; nothing is half written. Inside another write that is not a group commit's
+        transaction, no savepoint: a failure here goes up through that write, which is rolled back whole."""
         db = self._conn()
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        if depth and not (depth == 1 and getattr(local, "group", False)):
+            local.depth = depth + 1
+            try:
+                yield db
+            finally:
+                local.depth = depth
+            return
         nested = db.in_transaction
         if not nested:  # inside a transaction, the file was checked as it began
             self._check_identity()
         try:
             db.execute("SAVEPOINT one" if nested else "BEGIN IMMEDIATE")
+            local.depth = depth + 1
             try:
                 yield db
             except BaseException:
@@ -180,6 +191,8 @@ class SQLiteStore(MetricsRecords, ModelRecords):
                     if nested:
                         db.execute("RELEASE one")
                 raise
+            finally:
+                local.depth = depth
             db.execute("RELEASE one" if nested else "COMMIT")
             if not nested and getattr(self._local, "inline", False):
                 with self._lock:
@@ -197,8 +210,13 @@ class SQLiteStore(MetricsRecords, ModelRecords):
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Group commit (`StoreThread`): the writes made inside, each in its own savepoint, commit together."""
+        local = self._local
         with self._write():
-            yield
+            group, local.group = getattr(local, "group", False), True
+            try:
+                yield
+            finally:
+                local.group = group
 
     def _check_identity(self) -> None:
         """Raise `StoreLostError` when the file this store opened is no longer at its path (deleted, or replaced by
