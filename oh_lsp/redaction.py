@@ -82,6 +82,14 @@ def redact(text: str, secrets: Iterable[str] | None = None, mark: str = MARK) ->
     return text
 
 
+def holds_secret(text: str, secrets: Iterable[str] | None = None) -> bool:
+    """Whether `redact` would take anything out of `text`."""
+    for secret in known_secrets() if secrets is None else secrets:
+        if secret and len(secret) >= MIN_LENGTH and any(form in text for form in _forms(secret)):
+            return True
+    return False
+
+
 @functools.lru_cache(maxsize=256)
 def _forms(secret: str) -> frozenset[str]:
     """`secret` as it is, and as JSON or `repr` would escape it."""

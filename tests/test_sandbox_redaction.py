@@ -91,6 +91,19 @@ async def test_the_store_writes_no_secret_in_a_result_an_error_or_a_note(
         assert secret.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("q.sqlite3*"))
 
 
+@pytest.mark.parametrize("secret", ['key-with-"quotes"-0123', "key\\with\\backslashes-0123", "clé-ünïcode-0123-😀"])
+def test_a_stored_json_text_holds_no_secret_whatever_characters_it_has(secret: str) -> None:
+    """`to_json` searches the JSON text for the secret's escaped forms before walking the value: a secret with
+    characters JSON escapes is found too, in a value, a key or a nested list."""
+    from oh_lsp.store.shared import to_json
+
+    value = {"plain": "no secret here", "nested": [{"m": f"assert {secret} == 1"}], f"k {secret}": 1}
+    stored = to_json(value, [secret])
+    assert stored is not None and secret not in json.loads(stored).__repr__() and secret not in stored
+    assert json.loads(stored)["nested"][0]["m"] == f"assert {MARK} == 1" and f"k {MARK}" in json.loads(stored)
+    assert to_json({"plain": "x"}, [secret]) == json.dumps({"plain": "x"}), "nothing to take out: stored as it is"
+
+
 def test_the_repair_prompt_and_the_agents_texts_are_redacted(monkeypatch) -> None:
     from oh_lsp.agent.process import AgentProcess
     from oh_lsp.repair import Attempt, feedback_message

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from oh_lsp.records import CachedResult, ExecutionMetrics, ModelCall, ModelState, local_day
-from oh_lsp.redaction import redact, redact_data
+from oh_lsp.redaction import holds_secret, redact, redact_data
 from oh_lsp.tasks import QueuedTask, TaskPriority, TaskStatus
 
 LEASE_LOST = "its worker (%s) stopped renewing the lease (process ended or hung)"  # % lease owner
@@ -220,9 +220,17 @@ def spent_on(metrics: ExecutionMetrics | None) -> dict[str, Any]:
     return {"tokens": int(metrics.tokens_used) if metrics else 0, "cost": float(metrics.cost) if metrics else 0.0}
 
 
-def to_json(value: dict[str, Any] | None) -> str | None:
-    """`value` as the JSON a row keeps, every string in it redacted."""
-    return json.dumps(redact_data(value), default=str) if value is not None else None
+def to_json(value: dict[str, Any] | None, secrets: list[str] | None = None) -> str | None:
+    """`value` as the JSON a row keeps, every string in it redacted. A secret inside any of its strings shows in the
+    JSON text as its JSON-escaped form, one of the forms `redact` looks for: when the text has none, nothing needs
+    taking out (the common case, one search of the text instead of a walk through every string). `secrets`:
+    default every secret oh-lsp knows."""
+    if value is None:
+        return None
+    text = json.dumps(value, default=str)
+    if not holds_secret(text, secrets):
+        return text
+    return json.dumps(redact_data(value, secrets), default=str)
 
 
 def clean(text: str | None) -> str | None:
