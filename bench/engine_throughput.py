@@ -13,7 +13,8 @@ Every side puts each submitted task in a SQLite file before `submit`/`enqueue` r
 kill -9 of the process; the ratios are given against each huey. Each side runs in its own process; the runs alternate
 (ours, huey, ours, huey, ...) so that machine noise hits both alike. "submit" is tasks/s of one caller submitting them
 one after another, each awaited (as the CLI and the language server submit); "run" is tasks/s from the start of the
-workers until the last task is done. "CPU us/task" is the process's CPU time (all its
+workers until the last task is done (on both sides what the workers import is imported before the clock starts:
+the run is the steady state, not a process's start-up). "CPU us/task" is the process's CPU time (all its
 threads) per task in each phase: it depends less on the machine's load than the rates do.
 
 Run:  uv run --group bench python bench/engine_throughput.py [--tasks 5000] [--workers 5] [--repeat 3]
@@ -38,6 +39,10 @@ SIDES = ("oh-lsp", "huey", "huey-nofsync")
 
 
 async def ours(tasks: int, workers: int, folder: str) -> dict[str, float]:
+    # What running a task imports (the model gateway, the task kind), before the clock starts, as huey's side imports
+    # its consumer: an engine loads them once, with its first task (about 0.7 s here), not with each task.
+    import oh_lsp.kinds.unit_test
+    import oh_lsp.llm.gateway  # noqa: F401
     from oh_lsp import ExecutionEngine, OpenHandsConfig, QueuedTask
     from oh_lsp.events import Event
     from oh_lsp.testing.fleet_worker import stub_executor  # the model call and the checks, stubbed in-process
