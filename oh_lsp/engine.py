@@ -279,17 +279,31 @@ class ExecutionEngine:
     async def run_until_idle(self, timeout: float | None = None) -> None:
         """Return once no task is pending or running (tasks waiting hours for a rate-limit reset do not count)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self.halted is not None and not self._jobs:
-                return
-            try:
-                if not self._jobs and await self.queue.outstanding(IDLE_HORIZON_SECONDS) == 0:
+        job_ended = asyncio.Event()  # looks again at once when this engine's last running task ends
+
+        def watch(event: ev.Event) -> None:
+            if event.is_final and not self._jobs:
+                job_ended.set()
+
+        unsubscribe = self.events.subscribe(watch)
+        try:
+            while True:
+                if self.halted is not None and not self._jobs:
                     return
-            except StoreUnavailableError as exc:  # a queue server that is down or restarting: wait for it
-                log.warning("%s", exc)
-            if deadline is not None and time.monotonic() > deadline:
-                return
-            await asyncio.sleep(min(self.poll_interval, 0.2))
+                try:
+                    if not self._jobs and await self.queue.outstanding(IDLE_HORIZON_SECONDS) == 0:
+                        return
+                except StoreUnavailableError as exc:  # a queue server that is down or restarting: wait for it
+                    log.warning("%s", exc)
+                if deadline is not None and time.monotonic() > deadline:
+                    return
+                job_ended.clear()
+                try:
+                    await asyncio.wait_for(job_ended.wait(), min(self.poll_interval, 0.2))
+                except TimeoutError:
+                    pass
+        finally:
+            unsubscribe()
 
     # --- workers -----------------------------------------------------------------------------------------------
     def gateway(self) -> Any:

@@ -20,7 +20,6 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -312,7 +311,7 @@ class SQLiteStore(MetricsRecords, ModelRecords):
         now = self._clock()
         with self._write() as db:
             self._reclaim_expired(db, now)
-            row = db.execute(_CLAIM, (owner, uuid.uuid4().hex, now + lease_seconds, now, now)).fetchone()
+            row = db.execute(_CLAIM, (owner, os.urandom(16).hex(), now + lease_seconds, now, now)).fetchone()
             return shared.task_from_row(row) if row else None
 
     def heartbeat(self, task_id: str, lease_id: str, lease_seconds: float) -> Heartbeat:
