@@ -234,3 +234,12 @@ def test_the_outline_shows_the_asked_functions_and_what_they_use() -> None:
     existing = "import pytest\n\n\ndef test_a():\n    assert sign(1)\n\n\ndef test_b():\n    assert grade(99)\n"
     trimmed = tests_about(existing, {"grade"})
     assert "import pytest" in trimmed and "def test_b" in trimmed and "def test_a" not in trimmed
+    existing = (
+        "from __future__ import annotations\n\nfrom pkg.ops import (\n    clamp,\n    grade as g,\n    sign,\n)\n"
+    )
+    existing += "from pkg.other import double\n\n\ndef helper():\n    return clamp(1, 0, 2)\n\n\n"
+    existing += "def test_a():\n    assert sign(1) == double(0) + 1\n\n\ndef test_b():\n    assert g(99) == grade(99)\n"
+    trimmed = tests_about(existing, {"grade"})
+    assert "from pkg.ops import clamp, grade as g\n" in trimmed, "the names the dropped test alone used go"
+    assert "double" not in trimmed and "sign" not in trimmed and "from __future__ import annotations" in trimmed
+    assert tests_about(existing, {"sign", "grade"}) == existing, "nothing dropped: the module as it is"
