@@ -105,6 +105,23 @@ async def test_one_changed_function_is_all_that_is_asked_for(ops_project: Path, 
     assert "incremental: 1 of 4 functions changed" in steps and "checking again 3 tests kept earlier" in steps
 
 
+async def test_an_unchanged_function_still_untested_is_asked_about_too(ops_project: Path, model_server) -> None:
+    """Incremental work spares the tests kept earlier, never what is still untested: `double`, which the first
+    answer left without a test, is asked about with the changed `grade`, and the result says so."""
+    model_server.responder = lambda request: Reply.text(answer(request).content.replace(TESTS["2 * v for v"][1], ""))
+    first = await task_on_ops(ops_project, model_server)
+    assert sorted(first.result["kept_tests"]) == ["test_clamp", "test_grade", "test_sign"], first.error
+    (ops_project / "pkg" / "ops.py").write_text(OPS_GRADE_CHANGED)
+    model_server.responder = answer
+    second = await task_on_ops(ops_project, model_server)
+    assert second.status.value == "completed", second.error
+    prompt = prompt_of(model_server.requests[1])
+    assert "Asked about only: double, grade." in prompt and "if x > 0:" not in prompt
+    reused = second.result["incremental"]
+    assert reused["changed"] == ["grade"] and reused["asked"] == ["double", "grade"]
+    assert sorted(second.result["kept_tests"]) == ["test_clamp", "test_double", "test_grade_b_plus", "test_sign"]
+
+
 async def test_a_bypass_asks_for_everything(ops_project: Path, model_server) -> None:
     await task_on_ops(ops_project, model_server)
     (ops_project / "pkg" / "ops.py").write_text(OPS_GRADE_CHANGED)

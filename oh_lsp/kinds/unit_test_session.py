@@ -221,6 +221,7 @@ class UnitTestSession:
         if self.left.empty:  # the tests kept earlier, checked again, leave nothing to ask (incremental work)
             return []
         focus = with_open_gaps(self.left, self.target.text, self.reused.focus) if self.reused.focus else ()
+        self.reused.focus = focus  # the result's `incremental.asked`: what the prompt asks about, open gaps included
         whole_prompt = first_messages(self.target, self.task, self.aim, self.left, None, None, focus=focus)
         fits = sum(estimate_tokens(m["content"]) for m in whole_prompt) <= budget
         parts = segments(self.target.text, self.left, self.aim, fits=fits)
