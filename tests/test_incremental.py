@@ -105,6 +105,23 @@ async def test_one_changed_function_is_all_that_is_asked_for(ops_project: Path, 
     assert "incremental: 1 of 4 functions changed" in steps and "checking again 3 tests kept earlier" in steps
 
 
+async def test_an_unchanged_function_still_untested_is_asked_about_too(ops_project: Path, model_server) -> None:
+    """Incremental work spares the tests kept earlier, never what is still untested: `double`, which the first
+    answer left without a test, is asked about with the changed `grade`, and the result says so."""
+    model_server.responder = lambda request: Reply.text(answer(request).content.replace(TESTS["2 * v for v"][1], ""))
+    first = await task_on_ops(ops_project, model_server)
+    assert sorted(first.result["kept_tests"]) == ["test_clamp", "test_grade", "test_sign"], first.error
+    (ops_project / "pkg" / "ops.py").write_text(OPS_GRADE_CHANGED)
+    model_server.responder = answer
+    second = await task_on_ops(ops_project, model_server)
+    assert second.status.value == "completed", second.error
+    prompt = prompt_of(model_server.requests[1])
+    assert "Asked about only: double, grade." in prompt and "if x > 0:" not in prompt
+    reused = second.result["incremental"]
+    assert reused["changed"] == ["grade"] and reused["asked"] == ["double", "grade"]
+    assert sorted(second.result["kept_tests"]) == ["test_clamp", "test_double", "test_grade_b_plus", "test_sign"]
+
+
 async def test_a_bypass_asks_for_everything(ops_project: Path, model_server) -> None:
     await task_on_ops(ops_project, model_server)
     (ops_project / "pkg" / "ops.py").write_text(OPS_GRADE_CHANGED)
@@ -234,3 +251,12 @@ def test_the_outline_shows_the_asked_functions_and_what_they_use() -> None:
     existing = "import pytest\n\n\ndef test_a():\n    assert sign(1)\n\n\ndef test_b():\n    assert grade(99)\n"
     trimmed = tests_about(existing, {"grade"})
     assert "import pytest" in trimmed and "def test_b" in trimmed and "def test_a" not in trimmed
+    existing = (
+        "from __future__ import annotations\n\nfrom pkg.ops import (\n    clamp,\n    grade as g,\n    sign,\n)\n"
+    )
+    existing += "from pkg.other import double\n\n\ndef helper():\n    return clamp(1, 0, 2)\n\n\n"
+    existing += "def test_a():\n    assert sign(1) == double(0) + 1\n\n\ndef test_b():\n    assert g(99) == grade(99)\n"
+    trimmed = tests_about(existing, {"grade"})
+    assert "from pkg.ops import clamp, grade as g\n" in trimmed, "the names the dropped test alone used go"
+    assert "double" not in trimmed and "sign" not in trimmed and "from __future__ import annotations" in trimmed
+    assert tests_about(existing, {"sign", "grade"}) == existing, "nothing dropped: the module as it is"

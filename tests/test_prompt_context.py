@@ -50,6 +50,14 @@ async def test_prompt_carries_the_project_context(project: Path, model_server) -
     assert "def twice(x: int) -> int: ...  # Double it." in prompt and "_private" not in prompt
     assert "class Scale:" in prompt
     assert "# tests/conftest.py\ndef numbers()" in prompt
+    system = model_server.requests[0].body["messages"][0]
+    assert system["role"] == "system"
+    rules = system["content"]
+    for rule in ("one ```python block", "complete test module", "by its module path", "test_*", "no network"):
+        assert rule in rules, f"the rule the checks rely on: {rule!r}"
+    for rule in ("deterministic", "asserting", "conftest.py fixtures", "never copy it"):
+        assert rule in rules, f"the rule of a test worth keeping: {rule!r}"
+    assert len(rules) <= 450, "every request carries it: few words (P6b, docs/benchmarks.md)"
 
 
 def test_fit_drops_the_least_important_first() -> None:

@@ -184,7 +184,7 @@ def prompt_sections(
     shown = f"```python\n{target.text if source is None else source}\n```"
     where = f"Module path: {target.module}\nSource of {target.path.as_posix()}"
     if source is not None:
-        where += " (each line after its line number)"
+        where += " (lines numbered)"
     sections = [
         (0, where, shown),
         *(extra or []),

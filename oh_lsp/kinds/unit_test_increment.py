@@ -241,19 +241,40 @@ def outline(source: str, asked: set[str]) -> str:
 
 def tests_about(existing: str, names: set[str]) -> str:
     """Of the project's test module `existing`, what is not a test (imports, fixtures, helpers) and the tests that
-    name one of `names` (the functions asked about); all of it when it does not parse."""
+    name one of `names` (the functions asked about), its `from` imports without the names nothing kept uses; all of it
+    when it does not parse."""
     try:
         tree = ast.parse(existing)
     except SyntaxError:
         return existing
     lines = existing.split("\n")
-    drop: list[tuple[int, int]] = []
+    gone: set[int] = set()
     for node in tree.body:
         if isinstance(node, _DEFS) and node.name.lower().startswith("test"):
             mentioned = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
             mentioned |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
             if not mentioned & names:
-                drop.append((first_line(node), node.end_lineno or node.lineno))
-    gone = {n for start, end in drop for n in range(start, end + 1)}
-    kept = "\n".join(line for number, line in enumerate(lines, start=1) if number not in gone)
-    return re.sub(r"\n{4,}", "\n\n\n", kept).strip("\n") + "\n"
+                gone.update(range(first_line(node), (node.end_lineno or node.lineno) + 1))
+    instead = _imports_used(tree, lines, gone) if gone else {}
+    kept = [instead.get(number, line) for number, line in enumerate(lines, start=1) if number not in gone]
+    text = "\n".join(line for line in kept if line is not None)
+    return re.sub(r"\n{4,}", "\n\n\n", text).strip("\n") + "\n"
+
+
+def _imports_used(tree: ast.Module, lines: list[str], gone: set[int]) -> dict[int, str | None]:
+    """Line number -> its new text (None: removed) for the top-level `from` imports of a test module, narrowed to the
+    names that its lines not in `gone` use (by word, so that a name used only in a string or a decorator counts)."""
+    instead: dict[int, str | None] = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ImportFrom) or node.module == "__future__":
+            continue
+        own = set(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+        rest = "\n".join(line for number, line in enumerate(lines, start=1) if number not in gone | own)
+        words = set(re.findall(r"\w+", rest))
+        used = [a for a in node.names if a.name == "*" or (a.asname or a.name) in words]
+        if len(used) == len(node.names):
+            continue
+        text = ast.unparse(ast.ImportFrom(node.module, used, node.level)) if used else None
+        instead.update(dict.fromkeys(own, None))
+        instead[node.lineno] = text
+    return instead

@@ -57,19 +57,17 @@ from oh_lsp.validation.scores import kept_share
 
 RUNS = 3
 
-SYSTEM_PROMPT = """You write pytest unit tests for Python code.
-Answer with exactly one fenced ```python block holding a complete test module, and nothing else.
-Rules:
-- Import the module under test by its module path, exactly as given.
-- Use pytest and the standard library only, plus what the module itself imports.
-- Every test is a function named test_<something>; tests are deterministic and need no network.
-- Every test asserts something about the result: a test that asserts nothing is thrown away.
-- Use the project's fixtures from conftest.py where they fit; don't redefine them.
-- Never copy or redefine the code under test; test its real behaviour, including edge cases and errors."""
+# The rules in few words: every request of every unit_test task carries them (P6b in docs/benchmarks.md).
+SYSTEM_PROMPT = """You write pytest tests. Answer with one ```python block holding a complete test module, nothing else.
+- Import the module under test by its module path, as given.
+- Use only pytest, the standard library and what the module imports.
+- Tests are test_* functions: deterministic, no network, each asserting on results.
+- Use conftest.py fixtures where they fit; don't redefine them.
+- Test the real code (never copy it), edge cases and errors too."""
 
 GUIDANCE = (
-    "Write tests that run these lines and take these branches, and that would fail if one of these changes were"
-    " made. A test is kept only when it passes, asserts something, and checks something no existing test checks."
+    "Write tests that run these lines and branches and fail if any of these changes is made. Only tests that pass"
+    " and check something new are kept."
 )
 
 
@@ -105,10 +103,7 @@ def first_messages(
     gaps = left.words(target.text)
     shown = numbered(target.text) if whole or segment is None else excerpt(target.text, segment.aim)
     if focus:
-        instruction += (
-            f"\nAsked about only: {', '.join(focus)} (changed since the last tests, their tests no longer apply, or"
-            " still untested). Of the rest, only the signatures of what it uses are shown."
-        )
+        instruction += f"\nAsked about only: {', '.join(focus)}. Of the rest, only the signatures it uses are shown."
         shown = outline(target.text, {segment.label} if segment is not None and segment.label else set(focus))
         existing = tests_about(existing, {name.rsplit(".", 1)[-1] for name in focus}) if existing else ""
     user = prompt_sections(
@@ -118,7 +113,7 @@ def first_messages(
         instruction=instruction,
         source=shown,
         extra=[(2, f"Existing tests in {location.path.as_posix()} (do not repeat them)", existing)],
-        variable=[(1, "What no test checks yet (line numbers as above)", f"{gaps}\n{GUIDANCE}" if gaps else "")],
+        variable=[(1, "What no test checks yet", f"{gaps}\n{GUIDANCE}" if gaps else "")],
     )
     return [{"role": "system", "content": SYSTEM_PROMPT}, user_message(user)]
 
@@ -226,6 +221,7 @@ class UnitTestSession:
         if self.left.empty:  # the tests kept earlier, checked again, leave nothing to ask (incremental work)
             return []
         focus = with_open_gaps(self.left, self.target.text, self.reused.focus) if self.reused.focus else ()
+        self.reused.focus = focus  # the result's `incremental.asked`: what the prompt asks about, open gaps included
         whole_prompt = first_messages(self.target, self.task, self.aim, self.left, None, None, focus=focus)
         fits = sum(estimate_tokens(m["content"]) for m in whole_prompt) <= budget
         parts = segments(self.target.text, self.left, self.aim, fits=fits)
