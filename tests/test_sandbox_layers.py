@@ -46,8 +46,8 @@ async def test_the_documented_table_is_what_this_machine_measures() -> None:
 def test_redaction_takes_out_every_form_of_every_known_secret() -> None:
     already = set(known_secrets([], {}))  # what earlier tests of this process `remember`ed
     secrets = known_secrets([SENTINEL_KEY, None, "pw"], {"GITHUB_TOKEN": "ghp_abcdefghij", "PATH": "/usr/bin"})
-    new = [s for s in secrets if s not in already]
-    assert new == [SENTINEL_KEY, "ghp_abcdefghij"]  # too short ("pw") and ordinary variables are not secrets
+    assert {SENTINEL_KEY, "ghp_abcdefghij"} <= set(secrets)
+    assert set(secrets) - already == {SENTINEL_KEY, "ghp_abcdefghij"} - already  # not "pw" (too short), not PATH
     assert secrets == sorted(secrets, key=len, reverse=True), "longest first"
     text = f'OPENROUTER_API_KEY={SENTINEL_KEY}\x00GITHUB_TOKEN=ghp_abcdefghij {{"k": "{SENTINEL_KEY}"}}'
     assert redact(text, secrets) == f'OPENROUTER_API_KEY={MARK}\x00GITHUB_TOKEN={MARK} {{"k": "{MARK}"}}'
