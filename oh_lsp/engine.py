@@ -269,10 +269,7 @@ class ExecutionEngine:
                     return task
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"task {task_id} is still {task.status.value}")
-                try:
-                    await asyncio.wait_for(ended.wait(), min(self.poll_interval, 0.2))
-                except TimeoutError:
-                    pass
+                await self._until(ended)
         finally:
             unsubscribe()
 
@@ -298,12 +295,16 @@ class ExecutionEngine:
                 if deadline is not None and time.monotonic() > deadline:
                     return
                 job_ended.clear()
-                try:
-                    await asyncio.wait_for(job_ended.wait(), min(self.poll_interval, 0.2))
-                except TimeoutError:
-                    pass
+                await self._until(job_ended)
         finally:
             unsubscribe()
+
+    async def _until(self, event: asyncio.Event) -> None:
+        """Until `event` is set, or for the poll interval at most (0.2 s at most): the store is looked at again then."""
+        try:
+            await asyncio.wait_for(event.wait(), min(self.poll_interval, 0.2))
+        except TimeoutError:
+            pass
 
     # --- workers -----------------------------------------------------------------------------------------------
     def gateway(self) -> Any:
