@@ -122,6 +122,28 @@ async def test_an_unchanged_function_still_untested_is_asked_about_too(ops_proje
     assert sorted(second.result["kept_tests"]) == ["test_clamp", "test_double", "test_grade_b_plus", "test_sign"]
 
 
+async def test_mutants_an_earlier_task_left_alive_in_unchanged_code_are_not_asked_about_again(
+    ops_project: Path, model_server
+) -> None:
+    """With mutation analysis: `double`'s first test runs its line but notices no mutant. After `grade` changes, the
+    second task asks about `grade` alone (its lines and mutants); `double`'s survivors were there for the first task,
+    which was asked about them. The result still reports them (the editor's diagnostics)."""
+    weak = "def test_double():\n    assert double([]) == []\n"
+    model_server.responder = lambda request: Reply.text(answer(request).content.replace(TESTS["2 * v for v"][1], weak))
+    first = await run_task(ops_project, model_server, target="pkg/ops.py", mutation=True)
+    assert "test_double" in first.result["kept_tests"], first.error
+    (ops_project / "pkg" / "ops.py").write_text(OPS_GRADE_CHANGED)
+    model_server.responder = answer
+    second = await run_task(ops_project, model_server, target="pkg/ops.py", mutation=True)
+    assert second.status.value == "completed", second.error
+    prompt = prompt_of(model_server.requests[-1])
+    assert "Asked about only: grade." in prompt and "2 * v for v" not in prompt, prompt
+    assert second.result["incremental"]["asked"] == ["grade"]
+    line = OPS_GRADE_CHANGED.splitlines().index("    return [2 * v for v in values]") + 1
+    survivors = [w for w in second.result["validation"]["warnings"] if w["code"] == "surviving-mutant"]
+    assert any(w["line"] == line for w in survivors), f"double's survivors are still reported: {survivors}"
+
+
 async def test_a_bypass_asks_for_everything(ops_project: Path, model_server) -> None:
     await task_on_ops(ops_project, model_server)
     (ops_project / "pkg" / "ops.py").write_text(OPS_GRADE_CHANGED)

@@ -14,7 +14,7 @@ task is a plain one, what the existing tests leave is asked for). A test kept
 earlier whose units are all unchanged is *carried*: the session checks it again with the value gate (real pytest, no
 model) and it counts like a kept test. A test already in the project's test module (delivered) is neither: the
 baseline measures it. The units of the tests that cannot be carried are asked about again. Only then is the model
-asked, about the gaps of the units asked and of those still untested (`with_open_gaps`), with a prompt that shows those units' source and the rest of
+asked, about the gaps of the units asked and the lines still untested anywhere (`to_ask`), with a prompt that shows those units' source and the rest of
 the module by its signatures (`outline`) and of the existing tests only those that name them (`tests_about`).
 
 All of it is pure: sources in, data out.
@@ -77,13 +77,19 @@ def units_run(source: str, lines: set[int]) -> list[str]:
     return sorted({in_body[line] for line in lines if line in in_body})
 
 
-def with_open_gaps(left: Left, source: str, asked: tuple[str, ...]) -> tuple[str, ...]:
-    """The units asked about: those `asked` (changed, or whose earlier tests no longer apply) and those that still have
-    a gap (a line no test runs, a mutant no test notices), changed or not: incremental work spares the tests kept
-    earlier, never what is still untested."""
+def to_ask(
+    left: Left, source: str, asked: tuple[str, ...], *, every_mutant: bool = False
+) -> tuple[Left, tuple[str, ...]]:
+    """What incremental work asks about, and the units it is in: every line no test runs, wherever it is (the tests
+    kept earlier are spared, never untested code), and the mutants that survive in the units `asked` (changed, or
+    whose earlier tests no longer apply). The mutants that survive in the other units survived the earlier task on
+    this code, which was asked about them: they are asked about again only `every_mutant` (when the change leaves
+    nothing else to ask)."""
     found = definitions(ast.parse(source))
-    open_gaps = {owner(found, g.line) for g in left.gaps} | {owner(found, r.mutant.line) for r in left.mutants}
-    return tuple(sorted(set(asked) | {unit for unit in open_gaps if unit}))
+    mutants = [r for r in left.mutants if every_mutant or owner(found, r.mutant.line) in asked]
+    kept = Left(list(left.gaps), mutants)
+    open_gaps = {owner(found, g.line) for g in kept.gaps} | {owner(found, r.mutant.line) for r in kept.mutants}
+    return kept, tuple(sorted(set(asked) | {unit for unit in open_gaps if unit}))
 
 
 def functions_count(found: dict[str, str]) -> int:

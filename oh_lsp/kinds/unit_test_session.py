@@ -40,7 +40,7 @@ from oh_lsp.kinds.test_layout import locate_tests
 from oh_lsp.kinds.unit_test_baseline import project_measures
 from oh_lsp.kinds.unit_test_gaps import Aim, Left, Segment, aim_of, excerpt, numbered, segments, what_is_left
 from oh_lsp.kinds.unit_test_gate import Judged, Ledger, final_run, judge_answer
-from oh_lsp.kinds.unit_test_increment import outline, tests_about, with_open_gaps
+from oh_lsp.kinds.unit_test_increment import outline, tests_about, to_ask
 from oh_lsp.kinds.unit_test_module import not_isolated_finding, run_details, untrusted_finding
 from oh_lsp.kinds.unit_test_reuse import Reuse, remember, reuse
 from oh_lsp.repair import MAX_FINDINGS, trim_traceback
@@ -151,6 +151,9 @@ class UnitTestSession:
         self.survived_later: set[str] = set()
         self.segment_labels: list[str] = []
         self.reused = Reuse()  # what the last completed task on the target left (incremental work)
+        self.asked: tuple[str, ...] = ()  # the units incremental work asks about, before its untested lines are added
+        self.spared = 0  # mutants surviving in code incremental work does not ask about again
+        self.every_mutant = False  # the change left nothing to ask: the mutants earlier tasks left are asked about
 
     # --- before the first model call ----------------------------------------------------------------------------
     async def prepare(self) -> ValidationResult | None:
@@ -183,7 +186,12 @@ class UnitTestSession:
         mutation = self.before.score if self.before is not None else None
         self.env.progress(progress_text.existing_tests_figures(self.baseline.totals.percent, mutation))
         self.reused = await reuse(self.env, self.ledger, self.task, self.aim)
+        self.asked = self.reused.focus
         self.left = self._left(self.aim)
+        if self.left.empty and not self.ledger.kept and self.spared:
+            # the change leaves nothing to ask: rather than "nothing left", the mutants earlier tasks left alive
+            self.every_mutant = True
+            self.left = self._left(self.aim)
         if self.left.empty and not self.ledger.kept:
             where = self.aim.label or self.target.module
             return ValidationResult.from_findings(
@@ -208,7 +216,11 @@ class UnitTestSession:
         assert self.ledger is not None
         alive = self.ledger.alive()
         left = what_is_left(_coverage_of(self.ledger), alive.results if alive else [], aim)
-        return left
+        if not self.asked:
+            return left
+        asked, _ = to_ask(left, self.target.text, self.asked, every_mutant=self.every_mutant)
+        self.spared = len(left.mutants) - len(asked.mutants)
+        return asked
 
     @property
     def kept_any(self) -> bool:
@@ -220,7 +232,7 @@ class UnitTestSession:
         budget = (context_tokens or metadata.get("context_tokens") or DEFAULT_CONTEXT_TOKENS) - ANSWER_RESERVE_TOKENS
         if self.left.empty:  # the tests kept earlier, checked again, leave nothing to ask (incremental work)
             return []
-        focus = with_open_gaps(self.left, self.target.text, self.reused.focus) if self.reused.focus else ()
+        focus = to_ask(self.left, self.target.text, self.asked, every_mutant=self.every_mutant)[1] if self.asked else ()
         self.reused.focus = focus  # the result's `incremental.asked`: what the prompt asks about, open gaps included
         whole_prompt = first_messages(self.target, self.task, self.aim, self.left, None, None, focus=focus)
         fits = sum(estimate_tokens(m["content"]) for m in whole_prompt) <= budget
