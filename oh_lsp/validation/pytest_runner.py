@@ -198,10 +198,10 @@ async def run_pytest(
     plugins = dict(plugins or {})
     if cover_map is not None:
         plugins["oh_lsp_contexts"] = _CONTEXTS_PLUGIN
-    shutil.copyfile(_PLUGIN, box.tools / "oh_lsp_report.py")
-    shutil.copyfile(AUDIT_PLUGIN, box.tools / "oh_lsp_audit.py")
+    _install(_PLUGIN.read_bytes(), box.tools / "oh_lsp_report.py")
+    _install(AUDIT_PLUGIN.read_bytes(), box.tools / "oh_lsp_audit.py")
     for name, source in plugins.items():
-        shutil.copyfile(source, box.tools / f"{name}.py")
+        _install(source.read_bytes(), box.tools / f"{name}.py")
     tag = os.urandom(4).hex()
     report = box.base / f"report-{tag}.jsonl"
     run_env = {"OH_LSP_REPORT": str(report), "OH_LSP_SANDBOX_DIR": str(box.base), **(env or {})}
@@ -260,8 +260,21 @@ def _inifile(box: Sandbox) -> Path:
         if path.is_file() and section in path.read_text(encoding="utf-8", errors="replace"):
             return box.inside_root / name
     empty = box.tools / "pytest.ini"
-    empty.write_text("[pytest]\n")
+    _install(b"[pytest]\n", empty)
     return empty
+
+
+def _install(data: bytes, path: Path) -> None:
+    """`path` holding `data`, never seen half written: another run of the same sandbox (runs 2 and 3 and the mutation
+    analysis run side by side) may be reading it. Left alone when it already holds `data`; else replaced by a rename."""
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    staged = path.with_name(f".{path.name}.{os.urandom(4).hex()}")
+    staged.write_bytes(data)
+    os.replace(staged, path)
 
 
 def _fast_scratch(box: Sandbox) -> Path:
@@ -300,7 +313,7 @@ async def _under_coverage(
     if cover_map is not None:
         files = [str(box.inside_root / name) for name in cover_map]
         rcfile.write_text(f"[run]\ndata_file = {data}\nbranch = True\ninclude =\n    " + "\n    ".join(files) + "\n")
-        shutil.copyfile(_COVERAGE_DUMP, box.tools / "oh_lsp_coverage_dump.py")
+        _install(_COVERAGE_DUMP.read_bytes(), box.tools / "oh_lsp_coverage_dump.py")
         report = shlex.join([str(python), str(box.tools / "oh_lsp_coverage_dump.py"), str(rcfile), str(out), *files])
     else:
         assert cover is not None  # one of the two is given
