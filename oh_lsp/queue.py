@@ -4,8 +4,8 @@ It is a thin async face on a `TaskStore`: each call runs on the store's thread (
 gateway of the same engine), so the caller's event loop never waits on SQLite locks. With `inline_calls` (the
 default; the language server turns it off, its event loop answers the editor) the short ones (submit, claim,
 completion, heartbeat) are made at once on the caller's thread when that cannot wait (`StoreThread.now` / `soon`).
-Leases handed out by `claim` are remembered here, so `finish(task_id, status)` works without the lease id while still being fenced against a worker
-that lost its lease. Its words are the store's (`submit`, `claim`, `finish`, `retry`, `stats`); the usage guide's
+Leases handed out by `claim` are remembered here, so `finish(task_id, status)` works without the lease id while still
+being fenced against a worker that lost its lease. Its words are the store's (`submit`, `claim`, `finish`, `retry`, `stats`); the usage guide's
 names for them (`enqueue`, `dequeue`, `mark_completed`, `get_stats`) stay as aliases.
 """
 

@@ -20,7 +20,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 MARK = "[redacted]"
@@ -73,21 +73,23 @@ def _scan(env: Mapping[str, str]) -> frozenset[str]:
 def redact(text: str, secrets: Iterable[str] | None = None, mark: str = MARK) -> str:
     """`text` with every occurrence of each secret (as it is, and as JSON or `repr` would escape it) replaced by
     `mark`. `secrets`: default every secret oh-lsp knows (`known_secrets()`)."""
-    for secret in known_secrets() if secrets is None else secrets:
-        if not secret or len(secret) < MIN_LENGTH:
-            continue
-        for form in _forms(secret):
-            if form in text:
-                text = text.replace(form, mark)
+    for form in _all_forms(secrets):
+        if form in text:
+            text = text.replace(form, mark)
     return text
 
 
 def holds_secret(text: str, secrets: Iterable[str] | None = None) -> bool:
     """Whether `redact` would take anything out of `text`."""
+    return any(form in text for form in _all_forms(secrets))
+
+
+def _all_forms(secrets: Iterable[str] | None) -> Iterator[str]:
+    """Every form `redact` looks for of each of `secrets` long enough to be one (default: `known_secrets()`), in
+    their order."""
     for secret in known_secrets() if secrets is None else secrets:
-        if secret and len(secret) >= MIN_LENGTH and any(form in text for form in _forms(secret)):
-            return True
-    return False
+        if secret and len(secret) >= MIN_LENGTH:
+            yield from _forms(secret)
 
 
 @functools.lru_cache(maxsize=256)
