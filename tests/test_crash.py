@@ -93,7 +93,8 @@ def crash_and_recover(project: Path, server, *, phase: str, workers: int) -> Non
         text=True,
         timeout=900,
     )
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    unfinished = [line for line in again.stdout.splitlines() if ": completed: " not in line]
+    assert again.returncode == 0, (again.returncode, unfinished, again.stderr[-3000:])
     with sqlite3.connect(state_dir(project) / "oh-lsp.sqlite3") as db:
         statuses = dict(db.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall())
         deliveries = dict(db.execute("SELECT delivery, count(*) FROM tasks GROUP BY delivery").fetchall())

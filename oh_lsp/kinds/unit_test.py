@@ -10,7 +10,6 @@ result), and `check_test_module` is `ResultValidator`'s check of a test module o
 
 from __future__ import annotations
 
-import asyncio
 import random
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from oh_lsp.validation.baseline import measure_baseline
 from oh_lsp.validation.behaviour import attempted, behaviour_findings, module_findings
 from oh_lsp.validation.findings import Finding
 from oh_lsp.validation.mutation import analyse_mutants
-from oh_lsp.validation.pytest_runner import PytestRun, ensure_pytest, run_pytest
+from oh_lsp.validation.pytest_runner import PytestRun, ensure_pytest, run_pytest, run_seeds
 from oh_lsp.validation.result import ValidationResult
 from oh_lsp.validation.sandbox import sandbox_refusal
 from oh_lsp.validation.scores import validation_score
@@ -145,11 +144,7 @@ async def check_test_module(
         passing = [t.nodeid for t in first.passed if t.nodeid not in unsafe]
         later: list[PytestRun] = []
         if passing and not findings:
-            later = list(
-                await asyncio.gather(
-                    *(run_pytest(box, env.python, passing, timeout=timeout, seed=seed) for seed in seeds[1:])
-                )
-            )
+            later = await run_seeds(box, env.python, passing, seeds[1:], timeout=timeout)
         defs = def_lines(tree)
         for test in first.failed:
             findings.append(

@@ -27,7 +27,7 @@ from typing import Any
 from oh_lsp.validation.behaviour import attempted
 from oh_lsp.validation.coverage_map import Arc, FileCoverage
 from oh_lsp.validation.mutation import MutationReport, analyse_mutants
-from oh_lsp.validation.pytest_runner import PytestRun, run_pytest
+from oh_lsp.validation.pytest_runner import PytestRun, run_pytest, run_seeds, run_the_rest
 from oh_lsp.validation.sandbox import Sandbox
 from oh_lsp.validation.value_gate import CandidateTest, asserting_lines
 
@@ -59,6 +59,14 @@ def _order(tests: list[str], coverage: FileCoverage, covered: tuple[set[int], se
     return sorted(tests, key=lambda nodeid: (-gain(nodeid), nodeid))
 
 
+async def _no_runs() -> list[PytestRun]:
+    return []
+
+
+async def _no_report() -> MutationReport | None:
+    return None
+
+
 def _test_key(nodeid: str) -> str:
     """`tests/x.py::TestA::test_b[1]` -> `TestA::test_b[1]`."""
     return nodeid.split("::", 1)[1] if "::" in nodeid else nodeid
@@ -86,18 +94,28 @@ async def measure_candidates(
     report of the existing and kept tests: its surviving and uncovered mutants are tried against the candidates
     (`covered`: see the module docstring). `restore` writes the candidate into the copy again after a test changed
     the project copy and the copy was made fresh."""
-    first = await run_pytest(box, python, nodeids, timeout=timeout, seed=seeds[0], cover_map=[target, test_file])
+
+    async def restored(run: PytestRun) -> PytestRun:
+        if any(a.get("kind") == "project" for tried in attempted(run).values() for a in tried):  # the copy changed
+            await box.reset()
+            if restore is not None:
+                await restore()
+        return run
+
+    async def run_rest(rest: list[str]) -> PytestRun:  # the tests a test that took the run down kept from running
+        return await restored(await run_pytest(box, python, rest, timeout=timeout, seed=seeds[0], resume=False))
+
+    first = await run_pytest(
+        box, python, nodeids, timeout=timeout, seed=seeds[0], cover_map=[target, test_file], resume=False
+    )
+    first = await run_the_rest(await restored(first), run_rest)
     asked = nodeids  # a test class or a parametrized function stands for every test it holds
     nodeids = [n for n in first.tests if any(n == a or n.startswith((a + "::", a + "[")) for a in asked)]
     nodeids += [a for a in asked if not any(n == a or n.startswith((a + "::", a + "[")) for n in first.tests)]
     unsafe = attempted(first)
     passing = [t.nodeid for t in first.passed if t.nodeid in nodeids and t.nodeid not in unsafe]
-    if any(a.get("kind") == "project" for tried in unsafe.values() for a in tried):  # the copy was changed
-        await box.reset()
-        if restore is not None:
-            await restore()
     maps = first.coverage_map or {}
-    if unsafe and passing:  # a test that kills or stops the run leaves no coverage: the others are measured alone
+    if (unsafe or first.resumed) and passing:  # a test that kills the run leaves no coverage: measure the others
         alone = await run_pytest(box, python, passing, timeout=timeout, seed=seeds[0], cover_map=[target, test_file])
         maps = alone.coverage_map or {}
     coverage = FileCoverage.from_dump(maps.get(target))
@@ -122,10 +140,8 @@ async def measure_candidates(
             all_killers=covered is None,
             order=_order(hopeful, coverage, covered),
         )
-    later_runs = [run_pytest(box, python, passing, timeout=timeout, seed=seed) for seed in seeds[1:]] if passing else []
-    done = await asyncio.gather(*later_runs, *([analysis] if analysis is not None else []))
-    later: list[PytestRun] = [run for run in done if isinstance(run, PytestRun)]
-    report = next((r for r in done if isinstance(r, MutationReport)), None)
+    later_runs = run_seeds(box, python, passing, seeds[1:], timeout=timeout) if passing else _no_runs()
+    later, report = await asyncio.gather(later_runs, analysis if analysis is not None else _no_report())
     tests = []
     for nodeid in nodeids:
         case = first.tests.get(nodeid)

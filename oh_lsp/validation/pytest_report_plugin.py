@@ -1,4 +1,5 @@
-"""A pytest plugin that writes one JSON line per collection error and per test phase to `$OH_LSP_REPORT`.
+"""A pytest plugin that writes one JSON line per collection error, per test start and per test phase to
+`$OH_LSP_REPORT`.
 
 It runs inside the *project's* interpreter, which may be another Python version than oh-lsp's, so it imports
 nothing from oh-lsp and sticks to syntax that Python 3.8 understands (its annotations are never evaluated). It is
@@ -72,6 +73,10 @@ def pytest_collection_finish(session: Any) -> None:
             ],
         }
     )
+
+
+def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
+    _write({"event": "start", "nodeid": nodeid})  # a test started but never reported took its process down
 
 
 def pytest_runtest_logreport(report: Any) -> None:

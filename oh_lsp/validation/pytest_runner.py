@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shlex
 import shutil
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from oh_lsp.validation.sandbox import AUDIT_PLUGIN, RunResult, Sandbox
 _PLUGIN = Path(__file__).with_name("pytest_report_plugin.py")
 _CONTEXTS_PLUGIN = Path(__file__).with_name("coverage_context_plugin.py")
 _COVERAGE_DUMP = Path(__file__).with_name("coverage_dump.py")
+log = logging.getLogger(__name__)
 _imports_ok: dict[tuple[str, str], bool] = {}
 _sys_paths: dict[str, list[Path]] = {}
 
@@ -68,6 +71,15 @@ class PytestRun:
     coverage: Coverage | None = None
     module_attempts: list[dict[str, Any]] = field(default_factory=list)  # tried outside any test (at import)
     coverage_map: dict[str, Any] | None = None  # `cover_map`'s measure: see oh_lsp.validation.coverage_map
+    finished: bool = False  # pytest ended its session (the report plugin's last line)
+    never_started: list[str] = field(default_factory=list)  # collected tests the run ended before (see `broken`)
+    resumed: bool = False  # it broke, and the tests it never started were run again: its coverage is not whole
+
+    @property
+    def broken(self) -> bool:
+        """pytest ended without finishing its session and was not stopped for time: the interpreter or the sandbox
+        failed under it (a crash, a signal), so what it did not report says nothing about the tests."""
+        return not self.finished and not self.timed_out
 
     @property
     def passed(self) -> list[CaseResult]:
@@ -187,6 +199,7 @@ async def run_pytest(
     cover_map: Sequence[str] | None = None,
     plugins: Mapping[str, Path] | None = None,
     args: Sequence[str] = (),
+    resume: bool = True,
 ) -> PytestRun:
     """Run pytest on `targets` (paths or node ids relative to the project) and read the report plugin's lines.
 
@@ -194,7 +207,11 @@ async def run_pytest(
     `cover` (a project-relative file) measures that file's line coverage with coverage.py; when the project's
     interpreter lacks coverage.py, oh-lsp's own copy is made importable for the run. `cover_map` (project-relative
     files) measures lines and branches per test instead (`run.coverage_map`). `plugins` are more pytest plugins (module
-    name: file, copied beside the report plugin and loaded with -p), `args` more pytest arguments."""
+    name: file, copied beside the report plugin and loaded with -p), `args` more pytest arguments.
+
+    When a test takes the process down (`PytestRun.broken`), the tests the run never started are run again
+    (`run_the_rest`), unless `resume` is False or a test changed the project copy (the caller restores it)."""
+    plain = not plugins and not args
     plugins = dict(plugins or {})
     if cover_map is not None:
         plugins["oh_lsp_contexts"] = _CONTEXTS_PLUGIN
@@ -240,6 +257,13 @@ async def run_pytest(
         run.coverage_map = _read_coverage_map(out, box.inside_root, cover_map)
     elif cover is not None and not result.timed_out:
         run.coverage = _read_coverage(out, box.inside_root, cover)
+    changed = any(a.get("kind") == "project" for t in run.tests.values() for a in t.attempts)
+    if plain and resume and not changed:  # a run of tests (not a plugin's loop such as the mutation analysis')
+
+        def again(nodeids: list[str]) -> Awaitable[PytestRun]:  # coverage of a broken run is lost: not measured
+            return run_pytest(box, python, nodeids, timeout=timeout, seed=seed, deselect=deselect, env=env)
+
+        run = await run_the_rest(run, again)
     return run
 
 
@@ -353,6 +377,8 @@ def _read_report(report: Path, result: RunResult, secrets: list[str]) -> PytestR
         exit_code=result.returncode, timed_out=result.timed_out, duration=result.duration, output=result.output
     )
     lines = report.read_text(encoding="utf-8").splitlines() if report.exists() else []
+    reported: set[str] = set()  # a collected test counts as run only once a report of it was written
+    started: set[str] = set()
     for line in lines:
         try:
             record = redact_data(json.loads(line), secrets)
@@ -372,6 +398,7 @@ def _read_report(report: Path, result: RunResult, secrets: list[str]) -> PytestR
             test = run.tests.setdefault(record["nodeid"], CaseResult(record["nodeid"], record["nodeid"]))
             test.duration += record.get("duration") or 0.0
             outcome = record["outcome"]
+            reported.add(test.nodeid)
             if outcome == "failed":
                 test.outcome = "failed" if record["when"] == "call" else "error"
                 test.longrepr = record.get("longrepr", "")
@@ -384,7 +411,72 @@ def _read_report(report: Path, result: RunResult, secrets: list[str]) -> PytestR
         elif event == "attempt":
             case = run.tests.get(record.get("nodeid") or "")
             (case.attempts if case else run.module_attempts).append(record)
+        elif event == "start":
+            started.add(record["nodeid"])
+        elif event == "finished":
+            run.finished = True
+    for test in run.tests.values():
+        if test.nodeid not in reported:  # collected, then the run ended before a word on it: it did not pass
+            test.outcome = "error"
+            if test.nodeid in started:
+                test.message = f"it did not run to its end: {_run_end(run)}"
+            else:
+                test.message = f"it did not run: the run ended before it ({_run_end(run)})"
+                run.never_started.append(test.nodeid)
     return run
+
+
+async def run_the_rest(run: PytestRun, again: Callable[[list[str]], Awaitable[PytestRun]]) -> PytestRun:
+    """`run` with the tests it never started (a test before them took the process down) run again (`again`), for
+    as long as each run gets further: a good test is not dropped for the test that crashed the run before it. The
+    copy must be as the tests expect it: `again` restores it first when a test changed it."""
+    while run.broken and run.never_started and len(run.never_started) < len(run.tests):
+        rest = await again(run.never_started)
+        run.resumed = True
+        for nodeid in run.never_started:
+            if nodeid in rest.tests:
+                run.tests[nodeid] = rest.tests[nodeid]
+        run.module_attempts += rest.module_attempts
+        run.timed_out = rest.timed_out
+        run.finished = rest.finished
+        run.exit_code = rest.exit_code
+        run.output += "\n" + rest.output
+        run.duration += rest.duration
+        run.never_started = [n for n in rest.never_started if n in run.tests]
+    return run
+
+
+def _run_end(run: PytestRun) -> str:
+    """How a run that left tests unreported ended, in words."""
+    if run.timed_out:
+        return "the run was stopped at its time limit"
+    code = run.exit_code
+    if code is not None and (code < 0 or code > 128):  # killed by a signal (directly, or as the launcher's status)
+        number = -code if code < 0 else code - 128
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        return f"the test process was killed by {name}"
+    return f"the test process ended with exit code {code} before pytest finished"
+
+
+async def run_seeds(
+    box: Sandbox, python: Path, nodeids: list[str], seeds: Sequence[int], *, timeout: float
+) -> list[PytestRun]:
+    """`nodeids` run once per seed, side by side (runs 2 and 3 of a check). A run that broke (`PytestRun.broken`)
+    is a fact about the machine, not about the tests, so it is made once more, alone, before its outcomes count."""
+    runs = list(await asyncio.gather(*(run_pytest(box, python, nodeids, timeout=timeout, seed=s) for s in seeds)))
+    for i, run in enumerate(runs):
+        if run.broken:
+            log.warning(
+                "the test run with seed %s broke (%s); it is made again. Its output ended with: %s",
+                run.seed,
+                _run_end(run),
+                run.output[-1500:],
+            )
+            runs[i] = await run_pytest(box, python, nodeids, timeout=timeout, seed=run.seed)
+    return runs
 
 
 def _last_line(text: str) -> str:
