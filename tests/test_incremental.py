@@ -116,7 +116,7 @@ async def test_an_unchanged_function_still_untested_is_asked_about_too(ops_proje
     second = await task_on_ops(ops_project, model_server)
     assert second.status.value == "completed", second.error
     prompt = prompt_of(model_server.requests[1])
-    assert "Asked about only: double, grade." in prompt and "if x > 0:" not in prompt
+    assert "Asked about only: double, grade (" in prompt and "if x > 0:" not in prompt
     reused = second.result["incremental"]
     assert reused["changed"] == ["grade"] and reused["asked"] == ["double", "grade"]
     assert sorted(second.result["kept_tests"]) == ["test_clamp", "test_double", "test_grade_b_plus", "test_sign"]
@@ -137,7 +137,7 @@ async def test_mutants_an_earlier_task_left_alive_in_unchanged_code_are_not_aske
     second = await run_task(ops_project, model_server, target="pkg/ops.py", mutation=True)
     assert second.status.value == "completed", second.error
     prompt = prompt_of(model_server.requests[-1])
-    assert "Asked about only: grade." in prompt and "2 * v for v" not in prompt, prompt
+    assert "Asked about only: grade (" in prompt and "2 * v for v" not in prompt, prompt
     assert second.result["incremental"]["asked"] == ["grade"]
     line = OPS_GRADE_CHANGED.splitlines().index("    return [2 * v for v in values]") + 1
     survivors = [w for w in second.result["validation"]["warnings"] if w["code"] == "surviving-mutant"]

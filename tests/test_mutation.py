@@ -8,10 +8,11 @@ import os
 import time
 from pathlib import Path
 
+from oh_lsp.kinds.unit_test_gaps import Left, mutants_in_words
 from oh_lsp.validation.baseline import measure_baseline
 from oh_lsp.validation.gap_findings import survivor_findings
 from oh_lsp.validation.mutants import Mutant, mutants_of
-from oh_lsp.validation.mutation import CRASHED, GRACE_SECONDS, analyse_mutants
+from oh_lsp.validation.mutation import CRASHED, GRACE_SECONDS, MutantResult, analyse_mutants
 from oh_lsp.validation.sandbox import Sandbox
 
 SAMPLE = '''\
@@ -264,3 +265,15 @@ async def test_the_cap_reports_what_was_not_analysed(project: Path) -> None:
     assert report.findings[0].code == "mutation-incomplete" and "2 s cap" in report.findings[0].message
     assert took < 2.0 + GRACE_SECONDS + 5  # the cap holds (pytest's own start and stop aside)
     assert report.score is None or 0 <= report.score <= 1
+
+
+def test_surviving_mutants_are_a_short_line_each_in_the_prompt() -> None:
+    """The prompt shows the source with line numbers, so a mutant is named by its line and its change only (P6b):
+    the line's code is not quoted again, and what is past the limit is counted."""
+    survivors = [MutantResult(m, "survived") for m in sorted(mutants_of(SAMPLE), key=lambda m: (m.line, m.col))]
+    text = Left([], survivors).words(SAMPLE)
+    lines = text.splitlines()
+    assert lines[0] == "No test notices these changes:"
+    assert "- line 5: `>=` becomes `>`" in lines and "- line 8: `*` becomes `/`" in lines
+    assert len(lines) == 1 + len(survivors) and "if total >= 100" not in text, "the line's code is not quoted"
+    assert mutants_in_words(survivors, limit=3).splitlines()[-1] == f"- and {len(survivors) - 3} more"

@@ -51,8 +51,9 @@ from oh_lsp.validation.value_gate import asserts_something
 
 NAME = "unit_test"
 # part of the result cache's key (kinds/base.py); "2": the session's prompts aimed at the gaps, the value gate; "3":
-# the same rules in fewer words, the incremental prompt without the existing tests' unused imports (P6b)
-PROMPT_VERSION = "3"
+# the same rules in fewer words, the incremental prompt without the existing tests' unused imports (P6b); "4": the
+# surviving mutants a short line each, without quoting their line again
+PROMPT_VERSION = "4"
 RUNS = 3
 __all__ = [
     "NAME",

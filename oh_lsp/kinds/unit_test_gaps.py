@@ -114,7 +114,7 @@ class Left:
         """The gaps and the surviving mutants, one line each, with the source line each one starts at."""
         parts = [gaps_in_words(self.gaps, source)] if self.gaps else []
         if self.mutants:
-            parts.append(mutants_in_words(self.mutants, source))
+            parts.append(mutants_in_words(self.mutants))
         return "\n".join(parts)
 
     def names(self, limit: int = 2) -> str:
@@ -139,16 +139,13 @@ def _gap_name(gap: Gap) -> str:
     return f"line {gap.line}" if gap.line == gap.end_line else f"lines {gap.line}–{gap.end_line}"
 
 
-def mutants_in_words(mutants: list[MutantResult], source: str, *, limit: int = MAX_MUTANTS_NAMED) -> str:
-    lines = source.splitlines()
-    out = []
-    for result in mutants[:limit]:
-        m = result.mutant
-        code = lines[m.line - 1].strip() if 0 < m.line <= len(lines) else ""
-        text = f"- no test notices if {m.description} on line {m.line}"
-        out.append(f"{text}: `{code}`" if code else text)
+def mutants_in_words(mutants: list[MutantResult], *, limit: int = MAX_MUTANTS_NAMED) -> str:
+    """The surviving mutants as prompt text, a short line each: "- line 53: `<` becomes `<=`". The line itself is
+    not quoted again: every prompt shows the source it names with its line numbers (P6b in docs/benchmarks.md)."""
+    out = ["No test notices these changes:"]
+    out += [f"- line {r.mutant.line}: {r.mutant.description}" for r in mutants[:limit]]
     if len(mutants) > limit:
-        out.append(f"- and {len(mutants) - limit} more surviving mutants")
+        out.append(f"- and {len(mutants) - limit} more")
     return "\n".join(out)
 
 

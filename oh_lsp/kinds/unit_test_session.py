@@ -65,10 +65,7 @@ SYSTEM_PROMPT = """You write pytest tests. Answer with one ```python block holdi
 - Use conftest.py fixtures where they fit; don't redefine them.
 - Test the real code (never copy it), edge cases and errors too."""
 
-GUIDANCE = (
-    "Write tests that run these lines and branches and fail if any of these changes is made. Only tests that pass"
-    " and check something new are kept."
-)
+GUIDANCE = "Write tests that run these lines and notice these changes; only passing tests that add something are kept."
 
 
 def default_instruction(target: Target, task: QueuedTask | None, aim: Aim) -> str:
@@ -103,7 +100,7 @@ def first_messages(
     gaps = left.words(target.text)
     shown = numbered(target.text) if whole or segment is None else excerpt(target.text, segment.aim)
     if focus:
-        instruction += f"\nAsked about only: {', '.join(focus)}. Of the rest, only the signatures it uses are shown."
+        instruction += f"\nAsked about only: {', '.join(focus)} (of the rest: the signatures it uses)."
         shown = outline(target.text, {segment.label} if segment is not None and segment.label else set(focus))
         existing = tests_about(existing, {name.rsplit(".", 1)[-1] for name in focus}) if existing else ""
     user = prompt_sections(
