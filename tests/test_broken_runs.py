@@ -83,3 +83,33 @@ async def test_a_later_run_that_broke_is_made_again_rather_than_calling_the_test
     assert "def test_add" in (project / "tests/pkg/test_calc.py").read_text()
     said = [r.getMessage() for r in caplog.records if "broke" in r.getMessage()]
     assert len(said) == 1 and "SIGSEGV" in said[0], said
+
+
+async def test_resuming_stops_when_a_run_gets_no_further() -> None:
+    """A resumed run that breaks again before any test starts ends the resuming (it would never end otherwise); its
+    tests stay errors that say they did not run."""
+    from oh_lsp.validation.pytest_runner import CaseResult, PytestRun, run_the_rest
+
+    def broken(nodeids: list[str], crashed: str | None) -> PytestRun:
+        run = PytestRun(exit_code=139, collected=len(nodeids))
+        for nodeid in nodeids:
+            run.tests[nodeid] = CaseResult(nodeid, nodeid, outcome="error", message="it did not run")
+        run.tests[nodeids[0]].outcome = "passed"
+        run.never_started = [n for n in nodeids if n not in (nodeids[0], crashed)]
+        return run
+
+    asked: list[list[str]] = []
+
+    async def again(nodeids: list[str]) -> PytestRun:
+        asked.append(nodeids)
+        assert len(asked) < 5, "resumed again and again with no progress"
+        run = PytestRun(exit_code=139, collected=len(nodeids))
+        run.tests = {n: CaseResult(n, n, outcome="error", message="it did not run") for n in nodeids}
+        run.never_started = list(nodeids)  # broke before its first test, every time
+        return run
+
+    first = broken(["t::a", "t::b", "t::c", "t::d"], crashed="t::b")
+    done = await run_the_rest(first, again)
+    assert asked == [["t::c", "t::d"]], "one more try, then no further"
+    assert done.resumed and done.broken and done.never_started == ["t::c", "t::d"]
+    assert [done.tests[n].outcome for n in ("t::a", "t::c", "t::d")] == ["passed", "error", "error"]

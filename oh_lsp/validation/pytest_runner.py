@@ -431,9 +431,10 @@ async def run_the_rest(run: PytestRun, again: Callable[[list[str]], Awaitable[Py
     as long as each run gets further: a good test is not dropped for the test that crashed the run before it. The
     copy must be as the tests expect it: `again` restores it first when a test changed it."""
     while run.broken and run.never_started and len(run.never_started) < len(run.tests):
-        rest = await again(run.never_started)
+        asked = run.never_started
+        rest = await again(asked)
         run.resumed = True
-        for nodeid in run.never_started:
+        for nodeid in asked:
             if nodeid in rest.tests:
                 run.tests[nodeid] = rest.tests[nodeid]
         run.module_attempts += rest.module_attempts
@@ -443,6 +444,8 @@ async def run_the_rest(run: PytestRun, again: Callable[[list[str]], Awaitable[Py
         run.output += "\n" + rest.output
         run.duration += rest.duration
         run.never_started = [n for n in rest.never_started if n in run.tests]
+        if len(run.never_started) >= len(asked):  # it got no further (it broke before any test started): stop
+            break
     return run
 
 
