@@ -96,7 +96,7 @@ async def measure_candidates(
     the project copy and the copy was made fresh."""
 
     async def restored(run: PytestRun) -> PytestRun:
-        if any(a.get("kind") == "project" for tried in attempted(run).values() for a in tried):  # the copy changed
+        if run.changed_the_copy:
             await box.reset()
             if restore is not None:
                 await restore()

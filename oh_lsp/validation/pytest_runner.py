@@ -76,6 +76,12 @@ class PytestRun:
     resumed: bool = False  # it broke, and the tests it never started were run again: its coverage is not whole
 
     @property
+    def changed_the_copy(self) -> bool:
+        """A test (or the module, at import) tried to change the project copy: the next run needs it fresh."""
+        tried = [*self.module_attempts, *(a for t in self.tests.values() for a in t.attempts)]
+        return any(a.get("kind") == "project" for a in tried)
+
+    @property
     def broken(self) -> bool:
         """pytest ended without finishing its session and was not stopped for time: the interpreter or the sandbox
         failed under it (a crash, a signal), so what it did not report says nothing about the tests."""
@@ -257,8 +263,8 @@ async def run_pytest(
         run.coverage_map = _read_coverage_map(out, box.inside_root, cover_map)
     elif cover is not None and not result.timed_out:
         run.coverage = _read_coverage(out, box.inside_root, cover)
-    changed = any(a.get("kind") == "project" for t in run.tests.values() for a in t.attempts)
-    if plain and resume and not changed:  # a run of tests (not a plugin's loop such as the mutation analysis')
+    # a run of tests (not a plugin's own loop, such as the mutation analysis') that left the copy as it was
+    if plain and resume and not run.changed_the_copy:
 
         def again(nodeids: list[str]) -> Awaitable[PytestRun]:  # coverage of a broken run is lost: not measured
             return run_pytest(box, python, nodeids, timeout=timeout, seed=seed, deselect=deselect, env=env)
